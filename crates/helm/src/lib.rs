@@ -1,0 +1,1 @@
+//! Typed Helm API (in progress).

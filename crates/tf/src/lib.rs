@@ -1,0 +1,1 @@
+//! Typed Terraform API (in progress).

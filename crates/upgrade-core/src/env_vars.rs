@@ -1,0 +1,10 @@
+//! Every environment variable the toolkit reads, in one place.
+
+/// Path (or name on `PATH`) of the `terraform` to run.
+pub const TERRAFORM_BIN: &str = "TERRAFORM_BIN";
+/// Path (or name on `PATH`) of the `helm` to run.
+pub const HELM_BIN: &str = "HELM_BIN";
+/// Path (or name on `PATH`) of the `kubectl` to run.
+pub const KUBECTL_BIN: &str = "KUBECTL_BIN";
+/// Where `./dev tools` installs the real tools for tests and the demo (default: `.tools/`).
+pub const UPGRADE_TOOLS_DIR: &str = "UPGRADE_TOOLS_DIR";
