@@ -44,6 +44,9 @@ pub enum Stream {
     Stderr,
 }
 
+/// A callback that receives each line of output as it arrives.
+pub type LineCallback<'a> = dyn FnMut(Stream, &str) + 'a;
+
 /// How a timed-out child was stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StopMethod {
@@ -499,7 +502,7 @@ impl ProcessBuilder {
 
     fn run(
         &self,
-        mut on_line: Option<&mut dyn FnMut(Stream, &str)>,
+        mut on_line: Option<&mut LineCallback<'_>>,
     ) -> Result<ProcessOutput, ProcessError> {
         tracing::debug!(command = %self, cwd = ?self.cwd, "running");
         let started = Instant::now();
@@ -596,22 +599,20 @@ impl ProcessBuilder {
             if exited_at.is_some_and(|t| now.duration_since(t) > ORPHAN_PIPE_WAIT) {
                 break;
             }
-            if status.is_none() {
-                if let Some(deadline) = deadline {
-                    match interrupted_at {
-                        None if now >= deadline => {
-                            tracing::warn!(command = %self, "timed out; sending SIGINT");
-                            // Ignore failure: the child may have exited in between.
-                            signal_group(&handle, Signal::SIGINT);
-                            interrupted_at = Some(now);
-                        }
-                        Some(at) if !killed && now.duration_since(at) >= self.grace => {
-                            tracing::warn!(command = %self, "ignored SIGINT; killing");
-                            signal_group(&handle, Signal::SIGKILL);
-                            killed = true;
-                        }
-                        _ => {}
+            if let (None, Some(deadline)) = (status, deadline) {
+                match interrupted_at {
+                    None if now >= deadline => {
+                        tracing::warn!(command = %self, "timed out; sending SIGINT");
+                        // Ignore failure: the child may have exited in between.
+                        signal_group(&handle, Signal::SIGINT);
+                        interrupted_at = Some(now);
                     }
+                    Some(at) if !killed && now.duration_since(at) >= self.grace => {
+                        tracing::warn!(command = %self, "ignored SIGINT; killing");
+                        signal_group(&handle, Signal::SIGKILL);
+                        killed = true;
+                    }
+                    _ => {}
                 }
             }
         }

@@ -140,10 +140,10 @@ impl Redactor {
 }
 
 fn split_flag(arg: &str) -> (&str, Option<&str>) {
-    if arg.starts_with('-') {
-        if let Some((flag, value)) = arg.split_once('=') {
-            return (flag, Some(value));
-        }
+    if arg.starts_with('-')
+        && let Some((flag, value)) = arg.split_once('=')
+    {
+        return (flag, Some(value));
     }
     (arg, None)
 }

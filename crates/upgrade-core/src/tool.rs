@@ -62,7 +62,7 @@ impl Tool {
         match std::env::var_os(self.override_var) {
             Some(value) if !value.is_empty() => {
                 let path = PathBuf::from(value);
-                let from = format!("{}", self.override_var);
+                let from = self.override_var.to_string();
                 if path.components().count() == 1 {
                     // A bare name in the override: look it up on PATH.
                     return which::which(&path).map_err(|_| {

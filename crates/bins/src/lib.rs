@@ -1,0 +1,3 @@
+//! The per-component upgrade commands' shared code (argument structs, exit codes) and the demo.
+
+pub mod demo;

@@ -1,0 +1,5 @@
+//! End-to-end tests against the real tools installed by `./dev tools`.
+//!
+//! One test binary with a module per area (as cargo and uv do).
+
+mod real_tools;
