@@ -16,7 +16,8 @@ use std::fmt;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
@@ -47,7 +48,40 @@ pub enum Stream {
 /// A callback that receives each line of output as it arrives.
 pub type LineCallback<'a> = dyn FnMut(Stream, &str) + 'a;
 
-/// How a timed-out child was stopped.
+/// A request to stop running children gracefully, shared between threads.
+///
+/// Children run in their own process group, so a Ctrl-C at the terminal reaches only our
+/// process. A binary's signal handler calls `StopSignal::global().stop()`; every running
+/// command that watches the signal (all do, unless given another) then gets the same
+/// graceful stop as a timeout: one `SIGINT` to its group, the grace period, then `SIGKILL`,
+/// and returns [`ProcessError::Stopped`].
+#[derive(Clone, Debug, Default)]
+pub struct StopSignal(Arc<AtomicBool>);
+
+impl StopSignal {
+    /// A new, unset signal (for a caller that stops its own commands).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The process-wide signal every command watches by default.
+    pub fn global() -> &'static StopSignal {
+        static GLOBAL: OnceLock<StopSignal> = OnceLock::new();
+        GLOBAL.get_or_init(StopSignal::new)
+    }
+
+    /// Asks every command watching this signal to stop.
+    pub fn stop(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a stop was asked for.
+    pub fn is_stopped(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// How a timed-out or stopped child was stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StopMethod {
     /// It exited within the grace period after one `SIGINT`.
@@ -145,6 +179,21 @@ pub enum ProcessError {
         /// Stderr up to the stop, redacted.
         stderr: String,
     },
+    /// The program was stopped on request (Ctrl-C in the calling program, see [`StopSignal`]).
+    #[error(
+        "`{command}` was stopped on request and was {how}{}",
+        render_streams(stdout, stderr)
+    )]
+    Stopped {
+        /// The redacted command line.
+        command: String,
+        /// Whether SIGINT sufficed or it had to be killed.
+        how: StopMethod,
+        /// Stdout up to the stop, redacted.
+        stdout: String,
+        /// Stderr up to the stop, redacted.
+        stderr: String,
+    },
     /// The program succeeded but its output could not be understood.
     #[error(
         "could not parse the output of `{command}` as {what}: {source}\noutput starts with: {snippet}"
@@ -175,9 +224,9 @@ impl ProcessError {
     /// The last lines of stderr, for hints and short messages.
     pub fn stderr_tail(&self) -> Option<String> {
         match self {
-            ProcessError::Exited { stderr, .. } | ProcessError::TimedOut { stderr, .. } => {
-                Some(tail_lines(stderr, STDERR_TAIL_LINES))
-            }
+            ProcessError::Exited { stderr, .. }
+            | ProcessError::TimedOut { stderr, .. }
+            | ProcessError::Stopped { stderr, .. } => Some(tail_lines(stderr, STDERR_TAIL_LINES)),
             _ => None,
         }
     }
@@ -185,9 +234,9 @@ impl ProcessError {
     /// The full (redacted) stderr, when the child ran.
     pub fn stderr(&self) -> Option<&str> {
         match self {
-            ProcessError::Exited { stderr, .. } | ProcessError::TimedOut { stderr, .. } => {
-                Some(stderr)
-            }
+            ProcessError::Exited { stderr, .. }
+            | ProcessError::TimedOut { stderr, .. }
+            | ProcessError::Stopped { stderr, .. } => Some(stderr),
             _ => None,
         }
     }
@@ -261,6 +310,7 @@ pub struct ProcessBuilder {
     timeout: Option<Duration>,
     grace: Duration,
     secrets: Vec<String>,
+    stop: Option<StopSignal>,
 }
 
 impl ProcessBuilder {
@@ -275,6 +325,7 @@ impl ProcessBuilder {
             timeout: None,
             grace: DEFAULT_GRACE_PERIOD,
             secrets: Vec::new(),
+            stop: None,
         }
     }
 
@@ -338,6 +389,12 @@ impl ProcessBuilder {
     /// (chainable) Time between the `SIGINT` and the `SIGKILL` when a timeout stops the child.
     pub fn grace_period(&mut self, grace: Duration) -> &mut Self {
         self.grace = grace;
+        self
+    }
+
+    /// (chainable) Watches `signal` instead of [`StopSignal::global`].
+    pub fn stop_signal(&mut self, signal: StopSignal) -> &mut Self {
+        self.stop = Some(signal);
         self
     }
 
@@ -556,6 +613,9 @@ impl ProcessBuilder {
         let mut stderr = Vec::new();
         let mut partial: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
         let deadline = self.timeout.map(|t| started + t);
+        let stop = self.stop.as_ref().unwrap_or(StopSignal::global());
+        // Why the child is being stopped, once it is: a timeout or a stop request.
+        let mut stopping: Option<StopReason> = None;
         let mut interrupted_at: Option<Instant> = None;
         let mut killed = false;
         let mut readers_done = false;
@@ -599,10 +659,17 @@ impl ProcessBuilder {
             if exited_at.is_some_and(|t| now.duration_since(t) > ORPHAN_PIPE_WAIT) {
                 break;
             }
-            if let (None, Some(deadline)) = (status, deadline) {
+            if status.is_none() {
+                if stopping.is_none() {
+                    if deadline.is_some_and(|d| now >= d) {
+                        stopping = Some(StopReason::Timeout);
+                    } else if stop.is_stopped() {
+                        stopping = Some(StopReason::Requested);
+                    }
+                }
                 match interrupted_at {
-                    None if now >= deadline => {
-                        tracing::warn!(command = %self, "timed out; sending SIGINT");
+                    None if stopping.is_some() => {
+                        tracing::warn!(command = %self, reason = ?stopping, "stopping; sending SIGINT");
                         // Ignore failure: the child may have exited in between.
                         signal_group(&handle, Signal::SIGINT);
                         interrupted_at = Some(now);
@@ -635,22 +702,35 @@ impl ProcessBuilder {
             elapsed: started.elapsed(),
         };
         tracing::debug!(command = %self, status = %output.status, elapsed = ?output.elapsed, "finished");
-        if interrupted_at.is_some() {
-            let redactor = self.redactor();
-            return Err(ProcessError::TimedOut {
+        let how = if killed {
+            StopMethod::Kill
+        } else {
+            StopMethod::Interrupt
+        };
+        let redactor = self.redactor();
+        match stopping {
+            None => Ok(output),
+            Some(StopReason::Timeout) => Err(ProcessError::TimedOut {
                 command: self.to_string(),
                 after: self.timeout.unwrap_or_default(),
-                how: if killed {
-                    StopMethod::Kill
-                } else {
-                    StopMethod::Interrupt
-                },
+                how,
                 stdout: redactor.scrub(&output.stdout_lossy()),
                 stderr: redactor.scrub(&output.stderr_lossy()),
-            });
+            }),
+            Some(StopReason::Requested) => Err(ProcessError::Stopped {
+                command: self.to_string(),
+                how,
+                stdout: redactor.scrub(&output.stdout_lossy()),
+                stderr: redactor.scrub(&output.stderr_lossy()),
+            }),
         }
-        Ok(output)
     }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum StopReason {
+    Timeout,
+    Requested,
 }
 
 fn signal_group(handle: &duct::Handle, signal: Signal) {

@@ -85,6 +85,37 @@ fn only_one_sigint_is_ever_sent() {
 }
 
 #[test]
+fn a_stop_request_interrupts_the_child_gracefully() {
+    use upgrade_core::process::StopSignal;
+    let signal = StopSignal::new();
+    let mut cmd =
+        sh("trap 'echo got-sigint; exit 130' INT; echo running; while :; do sleep 0.05; done");
+    cmd.stop_signal(signal.clone())
+        .grace_period(Duration::from_secs(5));
+    let stopper = {
+        let signal = signal.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            signal.stop();
+        })
+    };
+    let err = cmd.exec().unwrap_err();
+    stopper.join().unwrap();
+    match &err {
+        ProcessError::Stopped { how, stdout, .. } => {
+            assert_eq!(*how, StopMethod::Interrupt);
+            assert!(
+                stdout.contains("got-sigint"),
+                "the child saw SIGINT: {stdout:?}"
+            );
+        }
+        other => panic!("expected Stopped, got {other:?}"),
+    }
+    // Another command does not watch that signal.
+    assert!(sh("true").exec().is_ok());
+}
+
+#[test]
 fn non_zero_exit_carries_code_and_stderr() {
     let err = sh("echo out-line; echo 'Error: state lock held' >&2; exit 3")
         .exec()
