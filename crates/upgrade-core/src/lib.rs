@@ -5,7 +5,10 @@
 //!   pipes drained, timeouts with a graceful stop, an async entry point);
 //! - [`tool`]: finding `terraform`, `helm` and `kubectl` as absolute paths, with install hints;
 //! - [`redact`]: the redaction rules the runner applies;
-//! - [`env_vars`]: every environment variable the toolkit reads.
+//! - [`env_vars`]: every environment variable the toolkit reads;
+//! - [`lockfile`], [`snapshot`], [`journal`], [`executor`]: the platform lockfile, the
+//!   snapshot store, the step journal and the executor that makes every step recorded,
+//!   resumable and reversible.
 //!
 //! # Example
 //!
@@ -25,9 +28,14 @@
 //! # }
 //! ```
 
+mod atomic_file;
 pub mod env_vars;
+pub mod executor;
+pub mod journal;
+pub mod lockfile;
 pub mod process;
 pub mod redact;
+pub mod snapshot;
 pub mod tool;
 
 pub use process::{ProcessBuilder, ProcessError, ProcessOutput};

@@ -1,0 +1,515 @@
+//! Runs the steps of an upgrade so that each one is recorded, resumable and reversible.
+//!
+//! For each step, in order: journal `started`; the step captures everything its rollback
+//! needs into a snapshot (committed atomically); journal `snapshot-taken`; apply (the step
+//! must be idempotent); journal `applied`; verify; journal `verified`. A run that dies
+//! anywhere is found on the next start ([`Executor::unfinished`]) and the caller chooses:
+//! [`Executor::resume`] repeats nothing already done (and never re-captures a snapshot, which
+//! would record a half-changed state), [`Executor::rollback`] undoes every step that got as
+//! far as its snapshot, newest first.
+//!
+//! A step that cannot be undone (the EKS control plane's minor) says so
+//! ([`Step::irreversible`]); the plan shows it before it runs, and a rollback stops at it and
+//! says what stays applied.
+//!
+//! Tests can kill the process at any step boundary with `UPGRADE_FAULT_KILL_AT=<step>:<boundary>`
+//! (see [`Boundary`]).
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+
+use crate::journal::{Event, Journal, JournalError, Outcome, PlannedStep, RunState, StepStatus};
+use crate::snapshot::{Snapshot, SnapshotError, SnapshotKey, SnapshotStore, SnapshotWriter};
+
+/// A step's failure (any error; its Display should name the problem and the fix).
+pub type StepError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What a step's async operations return.
+pub type StepFuture<'a> = Pin<Box<dyn Future<Output = Result<(), StepError>> + Send + 'a>>;
+
+/// One reversible unit of an upgrade (a Helm upgrade, a tfvars edit and apply, a backup, ...).
+pub trait Step: Send + Sync {
+    /// Unique in the run and stable across resumes, e.g. `kserve/helm-upgrade`.
+    fn id(&self) -> &str;
+    /// The component it changes, e.g. `kserve` (rollback can target one component).
+    fn component(&self) -> &str;
+    /// What it does, for people.
+    fn description(&self) -> String;
+    /// Why it cannot be undone, when it cannot.
+    fn irreversible(&self) -> Option<String> {
+        None
+    }
+    /// Records into `snapshot` everything [`rollback`](Step::rollback) needs. Runs before any change.
+    fn capture<'a>(&'a self, snapshot: &'a mut SnapshotWriter) -> StepFuture<'a>;
+    /// Makes the change. Must be idempotent: a resumed run may call it again.
+    fn apply(&self) -> StepFuture<'_>;
+    /// Checks the change took effect.
+    fn verify(&self) -> StepFuture<'_>;
+    /// Restores the state recorded in `snapshot`. Must be idempotent.
+    fn rollback<'a>(&'a self, snapshot: &'a Snapshot) -> StepFuture<'a>;
+}
+
+/// A step boundary where a test can kill the process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Boundary {
+    /// After `started` is journaled, before the snapshot.
+    BeforeCapture,
+    /// After `snapshot-taken`, before apply.
+    AfterCapture,
+    /// After `applied`, before verify.
+    AfterApply,
+    /// After `verified`.
+    AfterVerify,
+    /// During a rollback, after this step's `rolled-back`.
+    AfterRollback,
+}
+
+impl Boundary {
+    /// Every boundary of a forward run, in order.
+    pub const FORWARD: [Boundary; 4] = [
+        Boundary::BeforeCapture,
+        Boundary::AfterCapture,
+        Boundary::AfterApply,
+        Boundary::AfterVerify,
+    ];
+
+    /// The name used in `UPGRADE_FAULT_KILL_AT`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Boundary::BeforeCapture => "before-capture",
+            Boundary::AfterCapture => "after-capture",
+            Boundary::AfterApply => "after-apply",
+            Boundary::AfterVerify => "after-verify",
+            Boundary::AfterRollback => "after-rollback",
+        }
+    }
+}
+
+/// A run-level problem (a step's own failure is an [`RunOutcome`], not an error).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// The journal failed.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// The snapshot store failed.
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    /// A new run was asked for while another is unfinished.
+    #[error("run `{run_id}` did not finish (journal {}); nothing new starts until it is resolved\nhint: resume it (repeats nothing already done) or roll it back (undoes its applied steps)", journal.display())]
+    Unfinished {
+        /// The unfinished run.
+        run_id: String,
+        /// The journal that records it.
+        journal: PathBuf,
+    },
+    /// Resume or rollback was asked for but there is no such run.
+    #[error("there is no {what} run in {}", journal.display())]
+    NoRun {
+        /// "unfinished" or the run id.
+        what: String,
+        /// The journal searched.
+        journal: PathBuf,
+    },
+    /// The steps given do not match the run's plan (a different plan cannot resume it).
+    #[error(
+        "the steps given do not match run `{run_id}`'s plan: {detail}\nhint: resume with the same plan (same component versions and targets), or roll the run back"
+    )]
+    PlanMismatch {
+        /// The run.
+        run_id: String,
+        /// What differs.
+        detail: String,
+    },
+}
+
+/// How a run (or a resume) ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunOutcome {
+    /// Every step applied and verified.
+    Completed,
+    /// A step failed and the steps applied so far were rolled back.
+    RolledBack {
+        /// The step that failed.
+        failed_step: String,
+        /// Its error.
+        error: String,
+        /// The rollback's own result.
+        rollback: RollbackReport,
+    },
+    /// A step failed and the run stopped there, as asked ([`OnFailure::Stop`]).
+    Stopped {
+        /// The step that failed.
+        failed_step: String,
+        /// Its error.
+        error: String,
+    },
+}
+
+/// What a rollback did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RollbackReport {
+    /// Steps undone, in the order they were undone.
+    pub rolled_back: Vec<String>,
+    /// The step that stopped the rollback and why (irreversible, or its rollback failed).
+    pub blocked: Option<(String, String)>,
+}
+
+/// What to do when a step fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFailure {
+    /// Roll back every step applied so far in this run (the default).
+    RollBack,
+    /// Stop and leave the run unfinished for a person to resume or roll back.
+    Stop,
+}
+
+/// Runs steps against a journal and a snapshot store.
+#[derive(Debug)]
+pub struct Executor {
+    journal: Journal,
+    store: SnapshotStore,
+    on_failure: OnFailure,
+    fault: Option<(String, String)>,
+}
+
+impl Executor {
+    /// An executor writing to the journal at `journal_path` and snapshots under `snapshot_root`.
+    /// Reads `UPGRADE_FAULT_KILL_AT` for test fault injection.
+    pub fn open(journal_path: &Path, snapshot_root: &Path) -> Result<Self, RunError> {
+        let fault = std::env::var(crate::env_vars::UPGRADE_FAULT_KILL_AT)
+            .ok()
+            .and_then(|spec| {
+                spec.rsplit_once(':')
+                    .map(|(step, boundary)| (step.to_string(), boundary.to_string()))
+            });
+        Ok(Executor {
+            journal: Journal::open(journal_path)?,
+            store: SnapshotStore::open(snapshot_root)?,
+            on_failure: OnFailure::RollBack,
+            fault,
+        })
+    }
+
+    /// (chainable) What to do when a step fails.
+    pub fn on_failure(mut self, policy: OnFailure) -> Self {
+        self.on_failure = policy;
+        self
+    }
+
+    /// The snapshot store.
+    pub fn store(&self) -> &SnapshotStore {
+        &self.store
+    }
+
+    /// The unfinished run, if any.
+    pub fn unfinished(&self) -> Result<Option<RunState>, RunError> {
+        Ok(Journal::unfinished(self.journal.path())?)
+    }
+
+    /// The plan as it would be journaled: each step with its irreversibility, so a caller can
+    /// show it before anything runs.
+    pub fn plan_of(steps: &[&dyn Step]) -> Vec<PlannedStep> {
+        steps
+            .iter()
+            .map(|s| PlannedStep {
+                id: s.id().to_string(),
+                component: s.component().to_string(),
+                description: s.description(),
+                irreversible: s.irreversible(),
+            })
+            .collect()
+    }
+
+    /// Starts a new run. Refused while another run is unfinished.
+    pub async fn start(
+        &mut self,
+        run_id: &str,
+        steps: &[&dyn Step],
+    ) -> Result<RunOutcome, RunError> {
+        if let Some(run) = self.unfinished()? {
+            return Err(RunError::Unfinished {
+                run_id: run.run_id,
+                journal: self.journal.path().to_path_buf(),
+            });
+        }
+        self.journal.append(
+            run_id,
+            Event::Planned {
+                steps: Self::plan_of(steps),
+            },
+        )?;
+        let state = Journal::run(self.journal.path(), run_id)?.expect("just planned");
+        self.forward(state, steps).await
+    }
+
+    /// Resumes the unfinished run with the same steps, repeating nothing already done.
+    pub async fn resume(&mut self, steps: &[&dyn Step]) -> Result<RunOutcome, RunError> {
+        let state = self.unfinished()?.ok_or_else(|| RunError::NoRun {
+            what: "unfinished".into(),
+            journal: self.journal.path().to_path_buf(),
+        })?;
+        check_plan(&state, steps)?;
+        self.forward(state, steps).await
+    }
+
+    /// Rolls back a run (the unfinished one when `run_id` is `None`), or only one component's
+    /// steps of it, undoing every step that reached its snapshot, newest first.
+    pub async fn rollback(
+        &mut self,
+        run_id: Option<&str>,
+        component: Option<&str>,
+        steps: &[&dyn Step],
+        reason: &str,
+    ) -> Result<RollbackReport, RunError> {
+        let state = match run_id {
+            Some(id) => Journal::run(self.journal.path(), id)?,
+            None => self.unfinished()?,
+        }
+        .ok_or_else(|| RunError::NoRun {
+            what: run_id.unwrap_or("unfinished").to_string(),
+            journal: self.journal.path().to_path_buf(),
+        })?;
+        check_plan(&state, steps)?;
+        let report = self.undo(&state, component, steps, reason).await?;
+        // Rolling back one component leaves the rest of the run as it was; a whole-run
+        // rollback ends the run.
+        if component.is_none() {
+            let outcome = if report.blocked.is_some() {
+                Outcome::Stopped
+            } else {
+                Outcome::RolledBack
+            };
+            self.journal
+                .append(&state.run_id, Event::Finished { outcome })?;
+        }
+        Ok(report)
+    }
+
+    async fn forward(
+        &mut self,
+        mut state: RunState,
+        steps: &[&dyn Step],
+    ) -> Result<RunOutcome, RunError> {
+        let run_id = state.run_id.clone();
+        for (idx, step) in steps.iter().enumerate() {
+            let id = step.id();
+            let key = SnapshotKey {
+                run_id: run_id.clone(),
+                seq: idx as u32 + 1,
+                component: step.component().to_string(),
+                step: id.to_string(),
+            };
+            let status = state.status_of(id);
+            if status == StepStatus::Verified {
+                continue;
+            }
+            if status < StepStatus::Started || status == StepStatus::RolledBack {
+                self.journal
+                    .append(&run_id, Event::Started { step: id.into() })?;
+            }
+            self.fault_point(id, Boundary::BeforeCapture);
+            // Capture only if no snapshot was committed: after a crash past this point the
+            // live state may already be half-changed, and the old snapshot is the truth.
+            if state.status_of(id) < StepStatus::SnapshotTaken
+                || status == StepStatus::RolledBack
+                || !self.store.exists(&key)
+            {
+                let mut writer = self.store.begin(key.clone())?;
+                if let Err(e) = step.capture(&mut writer).await {
+                    return self.fail(&mut state, steps, id, e).await;
+                }
+                let snapshot = writer.commit()?;
+                self.journal.append(
+                    &run_id,
+                    Event::SnapshotTaken {
+                        step: id.into(),
+                        dir: snapshot.dir().to_path_buf(),
+                    },
+                )?;
+                state.status.insert(id.into(), StepStatus::SnapshotTaken);
+                state
+                    .snapshots
+                    .insert(id.into(), snapshot.dir().to_path_buf());
+            }
+            self.fault_point(id, Boundary::AfterCapture);
+            if state.status_of(id) < StepStatus::Applied {
+                if let Err(e) = step.apply().await {
+                    return self.fail(&mut state, steps, id, e).await;
+                }
+                self.journal
+                    .append(&run_id, Event::Applied { step: id.into() })?;
+                state.status.insert(id.into(), StepStatus::Applied);
+            }
+            self.fault_point(id, Boundary::AfterApply);
+            if let Err(e) = step.verify().await {
+                return self.fail(&mut state, steps, id, e).await;
+            }
+            self.journal
+                .append(&run_id, Event::Verified { step: id.into() })?;
+            state.status.insert(id.into(), StepStatus::Verified);
+            self.fault_point(id, Boundary::AfterVerify);
+        }
+        self.journal.append(
+            &run_id,
+            Event::Finished {
+                outcome: Outcome::Completed,
+            },
+        )?;
+        Ok(RunOutcome::Completed)
+    }
+
+    async fn fail(
+        &mut self,
+        state: &mut RunState,
+        steps: &[&dyn Step],
+        step: &str,
+        error: StepError,
+    ) -> Result<RunOutcome, RunError> {
+        let error = error.to_string();
+        tracing::error!(step, %error, "step failed");
+        self.journal.append(
+            &state.run_id,
+            Event::Failed {
+                step: step.into(),
+                error: error.clone(),
+            },
+        )?;
+        match self.on_failure {
+            OnFailure::Stop => Ok(RunOutcome::Stopped {
+                failed_step: step.into(),
+                error,
+            }),
+            OnFailure::RollBack => {
+                let fresh = Journal::run(self.journal.path(), &state.run_id)?.expect("run exists");
+                let reason = format!("step `{step}` failed: {error}");
+                let rollback = self.undo(&fresh, None, steps, &reason).await?;
+                let outcome = if rollback.blocked.is_some() {
+                    Outcome::Stopped
+                } else {
+                    Outcome::RolledBack
+                };
+                self.journal
+                    .append(&state.run_id, Event::Finished { outcome })?;
+                Ok(RunOutcome::RolledBack {
+                    failed_step: step.into(),
+                    error,
+                    rollback,
+                })
+            }
+        }
+    }
+
+    async fn undo(
+        &mut self,
+        state: &RunState,
+        component: Option<&str>,
+        steps: &[&dyn Step],
+        reason: &str,
+    ) -> Result<RollbackReport, RunError> {
+        let run_id = state.run_id.clone();
+        self.journal.append(
+            &run_id,
+            Event::RollbackStarted {
+                reason: reason.to_string(),
+            },
+        )?;
+        let mut report = RollbackReport::default();
+        for step in steps.iter().rev() {
+            let id = step.id();
+            if component.is_some_and(|c| c != step.component()) {
+                continue;
+            }
+            let status = state.status_of(id);
+            // Nothing changed before the snapshot; nothing to undo after a rollback.
+            if status < StepStatus::SnapshotTaken || status == StepStatus::RolledBack {
+                continue;
+            }
+            if let Some(why) = step.irreversible() {
+                let reason = format!(
+                    "`{id}` cannot be undone ({why}); it and every step before it stay applied. \
+                     To go back, follow the documented recovery for it (for EKS: a new cluster \
+                     at the previous version, restored from backups)"
+                );
+                self.journal.append(
+                    &run_id,
+                    Event::RollbackBlocked {
+                        step: id.into(),
+                        reason: reason.clone(),
+                    },
+                )?;
+                report.blocked = Some((id.to_string(), reason));
+                break;
+            }
+            let dir =
+                state
+                    .snapshots
+                    .get(id)
+                    .cloned()
+                    .ok_or_else(|| SnapshotError::BadManifest {
+                        dir: self.store.root().to_path_buf(),
+                        message: format!("the journal records no snapshot folder for `{id}`"),
+                    })?;
+            let snapshot = match Snapshot::open(&dir) {
+                Ok(s) => s,
+                Err(e) => {
+                    let reason = format!("`{id}`'s snapshot cannot be used: {e}");
+                    self.journal.append(
+                        &run_id,
+                        Event::RollbackBlocked {
+                            step: id.into(),
+                            reason: reason.clone(),
+                        },
+                    )?;
+                    report.blocked = Some((id.to_string(), reason));
+                    break;
+                }
+            };
+            if let Err(e) = step.rollback(&snapshot).await {
+                let reason = format!("rolling back `{id}` failed: {e}");
+                self.journal.append(
+                    &run_id,
+                    Event::RollbackBlocked {
+                        step: id.into(),
+                        reason: reason.clone(),
+                    },
+                )?;
+                report.blocked = Some((id.to_string(), reason));
+                break;
+            }
+            self.journal
+                .append(&run_id, Event::RolledBack { step: id.into() })?;
+            report.rolled_back.push(id.to_string());
+            self.fault_point(id, Boundary::AfterRollback);
+        }
+        Ok(report)
+    }
+
+    fn fault_point(&self, step: &str, boundary: Boundary) {
+        if let Some((fault_step, fault_boundary)) = &self.fault
+            && fault_step == step
+            && fault_boundary == boundary.name()
+        {
+            tracing::warn!(
+                step,
+                boundary = boundary.name(),
+                "fault injection: killing the process"
+            );
+            // Abort, not exit: no destructors, no flushing; the closest thing to a power cut.
+            std::process::abort();
+        }
+    }
+}
+
+fn check_plan(state: &RunState, steps: &[&dyn Step]) -> Result<(), RunError> {
+    let planned: Vec<&str> = state.steps.iter().map(|s| s.id.as_str()).collect();
+    let given: Vec<&str> = steps.iter().map(|s| s.id()).collect();
+    if planned != given {
+        return Err(RunError::PlanMismatch {
+            run_id: state.run_id.clone(),
+            detail: format!("planned {planned:?}, given {given:?}"),
+        });
+    }
+    Ok(())
+}
