@@ -1,0 +1,551 @@
+//! Drain with kubectl's semantics, evicting in parallel as far as the budgets allow, and
+//! naming every pod and budget that blocks it.
+//!
+//! Like `kubectl drain`: the node is cordoned first; pods go through the Eviction API (so
+//! PodDisruptionBudgets hold); DaemonSet pods stay (they would come right back); mirror
+//! (static) pods are skipped; pods with emptyDir data are evicted only when allowed; pods
+//! without a controller only with `force`; each pod gets its grace period; the whole drain
+//! has a timeout. Unlike it: evictions run in parallel (the API server refuses, with 429,
+//! any that would break a budget, and those are retried with backoff), pods annotated
+//! `karpenter.sh/do-not-disrupt` are respected unless forced, and a drain that cannot
+//! finish fails naming every pod left, why, and the budget involved, before or after
+//! touching anything.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{Api, DeleteParams, EvictParams, ListParams};
+
+use crate::connect::Cluster;
+use crate::error::{Error, Result, api_code};
+use crate::selector;
+
+/// The annotation Karpenter uses to keep a pod from being disrupted.
+pub const DO_NOT_DISRUPT: &str = "karpenter.sh/do-not-disrupt";
+const MIRROR_POD: &str = "kubernetes.io/config.mirror";
+
+/// How to drain.
+#[derive(Debug, Clone)]
+pub struct DrainOptions {
+    /// Leave DaemonSet pods (kubectl's `--ignore-daemonsets`); otherwise they block.
+    pub ignore_daemonsets: bool,
+    /// Evict pods with emptyDir volumes, losing that data (`--delete-emptydir-data`).
+    pub delete_emptydir_data: bool,
+    /// Evict pods without a controller (they will not come back) and those annotated
+    /// `karpenter.sh/do-not-disrupt` (`--force`).
+    pub force: bool,
+    /// Grace period given to each pod (`--grace-period`); `None` uses the pod's own.
+    pub grace_period: Option<Duration>,
+    /// The whole drain's limit (`--timeout`); seed 004 uses 5 minutes.
+    pub timeout: Duration,
+    /// First retry delay after a refused eviction; doubles up to `max_backoff`.
+    pub initial_backoff: Duration,
+    /// Longest delay between retries of one eviction.
+    pub max_backoff: Duration,
+}
+
+impl Default for DrainOptions {
+    fn default() -> Self {
+        DrainOptions {
+            ignore_daemonsets: true,
+            delete_emptydir_data: false,
+            force: false,
+            grace_period: None,
+            timeout: Duration::from_secs(300),
+            initial_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Why a pod did not leave the node.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "reason", rename_all = "kebab-case")]
+pub enum BlockReason {
+    /// Evicting it would break a PodDisruptionBudget (the API server answered 429).
+    DisruptionBudget {
+        /// The API server's message.
+        message: String,
+    },
+    /// It has no controller, so it would not come back (use force to delete it anyway).
+    NoController,
+    /// It has emptyDir data that eviction would lose (allow with delete-emptydir-data).
+    LocalStorage,
+    /// It is annotated `karpenter.sh/do-not-disrupt=true` (use force to evict it anyway).
+    DoNotDisrupt,
+    /// It belongs to a DaemonSet and DaemonSet pods were not to be ignored.
+    DaemonSet,
+    /// The eviction failed for another reason.
+    EvictionFailed {
+        /// The error.
+        message: String,
+    },
+    /// It was evicted but has not terminated yet.
+    StillTerminating,
+}
+
+impl std::fmt::Display for BlockReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BlockReason::DisruptionBudget { message } => write!(f, "disruption budget: {message}"),
+            BlockReason::NoController => {
+                f.write_str("no controller: it would not be recreated (force deletes it)")
+            }
+            BlockReason::LocalStorage => {
+                f.write_str("emptyDir data would be lost (allow with delete-emptydir-data)")
+            }
+            BlockReason::DoNotDisrupt => write!(
+                f,
+                "annotated {DO_NOT_DISRUPT}=true (force evicts it anyway)"
+            ),
+            BlockReason::DaemonSet => f.write_str("DaemonSet pod (ignore-daemonsets leaves it)"),
+            BlockReason::EvictionFailed { message } => write!(f, "eviction failed: {message}"),
+            BlockReason::StillTerminating => f.write_str("evicted but still terminating"),
+        }
+    }
+}
+
+/// A pod that keeps a drain from finishing.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BlockedPod {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// Why.
+    pub reason: BlockReason,
+    /// The PodDisruptionBudgets that select it (`namespace/name`).
+    pub budgets: Vec<String>,
+}
+
+/// What a drain did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DrainReport {
+    /// The node.
+    pub node: String,
+    /// Pods evicted (`namespace/name`), in the order they were accepted.
+    pub evicted: Vec<String>,
+    /// DaemonSet and mirror pods left in place.
+    pub skipped: Vec<String>,
+    /// Evictions the API server refused (429) before they went through.
+    pub refused_evictions: u32,
+    /// How long it took.
+    #[serde(with = "duration_ms")]
+    pub elapsed: Duration,
+}
+
+mod duration_ms {
+    pub fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.serialize_u128(d.as_millis())
+    }
+}
+
+/// How a pod on the node is to be treated, decided before anything is touched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PodPlan {
+    /// Evict it.
+    Evict,
+    /// Leave it (DaemonSet with ignore-daemonsets, or a mirror pod).
+    Skip,
+    /// It blocks the drain.
+    Block(BlockReason),
+}
+
+/// Decides, for one pod, what a drain with `options` will do (pure; used for prediction too).
+pub fn plan_pod(pod: &Pod, options: &DrainOptions) -> PodPlan {
+    let meta = &pod.metadata;
+    if meta
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(MIRROR_POD))
+    {
+        return PodPlan::Skip;
+    }
+    let controller = meta
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true));
+    if controller.is_some_and(|o| o.kind == "DaemonSet") {
+        return if options.ignore_daemonsets {
+            PodPlan::Skip
+        } else {
+            PodPlan::Block(BlockReason::DaemonSet)
+        };
+    }
+    let finished = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .is_some_and(|p| p == "Succeeded" || p == "Failed");
+    if finished {
+        // Nothing runs; evicting it loses nothing (kubectl deletes these too).
+        return PodPlan::Evict;
+    }
+    if controller.is_none() && !options.force {
+        return PodPlan::Block(BlockReason::NoController);
+    }
+    let has_empty_dir = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_ref())
+        .is_some_and(|vs| vs.iter().any(|v| v.empty_dir.is_some()));
+    if has_empty_dir && !options.delete_emptydir_data {
+        return PodPlan::Block(BlockReason::LocalStorage);
+    }
+    let do_not_disrupt = meta
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(DO_NOT_DISRUPT))
+        .is_some_and(|v| v == "true");
+    if do_not_disrupt && !options.force {
+        return PodPlan::Block(BlockReason::DoNotDisrupt);
+    }
+    PodPlan::Evict
+}
+
+/// The budgets (`namespace/name`) that select `pod`.
+pub fn budgets_for(pod: &Pod, pdbs: &[PodDisruptionBudget]) -> Vec<String> {
+    let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
+    let labels = pod.metadata.labels.clone().unwrap_or_default();
+    pdbs.iter()
+        .filter(|p| p.metadata.namespace.as_deref() == Some(ns))
+        .filter(|p| selector::matches(p.spec.as_ref().and_then(|s| s.selector.as_ref()), &labels))
+        .map(|p| format!("{ns}/{}", p.metadata.name.as_deref().unwrap_or_default()))
+        .collect()
+}
+
+/// Cordons `node` and evicts its pods. Fails with [`Error::DrainBlocked`] naming every pod
+/// that could not leave; pods that can never be evicted (no controller, emptyDir,
+/// do-not-disrupt) fail the drain before any eviction.
+pub async fn drain(cluster: &Cluster, node: &str, options: &DrainOptions) -> Result<DrainReport> {
+    let started = Instant::now();
+    let deadline = started + options.timeout;
+    crate::cordon::cordon(cluster, node).await?;
+    let client = cluster.client().clone();
+    let pods: Api<Pod> = Api::all(client.clone());
+    let on_node = pods
+        .list(&ListParams::default().fields(&format!("spec.nodeName={node}")))
+        .await
+        .map_err(|e| Error::api(format!("list pods on node {node}"), e))?
+        .items;
+    let pdbs: Vec<PodDisruptionBudget> = Api::<PodDisruptionBudget>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| Error::api("list PodDisruptionBudgets", e))?
+        .items;
+
+    let mut report = DrainReport {
+        node: node.to_string(),
+        ..DrainReport::default()
+    };
+    let mut to_evict = Vec::new();
+    let mut blocked = Vec::new();
+    for pod in on_node {
+        let key = pod_key(&pod);
+        match plan_pod(&pod, options) {
+            PodPlan::Skip => report.skipped.push(key),
+            PodPlan::Evict => to_evict.push(pod),
+            PodPlan::Block(reason) => blocked.push(BlockedPod {
+                namespace: pod.metadata.namespace.clone().unwrap_or_default(),
+                name: pod.metadata.name.clone().unwrap_or_default(),
+                budgets: budgets_for(&pod, &pdbs),
+                reason,
+            }),
+        }
+    }
+    if !blocked.is_empty() {
+        return Err(Error::DrainBlocked {
+            node: node.to_string(),
+            blocked,
+        });
+    }
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for pod in to_evict {
+        let budgets = budgets_for(&pod, &pdbs);
+        let client = client.clone();
+        let options = options.clone();
+        tasks.spawn(async move { evict_until_gone(client, pod, budgets, options, deadline).await });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        let outcome = joined.expect("eviction tasks do not panic");
+        report.refused_evictions += outcome.refused;
+        match outcome.result {
+            Ok(key) => report.evicted.push(key),
+            Err(pod) => blocked.push(pod),
+        }
+    }
+    report.elapsed = started.elapsed();
+    if blocked.is_empty() {
+        tracing::info!(node, evicted = report.evicted.len(), elapsed = ?report.elapsed, "drained");
+        Ok(report)
+    } else {
+        blocked.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        Err(Error::DrainBlocked {
+            node: node.to_string(),
+            blocked,
+        })
+    }
+}
+
+struct EvictionOutcome {
+    result: std::result::Result<String, BlockedPod>,
+    refused: u32,
+}
+
+async fn evict_until_gone(
+    client: kube::Client,
+    pod: Pod,
+    budgets: Vec<String>,
+    options: DrainOptions,
+    deadline: Instant,
+) -> EvictionOutcome {
+    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let uid = pod.metadata.uid.clone();
+    let api: Api<Pod> = Api::namespaced(client, &namespace);
+    let params = EvictParams {
+        delete_options: Some(DeleteParams {
+            grace_period_seconds: options.grace_period.map(|g| g.as_secs() as u32),
+            ..DeleteParams::default()
+        }),
+        ..EvictParams::default()
+    };
+    let blocked = |reason| BlockedPod {
+        namespace: namespace.clone(),
+        name: name.clone(),
+        reason,
+        budgets: budgets.clone(),
+    };
+    let mut backoff = options.initial_backoff;
+    let mut refused = 0;
+    let mut last_reason;
+    // Evict, retrying what the API server refuses for now (429 budget, 5xx, dropped connections).
+    loop {
+        match api.evict(&name, &params).await {
+            Ok(_) => break,
+            Err(e) if api_code(&e) == Some(404) => {
+                return EvictionOutcome {
+                    result: Ok(format!("{namespace}/{name}")),
+                    refused,
+                };
+            }
+            Err(e) => {
+                last_reason = match &e {
+                    kube::Error::Api(status) if status.code == 429 => {
+                        refused += 1;
+                        BlockReason::DisruptionBudget {
+                            message: status.message.clone(),
+                        }
+                    }
+                    other => BlockReason::EvictionFailed {
+                        message: other.to_string(),
+                    },
+                };
+                tracing::debug!(pod = %format!("{namespace}/{name}"), reason = %last_reason, "eviction refused; retrying");
+            }
+        }
+        let now = Instant::now();
+        if now + backoff > deadline {
+            return EvictionOutcome {
+                result: Err(blocked(last_reason)),
+                refused,
+            };
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(options.max_backoff);
+    }
+    // Accepted: wait for it to be gone (or replaced by a new pod of the same name).
+    loop {
+        match api.get_opt(&name).await {
+            Ok(None) => break,
+            Ok(Some(current)) if current.metadata.uid != uid => break,
+            Ok(Some(_)) | Err(_) => {}
+        }
+        if Instant::now() >= deadline {
+            return EvictionOutcome {
+                result: Err(blocked(BlockReason::StillTerminating)),
+                refused,
+            };
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    EvictionOutcome {
+        result: Ok(format!("{namespace}/{name}")),
+        refused,
+    }
+}
+
+fn pod_key(pod: &Pod) -> String {
+    format!(
+        "{}/{}",
+        pod.metadata.namespace.as_deref().unwrap_or_default(),
+        pod.metadata.name.as_deref().unwrap_or_default()
+    )
+}
+
+/// The message of [`Error::DrainBlocked`]: every pod, its reason and its budgets.
+pub fn render_blocked(node: &str, blocked: &[BlockedPod]) -> String {
+    let mut out = format!(
+        "cannot drain node {node}: {} pod{} did not leave",
+        blocked.len(),
+        if blocked.len() == 1 { "" } else { "s" }
+    );
+    for pod in blocked {
+        out.push_str(&format!(
+            "\n  - {}/{}: {}",
+            pod.namespace, pod.name, pod.reason
+        ));
+        if !pod.budgets.is_empty() {
+            out.push_str(&format!(" [budget: {}]", pod.budgets.join(", ")));
+        }
+    }
+    let budgets: BTreeMap<&str, ()> = blocked
+        .iter()
+        .flat_map(|p| p.budgets.iter().map(|b| (b.as_str(), ())))
+        .collect();
+    if !budgets.is_empty() {
+        out.push_str(&format!(
+            "\nhint: check the budgets with `kubectl get pdb -A`; scale the workload up or relax {} (minAvailable/maxUnavailable), then drain again",
+            budgets.keys().copied().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{EmptyDirVolumeSource, PodSpec, PodStatus, Volume};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+
+    fn pod(owner: Option<&str>) -> Pod {
+        Pod {
+            metadata: ObjectMeta {
+                name: Some("p".into()),
+                namespace: Some("mlops".into()),
+                owner_references: owner.map(|kind| {
+                    vec![OwnerReference {
+                        api_version: "apps/v1".into(),
+                        kind: kind.into(),
+                        name: "o".into(),
+                        uid: "u".into(),
+                        controller: Some(true),
+                        ..Default::default()
+                    }]
+                }),
+                ..Default::default()
+            },
+            spec: Some(PodSpec::default()),
+            status: Some(PodStatus {
+                phase: Some("Running".into()),
+                ..Default::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn plan_follows_kubectl_and_respects_do_not_disrupt() {
+        let o = DrainOptions::default();
+        assert_eq!(plan_pod(&pod(Some("ReplicaSet")), &o), PodPlan::Evict);
+        assert_eq!(plan_pod(&pod(Some("DaemonSet")), &o), PodPlan::Skip);
+        assert_eq!(
+            plan_pod(
+                &pod(Some("DaemonSet")),
+                &DrainOptions {
+                    ignore_daemonsets: false,
+                    ..o.clone()
+                }
+            ),
+            PodPlan::Block(BlockReason::DaemonSet)
+        );
+        assert_eq!(
+            plan_pod(&pod(None), &o),
+            PodPlan::Block(BlockReason::NoController)
+        );
+        assert_eq!(
+            plan_pod(
+                &pod(None),
+                &DrainOptions {
+                    force: true,
+                    ..o.clone()
+                }
+            ),
+            PodPlan::Evict
+        );
+
+        let mut mirror = pod(None);
+        mirror.metadata.annotations = Some([(MIRROR_POD.to_string(), "x".to_string())].into());
+        assert_eq!(plan_pod(&mirror, &o), PodPlan::Skip);
+
+        let mut local = pod(Some("ReplicaSet"));
+        local.spec.as_mut().unwrap().volumes = Some(vec![Volume {
+            name: "scratch".into(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Default::default()
+        }]);
+        assert_eq!(
+            plan_pod(&local, &o),
+            PodPlan::Block(BlockReason::LocalStorage)
+        );
+        assert_eq!(
+            plan_pod(
+                &local,
+                &DrainOptions {
+                    delete_emptydir_data: true,
+                    ..o.clone()
+                }
+            ),
+            PodPlan::Evict
+        );
+
+        let mut pinned = pod(Some("ReplicaSet"));
+        pinned.metadata.annotations =
+            Some([(DO_NOT_DISRUPT.to_string(), "true".to_string())].into());
+        assert_eq!(
+            plan_pod(&pinned, &o),
+            PodPlan::Block(BlockReason::DoNotDisrupt)
+        );
+
+        let mut done = pod(None);
+        done.status.as_mut().unwrap().phase = Some("Succeeded".into());
+        assert_eq!(plan_pod(&done, &o), PodPlan::Evict);
+    }
+
+    #[test]
+    fn blocked_message_names_pods_and_budgets() {
+        let text = render_blocked(
+            "ip-10-0-1-5",
+            &[
+                BlockedPod {
+                    namespace: "mlops".into(),
+                    name: "sklearn-iris-predictor-7d9f".into(),
+                    reason: BlockReason::DisruptionBudget {
+                        message:
+                            "Cannot evict pod as it would violate the pod's disruption budget."
+                                .into(),
+                    },
+                    budgets: vec!["mlops/sklearn-iris-pdb".into()],
+                },
+                BlockedPod {
+                    namespace: "argo".into(),
+                    name: "train-step-1".into(),
+                    reason: BlockReason::NoController,
+                    budgets: vec![],
+                },
+            ],
+        );
+        insta::assert_snapshot!(text, @r"
+        cannot drain node ip-10-0-1-5: 2 pods did not leave
+          - mlops/sklearn-iris-predictor-7d9f: disruption budget: Cannot evict pod as it would violate the pod's disruption budget. [budget: mlops/sklearn-iris-pdb]
+          - argo/train-step-1: no controller: it would not be recreated (force deletes it)
+        hint: check the budgets with `kubectl get pdb -A`; scale the workload up or relax mlops/sklearn-iris-pdb (minAvailable/maxUnavailable), then drain again
+        ");
+    }
+}

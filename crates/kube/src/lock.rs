@@ -1,0 +1,246 @@
+//! One upgrade at a time: a `coordination.k8s.io/v1` Lease held with a TTL and renewed.
+//!
+//! The lease records the holder's identity and its current step (annotation
+//! [`STEP_ANNOTATION`]), so a second run is refused with who holds it and what it is doing.
+//! A lease is taken over only after it expires (a holder that died); takeover and renewal
+//! use optimistic concurrency (resourceVersion), so two runs can never both believe they
+//! hold it.
+
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use kube::api::{Api, DeleteParams, PostParams, Preconditions};
+
+use crate::connect::Cluster;
+use crate::error::{Error, Result, api_code};
+
+/// The annotation on the lease holding the holder's current step.
+pub const STEP_ANNOTATION: &str = "upgrade.mlops.dev/step";
+
+/// Where the lock lives and who we are.
+#[derive(Debug, Clone)]
+pub struct LockOptions {
+    /// Namespace of the lease (default `kube-system`).
+    pub namespace: String,
+    /// Name of the lease (default `mlops-upgrade-lock`).
+    pub name: String,
+    /// Our identity, e.g. `ci-runner-7/run-2026-11-22T01:00:00Z` (shown to anyone refused).
+    pub holder: String,
+    /// How long the lease lasts without renewal.
+    pub ttl: Duration,
+}
+
+impl LockOptions {
+    /// The default lease for `holder`, with a 60 s TTL.
+    pub fn new(holder: impl Into<String>) -> Self {
+        LockOptions {
+            namespace: "kube-system".into(),
+            name: "mlops-upgrade-lock".into(),
+            holder: holder.into(),
+            ttl: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A held lock. Renew it well within its TTL ([`renew`](Self::renew)), and release it at the end.
+#[derive(Debug)]
+pub struct UpgradeLock {
+    api: Api<Lease>,
+    options: LockOptions,
+    resource_version: String,
+    step: String,
+}
+
+impl UpgradeLock {
+    /// Takes the lock, or fails with [`Error::LockHeld`] naming the holder and its step.
+    pub async fn acquire(
+        cluster: &Cluster,
+        options: LockOptions,
+        step: &str,
+    ) -> Result<UpgradeLock> {
+        cluster.guard()?;
+        let api: Api<Lease> = Api::namespaced(cluster.client().clone(), &options.namespace);
+        let action = format!(
+            "take the upgrade lock {}/{}",
+            options.namespace, options.name
+        );
+        let now = jiff::Timestamp::now();
+        let current = api
+            .get_opt(&options.name)
+            .await
+            .map_err(|e| Error::api(&action, e))?;
+        let lease = match current {
+            None => {
+                let lease = new_lease(&options, step, now);
+                match api.create(&PostParams::default(), &lease).await {
+                    Ok(created) => created,
+                    // Someone created it between our read and our write.
+                    Err(e) if api_code(&e) == Some(409) => {
+                        let theirs = api
+                            .get(&options.name)
+                            .await
+                            .map_err(|e| Error::api(&action, e))?;
+                        return Err(held(&options, &theirs));
+                    }
+                    Err(e) => return Err(Error::api(&action, e)),
+                }
+            }
+            Some(existing) => {
+                let holder = spec_holder(&existing);
+                if holder.as_deref() != Some(options.holder.as_str()) && !expired(&existing, now) {
+                    return Err(held(&options, &existing));
+                }
+                // Ours from before (a resumed run) or expired: take it over, guarded by its
+                // resourceVersion so only one taker wins.
+                let mut taken = new_lease(&options, step, now);
+                taken.metadata.resource_version = existing.metadata.resource_version.clone();
+                match api
+                    .replace(&options.name, &PostParams::default(), &taken)
+                    .await
+                {
+                    Ok(replaced) => replaced,
+                    Err(e) if api_code(&e) == Some(409) => {
+                        let theirs = api
+                            .get(&options.name)
+                            .await
+                            .map_err(|e| Error::api(&action, e))?;
+                        return Err(held(&options, &theirs));
+                    }
+                    Err(e) => return Err(Error::api(&action, e)),
+                }
+            }
+        };
+        tracing::info!(holder = %options.holder, lease = %options.name, "upgrade lock taken");
+        Ok(UpgradeLock {
+            api,
+            resource_version: lease.metadata.resource_version.unwrap_or_default(),
+            options,
+            step: step.to_string(),
+        })
+    }
+
+    /// Renews the lease (and records `step` as the current step). Fails with
+    /// [`Error::LockLost`] when someone else took it meanwhile.
+    pub async fn renew(&mut self, step: Option<&str>) -> Result<()> {
+        if let Some(step) = step {
+            self.step = step.to_string();
+        }
+        let mut lease = new_lease(&self.options, &self.step, jiff::Timestamp::now());
+        lease.metadata.resource_version = Some(self.resource_version.clone());
+        match self
+            .api
+            .replace(&self.options.name, &PostParams::default(), &lease)
+            .await
+        {
+            Ok(renewed) => {
+                self.resource_version = renewed.metadata.resource_version.unwrap_or_default();
+                Ok(())
+            }
+            Err(e) if matches!(api_code(&e), Some(409) | Some(404)) => {
+                let holder = match self.api.get_opt(&self.options.name).await {
+                    Ok(Some(l)) => spec_holder(&l).unwrap_or_default(),
+                    _ => "nobody (the lease was deleted)".to_string(),
+                };
+                Err(Error::LockLost {
+                    namespace: self.options.namespace.clone(),
+                    name: self.options.name.clone(),
+                    holder,
+                })
+            }
+            Err(e) => Err(Error::api("renew the upgrade lock", e)),
+        }
+    }
+
+    /// The step recorded in the lease.
+    pub fn step(&self) -> &str {
+        &self.step
+    }
+
+    /// Releases the lock (deletes the lease if it is still ours).
+    pub async fn release(self) -> Result<()> {
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                resource_version: Some(self.resource_version.clone()),
+                uid: None,
+            }),
+            ..DeleteParams::default()
+        };
+        match self.api.delete(&self.options.name, &params).await {
+            Ok(_) => Ok(()),
+            // Gone or no longer ours: nothing of ours to release.
+            Err(e) if matches!(api_code(&e), Some(404) | Some(409)) => Ok(()),
+            Err(e) => Err(Error::api("release the upgrade lock", e)),
+        }
+    }
+}
+
+fn new_lease(options: &LockOptions, step: &str, now: jiff::Timestamp) -> Lease {
+    Lease {
+        metadata: ObjectMeta {
+            name: Some(options.name.clone()),
+            namespace: Some(options.namespace.clone()),
+            annotations: Some([(STEP_ANNOTATION.to_string(), step.to_string())].into()),
+            ..ObjectMeta::default()
+        },
+        spec: Some(LeaseSpec {
+            holder_identity: Some(options.holder.clone()),
+            lease_duration_seconds: Some(options.ttl.as_secs().max(1) as i32),
+            acquire_time: Some(MicroTime(now)),
+            renew_time: Some(MicroTime(now)),
+            ..LeaseSpec::default()
+        }),
+    }
+}
+
+fn spec_holder(lease: &Lease) -> Option<String> {
+    lease.spec.as_ref().and_then(|s| s.holder_identity.clone())
+}
+
+fn expires_at(lease: &Lease) -> Option<jiff::Timestamp> {
+    let spec = lease.spec.as_ref()?;
+    let renewed = spec.renew_time.as_ref().or(spec.acquire_time.as_ref())?.0;
+    let ttl = jiff::SignedDuration::from_secs(spec.lease_duration_seconds.unwrap_or(0).into());
+    renewed.checked_add(ttl).ok()
+}
+
+fn expired(lease: &Lease, now: jiff::Timestamp) -> bool {
+    // A lease without times is treated as expired: nobody is renewing it.
+    expires_at(lease).is_none_or(|t| t <= now)
+}
+
+fn held(options: &LockOptions, lease: &Lease) -> Error {
+    Error::LockHeld {
+        namespace: options.namespace.clone(),
+        name: options.name.clone(),
+        holder: spec_holder(lease).unwrap_or_else(|| "(unknown)".into()),
+        step: lease
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(STEP_ANNOTATION).cloned())
+            .unwrap_or_else(|| "(not recorded)".into()),
+        expires: expires_at(lease)
+            .map(|t| t.to_string())
+            .unwrap_or_else(|| "(unknown)".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiry_follows_renew_time_and_duration() {
+        let options = LockOptions::new("a");
+        let then: jiff::Timestamp = "2026-11-22T01:00:00Z".parse().unwrap();
+        let lease = new_lease(&options, "drain", then);
+        assert!(!expired(&lease, "2026-11-22T01:00:59Z".parse().unwrap()));
+        assert!(expired(&lease, "2026-11-22T01:01:00Z".parse().unwrap()));
+        let err = held(&options, &lease).to_string();
+        assert!(
+            err.contains("held by `a` (step: drain) until 2026-11-22T01:01:00Z"),
+            "{err}"
+        );
+    }
+}
