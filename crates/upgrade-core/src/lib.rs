@@ -25,9 +25,14 @@
 //! # }
 //! ```
 
+pub mod constraint;
+pub mod data;
 pub mod env_vars;
+pub mod plan;
 pub mod process;
 pub mod redact;
+pub mod skew;
 pub mod tool;
+pub mod version;
 
 pub use process::{ProcessBuilder, ProcessError, ProcessOutput};
