@@ -78,6 +78,23 @@ impl IsoDate {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Days from `self` to `later` (negative when `later` is earlier).
+    pub fn days_until(&self, later: &IsoDate) -> i64 {
+        later.day_number() - self.day_number()
+    }
+
+    /// Days since 1970-01-01 (proleptic Gregorian; Howard Hinnant's days-from-civil).
+    fn day_number(&self) -> i64 {
+        let number = |range: std::ops::Range<usize>| self.0[range].parse::<i64>().unwrap_or(0);
+        let (y, m, d) = (number(0..4), number(5..7), number(8..10));
+        let y = if m <= 2 { y - 1 } else { y };
+        let era = y.div_euclid(400);
+        let year_of_era = y - era * 400;
+        let day_of_year = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+        let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+        era * 146_097 + day_of_era - 719_468
+    }
 }
 
 impl fmt::Display for IsoDate {
@@ -697,5 +714,10 @@ mod tests {
         assert!(IsoDate::parse("2026-13-01").is_none());
         assert!(IsoDate::parse("26-01-01").is_none());
         assert!(IsoDate::parse("2026-01-01").unwrap() < IsoDate::parse("2026-01-02").unwrap());
+        let d = |s| IsoDate::parse(s).unwrap();
+        assert_eq!(d("1970-01-01").day_number(), 0);
+        assert_eq!(d("2026-02-28").days_until(&d("2026-03-01")), 1);
+        assert_eq!(d("2024-02-28").days_until(&d("2024-03-01")), 2, "leap year");
+        assert_eq!(d("2026-08-22").days_until(&d("2025-08-22")), -365);
     }
 }

@@ -25,12 +25,17 @@
 //! # }
 //! ```
 
+pub mod checks;
+pub mod config;
 pub mod constraint;
 pub mod data;
 pub mod env_vars;
+pub mod facts;
+pub mod manifest;
 pub mod plan;
 pub mod process;
 pub mod redact;
+pub mod report;
 pub mod skew;
 pub mod tool;
 pub mod version;
