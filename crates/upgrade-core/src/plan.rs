@@ -101,6 +101,10 @@ pub struct Hop {
     pub from: KubeMinor,
     /// The control plane's minor after the hop.
     pub to: KubeMinor,
+    /// The oldest kubelet the skew policy allows once the control plane is at `to`.
+    pub oldest_kubelet_after: KubeMinor,
+    /// The oldest kube-proxy the skew policy allows once the control plane is at `to`.
+    pub oldest_kube_proxy_after: KubeMinor,
     /// What must hold before the control plane moves.
     pub prerequisites: Vec<String>,
     /// What to do after the control plane moved, before the next hop.
@@ -128,16 +132,19 @@ impl Hop {
             });
         }
         let oldest_proxy = skew::oldest_allowed(Component::KubeProxy, to);
+        let oldest_kubelet = skew::oldest_allowed(Component::Kubelet, to);
         Ok(Self {
             from,
             to,
+            oldest_kubelet_after: oldest_kubelet,
+            oldest_kube_proxy_after: oldest_proxy,
             prerequisites: vec![
                 format!("the control plane is at {from} and healthy"),
                 format!(
                     "every managed node group and Fargate node runs kubelet {from} (EKS refuses the control-plane update otherwise); self-managed and Karpenter nodes should too"
                 ),
                 format!(
-                    "kube-proxy is at {oldest_proxy} or newer and not newer than {from} (skew policy after the hop)"
+                    "no kubelet older than {oldest_kubelet} and no kube-proxy older than {oldest_proxy}, none newer than {from} (skew policy once the control plane is at {to})"
                 ),
                 format!("no manifest uses an API removed in {to}"),
                 format!("every chart's kubeVersion constraint accepts {to}"),
@@ -246,7 +253,12 @@ mod tests {
         assert_eq!(hops, [(m(28), m(29)), (m(29), m(30)), (m(30), m(31))]);
         assert!(plan.notes.is_empty(), "{:?}", plan.notes);
         assert!(plan.hops[0].prerequisites[1].contains("kubelet 1.28"));
-        assert!(plan.hops[2].prerequisites[2].contains("1.28 or newer"));
+        assert!(
+            plan.hops[2].prerequisites[2].contains("no kubelet older than 1.28"),
+            "{}",
+            plan.hops[2].prerequisites[2]
+        );
+        assert_eq!(plan.hops[2].oldest_kube_proxy_after, m(28));
     }
 
     #[test]
