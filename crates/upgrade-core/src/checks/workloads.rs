@@ -194,6 +194,17 @@ fn replicated<'a>(
         .filter(|w| matches!(w.kind, WorkloadKind::Deployment | WorkloadKind::StatefulSet))
 }
 
+fn workload_issue(w: &crate::facts::WorkloadFacts, message: String) -> Issue {
+    Issue::new(
+        Some(Subject::namespaced(
+            &w.kind.to_string(),
+            &w.namespace,
+            &w.name,
+        )),
+        message,
+    )
+}
+
 fn workloads_without_pdb(ctx: &Context<'_>) -> Outcome {
     let issues = replicated(ctx)
         .filter(|w| w.replicas.unwrap_or(0) >= 2)
@@ -204,12 +215,8 @@ fn workloads_without_pdb(ctx: &Context<'_>) -> Outcome {
                 .any(|p| p.namespace == w.namespace && p.selector.matches(&w.pod_labels))
         })
         .map(|w| {
-            Issue::new(
-                Some(Subject::namespaced(
-                    &w.kind.to_string(),
-                    &w.namespace,
-                    &w.name,
-                )),
+            workload_issue(
+                w,
                 format!(
                     "{} replicas and no PodDisruptionBudget selects its pods",
                     w.replicas.unwrap_or(0)
@@ -225,12 +232,8 @@ fn too_few_replicas(ctx: &Context<'_>) -> Outcome {
     let issues = replicated(ctx)
         .filter(|w| w.replicas.is_some_and(|r| r > 0 && r < min))
         .map(|w| {
-            Issue::new(
-                Some(Subject::namespaced(
-                    &w.kind.to_string(),
-                    &w.namespace,
-                    &w.name,
-                )),
+            workload_issue(
+                w,
                 format!(
                     "{} replica(s), fewer than {min}: draining its node interrupts it",
                     w.replicas.unwrap_or(0)
@@ -255,12 +258,8 @@ fn missing_readiness(ctx: &Context<'_>) -> Outcome {
                 .map(|c| c.name.as_str())
                 .collect();
             (!missing.is_empty()).then(|| {
-                Issue::new(
-                    Some(Subject::namespaced(
-                        &w.kind.to_string(),
-                        &w.namespace,
-                        &w.name,
-                    )),
+                workload_issue(
+                    w,
                     format!("no readiness probe on container(s) {}", missing.join(", ")),
                 )
             })
@@ -273,12 +272,8 @@ fn not_spread(ctx: &Context<'_>) -> Outcome {
     let issues = replicated(ctx)
         .filter(|w| w.replicas.unwrap_or(0) >= 2 && !w.pod_anti_affinity && !w.topology_spread)
         .map(|w| {
-            Issue::new(
-                Some(Subject::namespaced(
-                    &w.kind.to_string(),
-                    &w.namespace,
-                    &w.name,
-                )),
+            workload_issue(
+                w,
                 format!(
                     "{} replicas without pod anti-affinity or topology spread",
                     w.replicas.unwrap_or(0)

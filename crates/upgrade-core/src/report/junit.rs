@@ -71,14 +71,14 @@ pub fn junit(report: &Report) -> String {
                 continue;
             }
             let worst = found.iter().map(|f| f.severity).max();
+            let body = found
+                .iter()
+                .map(|f| finding_line(f))
+                .collect::<Vec<_>>()
+                .join("\n");
             match worst {
                 Some(severity @ (Severity::Blocker | Severity::Warning)) => {
                     failures += 1;
-                    let body = found
-                        .iter()
-                        .map(|f| finding_line(f))
-                        .collect::<Vec<_>>()
-                        .join("\n");
                     let _ = writeln!(
                         cases,
                         ">\n      <failure type=\"{severity}\" message=\"{}\">{}\n\nfix: {} ({})</failure>\n    </testcase>",
@@ -89,11 +89,6 @@ pub fn junit(report: &Report) -> String {
                     );
                 }
                 Some(Severity::Info) => {
-                    let body = found
-                        .iter()
-                        .map(|f| finding_line(f))
-                        .collect::<Vec<_>>()
-                        .join("\n");
                     let _ = writeln!(
                         cases,
                         ">\n      <system-out>{}</system-out>\n    </testcase>",
