@@ -180,6 +180,12 @@ pub struct EksRelease {
     pub end_of_extended_support: Option<IsoDate>,
     /// How sure the dates are.
     pub confidence: Confidence,
+    /// What an upgrade to this minor changes on EKS, worth knowing before the hop.
+    #[serde(default)]
+    pub notes: Vec<String>,
+    /// Key into the file's `sources` for `notes`.
+    #[serde(default)]
+    pub notes_source: Option<String>,
     /// Key into the file's `sources`.
     pub source: String,
     /// When the row was checked.
@@ -444,6 +450,25 @@ impl Data {
                     what,
                     format!("unknown source `{}`", r.source),
                 ));
+            }
+            match &r.notes_source {
+                Some(key) if !known(key) => {
+                    return Err(invalid(
+                        "eks.yaml",
+                        i,
+                        what,
+                        format!("unknown notes source `{key}`"),
+                    ));
+                }
+                None if !r.notes.is_empty() => {
+                    return Err(invalid(
+                        "eks.yaml",
+                        i,
+                        what,
+                        "notes without a notes_source".into(),
+                    ));
+                }
+                _ => {}
             }
             let ordered = r.eks_release < r.end_of_standard_support
                 && r.end_of_extended_support

@@ -170,6 +170,34 @@ pub fn evaluate(
     }
 }
 
+/// Checks kube-proxy against the kubelet on the same node: up to three minors older or newer
+/// (two when kube-proxy is older than 1.25). The violation is relative to the kubelet.
+pub fn evaluate_proxy_with_kubelet(
+    kubelet: KubeMinor,
+    kube_proxy: KubeMinor,
+) -> Result<(), SkewViolation> {
+    let Some(delta) = kubelet.minors_until(kube_proxy) else {
+        return Err(SkewViolation::MajorMismatch);
+    };
+    let allowed = if kube_proxy >= KubeMinor::new(1, 25) {
+        3
+    } else {
+        2
+    };
+    let distance = u32::try_from(delta.unsigned_abs()).unwrap_or(u32::MAX);
+    match delta {
+        _ if distance <= allowed => Ok(()),
+        d if d > 0 => Err(SkewViolation::TooNew {
+            ahead: distance,
+            allowed,
+        }),
+        _ => Err(SkewViolation::TooOld {
+            behind: distance,
+            allowed,
+        }),
+    }
+}
+
 /// The oldest version of `component` that is still within policy of an API server at `api`.
 pub fn oldest_allowed(component: Component, api: KubeMinor) -> KubeMinor {
     let rule = rule(component);
@@ -234,6 +262,33 @@ mod tests {
         assert_eq!(evaluate(Component::KubeProxy, m(31), m(28)), Ok(()));
         assert!(evaluate(Component::KubeProxy, m(31), m(27)).is_err());
         assert!(evaluate(Component::KubeProxy, m(31), m(32)).is_err());
+    }
+
+    #[test]
+    fn kube_proxy_with_the_kubelet_on_its_node() {
+        assert_eq!(evaluate_proxy_with_kubelet(m(30), m(33)), Ok(()));
+        assert_eq!(evaluate_proxy_with_kubelet(m(30), m(27)), Ok(()));
+        assert_eq!(
+            evaluate_proxy_with_kubelet(m(30), m(34)),
+            Err(SkewViolation::TooNew {
+                ahead: 4,
+                allowed: 3
+            })
+        );
+        assert_eq!(
+            evaluate_proxy_with_kubelet(m(30), m(26)),
+            Err(SkewViolation::TooOld {
+                behind: 4,
+                allowed: 3
+            })
+        );
+        assert_eq!(
+            evaluate_proxy_with_kubelet(m(27), m(24)),
+            Err(SkewViolation::TooOld {
+                behind: 3,
+                allowed: 2
+            })
+        );
     }
 
     #[test]

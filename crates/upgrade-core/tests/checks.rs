@@ -127,6 +127,36 @@ fn skew004_kube_proxy_image() {
     assert_eq!(found(&r, "SKEW004")[0].hop, None);
     let r = check("1.30.2", "1.31", &kp("latest"));
     assert!(found(&r, "SKEW004")[0].message.contains("not a version"));
+    // Per node: kube-proxy within three minors of the kubelet beside it.
+    let nodes = |proxy: &str| {
+        format!(
+            "nodes:\n{}",
+            node("n", "1.30.0", &format!(", kube_proxy_version: v{proxy}"))
+        )
+    };
+    assert!(!fires(
+        &check("1.30.2", "1.31", &nodes("1.27.0")),
+        "SKEW004"
+    ));
+    let r = check("1.30.2", "1.31", &nodes("1.26.0"));
+    assert_eq!(
+        found(&r, "SKEW004")[0].message,
+        "kube-proxy 1.26.0 is 4 minor(s) older than (allowed: 3) the kubelet 1.30.0-eks-1 on the same node"
+    );
+}
+
+#[test]
+fn eks005_notes_for_every_minor_on_the_path() {
+    let r = check("1.31.0", "1.33", "");
+    let hops: Vec<String> = found(&r, "EKS005")
+        .iter()
+        .map(|f| f.hop.unwrap().to_string())
+        .collect();
+    assert_eq!(hops, ["1.32", "1.32", "1.32", "1.33", "1.33", "1.33"]);
+    assert!(
+        !fires(&check("1.30.0", "1.31", ""), "EKS005"),
+        "no notes recorded for 1.31"
+    );
 }
 
 #[test]

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use super::{Applies, Category, CheckInfo, Context, Issue, Outcome, Severity, Subject};
 use crate::facts::NodeProvisioner;
 use crate::plan::PlanNote;
-use crate::skew::{self, Component, SKEW_POLICY_URL};
+use crate::skew::{self, Component, SKEW_POLICY_URL, SkewViolation};
 use crate::version::KubeMinor;
 
 const EKS_UPDATE_URL: &str = "https://docs.aws.amazon.com/eks/latest/userguide/update-cluster.html";
@@ -80,6 +80,17 @@ pub(super) const CHECKS: &[CheckInfo] = &[
         run: containerd_1,
     },
     CheckInfo {
+        code: "EKS005",
+        title: "EKS changes in a version on the path",
+        severity: Severity::Info,
+        category: Category::Versions,
+        applies: Applies::ALWAYS,
+        inspects: "The EKS per-version notes (embedded data) of every minor the control plane reaches: default AMI changes, removed flags and APIs, deprecations.",
+        remediation: "Read the notes for each hop and the linked EKS page; adjust node groups and workloads before the hop where a change applies.",
+        source: EKS_VERSIONS_URL,
+        run: version_notes,
+    },
+    CheckInfo {
         code: "SKEW001",
         title: "kubelet outside the version skew policy",
         severity: Severity::Blocker,
@@ -118,7 +129,7 @@ pub(super) const CHECKS: &[CheckInfo] = &[
         severity: Severity::Blocker,
         category: Category::Versions,
         applies: Applies::ALWAYS,
-        inspects: "The kube-proxy DaemonSet image version against the API server now and after the first hop: never newer, at most three minors older (two before 1.25).",
+        inspects: "The kube-proxy DaemonSet image version against the API server now and after the first hop: never newer, at most three minors older (two before 1.25). Where nodes report their kube-proxy version, also against the kubelet on the same node: at most three minors older or newer (two before 1.25).",
         remediation: "Update the kube-proxy add-on to the control plane's minor (`aws eks update-addon --addon-name kube-proxy`).",
         source: SKEW_POLICY_URL,
         run: kube_proxy_skew,
@@ -226,6 +237,21 @@ fn support_calendar(ctx: &Context<'_>) -> Outcome {
             .at_hop(ctx.target()),
         );
     }
+    Outcome::Checked(issues)
+}
+
+fn version_notes(ctx: &Context<'_>) -> Outcome {
+    let cluster = Subject::cluster("Cluster", &ctx.facts.cluster.name);
+    let issues = ctx
+        .hop_targets()
+        .filter_map(|minor| ctx.data.eks_release(minor))
+        .flat_map(|row| {
+            row.notes.iter().map(|note| {
+                Issue::new(Some(cluster.clone()), format!("EKS {}: {note}", row.minor))
+                    .at_hop(row.minor)
+            })
+        })
+        .collect();
     Outcome::Checked(issues)
 }
 
@@ -415,9 +441,49 @@ fn other_nodes_behind(ctx: &Context<'_>) -> Outcome {
     nodes_behind(ctx, false)
 }
 
+/// kube-proxy versions nodes report (`nodeInfo.kubeProxyVersion`) against their kubelet.
+fn per_node_kube_proxy(ctx: &Context<'_>) -> Vec<Issue> {
+    ctx.facts
+        .nodes
+        .iter()
+        .filter_map(|n| {
+            let proxy = n.kube_proxy_version.as_ref()?;
+            let violation =
+                skew::evaluate_proxy_with_kubelet(n.kubelet_version.minor, proxy.minor).err()?;
+            let relation = match violation {
+                SkewViolation::TooNew { ahead, allowed } => {
+                    format!("{ahead} minor(s) newer than (allowed: {allowed})")
+                }
+                SkewViolation::TooOld { behind, allowed } => {
+                    format!("{behind} minor(s) older than (allowed: {allowed})")
+                }
+                SkewViolation::MajorMismatch => "a different major version than".to_owned(),
+            };
+            Some(Issue::new(
+                Some(Subject::cluster("Node", &n.name)),
+                format!(
+                    "kube-proxy {proxy} is {relation} the kubelet {} on the same node",
+                    n.kubelet_version
+                ),
+            ))
+        })
+        .collect()
+}
+
 fn kube_proxy_skew(ctx: &Context<'_>) -> Outcome {
+    let per_node = per_node_kube_proxy(ctx);
     let Some(kube_proxy) = &ctx.facts.kube_proxy else {
-        return Outcome::Skipped("no kube-proxy DaemonSet in the facts".into());
+        if ctx
+            .facts
+            .nodes
+            .iter()
+            .any(|n| n.kube_proxy_version.is_some())
+        {
+            return Outcome::Checked(per_node);
+        }
+        return Outcome::Skipped(
+            "no kube-proxy DaemonSet or node kube-proxy versions in the facts".into(),
+        );
     };
     let subject = Some(Subject::namespaced(
         "DaemonSet",
@@ -434,7 +500,7 @@ fn kube_proxy_skew(ctx: &Context<'_>) -> Outcome {
         )]);
     };
     let (current, next) = (ctx.current(), ctx.first_hop());
-    let mut issues = Vec::new();
+    let mut issues = per_node;
     if let Err(violation) = skew::evaluate(Component::KubeProxy, current, version.minor) {
         issues.push(Issue::new(
             subject,
