@@ -37,7 +37,7 @@ pub(super) const CHECKS: &[CheckInfo] = &[
         severity: Severity::Warning,
         category: Category::Apis,
         applies: Applies::ALWAYS,
-        inspects: "Rendered manifests that are not valid YAML: their APIs cannot be checked, which is not the same as having none removed.",
+        inspects: "Rendered manifests with a document that is not valid YAML or not an object (`kind` not a string…): their APIs cannot be checked, which is not the same as having none removed.",
         remediation: "Render the release again (`helm get manifest <release> -n <namespace>`) and check the output; fix the chart if it renders invalid YAML.",
         source: "https://helm.sh/docs/helm/helm_get_manifest/",
         run: unparsable_manifests,
@@ -78,12 +78,23 @@ pub(super) const CHECKS: &[CheckInfo] = &[
 ];
 
 /// Every scanned object with where it came from.
-struct Scanned {
+pub(crate) struct Scanned {
     source: Subject,
     object: ManifestObject,
 }
 
-fn scan(ctx: &Context<'_>) -> (Vec<Scanned>, Vec<Issue>) {
+/// The manifests' objects and the documents that could not be read, scanned once per run
+/// (three checks use them).
+pub(crate) struct Scan {
+    objects: Vec<Scanned>,
+    broken: Vec<(Subject, String)>,
+}
+
+fn scan<'a>(ctx: &'a Context<'_>) -> &'a Scan {
+    ctx.scan.get_or_init(|| scan_all(ctx))
+}
+
+fn scan_all(ctx: &Context<'_>) -> Scan {
     let mut objects = Vec::new();
     let mut broken = Vec::new();
     let releases = ctx.facts.helm_releases.iter().map(|r| {
@@ -104,13 +115,13 @@ fn scan(ctx: &Context<'_>) -> (Vec<Scanned>, Vec<Issue>) {
             object,
         }));
         if let Some(e) = error {
-            broken.push(Issue::new(
-                Some(source),
+            broken.push((
+                source,
                 format!("{e}; this and later documents were not scanned"),
             ));
         }
     }
-    (objects, broken)
+    Scan { objects, broken }
 }
 
 fn describe_object(o: &ManifestObject) -> String {
@@ -144,10 +155,10 @@ fn final_replacement<'a>(
 }
 
 fn removed_apis(ctx: &Context<'_>) -> Outcome {
-    let (objects, _) = scan(ctx);
+    let objects = &scan(ctx).objects;
     let (current, target) = (ctx.current(), ctx.target());
     let mut issues = Vec::new();
-    for scanned in &objects {
+    for scanned in objects {
         let o = &scanned.object;
         let Some(row) = ctx.data.removed_api(&o.api_version, &o.kind) else {
             continue;
@@ -191,10 +202,10 @@ fn removed_apis(ctx: &Context<'_>) -> Outcome {
 }
 
 fn deprecated_apis(ctx: &Context<'_>) -> Outcome {
-    let (objects, _) = scan(ctx);
+    let objects = &scan(ctx).objects;
     let target = ctx.target();
     let mut issues = Vec::new();
-    for scanned in &objects {
+    for scanned in objects {
         let o = &scanned.object;
         let Some(row) = ctx.data.removed_api(&o.api_version, &o.kind) else {
             continue;
@@ -226,7 +237,13 @@ fn deprecated_apis(ctx: &Context<'_>) -> Outcome {
 }
 
 fn unparsable_manifests(ctx: &Context<'_>) -> Outcome {
-    Outcome::Checked(scan(ctx).1)
+    Outcome::Checked(
+        scan(ctx)
+            .broken
+            .iter()
+            .map(|(source, message)| Issue::new(Some(source.clone()), message.clone()))
+            .collect(),
+    )
 }
 
 /// The version Helm will compare against at `minor`: the server's own form, with the hop's

@@ -212,6 +212,8 @@ pub(crate) struct Context<'a> {
     pub(crate) plan: &'a UpgradePlan,
     pub(crate) config: &'a Config,
     pub(crate) data: &'a Data,
+    /// The rendered manifests, scanned on first use.
+    pub(crate) scan: std::cell::OnceCell<apis::Scan>,
 }
 
 impl Context<'_> {
@@ -418,6 +420,7 @@ pub fn run(
         plan: &plan,
         config,
         data,
+        scan: std::cell::OnceCell::new(),
     };
     let mut findings = Vec::new();
     let mut ignored = Vec::new();
