@@ -10,6 +10,15 @@ fn check_reference_is_up_to_date() {
         .join("../..")
         .join(DOCS_PATH);
     let expected = reference();
+    for check in upgrade_core::checks::registry() {
+        let heading = format!("\n### {}\n", check.code);
+        assert_eq!(
+            expected.matches(&heading).count(),
+            1,
+            "{} must have exactly one section",
+            check.code
+        );
+    }
     if std::env::var_os("UPDATE_DOCS").is_some() {
         std::fs::write(&path, &expected)
             .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));

@@ -288,6 +288,8 @@ pub fn registry() -> &'static [CheckInfo] {
         all.extend_from_slice(compat::CHECKS);
         all.extend_from_slice(workloads::CHECKS);
         all.extend_from_slice(terraform::CHECKS);
+        // Grouped by category (stable: module order within a category).
+        all.sort_by_key(|c| c.category);
         all
     })
 }

@@ -37,6 +37,7 @@ pub fn reference() -> String {
     }
     out.push('\n');
     let mut categories: Vec<Category> = checks.iter().map(|c| c.category).collect();
+    categories.sort();
     categories.dedup();
     for category in categories {
         let _ = writeln!(out, "## {category}\n");
