@@ -101,6 +101,17 @@ fn unhealthy_cluster_is_blocked() {
 }
 
 #[test]
+fn facts_round_trip_through_yaml_and_json() {
+    for name in ["healthy.yaml", "unhealthy.yaml"] {
+        let facts = Facts::from_yaml(&fixture(name)).unwrap();
+        let yaml = serde_norway::to_string(&facts).unwrap();
+        assert_eq!(Facts::from_yaml(&yaml).unwrap(), facts, "{name} via YAML");
+        let json = serde_json::to_string(&facts).unwrap();
+        assert_eq!(Facts::from_yaml(&json).unwrap(), facts, "{name} via JSON");
+    }
+}
+
+#[test]
 fn healthy_text() {
     insta::assert_snapshot!(report::text(&healthy().1));
 }

@@ -42,6 +42,8 @@ pub fn text(report: &Report) -> String {
         .map(|f| f.code.len())
         .max()
         .unwrap_or(0);
+    // The remediation is the same for every finding of a check: print it the first time.
+    let mut explained = std::collections::BTreeSet::new();
     for f in &report.findings {
         let hop = f
             .hop
@@ -61,7 +63,9 @@ pub fn text(report: &Report) -> String {
         );
         let indent = " ".repeat(7 + 2 + code_width + 2);
         let _ = writeln!(out, "{indent}{}", f.message);
-        let _ = writeln!(out, "{indent}fix: {} ({})", f.remediation, f.docs);
+        if explained.insert(f.code) {
+            let _ = writeln!(out, "{indent}fix: {} ({})", f.remediation, f.docs);
+        }
     }
     if !report.ignored.is_empty() {
         let _ = writeln!(
