@@ -390,6 +390,11 @@ fn helm001_constraint_against_every_hop() {
         &check("1.30.0", "1.31", &constrained(">=1.25.0-0 <1.32.0-0")),
         "HELM001"
     ));
+    // `1.32.0-eks-1` sorts below `1.32.0`, but every later patch does not: still excluded.
+    let r = check("1.30.0", "1.32", &constrained(">=1.25.0-0 <1.32.0"));
+    let f = found(&r, "HELM001");
+    assert_eq!(f[0].hop.unwrap().to_string(), "1.32");
+    assert!(f[0].message.contains("(v1.32.1-eks-1)"), "{}", f[0].message);
     // Without `-0`, EKS's pre-release-style version never matches; the hint says why.
     let r = check("1.30.0", "1.31", &constrained(">=1.25.0"));
     assert!(

@@ -48,7 +48,7 @@ pub(super) const CHECKS: &[CheckInfo] = &[
         severity: Severity::Blocker,
         category: Category::Apis,
         applies: Applies::ALWAYS,
-        inspects: "Each release's chart `kubeVersion` constraint, evaluated with Helm's rules against every minor the control plane passes through, in the form the API server will report it (on EKS a pre-release-style version such as `v1.31.0-eks-…`, which only matches constraints written with `-0`).",
+        inspects: "Each release's chart `kubeVersion` constraint, evaluated with Helm's rules against every minor the control plane passes through, in the form the API server will report it (on EKS a pre-release-style version such as `v1.31.0-eks-…`, which only matches constraints written with `-0`), at patches .0 and .1 since a future patch is unknown.",
         remediation: "Upgrade the chart to a version whose `kubeVersion` accepts the hop's minor before that hop (or, for your own charts, widen the constraint and add `-0`, e.g. `>=1.25.0-0`).",
         source: "https://helm.sh/docs/topics/charts/#the-kubeversion-field",
         run: chart_kube_version,
@@ -246,19 +246,25 @@ fn unparsable_manifests(ctx: &Context<'_>) -> Outcome {
     )
 }
 
-/// The version Helm will compare against at `minor`: the server's own form, with the hop's
-/// minor, so an EKS suffix (a semver pre-release) is kept.
-fn server_version_at(ctx: &Context<'_>, minor: KubeMinor) -> KubeVersion {
+/// The versions Helm may compare against at `minor`: the server's own form with the hop's
+/// minor, so an EKS suffix (a semver pre-release) is kept. The patch of a future minor is
+/// unknown, so both `.0` and `.1` are tried: `1.33.0-eks-…` sorts *below* `1.33.0` and would
+/// slip through a `<1.33.0` constraint that every later patch fails.
+fn server_versions_at(ctx: &Context<'_>, minor: KubeMinor) -> Vec<KubeVersion> {
     let server = &ctx.facts.cluster.server_version;
-    KubeVersion {
-        minor,
-        patch: Some(if minor == server.minor {
-            server.patch_or_zero()
-        } else {
-            0
-        }),
-        suffix: server.suffix.clone(),
-    }
+    let patches = if minor == server.minor {
+        vec![server.patch_or_zero()]
+    } else {
+        vec![0, 1]
+    };
+    patches
+        .into_iter()
+        .map(|patch| KubeVersion {
+            minor,
+            patch: Some(patch),
+            suffix: server.suffix.clone(),
+        })
+        .collect()
 }
 
 fn chart_kube_version(ctx: &Context<'_>) -> Outcome {
@@ -276,16 +282,17 @@ fn chart_kube_version(ctx: &Context<'_>) -> Outcome {
         };
         let subject = Subject::namespaced("HelmRelease", &release.namespace, &release.name);
         let failing = ctx.hop_targets().find_map(|minor| {
-            let seen = server_version_at(ctx, minor);
-            let semver = seen.to_semver()?;
-            (!constraint.matches(&semver)).then_some((minor, seen, semver))
+            server_versions_at(ctx, minor).into_iter().find_map(|seen| {
+                let semver = seen.to_semver()?;
+                (!constraint.matches(&semver)).then_some((minor, seen, semver))
+            })
         });
         if let Some((minor, seen, semver)) = failing {
             let mut release_form = semver.clone();
             release_form.pre = semver::Prerelease::EMPTY;
             let hint = if !semver.pre.is_empty() && constraint.matches(&release_form) {
                 format!(
-                    "; it accepts {minor}.0 but not the pre-release form v{seen} the API server reports (the constraint needs `-0`, e.g. `>=1.25.0-0`)"
+                    "; it accepts {release_form} but not the pre-release form v{seen} the API server reports (the constraint needs `-0`, e.g. `>=1.25.0-0`)"
                 )
             } else {
                 String::new()
