@@ -365,9 +365,14 @@ pub const EXIT_WARNINGS: u8 = 3;
 /// Exit code: at least one blocker.
 pub const EXIT_BLOCKERS: u8 = 4;
 
+/// The identifier of the JSON report's shape; it changes when a field changes meaning or goes.
+pub const REPORT_SCHEMA: &str = "upgrade-report/v1";
+
 /// The result of running every check.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Report {
+    /// [`REPORT_SCHEMA`], so pipelines can tell which shape they read.
+    pub schema: &'static str,
     /// The cluster name.
     pub cluster: String,
     /// The API server version seen.
@@ -502,6 +507,7 @@ pub fn run(
         }
     }
     Ok(Report {
+        schema: REPORT_SCHEMA,
         cluster: facts.cluster.name.clone(),
         current: facts.cluster.server_version.clone(),
         target,
