@@ -1,7 +1,8 @@
 //! How long the checks and reports take on a large synthetic cluster.
 //!
 //! `cargo bench -p upgrade-core --bench checks` prints the figures; nothing here asserts a
-//! time (timings belong in benchmarks, not tests).
+//! time (timings belong in benchmarks, not tests). Under `cargo test --all-targets` (no
+//! `--bench` argument) it runs once on a cluster a hundred times smaller, as a smoke test.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -22,10 +23,17 @@ const WORKLOADS: usize = 2_000;
 const RELEASES: usize = 200;
 const DOCUMENTS_PER_RELEASE: usize = 100;
 
-fn synthetic() -> Facts {
+/// Sizes divided by `scale` (1 for the benchmark, 100 for the smoke run).
+fn synthetic(scale: usize) -> Facts {
+    let (nodes, pods, workloads, releases) = (
+        NODES / scale,
+        PODS / scale,
+        WORKLOADS / scale,
+        RELEASES / scale,
+    );
     let mut facts = Facts::from_yaml("cluster: {name: bench, server_version: v1.30.4-eks-1}")
         .expect("static facts parse");
-    facts.nodes = (0..NODES)
+    facts.nodes = (0..nodes)
         .map(|i| NodeFacts {
             name: format!("node-{i}"),
             kubelet_version: if i % 10 == 0 { "1.29.8" } else { "1.30.4" }
@@ -41,7 +49,7 @@ fn synthetic() -> Facts {
             pressure: Vec::new(),
         })
         .collect();
-    facts.workloads = (0..WORKLOADS)
+    facts.workloads = (0..workloads)
         .map(|i| WorkloadFacts {
             kind: WorkloadKind::Deployment,
             namespace: format!("ns-{}", i % 50),
@@ -59,11 +67,11 @@ fn synthetic() -> Facts {
             topology_spread: i % 2 == 0,
         })
         .collect();
-    facts.pods = (0..PODS)
+    facts.pods = (0..pods)
         .map(|i| PodFacts {
             namespace: format!("ns-{}", i % 50),
             name: format!("pod-{i}"),
-            node: Some(format!("node-{}", i % NODES)),
+            node: Some(format!("node-{}", i % nodes)),
             phase: "Running".into(),
             controller: (i % 100 != 0).then(|| OwnerFacts {
                 kind: "ReplicaSet".into(),
@@ -76,7 +84,7 @@ fn synthetic() -> Facts {
             termination_grace_period_seconds: None,
         })
         .collect();
-    facts.helm_releases = (0..RELEASES)
+    facts.helm_releases = (0..releases)
         .map(|i| {
             let mut manifest = String::new();
             for d in 0..DOCUMENTS_PER_RELEASE {
@@ -115,23 +123,36 @@ fn time<T>(label: &str, rounds: u32, mut f: impl FnMut() -> T) -> Duration {
 }
 
 fn main() {
-    let facts = synthetic();
+    let full = std::env::args().any(|a| a == "--bench");
+    let (scale, rounds) = if full { (1, 5) } else { (100, 1) };
+    let facts = synthetic(scale);
     let data = Data::embedded();
     let config = Config::default();
     let target = "1.33".parse().expect("target");
     println!(
-        "synthetic cluster: {NODES} nodes, {PODS} pods, {WORKLOADS} workloads, {RELEASES} releases x {DOCUMENTS_PER_RELEASE} documents"
+        "synthetic cluster: {} nodes, {} pods, {} workloads, {} releases x {DOCUMENTS_PER_RELEASE} documents{}",
+        facts.nodes.len(),
+        facts.pods.len(),
+        facts.workloads.len(),
+        facts.helm_releases.len(),
+        if full {
+            ""
+        } else {
+            " (smoke run; `cargo bench` for figures)"
+        }
     );
-    let checks = time("checks::run (1.30 -> 1.33)", 5, || {
+    let checks = time("checks::run (1.30 -> 1.33)", rounds, || {
         run(&facts, target, &config, data)
     });
     let report = run(&facts, target, &config, data).expect("plan");
     println!("findings: {}", report.findings.len());
-    let text = time("report::text", 5, || report::text(&report));
-    let json = time("report::json", 5, || report::json(&report));
-    time("report::playbook", 5, || report::playbook(&report, &facts));
-    time("report::junit", 5, || report::junit(&report));
-    let documents = (RELEASES * DOCUMENTS_PER_RELEASE) as f64;
+    let text = time("report::text", rounds, || report::text(&report));
+    let json = time("report::json", rounds, || report::json(&report));
+    time("report::playbook", rounds, || {
+        report::playbook(&report, &facts)
+    });
+    time("report::junit", rounds, || report::junit(&report));
+    let documents = (facts.helm_releases.len() * DOCUMENTS_PER_RELEASE) as f64;
     println!(
         "manifest documents per second through the checks: {:.0}",
         documents / checks.as_secs_f64()
