@@ -60,7 +60,7 @@ impl Default for ControllerConfig {
             disruption_budgets: true,
             pod_start_delay: Duration::from_millis(200),
             job_run_time: Duration::from_millis(200),
-            resync: Duration::from_secs(1),
+            resync: Duration::from_secs(5),
         }
     }
 }
@@ -309,21 +309,22 @@ impl Controllers {
         if c.deployments {
             self.deployments();
         }
-        if c.replicasets {
+        if c.replicasets || c.statefulsets || c.daemonsets || c.jobs {
+            // One read of the pods serves the pod-owning controllers: they own disjoint
+            // pods, and what one creates in this pass the next pass sees.
             let snap = Snapshot::take(&self.store, &self.types);
-            self.replicasets(&snap);
-        }
-        if c.statefulsets {
-            let snap = Snapshot::take(&self.store, &self.types);
-            self.statefulsets(&snap);
-        }
-        if c.daemonsets {
-            let snap = Snapshot::take(&self.store, &self.types);
-            self.daemonsets(&snap);
-        }
-        if c.jobs {
-            let snap = Snapshot::take(&self.store, &self.types);
-            self.jobs(&snap);
+            if c.replicasets {
+                self.replicasets(&snap);
+            }
+            if c.statefulsets {
+                self.statefulsets(&snap);
+            }
+            if c.daemonsets {
+                self.daemonsets(&snap);
+            }
+            if c.jobs {
+                self.jobs(&snap);
+            }
         }
         if c.scheduler {
             self.schedule();
@@ -1133,8 +1134,20 @@ impl Controllers {
             return;
         }
         let (pods, _) = self.store.list(&t.pods, None);
+        // Budgets only see pods of their own namespace; grouping keeps this linear.
+        let mut by_namespace: HashMap<&str, Vec<Arc<Value>>> = HashMap::new();
+        for p in &pods {
+            by_namespace
+                .entry(namespace(p))
+                .or_default()
+                .push(p.clone());
+        }
         for pdb in &pdbs {
-            let status = pdb_status(pdb, &pods);
+            let pods = by_namespace
+                .get(namespace(pdb))
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            let status = pdb_status(pdb, pods);
             self.write_status(&t.pdbs, pdb, status);
         }
     }

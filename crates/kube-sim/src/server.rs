@@ -21,7 +21,7 @@ use crate::faults::{FaultKind, Faults};
 use crate::patch;
 use crate::resources::{ResourceType, json_path};
 use crate::selectors::{FieldSelector, LabelSelector};
-use crate::store::{Propagation, Store, Target, WatchEvent, WriteOptions, now_micro};
+use crate::store::{EventType, Propagation, Store, Target, WatchEvent, WriteOptions, now_micro};
 
 /// Shared state of the HTTP server.
 pub(crate) struct AppState {
@@ -750,7 +750,7 @@ fn update(
                         set_scale(&ty, o, replicas);
                         Ok(())
                     })?;
-            return Ok(json_response(StatusCode::OK, &scale_of(&req.ty, &updated)?));
+            Ok(json_response(StatusCode::OK, &scale_of(&req.ty, &updated)?))
         }
         Some("status") => {
             let updated =
@@ -1015,14 +1015,27 @@ fn encode_event(ty: &ResourceType, event_type: &str, obj: &Value) -> Bytes {
     Bytes::from(out)
 }
 
-impl WatchStream {
-    fn accepts(&self, event: &WatchEvent) -> bool {
-        event.resource == self.ty.key()
-            && self
-                .namespace
-                .as_deref()
-                .is_none_or(|ns| event.object["metadata"]["namespace"].as_str() == Some(ns))
-            && self.filter.matches(&event.object)
+/// The event type a watcher with `filter` on `ty` (in `namespace`) sees, if any. With a
+/// selector, a modification that makes an object match is ADDED and one that makes it stop
+/// matching is DELETED, as upstream.
+fn visible_as(
+    ty: &ResourceType,
+    namespace: Option<&str>,
+    filter: &Filter,
+    event: &WatchEvent,
+) -> Option<&'static str> {
+    let in_scope = event.resource == ty.key()
+        && namespace.is_none_or(|ns| event.object["metadata"]["namespace"].as_str() == Some(ns));
+    if !in_scope {
+        return None;
+    }
+    let now = filter.matches(&event.object);
+    let before = event.previous.as_ref().map(|p| filter.matches(p));
+    match (event.event_type, before, now) {
+        (EventType::Modified, Some(false), true) => Some("ADDED"),
+        (EventType::Modified, Some(true), false) => Some("DELETED"),
+        (_, _, true) => Some(event.event_type.as_str()),
+        _ => None,
     }
 }
 
@@ -1069,11 +1082,8 @@ fn watch_response(state: &AppState, req: &Request, params: &Params) -> Result<Re
     } else {
         let (events, rx) = state.store.events_since(&req.ty.key(), rv.unwrap_or(0))?;
         for e in events {
-            let in_ns = req
-                .ns()
-                .is_none_or(|ns| e.object["metadata"]["namespace"].as_str() == Some(ns));
-            if in_ns && filter.matches(&e.object) {
-                pending.push_back(encode_event(&req.ty, e.event_type.as_str(), &e.object));
+            if let Some(event_type) = visible_as(&req.ty, req.ns(), &filter, &e) {
+                pending.push_back(encode_event(&req.ty, event_type, &e.object));
             }
         }
         rx
@@ -1095,8 +1105,8 @@ fn watch_response(state: &AppState, req: &Request, params: &Params) -> Result<Re
             tokio::select! {
                 r = ws.rx.recv() => match r {
                     Ok(ev) => {
-                        if ws.accepts(&ev) {
-                            let b = encode_event(&ws.ty, ev.event_type.as_str(), &ev.object);
+                        if let Some(event_type) = visible_as(&ws.ty, ws.namespace.as_deref(), &ws.filter, &ev) {
+                            let b = encode_event(&ws.ty, event_type, &ev.object);
                             return Some((Ok(b), ws));
                         }
                     }

@@ -52,7 +52,13 @@ pub struct WatchEvent {
     pub event_type: EventType,
     /// The object after the change (before removal for `Deleted`).
     pub object: Arc<Value>,
+    /// The object before a `Modified` change (lets selector watches see objects that
+    /// start or stop matching).
+    pub previous: Option<Arc<Value>>,
 }
+
+/// A live feed of every future event.
+pub type EventReceiver = broadcast::Receiver<Arc<WatchEvent>>;
 
 /// Which part of an object a write targets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -236,7 +242,7 @@ impl Store {
         &self,
         resource: &str,
         rv: u64,
-    ) -> Result<(Vec<Arc<WatchEvent>>, broadcast::Receiver<Arc<WatchEvent>>), ApiError> {
+    ) -> Result<(Vec<Arc<WatchEvent>>, EventReceiver), ApiError> {
         let inner = self.read();
         let rx = self.events.subscribe();
         if rv > inner.rv {
@@ -483,6 +489,16 @@ impl Inner {
         event_type: EventType,
         object: Arc<Value>,
     ) -> Arc<WatchEvent> {
+        self.record_change(ty, event_type, object, None)
+    }
+
+    fn record_change(
+        &mut self,
+        ty: &ResourceType,
+        event_type: EventType,
+        object: Arc<Value>,
+        previous: Option<Arc<Value>>,
+    ) -> Arc<WatchEvent> {
         let event = Arc::new(WatchEvent {
             rv: meta_str(&object, "resourceVersion")
                 .parse()
@@ -490,6 +506,7 @@ impl Inner {
             resource: ty.key(),
             event_type,
             object,
+            previous,
         });
         self.history.push_back(event.clone());
         while self.history.len() > HISTORY_LIMIT {
@@ -641,10 +658,8 @@ impl Inner {
     /// Defaults and allocations a real API server (or its admission chain) fills in.
     fn apply_defaults(&mut self, ty: &ResourceType, obj: &mut Value) {
         match (ty.group.as_str(), ty.kind.as_str()) {
-            ("", "Namespace") => {
-                if obj["status"]["phase"].is_null() {
-                    obj["status"] = json!({"phase": "Active"});
-                }
+            ("", "Namespace") if obj["status"]["phase"].is_null() => {
+                obj["status"] = json!({"phase": "Active"});
             }
             ("", "Service") => {
                 if !obj["spec"].is_object() {
@@ -691,10 +706,10 @@ impl Inner {
                     spec["progressDeadlineSeconds"] = json!(600);
                 }
             }
-            ("apps", "StatefulSet") | ("apps", "ReplicaSet") => {
-                if obj["spec"]["replicas"].is_null() {
-                    obj["spec"]["replicas"] = json!(1);
-                }
+            ("apps", "StatefulSet") | ("apps", "ReplicaSet")
+                if obj["spec"]["replicas"].is_null() =>
+            {
+                obj["spec"]["replicas"] = json!(1);
             }
             ("batch", "Job") => {
                 let spec = &mut obj["spec"];
@@ -854,7 +869,7 @@ impl Inner {
             .entry(ty.key())
             .or_default()
             .insert(Self::key_of(ty, ns.as_deref(), &name), new.clone());
-        let event = self.record(ty, EventType::Modified, new.clone());
+        let event = self.record_change(ty, EventType::Modified, new.clone(), Some(old.clone()));
         if ty.group == "apiextensions.k8s.io" && ty.plural == "customresourcedefinitions" {
             self.serve_crd(&new);
         }
@@ -891,7 +906,7 @@ impl Inner {
                 .entry(ty.key())
                 .or_default()
                 .insert(Self::key_of(ty, namespace, name), new.clone());
-            let event = self.record(ty, EventType::Modified, new.clone());
+            let event = self.record_change(ty, EventType::Modified, new.clone(), Some(old));
             return Ok((new, vec![event]));
         }
         let mut events = Vec::new();
