@@ -348,6 +348,11 @@ impl FailureHint {
         if s.contains("provider dependency changes detected") {
             return Some(FailureHint::LockFileWouldChange);
         }
+        if d.contains("does not match configured version constraint") {
+            // `-lockfile=readonly` (or a lock older than the constraints) pins a version the
+            // configuration no longer allows.
+            return Some(FailureHint::LockFileWouldChange);
+        }
         if s.contains("failed to query available provider packages")
             && (d.contains("no available releases match") || d.contains("no available version"))
         {
