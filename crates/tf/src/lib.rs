@@ -53,7 +53,7 @@ pub mod terraform;
 pub mod version;
 
 pub use diagnostics::{ChangeSummary, Diagnostic};
-pub use error::{Error, FailureHint, Result};
+pub use error::{Error, Failure, FailureHint, Result};
 pub use hclfile::HclFile;
 pub use lockfile::{LockDiff, LockFile, LockSnapshot, ProviderLock, ProviderLockChange};
 pub use options::{

@@ -9,6 +9,7 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// Why plan JSON could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -22,7 +23,7 @@ pub enum PlanParseError {
 }
 
 /// A plan, as `show -json` prints it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Plan {
     /// `major.minor`, e.g. `1.2`.
     pub format_version: String,
@@ -66,17 +67,23 @@ pub struct PlanVariable {
 impl Plan {
     /// Decodes plan JSON, refusing a format major other than 1.
     pub fn from_slice(bytes: &[u8]) -> Result<Plan, PlanParseError> {
-        // Check the format first, so a future major gives the right error even if the rest
-        // of its shape would not decode.
-        #[derive(Deserialize)]
-        struct Head {
-            format_version: String,
+        match serde_json::from_slice::<Plan>(bytes) {
+            Ok(plan) if plan.format_version.split('.').next() == Some("1") => Ok(plan),
+            Ok(plan) => Err(PlanParseError::Format(plan.format_version)),
+            Err(e) => {
+                // A future major may not decode at all: report its format, not the shape.
+                #[derive(Deserialize)]
+                struct Head {
+                    format_version: String,
+                }
+                match serde_json::from_slice::<Head>(bytes) {
+                    Ok(head) if head.format_version.split('.').next() != Some("1") => {
+                        Err(PlanParseError::Format(head.format_version))
+                    }
+                    _ => Err(e.into()),
+                }
+            }
         }
-        let head: Head = serde_json::from_slice(bytes)?;
-        if head.format_version.split('.').next() != Some("1") {
-            return Err(PlanParseError::Format(head.format_version));
-        }
-        Ok(serde_json::from_slice(bytes)?)
     }
 }
 
@@ -104,7 +111,7 @@ pub enum InstanceKey {
 }
 
 /// One resource instance's planned change.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ResourceChange {
     /// Full address, e.g. `module.eks.aws_eks_cluster.this`.
     pub address: String,
@@ -138,31 +145,43 @@ pub struct ResourceChange {
 }
 
 /// Before, after, and the actions between them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Values are kept as their raw JSON text ([`RawValue`]): byte-faithful (numbers beyond
+/// 2^53 stay exact) and far lighter than a tree; decode one with [`Change::value`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Change {
     /// What Terraform will do.
     pub actions: Action,
-    /// The value before (`None`/null for a create).
+    /// The value before (`None` for a create).
     #[serde(default)]
-    pub before: Option<Value>,
-    /// The value after (`None`/null for a delete).
+    pub before: Option<Box<RawValue>>,
+    /// The value after (`None` for a delete).
     #[serde(default)]
-    pub after: Option<Value>,
+    pub after: Option<Box<RawValue>>,
     /// A mirror of `after` marking values known only after apply.
     #[serde(default)]
-    pub after_unknown: Option<Value>,
+    pub after_unknown: Option<Box<RawValue>>,
     /// A mirror of `before` marking sensitive values.
     #[serde(default)]
-    pub before_sensitive: Option<Value>,
+    pub before_sensitive: Option<Box<RawValue>>,
     /// A mirror of `after` marking sensitive values.
     #[serde(default)]
-    pub after_sensitive: Option<Value>,
+    pub after_sensitive: Option<Box<RawValue>>,
     /// The attribute paths that forced a replacement.
     #[serde(default)]
     pub replace_paths: Vec<Vec<PathStep>>,
     /// Set when the change imports an existing object.
     #[serde(default)]
-    pub importing: Option<Value>,
+    pub importing: Option<Box<RawValue>>,
+}
+
+impl Change {
+    /// Decodes one of the raw values (`Value::Null` when absent or undecodable).
+    pub fn value(raw: &Option<Box<RawValue>>) -> Value {
+        raw.as_ref()
+            .and_then(|r| serde_json::from_str(r.get()).ok())
+            .unwrap_or(Value::Null)
+    }
 }
 
 /// One step of an attribute path: an attribute or map key, or a list index.

@@ -570,16 +570,21 @@ fn review_change(rc: &ResourceChange, rules: &ReviewRules) -> ReviewedChange {
 /// The attributes that differ between before and after, redacted.
 fn attribute_diffs(change: &Change) -> Vec<AttributeDiff> {
     let mut out = Vec::new();
-    let null = Value::Null;
+    let decoded = [
+        &change.before_sensitive,
+        &change.after_sensitive,
+        &change.after_unknown,
+    ]
+    .map(Change::value);
     walk(
         &mut out,
         String::new(),
-        change.before.as_ref().unwrap_or(&null),
-        change.after.as_ref().unwrap_or(&null),
+        &Change::value(&change.before),
+        &Change::value(&change.after),
         Mirrors {
-            before_sensitive: change.before_sensitive.as_ref(),
-            after_sensitive: change.after_sensitive.as_ref(),
-            after_unknown: change.after_unknown.as_ref(),
+            before_sensitive: Some(&decoded[0]),
+            after_sensitive: Some(&decoded[1]),
+            after_unknown: Some(&decoded[2]),
         },
     );
     out

@@ -11,7 +11,7 @@ use upgrade_core::process::{ProcessBuilder, ProcessError, ProcessOutput};
 use upgrade_core::tool::TERRAFORM;
 
 use crate::diagnostics::{ChangeSummary, Diagnostic, UiStream};
-use crate::error::{Error, FailureHint, Result};
+use crate::error::{Error, Failure, FailureHint, Result};
 use crate::lockfile::{LOCK_FILE_NAME, LockDiff, LockFile, LockSnapshot};
 use crate::options::{
     ApplyOptions, BackendConfig, InitOptions, LockSource, LockfileMode, PlanOptions,
@@ -756,7 +756,7 @@ impl Terraform {
             Vec::new()
         };
         let hint = FailureHint::classify(&diagnostics, &stderr);
-        Error::Failed {
+        Error::Failed(Box::new(Failure {
             subcommand,
             command,
             code,
@@ -765,7 +765,7 @@ impl Terraform {
             hint,
             stdout,
             stderr,
-        }
+        }))
     }
 }
 

@@ -149,13 +149,9 @@ fn a_two_minor_jump_fails_at_apply_with_the_providers_message() {
         .unwrap_err();
     let message = "Unsupported Kubernetes minor version update from 1.29 to 1.31";
     match &err {
-        Error::Failed {
-            subcommand,
-            diagnostics,
-            ..
-        } => {
-            assert_eq!(*subcommand, "apply");
-            let diag = diagnostics.iter().find(|d| d.is_error()).unwrap();
+        Error::Failed(failure) => {
+            assert_eq!(failure.subcommand, "apply");
+            let diag = failure.diagnostics.iter().find(|d| d.is_error()).unwrap();
             assert!(diag.summary.contains(message), "{diag:?}");
             assert_eq!(diag.address.as_deref(), Some("aws_eks_cluster.this"));
         }
@@ -359,10 +355,14 @@ fn an_unsatisfiable_constraint_gives_the_no_matching_version_hint() {
         "{err}"
     );
     // The raw output is kept whole.
-    let Error::Failed { stdout, .. } = &err else {
+    let Error::Failed(failure) = &err else {
         panic!("{err:?}")
     };
-    assert!(stdout.contains("Failed to query available provider packages"));
+    assert!(
+        failure
+            .stdout
+            .contains("Failed to query available provider packages")
+    );
 }
 
 #[test]

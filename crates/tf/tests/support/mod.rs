@@ -30,6 +30,12 @@ pub fn sim_provider() -> &'static Path {
             .parent()
             .and_then(Path::parent)
             .expect("test binaries live in <target>/<profile>/deps");
+        let bin = profile_dir.join("terraform-provider-aws-sim");
+        // `cargo test --workspace --all-targets` has just built it: a nested `cargo build -p`
+        // would resolve features differently and rebuild its dependencies once more.
+        if is_fresh(&bin) {
+            return bin;
+        }
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut build = ProcessBuilder::new(PathBuf::from(cargo));
         build
@@ -48,10 +54,30 @@ pub fn sim_provider() -> &'static Path {
         build
             .exec()
             .unwrap_or_else(|e| panic!("building the simulated AWS provider failed: {e}"));
-        let bin = profile_dir.join("terraform-provider-aws-sim");
         assert!(bin.is_file(), "{} was not built", bin.display());
         bin
     })
+}
+
+/// Whether `bin` exists and is newer than the provider's sources and the lock file.
+fn is_fresh(bin: &Path) -> bool {
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let Some(built) = modified(bin) else {
+        return false;
+    };
+    let root = TestContext::workspace_root();
+    let crate_dir = root.join("crates/tf-sim-provider");
+    let mut inputs = vec![
+        root.join("Cargo.lock"),
+        root.join("Cargo.toml"),
+        crate_dir.join("Cargo.toml"),
+    ];
+    if let Ok(entries) = std::fs::read_dir(crate_dir.join("src")) {
+        inputs.extend(entries.flatten().map(|e| e.path()));
+    }
+    inputs
+        .iter()
+        .all(|input| modified(input).is_some_and(|m| m <= built))
 }
 
 /// A filesystem mirror holding the simulated provider at every version in
