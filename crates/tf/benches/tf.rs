@@ -1,7 +1,7 @@
 //! Benchmarks for `upgrade-tf`, printed as figures (run: `cargo bench -p upgrade-tf`).
 //!
 //! 1. Wrapper overhead: `Terraform::plan` + `Terraform::show_plan` against the same raw
-//!    terraform commands (`plan -out` + `show -json`) on the same module, median of several
+//!    terraform commands (the same `plan` argv + `show -json`) on the same module, median of several
 //!    runs each, interleaved. Goal: ratio <= 1.05.
 //! 2. Parsing a synthetic plan JSON with 100,000 resource changes: time and peak memory
 //!    (peak RSS above the baseline, Linux `/proc/self/status` VmHWM after a reset), plus
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use upgrade_test::TestContext;
 use upgrade_tf::{Plan, PlanOptions, PlanReview, ReviewRules, Terraform};
 
-const RUNS: usize = 9;
+const RUNS: usize = 21;
 
 fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
@@ -27,15 +27,30 @@ fn wrapper_overhead() {
         .build()
         .expect("a terraform handle");
     tf.version().expect("terraform runs"); // detected once per handle, as in real use
-    let raw = |args: &[&str]| {
+    // The raw side runs exactly the argv the wrapper builds (same flags, its own plan file),
+    // so the ratio is the wrapper's own cost: env policy, digests, JSON decoding.
+    let raw_plan_args = tf
+        .plan_args(&PlanOptions::default().out("raw.tfplan"))
+        .expect("plan argv");
+    let raw = |args: &[std::ffi::OsString]| {
         let mut cmd = ctx.command("terraform");
         cmd.cwd(&module).env("TF_IN_AUTOMATION", "1").args(args);
-        cmd.exec().expect("raw terraform runs")
+        let out = cmd.output().expect("raw terraform runs");
+        assert!(
+            matches!(out.status.code(), Some(0 | 2)),
+            "{}",
+            out.stderr_lossy()
+        );
+        out
     };
+    let show_args: Vec<std::ffi::OsString> = ["show", "-json", "-no-color", "raw.tfplan"]
+        .iter()
+        .map(Into::into)
+        .collect();
     let run_raw = || {
         let start = Instant::now();
-        raw(&["plan", "-input=false", "-no-color", "-out=raw.tfplan"]);
-        let shown = raw(&["show", "-json", "raw.tfplan"]);
+        raw(&raw_plan_args);
+        let shown = raw(&show_args);
         let elapsed = start.elapsed();
         assert!(!shown.stdout.is_empty());
         elapsed
@@ -52,9 +67,15 @@ fn wrapper_overhead() {
     run_raw();
     run_wrapper();
     let (mut raw_samples, mut wrapper_samples) = (Vec::new(), Vec::new());
-    for _ in 0..RUNS {
-        raw_samples.push(run_raw());
-        wrapper_samples.push(run_wrapper());
+    for i in 0..RUNS {
+        // Alternate who goes first, so neither side always runs on a warmer machine.
+        if i % 2 == 0 {
+            raw_samples.push(run_raw());
+            wrapper_samples.push(run_wrapper());
+        } else {
+            wrapper_samples.push(run_wrapper());
+            raw_samples.push(run_raw());
+        }
     }
     let (r, w) = (median(raw_samples), median(wrapper_samples));
     println!("plan + show on fixtures/terraform/smoke, median of {RUNS} interleaved runs:");

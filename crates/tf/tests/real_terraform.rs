@@ -135,6 +135,37 @@ fn a_subnet_change_plans_as_replace_and_the_review_blocks_it() {
 }
 
 #[test]
+fn a_destroy_plan_is_blocked_and_a_refresh_only_plan_is_clean() {
+    let world = applied_dev();
+    let refresh = world
+        .tf
+        .plan(&PlanOptions::default().refresh(upgrade_tf::RefreshMode::Only))
+        .unwrap();
+    assert!(!refresh.has_changes, "nothing drifts in the simulation");
+
+    let run = world
+        .tf
+        .plan(&PlanOptions::default().destroy(true))
+        .unwrap();
+    let reviewed = world.tf.review(&run.plan, &ReviewRules::default()).unwrap();
+    assert_eq!(reviewed.review.counts.delete, 3);
+    let cluster = reviewed.review.change("aws_eks_cluster.this").unwrap();
+    assert_eq!(
+        (cluster.kind, cluster.severity),
+        (ChangeKind::Delete, Severity::Blocker)
+    );
+    assert_eq!(
+        reviewed
+            .review
+            .change("aws_eks_addon.coredns")
+            .unwrap()
+            .severity,
+        Severity::Warning
+    );
+    assert!(matches!(reviewed.approve(), Err(Error::Blocked { .. })));
+}
+
+#[test]
 fn a_two_minor_jump_fails_at_apply_with_the_providers_message() {
     let world = applied_dev();
     set_cluster_version(&world, "1.31");
@@ -291,7 +322,7 @@ fn a_held_state_lock_gives_the_typed_error_with_its_hint() {
         "-input=false",
         "-no-color",
         "-var",
-        "hold_seconds=6",
+        "hold_seconds=8",
     ]);
     let handle = std::thread::spawn(move || holder.exec());
     let lock_info = world.file(".terraform.tfstate.lock.info");
@@ -326,6 +357,19 @@ fn a_held_state_lock_gives_the_typed_error_with_its_hint() {
     settings.add_filter(r"Version:\s+\S+", "Version: [VERSION]");
     settings.add_filter(r"-out=\S+", "-out=[PLAN]");
     settings.bind(|| insta::assert_snapshot!(rendered));
+
+    // Waiting on the lock longer than the handle's timeout: stopped (SIGINT first, so
+    // Terraform can give up cleanly) and typed as a timeout.
+    let impatient = upgrade_tf::Terraform::builder(&world.dir)
+        .base_command(world.ctx.command("terraform"))
+        .timeout(Duration::from_secs(1))
+        .grace_period(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let err = impatient
+        .plan(&PlanOptions::default().lock_timeout(Duration::from_secs(30)))
+        .unwrap_err();
+    assert!(matches!(err, Error::TimedOut { .. }), "{err}");
 
     handle.join().unwrap().expect("the holder's apply succeeds");
 }
