@@ -7,10 +7,10 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use upgrade_core::process::{ProcessBuilder, ProcessError, ProcessOutput};
+use upgrade_core::process::{ProcessBuilder, ProcessError, ProcessOutput, Stream};
 use upgrade_core::tool::TERRAFORM;
 
-use crate::diagnostics::{ChangeSummary, Diagnostic, UiStream};
+use crate::diagnostics::{ChangeSummary, Diagnostic, UiMessage, UiStream};
 use crate::error::{Error, Failure, FailureHint, Result};
 use crate::lockfile::{LOCK_FILE_NAME, LockDiff, LockFile, LockSnapshot};
 use crate::options::{
@@ -584,10 +584,28 @@ impl Terraform {
 
     /// `terraform plan` to a file, with `-detailed-exitcode`.
     pub fn plan(&self, options: &PlanOptions) -> Result<PlanRun> {
+        self.plan_inner(options, None)
+    }
+
+    /// [`plan`](Self::plan), calling `on_message` for each line of Terraform's `-json` UI
+    /// as it arrives (refresh and planned-change progress, diagnostics).
+    pub fn plan_with_progress(
+        &self,
+        options: &PlanOptions,
+        on_message: &mut dyn FnMut(&UiMessage),
+    ) -> Result<PlanRun> {
+        self.plan_inner(options, Some(on_message))
+    }
+
+    fn plan_inner(
+        &self,
+        options: &PlanOptions,
+        progress: Option<&mut dyn FnMut(&UiMessage)>,
+    ) -> Result<PlanRun> {
         let args = self.plan_args(options)?;
         let mut cmd = self.template.clone();
         cmd.args(&args);
-        let out = self.run("plan", &cmd, &[0, 2], true)?;
+        let out = self.run_with("plan", &cmd, &[0, 2], true, progress)?;
         let stream = UiStream::parse(&out.stdout_lossy());
         Ok(PlanRun {
             has_changes: out.status.code() == Some(2),
@@ -628,6 +646,27 @@ impl Terraform {
 
     /// Applies an approved saved plan, and nothing else.
     pub fn apply(&self, plan: &ApprovedPlan, options: &ApplyOptions) -> Result<ApplyRun> {
+        self.apply_inner(plan, options, None)
+    }
+
+    /// [`apply`](Self::apply), calling `on_message` for each line of Terraform's `-json` UI
+    /// as it arrives (`apply_start`, `apply_progress`, `apply_complete`, diagnostics): an
+    /// EKS control-plane update runs for many minutes.
+    pub fn apply_with_progress(
+        &self,
+        plan: &ApprovedPlan,
+        options: &ApplyOptions,
+        on_message: &mut dyn FnMut(&UiMessage),
+    ) -> Result<ApplyRun> {
+        self.apply_inner(plan, options, Some(on_message))
+    }
+
+    fn apply_inner(
+        &self,
+        plan: &ApprovedPlan,
+        options: &ApplyOptions,
+        progress: Option<&mut dyn FnMut(&UiMessage)>,
+    ) -> Result<ApplyRun> {
         self.require(Feature::JsonUi)?;
         plan.saved.verify()?;
         let mut cmd = self.template.clone();
@@ -647,7 +686,7 @@ impl Terraform {
             cmd.arg(format!("-parallelism={n}"));
         }
         cmd.arg(&plan.saved.path);
-        let out = self.run("apply", &cmd, &[0], true)?;
+        let out = self.run_with("apply", &cmd, &[0], true, progress)?;
         let stream = UiStream::parse(&out.stdout_lossy());
         Ok(ApplyRun {
             summary: stream.change_summary,
@@ -709,7 +748,26 @@ impl Terraform {
         accept: &[i32],
         json_ui: bool,
     ) -> Result<ProcessOutput> {
-        let out = cmd.output().map_err(|e| match e {
+        self.run_with(subcommand, cmd, accept, json_ui, None)
+    }
+
+    fn run_with(
+        &self,
+        subcommand: &'static str,
+        cmd: &ProcessBuilder,
+        accept: &[i32],
+        json_ui: bool,
+        progress: Option<&mut dyn FnMut(&UiMessage)>,
+    ) -> Result<ProcessOutput> {
+        let result = match progress {
+            Some(on_message) => cmd.output_with_streaming(&mut |stream, line| {
+                if stream == Stream::Stdout && !line.trim().is_empty() {
+                    on_message(&UiMessage::parse_line(line));
+                }
+            }),
+            None => cmd.output(),
+        };
+        let out = result.map_err(|e| match e {
             ProcessError::NotFound { .. } => Error::NotFound(e),
             ProcessError::Start { command, source } => Error::Start { command, source },
             ProcessError::TimedOut {

@@ -133,3 +133,32 @@ fn an_option_the_detected_version_lacks_is_refused() {
         .unwrap_err();
     assert!(matches!(err, Error::UnsupportedVersion { .. }), "{err}");
 }
+
+/// Output a real terraform never prints: a stand-in shows that undecodable output is its
+/// own error kind, with the start of the output for the record.
+#[test]
+fn undecodable_version_output_is_a_json_error() {
+    let ctx = TestContext::new();
+    let fake = ctx.root().join("terraform-garbled");
+    std::fs::write(&fake, "#!/bin/sh\necho 'Welcome to not-terraform'\n").unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let tf = Terraform::builder(ctx.work())
+        .binary(&fake)
+        .build()
+        .unwrap();
+    let err = tf.version().unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Json {
+                what: "version output",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("Welcome to not-terraform"),
+        "{err}"
+    );
+}

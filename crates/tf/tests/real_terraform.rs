@@ -6,6 +6,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::World;
+use upgrade_tf::diagnostics::UiMessage;
 use upgrade_tf::review::ChangeKind;
 use upgrade_tf::{
     ApplyOptions, Error, FailureHint, HclFile, InitOptions, LockFile, LockSnapshot, LockSource,
@@ -80,7 +81,27 @@ fn a_cluster_version_bump_plans_as_update_in_place_and_applies() {
     assert!(!reviewed.review.is_blocked());
 
     let approved = reviewed.approve().unwrap();
-    world.tf.apply(&approved, &ApplyOptions::default()).unwrap();
+    let mut progress = Vec::new();
+    world
+        .tf
+        .apply_with_progress(&approved, &ApplyOptions::default(), &mut |m| {
+            if let UiMessage::Other { kind, message } = m {
+                progress.push(format!("{kind}: {message}"));
+            }
+        })
+        .unwrap();
+    assert!(
+        progress
+            .iter()
+            .any(|p| p.starts_with("apply_start: aws_eks_cluster.this: Modifying")),
+        "{progress:#?}"
+    );
+    assert!(
+        progress
+            .iter()
+            .any(|p| p.starts_with("apply_complete: aws_eks_cluster.this: Modifications complete")),
+        "{progress:#?}"
+    );
     let outputs = world.tf.output().unwrap();
     assert_eq!(outputs["cluster_version"].value, Some("1.30".into()));
     let serial_after = world.tf.state_info().unwrap().unwrap().serial;
