@@ -490,3 +490,131 @@ impl fmt::Display for FailureKind {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_both_majors_spellings() {
+        let cases = [
+            (
+                "Error: Kubernetes cluster unreachable: Get \"https://127.0.0.1:1/version\": dial tcp",
+                FailureKind::ClusterUnreachable,
+            ),
+            (
+                "Error: kubernetes cluster unreachable: Get \"https://127.0.0.1:1/version\"",
+                FailureKind::ClusterUnreachable,
+            ),
+            ("Error: release: not found", FailureKind::ReleaseNotFound),
+            (
+                "Error: uninstall: Release not loaded: mlflow: release: not found",
+                FailureKind::ReleaseNotFound,
+            ),
+            (
+                "Error: UPGRADE FAILED: \"kserve\" has no deployed releases",
+                FailureKind::NoDeployedReleases,
+            ),
+            (
+                "Error: UPGRADE FAILED: another operation (install/upgrade/rollback) is in progress",
+                FailureKind::OperationInProgress,
+            ),
+            (
+                "Error: path \"./nochart\" not found",
+                FailureKind::ChartNotFound,
+            ),
+            (
+                "Error: chart \"kserve\" matching  not found in fixtures index. (try 'helm repo update'): no chart name found",
+                FailureKind::ChartNotFound,
+            ),
+            (
+                "Error: chart \"karpenter\" matching 9.9.9 not found in fixtures index. (try 'helm repo update')",
+                FailureKind::ChartVersionNotFound,
+            ),
+            (
+                "Error: chart \"karpenter\" version \"9.9.9\" not found in https://charts.example repository",
+                FailureKind::ChartVersionNotFound,
+            ),
+            (
+                "Error: repo nosuchrepo not found",
+                FailureKind::RepoNotFound,
+            ),
+            (
+                "Error: UPGRADE FAILED: context deadline exceeded",
+                FailureKind::Timeout,
+            ),
+            (
+                "Error: UPGRADE FAILED: release karpenter failed, and has been rolled back due to atomic being set: context deadline exceeded",
+                FailureKind::RolledBack,
+            ),
+            (
+                "Error: UPGRADE FAILED: release karpenter failed, and has been rolled back due to rollback-on-failure being set: timed out",
+                FailureKind::RolledBack,
+            ),
+            (
+                "Error: UPGRADE FAILED: unable to build kubernetes objects from new release manifest: error validating \"\": error validating data: ValidationError(Deployment.spec.replicas): invalid type",
+                FailureKind::ManifestValidation,
+            ),
+            (
+                "Error: UPGRADE FAILED: cannot patch \"x\" with kind Service: Service \"x\" is invalid: spec.ports[0].port: Invalid value: 0",
+                FailureKind::ManifestValidation,
+            ),
+            (
+                "Error: template: mlflow/templates/configmap.yaml:9:37: executing \"mlflow/templates/configmap.yaml\" at <.Values.logging.level>: nil pointer evaluating interface {}.level",
+                FailureKind::RenderFailed,
+            ),
+            (
+                "Error: chart requires kubeVersion: >=1.29.0-0 which is incompatible with Kubernetes v1.28.0",
+                FailureKind::KubeVersionIncompatible,
+            ),
+            (
+                "Error: UPGRADE FAILED: Unable to continue with update: ConfigMap \"x\" in namespace \"y\" exists and cannot be imported into the current release",
+                FailureKind::ResourceExists,
+            ),
+            (
+                "Error: UPGRADE FAILED: conflict occurred while applying object /x apps/v1, Kind=Deployment: Apply failed with 1 conflict",
+                FailureKind::SsaConflict,
+            ),
+            (
+                "Error: unknown flag: --rollback-on-failure",
+                FailureKind::UnknownFlag,
+            ),
+            ("Error: something new went wrong", FailureKind::Other),
+        ];
+        for (stderr, kind) in cases {
+            assert_eq!(FailureKind::classify(stderr), kind, "{stderr}");
+        }
+    }
+
+    #[test]
+    fn a_failure_renders_command_kind_stderr_and_hint() {
+        let err = Error::from(ProcessError::Exited {
+            command: "helm status kserve --namespace kserve --output json".into(),
+            code: Some(1),
+            signal: None,
+            stdout: String::new(),
+            stderr: "Error: release: not found\n".into(),
+        });
+        assert_eq!(err.failure_kind(), Some(FailureKind::ReleaseNotFound));
+        assert_eq!(err.stderr(), Some("Error: release: not found\n"));
+        assert_eq!(
+            err.to_string(),
+            "`helm status kserve --namespace kserve --output json` failed with exit code 1: release not found\n\
+             --- stderr\nError: release: not found\n\
+             hint: check the release name and namespace (`helm list -A`); Helm looks only in the namespace given with -n"
+        );
+    }
+
+    #[test]
+    fn a_timed_out_write_points_at_pending_revisions() {
+        let err = Error::from(ProcessError::TimedOut {
+            command: "helm upgrade mlflow ./mlflow --namespace mlops".into(),
+            after: Duration::from_secs(5),
+            how: upgrade_core::process::StopMethod::Kill,
+            stdout: String::new(),
+            stderr: String::new(),
+        });
+        assert_eq!(err.failure_kind(), Some(FailureKind::Timeout));
+        assert!(err.to_string().contains("pending-* last revision"), "{err}");
+    }
+}

@@ -169,7 +169,19 @@ impl Helm {
                 cmd.args(["version", "--template", "{{.Version}}"])
                     .timeout(self.read_timeout);
                 let out = cmd.exec_async().await?;
-                HelmVersion::parse(&out.stdout_lossy())
+                match HelmVersion::parse(&out.stdout_lossy()) {
+                    Ok(version) => Ok(version),
+                    // A wrapper script or plugin may not pass --template through; --short
+                    // prints `v3.17.3+ge4da497` on every Helm 3 and 4.
+                    Err(template_err) => {
+                        let mut short = self.base_command();
+                        short
+                            .args(["version", "--short"])
+                            .timeout(self.read_timeout);
+                        let out = short.exec_async().await?;
+                        HelmVersion::parse(&out.stdout_lossy()).map_err(|_| template_err)
+                    }
+                }
             })
             .await
     }
