@@ -36,6 +36,7 @@ pub mod error;
 pub mod faults;
 pub mod fixtures;
 pub mod patch;
+mod protobuf;
 pub mod resources;
 pub mod selectors;
 mod server;

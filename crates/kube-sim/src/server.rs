@@ -274,7 +274,10 @@ fn parse_body(body: &[u8], content_type: &str) -> Result<Value, ApiError> {
     if content_type.contains("yaml") {
         return serde_norway::from_slice(body).map_err(|e| ApiError::bad_request(format!("the request body is not valid YAML: {e}")));
     }
-    if content_type.contains("protobuf") || content_type.contains("cbor") {
+    if content_type.contains("protobuf") {
+        return crate::protobuf::decode(body);
+    }
+    if content_type.contains("cbor") {
         return Err(ApiError::unsupported_media_type(format!(
             "the body of the request was in an unknown format ({content_type}); accepted media types include application/json and application/yaml"
         )));
@@ -663,8 +666,15 @@ fn patch_object(
     Ok(json_response(StatusCode::OK, &updated))
 }
 
+fn body_json(body: &[u8]) -> Option<Value> {
+    if body.starts_with(b"k8s\0") {
+        return crate::protobuf::decode(body).ok();
+    }
+    serde_json::from_slice(body).ok()
+}
+
 fn delete_options(body: &[u8], params: &Params) -> Propagation {
-    let from_body: Option<Value> = serde_json::from_slice(body).ok();
+    let from_body = body_json(body);
     let policy = params
         .get("propagationPolicy")
         .cloned()
@@ -681,7 +691,7 @@ fn delete_options(body: &[u8], params: &Params) -> Propagation {
 
 fn delete(state: &AppState, req: &Request, body: &[u8], params: &Params, opts: &WriteOptions) -> Result<Response, ApiError> {
     let mut opts = opts.clone();
-    let from_body: Option<Value> = serde_json::from_slice(body).ok();
+    let from_body = body_json(body);
     if from_body.as_ref().is_some_and(|b| b["dryRun"].as_array().is_some_and(|d| d.iter().any(|x| x == "All"))) {
         opts.dry_run = true;
     }
