@@ -290,7 +290,8 @@ pub enum FailureKind {
     ValuesSchema,
     /// The chart's kubeVersion excludes the cluster's Kubernetes version.
     KubeVersionIncompatible,
-    /// The operation failed and Helm rolled it back (`--atomic` / `--rollback-on-failure`).
+    /// The operation failed and Helm rolled it back (`--atomic` / `--rollback-on-failure`), or
+    /// uninstalled it when it was the first install.
     RolledBack,
     /// A resource exists but belongs to no release (or another one).
     ResourceExists,
@@ -304,7 +305,11 @@ pub enum FailureKind {
 
 /// Patterns per kind, in priority order (a rolled-back upgrade also mentions its cause).
 const PATTERNS: &[(FailureKind, &[&str])] = &[
-    (FailureKind::RolledBack, &["has been rolled back due to"]),
+    (
+        FailureKind::RolledBack,
+        // A failed first install is uninstalled instead.
+        &["has been rolled back due to", "has been uninstalled due to"],
+    ),
     (
         FailureKind::OperationInProgress,
         &["another operation (install/upgrade/rollback) is in progress"],
@@ -449,7 +454,7 @@ impl FailureKind {
                 "the chart's kubeVersion excludes this cluster: pick a chart version whose kubeVersion allows it (note: EKS versions like v1.30.4-eks-x are pre-releases, which only constraints ending in -0 accept)"
             }
             FailureKind::RolledBack => {
-                "the upgrade failed and Helm rolled the release back: the release runs the previous revision; the cause is in the message above"
+                "the operation failed and Helm undid it (an upgrade was rolled back to the previous revision, a first install was uninstalled); the cause is in the message above"
             }
             FailureKind::ResourceExists => {
                 "a resource in the chart already exists outside this release: adopt it (Helm 3.17+/4 `--take-ownership`) or delete it first"
