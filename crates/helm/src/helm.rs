@@ -285,13 +285,18 @@ impl Helm {
         Ok(values.unwrap_or_default())
     }
 
-    /// `helm get manifest`.
+    /// `helm get manifest`: the rendered manifests exactly as stored in the release.
     pub async fn manifest(&self, release: &ReleaseRef, revision: Option<u32>) -> Result<String> {
         let mut args = vec!["get".into()];
         args.extend(release_args("manifest", release));
         push_revision(&mut args, revision);
         let out = self.run(&self.read_command(args)).await?;
-        Ok(out.stdout_lossy())
+        // Helm prints the manifest with one newline appended; return it as stored.
+        let mut manifest = out.stdout_lossy();
+        if manifest.ends_with('\n') {
+            manifest.pop();
+        }
+        Ok(manifest)
     }
 
     /// `helm get metadata` (chart name and version, appVersion, apply method).
