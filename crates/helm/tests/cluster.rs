@@ -549,3 +549,115 @@ fn strip(h: &upgrade_helm::HistoryEntry) -> (u32, ReleaseStatus, String, String,
         h.description.clone(),
     )
 }
+
+/// A live cluster reports its full gitVersion: on EKS a pre-release to Helm, so a kubeVersion
+/// without a `-0` suffix refuses it at install time, although `helm template --kube-version`
+/// with the same version passes. `check_kube_version` agrees with the live install.
+#[tokio::test(flavor = "multi_thread")]
+async fn kube_version_on_a_live_eks_like_cluster() {
+    let ctx = TestContext::new();
+    let sim = start_sim().await;
+    let eks = sim.server_version().to_string();
+    assert!(eks.contains("-eks-"), "{eks}");
+    for (i, (constraint, installs)) in [(">=1.28.0", false), (">=1.28.0-0", true)]
+        .into_iter()
+        .enumerate()
+    {
+        let dir = ctx.work().join(format!("kv{i}"));
+        std::fs::create_dir_all(dir.join("templates")).unwrap();
+        std::fs::write(
+            dir.join("Chart.yaml"),
+            format!("apiVersion: v2\nname: kv{i}\nversion: 0.1.0\nkubeVersion: \"{constraint}\"\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("templates/cm.yaml"),
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: kv\n",
+        )
+        .unwrap();
+        let check = upgrade_helm::chart::check_kube_version(Some(constraint), &eks).unwrap();
+        assert_eq!(check.compatible, installs, "{check:?}");
+        for tool in HELMS {
+            let helm = helm_on(&ctx, tool, &sim);
+            let release = ReleaseRef::new(format!("kv{i}"), format!("kv-{tool}"));
+            let result = helm
+                .upgrade(
+                    &release,
+                    &ChartRef::path(&dir),
+                    &quick(UpgradeOptions::default()),
+                )
+                .await;
+            match (installs, result) {
+                (true, Ok(r)) => assert_eq!(r.info.status, ReleaseStatus::Deployed),
+                (false, Err(err)) => assert_eq!(
+                    err.failure_kind(),
+                    Some(FailureKind::KubeVersionIncompatible),
+                    "{tool}: {err}"
+                ),
+                (expected, got) => {
+                    panic!("{tool} {constraint} on {eks}: expected install {expected}, got {got:?}")
+                }
+            }
+        }
+    }
+    sim.shutdown().await;
+}
+
+/// `helm upgrade` leaves CRDs under crds/ as they were; the notice lists them with the way to
+/// apply them.
+#[tokio::test(flavor = "multi_thread")]
+async fn crds_are_not_updated_by_upgrades_and_the_notice_says_how() {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let ctx = TestContext::new();
+    let sim = start_sim().await;
+    let crds: Api<CustomResourceDefinition> = Api::all(sim.client().unwrap());
+    let served = |crd: CustomResourceDefinition| -> Vec<String> {
+        crd.spec
+            .versions
+            .into_iter()
+            .filter(|v| v.served)
+            .map(|v| v.name)
+            .collect()
+    };
+    for tool in HELMS {
+        let helm = helm_on(&ctx, tool, &sim);
+        let release = ReleaseRef::new("kserve", format!("kserve-{tool}"));
+        helm.upgrade(
+            &release,
+            &chart("kserve", "0.14.1"),
+            &quick(UpgradeOptions::default()),
+        )
+        .await
+        .unwrap();
+        helm.upgrade(
+            &release,
+            &chart("kserve", "0.15.0"),
+            &quick(UpgradeOptions::default()),
+        )
+        .await
+        .unwrap();
+        let live = served(
+            crds.get("inferenceservices.serving.kserve.io")
+                .await
+                .unwrap(),
+        );
+        assert_eq!(live, ["v1beta1"], "{tool}: helm upgrade changed the CRD");
+
+        let target = chart("kserve", "0.15.0");
+        let shipped = helm.show_crds(&target).await.unwrap();
+        assert_eq!(shipped[0].versions, ["v1beta1", "v1beta2"]);
+        let notice = upgrade_helm::CrdUpgradeNotice::for_chart(&target, shipped).unwrap();
+        let text = notice.to_string();
+        assert!(
+            text.contains(
+                "inferenceservices.serving.kserve.io (InferenceService, versions v1beta1, v1beta2)"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("| kubectl apply --server-side --force-conflicts -f -"),
+            "{text}"
+        );
+    }
+    sim.shutdown().await;
+}
