@@ -661,3 +661,104 @@ async fn crds_are_not_updated_by_upgrades_and_the_notice_says_how() {
     }
     sim.shutdown().await;
 }
+
+/// Errors provoked on a live cluster, classified from the real stderr of both majors.
+#[tokio::test(flavor = "multi_thread")]
+async fn live_cluster_errors_are_classified_on_both_majors() {
+    let ctx = TestContext::new();
+    let sim = start_sim().await;
+    let configmaps: Api<ConfigMap> = Api::namespaced(sim.client().unwrap(), "default");
+    let taken: ConfigMap = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "taken", "namespace": "default"}
+    }))
+    .unwrap();
+    configmaps
+        .create(&Default::default(), &taken)
+        .await
+        .unwrap();
+    let mut report = String::new();
+    for tool in HELMS {
+        let helm = helm_on(&ctx, tool, &sim);
+        let missing = ReleaseRef::new("nothing-here", "default");
+        let mut expect = |what: &str, result: Result<String, Error>, kind: FailureKind| {
+            let err = result.expect_err(what);
+            assert_eq!(err.failure_kind(), Some(kind), "{tool} {what}: {err}");
+            let first = err
+                .stderr()
+                .unwrap_or_default()
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            report.push_str(&format!("{tool} {what}: {kind:?}\n  {first}\n"));
+        };
+        expect(
+            "status",
+            helm.status(&missing, None).await.map(|r| r.name),
+            FailureKind::ReleaseNotFound,
+        );
+        expect(
+            "history",
+            helm.history(&missing).await.map(|h| h.len().to_string()),
+            FailureKind::ReleaseNotFound,
+        );
+        expect(
+            "rollback",
+            helm.rollback(&missing, 1, &quick_rollback())
+                .await
+                .map(|r| r.name),
+            FailureKind::ReleaseNotFound,
+        );
+        expect(
+            "upgrade without install",
+            helm.upgrade(
+                &missing,
+                &chart("mlflow", "0.16.0"),
+                &UpgradeOptions {
+                    install: false,
+                    create_namespace: false,
+                    ..quick(UpgradeOptions::default())
+                },
+            )
+            .await
+            .map(|r| r.name),
+            FailureKind::NoDeployedReleases,
+        );
+        let release = ReleaseRef::new("mlflow", "default");
+        expect(
+            "invalid manifest",
+            helm.upgrade(
+                &release,
+                &chart("mlflow", "0.16.0"),
+                &UpgradeOptions {
+                    set: vec![SetValue::string("extraConfigMap.name", "Not_A_Valid_Name")],
+                    on_failure: OnFailure::Fail,
+                    ..quick(UpgradeOptions::default())
+                },
+            )
+            .await
+            .map(|r| r.name),
+            FailureKind::ManifestValidation,
+        );
+        expect(
+            "existing resource",
+            helm.upgrade(
+                &release,
+                &chart("mlflow", "0.16.0"),
+                &UpgradeOptions {
+                    set: vec![SetValue::string("extraConfigMap.name", "taken")],
+                    on_failure: OnFailure::Fail,
+                    ..quick(UpgradeOptions::default())
+                },
+            )
+            .await
+            .map(|r| r.name),
+            FailureKind::ResourceExists,
+        );
+        let _ = helm.uninstall(&release, &Default::default()).await;
+    }
+    let mut settings = ctx.insta_settings();
+    settings.add_filter(r"127\.0\.0\.1:\d+", "127.0.0.1:[PORT]");
+    settings.bind(|| insta::assert_snapshot!(report));
+    sim.shutdown().await;
+}

@@ -97,7 +97,11 @@ async fn a_set_password_appears_in_no_log_error_or_report() {
             ..UpgradeOptions::default()
         };
         let installed = helm
-            .upgrade(&release, &ChartRef::path(fixture_chart("mlflow", "0.16.0")), &o)
+            .upgrade(
+                &release,
+                &ChartRef::path(fixture_chart("mlflow", "0.16.0")),
+                &o,
+            )
             .await
             .unwrap();
         assert_eq!(installed.config["db"]["password"], PASSWORD);
