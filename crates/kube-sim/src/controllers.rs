@@ -16,7 +16,9 @@ use sha2::{Digest, Sha256};
 use crate::error::ApiError;
 use crate::resources::ResourceType;
 use crate::selectors::LabelSelector;
-use crate::store::{Propagation, Store, Target, WriteOptions, allocate_pod_ip, is_terminating, now_rfc3339};
+use crate::store::{
+    Propagation, Store, Target, WriteOptions, allocate_pod_ip, is_terminating, now_rfc3339,
+};
 
 /// Which controllers run, and how fast the simulated kubelet is.
 #[derive(Debug, Clone, PartialEq)]
@@ -154,20 +156,28 @@ fn owner_ref(owner: &Value) -> Value {
 pub fn pod_is_ready(pod: &Value) -> bool {
     !is_terminating(pod)
         && pod["status"]["phase"] == "Running"
-        && pod["status"]["conditions"]
-            .as_array()
-            .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+        && pod["status"]["conditions"].as_array().is_some_and(|c| {
+            c.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
 }
 
 fn pod_finished(pod: &Value) -> bool {
-    matches!(pod["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))
+    matches!(
+        pod["status"]["phase"].as_str(),
+        Some("Succeeded" | "Failed")
+    )
 }
 
 /// A short stable hash of a pod template, as `pod-template-hash` and revision labels.
 pub fn template_hash(template: &Value) -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let digest = Sha256::digest(template.to_string().as_bytes());
-    digest.iter().take(10).map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect()
+    digest
+        .iter()
+        .take(10)
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect()
 }
 
 fn int_or_percent(v: &Value, total: i64, round_up: bool) -> i64 {
@@ -176,7 +186,11 @@ fn int_or_percent(v: &Value, total: i64, round_up: bool) -> i64 {
         Value::String(s) => match s.strip_suffix('%').and_then(|p| p.parse::<i64>().ok()) {
             Some(p) => {
                 let scaled = total * p;
-                if round_up { (scaled + 99) / 100 } else { scaled / 100 }
+                if round_up {
+                    (scaled + 99) / 100
+                } else {
+                    scaled / 100
+                }
             }
             None => s.parse().unwrap_or(0),
         },
@@ -186,7 +200,14 @@ fn int_or_percent(v: &Value, total: i64, round_up: bool) -> i64 {
 
 /// Sets a condition, keeping `lastTransitionTime` when the status did not change. Returns
 /// the new list.
-fn set_condition(conditions: &Value, ty: &str, status: bool, reason: &str, message: &str, with_update_time: bool) -> Value {
+fn set_condition(
+    conditions: &Value,
+    ty: &str,
+    status: bool,
+    reason: &str,
+    message: &str,
+    with_update_time: bool,
+) -> Value {
     let mut list = conditions.as_array().cloned().unwrap_or_default();
     let status_str = if status { "True" } else { "False" };
     let now = now_rfc3339();
@@ -195,7 +216,11 @@ fn set_condition(conditions: &Value, ty: &str, status: bool, reason: &str, messa
         Some(p) if list[p]["status"] == status_str => list[p]["lastTransitionTime"].clone(),
         _ => json!(now),
     };
-    let unchanged = pos.is_some_and(|p| list[p]["status"] == status_str && list[p]["reason"] == reason && list[p]["message"] == message);
+    let unchanged = pos.is_some_and(|p| {
+        list[p]["status"] == status_str
+            && list[p]["reason"] == reason
+            && list[p]["message"] == message
+    });
     let mut cond = json!({"type": ty, "status": status_str, "reason": reason, "message": message, "lastTransitionTime": transition});
     if with_update_time {
         cond["lastUpdateTime"] = match pos {
@@ -221,7 +246,10 @@ impl Snapshot {
         let mut by_owner: HashMap<String, Vec<Arc<Value>>> = HashMap::new();
         for p in &pods {
             if let Some(owner) = controller_uid(p) {
-                by_owner.entry(owner.to_string()).or_default().push(p.clone());
+                by_owner
+                    .entry(owner.to_string())
+                    .or_default()
+                    .push(p.clone());
             }
         }
         Snapshot { by_owner }
@@ -250,7 +278,13 @@ fn ignore_conflicts(r: Result<Arc<Value>, ApiError>) {
 impl Controllers {
     pub(crate) fn new(store: Arc<Store>, config: ControllerConfig) -> Controllers {
         let types = Types::new(&store);
-        Controllers { store, config, types, bound_at: HashMap::new(), running_at: HashMap::new() }
+        Controllers {
+            store,
+            config,
+            types,
+            bound_at: HashMap::new(),
+            running_at: HashMap::new(),
+        }
     }
 
     /// Runs until `shutdown` changes.
@@ -305,13 +339,27 @@ impl Controllers {
         if obj["status"] == status {
             return;
         }
-        ignore_conflicts(self.store.mutate(ty, Some(namespace(obj)).filter(|n| !n.is_empty()), name(obj), Target::Status, &WriteOptions::default(), |o| {
-            o["status"] = status;
-            Ok(())
-        }));
+        ignore_conflicts(self.store.mutate(
+            ty,
+            Some(namespace(obj)).filter(|n| !n.is_empty()),
+            name(obj),
+            Target::Status,
+            &WriteOptions::default(),
+            |o| {
+                o["status"] = status;
+                Ok(())
+            },
+        ));
     }
 
-    fn create_pod(&self, template: &Value, owner: &Value, pod_name: &str, extra_labels: &[(&str, String)], node: Option<&str>) {
+    fn create_pod(
+        &self,
+        template: &Value,
+        owner: &Value,
+        pod_name: &str,
+        extra_labels: &[(&str, String)],
+        node: Option<&str>,
+    ) {
         let mut labels = template["metadata"]["labels"].clone();
         if !labels.is_object() {
             labels = json!({});
@@ -331,13 +379,24 @@ impl Controllers {
         if let Some(n) = node {
             pod["spec"]["nodeName"] = json!(n);
         }
-        if let Err(e) = self.store.create(&self.types.pods, Some(namespace(owner)), pod, &WriteOptions::default()) {
+        if let Err(e) = self.store.create(
+            &self.types.pods,
+            Some(namespace(owner)),
+            pod,
+            &WriteOptions::default(),
+        ) {
             tracing::debug!(error = %e, pod = pod_name, "kube-sim could not create a pod");
         }
     }
 
     fn delete_pod(&self, pod: &Value) {
-        let _ = self.store.delete(&self.types.pods, Some(namespace(pod)), name(pod), Propagation::Background, &WriteOptions::default());
+        let _ = self.store.delete(
+            &self.types.pods,
+            Some(namespace(pod)),
+            name(pod),
+            Propagation::Background,
+            &WriteOptions::default(),
+        );
     }
 
     fn deployments(&mut self) {
@@ -348,23 +407,43 @@ impl Controllers {
             let desired = d["spec"]["replicas"].as_i64().unwrap_or(1);
             let template = &d["spec"]["template"];
             let hash = template_hash(template);
-            let owned: Vec<&Arc<Value>> = all_rs.iter().filter(|rs| controller_uid(rs) == Some(uid(d))).collect();
+            let owned: Vec<&Arc<Value>> = all_rs
+                .iter()
+                .filter(|rs| controller_uid(rs) == Some(uid(d)))
+                .collect();
             let revision = |rs: &Value| -> i64 {
-                rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"].as_str().and_then(|r| r.parse().ok()).unwrap_or(0)
+                rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"]
+                    .as_str()
+                    .and_then(|r| r.parse().ok())
+                    .unwrap_or(0)
             };
             let max_revision = owned.iter().map(|rs| revision(rs)).max().unwrap_or(0);
-            let new_rs = owned.iter().find(|rs| rs["metadata"]["labels"]["pod-template-hash"].as_str() == Some(hash.as_str()));
+            let new_rs = owned.iter().find(|rs| {
+                rs["metadata"]["labels"]["pod-template-hash"].as_str() == Some(hash.as_str())
+            });
             let new_rs: Arc<Value> = match new_rs {
                 Some(rs) => {
                     let rs = (*rs).clone();
                     let stale_revision = revision(&rs) < max_revision;
                     if rs["spec"]["replicas"].as_i64() != Some(desired) || stale_revision {
-                        let rev = if stale_revision { max_revision + 1 } else { revision(&rs).max(1) };
-                        match self.store.mutate(&t.replicasets, Some(namespace(&rs)), name(&rs), Target::Main, &WriteOptions::default(), |o| {
-                            o["spec"]["replicas"] = json!(desired);
-                            o["metadata"]["annotations"]["deployment.kubernetes.io/revision"] = json!(rev.to_string());
-                            Ok(())
-                        }) {
+                        let rev = if stale_revision {
+                            max_revision + 1
+                        } else {
+                            revision(&rs).max(1)
+                        };
+                        match self.store.mutate(
+                            &t.replicasets,
+                            Some(namespace(&rs)),
+                            name(&rs),
+                            Target::Main,
+                            &WriteOptions::default(),
+                            |o| {
+                                o["spec"]["replicas"] = json!(desired);
+                                o["metadata"]["annotations"]["deployment.kubernetes.io/revision"] =
+                                    json!(rev.to_string());
+                                Ok(())
+                            },
+                        ) {
                             Ok(updated) => updated,
                             Err(_) => continue,
                         }
@@ -389,7 +468,12 @@ impl Controllers {
                         "spec": {"replicas": desired, "selector": selector, "template": rs_template,
                                  "minReadySeconds": d["spec"]["minReadySeconds"].as_i64().unwrap_or(0)},
                     });
-                    match self.store.create(&t.replicasets, Some(namespace(d)), rs, &WriteOptions::default()) {
+                    match self.store.create(
+                        &t.replicasets,
+                        Some(namespace(d)),
+                        rs,
+                        &WriteOptions::default(),
+                    ) {
                         Ok(rs) => rs,
                         Err(e) => {
                             tracing::debug!(error = %e, "kube-sim could not create a ReplicaSet");
@@ -399,43 +483,108 @@ impl Controllers {
                 }
             };
             let new_available = new_rs["status"]["availableReplicas"].as_i64().unwrap_or(0);
-            let olds: Vec<&Arc<Value>> = owned.iter().copied().filter(|rs| uid(rs) != uid(&new_rs)).collect();
+            let olds: Vec<&Arc<Value>> = owned
+                .iter()
+                .copied()
+                .filter(|rs| uid(rs) != uid(&new_rs))
+                .collect();
             // Surge-style rollout: old ReplicaSets go to zero once the new one is available,
             // so availability never drops during an upgrade.
             if new_available >= desired {
                 for old in &olds {
                     if old["spec"]["replicas"].as_i64().unwrap_or(0) != 0 {
-                        ignore_conflicts(self.store.mutate(&t.replicasets, Some(namespace(old)), name(old), Target::Main, &WriteOptions::default(), |o| {
-                            o["spec"]["replicas"] = json!(0);
-                            Ok(())
-                        }));
+                        ignore_conflicts(self.store.mutate(
+                            &t.replicasets,
+                            Some(namespace(old)),
+                            name(old),
+                            Target::Main,
+                            &WriteOptions::default(),
+                            |o| {
+                                o["spec"]["replicas"] = json!(0);
+                                Ok(())
+                            },
+                        ));
                     }
                 }
-                let limit = d["spec"]["revisionHistoryLimit"].as_i64().unwrap_or(10).max(0) as usize;
-                let mut idle: Vec<&&Arc<Value>> = olds.iter().filter(|rs| rs["status"]["replicas"].as_i64().unwrap_or(0) == 0 && rs["spec"]["replicas"].as_i64() == Some(0)).collect();
+                let limit = d["spec"]["revisionHistoryLimit"]
+                    .as_i64()
+                    .unwrap_or(10)
+                    .max(0) as usize;
+                let mut idle: Vec<&&Arc<Value>> = olds
+                    .iter()
+                    .filter(|rs| {
+                        rs["status"]["replicas"].as_i64().unwrap_or(0) == 0
+                            && rs["spec"]["replicas"].as_i64() == Some(0)
+                    })
+                    .collect();
                 idle.sort_by_key(|rs| revision(rs));
                 if idle.len() > limit {
                     for rs in &idle[..idle.len() - limit] {
-                        let _ = self.store.delete(&t.replicasets, Some(namespace(rs)), name(rs), Propagation::Background, &WriteOptions::default());
+                        let _ = self.store.delete(
+                            &t.replicasets,
+                            Some(namespace(rs)),
+                            name(rs),
+                            Propagation::Background,
+                            &WriteOptions::default(),
+                        );
                     }
                 }
             }
-            let sum = |field: &str| -> i64 { owned.iter().map(|rs| rs["status"][field].as_i64().unwrap_or(0)).sum::<i64>() };
-            let (replicas, ready, available) = (sum("replicas"), sum("readyReplicas"), sum("availableReplicas"));
+            let sum = |field: &str| -> i64 {
+                owned
+                    .iter()
+                    .map(|rs| rs["status"][field].as_i64().unwrap_or(0))
+                    .sum::<i64>()
+            };
+            let (replicas, ready, available) = (
+                sum("replicas"),
+                sum("readyReplicas"),
+                sum("availableReplicas"),
+            );
             let updated = new_rs["status"]["replicas"].as_i64().unwrap_or(0);
-            let max_unavailable = int_or_percent(&d["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"], desired, false);
+            let max_unavailable = int_or_percent(
+                &d["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"],
+                desired,
+                false,
+            );
             let available_ok = available >= desired - max_unavailable;
-            let complete = updated == desired && replicas == desired && available == desired && new_rs["status"]["observedGeneration"] == new_rs["metadata"]["generation"];
+            let complete = updated == desired
+                && replicas == desired
+                && available == desired
+                && new_rs["status"]["observedGeneration"] == new_rs["metadata"]["generation"];
             let mut conditions = set_condition(
-                &d["status"]["conditions"], "Available", available_ok,
-                if available_ok { "MinimumReplicasAvailable" } else { "MinimumReplicasUnavailable" },
-                if available_ok { "Deployment has minimum availability." } else { "Deployment does not have minimum availability." },
+                &d["status"]["conditions"],
+                "Available",
+                available_ok,
+                if available_ok {
+                    "MinimumReplicasAvailable"
+                } else {
+                    "MinimumReplicasUnavailable"
+                },
+                if available_ok {
+                    "Deployment has minimum availability."
+                } else {
+                    "Deployment does not have minimum availability."
+                },
                 true,
             );
             conditions = set_condition(
-                &conditions, "Progressing", true,
-                if complete { "NewReplicaSetAvailable" } else { "ReplicaSetUpdated" },
-                &if complete { format!("ReplicaSet \"{}\" has successfully progressed.", name(&new_rs)) } else { format!("ReplicaSet \"{}\" is progressing.", name(&new_rs)) },
+                &conditions,
+                "Progressing",
+                true,
+                if complete {
+                    "NewReplicaSetAvailable"
+                } else {
+                    "ReplicaSetUpdated"
+                },
+                &if complete {
+                    format!(
+                        "ReplicaSet \"{}\" has successfully progressed.",
+                        name(&new_rs)
+                    )
+                } else {
+                    format!("ReplicaSet \"{}\" is progressing.", name(&new_rs))
+                },
                 true,
             );
             let mut status = json!({
@@ -446,12 +595,20 @@ impl Controllers {
             if desired - available > 0 {
                 status["unavailableReplicas"] = json!(desired - available);
             }
-            let rev = new_rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"].clone();
+            let rev =
+                new_rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"].clone();
             if d["metadata"]["annotations"]["deployment.kubernetes.io/revision"] != rev {
-                ignore_conflicts(self.store.mutate(&t.deployments, Some(namespace(d)), name(d), Target::Main, &WriteOptions::default(), |o| {
-                    o["metadata"]["annotations"]["deployment.kubernetes.io/revision"] = rev;
-                    Ok(())
-                }));
+                ignore_conflicts(self.store.mutate(
+                    &t.deployments,
+                    Some(namespace(d)),
+                    name(d),
+                    Target::Main,
+                    &WriteOptions::default(),
+                    |o| {
+                        o["metadata"]["annotations"]["deployment.kubernetes.io/revision"] = rev;
+                        Ok(())
+                    },
+                ));
             }
             let current = self.store.get(&t.deployments, Some(namespace(d)), name(d));
             if let Ok(current) = current {
@@ -465,7 +622,11 @@ impl Controllers {
         let (all, _) = self.store.list(&t.replicasets, None);
         for rs in all.iter().filter(|rs| !is_terminating(rs)) {
             let desired = rs["spec"]["replicas"].as_i64().unwrap_or(1).max(0) as usize;
-            let mut pods: Vec<Arc<Value>> = snap.owned(rs).into_iter().filter(|p| !is_terminating(p) && !pod_finished(p)).collect();
+            let mut pods: Vec<Arc<Value>> = snap
+                .owned(rs)
+                .into_iter()
+                .filter(|p| !is_terminating(p) && !pod_finished(p))
+                .collect();
             if pods.len() < desired {
                 for _ in pods.len()..desired {
                     let pod_name = format!("{}-{}", name(rs), self.store.random_suffix(5));
@@ -473,7 +634,18 @@ impl Controllers {
                 }
             } else if pods.len() > desired {
                 // Delete the least useful first: unscheduled, then not ready, then newest.
-                pods.sort_by_key(|p| (p["spec"]["nodeName"].is_string(), pod_is_ready(p), std::cmp::Reverse(p["metadata"]["creationTimestamp"].as_str().unwrap_or_default().to_string())));
+                pods.sort_by_key(|p| {
+                    (
+                        p["spec"]["nodeName"].is_string(),
+                        pod_is_ready(p),
+                        std::cmp::Reverse(
+                            p["metadata"]["creationTimestamp"]
+                                .as_str()
+                                .unwrap_or_default()
+                                .to_string(),
+                        ),
+                    )
+                });
                 for p in &pods[..pods.len() - desired] {
                     self.delete_pod(p);
                 }
@@ -494,12 +666,32 @@ impl Controllers {
         for sts in all.iter().filter(|s| !is_terminating(s)) {
             let desired = sts["spec"]["replicas"].as_i64().unwrap_or(1).max(0);
             let revision = format!("{}-{}", name(sts), template_hash(&sts["spec"]["template"]));
-            let pods: Vec<Arc<Value>> = snap.owned(sts).into_iter().filter(|p| !is_terminating(p)).collect();
-            let ordinal = |p: &Value| -> i64 { name(p).rsplit('-').next().and_then(|o| o.parse().ok()).unwrap_or(-1) };
+            let pods: Vec<Arc<Value>> = snap
+                .owned(sts)
+                .into_iter()
+                .filter(|p| !is_terminating(p))
+                .collect();
+            let ordinal = |p: &Value| -> i64 {
+                name(p)
+                    .rsplit('-')
+                    .next()
+                    .and_then(|o| o.parse().ok())
+                    .unwrap_or(-1)
+            };
             for i in 0..desired {
                 if !pods.iter().any(|p| ordinal(p) == i) {
                     let pod_name = format!("{}-{i}", name(sts));
-                    self.create_pod(&sts["spec"]["template"], sts, &pod_name, &[("controller-revision-hash", revision.clone()), ("apps.kubernetes.io/pod-index", i.to_string()), ("statefulset.kubernetes.io/pod-name", pod_name.clone())], None);
+                    self.create_pod(
+                        &sts["spec"]["template"],
+                        sts,
+                        &pod_name,
+                        &[
+                            ("controller-revision-hash", revision.clone()),
+                            ("apps.kubernetes.io/pod-index", i.to_string()),
+                            ("statefulset.kubernetes.io/pod-name", pod_name.clone()),
+                        ],
+                        None,
+                    );
                 }
             }
             for p in pods.iter().filter(|p| ordinal(p) >= desired) {
@@ -508,14 +700,33 @@ impl Controllers {
             let live: Vec<&Arc<Value>> = pods.iter().filter(|p| ordinal(p) < desired).collect();
             let all_ready = live.len() as i64 == desired && live.iter().all(|p| pod_is_ready(p));
             if all_ready
-                && let Some(stale) = live.iter().filter(|p| p["metadata"]["labels"]["controller-revision-hash"].as_str() != Some(revision.as_str())).max_by_key(|p| ordinal(p))
+                && let Some(stale) = live
+                    .iter()
+                    .filter(|p| {
+                        p["metadata"]["labels"]["controller-revision-hash"].as_str()
+                            != Some(revision.as_str())
+                    })
+                    .max_by_key(|p| ordinal(p))
             {
                 // Rolling update: one pod at a time, highest ordinal first.
                 self.delete_pod(stale);
             }
-            let updated = live.iter().filter(|p| p["metadata"]["labels"]["controller-revision-hash"].as_str() == Some(revision.as_str())).count() as i64;
+            let updated = live
+                .iter()
+                .filter(|p| {
+                    p["metadata"]["labels"]["controller-revision-hash"].as_str()
+                        == Some(revision.as_str())
+                })
+                .count() as i64;
             let ready = live.iter().filter(|p| pod_is_ready(p)).count();
-            let current_revision = if updated == desired { revision.clone() } else { sts["status"]["currentRevision"].as_str().unwrap_or(&revision).to_string() };
+            let current_revision = if updated == desired {
+                revision.clone()
+            } else {
+                sts["status"]["currentRevision"]
+                    .as_str()
+                    .unwrap_or(&revision)
+                    .to_string()
+            };
             let status = json!({
                 "observedGeneration": sts["metadata"]["generation"], "replicas": live.len(), "readyReplicas": ready,
                 "currentReplicas": if updated == desired { updated } else { live.len() as i64 - updated }, "updatedReplicas": updated, "availableReplicas": ready,
@@ -532,12 +743,38 @@ impl Controllers {
         for ds in all.iter().filter(|d| !is_terminating(d)) {
             let template = &ds["spec"]["template"];
             let hash = template_hash(template);
-            let eligible: Vec<&Arc<Value>> = nodes.iter().filter(|n| node_ready(n) && tolerates_taints(&template["spec"], n, true) && node_selector_matches(&template["spec"], n)).collect();
-            let pods: Vec<Arc<Value>> = snap.owned(ds).into_iter().filter(|p| !is_terminating(p)).collect();
+            let eligible: Vec<&Arc<Value>> = nodes
+                .iter()
+                .filter(|n| {
+                    node_ready(n)
+                        && tolerates_taints(&template["spec"], n, true)
+                        && node_selector_matches(&template["spec"], n)
+                })
+                .collect();
+            let pods: Vec<Arc<Value>> = snap
+                .owned(ds)
+                .into_iter()
+                .filter(|p| !is_terminating(p))
+                .collect();
             for n in &eligible {
-                if !pods.iter().any(|p| p["spec"]["nodeName"].as_str() == Some(name(n))) {
+                if !pods
+                    .iter()
+                    .any(|p| p["spec"]["nodeName"].as_str() == Some(name(n)))
+                {
                     let pod_name = format!("{}-{}", name(ds), self.store.random_suffix(5));
-                    self.create_pod(template, ds, &pod_name, &[("controller-revision-hash", hash.clone()), ("pod-template-generation", ds["metadata"]["generation"].to_string())], Some(name(n)));
+                    self.create_pod(
+                        template,
+                        ds,
+                        &pod_name,
+                        &[
+                            ("controller-revision-hash", hash.clone()),
+                            (
+                                "pod-template-generation",
+                                ds["metadata"]["generation"].to_string(),
+                            ),
+                        ],
+                        Some(name(n)),
+                    );
                 }
             }
             let eligible_names: HashSet<&str> = eligible.iter().map(|n| name(n)).collect();
@@ -546,15 +783,29 @@ impl Controllers {
                     self.delete_pod(p);
                 }
             }
-            let on_nodes: Vec<&Arc<Value>> = pods.iter().filter(|p| eligible_names.contains(p["spec"]["nodeName"].as_str().unwrap_or_default())).collect();
+            let on_nodes: Vec<&Arc<Value>> = pods
+                .iter()
+                .filter(|p| {
+                    eligible_names.contains(p["spec"]["nodeName"].as_str().unwrap_or_default())
+                })
+                .collect();
             let all_ready = on_nodes.iter().all(|p| pod_is_ready(p));
             if all_ready
-                && let Some(stale) = on_nodes.iter().find(|p| p["metadata"]["labels"]["controller-revision-hash"].as_str() != Some(hash.as_str()))
+                && let Some(stale) = on_nodes.iter().find(|p| {
+                    p["metadata"]["labels"]["controller-revision-hash"].as_str()
+                        != Some(hash.as_str())
+                })
             {
                 self.delete_pod(stale);
             }
             let ready = on_nodes.iter().filter(|p| pod_is_ready(p)).count();
-            let updated = on_nodes.iter().filter(|p| p["metadata"]["labels"]["controller-revision-hash"].as_str() == Some(hash.as_str())).count();
+            let updated = on_nodes
+                .iter()
+                .filter(|p| {
+                    p["metadata"]["labels"]["controller-revision-hash"].as_str()
+                        == Some(hash.as_str())
+                })
+                .count();
             let status = json!({
                 "observedGeneration": ds["metadata"]["generation"], "desiredNumberScheduled": eligible.len(),
                 "currentNumberScheduled": on_nodes.len(), "numberMisscheduled": 0, "numberReady": ready,
@@ -568,24 +819,54 @@ impl Controllers {
         let t = &self.types;
         let (all, _) = self.store.list(&t.jobs, None);
         for job in all.iter().filter(|j| !is_terminating(j)) {
-            let finished = job["status"]["conditions"].as_array().is_some_and(|c| c.iter().any(|c| (c["type"] == "Complete" || c["type"] == "Failed") && c["status"] == "True"));
+            let finished = job["status"]["conditions"].as_array().is_some_and(|c| {
+                c.iter().any(|c| {
+                    (c["type"] == "Complete" || c["type"] == "Failed") && c["status"] == "True"
+                })
+            });
             if finished || job["spec"]["suspend"].as_bool() == Some(true) {
                 continue;
             }
             let pods = snap.owned(job);
-            let succeeded = pods.iter().filter(|p| p["status"]["phase"] == "Succeeded").count() as i64;
-            let failed = pods.iter().filter(|p| p["status"]["phase"] == "Failed").count() as i64;
-            let active: Vec<&Arc<Value>> = pods.iter().filter(|p| !pod_finished(p) && !is_terminating(p)).collect();
+            let succeeded = pods
+                .iter()
+                .filter(|p| p["status"]["phase"] == "Succeeded")
+                .count() as i64;
+            let failed = pods
+                .iter()
+                .filter(|p| p["status"]["phase"] == "Failed")
+                .count() as i64;
+            let active: Vec<&Arc<Value>> = pods
+                .iter()
+                .filter(|p| !pod_finished(p) && !is_terminating(p))
+                .collect();
             let completions = job["spec"]["completions"].as_i64().unwrap_or(1);
             let parallelism = job["spec"]["parallelism"].as_i64().unwrap_or(1);
             let backoff = job["spec"]["backoffLimit"].as_i64().unwrap_or(6);
             let now = now_rfc3339();
-            let start = job["status"]["startTime"].as_str().map(str::to_string).unwrap_or_else(|| now.clone());
+            let start = job["status"]["startTime"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| now.clone());
             let mut status = json!({"startTime": start, "active": active.len(), "succeeded": succeeded, "failed": failed,
                                     "ready": active.iter().filter(|p| pod_is_ready(p)).count(), "terminating": 0});
             if succeeded >= completions {
-                let mut c = set_condition(&job["status"]["conditions"], "SuccessCriteriaMet", true, "CompletionsReached", "Reached expected number of succeeded pods", false);
-                c = set_condition(&c, "Complete", true, "CompletionsReached", "Reached expected number of succeeded pods", false);
+                let mut c = set_condition(
+                    &job["status"]["conditions"],
+                    "SuccessCriteriaMet",
+                    true,
+                    "CompletionsReached",
+                    "Reached expected number of succeeded pods",
+                    false,
+                );
+                c = set_condition(
+                    &c,
+                    "Complete",
+                    true,
+                    "CompletionsReached",
+                    "Reached expected number of succeeded pods",
+                    false,
+                );
                 status["conditions"] = c;
                 status["completionTime"] = json!(now);
                 status["active"] = json!(0);
@@ -593,8 +874,22 @@ impl Controllers {
                     m.remove("ready");
                 }
             } else if failed > backoff {
-                let mut c = set_condition(&job["status"]["conditions"], "FailureTarget", true, "BackoffLimitExceeded", "Job has reached the specified backoff limit", false);
-                c = set_condition(&c, "Failed", true, "BackoffLimitExceeded", "Job has reached the specified backoff limit", false);
+                let mut c = set_condition(
+                    &job["status"]["conditions"],
+                    "FailureTarget",
+                    true,
+                    "BackoffLimitExceeded",
+                    "Job has reached the specified backoff limit",
+                    false,
+                );
+                c = set_condition(
+                    &c,
+                    "Failed",
+                    true,
+                    "BackoffLimitExceeded",
+                    "Job has reached the specified backoff limit",
+                    false,
+                );
                 status["conditions"] = c;
             } else {
                 let want = (completions - succeeded).min(parallelism) - active.len() as i64;
@@ -616,7 +911,12 @@ impl Controllers {
     fn schedule(&mut self) {
         let t = &self.types;
         let (pods, _) = self.store.list(&t.pods, None);
-        let pending: Vec<&Arc<Value>> = pods.iter().filter(|p| !p["spec"]["nodeName"].is_string() && !is_terminating(p) && !pod_finished(p)).collect();
+        let pending: Vec<&Arc<Value>> = pods
+            .iter()
+            .filter(|p| {
+                !p["spec"]["nodeName"].is_string() && !is_terminating(p) && !pod_finished(p)
+            })
+            .collect();
         if pending.is_empty() {
             return;
         }
@@ -658,7 +958,8 @@ impl Controllers {
                     } else if upods + 1 > apods {
                         Some("Too many pods")
                     } else {
-                        let score = if acpu > 0.0 { (ucpu + cpu) / acpu } else { 1.0 } + upods as f64 * 1e-6;
+                        let score = if acpu > 0.0 { (ucpu + cpu) / acpu } else { 1.0 }
+                            + upods as f64 * 1e-6;
                         if best.is_none_or(|(s, _)| score < s) {
                             best = Some((score, n));
                         }
@@ -676,25 +977,65 @@ impl Controllers {
                     e.0 += cpu;
                     e.1 += mem;
                     e.2 += 1;
-                    ignore_conflicts(self.store.mutate(&t.pods, Some(namespace(pod)), name(pod), Target::Main, &WriteOptions::default(), |o| {
-                        o["spec"]["nodeName"] = json!(node_name);
-                        Ok(())
-                    }));
-                    ignore_conflicts(self.store.mutate(&t.pods, Some(namespace(pod)), name(pod), Target::Status, &WriteOptions::default(), |o| {
-                        o["status"]["conditions"] = set_condition(&o["status"]["conditions"], "PodScheduled", true, "", "", false);
-                        Ok(())
-                    }));
+                    ignore_conflicts(self.store.mutate(
+                        &t.pods,
+                        Some(namespace(pod)),
+                        name(pod),
+                        Target::Main,
+                        &WriteOptions::default(),
+                        |o| {
+                            o["spec"]["nodeName"] = json!(node_name);
+                            Ok(())
+                        },
+                    ));
+                    ignore_conflicts(self.store.mutate(
+                        &t.pods,
+                        Some(namespace(pod)),
+                        name(pod),
+                        Target::Status,
+                        &WriteOptions::default(),
+                        |o| {
+                            o["status"]["conditions"] = set_condition(
+                                &o["status"]["conditions"],
+                                "PodScheduled",
+                                true,
+                                "",
+                                "",
+                                false,
+                            );
+                            Ok(())
+                        },
+                    ));
                 }
                 None => {
-                    let mut parts: Vec<String> = reasons.iter().map(|(r, n)| format!("{n} {r}")).collect();
+                    let mut parts: Vec<String> =
+                        reasons.iter().map(|(r, n)| format!("{n} {r}")).collect();
                     parts.sort();
-                    let message = format!("0/{} nodes are available: {}.", nodes.len(), parts.join(", "));
-                    let conditions = set_condition(&pod["status"]["conditions"], "PodScheduled", false, "Unschedulable", &message, false);
+                    let message = format!(
+                        "0/{} nodes are available: {}.",
+                        nodes.len(),
+                        parts.join(", ")
+                    );
+                    let conditions = set_condition(
+                        &pod["status"]["conditions"],
+                        "PodScheduled",
+                        false,
+                        "Unschedulable",
+                        &message,
+                        false,
+                    );
                     if conditions != pod["status"]["conditions"] {
-                        ignore_conflicts(self.store.mutate(&t.pods, Some(namespace(pod)), name(pod), Target::Status, &WriteOptions::default(), |o| {
-                            o["status"]["conditions"] = conditions;
-                            Ok(())
-                        }));
+                        ignore_conflicts(self.store.mutate(
+                            &t.pods,
+                            Some(namespace(pod)),
+                            name(pod),
+                            Target::Status,
+                            &WriteOptions::default(),
+                            |o| {
+                                o["status"]["conditions"] = conditions;
+                                Ok(())
+                            },
+                        ));
                     }
                 }
             }
@@ -711,7 +1052,9 @@ impl Controllers {
         let mut seen = HashSet::new();
         let mut soonest = |d: Duration| next = Some(next.map_or(d, |n: Duration| n.min(d)));
         for pod in &pods {
-            let Some(node) = pod["spec"]["nodeName"].as_str() else { continue };
+            let Some(node) = pod["spec"]["nodeName"].as_str() else {
+                continue;
+            };
             if is_terminating(pod) || !node_names.contains(node) {
                 continue;
             }
@@ -722,14 +1065,27 @@ impl Controllers {
                     let bound = *self.bound_at.entry(id.clone()).or_insert(now);
                     let due = bound + self.config.pod_start_delay;
                     if now >= due {
-                        let never_ready = pod["metadata"]["annotations"][NEVER_READY_ANNOTATION] == "true";
+                        let never_ready =
+                            pod["metadata"]["annotations"][NEVER_READY_ANNOTATION] == "true";
                         let ip = allocate_pod_ip(&self.store);
-                        let host_ip = nodes.iter().find(|n| name(n) == node).and_then(|n| n["status"]["addresses"][0]["address"].as_str()).unwrap_or("10.0.0.1").to_string();
+                        let host_ip = nodes
+                            .iter()
+                            .find(|n| name(n) == node)
+                            .and_then(|n| n["status"]["addresses"][0]["address"].as_str())
+                            .unwrap_or("10.0.0.1")
+                            .to_string();
                         let status = running_status(pod, &ip, &host_ip, !never_ready);
-                        ignore_conflicts(self.store.mutate(&t.pods, Some(namespace(pod)), name(pod), Target::Status, &WriteOptions::default(), |o| {
-                            o["status"] = status;
-                            Ok(())
-                        }));
+                        ignore_conflicts(self.store.mutate(
+                            &t.pods,
+                            Some(namespace(pod)),
+                            name(pod),
+                            Target::Status,
+                            &WriteOptions::default(),
+                            |o| {
+                                o["status"] = status;
+                                Ok(())
+                            },
+                        ));
                         self.running_at.insert(id.clone(), now);
                         if pod["spec"]["restartPolicy"] != "Always" {
                             soonest(self.config.job_run_time);
@@ -742,12 +1098,22 @@ impl Controllers {
                     let started = *self.running_at.entry(id.clone()).or_insert(now);
                     let due = started + self.config.job_run_time;
                     if now >= due {
-                        let code: i64 = pod["metadata"]["annotations"][EXIT_CODE_ANNOTATION].as_str().and_then(|c| c.parse().ok()).unwrap_or(0);
+                        let code: i64 = pod["metadata"]["annotations"][EXIT_CODE_ANNOTATION]
+                            .as_str()
+                            .and_then(|c| c.parse().ok())
+                            .unwrap_or(0);
                         let status = finished_status(pod, code);
-                        ignore_conflicts(self.store.mutate(&t.pods, Some(namespace(pod)), name(pod), Target::Status, &WriteOptions::default(), |o| {
-                            o["status"] = status;
-                            Ok(())
-                        }));
+                        ignore_conflicts(self.store.mutate(
+                            &t.pods,
+                            Some(namespace(pod)),
+                            name(pod),
+                            Target::Status,
+                            &WriteOptions::default(),
+                            |o| {
+                                o["status"] = status;
+                                Ok(())
+                            },
+                        ));
                     } else {
                         soonest(due - now);
                     }
@@ -793,7 +1159,13 @@ fn container_statuses(pod: &Value, state: Value, ready: bool) -> Value {
 fn running_status(pod: &Value, ip: &str, host_ip: &str, ready: bool) -> Value {
     let now = now_rfc3339();
     let mut conditions = Value::Array(Vec::new());
-    for (ty, status) in [("PodReadyToStartContainers", true), ("Initialized", true), ("Ready", ready), ("ContainersReady", ready), ("PodScheduled", true)] {
+    for (ty, status) in [
+        ("PodReadyToStartContainers", true),
+        ("Initialized", true),
+        ("Ready", ready),
+        ("ContainersReady", ready),
+        ("PodScheduled", true),
+    ] {
         conditions = set_condition(&conditions, ty, status, "", "", false);
     }
     json!({
@@ -824,28 +1196,40 @@ fn finished_status(pod: &Value, exit_code: i64) -> Value {
 
 /// Whether a node reports Ready.
 pub fn node_ready(node: &Value) -> bool {
-    node["status"]["conditions"].as_array().is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+    node["status"]["conditions"].as_array().is_some_and(|c| {
+        c.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
 }
 
 /// Whether a pod spec tolerates the node's NoSchedule/NoExecute taints. DaemonSet pods also
 /// tolerate the unschedulable taint, as upstream.
 fn tolerates_taints(spec: &Value, node: &Value, daemon: bool) -> bool {
     let tolerations = spec["tolerations"].as_array().cloned().unwrap_or_default();
-    node["spec"]["taints"].as_array().into_iter().flatten().all(|taint| {
-        let effect = taint["effect"].as_str().unwrap_or_default();
-        if effect == "PreferNoSchedule" {
-            return true;
-        }
-        if daemon && taint["key"] == "node.kubernetes.io/unschedulable" {
-            return true;
-        }
-        tolerations.iter().any(|t| {
-            let key_ok = t["key"].is_null() && t["operator"] == "Exists" || t["key"] == taint["key"];
-            let value_ok = t["operator"] == "Exists" || t["value"].as_str().unwrap_or_default() == taint["value"].as_str().unwrap_or_default();
-            let effect_ok = t["effect"].is_null() || t["effect"].as_str() == Some("") || t["effect"] == taint["effect"];
-            key_ok && value_ok && effect_ok
+    node["spec"]["taints"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .all(|taint| {
+            let effect = taint["effect"].as_str().unwrap_or_default();
+            if effect == "PreferNoSchedule" {
+                return true;
+            }
+            if daemon && taint["key"] == "node.kubernetes.io/unschedulable" {
+                return true;
+            }
+            tolerations.iter().any(|t| {
+                let key_ok =
+                    t["key"].is_null() && t["operator"] == "Exists" || t["key"] == taint["key"];
+                let value_ok = t["operator"] == "Exists"
+                    || t["value"].as_str().unwrap_or_default()
+                        == taint["value"].as_str().unwrap_or_default();
+                let effect_ok = t["effect"].is_null()
+                    || t["effect"].as_str() == Some("")
+                    || t["effect"] == taint["effect"];
+                key_ok && value_ok && effect_ok
+            })
         })
-    })
 }
 
 /// `nodeSelector` plus required node affinity terms (matchExpressions on labels).
@@ -856,7 +1240,9 @@ fn node_selector_matches(spec: &Value, node: &Value) -> bool {
     {
         return false;
     }
-    let terms = spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"].as_array();
+    let terms = spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        ["nodeSelectorTerms"]
+        .as_array();
     match terms {
         Some(terms) if !terms.is_empty() => terms.iter().any(|term| {
             LabelSelector::from_object(&json!({"matchExpressions": term["matchExpressions"].as_array().cloned().unwrap_or_default()
@@ -871,9 +1257,19 @@ fn node_selector_matches(spec: &Value, node: &Value) -> bool {
 pub fn parse_quantity(q: &str) -> f64 {
     let q = q.trim();
     let suffixes: [(&str, f64); 13] = [
-        ("Ki", 1024.0), ("Mi", 1024.0_f64.powi(2)), ("Gi", 1024.0_f64.powi(3)), ("Ti", 1024.0_f64.powi(4)),
-        ("Pi", 1024.0_f64.powi(5)), ("Ei", 1024.0_f64.powi(6)), ("m", 1e-3), ("k", 1e3), ("M", 1e6),
-        ("G", 1e9), ("T", 1e12), ("P", 1e15), ("E", 1e18),
+        ("Ki", 1024.0),
+        ("Mi", 1024.0_f64.powi(2)),
+        ("Gi", 1024.0_f64.powi(3)),
+        ("Ti", 1024.0_f64.powi(4)),
+        ("Pi", 1024.0_f64.powi(5)),
+        ("Ei", 1024.0_f64.powi(6)),
+        ("m", 1e-3),
+        ("k", 1e3),
+        ("M", 1e6),
+        ("G", 1e9),
+        ("T", 1e12),
+        ("P", 1e15),
+        ("E", 1e18),
     ];
     for (s, mult) in suffixes {
         if let Some(n) = q.strip_suffix(s) {
@@ -885,20 +1281,29 @@ pub fn parse_quantity(q: &str) -> f64 {
 
 /// Summed container requests of a pod: (millicores, bytes).
 fn pod_requests(pod: &Value) -> (f64, f64) {
-    pod["spec"]["containers"].as_array().into_iter().flatten().fold((0.0, 0.0), |(cpu, mem), c| {
-        let r = &c["resources"]["requests"];
-        (
-            cpu + parse_quantity(r["cpu"].as_str().unwrap_or("0")) * 1000.0,
-            mem + parse_quantity(r["memory"].as_str().unwrap_or("0")),
-        )
-    })
+    pod["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .fold((0.0, 0.0), |(cpu, mem), c| {
+            let r = &c["resources"]["requests"];
+            (
+                cpu + parse_quantity(r["cpu"].as_str().unwrap_or("0")) * 1000.0,
+                mem + parse_quantity(r["memory"].as_str().unwrap_or("0")),
+            )
+        })
 }
 
 /// The status a PodDisruptionBudget should have for these pods.
 pub fn pdb_status(pdb: &Value, pods: &[Arc<Value>]) -> Value {
     let ns = namespace(pdb);
     let selector = LabelSelector::from_object(&pdb["spec"]["selector"]);
-    let matching: Vec<&Arc<Value>> = pods.iter().filter(|p| namespace(p) == ns && !is_terminating(p) && !pod_finished(p) && selector.matches(p)).collect();
+    let matching: Vec<&Arc<Value>> = pods
+        .iter()
+        .filter(|p| {
+            namespace(p) == ns && !is_terminating(p) && !pod_finished(p) && selector.matches(p)
+        })
+        .collect();
     let expected = matching.len() as i64;
     let healthy = matching.iter().filter(|p| pod_is_ready(p)).count() as i64;
     let desired = if !pdb["spec"]["minAvailable"].is_null() {
@@ -910,15 +1315,26 @@ pub fn pdb_status(pdb: &Value, pods: &[Arc<Value>]) -> Value {
     };
     let allowed = (healthy - desired).max(0);
     let conditions = set_condition(
-        &pdb["status"]["conditions"], "DisruptionAllowed", allowed > 0,
-        if allowed > 0 { "SufficientPods" } else { "InsufficientPods" }, "", false,
+        &pdb["status"]["conditions"],
+        "DisruptionAllowed",
+        allowed > 0,
+        if allowed > 0 {
+            "SufficientPods"
+        } else {
+            "InsufficientPods"
+        },
+        "",
+        false,
     );
     let mut status = json!({
         "observedGeneration": pdb["metadata"]["generation"], "disruptionsAllowed": allowed, "currentHealthy": healthy,
         "desiredHealthy": desired, "expectedPods": expected, "conditions": conditions,
     });
     if let Some(c) = status["conditions"][0].as_object_mut() {
-        c.insert("observedGeneration".into(), pdb["metadata"]["generation"].clone());
+        c.insert(
+            "observedGeneration".into(),
+            pdb["metadata"]["generation"].clone(),
+        );
     }
     status
 }
@@ -928,16 +1344,23 @@ pub fn pdb_status(pdb: &Value, pods: &[Arc<Value>]) -> Value {
 pub fn evict(store: &Store, ns: &str, pod_name: &str) -> Result<Value, ApiError> {
     let registry = store.registry();
     let pods_ty = registry.lookup("", "v1", "pods").expect("built-in");
-    let pdb_ty = registry.lookup("policy", "v1", "poddisruptionbudgets").expect("built-in");
+    let pdb_ty = registry
+        .lookup("policy", "v1", "poddisruptionbudgets")
+        .expect("built-in");
     let pod = store.get(&pods_ty, Some(ns), pod_name)?;
     let success = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201});
     if is_terminating(&pod) {
         return Ok(success);
     }
     let (pdbs, _) = store.list(&pdb_ty, Some(ns));
-    let covering: Vec<&Arc<Value>> = pdbs.iter().filter(|b| LabelSelector::from_object(&b["spec"]["selector"]).matches(&pod)).collect();
+    let covering: Vec<&Arc<Value>> = pdbs
+        .iter()
+        .filter(|b| LabelSelector::from_object(&b["spec"]["selector"]).matches(&pod))
+        .collect();
     if covering.len() > 1 {
-        return Err(ApiError::internal("This pod has more than one PodDisruptionBudget, which the eviction subresource does not support."));
+        return Err(ApiError::internal(
+            "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.",
+        ));
     }
     let phase = pod["status"]["phase"].as_str().unwrap_or("Pending");
     if let Some(pdb) = covering.first().filter(|_| phase == "Running") {
@@ -951,8 +1374,14 @@ pub fn evict(store: &Store, ns: &str, pod_name: &str) -> Result<Value, ApiError>
         // An unhealthy pod may go while the budget is met without it (IfHealthyBudget).
         let unhealthy_ok = !pod_is_ready(&pod) && healthy >= desired;
         if allowed <= 0 && !unhealthy_ok {
-            let mut err = ApiError::new(429, "TooManyRequests", "Cannot evict pod as it would violate the pod's disruption budget.");
-            err.details = Some(json!({"causes": [{"reason": "DisruptionBudget", "message": format!("The disruption budget {} needs {desired} healthy pods and has {healthy} currently", name(pdb))}]}));
+            let mut err = ApiError::new(
+                429,
+                "TooManyRequests",
+                "Cannot evict pod as it would violate the pod's disruption budget.",
+            );
+            err.details = Some(
+                json!({"causes": [{"reason": "DisruptionBudget", "message": format!("The disruption budget {} needs {desired} healthy pods and has {healthy} currently", name(pdb))}]}),
+            );
             return Err(err);
         }
         let mut new_status = status.clone();
@@ -960,12 +1389,25 @@ pub fn evict(store: &Store, ns: &str, pod_name: &str) -> Result<Value, ApiError>
             new_status["disruptionsAllowed"] = json!(allowed - 1);
         }
         new_status["disruptedPods"] = json!({ pod_name: now_rfc3339() });
-        let _ = store.mutate(&pdb_ty, Some(ns), name(pdb), Target::Status, &WriteOptions::default(), |o| {
-            o["status"] = new_status;
-            Ok(())
-        });
+        let _ = store.mutate(
+            &pdb_ty,
+            Some(ns),
+            name(pdb),
+            Target::Status,
+            &WriteOptions::default(),
+            |o| {
+                o["status"] = new_status;
+                Ok(())
+            },
+        );
     }
-    store.delete(&pods_ty, Some(ns), pod_name, Propagation::Background, &WriteOptions::default())?;
+    store.delete(
+        &pods_ty,
+        Some(ns),
+        pod_name,
+        Propagation::Background,
+        &WriteOptions::default(),
+    )?;
     Ok(success)
 }
 
@@ -983,14 +1425,31 @@ mod tests {
 
     #[test]
     fn pdb_math() {
-        let pod = |n: &str, ready: bool| Arc::new(json!({"metadata": {"name": n, "namespace": "d", "labels": {"app": "w"}},
-            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]}}));
+        let pod = |n: &str, ready: bool| {
+            Arc::new(
+                json!({"metadata": {"name": n, "namespace": "d", "labels": {"app": "w"}},
+            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]}}),
+            )
+        };
         let pods = vec![pod("a", true), pod("b", true), pod("c", false)];
         let pdb = json!({"metadata": {"name": "p", "namespace": "d", "generation": 1}, "spec": {"minAvailable": 2, "selector": {"matchLabels": {"app": "w"}}}});
         let s = pdb_status(&pdb, &pods);
-        assert_eq!((s["currentHealthy"].as_i64(), s["desiredHealthy"].as_i64(), s["disruptionsAllowed"].as_i64()), (Some(2), Some(2), Some(0)));
+        assert_eq!(
+            (
+                s["currentHealthy"].as_i64(),
+                s["desiredHealthy"].as_i64(),
+                s["disruptionsAllowed"].as_i64()
+            ),
+            (Some(2), Some(2), Some(0))
+        );
         let pdb = json!({"metadata": {"name": "p", "namespace": "d"}, "spec": {"maxUnavailable": "50%", "selector": {"matchLabels": {"app": "w"}}}});
         let s = pdb_status(&pdb, &pods);
-        assert_eq!((s["desiredHealthy"].as_i64(), s["disruptionsAllowed"].as_i64()), (Some(1), Some(1)));
+        assert_eq!(
+            (
+                s["desiredHealthy"].as_i64(),
+                s["disruptionsAllowed"].as_i64()
+            ),
+            (Some(1), Some(1))
+        );
     }
 }

@@ -12,7 +12,16 @@ use sha2::{Digest, Sha256};
 
 use crate::resources::{Registry, ResourceType};
 
-const VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+const VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
 
 /// `/version` for a server version such as `v1.30.4-eks-a737599`.
 pub fn version_info(git_version: &str) -> Value {
@@ -142,8 +151,14 @@ pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<
             resources.push(json!({"name": "pods/log", "singularName": "", "namespaced": true, "kind": "Pod", "verbs": ["get"]}));
         }
     }
-    let group_version = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}))
+    let group_version = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}),
+    )
 }
 
 fn short_hash(s: &str) -> String {
@@ -157,7 +172,11 @@ fn schema_name(t: &ResourceType) -> String {
         let reversed: Vec<&str> = t.group.split('.').rev().collect();
         format!("{}.{}.{}", reversed.join("."), t.version, t.kind)
     } else {
-        let group = if t.group.is_empty() { "core" } else { t.group.split('.').next().unwrap_or("core") };
+        let group = if t.group.is_empty() {
+            "core"
+        } else {
+            t.group.split('.').next().unwrap_or("core")
+        };
         format!("io.k8s.api.{group}.{}.{}", t.version, t.kind)
     }
 }
@@ -183,7 +202,12 @@ fn query_params() -> Vec<Value> {
 }
 
 /// The hash that versions a group-version's v3 document (clients cache by it).
-pub fn v3_hash(registry: &Registry, group: &str, version: &str, crd_schemas: &[(String, Value)]) -> String {
+pub fn v3_hash(
+    registry: &Registry,
+    group: &str,
+    version: &str,
+    crd_schemas: &[(String, Value)],
+) -> String {
     let doc = v3_document(registry, group, version, "", crd_schemas);
     let digest = Sha256::digest(doc.to_string().as_bytes());
     digest.iter().take(16).map(|b| format!("{b:02X}")).collect()
@@ -194,9 +218,16 @@ pub fn v3_root(registry: &Registry, crd_schemas: &[(String, Value)]) -> Value {
     let mut paths = serde_json::Map::new();
     for (g, versions) in registry.groups() {
         for v in versions {
-            let key = if g.is_empty() { format!("api/{v}") } else { format!("apis/{g}/{v}") };
+            let key = if g.is_empty() {
+                format!("api/{v}")
+            } else {
+                format!("apis/{g}/{v}")
+            };
             let hash = v3_hash(registry, &g, &v, crd_schemas);
-            paths.insert(key.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{key}?hash={hash}")}));
+            paths.insert(
+                key.clone(),
+                json!({"serverRelativeURL": format!("/openapi/v3/{key}?hash={hash}")}),
+            );
         }
     }
     json!({"paths": paths})
@@ -205,11 +236,24 @@ pub fn v3_root(registry: &Registry, crd_schemas: &[(String, Value)]) -> Value {
 /// `/openapi/v3/apis/<group>/<version>`: paths with their PATCH parameters and a schema per
 /// kind (the CRD's own schema for custom kinds). `crd_schemas` maps schema names to the
 /// `openAPIV3Schema` of served custom versions.
-pub fn v3_document(registry: &Registry, group: &str, version: &str, git_version: &str, crd_schemas: &[(String, Value)]) -> Value {
+pub fn v3_document(
+    registry: &Registry,
+    group: &str,
+    version: &str,
+    git_version: &str,
+    crd_schemas: &[(String, Value)],
+) -> Value {
     let mut paths = serde_json::Map::new();
     let mut schemas = serde_json::Map::new();
-    schemas.insert("io.k8s.apimachinery.pkg.apis.meta.v1.Patch".into(), json!({"type": "object"}));
-    for t in registry.types().iter().filter(|t| t.group == group && t.version == version) {
+    schemas.insert(
+        "io.k8s.apimachinery.pkg.apis.meta.v1.Patch".into(),
+        json!({"type": "object"}),
+    );
+    for t in registry
+        .types()
+        .iter()
+        .filter(|t| t.group == group && t.version == version)
+    {
         let name = schema_name(t);
         let reference = json!({"$ref": format!("#/components/schemas/{name}")});
         let patch_body = json!({"schema": {"$ref": "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.Patch"}});
@@ -233,7 +277,9 @@ pub fn v3_document(registry: &Registry, group: &str, version: &str, git_version:
             .iter()
             .find(|(n, _)| *n == name)
             .map(|(_, s)| s.clone())
-            .unwrap_or_else(|| json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}));
+            .unwrap_or_else(
+                || json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}),
+            );
         schema["x-kubernetes-group-version-kind"] = json!([gvk(t)]);
         schemas.insert(name, schema);
     }
@@ -286,7 +332,10 @@ pub fn v2_document(registry: &Registry, git_version: &str) -> Value {
                              "consumes": ["application/json-patch+json", "application/merge-patch+json", "application/apply-patch+yaml"],
                              "responses": {"200": {"description": "OK", "schema": {"$ref": format!("#/definitions/{name}")}}}}}),
         );
-        definitions.insert(name, json!({"type": "object", "x-kubernetes-group-version-kind": [gvk(t)]}));
+        definitions.insert(
+            name,
+            json!({"type": "object", "x-kubernetes-group-version-kind": [gvk(t)]}),
+        );
     }
     json!({"swagger": "2.0", "info": {"title": "Kubernetes", "version": git_version}, "paths": paths, "definitions": definitions})
 }
@@ -298,12 +347,23 @@ mod tests {
     #[test]
     fn eks_versions_report_a_plus_minor() {
         let v = version_info("v1.30.4-eks-a737599");
-        assert_eq!((v["major"].as_str(), v["minor"].as_str()), (Some("1"), Some("30+")));
+        assert_eq!(
+            (v["major"].as_str(), v["minor"].as_str()),
+            (Some("1"), Some("30+"))
+        );
         assert_eq!(version_info("v1.31.0")["minor"], "31");
     }
 
     #[test]
     fn preferred_version_is_the_most_stable() {
-        assert_eq!(sorted_versions(vec!["v1alpha1".into(), "v1".into(), "v1beta1".into(), "v2".into()]), ["v2", "v1", "v1beta1", "v1alpha1"]);
+        assert_eq!(
+            sorted_versions(vec![
+                "v1alpha1".into(),
+                "v1".into(),
+                "v1beta1".into(),
+                "v2".into()
+            ]),
+            ["v2", "v1", "v1beta1", "v1alpha1"]
+        );
     }
 }

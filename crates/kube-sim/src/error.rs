@@ -126,7 +126,11 @@ impl ApiError {
         let mut err = Self::new(
             422,
             "Invalid",
-            format!("{} \"{name}\" is invalid: {}", qualified(group, kind), text.join(", ")),
+            format!(
+                "{} \"{name}\" is invalid: {}",
+                qualified(group, kind),
+                text.join(", ")
+            ),
         );
         err.details = Some(json!({
             "name": name, "group": group, "kind": kind,

@@ -46,7 +46,13 @@ pub struct FaultConfig {
 
 impl FaultConfig {
     /// Adds a rule (chainable).
-    pub fn rule(mut self, verb: Option<&str>, resource: Option<&str>, rate: f64, kind: FaultKind) -> Self {
+    pub fn rule(
+        mut self,
+        verb: Option<&str>,
+        resource: Option<&str>,
+        rate: f64,
+        kind: FaultKind,
+    ) -> Self {
         self.rules.push(FaultRule {
             verb: verb.map(str::to_string),
             resource: resource.map(str::to_string),
@@ -65,7 +71,9 @@ pub(crate) struct Faults {
 impl Faults {
     pub(crate) fn new(config: FaultConfig) -> Faults {
         let rng = StdRng::seed_from_u64(config.seed);
-        Faults { state: Mutex::new((config, rng)) }
+        Faults {
+            state: Mutex::new((config, rng)),
+        }
     }
 
     pub(crate) fn set(&self, config: FaultConfig) {
@@ -96,10 +104,16 @@ mod tests {
 
     #[test]
     fn same_seed_same_faults() {
-        let config = FaultConfig { seed: 7, ..Default::default() }.rule(Some("get"), Some("pods"), 0.5, FaultKind::InternalError);
+        let config = FaultConfig {
+            seed: 7,
+            ..Default::default()
+        }
+        .rule(Some("get"), Some("pods"), 0.5, FaultKind::InternalError);
         let run = || {
             let f = Faults::new(config.clone());
-            (0..64).map(|_| f.decide("get", "pods").1.is_some()).collect::<Vec<_>>()
+            (0..64)
+                .map(|_| f.decide("get", "pods").1.is_some())
+                .collect::<Vec<_>>()
         };
         let a = run();
         assert_eq!(a, run());

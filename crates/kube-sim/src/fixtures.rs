@@ -16,32 +16,55 @@ use crate::store::{Store, WriteOptions, now_rfc3339};
 pub fn parse_documents(text: &str, path: &Path) -> Result<Vec<Value>> {
     let mut out = Vec::new();
     for (i, doc) in serde_norway::Deserializer::from_str(text).enumerate() {
-        let value = Value::deserialize(doc).map_err(|e| Error::Fixture { path: path.to_path_buf(), document: i + 1, message: e.to_string() })?;
+        let value = Value::deserialize(doc).map_err(|e| Error::Fixture {
+            path: path.to_path_buf(),
+            document: i + 1,
+            message: e.to_string(),
+        })?;
         match value {
             Value::Null => {}
-            Value::Object(_) if value["kind"].as_str().is_some_and(|k| k.ends_with("List")) && value["items"].is_array() => {
+            Value::Object(_)
+                if value["kind"].as_str().is_some_and(|k| k.ends_with("List"))
+                    && value["items"].is_array() =>
+            {
                 out.extend(value["items"].as_array().cloned().unwrap_or_default());
             }
             Value::Object(_) => {
                 if !value["kind"].is_string() || !value["apiVersion"].is_string() {
-                    return Err(Error::Fixture { path: path.to_path_buf(), document: i + 1, message: "apiVersion and kind are required".into() });
+                    return Err(Error::Fixture {
+                        path: path.to_path_buf(),
+                        document: i + 1,
+                        message: "apiVersion and kind are required".into(),
+                    });
                 }
                 out.push(value);
             }
-            _ => return Err(Error::Fixture { path: path.to_path_buf(), document: i + 1, message: "expected a mapping".into() }),
+            _ => {
+                return Err(Error::Fixture {
+                    path: path.to_path_buf(),
+                    document: i + 1,
+                    message: "expected a mapping".into(),
+                });
+            }
         }
     }
     Ok(out)
 }
 
 fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    let entries = std::fs::read_dir(dir).map_err(|source| Error::Io { path: dir.to_path_buf(), source })?;
+    let entries = std::fs::read_dir(dir).map_err(|source| Error::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
     let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
     paths.sort();
     for p in paths {
         if p.is_dir() {
             yaml_files(&p, out)?;
-        } else if p.extension().is_some_and(|e| e == "yaml" || e == "yml" || e == "json") {
+        } else if p
+            .extension()
+            .is_some_and(|e| e == "yaml" || e == "yml" || e == "json")
+        {
             out.push(p);
         }
     }
@@ -54,7 +77,10 @@ pub fn read_dir(dir: &Path) -> Result<Vec<Value>> {
     yaml_files(dir, &mut files)?;
     let mut objects = Vec::new();
     for f in files {
-        let text = std::fs::read_to_string(&f).map_err(|source| Error::Io { path: f.clone(), source })?;
+        let text = std::fs::read_to_string(&f).map_err(|source| Error::Io {
+            path: f.clone(),
+            source,
+        })?;
         objects.extend(parse_documents(&text, &f)?);
     }
     Ok(objects)
@@ -80,7 +106,16 @@ pub fn load(store: &Store, mut objects: Vec<Value>, origin: &Path) -> Result<usi
             document: i + 1,
             message: format!("{api_version} {kind} is not served; add its CustomResourceDefinition to the fixtures"),
         })?;
-        let ns = if ty.namespaced { Some(obj["metadata"]["namespace"].as_str().unwrap_or("default").to_string()) } else { None };
+        let ns = if ty.namespaced {
+            Some(
+                obj["metadata"]["namespace"]
+                    .as_str()
+                    .unwrap_or("default")
+                    .to_string(),
+            )
+        } else {
+            None
+        };
         if let Some(ns) = &ns {
             ensure_namespace(store, ns)?;
         }
@@ -99,9 +134,17 @@ pub fn load(store: &Store, mut objects: Vec<Value>, origin: &Path) -> Result<usi
 
 /// Creates a namespace if it does not exist.
 pub fn ensure_namespace(store: &Store, ns: &str) -> Result<()> {
-    let ty = store.registry().lookup("", "v1", "namespaces").expect("built-in");
+    let ty = store
+        .registry()
+        .lookup("", "v1", "namespaces")
+        .expect("built-in");
     if store.get(&ty, None, ns).is_err() {
-        match store.create(&ty, None, json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}), &WriteOptions::default()) {
+        match store.create(
+            &ty,
+            None,
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+            &WriteOptions::default(),
+        ) {
             Ok(_) => {}
             Err(e) if e.code == 409 => {}
             Err(e) => return Err(e.into()),
@@ -178,12 +221,26 @@ pub fn helm_release_payload(release: &Value) -> String {
 pub fn generate(store: &Store, spec: &ScaleSpec) -> Result<()> {
     let registry = store.registry();
     let ty = |g: &str, p: &str| registry.lookup(g, "v1", p).expect("built-in");
-    let (nodes_t, pods_t, deps_t, rs_t, pdb_t, sec_t) = (ty("", "nodes"), ty("", "pods"), ty("apps", "deployments"), ty("apps", "replicasets"), ty("policy", "poddisruptionbudgets"), ty("", "secrets"));
+    let (nodes_t, pods_t, deps_t, rs_t, pdb_t, sec_t) = (
+        ty("", "nodes"),
+        ty("", "pods"),
+        ty("apps", "deployments"),
+        ty("apps", "replicasets"),
+        ty("policy", "poddisruptionbudgets"),
+        ty("", "secrets"),
+    );
     let opts = WriteOptions::default();
     for i in 0..spec.nodes {
-        store.create(&nodes_t, None, crate::node_object(&format!("node-{i:04}"), &spec.kubelet_version, i), &opts)?;
+        store.create(
+            &nodes_t,
+            None,
+            crate::node_object(&format!("node-{i:04}"), &spec.kubelet_version, i),
+            &opts,
+        )?;
     }
-    let namespaces: Vec<String> = (0..spec.namespaces.max(1)).map(|i| format!("team-{i:02}")).collect();
+    let namespaces: Vec<String> = (0..spec.namespaces.max(1))
+        .map(|i| format!("team-{i:02}"))
+        .collect();
     for ns in &namespaces {
         ensure_namespace(store, ns)?;
     }
@@ -210,7 +267,12 @@ pub fn generate(store: &Store, spec: &ScaleSpec) -> Result<()> {
         for r in 0..replicas {
             let node = format!("node-{:04}", pod_index % spec.nodes.max(1));
             pod_index += 1;
-            let ip = format!("10.{}.{}.{}", (pod_index / 62_500) % 250, (pod_index / 250) % 250, pod_index % 250 + 1);
+            let ip = format!(
+                "10.{}.{}.{}",
+                (pod_index / 62_500) % 250,
+                (pod_index / 250) % 250,
+                pod_index % 250 + 1
+            );
             let ready = json!([{"type": "Ready", "status": "True", "lastTransitionTime": now}, {"type": "ContainersReady", "status": "True", "lastTransitionTime": now},
                                {"type": "Initialized", "status": "True", "lastTransitionTime": now}, {"type": "PodScheduled", "status": "True", "lastTransitionTime": now}]);
             store.create(&pods_t, Some(ns), json!({"apiVersion": "v1", "kind": "Pod",
@@ -234,7 +296,8 @@ pub fn generate(store: &Store, spec: &ScaleSpec) -> Result<()> {
                 "info": {"first_deployed": now, "last_deployed": now, "deleted": "", "description": if v == 1 { "Install complete" } else { "Upgrade complete" }, "status": status},
                 "chart": {"metadata": {"name": "generated", "version": format!("1.{v}.0"), "appVersion": "1.0.0", "apiVersion": "v2"}, "lock": null, "templates": [], "values": {}, "schema": null, "files": []},
                 "config": {}, "manifest": "", "hooks": []});
-            let data = base64::engine::general_purpose::STANDARD.encode(helm_release_payload(&payload));
+            let data =
+                base64::engine::general_purpose::STANDARD.encode(helm_release_payload(&payload));
             store.create(&sec_t, Some(ns), json!({"apiVersion": "v1", "kind": "Secret", "type": "helm.sh/release.v1",
                 "metadata": {"name": format!("sh.helm.release.v1.{release}.v{v}"), "namespace": ns,
                              "labels": {"name": release, "owner": "helm", "status": status, "version": v.to_string()}},

@@ -106,10 +106,26 @@ impl SimClusterBuilder {
     /// current tokio runtime.
     pub async fn start(self) -> Result<SimCluster> {
         let addr = format!("127.0.0.1:{}", self.port);
-        let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|source| Error::Bind { addr: addr.clone(), source })?;
-        let local = listener.local_addr().map_err(|source| Error::Bind { addr, source })?;
-        let dir = tempfile::Builder::new().prefix("kube-sim-").tempdir().map_err(|source| Error::Io { path: std::env::temp_dir(), source })?;
-        let kubeconfig = self.kubeconfig_path.clone().unwrap_or_else(|| dir.path().join("kubeconfig"));
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .map_err(|source| Error::Bind {
+                addr: addr.clone(),
+                source,
+            })?;
+        let local = listener
+            .local_addr()
+            .map_err(|source| Error::Bind { addr, source })?;
+        let dir = tempfile::Builder::new()
+            .prefix("kube-sim-")
+            .tempdir()
+            .map_err(|source| Error::Io {
+                path: std::env::temp_dir(),
+                source,
+            })?;
+        let kubeconfig = self
+            .kubeconfig_path
+            .clone()
+            .unwrap_or_else(|| dir.path().join("kubeconfig"));
         let url = format!("http://{local}");
         write_kubeconfig(&kubeconfig, &url)?;
         let store = Arc::new(Store::new());
@@ -134,7 +150,16 @@ impl SimClusterBuilder {
         let controllers = controllers::Controllers::new(store.clone(), self.controllers.clone());
         let controller_task = tokio::spawn(controllers.run(shutdown_rx));
         tracing::info!(%url, kubeconfig = %kubeconfig.display(), "kube-sim listening");
-        Ok(SimCluster { store, state, addr: local, url, kubeconfig, _dir: dir, shutdown: shutdown_tx, tasks: vec![server, controller_task] })
+        Ok(SimCluster {
+            store,
+            state,
+            addr: local,
+            url,
+            kubeconfig,
+            _dir: dir,
+            shutdown: shutdown_tx,
+            tasks: vec![server, controller_task],
+        })
     }
 }
 
@@ -153,7 +178,10 @@ pub struct SimCluster {
 
 impl std::fmt::Debug for SimCluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SimCluster").field("url", &self.url).field("kubeconfig", &self.kubeconfig).finish()
+        f.debug_struct("SimCluster")
+            .field("url", &self.url)
+            .field("kubeconfig", &self.kubeconfig)
+            .finish()
     }
 }
 
@@ -173,11 +201,20 @@ fn write_kubeconfig(path: &Path, url: &str) -> Result<()> {
         "current-context": CONTEXT_NAME,
         "preferences": {},
     });
-    let text = serde_norway::to_string(&doc).map_err(|e| Error::Io { path: path.to_path_buf(), source: std::io::Error::other(e) })?;
+    let text = serde_norway::to_string(&doc).map_err(|e| Error::Io {
+        path: path.to_path_buf(),
+        source: std::io::Error::other(e),
+    })?;
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|source| Error::Io { path: parent.to_path_buf(), source })?;
+        std::fs::create_dir_all(parent).map_err(|source| Error::Io {
+            path: parent.to_path_buf(),
+            source,
+        })?;
     }
-    std::fs::write(path, text).map_err(|source| Error::Io { path: path.to_path_buf(), source })
+    std::fs::write(path, text).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// A Ready node object with EKS-like labels, 8 cpu / 32Gi / 110 pods allocatable.
@@ -185,7 +222,8 @@ pub fn node_object(name: &str, kubelet_version: &str, index: usize) -> Value {
     let zone = ["a", "b", "c"][index % 3];
     let ip = format!("192.168.{}.{}", (index / 250) % 250, index % 250 + 10);
     let now = store::now_rfc3339();
-    let capacity = json!({"cpu": "8", "memory": "32Gi", "pods": "110", "ephemeral-storage": "100Gi"});
+    let capacity =
+        json!({"cpu": "8", "memory": "32Gi", "pods": "110", "ephemeral-storage": "100Gi"});
     json!({
         "apiVersion": "v1",
         "kind": "Node",
@@ -294,19 +332,38 @@ impl SimCluster {
     }
 
     fn ty(&self, api_version: &str, kind: &str) -> Arc<resources::ResourceType> {
-        self.store.registry().lookup_kind(api_version, kind).expect("built-in kind")
+        self.store
+            .registry()
+            .lookup_kind(api_version, kind)
+            .expect("built-in kind")
     }
 
     /// Reads one object by `apiVersion`, `kind`, namespace and name.
-    pub fn get(&self, api_version: &str, kind: &str, namespace: Option<&str>, name: &str) -> Result<Value> {
-        let ty = self.store.registry().lookup_kind(api_version, kind).ok_or_else(|| ApiError::not_found("", kind, name))?;
+    pub fn get(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Value> {
+        let ty = self
+            .store
+            .registry()
+            .lookup_kind(api_version, kind)
+            .ok_or_else(|| ApiError::not_found("", kind, name))?;
         Ok((*self.store.get(&ty, namespace, name)?).clone())
     }
 
     /// Lists objects of a kind (all namespaces when `namespace` is `None`).
     pub fn list(&self, api_version: &str, kind: &str, namespace: Option<&str>) -> Vec<Value> {
         match self.store.registry().lookup_kind(api_version, kind) {
-            Some(ty) => self.store.list(&ty, namespace).0.iter().map(|o| (**o).clone()).collect(),
+            Some(ty) => self
+                .store
+                .list(&ty, namespace)
+                .0
+                .iter()
+                .map(|o| (**o).clone())
+                .collect(),
             None => Vec::new(),
         }
     }
@@ -316,20 +373,30 @@ impl SimCluster {
         let ty = self.ty("v1", "Node");
         let index = self.store.list(&ty, None).0.len();
         let node = node_object(name, kubelet_version, index);
-        Ok((*self.store.create(&ty, None, node, &WriteOptions::default())?).clone())
+        Ok((*self
+            .store
+            .create(&ty, None, node, &WriteOptions::default())?)
+        .clone())
     }
 
     /// Marks a node (un)schedulable, as `kubectl cordon`/`uncordon` do.
     pub fn set_unschedulable(&self, name: &str, unschedulable: bool) -> Result<()> {
         let ty = self.ty("v1", "Node");
-        self.store.mutate(&ty, None, name, Target::Main, &WriteOptions::default(), |n| {
-            if unschedulable {
-                n["spec"]["unschedulable"] = json!(true);
-            } else if let Some(spec) = n["spec"].as_object_mut() {
-                spec.remove("unschedulable");
-            }
-            Ok(())
-        })?;
+        self.store.mutate(
+            &ty,
+            None,
+            name,
+            Target::Main,
+            &WriteOptions::default(),
+            |n| {
+                if unschedulable {
+                    n["spec"]["unschedulable"] = json!(true);
+                } else if let Some(spec) = n["spec"].as_object_mut() {
+                    spec.remove("unschedulable");
+                }
+                Ok(())
+            },
+        )?;
         Ok(())
     }
 
@@ -338,7 +405,13 @@ impl SimCluster {
     /// cordoned, its pods are evicted through the eviction API (so PodDisruptionBudgets are
     /// honoured, retrying until `timeout`), then it is deleted. DaemonSet pods are left to
     /// their controller.
-    pub async fn replace_node(&self, old: &str, new_name: &str, kubelet_version: &str, timeout: Duration) -> Result<()> {
+    pub async fn replace_node(
+        &self,
+        old: &str,
+        new_name: &str,
+        kubelet_version: &str,
+        timeout: Duration,
+    ) -> Result<()> {
         let node_ty = self.ty("v1", "Node");
         let pod_ty = self.ty("v1", "Pod");
         let old_node = self.store.get(&node_ty, None, old)?;
@@ -354,7 +427,8 @@ impl SimCluster {
         if old_node["spec"]["taints"].is_array() {
             node["spec"]["taints"] = old_node["spec"]["taints"].clone();
         }
-        self.store.create(&node_ty, None, node, &WriteOptions::default())?;
+        self.store
+            .create(&node_ty, None, node, &WriteOptions::default())?;
         self.set_unschedulable(old, true)?;
         let deadline = Instant::now() + timeout;
         loop {
@@ -362,7 +436,11 @@ impl SimCluster {
             let remaining: Vec<Arc<Value>> = pods
                 .into_iter()
                 .filter(|p| p["spec"]["nodeName"].as_str() == Some(old))
-                .filter(|p| !p["metadata"]["ownerReferences"].as_array().is_some_and(|r| r.iter().any(|r| r["kind"] == "DaemonSet")))
+                .filter(|p| {
+                    !p["metadata"]["ownerReferences"]
+                        .as_array()
+                        .is_some_and(|r| r.iter().any(|r| r["kind"] == "DaemonSet"))
+                })
                 .collect();
             if remaining.is_empty() {
                 break;
@@ -373,22 +451,42 @@ impl SimCluster {
                 let name = p["metadata"]["name"].as_str().unwrap_or_default();
                 match controllers::evict(&self.store, ns, name) {
                     Ok(_) => {}
-                    Err(e) if e.code == 429 => blocked = Some(format!("evicting {ns}/{name}: {}", e.message)),
+                    Err(e) if e.code == 429 => {
+                        blocked = Some(format!("evicting {ns}/{name}: {}", e.message))
+                    }
                     Err(e) if e.code == 404 => {}
                     Err(e) => return Err(e.into()),
                 }
             }
             if Instant::now() >= deadline {
-                return Err(Error::Timeout { what: blocked.unwrap_or_else(|| format!("draining node {old}")), seconds: timeout.as_secs() });
+                return Err(Error::Timeout {
+                    what: blocked.unwrap_or_else(|| format!("draining node {old}")),
+                    seconds: timeout.as_secs(),
+                });
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        self.store.delete(&node_ty, None, old, Propagation::Background, &WriteOptions::default())?;
+        self.store.delete(
+            &node_ty,
+            None,
+            old,
+            Propagation::Background,
+            &WriteOptions::default(),
+        )?;
         // DaemonSet pods of a deleted node go with it (the node lifecycle controller's job).
         let (pods, _) = self.store.list(&pod_ty, None);
-        for p in pods.iter().filter(|p| p["spec"]["nodeName"].as_str() == Some(old)) {
+        for p in pods
+            .iter()
+            .filter(|p| p["spec"]["nodeName"].as_str() == Some(old))
+        {
             let ns = p["metadata"]["namespace"].as_str().unwrap_or("default");
-            let _ = self.store.delete(&pod_ty, Some(ns), p["metadata"]["name"].as_str().unwrap_or_default(), Propagation::Background, &WriteOptions::default());
+            let _ = self.store.delete(
+                &pod_ty,
+                Some(ns),
+                p["metadata"]["name"].as_str().unwrap_or_default(),
+                Propagation::Background,
+                &WriteOptions::default(),
+            );
         }
         Ok(())
     }

@@ -18,16 +18,27 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
 pub fn json_patch(target: &mut Value, patch: &Value) -> Result<(), ApiError> {
     let ops: json_patch::Patch = serde_json::from_value(patch.clone())
         .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
-    json_patch::patch(target, &ops)
-        .map_err(|e| ApiError::new(422, "Invalid", format!("the JSON patch could not be applied: {e}")))
+    json_patch::patch(target, &ops).map_err(|e| {
+        ApiError::new(
+            422,
+            "Invalid",
+            format!("the JSON patch could not be applied: {e}"),
+        )
+    })
 }
 
 /// The merge key of a list field, by field name, for the built-in types. `items` lets
 /// `ports` pick `containerPort` (containers) or `port` (services).
 fn merge_key(field: &str, items: &[Value]) -> Option<&'static str> {
     Some(match field {
-        "containers" | "initContainers" | "ephemeralContainers" | "volumes" | "env"
-        | "imagePullSecrets" | "resourceClaims" | "hostAliasesNames" => "name",
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "volumes"
+        | "env"
+        | "imagePullSecrets"
+        | "resourceClaims"
+        | "hostAliasesNames" => "name",
         "volumeMounts" => "mountPath",
         "volumeDevices" => "devicePath",
         "hostAliases" => "ip",
@@ -278,7 +289,13 @@ fn remove_dropped_items(list: &mut Value, old: &Value, new: &Value) {
 
 /// Applies `config` for `manager`: merges it into `live`, drops fields the manager owned
 /// before but no longer sets, and records the manager's field set in `managedFields`.
-pub fn server_side_apply(live: &mut Value, config: &Value, manager: &str, api_version: &str, now: &str) {
+pub fn server_side_apply(
+    live: &mut Value,
+    config: &Value,
+    manager: &str,
+    api_version: &str,
+    now: &str,
+) {
     let new_set = field_set(config);
     let previous = live["metadata"]["managedFields"]
         .as_array()
@@ -364,18 +381,39 @@ mod tests {
             &mut live,
             &json!({"metadata": {"finalizers": ["b"], "labels": {"x": null}}, "$setElementOrder/x": []}),
         );
-        assert_eq!(live, json!({"metadata": {"finalizers": ["a", "b"], "labels": {"y": "2"}}}));
-        strategic_merge(&mut live, &json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["a"]}}));
+        assert_eq!(
+            live,
+            json!({"metadata": {"finalizers": ["a", "b"], "labels": {"y": "2"}}})
+        );
+        strategic_merge(
+            &mut live,
+            &json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["a"]}}),
+        );
         assert_eq!(live["metadata"]["finalizers"], json!(["b"]));
     }
 
     #[test]
     fn apply_drops_fields_the_manager_stopped_setting() {
         let mut live = json!({"metadata": {"name": "x", "labels": {"keep": "1"}}, "data": {}});
-        server_side_apply(&mut live, &json!({"metadata": {"name": "x", "labels": {"a": "1"}}, "data": {"k1": "v", "k2": "v"}}), "helm", "v1", "t");
-        server_side_apply(&mut live, &json!({"metadata": {"name": "x"}, "data": {"k1": "w"}}), "helm", "v1", "t");
+        server_side_apply(
+            &mut live,
+            &json!({"metadata": {"name": "x", "labels": {"a": "1"}}, "data": {"k1": "v", "k2": "v"}}),
+            "helm",
+            "v1",
+            "t",
+        );
+        server_side_apply(
+            &mut live,
+            &json!({"metadata": {"name": "x"}, "data": {"k1": "w"}}),
+            "helm",
+            "v1",
+            "t",
+        );
         assert_eq!(live["data"], json!({"k1": "w"}));
         assert_eq!(live["metadata"]["labels"], json!({"keep": "1"}));
-        assert_eq!(live["metadata"]["managedFields"].as_array().unwrap().len(), 1);
+        assert_eq!(
+            live["metadata"]["managedFields"].as_array().unwrap().len(),
+            1
+        );
     }
 }

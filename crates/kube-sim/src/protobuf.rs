@@ -68,9 +68,15 @@ const CONFIG_MAP: &[Field] = &[
 ];
 
 const NAMESPACE_SPEC: &[Field] = &[(1, "finalizers", Ty::Str, true)];
-const NAMESPACE: &[Field] = &[(1, "metadata", Ty::Msg(OBJECT_META), false), (2, "spec", Ty::Msg(NAMESPACE_SPEC), false)];
+const NAMESPACE: &[Field] = &[
+    (1, "metadata", Ty::Msg(OBJECT_META), false),
+    (2, "spec", Ty::Msg(NAMESPACE_SPEC), false),
+];
 
-const PRECONDITIONS: &[Field] = &[(1, "uid", Ty::Str, false), (2, "resourceVersion", Ty::Str, false)];
+const PRECONDITIONS: &[Field] = &[
+    (1, "uid", Ty::Str, false),
+    (2, "resourceVersion", Ty::Str, false),
+];
 const DELETE_OPTIONS: &[Field] = &[
     (1, "gracePeriodSeconds", Ty::Int, false),
     (2, "preconditions", Ty::Msg(PRECONDITIONS), false),
@@ -78,10 +84,19 @@ const DELETE_OPTIONS: &[Field] = &[
     (4, "propagationPolicy", Ty::Str, false),
     (5, "dryRun", Ty::Str, true),
 ];
-const EVICTION: &[Field] = &[(1, "metadata", Ty::Msg(OBJECT_META), false), (2, "deleteOptions", Ty::Msg(DELETE_OPTIONS), false)];
+const EVICTION: &[Field] = &[
+    (1, "metadata", Ty::Msg(OBJECT_META), false),
+    (2, "deleteOptions", Ty::Msg(DELETE_OPTIONS), false),
+];
 
-const TYPE_META: &[Field] = &[(1, "apiVersion", Ty::Str, false), (2, "kind", Ty::Str, false)];
-const UNKNOWN: &[Field] = &[(1, "typeMeta", Ty::Msg(TYPE_META), false), (2, "raw", Ty::Bytes, false)];
+const TYPE_META: &[Field] = &[
+    (1, "apiVersion", Ty::Str, false),
+    (2, "kind", Ty::Str, false),
+];
+const UNKNOWN: &[Field] = &[
+    (1, "typeMeta", Ty::Msg(TYPE_META), false),
+    (2, "raw", Ty::Bytes, false),
+];
 
 fn schema_for(kind: &str) -> Option<&'static [Field]> {
     Some(match kind {
@@ -113,7 +128,10 @@ fn varint(buf: &[u8], pos: &mut usize) -> Result<u64, ApiError> {
 
 /// Splits a message into (field number, wire type, payload) entries; varints are returned
 /// as their value in `int`, length-delimited fields as bytes.
-fn fields(buf: &[u8]) -> Result<Vec<(u64, u64, &[u8])>, ApiError> {
+/// One decoded field: number, wire type and raw payload.
+type RawField<'a> = (u64, u64, &'a [u8]);
+
+fn fields(buf: &[u8]) -> Result<Vec<RawField<'_>>, ApiError> {
     let mut out = Vec::new();
     let mut pos = 0;
     while pos < buf.len() {
@@ -170,7 +188,9 @@ fn map_entry(b: &[u8], bytes_value: bool) -> Result<(String, Value), ApiError> {
 fn decode_message(buf: &[u8], schema: &[Field]) -> Result<Value, ApiError> {
     let mut out = Map::new();
     for (n, _, payload) in fields(buf)? {
-        let Some((_, name, ty, repeated)) = schema.iter().find(|f| f.0 == n) else { continue };
+        let Some((_, name, ty, repeated)) = schema.iter().find(|f| f.0 == n) else {
+            continue;
+        };
         let value = match ty {
             Ty::Str => json!(as_string(payload)?),
             Ty::Bytes => json!(base64::engine::general_purpose::STANDARD.encode(payload)),
@@ -215,10 +235,18 @@ fn decode_message(buf: &[u8], schema: &[Field]) -> Result<Value, ApiError> {
 
 /// Decodes a protobuf-encoded object (`k8s\0` + `runtime.Unknown`) into its JSON form.
 pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
-    let rest = body.strip_prefix(MAGIC).ok_or_else(|| ApiError::bad_request("the protobuf body lacks the k8s magic prefix"))?;
+    let rest = body
+        .strip_prefix(MAGIC)
+        .ok_or_else(|| ApiError::bad_request("the protobuf body lacks the k8s magic prefix"))?;
     let unknown = decode_message(rest, UNKNOWN)?;
-    let api_version = unknown["typeMeta"]["apiVersion"].as_str().unwrap_or_default().to_string();
-    let kind = unknown["typeMeta"]["kind"].as_str().unwrap_or_default().to_string();
+    let api_version = unknown["typeMeta"]["apiVersion"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let kind = unknown["typeMeta"]["kind"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let schema = schema_for(&kind).ok_or_else(|| {
         ApiError::unsupported_media_type(format!(
             "kube-sim decodes protobuf bodies only for Secret, ConfigMap, Namespace, Eviction and DeleteOptions, not {kind}; send application/json"
@@ -245,8 +273,17 @@ mod tests {
 
     #[test]
     fn decodes_a_secret() {
-        let meta = [field(1, b"sh.helm.release.v1.a.v1"), field(11, &[field(1, b"owner"), field(2, b"helm")].concat())].concat();
-        let secret = [field(1, &meta), field(2, &[field(1, b"release"), field(2, b"\x01\x02")].concat()), field(3, b"helm.sh/release.v1")].concat();
+        let meta = [
+            field(1, b"sh.helm.release.v1.a.v1"),
+            field(11, &[field(1, b"owner"), field(2, b"helm")].concat()),
+        ]
+        .concat();
+        let secret = [
+            field(1, &meta),
+            field(2, &[field(1, b"release"), field(2, b"\x01\x02")].concat()),
+            field(3, b"helm.sh/release.v1"),
+        ]
+        .concat();
         let type_meta = [field(1, b"v1"), field(2, b"Secret")].concat();
         let body = [MAGIC.to_vec(), field(1, &type_meta), field(2, &secret)].concat();
         let obj = decode(&body).unwrap();

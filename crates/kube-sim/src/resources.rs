@@ -176,9 +176,14 @@ pub fn builtin_types() -> Vec<ResourceType> {
         Row::new("v1", "PersistentVolume", "persistentvolumes", false)
             .short(&["pv"])
             .status(),
-        Row::new("v1", "PersistentVolumeClaim", "persistentvolumeclaims", true)
-            .short(&["pvc"])
-            .status(),
+        Row::new(
+            "v1",
+            "PersistentVolumeClaim",
+            "persistentvolumeclaims",
+            true,
+        )
+        .short(&["pvc"])
+        .status(),
         Row::new("v1", "ResourceQuota", "resourcequotas", true)
             .short(&["quota"])
             .status(),
@@ -220,17 +225,39 @@ pub fn builtin_types() -> Vec<ResourceType> {
             .all()
             .status()
             .col("Schedule", "string", ".spec.schedule"),
-        Row::new("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets", true)
-            .short(&["pdb"])
-            .status()
-            .col("Min Available", "string", ".spec.minAvailable")
-            .col("Max Unavailable", "string", ".spec.maxUnavailable")
-            .col("Allowed Disruptions", "integer", ".status.disruptionsAllowed"),
-        Row::new("coordination.k8s.io/v1", "Lease", "leases", true)
-            .col("Holder", "string", ".spec.holderIdentity"),
+        Row::new(
+            "policy/v1",
+            "PodDisruptionBudget",
+            "poddisruptionbudgets",
+            true,
+        )
+        .short(&["pdb"])
+        .status()
+        .col("Min Available", "string", ".spec.minAvailable")
+        .col("Max Unavailable", "string", ".spec.maxUnavailable")
+        .col(
+            "Allowed Disruptions",
+            "integer",
+            ".status.disruptionsAllowed",
+        ),
+        Row::new("coordination.k8s.io/v1", "Lease", "leases", true).col(
+            "Holder",
+            "string",
+            ".spec.holderIdentity",
+        ),
         Row::new("rbac.authorization.k8s.io/v1", "Role", "roles", true),
-        Row::new("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebindings", true),
-        Row::new("rbac.authorization.k8s.io/v1", "ClusterRole", "clusterroles", false),
+        Row::new(
+            "rbac.authorization.k8s.io/v1",
+            "RoleBinding",
+            "rolebindings",
+            true,
+        ),
+        Row::new(
+            "rbac.authorization.k8s.io/v1",
+            "ClusterRole",
+            "clusterroles",
+            false,
+        ),
         Row::new(
             "rbac.authorization.k8s.io/v1",
             "ClusterRoleBinding",
@@ -240,16 +267,36 @@ pub fn builtin_types() -> Vec<ResourceType> {
         Row::new("networking.k8s.io/v1", "Ingress", "ingresses", true)
             .short(&["ing"])
             .status(),
-        Row::new("networking.k8s.io/v1", "IngressClass", "ingressclasses", false),
-        Row::new("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies", true)
-            .short(&["netpol"]),
+        Row::new(
+            "networking.k8s.io/v1",
+            "IngressClass",
+            "ingressclasses",
+            false,
+        ),
+        Row::new(
+            "networking.k8s.io/v1",
+            "NetworkPolicy",
+            "networkpolicies",
+            true,
+        )
+        .short(&["netpol"]),
         Row::new("storage.k8s.io/v1", "StorageClass", "storageclasses", false).short(&["sc"]),
-        Row::new("scheduling.k8s.io/v1", "PriorityClass", "priorityclasses", false)
-            .short(&["pc"]),
-        Row::new("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", true)
-            .short(&["hpa"])
-            .all()
-            .status(),
+        Row::new(
+            "scheduling.k8s.io/v1",
+            "PriorityClass",
+            "priorityclasses",
+            false,
+        )
+        .short(&["pc"]),
+        Row::new(
+            "autoscaling/v2",
+            "HorizontalPodAutoscaler",
+            "horizontalpodautoscalers",
+            true,
+        )
+        .short(&["hpa"])
+        .all()
+        .status(),
         Row::new(
             "admissionregistration.k8s.io/v1",
             "ValidatingWebhookConfiguration",
@@ -384,7 +431,11 @@ pub fn types_from_crd(crd: &Value) -> Vec<ResourceType> {
         .unwrap_or_else(|| kind.to_lowercase());
     let strings = |v: &Value| -> Vec<String> {
         v.as_array()
-            .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let namespaced = spec["scope"].as_str() != Some("Cluster");
@@ -397,14 +448,20 @@ pub fn types_from_crd(crd: &Value) -> Vec<ResourceType> {
             continue;
         };
         let sub = &version["subresources"];
-        let scale = sub.get("scale").filter(|s| s.is_object()).map(|s| ScalePaths {
-            spec_replicas: s["specReplicasPath"].as_str().unwrap_or(".spec.replicas").into(),
-            status_replicas: s["statusReplicasPath"]
-                .as_str()
-                .unwrap_or(".status.replicas")
-                .into(),
-            label_selector: s["labelSelectorPath"].as_str().unwrap_or_default().into(),
-        });
+        let scale = sub
+            .get("scale")
+            .filter(|s| s.is_object())
+            .map(|s| ScalePaths {
+                spec_replicas: s["specReplicasPath"]
+                    .as_str()
+                    .unwrap_or(".spec.replicas")
+                    .into(),
+                status_replicas: s["statusReplicasPath"]
+                    .as_str()
+                    .unwrap_or(".status.replicas")
+                    .into(),
+                label_selector: s["labelSelectorPath"].as_str().unwrap_or_default().into(),
+            });
         let columns = version["additionalPrinterColumns"]
             .as_array()
             .into_iter()

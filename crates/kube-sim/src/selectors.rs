@@ -124,7 +124,10 @@ impl LabelSelector {
         let mut reqs = Vec::new();
         if let Some(m) = sel["matchLabels"].as_object() {
             for (k, v) in m {
-                reqs.push((k.clone(), Op::Eq(v.as_str().unwrap_or_default().to_string())));
+                reqs.push((
+                    k.clone(),
+                    Op::Eq(v.as_str().unwrap_or_default().to_string()),
+                ));
             }
         }
         for e in sel["matchExpressions"].as_array().into_iter().flatten() {
@@ -179,17 +182,23 @@ impl LabelSelector {
                 Op::NotIn(vs) => !value.is_some_and(|x| vs.iter().any(|v| v == x)),
                 Op::Exists => value.is_some(),
                 Op::DoesNotExist => value.is_none(),
-                Op::Gt(n) => value.and_then(|x| x.parse::<i64>().ok()).is_some_and(|x| x > *n),
-                Op::Lt(n) => value.and_then(|x| x.parse::<i64>().ok()).is_some_and(|x| x < *n),
+                Op::Gt(n) => value
+                    .and_then(|x| x.parse::<i64>().ok())
+                    .is_some_and(|x| x > *n),
+                Op::Lt(n) => value
+                    .and_then(|x| x.parse::<i64>().ok())
+                    .is_some_and(|x| x < *n),
             }
         })
     }
 }
 
 fn parse_int(v: &str) -> Result<i64, ApiError> {
-    v.trim()
-        .parse()
-        .map_err(|_| ApiError::bad_request(format!("unable to parse requirement: {v:?} is not an integer")))
+    v.trim().parse().map_err(|_| {
+        ApiError::bad_request(format!(
+            "unable to parse requirement: {v:?} is not an integer"
+        ))
+    })
 }
 
 /// A parsed field selector: `metadata.name=x,spec.nodeName!=y,status.phase==Running`.
@@ -266,7 +275,11 @@ mod tests {
             ("app in (api),tier", false),
             ("", true),
         ] {
-            assert_eq!(LabelSelector::parse(sel).unwrap().matches(&obj), want, "{sel}");
+            assert_eq!(
+                LabelSelector::parse(sel).unwrap().matches(&obj),
+                want,
+                "{sel}"
+            );
         }
         assert!(LabelSelector::parse("app in web").is_err());
     }
@@ -274,7 +287,9 @@ mod tests {
     #[test]
     fn object_selectors() {
         let labels = json!({"app": "web"});
-        let sel = LabelSelector::from_object(&json!({"matchExpressions": [{"key": "app", "operator": "In", "values": ["web"]}]}));
+        let sel = LabelSelector::from_object(
+            &json!({"matchExpressions": [{"key": "app", "operator": "In", "values": ["web"]}]}),
+        );
         assert!(sel.matches_labels(&labels));
         assert!(!LabelSelector::from_object(&Value::Null).matches_labels(&labels));
         assert!(LabelSelector::from_object(&json!({})).matches_labels(&labels));
@@ -283,9 +298,21 @@ mod tests {
     #[test]
     fn field_selectors() {
         let pod = json!({"metadata": {"name": "a", "namespace": "ns"}, "spec": {"nodeName": "n1"}, "status": {"phase": "Running"}});
-        assert!(FieldSelector::parse("spec.nodeName=n1,status.phase!=Failed").unwrap().matches(&pod));
-        assert!(!FieldSelector::parse("metadata.name=b").unwrap().matches(&pod));
-        assert!(FieldSelector::parse("spec.nodeName=").unwrap().matches(&json!({})));
+        assert!(
+            FieldSelector::parse("spec.nodeName=n1,status.phase!=Failed")
+                .unwrap()
+                .matches(&pod)
+        );
+        assert!(
+            !FieldSelector::parse("metadata.name=b")
+                .unwrap()
+                .matches(&pod)
+        );
+        assert!(
+            FieldSelector::parse("spec.nodeName=")
+                .unwrap()
+                .matches(&json!({}))
+        );
         assert!(FieldSelector::parse("bogus").is_err());
     }
 }

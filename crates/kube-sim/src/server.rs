@@ -46,8 +46,10 @@ fn json_response(code: StatusCode, body: &Value) -> Response {
 fn bytes_response(code: StatusCode, bytes: Vec<u8>) -> Response {
     let mut resp = Response::new(Body::from(bytes));
     *resp.status_mut() = code;
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     resp
 }
 
@@ -55,7 +57,8 @@ fn error_response(err: &ApiError) -> Response {
     let code = StatusCode::from_u16(err.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut resp = json_response(code, &err.status_body());
     if err.code == 429 {
-        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
     resp
 }
@@ -67,7 +70,9 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let params: Params = Query::<Params>::try_from_uri(&uri).map(|q| q.0).unwrap_or_default();
+    let params: Params = Query::<Params>::try_from_uri(&uri)
+        .map(|q| q.0)
+        .unwrap_or_default();
     let path = uri.path().to_string();
     let resp = match route(&state, &method, &path, &params, &headers, body).await {
         Ok(r) => r,
@@ -84,7 +89,11 @@ async fn handle(
 }
 
 fn not_found_path(path: &str) -> ApiError {
-    ApiError::new(404, "NotFound", format!("the server could not find the requested resource ({path})"))
+    ApiError::new(
+        404,
+        "NotFound",
+        format!("the server could not find the requested resource ({path})"),
+    )
 }
 
 async fn route(
@@ -95,7 +104,11 @@ async fn route(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let segs: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    let segs: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
     let registry = state.store.registry();
     let ok = |v: Value| Ok(json_response(StatusCode::OK, &v));
     match segs.as_slice() {
@@ -106,25 +119,48 @@ async fn route(
         ["api"] => return ok(discovery::core_versions(&state.server_address)),
         ["apis"] => return ok(discovery::group_list(&registry)),
         ["api", v] => {
-            return discovery::resource_list(&registry, "", v).map_or_else(|| Err(not_found_path(path)), ok);
+            return discovery::resource_list(&registry, "", v)
+                .map_or_else(|| Err(not_found_path(path)), ok);
         }
-        ["apis", g] => return discovery::group(&registry, g).map_or_else(|| Err(not_found_path(path)), ok),
+        ["apis", g] => {
+            return discovery::group(&registry, g).map_or_else(|| Err(not_found_path(path)), ok);
+        }
         ["apis", g, v] => {
-            return discovery::resource_list(&registry, g, v).map_or_else(|| Err(not_found_path(path)), ok);
+            return discovery::resource_list(&registry, g, v)
+                .map_or_else(|| Err(not_found_path(path)), ok);
         }
         ["openapi", "v2"] => {
-            let accept = headers.get(header::ACCEPT).and_then(|h| h.to_str().ok()).unwrap_or("*/*");
+            let accept = headers
+                .get(header::ACCEPT)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("*/*");
             if !(accept.contains("json") || accept.contains("*/*")) {
-                return Err(ApiError::new(406, "NotAcceptable", "only application/json is served for /openapi/v2"));
+                return Err(ApiError::new(
+                    406,
+                    "NotAcceptable",
+                    "only application/json is served for /openapi/v2",
+                ));
             }
             return ok(discovery::v2_document(&registry, &state.git_version));
         }
         ["openapi", "v3"] => return ok(discovery::v3_root(&registry, &crd_schemas(state))),
         ["openapi", "v3", "api", v] => {
-            return ok(discovery::v3_document(&registry, "", v, &state.git_version, &crd_schemas(state)));
+            return ok(discovery::v3_document(
+                &registry,
+                "",
+                v,
+                &state.git_version,
+                &crd_schemas(state),
+            ));
         }
         ["openapi", "v3", "apis", g, v] => {
-            return ok(discovery::v3_document(&registry, g, v, &state.git_version, &crd_schemas(state)));
+            return ok(discovery::v3_document(
+                &registry,
+                g,
+                v,
+                &state.git_version,
+                &crd_schemas(state),
+            ));
         }
         _ => {}
     }
@@ -153,7 +189,9 @@ async fn route(
         [p, n, s] => (None, *p, Some(*n), Some(*s)),
         _ => return Err(not_found_path(path)),
     };
-    let ty = registry.lookup(group, version, plural).ok_or_else(|| not_found_path(path))?;
+    let ty = registry
+        .lookup(group, version, plural)
+        .ok_or_else(|| not_found_path(path))?;
     if namespace.is_some() && !ty.namespaced {
         return Err(not_found_path(path));
     }
@@ -167,7 +205,11 @@ async fn route(
         ("PATCH", _, _) => "patch",
         ("DELETE", true, _) => "delete",
         ("DELETE", false, _) => "deletecollection",
-        _ => return Err(ApiError::method_not_allowed(format!("method {method} is not supported"))),
+        _ => {
+            return Err(ApiError::method_not_allowed(format!(
+                "method {method} is not supported"
+            )));
+        }
     };
     let fault_resource = match sub {
         Some(s) => format!("{plural}/{s}"),
@@ -195,15 +237,19 @@ async fn route(
         .and_then(|h| h.to_str().ok())
         .unwrap_or("application/json")
         .to_string();
-    let user_agent = headers.get(header::USER_AGENT).and_then(|h| h.to_str().ok()).unwrap_or("unknown");
+    let user_agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("unknown");
     let opts = WriteOptions {
         dry_run: params.get("dryRun").is_some_and(|d| d == "All"),
-        manager: Some(
-            params
-                .get("fieldManager")
-                .cloned()
-                .unwrap_or_else(|| user_agent.split('/').next().unwrap_or("unknown").to_string()),
-        ),
+        manager: Some(params.get("fieldManager").cloned().unwrap_or_else(|| {
+            user_agent
+                .split('/')
+                .next()
+                .unwrap_or("unknown")
+                .to_string()
+        })),
     };
     match verb {
         "watch" => watch_response(state, &req, params),
@@ -219,21 +265,39 @@ async fn route(
 
 fn crd_schemas(state: &AppState) -> Vec<(String, Value)> {
     let registry = state.store.registry();
-    let ty = registry.lookup("apiextensions.k8s.io", "v1", "customresourcedefinitions").expect("builtin");
+    let ty = registry
+        .lookup("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+        .expect("builtin");
     discovery::crd_schemas(&state.store.list(&ty, None).0)
 }
 
 fn fault_response(kind: FaultKind) -> Response {
     match kind {
-        FaultKind::TooManyRequests => error_response(&ApiError::new(429, "TooManyRequests", "injected fault: too many requests, please try again later")),
-        FaultKind::InternalError => error_response(&ApiError::internal("injected fault: internal error")),
-        FaultKind::ServiceUnavailable => error_response(&ApiError::new(503, "ServiceUnavailable", "injected fault: the server is currently unable to handle the request")),
+        FaultKind::TooManyRequests => error_response(&ApiError::new(
+            429,
+            "TooManyRequests",
+            "injected fault: too many requests, please try again later",
+        )),
+        FaultKind::InternalError => {
+            error_response(&ApiError::internal("injected fault: internal error"))
+        }
+        FaultKind::ServiceUnavailable => error_response(&ApiError::new(
+            503,
+            "ServiceUnavailable",
+            "injected fault: the server is currently unable to handle the request",
+        )),
         FaultKind::DropConnection => {
             let stream = futures::stream::once(async {
-                Err::<Bytes, std::io::Error>(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected fault: connection dropped"))
+                Err::<Bytes, std::io::Error>(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "injected fault: connection dropped",
+                ))
             });
             let mut resp = Response::new(Body::from_stream(stream));
-            resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
             resp
         }
     }
@@ -272,7 +336,9 @@ fn parse_body(body: &[u8], content_type: &str) -> Result<Value, ApiError> {
         return Err(ApiError::bad_request("the request body is empty"));
     }
     if content_type.contains("yaml") {
-        return serde_norway::from_slice(body).map_err(|e| ApiError::bad_request(format!("the request body is not valid YAML: {e}")));
+        return serde_norway::from_slice(body).map_err(|e| {
+            ApiError::bad_request(format!("the request body is not valid YAML: {e}"))
+        });
     }
     if content_type.contains("protobuf") {
         return crate::protobuf::decode(body);
@@ -282,13 +348,18 @@ fn parse_body(body: &[u8], content_type: &str) -> Result<Value, ApiError> {
             "the body of the request was in an unknown format ({content_type}); accepted media types include application/json and application/yaml"
         )));
     }
-    serde_json::from_slice(body).or_else(|_| serde_norway::from_slice(body)).map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))
+    serde_json::from_slice(body)
+        .or_else(|_| serde_norway::from_slice(body))
+        .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))
 }
 
 fn check_kind(ty: &ResourceType, obj: &Value) -> Result<(), ApiError> {
     let kind = obj["kind"].as_str().unwrap_or_default();
     if !kind.is_empty() && kind != ty.kind {
-        return Err(ApiError::bad_request(format!("the kind of the body ({kind}) does not match the resource ({})", ty.kind)));
+        return Err(ApiError::bad_request(format!(
+            "the kind of the body ({kind}) does not match the resource ({})",
+            ty.kind
+        )));
     }
     Ok(())
 }
@@ -299,7 +370,10 @@ fn get_response(state: &AppState, req: &Request, table: bool) -> Result<Response
         None | Some("status") => {
             if table {
                 let rv = state.store.resource_version();
-                return Ok(json_response(StatusCode::OK, &table_for(&req.ty, &[obj], rv, None)));
+                return Ok(json_response(
+                    StatusCode::OK,
+                    &table_for(&req.ty, &[obj], rv, None),
+                ));
             }
             Ok(json_response(StatusCode::OK, &at_version(&req.ty, &obj)))
         }
@@ -307,7 +381,8 @@ fn get_response(state: &AppState, req: &Request, table: bool) -> Result<Response
         Some("log") if req.ty.kind == "Pod" => {
             let text = format!("kube-sim: simulated log of pod {}\n", req.name());
             let mut resp = Response::new(Body::from(text));
-            resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            resp.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
             Ok(resp)
         }
         Some(s) => Err(not_found_path(&format!("{}/{s}", req.ty.plural))),
@@ -315,11 +390,17 @@ fn get_response(state: &AppState, req: &Request, table: bool) -> Result<Response
 }
 
 fn scale_of(ty: &ResourceType, obj: &Value) -> Result<Value, ApiError> {
-    let paths = ty.scale.as_ref().ok_or_else(|| not_found_path(&format!("{}/scale", ty.plural)))?;
+    let paths = ty
+        .scale
+        .as_ref()
+        .ok_or_else(|| not_found_path(&format!("{}/scale", ty.plural)))?;
     let selector = if paths.label_selector.is_empty() {
         selector_string(&obj["spec"]["selector"])
     } else {
-        json_path(obj, &paths.label_selector).and_then(Value::as_str).unwrap_or_default().to_string()
+        json_path(obj, &paths.label_selector)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
     };
     Ok(json!({
         "kind": "Scale",
@@ -338,10 +419,19 @@ fn scale_of(ty: &ResourceType, obj: &Value) -> Result<Value, ApiError> {
 fn selector_string(sel: &Value) -> String {
     let mut parts: Vec<String> = sel["matchLabels"]
         .as_object()
-        .map(|m| m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect())
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect()
+        })
         .unwrap_or_default();
     for e in sel["matchExpressions"].as_array().into_iter().flatten() {
-        let values: Vec<&str> = e["values"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        let values: Vec<&str> = e["values"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
         let key = e["key"].as_str().unwrap_or_default();
         parts.push(match e["operator"].as_str().unwrap_or_default() {
             "In" => format!("{key} in ({})", values.join(",")),
@@ -354,7 +444,11 @@ fn selector_string(sel: &Value) -> String {
 }
 
 fn set_scale(ty: &ResourceType, obj: &mut Value, replicas: i64) {
-    let path = ty.scale.as_ref().map(|s| s.spec_replicas.clone()).unwrap_or_else(|| ".spec.replicas".into());
+    let path = ty
+        .scale
+        .as_ref()
+        .map(|s| s.spec_replicas.clone())
+        .unwrap_or_else(|| ".spec.replicas".into());
     let mut cur = obj;
     let parts: Vec<&str> = path.trim_start_matches('.').split('.').collect();
     for (i, p) in parts.iter().enumerate() {
@@ -377,8 +471,18 @@ struct Filter {
 impl Filter {
     fn from_params(params: &Params) -> Result<Filter, ApiError> {
         Ok(Filter {
-            labels: LabelSelector::parse(params.get("labelSelector").map(String::as_str).unwrap_or_default())?,
-            fields: FieldSelector::parse(params.get("fieldSelector").map(String::as_str).unwrap_or_default())?,
+            labels: LabelSelector::parse(
+                params
+                    .get("labelSelector")
+                    .map(String::as_str)
+                    .unwrap_or_default(),
+            )?,
+            fields: FieldSelector::parse(
+                params
+                    .get("fieldSelector")
+                    .map(String::as_str)
+                    .unwrap_or_default(),
+            )?,
         })
     }
     fn matches(&self, obj: &Value) -> bool {
@@ -396,8 +500,14 @@ fn encode_continue(obj: &Value) -> String {
 }
 
 fn decode_continue(token: &str) -> Result<(String, String), ApiError> {
-    let bad = || ApiError::bad_request(format!("invalid continue token {token:?}; start the list again without it"));
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
+    let bad = || {
+        ApiError::bad_request(format!(
+            "invalid continue token {token:?}; start the list again without it"
+        ))
+    };
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| bad())?;
     let text = String::from_utf8(raw).map_err(|_| bad())?;
     let (ns, name) = text.split_once('/').ok_or_else(bad)?;
     Ok((ns.to_string(), name.to_string()))
@@ -410,10 +520,19 @@ fn obj_key(obj: &Value) -> (&str, &str) {
     )
 }
 
-fn list_response(state: &AppState, req: &Request, params: &Params, table: bool) -> Result<Response, ApiError> {
+fn list_response(
+    state: &AppState,
+    req: &Request,
+    params: &Params,
+    table: bool,
+) -> Result<Response, ApiError> {
     let filter = Filter::from_params(params)?;
     let (objs, rv) = state.store.list(&req.ty, req.ns());
-    let limit: usize = params.get("limit").and_then(|l| l.parse().ok()).filter(|l| *l > 0).unwrap_or(usize::MAX);
+    let limit: usize = params
+        .get("limit")
+        .and_then(|l| l.parse().ok())
+        .filter(|l| *l > 0)
+        .unwrap_or(usize::MAX);
     let start = match params.get("continue").filter(|c| !c.is_empty()) {
         Some(token) => {
             let (ns, name) = decode_continue(token)?;
@@ -435,9 +554,16 @@ fn list_response(state: &AppState, req: &Request, params: &Params, table: bool) 
         }
         items.push(obj.clone());
     }
-    let token = if more { items.last().map(|o| encode_continue(o)) } else { None };
+    let token = if more {
+        items.last().map(|o| encode_continue(o))
+    } else {
+        None
+    };
     if table {
-        return Ok(json_response(StatusCode::OK, &table_for(&req.ty, &items, rv, token)));
+        return Ok(json_response(
+            StatusCode::OK,
+            &table_for(&req.ty, &items, rv, token),
+        ));
     }
     // Serialised by hand so 30,000 pods are not cloned into one big Value.
     let mut meta = json!({"resourceVersion": rv.to_string()});
@@ -446,14 +572,22 @@ fn list_response(state: &AppState, req: &Request, params: &Params, table: bool) 
         meta["remainingItemCount"] = json!(remaining);
     }
     let mut out = Vec::with_capacity(items.len() * 1024 + 128);
-    out.extend_from_slice(format!(r#"{{"kind":"{}List","apiVersion":"{}","metadata":"#, req.ty.kind, req.ty.api_version()).as_bytes());
+    out.extend_from_slice(
+        format!(
+            r#"{{"kind":"{}List","apiVersion":"{}","metadata":"#,
+            req.ty.kind,
+            req.ty.api_version()
+        )
+        .as_bytes(),
+    );
     serde_json::to_writer(&mut out, &meta).map_err(|e| ApiError::internal(e.to_string()))?;
     out.extend_from_slice(br#","items":["#);
     for (i, obj) in items.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        serde_json::to_writer(&mut out, &*at_version(&req.ty, obj)).map_err(|e| ApiError::internal(e.to_string()))?;
+        serde_json::to_writer(&mut out, &*at_version(&req.ty, obj))
+            .map_err(|e| ApiError::internal(e.to_string()))?;
     }
     out.extend_from_slice(b"]}");
     Ok(bytes_response(StatusCode::OK, out))
@@ -475,19 +609,27 @@ fn age(created: &str) -> String {
 fn pod_ready(obj: &Value) -> String {
     let statuses = obj["status"]["containerStatuses"].as_array();
     let total = obj["spec"]["containers"].as_array().map_or(0, Vec::len);
-    let ready = statuses.map_or(0, |s| s.iter().filter(|c| c["ready"].as_bool() == Some(true)).count());
+    let ready = statuses.map_or(0, |s| {
+        s.iter()
+            .filter(|c| c["ready"].as_bool() == Some(true))
+            .count()
+    });
     format!("{ready}/{total}")
 }
 
 fn table_for(ty: &ResourceType, items: &[Arc<Value>], rv: u64, token: Option<String>) -> Value {
-    let mut columns = vec![json!({"name": "Name", "type": "string", "format": "name", "description": "Name", "priority": 0})];
+    let mut columns = vec![
+        json!({"name": "Name", "type": "string", "format": "name", "description": "Name", "priority": 0}),
+    ];
     if ty.kind == "Pod" {
         columns.push(json!({"name": "Ready", "type": "string", "format": "", "description": "", "priority": 0}));
     }
     for c in &ty.columns {
         columns.push(json!({"name": c.name, "type": c.column_type, "format": "", "description": "", "priority": 0}));
     }
-    columns.push(json!({"name": "Age", "type": "string", "format": "", "description": "", "priority": 0}));
+    columns.push(
+        json!({"name": "Age", "type": "string", "format": "", "description": "", "priority": 0}),
+    );
     let rows: Vec<Value> = items
         .iter()
         .map(|obj| {
@@ -530,53 +672,100 @@ fn table_for(ty: &ResourceType, items: &[Arc<Value>], rv: u64, token: Option<Str
     json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": meta, "columnDefinitions": columns, "rows": rows})
 }
 
-fn create(state: &AppState, req: &Request, body: &[u8], content_type: &str, opts: &WriteOptions) -> Result<Response, ApiError> {
+fn create(
+    state: &AppState,
+    req: &Request,
+    body: &[u8],
+    content_type: &str,
+    opts: &WriteOptions,
+) -> Result<Response, ApiError> {
     let obj = parse_body(body, content_type)?;
     match req.sub.as_deref() {
-        Some("eviction") if req.ty.kind == "Pod" => return crate::controllers::evict(&state.store, req.ns().unwrap_or("default"), req.name()).map(|v| json_response(StatusCode::CREATED, &v)),
+        Some("eviction") if req.ty.kind == "Pod" => {
+            return crate::controllers::evict(
+                &state.store,
+                req.ns().unwrap_or("default"),
+                req.name(),
+            )
+            .map(|v| json_response(StatusCode::CREATED, &v));
+        }
         Some("binding") if req.ty.kind == "Pod" => {
-            let node = obj["target"]["name"].as_str().unwrap_or_default().to_string();
-            state.store.mutate(&req.ty, req.ns(), req.name(), Target::Main, opts, |pod| {
-                pod["spec"]["nodeName"] = json!(node);
-                Ok(())
-            })?;
-            return Ok(json_response(StatusCode::CREATED, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})));
+            let node = obj["target"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            state
+                .store
+                .mutate(&req.ty, req.ns(), req.name(), Target::Main, opts, |pod| {
+                    pod["spec"]["nodeName"] = json!(node);
+                    Ok(())
+                })?;
+            return Ok(json_response(
+                StatusCode::CREATED,
+                &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+            ));
         }
         Some(s) => return Err(not_found_path(&format!("{}/{s}", req.ty.plural))),
         None => {}
     }
     if req.name.is_some() {
-        return Err(ApiError::method_not_allowed("POST is only allowed on a collection"));
+        return Err(ApiError::method_not_allowed(
+            "POST is only allowed on a collection",
+        ));
     }
     check_kind(&req.ty, &obj)?;
     let created = state.store.create(&req.ty, req.ns(), obj, opts)?;
     Ok(json_response(StatusCode::CREATED, &created))
 }
 
-fn update(state: &AppState, req: &Request, body: &[u8], content_type: &str, opts: &WriteOptions) -> Result<Response, ApiError> {
+fn update(
+    state: &AppState,
+    req: &Request,
+    body: &[u8],
+    content_type: &str,
+    opts: &WriteOptions,
+) -> Result<Response, ApiError> {
     let obj = parse_body(body, content_type)?;
     match req.sub.as_deref() {
         Some("scale") => {
             let replicas = obj["spec"]["replicas"].as_i64().unwrap_or(0);
-            let sent_rv = obj["metadata"]["resourceVersion"].as_str().unwrap_or_default().to_string();
+            let sent_rv = obj["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             let ty = req.ty.clone();
-            let updated = state.store.mutate(&req.ty, req.ns(), req.name(), Target::Main, opts, |o| {
-                if !sent_rv.is_empty() && o["metadata"]["resourceVersion"].as_str() != Some(sent_rv.as_str()) {
-                    return Err(ApiError::conflict(&ty.group, &ty.plural, o["metadata"]["name"].as_str().unwrap_or_default()));
-                }
-                set_scale(&ty, o, replicas);
-                Ok(())
-            })?;
-            return Ok(json_response(StatusCode::OK, &scale_of(&req.ty, &updated)?));
+            let updated =
+                state
+                    .store
+                    .mutate(&req.ty, req.ns(), req.name(), Target::Main, opts, |o| {
+                        if !sent_rv.is_empty()
+                            && o["metadata"]["resourceVersion"].as_str() != Some(sent_rv.as_str())
+                        {
+                            return Err(ApiError::conflict(
+                                &ty.group,
+                                &ty.plural,
+                                o["metadata"]["name"].as_str().unwrap_or_default(),
+                            ));
+                        }
+                        set_scale(&ty, o, replicas);
+                        Ok(())
+                    })?;
+            Ok(json_response(StatusCode::OK, &scale_of(&req.ty, &updated)?))
         }
         Some("status") => {
-            let updated = state.store.update(&req.ty, req.ns(), req.name(), obj, Target::Status, opts)?;
+            let updated =
+                state
+                    .store
+                    .update(&req.ty, req.ns(), req.name(), obj, Target::Status, opts)?;
             Ok(json_response(StatusCode::OK, &updated))
         }
         Some(s) => Err(not_found_path(&format!("{}/{s}", req.ty.plural))),
         None => {
             check_kind(&req.ty, &obj)?;
-            let updated = state.store.update(&req.ty, req.ns(), req.name(), obj, Target::Main, opts)?;
+            let updated =
+                state
+                    .store
+                    .update(&req.ty, req.ns(), req.name(), obj, Target::Main, opts)?;
             Ok(json_response(StatusCode::OK, &updated))
         }
     }
@@ -590,23 +779,54 @@ fn patch_object(
     params: &Params,
     opts: &WriteOptions,
 ) -> Result<Response, ApiError> {
-    let ct = content_type.split(';').next().unwrap_or_default().trim().to_string();
-    let target = if req.sub.as_deref() == Some("status") { Target::Status } else { Target::Main };
+    let ct = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let target = if req.sub.as_deref() == Some("status") {
+        Target::Status
+    } else {
+        Target::Main
+    };
     if ct == "application/apply-patch+yaml" || ct == "application/apply-patch+json" {
         let manager = params.get("fieldManager").cloned().ok_or_else(|| {
-            ApiError::invalid("PatchOptions", "meta.k8s.io", "", &[("fieldManager", "Required value: is required for apply patch".into())])
+            ApiError::invalid(
+                "PatchOptions",
+                "meta.k8s.io",
+                "",
+                &[(
+                    "fieldManager",
+                    "Required value: is required for apply patch".into(),
+                )],
+            )
         })?;
-        let config: Value = serde_norway::from_slice(body).or_else(|_| serde_json::from_slice(body)).map_err(|e| ApiError::bad_request(format!("the apply configuration is not valid YAML: {e}")))?;
+        let config: Value = serde_norway::from_slice(body)
+            .or_else(|_| serde_json::from_slice(body))
+            .map_err(|e| {
+                ApiError::bad_request(format!("the apply configuration is not valid YAML: {e}"))
+            })?;
         check_kind(&req.ty, &config)?;
         let name = req.name().to_string();
         let ty = req.ty.clone();
         let now = now_micro();
-        let apply_opts = WriteOptions { dry_run: opts.dry_run, manager: None };
+        let apply_opts = WriteOptions {
+            dry_run: opts.dry_run,
+            manager: None,
+        };
         if target == Target::Status {
-            let updated = state.store.mutate(&req.ty, req.ns(), &name, Target::Status, &apply_opts, |live| {
-                patch::server_side_apply(live, &config, &manager, &ty.api_version(), &now);
-                Ok(())
-            })?;
+            let updated = state.store.mutate(
+                &req.ty,
+                req.ns(),
+                &name,
+                Target::Status,
+                &apply_opts,
+                |live| {
+                    patch::server_side_apply(live, &config, &manager, &ty.api_version(), &now);
+                    Ok(())
+                },
+            )?;
             return Ok(json_response(StatusCode::OK, &updated));
         }
         let (obj, created) = state.store.upsert(&req.ty, req.ns(), &name, &apply_opts, |live| {
@@ -623,10 +843,15 @@ fn patch_object(
             patch::server_side_apply(&mut base, &config, &manager, &ty.api_version(), &now);
             Ok(base)
         })?;
-        let code = if created { StatusCode::CREATED } else { StatusCode::OK };
+        let code = if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
         return Ok(json_response(code, &obj));
     }
-    let patch_doc: Value = serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("the patch is not valid JSON: {e}")))?;
+    let patch_doc: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the patch is not valid JSON: {e}")))?;
     let ty = req.ty.clone();
     let apply = move |obj: &mut Value| -> Result<(), ApiError> {
         match ct.as_str() {
@@ -651,18 +876,23 @@ fn patch_object(
     };
     if req.sub.as_deref() == Some("scale") {
         let ty = req.ty.clone();
-        let updated = state.store.mutate(&req.ty, req.ns(), req.name(), Target::Main, opts, |o| {
-            let mut scale = scale_of(&ty, o)?;
-            apply(&mut scale)?;
-            set_scale(&ty, o, scale["spec"]["replicas"].as_i64().unwrap_or(0));
-            Ok(())
-        })?;
+        let updated =
+            state
+                .store
+                .mutate(&req.ty, req.ns(), req.name(), Target::Main, opts, |o| {
+                    let mut scale = scale_of(&ty, o)?;
+                    apply(&mut scale)?;
+                    set_scale(&ty, o, scale["spec"]["replicas"].as_i64().unwrap_or(0));
+                    Ok(())
+                })?;
         return Ok(json_response(StatusCode::OK, &scale_of(&req.ty, &updated)?));
     }
-    let updated = state.store.mutate(&req.ty, req.ns(), req.name(), target, opts, |o| {
-        apply(o)?;
-        Ok(())
-    })?;
+    let updated = state
+        .store
+        .mutate(&req.ty, req.ns(), req.name(), target, opts, |o| {
+            apply(o)?;
+            Ok(())
+        })?;
     Ok(json_response(StatusCode::OK, &updated))
 }
 
@@ -678,9 +908,17 @@ fn delete_options(body: &[u8], params: &Params) -> Propagation {
     let policy = params
         .get("propagationPolicy")
         .cloned()
-        .or_else(|| from_body.as_ref().and_then(|b| b["propagationPolicy"].as_str().map(str::to_string)))
         .or_else(|| {
-            from_body.as_ref().and_then(|b| b["orphanDependents"].as_bool()).filter(|o| *o).map(|_| "Orphan".to_string())
+            from_body
+                .as_ref()
+                .and_then(|b| b["propagationPolicy"].as_str().map(str::to_string))
+        })
+        .or_else(|| {
+            from_body
+                .as_ref()
+                .and_then(|b| b["orphanDependents"].as_bool())
+                .filter(|o| *o)
+                .map(|_| "Orphan".to_string())
         });
     match policy.as_deref() {
         Some("Orphan") => Propagation::Orphan,
@@ -689,27 +927,57 @@ fn delete_options(body: &[u8], params: &Params) -> Propagation {
     }
 }
 
-fn delete(state: &AppState, req: &Request, body: &[u8], params: &Params, opts: &WriteOptions) -> Result<Response, ApiError> {
+fn delete(
+    state: &AppState,
+    req: &Request,
+    body: &[u8],
+    params: &Params,
+    opts: &WriteOptions,
+) -> Result<Response, ApiError> {
     let mut opts = opts.clone();
     let from_body = body_json(body);
-    if from_body.as_ref().is_some_and(|b| b["dryRun"].as_array().is_some_and(|d| d.iter().any(|x| x == "All"))) {
+    if from_body.as_ref().is_some_and(|b| {
+        b["dryRun"]
+            .as_array()
+            .is_some_and(|d| d.iter().any(|x| x == "All"))
+    }) {
         opts.dry_run = true;
     }
-    if let Some(pre) = from_body.as_ref().map(|b| &b["preconditions"]).filter(|p| p.is_object()) {
+    if let Some(pre) = from_body
+        .as_ref()
+        .map(|b| &b["preconditions"])
+        .filter(|p| p.is_object())
+    {
         let current = state.store.get(&req.ty, req.ns(), req.name())?;
         for field in ["uid", "resourceVersion"] {
             if let Some(want) = pre[field].as_str()
                 && current["metadata"][field].as_str() != Some(want)
             {
-                return Err(ApiError::conflict(&req.ty.group, &req.ty.plural, req.name()));
+                return Err(ApiError::conflict(
+                    &req.ty.group,
+                    &req.ty.plural,
+                    req.name(),
+                ));
             }
         }
     }
-    let deleted = state.store.delete(&req.ty, req.ns(), req.name(), delete_options(body, params), &opts)?;
+    let deleted = state.store.delete(
+        &req.ty,
+        req.ns(),
+        req.name(),
+        delete_options(body, params),
+        &opts,
+    )?;
     Ok(json_response(StatusCode::OK, &deleted))
 }
 
-fn delete_collection(state: &AppState, req: &Request, body: &[u8], params: &Params, opts: &WriteOptions) -> Result<Response, ApiError> {
+fn delete_collection(
+    state: &AppState,
+    req: &Request,
+    body: &[u8],
+    params: &Params,
+    opts: &WriteOptions,
+) -> Result<Response, ApiError> {
     let filter = Filter::from_params(params)?;
     let (objs, _) = state.store.list(&req.ty, req.ns());
     let propagation = delete_options(body, params);
@@ -750,7 +1018,10 @@ fn encode_event(ty: &ResourceType, event_type: &str, obj: &Value) -> Bytes {
 impl WatchStream {
     fn accepts(&self, event: &WatchEvent) -> bool {
         event.resource == self.ty.key()
-            && self.namespace.as_deref().is_none_or(|ns| event.object["metadata"]["namespace"].as_str() == Some(ns))
+            && self
+                .namespace
+                .as_deref()
+                .is_none_or(|ns| event.object["metadata"]["namespace"].as_str() == Some(ns))
             && self.filter.matches(&event.object)
     }
 }
@@ -765,11 +1036,24 @@ fn watch_response(state: &AppState, req: &Request, params: &Params) -> Result<Re
             None => format!("metadata.name={name}"),
         };
         p.insert("fieldSelector".into(), fs);
-        let req = Request { ty: req.ty.clone(), namespace: req.namespace.clone(), name: None, sub: None };
+        let req = Request {
+            ty: req.ty.clone(),
+            namespace: req.namespace.clone(),
+            name: None,
+            sub: None,
+        };
         return watch_response(state, &req, &p);
     }
-    let timeout = params.get("timeoutSeconds").and_then(|t| t.parse::<u64>().ok()).unwrap_or(1800);
-    let rv = params.get("resourceVersion").filter(|r| !r.is_empty()).map(|r| r.parse::<u64>()).transpose().map_err(|_| ApiError::bad_request("resourceVersion must be a number"))?;
+    let timeout = params
+        .get("timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+        .unwrap_or(1800);
+    let rv = params
+        .get("resourceVersion")
+        .filter(|r| !r.is_empty())
+        .map(|r| r.parse::<u64>())
+        .transpose()
+        .map_err(|_| ApiError::bad_request("resourceVersion must be a number"))?;
     let send_initial = params.get("sendInitialEvents").is_some_and(|s| s == "true");
     let mut pending = VecDeque::new();
     let rx = if rv.is_none() || rv == Some(0) || send_initial {
@@ -785,7 +1069,9 @@ fn watch_response(state: &AppState, req: &Request, params: &Params) -> Result<Re
     } else {
         let (events, rx) = state.store.events_since(&req.ty.key(), rv.unwrap_or(0))?;
         for e in events {
-            let in_ns = req.ns().is_none_or(|ns| e.object["metadata"]["namespace"].as_str() == Some(ns));
+            let in_ns = req
+                .ns()
+                .is_none_or(|ns| e.object["metadata"]["namespace"].as_str() == Some(ns));
             if in_ns && filter.matches(&e.object) {
                 pending.push_back(encode_event(&req.ty, e.event_type.as_str(), &e.object));
             }
@@ -823,7 +1109,13 @@ fn watch_response(state: &AppState, req: &Request, params: &Params) -> Result<Re
         }
     });
     let mut resp = Response::new(Body::from_stream(stream));
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, private"),
+    );
     Ok(resp)
 }

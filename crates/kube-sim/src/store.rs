@@ -54,6 +54,9 @@ pub struct WatchEvent {
     pub object: Arc<Value>,
 }
 
+/// A live feed of every future event.
+pub type EventReceiver = broadcast::Receiver<Arc<WatchEvent>>;
+
 /// Which part of an object a write targets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
@@ -106,12 +109,16 @@ pub struct Store {
 
 /// Current time in the Kubernetes timestamp format (RFC 3339, seconds, UTC).
 pub fn now_rfc3339() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 /// Current time with microseconds (`MicroTime`, used by leases and managedFields).
 pub fn now_micro() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string()
 }
 
 fn meta_str<'a>(obj: &'a Value, field: &str) -> &'a str {
@@ -138,7 +145,9 @@ fn spec_of(obj: &Value) -> Vec<(&String, &Value)> {
     obj.as_object()
         .map(|m| {
             m.iter()
-                .filter(|(k, _)| !matches!(k.as_str(), "metadata" | "status" | "apiVersion" | "kind"))
+                .filter(|(k, _)| {
+                    !matches!(k.as_str(), "metadata" | "status" | "apiVersion" | "kind")
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -172,7 +181,10 @@ impl Store {
             changed: Arc::new(Notify::new()),
         };
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
-            let ty = store.registry().lookup("", "v1", "namespaces").expect("builtin");
+            let ty = store
+                .registry()
+                .lookup("", "v1", "namespaces")
+                .expect("builtin");
             let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
             store
                 .create(&ty, None, obj, &WriteOptions::default())
@@ -227,7 +239,7 @@ impl Store {
         &self,
         resource: &str,
         rv: u64,
-    ) -> Result<(Vec<Arc<WatchEvent>>, broadcast::Receiver<Arc<WatchEvent>>), ApiError> {
+    ) -> Result<(Vec<Arc<WatchEvent>>, EventReceiver), ApiError> {
         let inner = self.read();
         let rx = self.events.subscribe();
         if rv > inner.rv {
@@ -254,7 +266,12 @@ impl Store {
     }
 
     /// One object.
-    pub fn get(&self, ty: &ResourceType, namespace: Option<&str>, name: &str) -> Result<Arc<Value>, ApiError> {
+    pub fn get(
+        &self,
+        ty: &ResourceType,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Arc<Value>, ApiError> {
         self.read().get(ty, namespace, name)
     }
 
@@ -370,7 +387,10 @@ impl Store {
     }
 
     /// Runs `f` with read access to every object (dumps, controllers, benchmarks).
-    pub fn with_objects<R>(&self, f: impl FnOnce(&Registry, &dyn Fn(&str) -> Vec<Arc<Value>>) -> R) -> R {
+    pub fn with_objects<R>(
+        &self,
+        f: impl FnOnce(&Registry, &dyn Fn(&str) -> Vec<Arc<Value>>) -> R,
+    ) -> R {
         let inner = self.read();
         let lookup = |key: &str| -> Vec<Arc<Value>> {
             inner
@@ -401,11 +421,20 @@ impl Store {
 
 impl Inner {
     fn key_of(ty: &ResourceType, namespace: Option<&str>, name: &str) -> ObjKey {
-        let ns = if ty.namespaced { namespace.unwrap_or("default") } else { "" };
+        let ns = if ty.namespaced {
+            namespace.unwrap_or("default")
+        } else {
+            ""
+        };
         (ns.to_string(), name.to_string())
     }
 
-    fn get(&self, ty: &ResourceType, namespace: Option<&str>, name: &str) -> Result<Arc<Value>, ApiError> {
+    fn get(
+        &self,
+        ty: &ResourceType,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Arc<Value>, ApiError> {
         self.objects
             .get(&ty.key())
             .and_then(|m| m.get(&Self::key_of(ty, namespace, name)))
@@ -451,9 +480,16 @@ impl Inner {
         self.rv
     }
 
-    fn record(&mut self, ty: &ResourceType, event_type: EventType, object: Arc<Value>) -> Arc<WatchEvent> {
+    fn record(
+        &mut self,
+        ty: &ResourceType,
+        event_type: EventType,
+        object: Arc<Value>,
+    ) -> Arc<WatchEvent> {
         let event = Arc::new(WatchEvent {
-            rv: meta_str(&object, "resourceVersion").parse().unwrap_or(self.rv),
+            rv: meta_str(&object, "resourceVersion")
+                .parse()
+                .unwrap_or(self.rv),
             resource: ty.key(),
             event_type,
             object,
@@ -466,7 +502,9 @@ impl Inner {
     }
 
     fn namespace_type(&self) -> Arc<ResourceType> {
-        self.registry.lookup("", "v1", "namespaces").expect("builtin")
+        self.registry
+            .lookup("", "v1", "namespaces")
+            .expect("builtin")
     }
 
     fn create(
@@ -477,7 +515,9 @@ impl Inner {
         opts: &WriteOptions,
     ) -> Result<(Arc<Value>, Vec<Arc<WatchEvent>>), ApiError> {
         if !obj.is_object() {
-            return Err(ApiError::bad_request("the request body must be a JSON object"));
+            return Err(ApiError::bad_request(
+                "the request body must be a JSON object",
+            ));
         }
         if !obj["metadata"].is_object() {
             obj["metadata"] = json!({});
@@ -490,7 +530,10 @@ impl Inner {
                     &ty.kind,
                     &ty.group,
                     "",
-                    &[("metadata.name", "Required value: name or generateName is required".into())],
+                    &[(
+                        "metadata.name",
+                        "Required value: name or generateName is required".into(),
+                    )],
                 ));
             }
             name = format!("{prefix}{}", self.random_suffix(5));
@@ -540,7 +583,11 @@ impl Inner {
             None
         };
         let key = Self::key_of(ty, ns.as_deref(), &name);
-        if self.objects.get(&ty.key()).is_some_and(|m| m.contains_key(&key)) {
+        if self
+            .objects
+            .get(&ty.key())
+            .is_some_and(|m| m.contains_key(&key))
+        {
             return Err(ApiError::already_exists(&ty.group, &ty.plural, &name));
         }
         obj["apiVersion"] = json!(ty.api_version());
@@ -567,7 +614,14 @@ impl Inner {
             && obj["metadata"]["managedFields"].is_null()
         {
             let set = crate::patch::field_set(&obj);
-            crate::patch::record_manager(&mut obj, manager, "Update", &ty.api_version(), &now_rfc3339(), set);
+            crate::patch::record_manager(
+                &mut obj,
+                manager,
+                "Update",
+                &ty.api_version(),
+                &now_rfc3339(),
+                set,
+            );
         }
         if opts.dry_run {
             return Ok((Arc::new(obj), Vec::new()));
@@ -590,10 +644,8 @@ impl Inner {
     /// Defaults and allocations a real API server (or its admission chain) fills in.
     fn apply_defaults(&mut self, ty: &ResourceType, obj: &mut Value) {
         match (ty.group.as_str(), ty.kind.as_str()) {
-            ("", "Namespace") => {
-                if obj["status"]["phase"].is_null() {
-                    obj["status"] = json!({"phase": "Active"});
-                }
+            ("", "Namespace") if obj["status"]["phase"].is_null() => {
+                obj["status"] = json!({"phase": "Active"});
             }
             ("", "Service") => {
                 if !obj["spec"].is_object() {
@@ -640,14 +692,15 @@ impl Inner {
                     spec["progressDeadlineSeconds"] = json!(600);
                 }
             }
-            ("apps", "StatefulSet") | ("apps", "ReplicaSet") => {
-                if obj["spec"]["replicas"].is_null() {
-                    obj["spec"]["replicas"] = json!(1);
-                }
+            ("apps", "StatefulSet") | ("apps", "ReplicaSet")
+                if obj["spec"]["replicas"].is_null() =>
+            {
+                obj["spec"]["replicas"] = json!(1);
             }
             ("batch", "Job") => {
                 let spec = &mut obj["spec"];
-                for (field, value) in [("completions", 1), ("parallelism", 1), ("backoffLimit", 6)] {
+                for (field, value) in [("completions", 1), ("parallelism", 1), ("backoffLimit", 6)]
+                {
                     if spec[field].is_null() {
                         spec[field] = json!(value);
                     }
@@ -655,8 +708,10 @@ impl Inner {
                 // Jobs select their pods by controller-uid, as upstream.
                 let uid = obj["metadata"]["uid"].clone();
                 if obj["spec"]["selector"].is_null() {
-                    obj["spec"]["selector"] = json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}});
-                    obj["spec"]["template"]["metadata"]["labels"]["batch.kubernetes.io/controller-uid"] = uid.clone();
+                    obj["spec"]["selector"] =
+                        json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}});
+                    obj["spec"]["template"]["metadata"]["labels"]["batch.kubernetes.io/controller-uid"] =
+                        uid.clone();
                     obj["spec"]["template"]["metadata"]["labels"]["batch.kubernetes.io/job-name"] =
                         obj["metadata"]["name"].clone();
                 }
@@ -704,7 +759,9 @@ impl Inner {
         opts: &WriteOptions,
     ) -> Result<(Arc<Value>, Vec<Arc<WatchEvent>>), ApiError> {
         if !new.is_object() {
-            return Err(ApiError::bad_request("the request body must be a JSON object"));
+            return Err(ApiError::bad_request(
+                "the request body must be a JSON object",
+            ));
         }
         let name = meta_str(old, "name").to_string();
         let sent_name = meta_str(&new, "name");
@@ -762,7 +819,14 @@ impl Inner {
         }
         if let Some(manager) = &opts.manager {
             let set = crate::patch::field_set(&json!({"spec": new["spec"].clone()}));
-            crate::patch::record_manager(&mut new, manager, "Update", &ty.api_version(), &now_rfc3339(), set);
+            crate::patch::record_manager(
+                &mut new,
+                manager,
+                "Update",
+                &ty.api_version(),
+                &now_rfc3339(),
+                set,
+            );
             // The timestamp alone must not turn a no-op into a change.
             if strip_times(&new) == strip_times(old) {
                 return Ok((old.clone(), Vec::new()));
@@ -774,8 +838,12 @@ impl Inner {
         if opts.dry_run {
             return Ok((Arc::new(new), Vec::new()));
         }
-        let ns = ty.namespaced.then(|| meta_str(old, "namespace").to_string());
-        let finalizers_done = new["metadata"]["finalizers"].as_array().is_none_or(|f| f.is_empty());
+        let ns = ty
+            .namespaced
+            .then(|| meta_str(old, "namespace").to_string());
+        let finalizers_done = new["metadata"]["finalizers"]
+            .as_array()
+            .is_none_or(|f| f.is_empty());
         if is_terminating(&new) && finalizers_done {
             let (out, events) = self.remove(ty, ns.as_deref(), &name, Propagation::Background)?;
             return Ok((out, events));
@@ -803,7 +871,9 @@ impl Inner {
         opts: &WriteOptions,
     ) -> Result<(Arc<Value>, Vec<Arc<WatchEvent>>), ApiError> {
         let old = self.get(ty, namespace, name)?;
-        let has_finalizers = old["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty());
+        let has_finalizers = old["metadata"]["finalizers"]
+            .as_array()
+            .is_some_and(|f| !f.is_empty());
         let is_namespace = ty.group.is_empty() && ty.plural == "namespaces";
         if opts.dry_run {
             return Ok((old, Vec::new()));
@@ -828,8 +898,13 @@ impl Inner {
         let mut events = Vec::new();
         if is_namespace {
             // Namespace deletion removes everything in it first.
-            let types: Vec<Arc<ResourceType>> =
-                self.registry.types().iter().filter(|t| t.namespaced).cloned().collect();
+            let types: Vec<Arc<ResourceType>> = self
+                .registry
+                .types()
+                .iter()
+                .filter(|t| t.namespaced)
+                .cloned()
+                .collect();
             let mut seen = std::collections::HashSet::new();
             for t in types {
                 if !seen.insert(t.key()) {
@@ -841,7 +916,9 @@ impl Inner {
                     .map(|o| meta_str(o, "name").to_string())
                     .collect();
                 for n in names {
-                    if let Ok((_, mut ev)) = self.remove(&t, Some(name), &n, Propagation::Background) {
+                    if let Ok((_, mut ev)) =
+                        self.remove(&t, Some(name), &n, Propagation::Background)
+                    {
                         events.append(&mut ev);
                     }
                 }
@@ -894,7 +971,12 @@ impl Inner {
         Ok((last, events))
     }
 
-    fn handle_dependents(&mut self, owner_uid: &str, namespace: Option<&str>, propagation: Propagation) -> Vec<Arc<WatchEvent>> {
+    fn handle_dependents(
+        &mut self,
+        owner_uid: &str,
+        namespace: Option<&str>,
+        propagation: Propagation,
+    ) -> Vec<Arc<WatchEvent>> {
         let mut dependents = Vec::new();
         let types: Vec<Arc<ResourceType>> = self.registry.types().to_vec();
         let mut seen = std::collections::HashSet::new();
@@ -902,13 +984,23 @@ impl Inner {
             if !seen.insert(t.key()) {
                 continue;
             }
-            let Some(map) = self.objects.get(&t.key()) else { continue };
+            let Some(map) = self.objects.get(&t.key()) else {
+                continue;
+            };
             for obj in map.values() {
                 let owned = obj["metadata"]["ownerReferences"]
                     .as_array()
                     .is_some_and(|refs| refs.iter().any(|r| r["uid"].as_str() == Some(owner_uid)));
-                if owned && (namespace.is_none() || !t.namespaced || Some(meta_str(obj, "namespace")) == namespace) {
-                    dependents.push((t.clone(), meta_str(obj, "namespace").to_string(), meta_str(obj, "name").to_string()));
+                if owned
+                    && (namespace.is_none()
+                        || !t.namespaced
+                        || Some(meta_str(obj, "namespace")) == namespace)
+                {
+                    dependents.push((
+                        t.clone(),
+                        meta_str(obj, "namespace").to_string(),
+                        meta_str(obj, "name").to_string(),
+                    ));
                 }
             }
         }
@@ -916,18 +1008,33 @@ impl Inner {
         for (t, ns, name) in dependents {
             let ns = (!ns.is_empty()).then_some(ns);
             if propagation == Propagation::Orphan {
-                let Ok(old) = self.get(&t, ns.as_deref(), &name) else { continue };
+                let Ok(old) = self.get(&t, ns.as_deref(), &name) else {
+                    continue;
+                };
                 let mut new = (*old).clone();
                 if let Some(refs) = new["metadata"]["ownerReferences"].as_array_mut() {
                     refs.retain(|r| r["uid"].as_str() != Some(owner_uid));
                 }
-                if let Ok((_, mut ev)) = self.commit_update(&t, &old, new, Target::Main, &WriteOptions::default()) {
+                if let Ok((_, mut ev)) =
+                    self.commit_update(&t, &old, new, Target::Main, &WriteOptions::default())
+                {
                     events.append(&mut ev);
                 }
             } else {
-                let Ok(obj) = self.get(&t, ns.as_deref(), &name) else { continue };
-                if obj["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty()) {
-                    if let Ok((_, mut ev)) = self.delete(&t, ns.as_deref(), &name, propagation, &WriteOptions::default()) {
+                let Ok(obj) = self.get(&t, ns.as_deref(), &name) else {
+                    continue;
+                };
+                if obj["metadata"]["finalizers"]
+                    .as_array()
+                    .is_some_and(|f| !f.is_empty())
+                {
+                    if let Ok((_, mut ev)) = self.delete(
+                        &t,
+                        ns.as_deref(),
+                        &name,
+                        propagation,
+                        &WriteOptions::default(),
+                    ) {
                         events.append(&mut ev);
                     }
                 } else if let Ok((_, mut ev)) = self.remove(&t, ns.as_deref(), &name, propagation) {

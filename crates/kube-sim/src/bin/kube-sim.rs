@@ -11,7 +11,11 @@ use clap::{Parser, Subcommand};
 use kube_sim::{ControllerConfig, ScaleSpec, SimCluster};
 
 #[derive(Parser)]
-#[command(name = "kube-sim", version, about = "A simulated Kubernetes API server that kubectl and helm accept")]
+#[command(
+    name = "kube-sim",
+    version,
+    about = "A simulated Kubernetes API server that kubectl and helm accept"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -48,34 +52,63 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "kube_sim=info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "kube_sim=info".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let Command::Serve { fixtures, port, kubeconfig, server_version, nodes, pod_start_ms, generate_pods } = cli.command;
+    let Command::Serve {
+        fixtures,
+        port,
+        kubeconfig,
+        server_version,
+        nodes,
+        pod_start_ms,
+        generate_pods,
+    } = cli.command;
     let controllers = ControllerConfig {
         pod_start_delay: Duration::from_millis(pod_start_ms),
         job_run_time: Duration::from_millis(pod_start_ms),
         ..ControllerConfig::default()
     };
-    let mut builder = SimCluster::builder().server_version(&server_version).controllers(controllers).port(port);
+    let mut builder = SimCluster::builder()
+        .server_version(&server_version)
+        .controllers(controllers)
+        .port(port);
     if let Some(path) = kubeconfig {
         builder = builder.kubeconfig_path(path);
     }
     let sim = builder.start().await.context("starting kube-sim")?;
     if let Some(dir) = &fixtures {
-        let n = sim.load_fixtures(dir).with_context(|| format!("loading fixtures from {}", dir.display()))?;
+        let n = sim
+            .load_fixtures(dir)
+            .with_context(|| format!("loading fixtures from {}", dir.display()))?;
         eprintln!("loaded {n} objects from {}", dir.display());
     } else if let Some(pods) = generate_pods {
-        sim.generate(&ScaleSpec { nodes, pods, kubelet_version: server_version.clone(), ..ScaleSpec::default() }).context("generating a cluster")?;
+        sim.generate(&ScaleSpec {
+            nodes,
+            pods,
+            kubelet_version: server_version.clone(),
+            ..ScaleSpec::default()
+        })
+        .context("generating a cluster")?;
     } else {
         for i in 0..nodes {
-            sim.add_node(&format!("node-{i}"), &server_version).context("adding a node")?;
+            sim.add_node(&format!("node-{i}"), &server_version)
+                .context("adding a node")?;
         }
     }
     println!("{}", sim.kubeconfig_path().display());
-    eprintln!("kube-sim {server_version} serving {}; export KUBECONFIG={}", sim.url(), sim.kubeconfig_path().display());
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    eprintln!(
+        "kube-sim {server_version} serving {}; export KUBECONFIG={}",
+        sim.url(),
+        sim.kubeconfig_path().display()
+    );
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
     sim.shutdown().await;
     Ok(())
 }

@@ -1,0 +1,6 @@
+//! Integration tests of kube-sim: the real kubectl and helm against it, and kube-rs.
+
+mod helm;
+mod kube_rs;
+mod kubectl;
+mod support;
