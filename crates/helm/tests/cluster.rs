@@ -762,3 +762,52 @@ async fn live_cluster_errors_are_classified_on_both_majors() {
     settings.bind(|| insta::assert_snapshot!(report));
     sim.shutdown().await;
 }
+
+/// Why values are always explicit: `--reuse-values` across chart versions drops the new
+/// chart's defaults (1.6.0 adds `logging.level`) and fails to render; `--reset-then-reuse-values`
+/// keeps the user's values and takes the new defaults; the default (`--reset-values` with the
+/// values given) upgrades cleanly.
+#[tokio::test(flavor = "multi_thread")]
+async fn reuse_values_across_chart_versions_breaks_and_the_explicit_strategies_do_not() {
+    use upgrade_helm::ValuesStrategy;
+    let ctx = TestContext::new();
+    let sim = start_sim().await;
+    for tool in HELMS {
+        let helm = helm_on(&ctx, tool, &sim);
+        let release = ReleaseRef::new("karpenter", format!("reuse-{tool}"));
+        let mut base = quick(UpgradeOptions::default());
+        base.set = vec![SetValue::new("settings.clusterName", "mlops-dev")];
+        helm.upgrade(&release, &chart("karpenter", "1.5.0"), &base)
+            .await
+            .unwrap();
+
+        let reuse = UpgradeOptions {
+            values: ValuesStrategy::Reuse,
+            set: Vec::new(),
+            on_failure: OnFailure::Fail,
+            ..base.clone()
+        };
+        let err = helm
+            .upgrade(&release, &chart("karpenter", "1.6.0"), &reuse)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.failure_kind(),
+            Some(FailureKind::RenderFailed),
+            "{tool}: {err}"
+        );
+
+        let reset_then_reuse = UpgradeOptions {
+            values: ValuesStrategy::ResetThenReuse,
+            set: Vec::new(),
+            ..base.clone()
+        };
+        let upgraded = helm
+            .upgrade(&release, &chart("karpenter", "1.6.0"), &reset_then_reuse)
+            .await
+            .unwrap();
+        assert_eq!(upgraded.config["settings"]["clusterName"], "mlops-dev");
+        assert!(upgraded.manifest.contains("logLevel: \"info\""));
+    }
+    sim.shutdown().await;
+}
