@@ -233,6 +233,7 @@ pub use reader::StorageReader;
 #[cfg(feature = "kube")]
 mod reader {
     use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
     use kube::api::{Api, ListParams};
 
     use super::*;
@@ -284,74 +285,57 @@ mod reader {
         ) -> Result<Vec<StoredRelease>> {
             match self.driver {
                 StorageDriver::Secret => {
-                    let api: Api<Secret> = match namespace {
-                        Some(ns) => Api::namespaced(self.client.clone(), ns),
-                        None => Api::all(self.client.clone()),
-                    };
-                    let items = list_all(&api, selector).await?;
+                    let items: Vec<Secret> = list_all(&self.api(namespace), selector).await?;
                     items
-                        .into_iter()
+                        .iter()
                         .filter(|s| s.type_.as_deref() == Some("helm.sh/release.v1"))
-                        .map(|secret| {
-                            let object = object_label(&secret.metadata);
-                            let payload = secret
-                                .data
-                                .as_ref()
-                                .and_then(|d| d.get("release"))
-                                .ok_or_else(|| StorageError::MissingPayload {
-                                    object: object.clone(),
-                                })?;
-                            Ok(with_namespace(
-                                decode_release(&object, &payload.0)?,
-                                &secret.metadata,
-                            ))
+                        .map(|s| {
+                            let payload = s.data.as_ref().and_then(|d| d.get("release"));
+                            decode_object(&s.metadata, payload.map(|p| p.0.as_slice()))
                         })
                         .collect()
                 }
                 StorageDriver::ConfigMap => {
-                    let api: Api<ConfigMap> = match namespace {
-                        Some(ns) => Api::namespaced(self.client.clone(), ns),
-                        None => Api::all(self.client.clone()),
-                    };
-                    let items = list_all(&api, selector).await?;
+                    let items: Vec<ConfigMap> = list_all(&self.api(namespace), selector).await?;
                     items
-                        .into_iter()
+                        .iter()
                         .map(|cm| {
-                            let object = object_label(&cm.metadata);
-                            let payload =
-                                cm.data.as_ref().and_then(|d| d.get("release")).ok_or_else(
-                                    || StorageError::MissingPayload {
-                                        object: object.clone(),
-                                    },
-                                )?;
-                            Ok(with_namespace(
-                                decode_release(&object, payload.as_bytes())?,
-                                &cm.metadata,
-                            ))
+                            let payload = cm.data.as_ref().and_then(|d| d.get("release"));
+                            decode_object(&cm.metadata, payload.map(|p| p.as_bytes()))
                         })
                         .collect()
                 }
             }
         }
+
+        fn api<K>(&self, namespace: Option<&str>) -> Api<K>
+        where
+            K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+            <K as kube::Resource>::DynamicType: Default,
+        {
+            match namespace {
+                Some(ns) => Api::namespaced(self.client.clone(), ns),
+                None => Api::all(self.client.clone()),
+            }
+        }
     }
 
-    fn object_label(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> String {
-        format!(
+    /// Decodes one storage object's `release` payload. Old records may lack the namespace
+    /// field; the object's namespace is authoritative then.
+    fn decode_object(meta: &ObjectMeta, payload: Option<&[u8]>) -> Result<StoredRelease> {
+        let object = format!(
             "{}/{}",
             meta.namespace.as_deref().unwrap_or_default(),
             meta.name.as_deref().unwrap_or_default()
-        )
-    }
-
-    /// Old records may lack the namespace field; the object's namespace is authoritative.
-    fn with_namespace(
-        mut release: StoredRelease,
-        meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
-    ) -> StoredRelease {
+        );
+        let payload = payload.ok_or_else(|| StorageError::MissingPayload {
+            object: object.clone(),
+        })?;
+        let mut release = decode_release(&object, payload)?;
         if release.namespace.is_empty() {
             release.namespace = meta.namespace.clone().unwrap_or_default();
         }
-        release
+        Ok(release)
     }
 
     async fn list_all<K>(api: &Api<K>, selector: &str) -> Result<Vec<K>>

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{HELMS, fixture_chart, helm_builder};
+use common::{HELMS, fixture_chart, helm_builder, strip};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::Api;
 use kube_sim::SimCluster;
@@ -537,17 +537,6 @@ async fn the_configmap_driver_is_read_too() {
     assert_eq!(stored, listed);
     assert_eq!(stored.len(), 2);
     sim.shutdown().await;
-}
-
-/// A history entry without its time (Helm prints it in its own format).
-fn strip(h: &upgrade_helm::HistoryEntry) -> (u32, ReleaseStatus, String, String, String) {
-    (
-        h.revision,
-        h.status,
-        h.chart.clone(),
-        h.app_version.clone(),
-        h.description.clone(),
-    )
 }
 
 /// A live cluster reports its full gitVersion: on EKS a pre-release to Helm, so a kubeVersion

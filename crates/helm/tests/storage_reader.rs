@@ -5,11 +5,11 @@
 
 mod common;
 
-use common::{HELMS, helm_builder};
+use common::{HELMS, helm_builder, strip};
 use kube_sim::{ControllerConfig, SimCluster};
 use serde_json::{Value, json};
 use upgrade_helm::storage::{StorageReader, encode_release, object_name};
-use upgrade_helm::{HistoryEntry, ListOptions, ReleaseRef, ReleaseStatus, StorageDriver};
+use upgrade_helm::{ListOptions, ReleaseRef, ReleaseStatus, StorageDriver};
 use upgrade_test::TestContext;
 
 /// A real release record (Helm 4 `install --dry-run=client -o json`, no cluster needed).
@@ -78,16 +78,6 @@ impl Writer<'_> {
             .create(&ty, Some(ns), object, &Default::default())
             .unwrap();
     }
-}
-
-fn strip(h: &HistoryEntry) -> (u32, ReleaseStatus, String, String, String) {
-    (
-        h.revision,
-        h.status,
-        h.chart.clone(),
-        h.app_version.clone(),
-        h.description.clone(),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread")]

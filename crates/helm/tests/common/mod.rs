@@ -110,3 +110,16 @@ pub async fn serve_dir(dir: &Path) -> String {
     });
     url
 }
+
+/// A history entry without its time (Helm prints times in its own format), for comparisons.
+pub fn strip(
+    h: &upgrade_helm::HistoryEntry,
+) -> (u32, upgrade_helm::ReleaseStatus, String, String, String) {
+    (
+        h.revision,
+        h.status,
+        h.chart.clone(),
+        h.app_version.clone(),
+        h.description.clone(),
+    )
+}
