@@ -744,7 +744,19 @@ async fn live_cluster_errors_are_classified_on_both_majors() {
             .map(|r| r.name),
             FailureKind::ResourceExists,
         );
-        let _ = helm.uninstall(&release, &Default::default()).await;
+        helm.uninstall(&release, &Default::default()).await.unwrap();
+        expect(
+            "status after uninstall",
+            helm.status(&release, None).await.map(|r| r.name),
+            FailureKind::ReleaseNotFound,
+        );
+        expect(
+            "uninstall again",
+            helm.uninstall(&release, &Default::default())
+                .await
+                .map(|()| String::new()),
+            FailureKind::ReleaseNotFound,
+        );
     }
     let mut settings = ctx.insta_settings();
     settings.add_filter(r"127\.0\.0\.1:\d+", "127.0.0.1:[PORT]");

@@ -208,30 +208,47 @@ async fn the_configmap_driver_and_paging() {
     let writer = Writer { sim: &sim };
     let mlflow = record(&ctx, "mlflow", "0.17.0");
     writer.namespace("mlops");
-    // More than one page (250) of records.
-    for r in 0..60 {
-        for v in 1..=5 {
-            let status = if v == 5 { "deployed" } else { "superseded" };
-            writer.revision(
-                StorageDriver::ConfigMap,
-                &mlflow,
-                "mlops",
-                &format!("mlflow-{r:02}"),
-                v,
-                status,
-            );
+    // More than one page (250) of records, and more releases than `helm list`'s default
+    // maximum (256).
+    let mut expected = 0;
+    for r in 0..270 {
+        let revisions = if r < 10 { 5 } else { 1 };
+        for v in 1..=revisions {
+            let status = if v == revisions {
+                "deployed"
+            } else {
+                "superseded"
+            };
+            let name = format!("mlflow-{r:03}");
+            writer.revision(StorageDriver::ConfigMap, &mlflow, "mlops", &name, v, status);
+            expected += 1;
         }
     }
     let reader = StorageReader::new(sim.client().unwrap(), StorageDriver::ConfigMap);
     let all = reader.all_revisions(None).await.unwrap();
-    assert_eq!(all.len(), 300);
-    assert_eq!(reader.releases(Some("mlops")).await.unwrap().len(), 60);
+    assert_eq!(all.len(), expected);
+    assert_eq!(reader.releases(Some("mlops")).await.unwrap().len(), 270);
     let helm = helm_builder(&ctx, "helm4")
         .kubeconfig(sim.kubeconfig_path())
         .driver(StorageDriver::ConfigMap)
         .build()
         .unwrap();
-    let release = ReleaseRef::new("mlflow-07", "mlops");
+    for tool in HELMS {
+        let listing = helm_builder(&ctx, tool)
+            .kubeconfig(sim.kubeconfig_path())
+            .driver(StorageDriver::ConfigMap)
+            .build()
+            .unwrap()
+            .list(&ListOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            listing.len(),
+            270,
+            "{tool}: --max 0 lists past Helm's default 256"
+        );
+    }
+    let release = ReleaseRef::new("mlflow-007", "mlops");
     let from_helm: Vec<_> = helm
         .history(&release)
         .await
