@@ -812,3 +812,48 @@ async fn reuse_values_across_chart_versions_breaks_and_the_explicit_strategies_d
     }
     sim.shutdown().await;
 }
+
+/// The runner's timeout stops Helm with SIGINT first: Helm traps it, cancels, and marks the
+/// revision failed, so the release is not left pending (unlike a SIGKILL).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_timeout_interrupts_helm_gracefully_and_leaves_no_pending_revision() {
+    let ctx = TestContext::new();
+    let sim = start_sim().await;
+    for tool in HELMS {
+        let helm = helm_on(&ctx, tool, &sim);
+        let release = ReleaseRef::new("argo-workflows", format!("argo-{tool}"));
+        helm.upgrade(
+            &release,
+            &chart("argo-workflows", "0.45.0"),
+            &quick(UpgradeOptions::default()),
+        )
+        .await
+        .unwrap();
+        let interrupted = UpgradeOptions {
+            set: vec![SetValue::string(
+                "podAnnotations.kube-sim\\.dev/never-ready",
+                "true",
+            )],
+            on_failure: OnFailure::Fail,
+            timeout: Duration::from_secs(120),
+            process_timeout: Some(Duration::from_secs(3)),
+            kill_grace: Duration::from_secs(20),
+            ..UpgradeOptions::default()
+        };
+        let err = helm
+            .upgrade(&release, &chart("argo-workflows", "0.46.0"), &interrupted)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::TimedOut { .. }), "{tool}: {err}");
+        assert!(err.to_string().contains("helm history"), "{err}");
+        let history = helm.history(&release).await.unwrap();
+        let last = history.last().unwrap();
+        assert_eq!(
+            (last.revision, last.status),
+            (2, ReleaseStatus::Failed),
+            "{tool}: {history:?}"
+        );
+        assert!(helm.preflight(&release).await.is_ok());
+    }
+    sim.shutdown().await;
+}
