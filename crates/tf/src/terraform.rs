@@ -504,6 +504,14 @@ impl Terraform {
         })
     }
 
+    /// Rolls the lock file back: puts the snapshot's exact bytes back, then runs
+    /// `init -lockfile=readonly` so `.terraform/providers` matches it again. Restore the
+    /// configuration (e.g. `versions.tf`) first, or the read-only init refuses the mismatch.
+    pub fn restore_lock_file(&self, snapshot: &LockSnapshot) -> Result<InitReport> {
+        snapshot.restore()?;
+        self.init(&InitOptions::default().lockfile(LockfileMode::ReadOnly))
+    }
+
     /// `terraform validate -json`. An invalid configuration is a successful call with
     /// `valid: false` and its diagnostics.
     pub fn validate(&self) -> Result<ValidateOutput> {
@@ -911,5 +919,17 @@ mod tests {
         assert_eq!(go_duration(Duration::ZERO), "0s");
         assert_eq!(go_duration(Duration::from_secs(90)), "90s");
         assert_eq!(go_duration(Duration::from_millis(1500)), "1500ms");
+    }
+}
+
+#[cfg(test)]
+mod send_sync {
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn handles_can_be_shared_across_threads() {
+        assert_send_sync::<super::Terraform>();
+        assert_send_sync::<super::ReviewedPlan>();
+        assert_send_sync::<crate::Error>();
     }
 }
