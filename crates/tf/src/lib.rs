@@ -35,7 +35,7 @@
 //! tf.init(&InitOptions::default())?;
 //! let run = tf.plan(&PlanOptions::default().var_file("terraform.tfvars"))?;
 //! let reviewed = tf.review(&run.plan, &ReviewRules::default())?;
-//! println!("{}", reviewed.review.render_table());
+//! println!("{}", reviewed.review().render_table());
 //! let approved = reviewed.approve()?; // Err(Error::Blocked) if e.g. the cluster would be replaced
 //! tf.apply(&approved, &ApplyOptions::default())?;
 //! # Ok(())

@@ -286,18 +286,31 @@ pub struct PlanRun {
     pub warnings: Vec<Diagnostic>,
 }
 
-/// A saved plan together with its parsed JSON and its review.
+/// A saved plan together with its parsed JSON and its review. Only
+/// [`Terraform::review`] makes one, so an approval always stands on a real review.
 #[derive(Debug, Clone)]
 pub struct ReviewedPlan {
-    /// The plan file that was shown and reviewed.
-    pub saved: SavedPlan,
-    /// The plan as Terraform showed it.
-    pub plan: Plan,
-    /// The review of every change.
-    pub review: PlanReview,
+    saved: SavedPlan,
+    plan: Plan,
+    review: PlanReview,
 }
 
 impl ReviewedPlan {
+    /// The plan file that was shown and reviewed.
+    pub fn saved(&self) -> &SavedPlan {
+        &self.saved
+    }
+
+    /// The plan as Terraform showed it.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// The review of every change.
+    pub fn review(&self) -> &PlanReview {
+        &self.review
+    }
+
     /// Approves the plan for [`Terraform::apply`] when the review has no blockers.
     pub fn approve(&self) -> Result<ApprovedPlan> {
         let blockers = self.review.blocker_lines();

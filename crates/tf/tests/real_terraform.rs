@@ -25,7 +25,7 @@ fn converge(world: &World, options: &PlanOptions) -> String {
         .tf
         .apply(&approved, &ApplyOptions::default())
         .unwrap_or_else(|e| panic!("{e}"));
-    reviewed.review.render_table()
+    reviewed.review().render_table()
 }
 
 /// The dev environment, initialised and applied at cluster_version 1.29.
@@ -66,7 +66,7 @@ fn a_cluster_version_bump_plans_as_update_in_place_and_applies() {
         Some((0, 2, 0))
     );
     let reviewed = world.tf.review(&run.plan, &ReviewRules::default()).unwrap();
-    let cluster = reviewed.review.change("aws_eks_cluster.this").unwrap();
+    let cluster = reviewed.review().change("aws_eks_cluster.this").unwrap();
     assert_eq!(cluster.kind, ChangeKind::UpdateInPlace);
     assert_eq!(cluster.severity, Severity::Info);
     let version = cluster
@@ -78,7 +78,7 @@ fn a_cluster_version_bump_plans_as_update_in_place_and_applies() {
         (version.before.as_str(), version.after.as_str()),
         ("\"1.29\"", "\"1.30\"")
     );
-    assert!(!reviewed.review.is_blocked());
+    assert!(!reviewed.review().is_blocked());
 
     let approved = reviewed.approve().unwrap();
     let mut progress = Vec::new();
@@ -122,12 +122,12 @@ fn a_subnet_change_plans_as_replace_and_the_review_blocks_it() {
         PlanOptions::default().var("subnet_ids", r#"["subnet-0a1b2c3d","subnet-99999999"]"#);
     let run = world.tf.plan(&options).unwrap();
     let reviewed = world.tf.review(&run.plan, &ReviewRules::default()).unwrap();
-    let cluster = reviewed.review.change("aws_eks_cluster.this").unwrap();
+    let cluster = reviewed.review().change("aws_eks_cluster.this").unwrap();
     assert_eq!(cluster.kind, ChangeKind::Replace);
     assert_eq!(cluster.severity, Severity::Blocker);
     assert_eq!(cluster.replace_paths, ["vpc_config[0].subnet_ids"]);
     let nodes = reviewed
-        .review
+        .review()
         .change("aws_eks_node_group.default")
         .unwrap();
     assert_eq!(
@@ -135,7 +135,7 @@ fn a_subnet_change_plans_as_replace_and_the_review_blocks_it() {
         (ChangeKind::Replace, Severity::Warning)
     );
     assert_eq!(nodes.replace_paths, ["subnet_ids"]);
-    insta::assert_snapshot!(reviewed.review.render_table());
+    insta::assert_snapshot!(reviewed.review().render_table());
 
     match reviewed.approve() {
         Err(Error::Blocked { blockers }) => {
@@ -169,15 +169,15 @@ fn a_destroy_plan_is_blocked_and_a_refresh_only_plan_is_clean() {
         .plan(&PlanOptions::default().destroy(true))
         .unwrap();
     let reviewed = world.tf.review(&run.plan, &ReviewRules::default()).unwrap();
-    assert_eq!(reviewed.review.counts.delete, 3);
-    let cluster = reviewed.review.change("aws_eks_cluster.this").unwrap();
+    assert_eq!(reviewed.review().counts.delete, 3);
+    let cluster = reviewed.review().change("aws_eks_cluster.this").unwrap();
     assert_eq!(
         (cluster.kind, cluster.severity),
         (ChangeKind::Delete, Severity::Blocker)
     );
     assert_eq!(
         reviewed
-            .review
+            .review()
             .change("aws_eks_addon.coredns")
             .unwrap()
             .severity,
