@@ -249,6 +249,7 @@ fn a_provider_upgrade_changes_the_lock_file_and_restore_brings_back_the_exact_by
         upgraded.lock_diff.version_change("hashicorp/aws"),
         Some(("5.99.0", "6.0.0"))
     );
+    assert_eq!(upgraded.lock_diff.major_upgrades().len(), 1);
     assert_eq!(upgraded.lock_before.bytes(), Some(original.as_slice()));
     assert_ne!(std::fs::read(&lock_path).unwrap(), original);
 
