@@ -433,6 +433,11 @@ fn an_unsatisfiable_constraint_gives_the_no_matching_version_hint() {
 fn validate_reports_an_invalid_configuration_as_data() {
     let world = World::new("smoke");
     assert!(world.tf.validate().unwrap().valid);
+    assert_eq!(
+        world.tf.state_info().unwrap(),
+        None,
+        "no state before the first apply"
+    );
     std::fs::write(
         world.file("broken.tf"),
         "resource \"terraform_data\" \"x\" {\n  nope = 1\n}\n",
