@@ -271,6 +271,24 @@ fn a_provider_upgrade_changes_the_lock_file_and_restore_brings_back_the_exact_by
 }
 
 #[test]
+fn init_with_a_plugin_dir_needs_no_cli_config() {
+    let world = World::new("environments/dev");
+    // No provider_installation at all: -plugin-dir alone must find the provider.
+    std::fs::write(world.ctx.root().join("terraformrc"), "").unwrap();
+    let report = world
+        .tf
+        .init(&InitOptions::default().plugin_dir(support::mirror()))
+        .unwrap();
+    assert_eq!(
+        report.lock_diff.changes,
+        [upgrade_tf::ProviderLockChange::Added {
+            provider: "registry.terraform.io/hashicorp/aws".into(),
+            version: "5.99.0".into()
+        }]
+    );
+}
+
+#[test]
 fn providers_lock_adds_hashes_for_other_platforms() {
     let world = World::new("environments/dev");
     world.tf.init(&InitOptions::default()).unwrap();
