@@ -15,6 +15,8 @@
 //!   constraint in `required_providers`, every other byte unchanged.
 //! - [`lockfile`]: parse, diff, snapshot and restore `.terraform.lock.hcl` as raw bytes.
 //!
+//! [`AsyncTerraform`] runs the same calls on tokio's blocking pool for async callers.
+//!
 //! Errors say what failed (start, exit, timeout, JSON, version gate) and keep Terraform's
 //! raw output; a [`FailureHint`] (state lock held, not initialised, no matching provider
 //! version, ...) is added when Terraform's `-json` diagnostics identify the situation.
@@ -42,6 +44,7 @@
 //! # }
 //! ```
 
+pub mod asynchronous;
 pub mod diagnostics;
 pub mod error;
 pub mod hclfile;
@@ -52,6 +55,7 @@ pub mod review;
 pub mod terraform;
 pub mod version;
 
+pub use asynchronous::AsyncTerraform;
 pub use diagnostics::{ChangeSummary, Diagnostic};
 pub use error::{Error, Failure, FailureHint, Result};
 pub use hclfile::HclFile;

@@ -505,3 +505,18 @@ fn regex_escape(text: &str) -> String {
         })
         .collect()
 }
+
+#[tokio::test]
+async fn the_async_face_plans_reviews_and_applies() {
+    let world = World::new("smoke");
+    let tf = upgrade_tf::AsyncTerraform::from(world.tf);
+    let run = tf.plan(PlanOptions::default()).await.unwrap();
+    assert!(run.has_changes);
+    let reviewed = tf.review(run.plan, ReviewRules::default()).await.unwrap();
+    assert_eq!(reviewed.review().counts.create, 2);
+    tf.apply(reviewed.approve().unwrap(), ApplyOptions::default())
+        .await
+        .unwrap();
+    let outputs = tf.run(|tf| tf.output()).await.unwrap();
+    assert_eq!(outputs["cluster_version"].value, Some("1.30".into()));
+}
