@@ -81,31 +81,51 @@ fn is_fresh(bin: &Path) -> bool {
 }
 
 /// A filesystem mirror holding the simulated provider at every version in
-/// [`PROVIDER_VERSIONS`], shared by all tests of this process.
+/// [`PROVIDER_VERSIONS`]: kept next to the binary in the target folder (no temp litter),
+/// keyed by the binary's build time, built once and reused by every test process.
 pub fn mirror() -> &'static Path {
     static MIRROR: OnceLock<PathBuf> = OnceLock::new();
     MIRROR.get_or_init(|| {
-        let root = tempfile::Builder::new()
-            .prefix("upgrade-tf-mirror-")
-            .tempdir()
-            .expect("a temp dir for the mirror")
-            .keep();
+        let bin = sim_provider();
+        let built = std::fs::metadata(bin)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        let parent = bin.parent().expect("the binary sits in the target folder");
+        let root = parent.join(format!("tf-sim-mirror-{built}"));
+        if root.is_dir() {
+            return root;
+        }
+        // Built aside and renamed into place, so a concurrent test process never sees half a
+        // mirror; whoever renames first wins and the other copy is dropped.
+        let staging = tempfile::Builder::new()
+            .prefix(".tf-sim-mirror-")
+            .tempdir_in(parent)
+            .expect("a staging folder for the mirror");
         for version in PROVIDER_VERSIONS {
             for platform in MIRROR_PLATFORMS {
-                let dir = root
+                let dir = staging
+                    .path()
                     .join("registry.terraform.io/hashicorp/aws")
                     .join(version)
                     .join(platform);
                 std::fs::create_dir_all(&dir).unwrap();
-                std::fs::copy(
-                    sim_provider(),
-                    dir.join(format!("terraform-provider-aws_v{version}")),
-                )
-                .unwrap();
+                std::fs::copy(bin, dir.join(format!("terraform-provider-aws_v{version}"))).unwrap();
                 // A package per platform with its own content, so each gets its own hash.
                 std::fs::write(dir.join("PLATFORM"), platform).unwrap();
             }
         }
+        let staged = staging.keep();
+        if std::fs::rename(&staged, &root).is_err() {
+            let _ = std::fs::remove_dir_all(&staged);
+        }
+        assert!(
+            root.is_dir(),
+            "the mirror {} was not created",
+            root.display()
+        );
         root
     })
 }
