@@ -334,6 +334,14 @@ fn minor_version(version: &str) -> Option<(u64, u64)> {
     Some((major, minor))
 }
 
+/// EKS moves a control plane one minor version at a time, never backwards.
+fn eks_allows_version_update(from: &str, to: &str) -> bool {
+    match (minor_version(from), minor_version(to)) {
+        (Some((fa, fi)), Some((ta, ti))) => fa == ta && (ti == fi || ti == fi + 1),
+        _ => false,
+    }
+}
+
 #[async_trait]
 impl Resource for SimResource {
     type State<'a> = ValueAny;
@@ -439,11 +447,7 @@ impl Resource for SimResource {
         if self.0 == Kind::Cluster {
             let from = text(&prior, "version").unwrap_or_default();
             let to = text(&planned, "version").unwrap_or_default();
-            let allowed = match (minor_version(&from), minor_version(&to)) {
-                (Some((fa, fi)), Some((ta, ti))) => fa == ta && (ti == fi || ti == fi + 1),
-                _ => false,
-            };
-            if !allowed {
+            if !eks_allows_version_update(&from, &to) {
                 // The message EKS's UpdateClusterVersion returns, as the AWS provider reports it.
                 // Built by hand: tf-provider's constructors append a backtrace to the detail
                 // whenever RUST_BACKTRACE is set, which would pollute the message.
@@ -547,4 +551,30 @@ impl Provider for SimAws {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     serve("aws", SimAws).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eks_version_updates_go_one_minor_at_a_time() {
+        assert!(eks_allows_version_update("1.29", "1.30"));
+        assert!(eks_allows_version_update("1.30", "1.30"));
+        assert!(!eks_allows_version_update("1.29", "1.31"));
+        assert!(!eks_allows_version_update("1.30", "1.29"));
+        assert!(!eks_allows_version_update("1.30", "2.0"));
+        assert!(!eks_allows_version_update("latest", "1.30"));
+    }
+
+    #[test]
+    fn force_new_paths_and_their_steps_line_up() {
+        for kind in [Kind::Cluster, Kind::NodeGroup, Kind::Addon] {
+            assert_eq!(
+                SimResource(kind).force_new().len(),
+                force_new_steps(kind).len(),
+                "{kind:?}"
+            );
+        }
+    }
 }

@@ -15,6 +15,8 @@
 //!   constraint in `required_providers`, every other byte unchanged.
 //! - [`lockfile`]: parse, diff, snapshot and restore `.terraform.lock.hcl` as raw bytes.
 //!
+//! [`AsyncTerraform`] runs the same calls on tokio's blocking pool for async callers.
+//!
 //! Errors say what failed (start, exit, timeout, JSON, version gate) and keep Terraform's
 //! raw output; a [`FailureHint`] (state lock held, not initialised, no matching provider
 //! version, ...) is added when Terraform's `-json` diagnostics identify the situation.
@@ -35,13 +37,14 @@
 //! tf.init(&InitOptions::default())?;
 //! let run = tf.plan(&PlanOptions::default().var_file("terraform.tfvars"))?;
 //! let reviewed = tf.review(&run.plan, &ReviewRules::default())?;
-//! println!("{}", reviewed.review.render_table());
+//! println!("{}", reviewed.review().render_table());
 //! let approved = reviewed.approve()?; // Err(Error::Blocked) if e.g. the cluster would be replaced
 //! tf.apply(&approved, &ApplyOptions::default())?;
 //! # Ok(())
 //! # }
 //! ```
 
+pub mod asynchronous;
 pub mod diagnostics;
 pub mod error;
 pub mod hclfile;
@@ -52,6 +55,7 @@ pub mod review;
 pub mod terraform;
 pub mod version;
 
+pub use asynchronous::AsyncTerraform;
 pub use diagnostics::{ChangeSummary, Diagnostic};
 pub use error::{Error, Failure, FailureHint, Result};
 pub use hclfile::HclFile;

@@ -244,6 +244,28 @@ impl LockDiff {
         self.changes.is_empty()
     }
 
+    /// Providers whose selected version moved to a new major (e.g. AWS 5.x -> 6.x): the
+    /// upgrades whose breaking changes deserve a human's approval. `(provider, from, to)`.
+    pub fn major_upgrades(&self) -> Vec<(&str, &str, &str)> {
+        let major = |v: &str| semver::Version::parse(v).ok().map(|v| v.major);
+        self.changes
+            .iter()
+            .filter_map(|c| match c {
+                ProviderLockChange::Changed {
+                    provider,
+                    from_version,
+                    to_version,
+                    ..
+                } if major(to_version) > major(from_version) => Some((
+                    provider.as_str(),
+                    from_version.as_str(),
+                    to_version.as_str(),
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// `(from, to)` versions of a provider whose version changed (address or `namespace/type`).
     pub fn version_change(&self, provider: &str) -> Option<(&str, &str)> {
         self.changes.iter().find_map(|c| match c {
@@ -326,6 +348,15 @@ provider "registry.terraform.io/hashicorp/tls" {
             diff.version_change("hashicorp/aws"),
             Some(("5.99.0", "6.0.0"))
         );
+        assert_eq!(
+            diff.major_upgrades(),
+            [("registry.terraform.io/hashicorp/aws", "5.99.0", "6.0.0")]
+        );
+        let minor = LockDiff::between(
+            Some(&LockFile::parse(AFTER).unwrap()),
+            Some(&LockFile::parse(&AFTER.replace("6.0.0", "6.1.0")).unwrap()),
+        );
+        assert!(minor.major_upgrades().is_empty());
     }
 
     #[test]

@@ -26,8 +26,10 @@ pub const DEFAULT_PROTECTED_TYPES: &[&str] = &[
 /// Resource types whose replacement is a warning by default.
 pub const DEFAULT_WARN_ON_REPLACE_TYPES: &[&str] = &["aws_eks_node_group"];
 
-/// What the review treats as dangerous.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// What the review treats as dangerous. Deserialisable, so pipelines can keep the rules in
+/// a file; missing fields take the defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ReviewRules {
     /// Types whose delete or replace is a blocker.
     pub protected_types: BTreeSet<String>,
@@ -791,6 +793,17 @@ mod tests {
             &rules.protected_addresses,
             "aws_iam_role.old[\"x\"]"
         ));
+    }
+
+    #[test]
+    fn rules_load_from_a_file_with_defaults_for_missing_fields() {
+        let rules: ReviewRules =
+            serde_json::from_str(r#"{"allowed_destroy": ["aws_eks_cluster.sandbox"]}"#).unwrap();
+        assert!(rules.protected_types.contains("aws_eks_cluster"));
+        assert!(rules.allowed_destroy.contains("aws_eks_cluster.sandbox"));
+        // A typo in a safety rule must not be silently ignored.
+        let typo = serde_json::from_str::<ReviewRules>(r#"{"allow_destroy": ["x"]}"#);
+        assert!(typo.unwrap_err().to_string().contains("unknown field"));
     }
 
     #[test]

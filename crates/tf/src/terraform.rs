@@ -286,18 +286,31 @@ pub struct PlanRun {
     pub warnings: Vec<Diagnostic>,
 }
 
-/// A saved plan together with its parsed JSON and its review.
+/// A saved plan together with its parsed JSON and its review. Only
+/// [`Terraform::review`] makes one, so an approval always stands on a real review.
 #[derive(Debug, Clone)]
 pub struct ReviewedPlan {
-    /// The plan file that was shown and reviewed.
-    pub saved: SavedPlan,
-    /// The plan as Terraform showed it.
-    pub plan: Plan,
-    /// The review of every change.
-    pub review: PlanReview,
+    saved: SavedPlan,
+    plan: Plan,
+    review: PlanReview,
 }
 
 impl ReviewedPlan {
+    /// The plan file that was shown and reviewed.
+    pub fn saved(&self) -> &SavedPlan {
+        &self.saved
+    }
+
+    /// The plan as Terraform showed it.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// The review of every change.
+    pub fn review(&self) -> &PlanReview {
+        &self.review
+    }
+
     /// Approves the plan for [`Terraform::apply`] when the review has no blockers.
     pub fn approve(&self) -> Result<ApprovedPlan> {
         let blockers = self.review.blocker_lines();
@@ -502,6 +515,14 @@ impl Terraform {
             lock_diff,
             warnings: warnings(&out, json),
         })
+    }
+
+    /// Rolls the lock file back: puts the snapshot's exact bytes back, then runs
+    /// `init -lockfile=readonly` so `.terraform/providers` matches it again. Restore the
+    /// configuration (e.g. `versions.tf`) first, or the read-only init refuses the mismatch.
+    pub fn restore_lock_file(&self, snapshot: &LockSnapshot) -> Result<InitReport> {
+        snapshot.restore()?;
+        self.init(&InitOptions::default().lockfile(LockfileMode::ReadOnly))
     }
 
     /// `terraform validate -json`. An invalid configuration is a successful call with
@@ -911,5 +932,17 @@ mod tests {
         assert_eq!(go_duration(Duration::ZERO), "0s");
         assert_eq!(go_duration(Duration::from_secs(90)), "90s");
         assert_eq!(go_duration(Duration::from_millis(1500)), "1500ms");
+    }
+}
+
+#[cfg(test)]
+mod send_sync {
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn handles_can_be_shared_across_threads() {
+        assert_send_sync::<super::Terraform>();
+        assert_send_sync::<super::ReviewedPlan>();
+        assert_send_sync::<crate::Error>();
     }
 }

@@ -162,3 +162,18 @@ fn undecodable_version_output_is_a_json_error() {
         "{err}"
     );
 }
+
+#[test]
+fn a_binary_that_cannot_start_is_a_start_error() {
+    let ctx = TestContext::new();
+    let broken = ctx.root().join("terraform-not-an-executable");
+    std::fs::write(&broken, [0u8, 1, 2, 3]).unwrap();
+    std::fs::set_permissions(&broken, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let tf = Terraform::builder(ctx.work())
+        .binary(&broken)
+        .build()
+        .unwrap();
+    let err = tf.version().unwrap_err();
+    assert!(matches!(err, Error::Start { .. }), "{err:?}");
+    assert!(err.to_string().starts_with("could not start"), "{err}");
+}

@@ -25,7 +25,7 @@ fn converge(world: &World, options: &PlanOptions) -> String {
         .tf
         .apply(&approved, &ApplyOptions::default())
         .unwrap_or_else(|e| panic!("{e}"));
-    reviewed.review.render_table()
+    reviewed.review().render_table()
 }
 
 /// The dev environment, initialised and applied at cluster_version 1.29.
@@ -66,7 +66,7 @@ fn a_cluster_version_bump_plans_as_update_in_place_and_applies() {
         Some((0, 2, 0))
     );
     let reviewed = world.tf.review(&run.plan, &ReviewRules::default()).unwrap();
-    let cluster = reviewed.review.change("aws_eks_cluster.this").unwrap();
+    let cluster = reviewed.review().change("aws_eks_cluster.this").unwrap();
     assert_eq!(cluster.kind, ChangeKind::UpdateInPlace);
     assert_eq!(cluster.severity, Severity::Info);
     let version = cluster
@@ -78,7 +78,7 @@ fn a_cluster_version_bump_plans_as_update_in_place_and_applies() {
         (version.before.as_str(), version.after.as_str()),
         ("\"1.29\"", "\"1.30\"")
     );
-    assert!(!reviewed.review.is_blocked());
+    assert!(!reviewed.review().is_blocked());
 
     let approved = reviewed.approve().unwrap();
     let mut progress = Vec::new();
@@ -122,12 +122,12 @@ fn a_subnet_change_plans_as_replace_and_the_review_blocks_it() {
         PlanOptions::default().var("subnet_ids", r#"["subnet-0a1b2c3d","subnet-99999999"]"#);
     let run = world.tf.plan(&options).unwrap();
     let reviewed = world.tf.review(&run.plan, &ReviewRules::default()).unwrap();
-    let cluster = reviewed.review.change("aws_eks_cluster.this").unwrap();
+    let cluster = reviewed.review().change("aws_eks_cluster.this").unwrap();
     assert_eq!(cluster.kind, ChangeKind::Replace);
     assert_eq!(cluster.severity, Severity::Blocker);
     assert_eq!(cluster.replace_paths, ["vpc_config[0].subnet_ids"]);
     let nodes = reviewed
-        .review
+        .review()
         .change("aws_eks_node_group.default")
         .unwrap();
     assert_eq!(
@@ -135,7 +135,7 @@ fn a_subnet_change_plans_as_replace_and_the_review_blocks_it() {
         (ChangeKind::Replace, Severity::Warning)
     );
     assert_eq!(nodes.replace_paths, ["subnet_ids"]);
-    insta::assert_snapshot!(reviewed.review.render_table());
+    insta::assert_snapshot!(reviewed.review().render_table());
 
     match reviewed.approve() {
         Err(Error::Blocked { blockers }) => {
@@ -169,15 +169,15 @@ fn a_destroy_plan_is_blocked_and_a_refresh_only_plan_is_clean() {
         .plan(&PlanOptions::default().destroy(true))
         .unwrap();
     let reviewed = world.tf.review(&run.plan, &ReviewRules::default()).unwrap();
-    assert_eq!(reviewed.review.counts.delete, 3);
-    let cluster = reviewed.review.change("aws_eks_cluster.this").unwrap();
+    assert_eq!(reviewed.review().counts.delete, 3);
+    let cluster = reviewed.review().change("aws_eks_cluster.this").unwrap();
     assert_eq!(
         (cluster.kind, cluster.severity),
         (ChangeKind::Delete, Severity::Blocker)
     );
     assert_eq!(
         reviewed
-            .review
+            .review()
             .change("aws_eks_addon.coredns")
             .unwrap()
             .severity,
@@ -249,6 +249,7 @@ fn a_provider_upgrade_changes_the_lock_file_and_restore_brings_back_the_exact_by
         upgraded.lock_diff.version_change("hashicorp/aws"),
         Some(("5.99.0", "6.0.0"))
     );
+    assert_eq!(upgraded.lock_diff.major_upgrades().len(), 1);
     assert_eq!(upgraded.lock_before.bytes(), Some(original.as_slice()));
     assert_ne!(std::fs::read(&lock_path).unwrap(), original);
 
@@ -262,13 +263,29 @@ fn a_provider_upgrade_changes_the_lock_file_and_restore_brings_back_the_exact_by
 
     // Rollback: config and lock file back, then a read-only init resyncs the providers.
     std::fs::write(world.file("versions.tf"), &versions_before).unwrap();
-    let resynced = world
-        .tf
-        .init(&InitOptions::default().lockfile(LockfileMode::ReadOnly))
-        .unwrap();
+    std::fs::write(&lock_path, b"garbage left by a failed upgrade").unwrap();
+    let resynced = world.tf.restore_lock_file(&snapshot).unwrap();
     assert!(resynced.lock_diff.is_empty(), "{:?}", resynced.lock_diff);
     assert_eq!(std::fs::read(&lock_path).unwrap(), original, "exact bytes");
     assert_eq!(world.tf.version().unwrap().version.major, 1);
+}
+
+#[test]
+fn init_with_a_plugin_dir_needs_no_cli_config() {
+    let world = World::new("environments/dev");
+    // No provider_installation at all: -plugin-dir alone must find the provider.
+    std::fs::write(world.ctx.root().join("terraformrc"), "").unwrap();
+    let report = world
+        .tf
+        .init(&InitOptions::default().plugin_dir(support::mirror()))
+        .unwrap();
+    assert_eq!(
+        report.lock_diff.changes,
+        [upgrade_tf::ProviderLockChange::Added {
+            provider: "registry.terraform.io/hashicorp/aws".into(),
+            version: "5.99.0".into()
+        }]
+    );
 }
 
 #[test]
@@ -434,6 +451,11 @@ fn an_unsatisfiable_constraint_gives_the_no_matching_version_hint() {
 fn validate_reports_an_invalid_configuration_as_data() {
     let world = World::new("smoke");
     assert!(world.tf.validate().unwrap().valid);
+    assert_eq!(
+        world.tf.state_info().unwrap(),
+        None,
+        "no state before the first apply"
+    );
     std::fs::write(
         world.file("broken.tf"),
         "resource \"terraform_data\" \"x\" {\n  nope = 1\n}\n",
@@ -482,4 +504,19 @@ fn regex_escape(text: &str) -> String {
                 .chain(std::iter::once(c))
         })
         .collect()
+}
+
+#[tokio::test]
+async fn the_async_face_plans_reviews_and_applies() {
+    let world = World::new("smoke");
+    let tf = upgrade_tf::AsyncTerraform::from(world.tf);
+    let run = tf.plan(PlanOptions::default()).await.unwrap();
+    assert!(run.has_changes);
+    let reviewed = tf.review(run.plan, ReviewRules::default()).await.unwrap();
+    assert_eq!(reviewed.review().counts.create, 2);
+    tf.apply(reviewed.approve().unwrap(), ApplyOptions::default())
+        .await
+        .unwrap();
+    let outputs = tf.run(|tf| tf.output()).await.unwrap();
+    assert_eq!(outputs["cluster_version"].value, Some("1.30".into()));
 }

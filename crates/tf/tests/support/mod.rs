@@ -59,7 +59,7 @@ pub fn sim_provider() -> &'static Path {
     })
 }
 
-/// Whether `bin` exists and is newer than the provider's sources and the lock file.
+/// Whether `bin` exists and is newer than the provider's sources.
 fn is_fresh(bin: &Path) -> bool {
     let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     let Some(built) = modified(bin) else {
@@ -67,11 +67,11 @@ fn is_fresh(bin: &Path) -> bool {
     };
     let root = TestContext::workspace_root();
     let crate_dir = root.join("crates/tf-sim-provider");
-    let mut inputs = vec![
-        root.join("Cargo.lock"),
-        root.join("Cargo.toml"),
-        crate_dir.join("Cargo.toml"),
-    ];
+    // Only the provider's own files: a workspace build relinks the binary when a dependency
+    // changes anyway, and counting Cargo.lock would send every test run after any dependency
+    // edit through a nested `cargo build -p`, whose different feature set rebuilds the
+    // plugin's whole gRPC stack.
+    let mut inputs = vec![crate_dir.join("Cargo.toml")];
     if let Ok(entries) = std::fs::read_dir(crate_dir.join("src")) {
         inputs.extend(entries.flatten().map(|e| e.path()));
     }
@@ -81,31 +81,51 @@ fn is_fresh(bin: &Path) -> bool {
 }
 
 /// A filesystem mirror holding the simulated provider at every version in
-/// [`PROVIDER_VERSIONS`], shared by all tests of this process.
+/// [`PROVIDER_VERSIONS`]: kept next to the binary in the target folder (no temp litter),
+/// keyed by the binary's build time, built once and reused by every test process.
 pub fn mirror() -> &'static Path {
     static MIRROR: OnceLock<PathBuf> = OnceLock::new();
     MIRROR.get_or_init(|| {
-        let root = tempfile::Builder::new()
-            .prefix("upgrade-tf-mirror-")
-            .tempdir()
-            .expect("a temp dir for the mirror")
-            .keep();
+        let bin = sim_provider();
+        let built = std::fs::metadata(bin)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        let parent = bin.parent().expect("the binary sits in the target folder");
+        let root = parent.join(format!("tf-sim-mirror-{built}"));
+        if root.is_dir() {
+            return root;
+        }
+        // Built aside and renamed into place, so a concurrent test process never sees half a
+        // mirror; whoever renames first wins and the other copy is dropped.
+        let staging = tempfile::Builder::new()
+            .prefix(".tf-sim-mirror-")
+            .tempdir_in(parent)
+            .expect("a staging folder for the mirror");
         for version in PROVIDER_VERSIONS {
             for platform in MIRROR_PLATFORMS {
-                let dir = root
+                let dir = staging
+                    .path()
                     .join("registry.terraform.io/hashicorp/aws")
                     .join(version)
                     .join(platform);
                 std::fs::create_dir_all(&dir).unwrap();
-                std::fs::copy(
-                    sim_provider(),
-                    dir.join(format!("terraform-provider-aws_v{version}")),
-                )
-                .unwrap();
+                std::fs::copy(bin, dir.join(format!("terraform-provider-aws_v{version}"))).unwrap();
                 // A package per platform with its own content, so each gets its own hash.
                 std::fs::write(dir.join("PLATFORM"), platform).unwrap();
             }
         }
+        let staged = staging.keep();
+        if std::fs::rename(&staged, &root).is_err() {
+            let _ = std::fs::remove_dir_all(&staged);
+        }
+        assert!(
+            root.is_dir(),
+            "the mirror {} was not created",
+            root.display()
+        );
         root
     })
 }
