@@ -49,6 +49,7 @@ mod error;
 mod helm;
 pub mod options;
 pub mod snapshot;
+pub mod step;
 pub mod storage;
 pub mod types;
 mod version;

@@ -52,6 +52,7 @@ pub mod lockfile;
 pub mod options;
 pub mod plan;
 pub mod review;
+pub mod step;
 pub mod terraform;
 pub mod version;
 
