@@ -548,10 +548,15 @@ async fn kube_version_on_a_live_eks_like_cluster() {
     let sim = start_sim().await;
     let eks = sim.server_version().to_string();
     assert!(eks.contains("-eks-"), "{eks}");
-    for (i, (constraint, installs)) in [(">=1.28.0", false), (">=1.28.0-0", true)]
-        .into_iter()
-        .enumerate()
-    {
+    // (constraint, Helm 3 installs, Helm 4 installs): measured with the real binaries.
+    let cases = [
+        (">=1.28.0", false, false),
+        (">=1.28.0-0", true, true),
+        (">=1.28.0-0 <1.32.0", false, true),
+        (">=1.28.0-0 <1.32.0-0", true, true),
+        ("<1.28.0 || >=1.29.0-0", true, true),
+    ];
+    for (i, (constraint, helm3_installs, helm4_installs)) in cases.into_iter().enumerate() {
         let dir = ctx.work().join(format!("kv{i}"));
         std::fs::create_dir_all(dir.join("templates")).unwrap();
         std::fs::write(
@@ -561,13 +566,15 @@ async fn kube_version_on_a_live_eks_like_cluster() {
         .unwrap();
         std::fs::write(
             dir.join("templates/cm.yaml"),
-            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: kv\n",
+            format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: kv{i}\n"),
         )
         .unwrap();
-        let check = upgrade_helm::chart::check_kube_version(Some(constraint), &eks).unwrap();
-        assert_eq!(check.compatible, installs, "{check:?}");
-        for tool in HELMS {
+        for (tool, installs) in [("helm3", helm3_installs), ("helm4", helm4_installs)] {
             let helm = helm_on(&ctx, tool, &sim);
+            let major = helm.version().await.unwrap().major();
+            let check =
+                upgrade_helm::chart::check_kube_version(Some(constraint), &eks, major).unwrap();
+            assert_eq!(check.compatible, installs, "{tool} {check:?}");
             let release = ReleaseRef::new(format!("kv{i}"), format!("kv-{tool}"));
             let result = helm
                 .upgrade(

@@ -285,7 +285,7 @@ async fn kube_version_checks_agree_with_helm() {
                 .unwrap()
                 .without_prerelease()
                 .to_string();
-            let we_say = check_kube_version(Some(constraint), &generic)
+            let we_say = check_kube_version(Some(constraint), &generic, HelmMajor::V4)
                 .unwrap()
                 .compatible;
             if helm_says != we_say {
