@@ -433,6 +433,31 @@ pub fn check_kube_version(
     })
 }
 
+/// What upgrading to a chart version means for a cluster: whether Helm will accept its
+/// kubeVersion, and which CRDs the upgrade leaves for you to apply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChartCompatibility {
+    /// The chart's name.
+    pub chart: String,
+    /// The chart's version.
+    pub version: String,
+    /// The chart's appVersion.
+    pub app_version: Option<String>,
+    /// Whether the chart is marked deprecated.
+    pub deprecated: bool,
+    /// The kubeVersion check against the target cluster version.
+    pub kube_version: KubeVersionCheck,
+    /// The CRDs under `crds/` and how to apply them (`None`: the chart ships none).
+    pub crds: Option<CrdUpgradeNotice>,
+}
+
+impl ChartCompatibility {
+    /// Whether nothing blocks the upgrade (CRDs still need applying when listed).
+    pub fn is_compatible(&self) -> bool {
+        self.kube_version.compatible
+    }
+}
+
 /// A CustomResourceDefinition shipped in a chart's `crds/` folder.
 ///
 /// Helm installs these on first install and **never updates or deletes them** on upgrade or

@@ -8,7 +8,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use upgrade_core::ProcessBuilder;
 use upgrade_core::tool::HELM;
 
-use crate::chart::{ChartMetadata, ChartRef, ChartSource, CrdInfo, parse_crds};
+use crate::chart::{
+    ChartCompatibility, ChartMetadata, ChartRef, ChartSource, CrdInfo, CrdUpgradeNotice,
+    check_kube_version, parse_crds,
+};
 use crate::error::{Error, Result};
 use crate::options::{
     self, ListOptions, RollbackOptions, TemplateOptions, UninstallOptions, UpgradeOptions,
@@ -331,6 +334,28 @@ impl Helm {
         args.extend(chart.to_args()?);
         let out = self.run(&self.read_command(args)).await?;
         parse_crds(&out.stdout_lossy(), None)
+    }
+
+    /// Checks `chart` against a target Kubernetes version (the `gitVersion` the cluster reports,
+    /// e.g. `v1.31.2-eks-7f9249a`) the way this Helm will at install time, and lists the CRDs
+    /// the upgrade will not update.
+    pub async fn chart_compatibility(
+        &self,
+        chart: &ChartRef,
+        kube_version: &str,
+    ) -> Result<ChartCompatibility> {
+        let major = self.version().await?.major();
+        let metadata = self.show_chart(chart).await?;
+        let kube = check_kube_version(metadata.kube_version.as_deref(), kube_version, major)?;
+        let crds = CrdUpgradeNotice::for_chart(chart, self.show_crds(chart).await?);
+        Ok(ChartCompatibility {
+            chart: metadata.name,
+            version: metadata.version,
+            app_version: metadata.app_version,
+            deprecated: metadata.deprecated,
+            kube_version: kube,
+            crds,
+        })
     }
 
     /// `helm template`: the rendered manifests (no cluster needed).

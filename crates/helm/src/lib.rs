@@ -54,7 +54,8 @@ pub mod types;
 mod version;
 
 pub use chart::{
-    ChartMetadata, ChartRef, ChartSource, CrdInfo, CrdUpgradeNotice, LocalChart, OciReference,
+    ChartCompatibility, ChartMetadata, ChartRef, ChartSource, CrdInfo, CrdUpgradeNotice,
+    LocalChart, OciReference,
 };
 pub use error::{Error, FailureKind, HelmFailure, Result};
 pub use helm::{

@@ -387,3 +387,40 @@ async fn a_local_repository_offers_versions_and_pulls() {
         assert!(matches!(err, Error::Failed(_)));
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chart_compatibility_for_an_upgrade_target() {
+    let ctx = TestContext::new();
+    for tool in HELMS {
+        let helm = helm_for(&ctx, tool);
+        let argo = ChartRef::path(fixture_chart("argo-workflows", "0.46.0"));
+        let report = helm
+            .chart_compatibility(&argo, "v1.30.4-eks-a737599")
+            .await
+            .unwrap();
+        assert!(report.is_compatible(), "{report:?}");
+        assert_eq!(
+            (report.chart.as_str(), report.version.as_str()),
+            ("argo-workflows", "0.46.0")
+        );
+        let crds = report.crds.expect("argo ships CRDs");
+        let names: Vec<&str> = crds.crds.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["workflows.argoproj.io", "workflowtemplates.argoproj.io"]
+        );
+
+        let karpenter = ChartRef::path(fixture_chart("karpenter", "1.6.0"));
+        let report = helm
+            .chart_compatibility(&karpenter, "v1.28.9-eks-1")
+            .await
+            .unwrap();
+        assert!(!report.is_compatible());
+        assert!(report.crds.is_none());
+        let reason = report.kube_version.reason.unwrap();
+        assert!(
+            reason.contains("outside the chart's kubeVersion `>=1.29.0-0`"),
+            "{reason}"
+        );
+    }
+}
