@@ -68,6 +68,7 @@ pub struct Helm {
     driver: StorageDriver,
     extra_env: Vec<(OsString, OsString)>,
     read_timeout: Duration,
+    plain_http: bool,
     version: tokio::sync::OnceCell<HelmVersion>,
 }
 
@@ -80,6 +81,7 @@ pub struct HelmBuilder {
     driver: StorageDriver,
     extra_env: Vec<(OsString, OsString)>,
     read_timeout: Option<Duration>,
+    plain_http: bool,
     version: Option<HelmVersion>,
 }
 
@@ -120,6 +122,13 @@ impl HelmBuilder {
         self
     }
 
+    /// Talks to OCI registries over plain HTTP (`--plain-http`, for local or in-cluster
+    /// registries without TLS). Off by default.
+    pub fn plain_http(mut self, plain_http: bool) -> Self {
+        self.plain_http = plain_http;
+        self
+    }
+
     /// Skips version detection (for argv construction without a binary, or a known Helm).
     pub fn version(mut self, version: HelmVersion) -> Self {
         self.version = Some(version);
@@ -139,6 +148,7 @@ impl HelmBuilder {
             driver: self.driver,
             extra_env: self.extra_env,
             read_timeout: self.read_timeout.unwrap_or(DEFAULT_READ_TIMEOUT),
+            plain_http: self.plain_http,
             version: tokio::sync::OnceCell::new_with(self.version),
         })
     }
@@ -217,6 +227,13 @@ impl Helm {
             cmd.arg("--kube-context").arg(context);
         }
         cmd
+    }
+
+    /// Flags a chart reference needs beyond its own arguments.
+    fn chart_flags(&self, chart: &ChartRef, args: &mut Vec<OsString>) {
+        if self.plain_http && matches!(chart.source, ChartSource::Oci(_)) {
+            args.push("--plain-http".into());
+        }
     }
 
     fn read_command(&self, args: Vec<OsString>) -> ProcessBuilder {
@@ -320,6 +337,7 @@ impl Helm {
     pub async fn show_chart(&self, chart: &ChartRef) -> Result<ChartMetadata> {
         let mut args: Vec<OsString> = vec!["show".into(), "chart".into()];
         args.extend(chart.to_args()?);
+        self.chart_flags(chart, &mut args);
         let cmd = self.read_command(args);
         let out = self.run(&cmd).await?;
         serde_norway::from_slice(&out.stdout).map_err(|e| {
@@ -332,6 +350,7 @@ impl Helm {
     pub async fn show_crds(&self, chart: &ChartRef) -> Result<Vec<CrdInfo>> {
         let mut args: Vec<OsString> = vec!["show".into(), "crds".into()];
         args.extend(chart.to_args()?);
+        self.chart_flags(chart, &mut args);
         let out = self.run(&self.read_command(args)).await?;
         parse_crds(&out.stdout_lossy(), None)
     }
@@ -366,7 +385,9 @@ impl Helm {
         o: &TemplateOptions,
     ) -> Result<String> {
         // --set values are redacted by the runner (keys stay visible).
-        let cmd = self.read_command(options::template_args(release, chart, o)?);
+        let mut args = options::template_args(release, chart, o)?;
+        self.chart_flags(chart, &mut args);
+        let cmd = self.read_command(args);
         Ok(self.run(&cmd).await?.stdout_lossy())
     }
 
@@ -421,6 +442,7 @@ impl Helm {
         let before = list_dir(destination);
         let mut args: Vec<OsString> = vec!["pull".into()];
         args.extend(chart.to_args()?);
+        self.chart_flags(chart, &mut args);
         args.extend(["--destination".into(), destination.as_os_str().to_owned()]);
         if untar {
             args.push("--untar".into());
@@ -458,7 +480,9 @@ impl Helm {
         o: &UpgradeOptions,
     ) -> Result<ProcessBuilder> {
         let version = self.version().await?;
-        let mut cmd = self.command(options::upgrade_args(version, release, chart, o)?);
+        let mut args = options::upgrade_args(version, release, chart, o)?;
+        self.chart_flags(chart, &mut args);
+        let mut cmd = self.command(args);
         cmd.timeout(
             o.process_timeout
                 .unwrap_or(o.timeout + Duration::from_secs(60)),

@@ -4,7 +4,9 @@
 
 mod common;
 
-use common::{HELMS, closed_kubeconfig, fixture_chart, helm_builder, helm_for, serve_dir};
+use common::{
+    HELMS, closed_kubeconfig, fixture_chart, helm_builder, helm_for, serve_dir, serve_oci_chart,
+};
 use upgrade_helm::chart::check_kube_version;
 use upgrade_helm::constraint::KubeVersion;
 use upgrade_helm::{
@@ -421,6 +423,57 @@ async fn chart_compatibility_for_an_upgrade_target() {
         assert!(
             reason.contains("outside the chart's kubeVersion `>=1.29.0-0`"),
             "{reason}"
+        );
+    }
+}
+
+/// `oci://` references as the seeds' Karpenter uses them, pulled by both majors from a local
+/// read-only registry.
+#[tokio::test(flavor = "multi_thread")]
+async fn oci_references_are_pulled_and_shown() {
+    let ctx = TestContext::new();
+    let mut package = ctx.command("helm4");
+    package
+        .arg("package")
+        .arg(fixture_chart("karpenter", "1.6.0"))
+        .arg("--destination")
+        .arg(ctx.work());
+    package.exec().unwrap();
+    let registry = serve_oci_chart(
+        &ctx.work().join("karpenter-1.6.0.tgz"),
+        "karpenter/karpenter",
+        "1.6.0",
+        "karpenter",
+    )
+    .await;
+    for tool in HELMS {
+        let helm = helm_builder(&ctx, tool).plain_http(true).build().unwrap();
+        let chart = ChartRef::oci(&format!("oci://{registry}/karpenter/karpenter:1.6.0")).unwrap();
+        assert_eq!(chart.version.as_deref(), Some("1.6.0"));
+        let meta = helm.show_chart(&chart).await.unwrap();
+        assert_eq!(
+            (meta.name.as_str(), meta.version.as_str()),
+            ("karpenter", "1.6.0")
+        );
+        let dest = ctx.work().join(format!("oci-{tool}"));
+        let tgz = helm.pull(&chart, &dest, false).await.unwrap();
+        assert_eq!(tgz, dest.join("karpenter-1.6.0.tgz"));
+        let err = helm
+            .pull(&chart.clone().with_version("9.9.9"), &dest, false)
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("differs from the version"),
+            "a tag and another version conflict: {err}"
+        );
+        let missing = ChartRef::oci(&format!("oci://{registry}/karpenter/karpenter"))
+            .unwrap()
+            .with_version("9.9.9");
+        let err = helm.pull(&missing, &dest, false).await.unwrap_err();
+        assert_eq!(
+            err.failure_kind(),
+            Some(FailureKind::ChartVersionNotFound),
+            "{tool}: {err}"
         );
     }
 }
