@@ -259,34 +259,58 @@ async fn snapshot_upgrade_failed_upgrade_and_restore_on_both_majors() {
     sim.shutdown().await;
 }
 
-/// Runs `helm upgrade` in the background and SIGKILLs it after `after`, as a crashed CI runner
-/// would: Helm gets no chance to mark the release failed.
-async fn kill_upgrade_midway(cmd: &ProcessBuilder, after: Duration) {
+/// Runs `helm upgrade` in the background and SIGKILLs it as soon as its revision is recorded
+/// as pending (read from Helm's storage), as a crashed CI runner would: Helm gets no chance to
+/// mark the release failed.
+async fn kill_upgrade_once_pending(
+    cmd: &ProcessBuilder,
+    sim: &SimCluster,
+    release: &ReleaseRef,
+    pid_file: &std::path::Path,
+) {
+    use upgrade_core::process::shell_quote;
     let mut script = String::new();
     for (key, value) in cmd.get_envs() {
         match value {
             Some(v) => script.push_str(&format!(
                 "export {}={}; ",
                 key.to_string_lossy(),
-                upgrade_core::process::shell_quote(&v.to_string_lossy())
+                shell_quote(&v.to_string_lossy())
             )),
             None => script.push_str(&format!("unset {}; ", key.to_string_lossy())),
         }
     }
-    script.push_str(&upgrade_core::process::shell_quote(
-        &cmd.get_program().to_string_lossy(),
-    ));
+    script.push_str(&shell_quote(&cmd.get_program().to_string_lossy()));
     for arg in cmd.get_args() {
         script.push(' ');
-        script.push_str(&upgrade_core::process::shell_quote(&arg.to_string_lossy()));
+        script.push_str(&shell_quote(&arg.to_string_lossy()));
     }
     script.push_str(&format!(
-        " >/dev/null 2>&1 & pid=$!; sleep {}; kill -9 $pid; wait $pid; exit 0",
-        after.as_secs_f32()
+        " >/dev/null 2>&1 & echo $! > {}; wait $!; exit 0",
+        shell_quote(&pid_file.to_string_lossy())
     ));
     let mut sh = ProcessBuilder::new("/bin/sh");
-    sh.arg("-c").arg(script).timeout(Duration::from_secs(60));
-    sh.exec_async().await.unwrap();
+    sh.arg("-c").arg(script).timeout(Duration::from_secs(120));
+    let running = tokio::spawn(async move { sh.exec_async().await });
+
+    let reader = StorageReader::new(sim.client().unwrap(), StorageDriver::Secret);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let history = reader.history(release).await.unwrap();
+        if history.last().map(|r| r.status()) == Some(ReleaseStatus::PendingUpgrade) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no pending revision appeared: {history:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pid = std::fs::read_to_string(pid_file).unwrap();
+    let mut kill = ProcessBuilder::new("/bin/sh");
+    kill.arg("-c").arg(format!("kill -9 {}", pid.trim()));
+    kill.exec().unwrap();
+    running.await.unwrap().unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -320,7 +344,8 @@ async fn a_release_left_pending_by_a_killed_helm_is_detected_and_explained() {
             .upgrade_command(&release, &chart("mlflow", "0.17.0"), &stuck)
             .await
             .unwrap();
-        kill_upgrade_midway(&cmd, Duration::from_secs(3)).await;
+        let pid_file = ctx.work().join(format!("helm-{tool}.pid"));
+        kill_upgrade_once_pending(&cmd, &sim, &release, &pid_file).await;
         let history = helm.history(&release).await.unwrap();
         assert_eq!(
             history.last().unwrap().status,
@@ -826,8 +851,10 @@ async fn reuse_values_across_chart_versions_breaks_and_the_explicit_strategies_d
 async fn a_timeout_interrupts_helm_gracefully_and_leaves_no_pending_revision() {
     let ctx = TestContext::new();
     let sim = start_sim().await;
-    for tool in HELMS {
-        let helm = helm_on(&ctx, tool, &sim);
+    // Both majors at once: the timeout below leaves room for a loaded machine.
+    let (ctx, sim) = (&ctx, &sim);
+    let interrupt = |tool: &'static str| async move {
+        let helm = helm_on(ctx, tool, sim);
         let release = ReleaseRef::new("argo-workflows", format!("argo-{tool}"));
         helm.upgrade(
             &release,
@@ -843,8 +870,8 @@ async fn a_timeout_interrupts_helm_gracefully_and_leaves_no_pending_revision() {
             )],
             on_failure: OnFailure::Fail,
             timeout: Duration::from_secs(120),
-            process_timeout: Some(Duration::from_secs(3)),
-            kill_grace: Duration::from_secs(20),
+            process_timeout: Some(Duration::from_secs(10)),
+            kill_grace: Duration::from_secs(30),
             ..UpgradeOptions::default()
         };
         let err = helm
@@ -861,6 +888,6 @@ async fn a_timeout_interrupts_helm_gracefully_and_leaves_no_pending_revision() {
             "{tool}: {history:?}"
         );
         assert!(helm.preflight(&release).await.is_ok());
-    }
-    sim.shutdown().await;
+    };
+    tokio::join!(interrupt("helm3"), interrupt("helm4"));
 }
