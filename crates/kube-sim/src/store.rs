@@ -76,6 +76,9 @@ pub struct WriteOptions {
     pub dry_run: bool,
     /// Field manager to record as an `Update` entry in managedFields (if any).
     pub manager: Option<String>,
+    /// On create, keep the object's own `uid` and `creationTimestamp` (fixture loads of a
+    /// dumped cluster); otherwise the server assigns them, as upstream.
+    pub keep_identity: bool,
 }
 
 /// How dependents are handled on delete.
@@ -614,10 +617,11 @@ impl Inner {
                 Some(ns) => meta.insert("namespace".into(), json!(ns)),
                 None => meta.remove("namespace"),
             };
-            if !meta.get("uid").is_some_and(Value::is_string) {
+            if !(opts.keep_identity && meta.get("uid").is_some_and(Value::is_string)) {
                 meta.insert("uid".into(), json!(uid));
             }
-            if !meta.get("creationTimestamp").is_some_and(Value::is_string) {
+            if !(opts.keep_identity && meta.get("creationTimestamp").is_some_and(Value::is_string))
+            {
                 meta.insert("creationTimestamp".into(), json!(now_rfc3339()));
             }
             meta.remove("deletionTimestamp");
