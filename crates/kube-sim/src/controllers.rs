@@ -60,7 +60,7 @@ impl Default for ControllerConfig {
             disruption_budgets: true,
             pod_start_delay: Duration::from_millis(200),
             job_run_time: Duration::from_millis(200),
-            resync: Duration::from_secs(1),
+            resync: Duration::from_secs(5),
         }
     }
 }
@@ -169,10 +169,34 @@ fn pod_finished(pod: &Value) -> bool {
     )
 }
 
+/// Drops nulls and empty maps/lists, which clients add or omit at will (`resources: {}`,
+/// `creationTimestamp: null`), so equal templates hash equally, as upstream's semantic
+/// comparison treats them.
+fn pruned(v: &Value) -> Option<Value> {
+    match v {
+        Value::Null => None,
+        Value::Object(m) => {
+            let out: serde_json::Map<String, Value> = m
+                .iter()
+                .filter_map(|(k, v)| pruned(v).map(|v| (k.clone(), v)))
+                .collect();
+            (!out.is_empty()).then_some(Value::Object(out))
+        }
+        Value::Array(a) => (!a.is_empty())
+            .then(|| Value::Array(a.iter().map(|i| pruned(i).unwrap_or(Value::Null)).collect())),
+        other => Some(other.clone()),
+    }
+}
+
 /// A short stable hash of a pod template, as `pod-template-hash` and revision labels.
 pub fn template_hash(template: &Value) -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    let digest = Sha256::digest(template.to_string().as_bytes());
+    let digest = Sha256::digest(
+        pruned(template)
+            .unwrap_or(Value::Null)
+            .to_string()
+            .as_bytes(),
+    );
     digest
         .iter()
         .take(10)
@@ -309,21 +333,22 @@ impl Controllers {
         if c.deployments {
             self.deployments();
         }
-        if c.replicasets {
+        if c.replicasets || c.statefulsets || c.daemonsets || c.jobs {
+            // One read of the pods serves the pod-owning controllers: they own disjoint
+            // pods, and what one creates in this pass the next pass sees.
             let snap = Snapshot::take(&self.store, &self.types);
-            self.replicasets(&snap);
-        }
-        if c.statefulsets {
-            let snap = Snapshot::take(&self.store, &self.types);
-            self.statefulsets(&snap);
-        }
-        if c.daemonsets {
-            let snap = Snapshot::take(&self.store, &self.types);
-            self.daemonsets(&snap);
-        }
-        if c.jobs {
-            let snap = Snapshot::take(&self.store, &self.types);
-            self.jobs(&snap);
+            if c.replicasets {
+                self.replicasets(&snap);
+            }
+            if c.statefulsets {
+                self.statefulsets(&snap);
+            }
+            if c.daemonsets {
+                self.daemonsets(&snap);
+            }
+            if c.jobs {
+                self.jobs(&snap);
+            }
         }
         if c.scheduler {
             self.schedule();
@@ -347,6 +372,23 @@ impl Controllers {
             &WriteOptions::default(),
             |o| {
                 o["status"] = status;
+                Ok(())
+            },
+        ));
+    }
+
+    /// Read-modify-write of `obj` as stored now; a conflict or a vanished object is left to
+    /// the next pass.
+    fn edit(&self, ty: &ResourceType, obj: &Value, target: Target, f: impl FnOnce(&mut Value)) {
+        let ns = Some(namespace(obj)).filter(|n| !n.is_empty());
+        ignore_conflicts(self.store.mutate(
+            ty,
+            ns,
+            name(obj),
+            target,
+            &WriteOptions::default(),
+            |o| {
+                f(o);
                 Ok(())
             },
         ));
@@ -493,17 +535,9 @@ impl Controllers {
             if new_available >= desired {
                 for old in &olds {
                     if old["spec"]["replicas"].as_i64().unwrap_or(0) != 0 {
-                        ignore_conflicts(self.store.mutate(
-                            &t.replicasets,
-                            Some(namespace(old)),
-                            name(old),
-                            Target::Main,
-                            &WriteOptions::default(),
-                            |o| {
-                                o["spec"]["replicas"] = json!(0);
-                                Ok(())
-                            },
-                        ));
+                        self.edit(&t.replicasets, old, Target::Main, |o| {
+                            o["spec"]["replicas"] = json!(0);
+                        });
                     }
                 }
                 let limit = d["spec"]["revisionHistoryLimit"]
@@ -598,17 +632,9 @@ impl Controllers {
             let rev =
                 new_rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"].clone();
             if d["metadata"]["annotations"]["deployment.kubernetes.io/revision"] != rev {
-                ignore_conflicts(self.store.mutate(
-                    &t.deployments,
-                    Some(namespace(d)),
-                    name(d),
-                    Target::Main,
-                    &WriteOptions::default(),
-                    |o| {
-                        o["metadata"]["annotations"]["deployment.kubernetes.io/revision"] = rev;
-                        Ok(())
-                    },
-                ));
+                self.edit(&t.deployments, d, Target::Main, |o| {
+                    o["metadata"]["annotations"]["deployment.kubernetes.io/revision"] = rev;
+                });
             }
             let current = self.store.get(&t.deployments, Some(namespace(d)), name(d));
             if let Ok(current) = current {
@@ -977,35 +1003,19 @@ impl Controllers {
                     e.0 += cpu;
                     e.1 += mem;
                     e.2 += 1;
-                    ignore_conflicts(self.store.mutate(
-                        &t.pods,
-                        Some(namespace(pod)),
-                        name(pod),
-                        Target::Main,
-                        &WriteOptions::default(),
-                        |o| {
-                            o["spec"]["nodeName"] = json!(node_name);
-                            Ok(())
-                        },
-                    ));
-                    ignore_conflicts(self.store.mutate(
-                        &t.pods,
-                        Some(namespace(pod)),
-                        name(pod),
-                        Target::Status,
-                        &WriteOptions::default(),
-                        |o| {
-                            o["status"]["conditions"] = set_condition(
-                                &o["status"]["conditions"],
-                                "PodScheduled",
-                                true,
-                                "",
-                                "",
-                                false,
-                            );
-                            Ok(())
-                        },
-                    ));
+                    self.edit(&t.pods, pod, Target::Main, |o| {
+                        o["spec"]["nodeName"] = json!(node_name);
+                    });
+                    self.edit(&t.pods, pod, Target::Status, |o| {
+                        o["status"]["conditions"] = set_condition(
+                            &o["status"]["conditions"],
+                            "PodScheduled",
+                            true,
+                            "",
+                            "",
+                            false,
+                        );
+                    });
                 }
                 None => {
                     let mut parts: Vec<String> =
@@ -1025,17 +1035,9 @@ impl Controllers {
                         false,
                     );
                     if conditions != pod["status"]["conditions"] {
-                        ignore_conflicts(self.store.mutate(
-                            &t.pods,
-                            Some(namespace(pod)),
-                            name(pod),
-                            Target::Status,
-                            &WriteOptions::default(),
-                            |o| {
-                                o["status"]["conditions"] = conditions;
-                                Ok(())
-                            },
-                        ));
+                        self.edit(&t.pods, pod, Target::Status, |o| {
+                            o["status"]["conditions"] = conditions;
+                        });
                     }
                 }
             }
@@ -1075,17 +1077,9 @@ impl Controllers {
                             .unwrap_or("10.0.0.1")
                             .to_string();
                         let status = running_status(pod, &ip, &host_ip, !never_ready);
-                        ignore_conflicts(self.store.mutate(
-                            &t.pods,
-                            Some(namespace(pod)),
-                            name(pod),
-                            Target::Status,
-                            &WriteOptions::default(),
-                            |o| {
-                                o["status"] = status;
-                                Ok(())
-                            },
-                        ));
+                        self.edit(&t.pods, pod, Target::Status, |o| {
+                            o["status"] = status;
+                        });
                         self.running_at.insert(id.clone(), now);
                         if pod["spec"]["restartPolicy"] != "Always" {
                             soonest(self.config.job_run_time);
@@ -1103,17 +1097,9 @@ impl Controllers {
                             .and_then(|c| c.parse().ok())
                             .unwrap_or(0);
                         let status = finished_status(pod, code);
-                        ignore_conflicts(self.store.mutate(
-                            &t.pods,
-                            Some(namespace(pod)),
-                            name(pod),
-                            Target::Status,
-                            &WriteOptions::default(),
-                            |o| {
-                                o["status"] = status;
-                                Ok(())
-                            },
-                        ));
+                        self.edit(&t.pods, pod, Target::Status, |o| {
+                            o["status"] = status;
+                        });
                     } else {
                         soonest(due - now);
                     }
@@ -1133,8 +1119,20 @@ impl Controllers {
             return;
         }
         let (pods, _) = self.store.list(&t.pods, None);
+        // Budgets only see pods of their own namespace; grouping keeps this linear.
+        let mut by_namespace: HashMap<&str, Vec<Arc<Value>>> = HashMap::new();
+        for p in &pods {
+            by_namespace
+                .entry(namespace(p))
+                .or_default()
+                .push(p.clone());
+        }
         for pdb in &pdbs {
-            let status = pdb_status(pdb, &pods);
+            let pods = by_namespace
+                .get(namespace(pdb))
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            let status = pdb_status(pdb, pods);
             self.write_status(&t.pdbs, pdb, status);
         }
     }
@@ -1414,6 +1412,15 @@ pub fn evict(store: &Store, ns: &str, pod_name: &str) -> Result<Value, ApiError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn template_hash_ignores_empty_fields() {
+        let a = json!({"metadata": {"labels": {"app": "w"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}});
+        let b = json!({"metadata": {"labels": {"app": "w"}, "creationTimestamp": null}, "spec": {"containers": [{"name": "c", "image": "i", "resources": {}}]}});
+        assert_eq!(template_hash(&a), template_hash(&b));
+        let c = json!({"metadata": {"labels": {"app": "w"}}, "spec": {"containers": [{"name": "c", "image": "j"}]}});
+        assert_ne!(template_hash(&a), template_hash(&c));
+    }
 
     #[test]
     fn quantities() {

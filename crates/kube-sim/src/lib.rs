@@ -401,11 +401,24 @@ impl SimCluster {
     }
 
     /// Replaces `old` by a new node at another kubelet version, the way a managed node group
+    /// rolls (see [`SimCluster::replace_node_within`]), waiting at most 5 minutes for
+    /// PodDisruptionBudgets to allow the evictions.
+    pub async fn replace_node(
+        &self,
+        old: &str,
+        new_name: &str,
+        kubelet_version: &str,
+    ) -> Result<()> {
+        self.replace_node_within(old, new_name, kubelet_version, Duration::from_secs(300))
+            .await
+    }
+
+    /// Replaces `old` by a new node at another kubelet version, the way a managed node group
     /// rolls: the new node joins (with the old node's labels and taints), the old one is
     /// cordoned, its pods are evicted through the eviction API (so PodDisruptionBudgets are
     /// honoured, retrying until `timeout`), then it is deleted. DaemonSet pods are left to
     /// their controller.
-    pub async fn replace_node(
+    pub async fn replace_node_within(
         &self,
         old: &str,
         new_name: &str,

@@ -52,6 +52,9 @@ pub struct WatchEvent {
     pub event_type: EventType,
     /// The object after the change (before removal for `Deleted`).
     pub object: Arc<Value>,
+    /// The object before a `Modified` change (lets selector watches see objects that
+    /// start or stop matching).
+    pub previous: Option<Arc<Value>>,
 }
 
 /// A live feed of every future event.
@@ -73,6 +76,9 @@ pub struct WriteOptions {
     pub dry_run: bool,
     /// Field manager to record as an `Update` entry in managedFields (if any).
     pub manager: Option<String>,
+    /// On create, keep the object's own `uid` and `creationTimestamp` (fixture loads of a
+    /// dumped cluster); otherwise the server assigns them, as upstream.
+    pub keep_identity: bool,
 }
 
 /// How dependents are handled on delete.
@@ -486,6 +492,16 @@ impl Inner {
         event_type: EventType,
         object: Arc<Value>,
     ) -> Arc<WatchEvent> {
+        self.record_change(ty, event_type, object, None)
+    }
+
+    fn record_change(
+        &mut self,
+        ty: &ResourceType,
+        event_type: EventType,
+        object: Arc<Value>,
+        previous: Option<Arc<Value>>,
+    ) -> Arc<WatchEvent> {
         let event = Arc::new(WatchEvent {
             rv: meta_str(&object, "resourceVersion")
                 .parse()
@@ -493,6 +509,7 @@ impl Inner {
             resource: ty.key(),
             event_type,
             object,
+            previous,
         });
         self.history.push_back(event.clone());
         while self.history.len() > HISTORY_LIMIT {
@@ -600,10 +617,11 @@ impl Inner {
                 Some(ns) => meta.insert("namespace".into(), json!(ns)),
                 None => meta.remove("namespace"),
             };
-            if !meta.get("uid").is_some_and(Value::is_string) {
+            if !(opts.keep_identity && meta.get("uid").is_some_and(Value::is_string)) {
                 meta.insert("uid".into(), json!(uid));
             }
-            if !meta.get("creationTimestamp").is_some_and(Value::is_string) {
+            if !(opts.keep_identity && meta.get("creationTimestamp").is_some_and(Value::is_string))
+            {
                 meta.insert("creationTimestamp".into(), json!(now_rfc3339()));
             }
             meta.remove("deletionTimestamp");
@@ -855,7 +873,7 @@ impl Inner {
             .entry(ty.key())
             .or_default()
             .insert(Self::key_of(ty, ns.as_deref(), &name), new.clone());
-        let event = self.record(ty, EventType::Modified, new.clone());
+        let event = self.record_change(ty, EventType::Modified, new.clone(), Some(old.clone()));
         if ty.group == "apiextensions.k8s.io" && ty.plural == "customresourcedefinitions" {
             self.serve_crd(&new);
         }
@@ -892,7 +910,7 @@ impl Inner {
                 .entry(ty.key())
                 .or_default()
                 .insert(Self::key_of(ty, namespace, name), new.clone());
-            let event = self.record(ty, EventType::Modified, new.clone());
+            let event = self.record_change(ty, EventType::Modified, new.clone(), Some(old));
             return Ok((new, vec![event]));
         }
         let mut events = Vec::new();

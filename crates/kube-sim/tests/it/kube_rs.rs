@@ -348,6 +348,18 @@ async fn injected_faults_are_seeded_and_scoped() {
         api_code(&cms.list(&ListParams::default()).await.expect_err("429")),
         Some(429)
     );
+    sim.set_faults(FaultConfig {
+        latency: Duration::from_millis(300),
+        ..Default::default()
+    });
+    let started = std::time::Instant::now();
+    cms.list(&ListParams::default())
+        .await
+        .expect("slow but fine");
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "latency is added"
+    );
     sim.set_faults(FaultConfig::default());
     cms.list(&ListParams::default()).await.expect("no faults");
     sim.shutdown().await;
@@ -379,7 +391,7 @@ spec:
     )
     .expect("load");
     deployment_available(&sim, "prod", "api", 2).await;
-    sim.replace_node(
+    sim.replace_node_within(
         "node-a",
         "node-a2",
         "v1.31.2-eks-7f9249a",

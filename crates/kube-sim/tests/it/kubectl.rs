@@ -262,3 +262,37 @@ async fn errors_are_status_objects_kubectl_understands() {
     );
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_1_31_applies_and_lists() {
+    let ctx = TestContext::new();
+    let sim = start(&["node-a"]).await;
+    let manifest = ctx.work().join("workload.yaml");
+    std::fs::write(&manifest, WORKLOAD).expect("write manifest");
+    let manifest = manifest.to_str().expect("utf-8");
+    ok(&ctx, &sim, "kubectl-1.31", &["create", "namespace", "shop"]).await;
+    let out = ok(&ctx, &sim, "kubectl-1.31", &["apply", "-f", manifest]).await;
+    assert!(out.contains("deployment.apps/web created"), "{out}");
+    deployment_available(&sim, "shop", "web", 2).await;
+    let out = ok(
+        &ctx,
+        &sim,
+        "kubectl-1.31",
+        &[
+            "rollout",
+            "status",
+            "-n",
+            "shop",
+            "deployment/web",
+            "--timeout=20s",
+        ],
+    )
+    .await;
+    assert!(out.contains("successfully rolled out"), "{out}");
+    let out = ok(&ctx, &sim, "kubectl-1.31", &["get", "deploy,pdb", "-A"]).await;
+    assert!(
+        out.contains("deployment.apps/web") && out.contains("poddisruptionbudget.policy/web"),
+        "{out}"
+    );
+    sim.shutdown().await;
+}
