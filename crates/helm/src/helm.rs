@@ -492,13 +492,34 @@ impl Helm {
     }
 
     /// `helm upgrade` (installing when absent unless `install` is off); returns the new revision.
+    ///
+    /// With [`ForceMode::Conflicts`](crate::ForceMode::Conflicts) and no explicit
+    /// `--server-side=true`, the release's apply method is read first (`get metadata`), so a
+    /// release applied client-side (written by Helm 3) is refused before Helm runs.
     pub async fn upgrade(
         &self,
         release: &ReleaseRef,
         chart: &ChartRef,
         o: &UpgradeOptions,
     ) -> Result<Release> {
-        let cmd = self.upgrade_command(release, chart, o).await?;
+        let needs_apply_method = o.force == crate::ForceMode::Conflicts
+            && o.server_side != Some(crate::ServerSide::True)
+            && o.previous_apply_method.is_none()
+            && self.version().await?.is_v4();
+        let cmd = if needs_apply_method {
+            let apply_method = match self.metadata(release, None).await {
+                Ok(meta) => meta.apply_method,
+                Err(err) if err.failure_kind() == Some(crate::FailureKind::ReleaseNotFound) => None,
+                Err(err) => return Err(err),
+            };
+            let o = UpgradeOptions {
+                previous_apply_method: apply_method,
+                ..o.clone()
+            };
+            self.upgrade_command(release, chart, &o).await?
+        } else {
+            self.upgrade_command(release, chart, o).await?
+        };
         self.run_json(&cmd, "helm upgrade JSON").await
     }
 

@@ -891,3 +891,73 @@ async fn a_timeout_interrupts_helm_gracefully_and_leaves_no_pending_revision() {
     };
     tokio::join!(interrupt("helm3"), interrupt("helm4"));
 }
+
+/// `--force-conflicts` needs server-side apply: on a release Helm 3 wrote (client-side apply)
+/// the upgrade is refused before Helm runs, with the error Helm 4 itself would give; on a
+/// release Helm 4 wrote (server-side apply) it goes through.
+#[tokio::test(flavor = "multi_thread")]
+async fn force_conflicts_is_gated_on_the_release_apply_method() {
+    use upgrade_helm::{ForceMode, ServerSide};
+    let ctx = TestContext::new();
+    let sim = start_sim().await;
+    let helm3 = helm_on(&ctx, "helm3", &sim);
+    let helm4 = helm_on(&ctx, "helm4", &sim);
+    let by_helm3 = ReleaseRef::new("mlflow", "written-by-helm3");
+    let by_helm4 = ReleaseRef::new("mlflow", "written-by-helm4");
+    let install = quick(UpgradeOptions::default());
+    helm3
+        .upgrade(&by_helm3, &chart("mlflow", "0.16.0"), &install)
+        .await
+        .unwrap();
+    helm4
+        .upgrade(&by_helm4, &chart("mlflow", "0.16.0"), &install)
+        .await
+        .unwrap();
+    assert_eq!(
+        helm4.metadata(&by_helm3, None).await.unwrap().apply_method,
+        None
+    );
+    assert_eq!(
+        helm4
+            .metadata(&by_helm4, None)
+            .await
+            .unwrap()
+            .apply_method
+            .as_deref(),
+        Some("ssa")
+    );
+
+    let conflicts = UpgradeOptions {
+        force: ForceMode::Conflicts,
+        server_side: Some(ServerSide::Auto),
+        ..quick(UpgradeOptions::default())
+    };
+    let err = helm4
+        .upgrade(&by_helm3, &chart("mlflow", "0.17.0"), &conflicts)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidOptions { .. }), "{err}");
+
+    // What Helm 4 says when asked anyway.
+    let mut raw = ctx.command("helm4");
+    raw.args(["upgrade", "mlflow"])
+        .arg(fixture_chart("mlflow", "0.17.0"))
+        .args(["--namespace", "written-by-helm3", "--force-conflicts"])
+        .args(["--server-side=auto", "--kubeconfig"])
+        .arg(sim.kubeconfig_path());
+    let out = raw.output().unwrap();
+    assert!(!out.status.success());
+    let stderr = out.stderr_lossy();
+    assert!(
+        stderr.contains("forceConflicts enabled when serverSideApply disabled"),
+        "{stderr}"
+    );
+
+    let upgraded = helm4
+        .upgrade(&by_helm4, &chart("mlflow", "0.17.0"), &conflicts)
+        .await
+        .unwrap();
+    assert_eq!(upgraded.version, 2);
+    assert_eq!(upgraded.apply_method.as_deref(), Some("ssa"));
+    sim.shutdown().await;
+}
