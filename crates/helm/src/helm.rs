@@ -679,21 +679,23 @@ impl Helm {
                         snapshot.revision
                     ),
                 })?;
-                if matches!(
-                    source.source,
-                    ChartSource::Repo { .. } | ChartSource::Oci(_)
-                ) && source.chart_name() != *chart_name
-                {
+                let mut chart = source.clone();
+                if let ChartSource::Oci(oci) = &mut chart.source {
+                    oci.tag = None;
+                }
+                if !matches!(chart.source, ChartSource::Path(_)) {
+                    chart.version = Some(chart_version.clone());
+                }
+                // The source must hold exactly the recorded chart version.
+                let found = self.show_chart(&chart).await?;
+                if found.name != *chart_name || found.version != *chart_version {
                     return Err(Error::Restore {
                         release: release.clone(),
                         reason: format!(
-                            "the chart source {source} is not the recorded chart {chart_name}"
+                            "the chart source {source} holds {}-{}, not the recorded {chart_name}-{chart_version}",
+                            found.name, found.version
                         ),
                     });
-                }
-                let mut chart = source.clone();
-                if !matches!(chart.source, ChartSource::Path(_)) {
-                    chart.version = Some(chart_version.clone());
                 }
                 let o = UpgradeOptions {
                     values: ValuesStrategy::Reset,

@@ -227,6 +227,21 @@ async fn snapshot_upgrade_failed_upgrade_and_restore_on_both_majors() {
             .await
             .unwrap_err();
         assert!(matches!(err, Error::Restore { .. }), "{err}");
+        let wrong = helm
+            .restore(
+                &snapshot,
+                Some(&chart("karpenter", "1.6.0")),
+                PendingPolicy::Refuse,
+                &quick_rollback(),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            wrong
+                .to_string()
+                .contains("holds karpenter-1.6.0, not the recorded karpenter-1.5.0"),
+            "{wrong}"
+        );
         let (plan, rolled) = helm
             .restore(
                 &snapshot,
