@@ -928,6 +928,11 @@ async fn force_conflicts_is_gated_on_the_release_apply_method() {
         .upgrade(&by_helm4, &chart("mlflow", "0.16.0"), &install)
         .await
         .unwrap();
+    // No user values: `get values -o json` prints `null` on both majors.
+    for (helm, release) in [(&helm3, &by_helm3), (&helm4, &by_helm4)] {
+        let values = helm.values(release, None, ValuesScope::User).await.unwrap();
+        assert!(values.is_empty(), "{values:?}");
+    }
     assert_eq!(
         helm4.metadata(&by_helm3, None).await.unwrap().apply_method,
         None
