@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{HELMS, fixture_chart, helm_builder, strip};
+use common::{HELMS, fixture_chart, helm_builder, kube_version_chart, strip};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::Api;
 use kube_sim::SimCluster;
@@ -38,6 +38,13 @@ fn helm_on(ctx: &TestContext, tool: &str, sim: &SimCluster) -> Helm {
         .context(kube_sim::CONTEXT_NAME)
         .build()
         .unwrap()
+}
+
+/// Installs or upgrades with the quick defaults and expects success.
+async fn deploy(helm: &Helm, release: &ReleaseRef, chart: &ChartRef) -> upgrade_helm::Release {
+    helm.upgrade(release, chart, &quick(UpgradeOptions::default()))
+        .await
+        .unwrap_or_else(|e| panic!("deploy {release} {chart}: {e}"))
 }
 
 fn chart(name: &str, version: &str) -> ChartRef {
@@ -335,13 +342,7 @@ async fn a_release_left_pending_by_a_killed_helm_is_detected_and_explained() {
     for tool in HELMS {
         let helm = helm_on(&ctx, tool, &sim);
         let release = ReleaseRef::new("mlflow", format!("mlops-{tool}"));
-        helm.upgrade(
-            &release,
-            &chart("mlflow", "0.16.0"),
-            &quick(UpgradeOptions::default()),
-        )
-        .await
-        .unwrap();
+        deploy(&helm, &release, &chart("mlflow", "0.16.0")).await;
         let snapshot = helm.snapshot(&release).await.unwrap();
 
         // An upgrade that waits for pods that never become ready, killed mid-wait.
@@ -431,7 +432,7 @@ async fn the_storage_reader_returns_what_helm_list_and_history_return() {
     let helm3 = helm_on(&ctx, "helm3", &sim);
     let helm4 = helm_on(&ctx, "helm4", &sim);
     // A mix of majors, charts, revisions and statuses.
-    let deploy = |v: &'static str| {
+    let described = |v: &'static str| {
         quick(UpgradeOptions {
             description: Some(format!("fixture {v}")),
             ..UpgradeOptions::default()
@@ -445,7 +446,7 @@ async fn the_storage_reader_returns_what_helm_list_and_history_return() {
     ];
     for (helm, name, ns, chart_name, version) in specs {
         let release = ReleaseRef::new(name, ns);
-        helm.upgrade(&release, &chart(chart_name, version), &deploy(version))
+        helm.upgrade(&release, &chart(chart_name, version), &described(version))
             .await
             .unwrap();
     }
@@ -453,7 +454,7 @@ async fn the_storage_reader_returns_what_helm_list_and_history_return() {
         .upgrade(
             &ReleaseRef::new("kserve", "kserve"),
             &chart("kserve", "0.15.0"),
-            &deploy("0.15.0"),
+            &described("0.15.0"),
         )
         .await
         .unwrap();
@@ -543,20 +544,8 @@ async fn the_configmap_driver_is_read_too() {
         .build()
         .unwrap();
     let release = ReleaseRef::new("mlflow", "mlops");
-    helm.upgrade(
-        &release,
-        &chart("mlflow", "0.16.0"),
-        &quick(UpgradeOptions::default()),
-    )
-    .await
-    .unwrap();
-    helm.upgrade(
-        &release,
-        &chart("mlflow", "0.17.0"),
-        &quick(UpgradeOptions::default()),
-    )
-    .await
-    .unwrap();
+    deploy(&helm, &release, &chart("mlflow", "0.16.0")).await;
+    deploy(&helm, &release, &chart("mlflow", "0.17.0")).await;
     let configmaps: Api<ConfigMap> = Api::namespaced(sim.client().unwrap(), "mlops");
     assert!(configmaps.get("sh.helm.release.v1.mlflow.v2").await.is_ok());
     let reader = StorageReader::new(sim.client().unwrap(), StorageDriver::ConfigMap);
@@ -598,17 +587,7 @@ async fn kube_version_on_a_live_eks_like_cluster() {
     ];
     for (i, (constraint, helm3_installs, helm4_installs)) in cases.into_iter().enumerate() {
         let dir = ctx.work().join(format!("kv{i}"));
-        std::fs::create_dir_all(dir.join("templates")).unwrap();
-        std::fs::write(
-            dir.join("Chart.yaml"),
-            format!("apiVersion: v2\nname: kv{i}\nversion: 0.1.0\nkubeVersion: \"{constraint}\"\n"),
-        )
-        .unwrap();
-        std::fs::write(
-            dir.join("templates/cm.yaml"),
-            format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: kv{i}\n"),
-        )
-        .unwrap();
+        kube_version_chart(&dir, &format!("kv{i}"), constraint);
         for (tool, installs) in [("helm3", helm3_installs), ("helm4", helm4_installs)] {
             let helm = helm_on(&ctx, tool, &sim);
             let major = helm.version().await.unwrap().major();
@@ -658,20 +637,8 @@ async fn crds_are_not_updated_by_upgrades_and_the_notice_says_how() {
     for tool in HELMS {
         let helm = helm_on(&ctx, tool, &sim);
         let release = ReleaseRef::new("kserve", format!("kserve-{tool}"));
-        helm.upgrade(
-            &release,
-            &chart("kserve", "0.14.1"),
-            &quick(UpgradeOptions::default()),
-        )
-        .await
-        .unwrap();
-        helm.upgrade(
-            &release,
-            &chart("kserve", "0.15.0"),
-            &quick(UpgradeOptions::default()),
-        )
-        .await
-        .unwrap();
+        deploy(&helm, &release, &chart("kserve", "0.14.1")).await;
+        deploy(&helm, &release, &chart("kserve", "0.15.0")).await;
         let live = served(
             crds.get("inferenceservices.serving.kserve.io")
                 .await
@@ -871,13 +838,7 @@ async fn a_timeout_interrupts_helm_gracefully_and_leaves_no_pending_revision() {
     let interrupt = |tool: &'static str| async move {
         let helm = helm_on(ctx, tool, sim);
         let release = ReleaseRef::new("argo-workflows", format!("argo-{tool}"));
-        helm.upgrade(
-            &release,
-            &chart("argo-workflows", "0.45.0"),
-            &quick(UpgradeOptions::default()),
-        )
-        .await
-        .unwrap();
+        deploy(&helm, &release, &chart("argo-workflows", "0.45.0")).await;
         let interrupted = UpgradeOptions {
             set: vec![SetValue::string(
                 "podAnnotations.kube-sim\\.dev/never-ready",

@@ -5,7 +5,8 @@
 mod common;
 
 use common::{
-    HELMS, closed_kubeconfig, fixture_chart, helm_builder, helm_for, serve_dir, serve_oci_chart,
+    HELMS, closed_kubeconfig, fixture_chart, helm_builder, helm_for, kube_version_chart, serve_dir,
+    serve_oci_chart,
 };
 use upgrade_helm::chart::check_kube_version;
 use upgrade_helm::constraint::KubeVersion;
@@ -252,17 +253,7 @@ async fn kube_version_checks_agree_with_helm() {
     let mut disagreements = Vec::new();
     for (i, constraint) in constraints.iter().enumerate() {
         let dir = ctx.work().join(format!("c{i}"));
-        std::fs::create_dir_all(dir.join("templates")).unwrap();
-        std::fs::write(
-            dir.join("Chart.yaml"),
-            format!("apiVersion: v2\nname: c{i}\nversion: 0.1.0\nkubeVersion: \"{constraint}\"\n"),
-        )
-        .unwrap();
-        std::fs::write(
-            dir.join("templates/cm.yaml"),
-            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n",
-        )
-        .unwrap();
+        kube_version_chart(&dir, &format!("c{i}"), constraint);
         for version in versions {
             let helm_says = match helm
                 .template(

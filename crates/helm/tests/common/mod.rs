@@ -208,3 +208,18 @@ pub fn strip(
         h.description.clone(),
     )
 }
+
+/// Writes a one-ConfigMap chart named `name` with this `kubeVersion` into `dir`.
+pub fn kube_version_chart(dir: &Path, name: &str, constraint: &str) {
+    std::fs::create_dir_all(dir.join("templates")).unwrap();
+    std::fs::write(
+        dir.join("Chart.yaml"),
+        format!("apiVersion: v2\nname: {name}\nversion: 0.1.0\nkubeVersion: \"{constraint}\"\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("templates/cm.yaml"),
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n"),
+    )
+    .unwrap();
+}
