@@ -397,6 +397,30 @@ impl Controllers {
         ));
     }
 
+    /// Records a core/v1 Event about `obj`, as the named component would.
+    fn event(&self, obj: &Value, warning: bool, reason: &str, component: &str, message: String) {
+        let Some(events) = self.store.registry().lookup("", "v1", "events") else {
+            return;
+        };
+        let ns = match namespace(obj) {
+            "" => "default",
+            ns => ns,
+        };
+        let now = now_rfc3339();
+        let event = json!({
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": format!("{}.{}", name(obj), self.store.random_suffix(16)), "namespace": ns},
+            "involvedObject": {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "name": name(obj), "namespace": obj["metadata"]["namespace"],
+                               "uid": obj["metadata"]["uid"], "resourceVersion": obj["metadata"]["resourceVersion"]},
+            "reason": reason, "message": message, "type": if warning { "Warning" } else { "Normal" },
+            "source": {"component": component}, "reportingComponent": component, "reportingInstance": "",
+            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+        });
+        let _ = self
+            .store
+            .create(&events, Some(ns), event, &WriteOptions::default());
+    }
+
     fn create_pod(
         &self,
         template: &Value,
@@ -424,13 +448,28 @@ impl Controllers {
         if let Some(n) = node {
             pod["spec"]["nodeName"] = json!(n);
         }
-        if let Err(e) = self.store.create(
+        match self.store.create(
             &self.types.pods,
             Some(namespace(owner)),
             pod,
             &WriteOptions::default(),
         ) {
-            tracing::debug!(error = %e, pod = pod_name, "kube-sim could not create a pod");
+            Ok(_) => {
+                let component = format!(
+                    "{}-controller",
+                    owner["kind"].as_str().unwrap_or_default().to_lowercase()
+                );
+                self.event(
+                    owner,
+                    false,
+                    "SuccessfulCreate",
+                    &component,
+                    format!("Created pod: {pod_name}"),
+                );
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, pod = pod_name, "kube-sim could not create a pod")
+            }
         }
     }
 
@@ -519,7 +558,16 @@ impl Controllers {
                         rs,
                         &WriteOptions::default(),
                     ) {
-                        Ok(rs) => rs,
+                        Ok(rs) => {
+                            self.event(
+                                d,
+                                false,
+                                "ScalingReplicaSet",
+                                "deployment-controller",
+                                format!("Scaled up replica set {} from 0 to {desired}", name(&rs)),
+                            );
+                            rs
+                        }
                         Err(e) => {
                             tracing::debug!(error = %e, "kube-sim could not create a ReplicaSet");
                             continue;
@@ -537,10 +585,18 @@ impl Controllers {
             // so availability never drops during an upgrade.
             if new_available >= desired {
                 for old in &olds {
-                    if old["spec"]["replicas"].as_i64().unwrap_or(0) != 0 {
+                    let from = old["spec"]["replicas"].as_i64().unwrap_or(0);
+                    if from != 0 {
                         self.edit(&t.replicasets, old, Target::Main, |o| {
                             o["spec"]["replicas"] = json!(0);
                         });
+                        self.event(
+                            d,
+                            false,
+                            "ScalingReplicaSet",
+                            "deployment-controller",
+                            format!("Scaled down replica set {} from {from} to 0", name(old)),
+                        );
                     }
                 }
                 let limit = d["spec"]["revisionHistoryLimit"]
@@ -1009,6 +1065,17 @@ impl Controllers {
                     self.edit(&t.pods, pod, Target::Main, |o| {
                         o["spec"]["nodeName"] = json!(node_name);
                     });
+                    self.event(
+                        pod,
+                        false,
+                        "Scheduled",
+                        "default-scheduler",
+                        format!(
+                            "Successfully assigned {}/{} to {node_name}",
+                            namespace(pod),
+                            name(pod)
+                        ),
+                    );
                     self.edit(&t.pods, pod, Target::Status, |o| {
                         o["status"]["conditions"] = set_condition(
                             &o["status"]["conditions"],
@@ -1041,6 +1108,7 @@ impl Controllers {
                         self.edit(&t.pods, pod, Target::Status, |o| {
                             o["status"]["conditions"] = conditions;
                         });
+                        self.event(pod, true, "FailedScheduling", "default-scheduler", message);
                     }
                 }
             }
@@ -1087,6 +1155,21 @@ impl Controllers {
                         let mut status = running_status(pod, &ip, &host_ip, !never_ready && !crash);
                         if crash {
                             crash_loop(&mut status);
+                            self.event(
+                                pod,
+                                true,
+                                "BackOff",
+                                "kubelet",
+                                "Back-off restarting failed container".into(),
+                            );
+                        } else {
+                            self.event(
+                                pod,
+                                false,
+                                "Started",
+                                "kubelet",
+                                "Started container".into(),
+                            );
                         }
                         self.edit(&t.pods, pod, Target::Status, |o| {
                             o["status"] = status;

@@ -103,6 +103,21 @@ spec:
     .await;
     assert_eq!(nowhere["status"], "False");
     assert!(pod("huge")["spec"]["nodeName"].is_null());
+    let events = sim.list("v1", "Event", Some("default"));
+    let about = |pod: &str, reason: &str| {
+        events
+            .iter()
+            .find(|e| e["involvedObject"]["name"] == pod && e["reason"] == reason)
+            .cloned()
+    };
+    let failed = about("huge", "FailedScheduling").expect("a FailedScheduling event");
+    assert_eq!(failed["type"], "Warning");
+    assert_eq!(failed["message"], huge["message"]);
+    assert_eq!(
+        about("plain", "Scheduled").expect("a Scheduled event")["message"],
+        "Successfully assigned default/plain to small"
+    );
+    assert!(about("plain", "Started").is_some());
     sim.shutdown().await;
 }
 
