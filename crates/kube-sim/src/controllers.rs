@@ -93,6 +93,9 @@ impl ControllerConfig {
 
 /// Annotation on a pod (template) that keeps it Running but never Ready.
 pub const NEVER_READY_ANNOTATION: &str = "kube-sim.dev/never-ready";
+/// Annotation on a pod (template) that makes its containers crash-loop (never Ready,
+/// `CrashLoopBackOff`, restarts counted).
+pub const CRASH_LOOP_ANNOTATION: &str = "kube-sim.dev/crash-loop";
 /// Annotation on a pod (template) with the exit code its containers finish with (job pods).
 pub const EXIT_CODE_ANNOTATION: &str = "kube-sim.dev/exit-code";
 
@@ -394,6 +397,30 @@ impl Controllers {
         ));
     }
 
+    /// Records a core/v1 Event about `obj`, as the named component would.
+    fn event(&self, obj: &Value, warning: bool, reason: &str, component: &str, message: String) {
+        let Some(events) = self.store.registry().lookup("", "v1", "events") else {
+            return;
+        };
+        let ns = match namespace(obj) {
+            "" => "default",
+            ns => ns,
+        };
+        let now = now_rfc3339();
+        let event = json!({
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": format!("{}.{}", name(obj), self.store.random_suffix(16)), "namespace": ns},
+            "involvedObject": {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "name": name(obj), "namespace": obj["metadata"]["namespace"],
+                               "uid": obj["metadata"]["uid"], "resourceVersion": obj["metadata"]["resourceVersion"]},
+            "reason": reason, "message": message, "type": if warning { "Warning" } else { "Normal" },
+            "source": {"component": component}, "reportingComponent": component, "reportingInstance": "",
+            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+        });
+        let _ = self
+            .store
+            .create(&events, Some(ns), event, &WriteOptions::default());
+    }
+
     fn create_pod(
         &self,
         template: &Value,
@@ -421,13 +448,28 @@ impl Controllers {
         if let Some(n) = node {
             pod["spec"]["nodeName"] = json!(n);
         }
-        if let Err(e) = self.store.create(
+        match self.store.create(
             &self.types.pods,
             Some(namespace(owner)),
             pod,
             &WriteOptions::default(),
         ) {
-            tracing::debug!(error = %e, pod = pod_name, "kube-sim could not create a pod");
+            Ok(_) => {
+                let component = format!(
+                    "{}-controller",
+                    owner["kind"].as_str().unwrap_or_default().to_lowercase()
+                );
+                self.event(
+                    owner,
+                    false,
+                    "SuccessfulCreate",
+                    &component,
+                    format!("Created pod: {pod_name}"),
+                );
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, pod = pod_name, "kube-sim could not create a pod")
+            }
         }
     }
 
@@ -516,7 +558,16 @@ impl Controllers {
                         rs,
                         &WriteOptions::default(),
                     ) {
-                        Ok(rs) => rs,
+                        Ok(rs) => {
+                            self.event(
+                                d,
+                                false,
+                                "ScalingReplicaSet",
+                                "deployment-controller",
+                                format!("Scaled up replica set {} from 0 to {desired}", name(&rs)),
+                            );
+                            rs
+                        }
                         Err(e) => {
                             tracing::debug!(error = %e, "kube-sim could not create a ReplicaSet");
                             continue;
@@ -534,10 +585,18 @@ impl Controllers {
             // so availability never drops during an upgrade.
             if new_available >= desired {
                 for old in &olds {
-                    if old["spec"]["replicas"].as_i64().unwrap_or(0) != 0 {
+                    let from = old["spec"]["replicas"].as_i64().unwrap_or(0);
+                    if from != 0 {
                         self.edit(&t.replicasets, old, Target::Main, |o| {
                             o["spec"]["replicas"] = json!(0);
                         });
+                        self.event(
+                            d,
+                            false,
+                            "ScalingReplicaSet",
+                            "deployment-controller",
+                            format!("Scaled down replica set {} from {from} to 0", name(old)),
+                        );
                     }
                 }
                 let limit = d["spec"]["revisionHistoryLimit"]
@@ -1006,6 +1065,17 @@ impl Controllers {
                     self.edit(&t.pods, pod, Target::Main, |o| {
                         o["spec"]["nodeName"] = json!(node_name);
                     });
+                    self.event(
+                        pod,
+                        false,
+                        "Scheduled",
+                        "default-scheduler",
+                        format!(
+                            "Successfully assigned {}/{} to {node_name}",
+                            namespace(pod),
+                            name(pod)
+                        ),
+                    );
                     self.edit(&t.pods, pod, Target::Status, |o| {
                         o["status"]["conditions"] = set_condition(
                             &o["status"]["conditions"],
@@ -1038,6 +1108,7 @@ impl Controllers {
                         self.edit(&t.pods, pod, Target::Status, |o| {
                             o["status"]["conditions"] = conditions;
                         });
+                        self.event(pod, true, "FailedScheduling", "default-scheduler", message);
                     }
                 }
             }
@@ -1048,7 +1119,8 @@ impl Controllers {
         let t = &self.types;
         let (pods, _) = self.store.list(&t.pods, None);
         let (nodes, _) = self.store.list(&t.nodes, None);
-        let node_names: HashSet<&str> = nodes.iter().map(|n| name(n)).collect();
+        let node_ready_by_name: HashMap<&str, bool> =
+            nodes.iter().map(|n| (name(n), node_ready(n))).collect();
         let now = Instant::now();
         let mut next: Option<Duration> = None;
         let mut seen = HashSet::new();
@@ -1057,7 +1129,10 @@ impl Controllers {
             let Some(node) = pod["spec"]["nodeName"].as_str() else {
                 continue;
             };
-            if is_terminating(pod) || !node_names.contains(node) {
+            let Some(&node_is_ready) = node_ready_by_name.get(node) else {
+                continue;
+            };
+            if is_terminating(pod) {
                 continue;
             }
             let id = uid(pod).to_string();
@@ -1076,7 +1151,26 @@ impl Controllers {
                             .and_then(|n| n["status"]["addresses"][0]["address"].as_str())
                             .unwrap_or("10.0.0.1")
                             .to_string();
-                        let status = running_status(pod, &ip, &host_ip, !never_ready);
+                        let crash = pod["metadata"]["annotations"][CRASH_LOOP_ANNOTATION] == "true";
+                        let mut status = running_status(pod, &ip, &host_ip, !never_ready && !crash);
+                        if crash {
+                            crash_loop(&mut status);
+                            self.event(
+                                pod,
+                                true,
+                                "BackOff",
+                                "kubelet",
+                                "Back-off restarting failed container".into(),
+                            );
+                        } else {
+                            self.event(
+                                pod,
+                                false,
+                                "Started",
+                                "kubelet",
+                                "Started container".into(),
+                            );
+                        }
                         self.edit(&t.pods, pod, Target::Status, |o| {
                             o["status"] = status;
                         });
@@ -1086,6 +1180,33 @@ impl Controllers {
                         }
                     } else {
                         soonest(due - now);
+                    }
+                }
+                Some("Running") if pod["spec"]["restartPolicy"] == "Always" => {
+                    // The node lifecycle controller marks pods of a NotReady node not Ready;
+                    // they come back when the node does.
+                    let healthy = pod["metadata"]["annotations"][NEVER_READY_ANNOTATION] != "true"
+                        && pod["metadata"]["annotations"][CRASH_LOOP_ANNOTATION] != "true";
+                    let want = node_is_ready && healthy;
+                    if pod_is_ready(pod) != want {
+                        self.edit(&t.pods, pod, Target::Status, |o| {
+                            let reason = if want { "" } else { "NodeNotReady" };
+                            let mut c = set_condition(
+                                &o["status"]["conditions"],
+                                "Ready",
+                                want,
+                                reason,
+                                "",
+                                false,
+                            );
+                            c = set_condition(&c, "ContainersReady", want, reason, "", false);
+                            o["status"]["conditions"] = c;
+                            if let Some(list) = o["status"]["containerStatuses"].as_array_mut() {
+                                for cs in list {
+                                    cs["ready"] = json!(want);
+                                }
+                            }
+                        });
                     }
                 }
                 Some("Running") if pod["spec"]["restartPolicy"] != "Always" => {
@@ -1171,6 +1292,23 @@ fn running_status(pod: &Value, ip: &str, host_ip: &str, ready: bool) -> Value {
         "podIP": ip, "podIPs": [{"ip": ip}], "startTime": now, "qosClass": "BestEffort",
         "containerStatuses": container_statuses(pod, json!({"running": {"startedAt": now}}), ready),
     })
+}
+
+/// Turns a running status into a crash loop: containers waiting in CrashLoopBackOff after
+/// five restarts, the last one exiting 1.
+fn crash_loop(status: &mut Value) {
+    let now = now_rfc3339();
+    for cs in status["containerStatuses"]
+        .as_array_mut()
+        .into_iter()
+        .flatten()
+    {
+        cs["ready"] = json!(false);
+        cs["started"] = json!(false);
+        cs["restartCount"] = json!(5);
+        cs["state"] = json!({"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 5m0s restarting failed container"}});
+        cs["lastState"] = json!({"terminated": {"exitCode": 1, "reason": "Error", "startedAt": now, "finishedAt": now}});
+    }
 }
 
 fn finished_status(pod: &Value, exit_code: i64) -> Value {

@@ -379,6 +379,47 @@ impl SimCluster {
         .clone())
     }
 
+    /// Sets a node's Ready condition (a kubelet that stopped posting status, or came back).
+    /// Pods on a NotReady node lose readiness, and the scheduler avoids the node.
+    pub fn set_node_ready(&self, name: &str, ready: bool) -> Result<()> {
+        let ty = self.ty("v1", "Node");
+        self.store.mutate(
+            &ty,
+            None,
+            name,
+            Target::Status,
+            &WriteOptions::default(),
+            |n| {
+                let now = store::now_rfc3339();
+                let (status, reason, message) = if ready {
+                    ("True", "KubeletReady", "kubelet is posting ready status")
+                } else {
+                    (
+                        "Unknown",
+                        "NodeStatusUnknown",
+                        "Kubelet stopped posting node status.",
+                    )
+                };
+                for c in n["status"]["conditions"]
+                    .as_array_mut()
+                    .into_iter()
+                    .flatten()
+                {
+                    if c["type"] == "Ready" {
+                        if c["status"] != status {
+                            c["lastTransitionTime"] = json!(now);
+                        }
+                        c["status"] = json!(status);
+                        c["reason"] = json!(reason);
+                        c["message"] = json!(message);
+                    }
+                }
+                Ok(())
+            },
+        )?;
+        Ok(())
+    }
+
     /// Marks a node (un)schedulable, as `kubectl cordon`/`uncordon` do.
     pub fn set_unschedulable(&self, name: &str, unschedulable: bool) -> Result<()> {
         let ty = self.ty("v1", "Node");

@@ -830,6 +830,7 @@ fn patch_object(
             )?;
             return Ok(json_response(StatusCode::OK, &updated));
         }
+        let force = params.get("force").is_some_and(|f| f == "true");
         let (obj, created) = state.store.upsert(&req.ty, req.ns(), &name, &apply_opts, |live| {
             let mut base = match live {
                 Some(l) => l.clone(),
@@ -840,6 +841,16 @@ fn patch_object(
                 && let Some(m) = config.as_object_mut()
             {
                 m.remove("status");
+            }
+            if live.is_some() {
+                if force {
+                    patch::take_ownership(&mut base, &config, &manager);
+                } else {
+                    let conflicts = patch::apply_conflicts(&base, &config, &manager);
+                    if !conflicts.is_empty() {
+                        return Err(apply_conflict_error(&ty, &name, &conflicts));
+                    }
+                }
             }
             patch::server_side_apply(&mut base, &config, &manager, &ty.api_version(), &now);
             Ok(base)
@@ -902,6 +913,46 @@ fn body_json(body: &[u8]) -> Option<Value> {
         return crate::protobuf::decode(body).ok();
     }
     serde_json::from_slice(body).ok()
+}
+
+/// The 409 a server-side apply gets when other managers own fields it would change.
+fn apply_conflict_error(
+    ty: &ResourceType,
+    name: &str,
+    conflicts: &[patch::FieldConflict],
+) -> ApiError {
+    let described: Vec<String> = conflicts
+        .iter()
+        .map(|c| {
+            format!(
+                "conflict with \"{}\" using {}: {}",
+                c.manager, c.api_version, c.field
+            )
+        })
+        .collect();
+    let noun = if conflicts.len() == 1 {
+        "conflict"
+    } else {
+        "conflicts"
+    };
+    let mut err = ApiError::new(
+        409,
+        "Conflict",
+        format!(
+            "Apply failed with {} {noun}: {}",
+            conflicts.len(),
+            described.join("\n")
+        ),
+    );
+    err.details = Some(json!({
+        "name": name, "group": ty.group, "kind": ty.plural,
+        "causes": conflicts.iter().map(|c| json!({
+            "reason": "FieldManagerConflict",
+            "message": format!("conflict with \"{}\" using {}", c.manager, c.api_version),
+            "field": c.field,
+        })).collect::<Vec<_>>(),
+    }));
+    err
 }
 
 fn delete_options(body: &[u8], params: &Params) -> Propagation {

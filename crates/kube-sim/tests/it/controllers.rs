@@ -103,6 +103,21 @@ spec:
     .await;
     assert_eq!(nowhere["status"], "False");
     assert!(pod("huge")["spec"]["nodeName"].is_null());
+    let events = sim.list("v1", "Event", Some("default"));
+    let about = |pod: &str, reason: &str| {
+        events
+            .iter()
+            .find(|e| e["involvedObject"]["name"] == pod && e["reason"] == reason)
+            .cloned()
+    };
+    let failed = about("huge", "FailedScheduling").expect("a FailedScheduling event");
+    assert_eq!(failed["type"], "Warning");
+    assert_eq!(failed["message"], huge["message"]);
+    assert_eq!(
+        about("plain", "Scheduled").expect("a Scheduled event")["message"],
+        "Successfully assigned default/plain to small"
+    );
+    assert!(about("plain", "Started").is_some());
     sim.shutdown().await;
 }
 
@@ -234,5 +249,58 @@ spec:
             .unwrap_or_default()
             .starts_with("migrate-")
     }));
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_readiness_and_crash_loops_reach_pods() {
+    let sim = start(&["node-a"]).await;
+    sim.load_yaml(
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: api}}
+  template:
+    metadata: {labels: {app: api}}
+    spec:
+      containers: [{name: api, image: "api:1"}]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: crasher
+  annotations: {kube-sim.dev/crash-loop: "true"}
+spec:
+  containers: [{name: c, image: "c:1"}]
+"#,
+    )
+    .expect("load");
+    crate::support::deployment_available(&sim, "default", "api", 1).await;
+    let crasher = wait_for("crash loop", Duration::from_secs(10), || {
+        let p = sim.get("v1", "Pod", Some("default"), "crasher").ok()?;
+        (p["status"]["phase"] == "Running").then_some(p)
+    })
+    .await;
+    let state = &crasher["status"]["containerStatuses"][0];
+    assert_eq!(state["state"]["waiting"]["reason"], "CrashLoopBackOff");
+    assert_eq!(state["restartCount"], 5);
+    assert_eq!(
+        condition(&crasher, "Ready").expect("Ready")["status"],
+        "False"
+    );
+
+    sim.set_node_ready("node-a", false).expect("node down");
+    wait_for("deployment unavailable", Duration::from_secs(10), || {
+        let d = sim
+            .get("apps/v1", "Deployment", Some("default"), "api")
+            .ok()?;
+        (d["status"]["availableReplicas"] == 0).then_some(())
+    })
+    .await;
+    sim.set_node_ready("node-a", true).expect("node back");
+    crate::support::deployment_available(&sim, "default", "api", 1).await;
     sim.shutdown().await;
 }
