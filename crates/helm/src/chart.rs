@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::constraint::{Constraint, KubeVersion};
+use crate::constraint::{Constraint, KubeVersion, PrereleaseRule};
 use crate::error::{Error, Result};
+use crate::version::HelmMajor;
 
 /// Where a chart comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -334,9 +335,13 @@ impl ChartMetadata {
         })
     }
 
-    /// Checks the chart's kubeVersion against a Kubernetes version.
-    pub fn check_kube_version(&self, kube_version: &str) -> Result<KubeVersionCheck> {
-        check_kube_version(self.kube_version.as_deref(), kube_version)
+    /// Checks the chart's kubeVersion against a Kubernetes version, as the given Helm major would.
+    pub fn check_kube_version(
+        &self,
+        kube_version: &str,
+        helm: HelmMajor,
+    ) -> Result<KubeVersionCheck> {
+        check_kube_version(self.kube_version.as_deref(), kube_version, helm)
     }
 }
 
@@ -372,12 +377,18 @@ pub struct KubeVersionCheck {
     pub reason: Option<String>,
 }
 
-/// Evaluates a kubeVersion constraint the way Helm does (Masterminds semver rules: a
-/// pre-release Kubernetes version such as `v1.30.4-eks-a737599` only satisfies constraints
-/// that themselves carry a pre-release, e.g. `>=1.28.0-0`).
+/// Evaluates a kubeVersion constraint the way the given Helm major does at install time,
+/// against the version a live cluster reports. A pre-release Kubernetes version such as
+/// `v1.30.4-eks-a737599` only satisfies constraints that carry a pre-release, e.g.
+/// `>=1.28.0-0` (Helm 3: on every term; Helm 4: on one term of the AND group; see
+/// [`PrereleaseRule`]).
+///
+/// `helm template --kube-version` drops the pre-release part, so a template run can pass where
+/// the install is refused.
 pub fn check_kube_version(
     constraint: Option<&str>,
     kube_version: &str,
+    helm: HelmMajor,
 ) -> Result<KubeVersionCheck> {
     let version = KubeVersion::parse(kube_version)?;
     let Some(text) = constraint.filter(|c| !c.trim().is_empty()) else {
@@ -389,14 +400,23 @@ pub fn check_kube_version(
         });
     };
     let parsed = Constraint::parse(text)?;
-    let compatible = parsed.matches(&version);
+    let rule = PrereleaseRule::for_helm(helm);
+    let compatible = parsed.matches(&version, rule);
     let reason = (!compatible).then(|| {
         let release = version.without_prerelease();
-        if version.is_prerelease() && parsed.matches(&release) {
+        if version.is_prerelease() && parsed.matches(&release, rule) {
+            let helm4 = if helm == HelmMajor::V3
+                && parsed.matches(&version, PrereleaseRule::PerGroup)
+            {
+                " (Helm 4 accepts it: there one -0 term per AND group suffices)"
+            } else {
+                ""
+            };
             format!(
                 "`{kube_version}` is a pre-release version to Helm (as EKS and GKE versions are) and \
-                 `{text}` has no pre-release part, so Helm refuses it although {release} itself is \
-                 allowed; the chart should write its constraint with a -0 suffix (e.g. `>=1.28.0-0`)"
+                 `{text}` does not opt in to pre-releases, so Helm refuses it although {release} \
+                 itself is allowed{helm4}; the chart should write every bound with a -0 suffix \
+                 (e.g. `>=1.28.0-0 <1.33.0-0`)"
             )
         } else {
             format!(
@@ -411,6 +431,31 @@ pub fn check_kube_version(
         compatible,
         reason,
     })
+}
+
+/// What upgrading to a chart version means for a cluster: whether Helm will accept its
+/// kubeVersion, and which CRDs the upgrade leaves for you to apply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChartCompatibility {
+    /// The chart's name.
+    pub chart: String,
+    /// The chart's version.
+    pub version: String,
+    /// The chart's appVersion.
+    pub app_version: Option<String>,
+    /// Whether the chart is marked deprecated.
+    pub deprecated: bool,
+    /// The kubeVersion check against the target cluster version.
+    pub kube_version: KubeVersionCheck,
+    /// The CRDs under `crds/` and how to apply them (`None`: the chart ships none).
+    pub crds: Option<CrdUpgradeNotice>,
+}
+
+impl ChartCompatibility {
+    /// Whether nothing blocks the upgrade (CRDs still need applying when listed).
+    pub fn is_compatible(&self) -> bool {
+        self.kube_version.compatible
+    }
 }
 
 /// A CustomResourceDefinition shipped in a chart's `crds/` folder.
@@ -712,20 +757,34 @@ mod tests {
 
     #[test]
     fn kube_version_check_explains_the_prerelease_trap() {
-        let check = check_kube_version(Some(">=1.28.0"), "v1.30.4-eks-a737599").unwrap();
-        assert!(!check.compatible);
-        assert!(check.reason.unwrap().contains("-0 suffix"));
-        let check = check_kube_version(Some(">=1.28.0-0"), "v1.30.4-eks-a737599").unwrap();
-        assert!(check.compatible);
-        let check = check_kube_version(Some(">=1.25.0-0 <1.30.0-0"), "v1.31.0").unwrap();
-        assert!(!check.compatible);
+        let eks = "v1.30.4-eks-a737599";
+        for helm in [HelmMajor::V3, HelmMajor::V4] {
+            let check = check_kube_version(Some(">=1.28.0"), eks, helm).unwrap();
+            assert!(!check.compatible);
+            assert!(check.reason.unwrap().contains("-0 suffix"));
+            assert!(
+                check_kube_version(Some(">=1.28.0-0"), eks, helm)
+                    .unwrap()
+                    .compatible
+            );
+            let check = check_kube_version(Some(">=1.25.0-0 <1.30.0-0"), "v1.31.0", helm).unwrap();
+            assert!(!check.compatible);
+            let reason = check.reason.unwrap();
+            assert!(
+                reason.contains("outside the chart's kubeVersion"),
+                "{reason}"
+            );
+            assert!(check_kube_version(None, "1.31.0", helm).unwrap().compatible);
+        }
+        let mixed = Some(">=1.28.0-0 <1.32.0");
+        let v3 = check_kube_version(mixed, eks, HelmMajor::V3).unwrap();
+        assert!(!v3.compatible);
+        assert!(v3.reason.unwrap().contains("Helm 4 accepts it"));
         assert!(
-            check
-                .reason
+            check_kube_version(mixed, eks, HelmMajor::V4)
                 .unwrap()
-                .contains("outside the chart's kubeVersion")
+                .compatible
         );
-        assert!(check_kube_version(None, "1.31.0").unwrap().compatible);
     }
 
     #[test]

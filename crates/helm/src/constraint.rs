@@ -8,9 +8,11 @@
 //! `>=`, `<=` (also `=>`, `=<`), `~` / `~>` (patch-level), `^` (major-level), hyphen ranges
 //! `1.2 - 1.4.5`, and wildcards `x`, `X`, `*` or missing parts (`1.2` = `1.2.x`).
 //!
-//! Pre-releases: a version with a pre-release part (Kubernetes `v1.30.4-eks-a737599`) matches
-//! a term only if the term's own version has a pre-release part. That is why charts write
-//! `>=1.28.0-0`; `>=1.28.0` refuses every EKS cluster.
+//! Pre-releases: a version with a pre-release part (Kubernetes `v1.30.4-eks-a737599`) is only
+//! considered by terms that ask for pre-releases. That is why charts write `>=1.28.0-0`;
+//! `>=1.28.0` refuses every EKS cluster. The two Helm majors differ in what "ask" means
+//! (measured with Helm 3.17.3 and 4.1.4 against a live API server reporting an EKS version,
+//! see [`PrereleaseRule`]): for `>=1.28.0-0 <1.32.0`, Helm 3 refuses and Helm 4 installs.
 
 use std::fmt;
 
@@ -79,6 +81,27 @@ enum Wild {
     Minor,
     /// `1.2`, `1.2.x`.
     Patch,
+}
+
+/// How a pre-release version is matched; Helm 3 and Helm 4 differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrereleaseRule {
+    /// Helm 3: every term must carry a pre-release itself (`>=1.28.0-0 <1.32.0` refuses
+    /// `1.30.4-eks-x` because `<1.32.0` has none).
+    PerTerm,
+    /// Helm 4: one term with a pre-release opts its whole AND group in (`>=1.28.0-0 <1.32.0`
+    /// accepts `1.30.4-eks-x`).
+    PerGroup,
+}
+
+impl PrereleaseRule {
+    /// The rule the given Helm major applies.
+    pub fn for_helm(major: crate::HelmMajor) -> Self {
+        match major {
+            crate::HelmMajor::V3 => PrereleaseRule::PerTerm,
+            crate::HelmMajor::V4 => PrereleaseRule::PerGroup,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,11 +180,13 @@ impl Constraint {
         })
     }
 
-    /// Whether `version` satisfies the constraint.
-    pub fn matches(&self, version: &KubeVersion) -> bool {
-        self.any_of
-            .iter()
-            .any(|terms| terms.iter().all(|t| t.matches(&version.0)))
+    /// Whether `version` satisfies the constraint under `rule` (see [`PrereleaseRule::for_helm`]).
+    pub fn matches(&self, version: &KubeVersion, rule: PrereleaseRule) -> bool {
+        self.any_of.iter().any(|terms| {
+            let group_opts_in =
+                rule == PrereleaseRule::PerGroup && terms.iter().any(|t| !t.version.pre.is_empty());
+            terms.iter().all(|t| t.matches(&version.0, group_opts_in))
+        })
     }
 
     /// The constraint as written.
@@ -264,10 +289,10 @@ fn parse_partial(text: &str) -> Result<(Version, Wild), String> {
 }
 
 impl Term {
-    fn matches(&self, v: &Version) -> bool {
+    fn matches(&self, v: &Version, group_opts_in: bool) -> bool {
         let c = &self.version;
         // A pre-release version only matches terms that ask for pre-releases.
-        if !v.pre.is_empty() && c.pre.is_empty() {
+        if !v.pre.is_empty() && c.pre.is_empty() && !group_opts_in {
             return false;
         }
         // semver's ordering is the spec's precedence (build metadata is already dropped).
@@ -335,9 +360,20 @@ mod tests {
     use super::*;
 
     fn ok(constraint: &str, version: &str) -> bool {
-        Constraint::parse(constraint)
-            .unwrap_or_else(|e| panic!("{e}"))
-            .matches(&KubeVersion::parse(version).unwrap())
+        let c = Constraint::parse(constraint).unwrap_or_else(|e| panic!("{e}"));
+        let v = KubeVersion::parse(version).unwrap();
+        let per_term = c.matches(&v, PrereleaseRule::PerTerm);
+        if v.is_prerelease() {
+            per_term
+        } else {
+            // Without a pre-release both rules agree.
+            assert_eq!(
+                per_term,
+                c.matches(&v, PrereleaseRule::PerGroup),
+                "{constraint} {version}"
+            );
+            per_term
+        }
     }
 
     #[test]
@@ -403,6 +439,16 @@ mod tests {
         assert!(ok(">=1.28.0-0 <1.32.0-0", "v1.31.1-gke.100"));
         assert!(!ok(">=1.28.0-0 <1.31.0-0", "v1.31.1-gke.100"));
         assert!(!ok("^1.28", "1.30.0-eks-1"));
+        // Helm 3 needs the pre-release on every term; Helm 4 on one term of the AND group.
+        let mixed = Constraint::parse(">=1.28.0-0 <1.32.0").unwrap();
+        let eks = KubeVersion::parse("v1.30.4-eks-a737599").unwrap();
+        assert!(!mixed.matches(&eks, PrereleaseRule::PerTerm));
+        assert!(mixed.matches(&eks, PrereleaseRule::PerGroup));
+        let plain = Constraint::parse(">=1.28.0 || >=1.29.0-0 <1.29.5").unwrap();
+        assert!(
+            !plain.matches(&eks, PrereleaseRule::PerGroup),
+            "groups opt in one by one"
+        );
         assert!(
             ok(">=1.28.0", "v1.30.4+k3s1"),
             "build metadata is not a pre-release"

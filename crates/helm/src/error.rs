@@ -388,6 +388,18 @@ impl FailureKind {
                 return *kind;
             }
         }
+        // An OCI tag that is not there: `registry/path/chart:9.9.9: not found` at the end of
+        // the line (Helm 4 prefixes `failed to perform "FetchReference" on source: `).
+        let oci_tag_missing = text.lines().any(|line| {
+            line.trim_end()
+                .strip_suffix(": not found")
+                .and_then(|before| before.split_whitespace().last())
+                .and_then(|reference| reference.rsplit_once('/'))
+                .is_some_and(|(_, last)| last.contains(':'))
+        });
+        if oci_tag_missing {
+            return FailureKind::ChartVersionNotFound;
+        }
         // Chart lookups fail with many phrasings; all say which chart and "not found".
         if text.contains("not found") {
             let names_chart = text.contains("chart \"")

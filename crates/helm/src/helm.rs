@@ -8,7 +8,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use upgrade_core::ProcessBuilder;
 use upgrade_core::tool::HELM;
 
-use crate::chart::{ChartMetadata, ChartRef, ChartSource, CrdInfo, parse_crds};
+use crate::chart::{
+    ChartCompatibility, ChartMetadata, ChartRef, ChartSource, CrdInfo, CrdUpgradeNotice,
+    check_kube_version, parse_crds,
+};
 use crate::error::{Error, Result};
 use crate::options::{
     self, ListOptions, RollbackOptions, TemplateOptions, UninstallOptions, UpgradeOptions,
@@ -65,6 +68,7 @@ pub struct Helm {
     driver: StorageDriver,
     extra_env: Vec<(OsString, OsString)>,
     read_timeout: Duration,
+    plain_http: bool,
     version: tokio::sync::OnceCell<HelmVersion>,
 }
 
@@ -77,6 +81,7 @@ pub struct HelmBuilder {
     driver: StorageDriver,
     extra_env: Vec<(OsString, OsString)>,
     read_timeout: Option<Duration>,
+    plain_http: bool,
     version: Option<HelmVersion>,
 }
 
@@ -117,6 +122,13 @@ impl HelmBuilder {
         self
     }
 
+    /// Talks to OCI registries over plain HTTP (`--plain-http`, for local or in-cluster
+    /// registries without TLS). Off by default.
+    pub fn plain_http(mut self, plain_http: bool) -> Self {
+        self.plain_http = plain_http;
+        self
+    }
+
     /// Skips version detection (for argv construction without a binary, or a known Helm).
     pub fn version(mut self, version: HelmVersion) -> Self {
         self.version = Some(version);
@@ -136,6 +148,7 @@ impl HelmBuilder {
             driver: self.driver,
             extra_env: self.extra_env,
             read_timeout: self.read_timeout.unwrap_or(DEFAULT_READ_TIMEOUT),
+            plain_http: self.plain_http,
             version: tokio::sync::OnceCell::new_with(self.version),
         })
     }
@@ -214,6 +227,13 @@ impl Helm {
             cmd.arg("--kube-context").arg(context);
         }
         cmd
+    }
+
+    /// Flags a chart reference needs beyond its own arguments.
+    fn chart_flags(&self, chart: &ChartRef, args: &mut Vec<OsString>) {
+        if self.plain_http && matches!(chart.source, ChartSource::Oci(_)) {
+            args.push("--plain-http".into());
+        }
     }
 
     fn read_command(&self, args: Vec<OsString>) -> ProcessBuilder {
@@ -317,6 +337,7 @@ impl Helm {
     pub async fn show_chart(&self, chart: &ChartRef) -> Result<ChartMetadata> {
         let mut args: Vec<OsString> = vec!["show".into(), "chart".into()];
         args.extend(chart.to_args()?);
+        self.chart_flags(chart, &mut args);
         let cmd = self.read_command(args);
         let out = self.run(&cmd).await?;
         serde_norway::from_slice(&out.stdout).map_err(|e| {
@@ -329,8 +350,31 @@ impl Helm {
     pub async fn show_crds(&self, chart: &ChartRef) -> Result<Vec<CrdInfo>> {
         let mut args: Vec<OsString> = vec!["show".into(), "crds".into()];
         args.extend(chart.to_args()?);
+        self.chart_flags(chart, &mut args);
         let out = self.run(&self.read_command(args)).await?;
         parse_crds(&out.stdout_lossy(), None)
+    }
+
+    /// Checks `chart` against a target Kubernetes version (the `gitVersion` the cluster reports,
+    /// e.g. `v1.31.2-eks-7f9249a`) the way this Helm will at install time, and lists the CRDs
+    /// the upgrade will not update.
+    pub async fn chart_compatibility(
+        &self,
+        chart: &ChartRef,
+        kube_version: &str,
+    ) -> Result<ChartCompatibility> {
+        let major = self.version().await?.major();
+        let metadata = self.show_chart(chart).await?;
+        let kube = check_kube_version(metadata.kube_version.as_deref(), kube_version, major)?;
+        let crds = CrdUpgradeNotice::for_chart(chart, self.show_crds(chart).await?);
+        Ok(ChartCompatibility {
+            chart: metadata.name,
+            version: metadata.version,
+            app_version: metadata.app_version,
+            deprecated: metadata.deprecated,
+            kube_version: kube,
+            crds,
+        })
     }
 
     /// `helm template`: the rendered manifests (no cluster needed).
@@ -341,7 +385,9 @@ impl Helm {
         o: &TemplateOptions,
     ) -> Result<String> {
         // --set values are redacted by the runner (keys stay visible).
-        let cmd = self.read_command(options::template_args(release, chart, o)?);
+        let mut args = options::template_args(release, chart, o)?;
+        self.chart_flags(chart, &mut args);
+        let cmd = self.read_command(args);
         Ok(self.run(&cmd).await?.stdout_lossy())
     }
 
@@ -396,6 +442,7 @@ impl Helm {
         let before = list_dir(destination);
         let mut args: Vec<OsString> = vec!["pull".into()];
         args.extend(chart.to_args()?);
+        self.chart_flags(chart, &mut args);
         args.extend(["--destination".into(), destination.as_os_str().to_owned()]);
         if untar {
             args.push("--untar".into());
@@ -433,7 +480,9 @@ impl Helm {
         o: &UpgradeOptions,
     ) -> Result<ProcessBuilder> {
         let version = self.version().await?;
-        let mut cmd = self.command(options::upgrade_args(version, release, chart, o)?);
+        let mut args = options::upgrade_args(version, release, chart, o)?;
+        self.chart_flags(chart, &mut args);
+        let mut cmd = self.command(args);
         cmd.timeout(
             o.process_timeout
                 .unwrap_or(o.timeout + Duration::from_secs(60)),
@@ -443,13 +492,34 @@ impl Helm {
     }
 
     /// `helm upgrade` (installing when absent unless `install` is off); returns the new revision.
+    ///
+    /// With [`ForceMode::Conflicts`](crate::ForceMode::Conflicts) and no explicit
+    /// `--server-side=true`, the release's apply method is read first (`get metadata`), so a
+    /// release applied client-side (written by Helm 3) is refused before Helm runs.
     pub async fn upgrade(
         &self,
         release: &ReleaseRef,
         chart: &ChartRef,
         o: &UpgradeOptions,
     ) -> Result<Release> {
-        let cmd = self.upgrade_command(release, chart, o).await?;
+        let needs_apply_method = o.force == crate::ForceMode::Conflicts
+            && o.server_side != Some(crate::ServerSide::True)
+            && o.previous_apply_method.is_none()
+            && self.version().await?.is_v4();
+        let cmd = if needs_apply_method {
+            let apply_method = match self.metadata(release, None).await {
+                Ok(meta) => meta.apply_method,
+                Err(err) if err.failure_kind() == Some(crate::FailureKind::ReleaseNotFound) => None,
+                Err(err) => return Err(err),
+            };
+            let o = UpgradeOptions {
+                previous_apply_method: apply_method,
+                ..o.clone()
+            };
+            self.upgrade_command(release, chart, &o).await?
+        } else {
+            self.upgrade_command(release, chart, o).await?
+        };
         self.run_json(&cmd, "helm upgrade JSON").await
     }
 
@@ -609,21 +679,23 @@ impl Helm {
                         snapshot.revision
                     ),
                 })?;
-                if matches!(
-                    source.source,
-                    ChartSource::Repo { .. } | ChartSource::Oci(_)
-                ) && source.chart_name() != *chart_name
-                {
+                let mut chart = source.clone();
+                if let ChartSource::Oci(oci) = &mut chart.source {
+                    oci.tag = None;
+                }
+                if !matches!(chart.source, ChartSource::Path(_)) {
+                    chart.version = Some(chart_version.clone());
+                }
+                // The source must hold exactly the recorded chart version.
+                let found = self.show_chart(&chart).await?;
+                if found.name != *chart_name || found.version != *chart_version {
                     return Err(Error::Restore {
                         release: release.clone(),
                         reason: format!(
-                            "the chart source {source} is not the recorded chart {chart_name}"
+                            "the chart source {source} holds {}-{}, not the recorded {chart_name}-{chart_version}",
+                            found.name, found.version
                         ),
                     });
-                }
-                let mut chart = source.clone();
-                if !matches!(chart.source, ChartSource::Path(_)) {
-                    chart.version = Some(chart_version.clone());
                 }
                 let o = UpgradeOptions {
                     values: ValuesStrategy::Reset,

@@ -14,7 +14,8 @@
 //!   recorded revision while it is in history, otherwise roll forward; `pending-*` releases are
 //!   detected and only recovered under an explicit [`PendingPolicy`].
 //! - [`chart`]: references (repo/name, OCI, path), Chart.yaml, CRDs under `crds/` and the
-//!   kubeVersion check ([`constraint`]: Helm's constraint syntax).
+//!   kubeVersion check ([`constraint`]: Helm's constraint syntax, with the pre-release rule of
+//!   each Helm major); [`Helm::chart_compatibility`] combines them for an upgrade target.
 //! - [`storage`]: `sh.helm.release.v1.NAME.vN` Secrets/ConfigMaps decoded, and (feature
 //!   `kube`) [`storage::StorageReader`] for fast scans of every release and revision.
 //!
@@ -55,7 +56,8 @@ pub mod types;
 mod version;
 
 pub use chart::{
-    ChartMetadata, ChartRef, ChartSource, CrdInfo, CrdUpgradeNotice, LocalChart, OciReference,
+    ChartCompatibility, ChartMetadata, ChartRef, ChartSource, CrdInfo, CrdUpgradeNotice,
+    LocalChart, OciReference,
 };
 pub use error::{Error, FailureKind, HelmFailure, Result};
 pub use helm::{

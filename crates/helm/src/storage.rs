@@ -66,7 +66,9 @@ pub enum StorageError {
 }
 
 /// One release revision as Helm stores it (the chart's templates and files are skipped).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Its `Debug` shows sizes instead of values and manifests, which hold secrets.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredRelease {
     /// The release name.
     pub name: String,
@@ -99,6 +101,21 @@ pub struct StoredRelease {
 pub struct StoredChart {
     /// Chart.yaml.
     pub metadata: ChartMetadata,
+}
+
+impl std::fmt::Debug for StoredRelease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredRelease")
+            .field("name", &self.name)
+            .field("namespace", &self.namespace)
+            .field("version", &self.version)
+            .field("status", &self.info.status)
+            .field("chart", &self.chart_label())
+            .field("config_keys", &self.config.len())
+            .field("manifest_bytes", &self.manifest.len())
+            .field("hooks", &self.hooks.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl StoredRelease {

@@ -127,7 +127,9 @@ pub struct HistoryEntry {
 }
 
 /// `helm status NAME -o json` (and `upgrade -o json`): a release revision.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Its `Debug` shows sizes instead of values and manifests, which hold secrets.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct Release {
     /// The release name.
     pub name: String,
@@ -150,6 +152,21 @@ pub struct Release {
     /// `ssa` or `csa` (Helm 4; `None` for releases written by Helm 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub apply_method: Option<String>,
+}
+
+impl fmt::Debug for Release {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Release")
+            .field("name", &self.name)
+            .field("namespace", &self.namespace)
+            .field("version", &self.version)
+            .field("info", &self.info)
+            .field("config_keys", &self.config.len())
+            .field("manifest_bytes", &self.manifest.len())
+            .field("hooks", &self.hooks.len())
+            .field("apply_method", &self.apply_method)
+            .finish()
+    }
 }
 
 impl Release {
@@ -185,7 +202,7 @@ pub struct ReleaseInfo {
 }
 
 /// A chart hook (Job, Pod, ...) recorded in the release.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct Hook {
     /// The resource name.
     #[serde(default)]
@@ -208,6 +225,18 @@ pub struct Hook {
     /// When Helm deletes it.
     #[serde(default, deserialize_with = "null_as_default")]
     pub delete_policies: Vec<String>,
+}
+
+impl fmt::Debug for Hook {
+    /// The manifest may hold secrets: only its size is shown.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Hook")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("events", &self.events)
+            .field("manifest_bytes", &self.manifest.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// `helm get metadata NAME -o json` (Helm 3.13+; camelCase keys unlike the rest).
@@ -367,6 +396,16 @@ mod tests {
         assert_eq!(release.info.deleted, None);
         assert_eq!(release.apply_method, None);
         assert_eq!(release.release_ref().to_string(), "mlops/mlflow");
+        let with_secret = r#"{"name":"m","namespace":"n","version":1,"info":{"status":"deployed"},
+            "config":{"db":{"password":"s3cret-value"}},"manifest":"password: czNjcmV0LXZhbHVl"}"#;
+        let shown = format!(
+            "{:?}",
+            serde_json::from_str::<Release>(with_secret).unwrap()
+        );
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("czNj"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{HELMS, fixture_chart, helm_builder, strip};
+use common::{HELMS, fixture_chart, helm_builder, kube_version_chart, strip};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::Api;
 use kube_sim::SimCluster;
@@ -38,6 +38,13 @@ fn helm_on(ctx: &TestContext, tool: &str, sim: &SimCluster) -> Helm {
         .context(kube_sim::CONTEXT_NAME)
         .build()
         .unwrap()
+}
+
+/// Installs or upgrades with the quick defaults and expects success.
+async fn deploy(helm: &Helm, release: &ReleaseRef, chart: &ChartRef) -> upgrade_helm::Release {
+    helm.upgrade(release, chart, &quick(UpgradeOptions::default()))
+        .await
+        .unwrap_or_else(|e| panic!("deploy {release} {chart}: {e}"))
 }
 
 fn chart(name: &str, version: &str) -> ChartRef {
@@ -227,6 +234,21 @@ async fn snapshot_upgrade_failed_upgrade_and_restore_on_both_majors() {
             .await
             .unwrap_err();
         assert!(matches!(err, Error::Restore { .. }), "{err}");
+        let wrong = helm
+            .restore(
+                &snapshot,
+                Some(&chart("karpenter", "1.6.0")),
+                PendingPolicy::Refuse,
+                &quick_rollback(),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            wrong
+                .to_string()
+                .contains("holds karpenter-1.6.0, not the recorded karpenter-1.5.0"),
+            "{wrong}"
+        );
         let (plan, rolled) = helm
             .restore(
                 &snapshot,
@@ -259,34 +281,58 @@ async fn snapshot_upgrade_failed_upgrade_and_restore_on_both_majors() {
     sim.shutdown().await;
 }
 
-/// Runs `helm upgrade` in the background and SIGKILLs it after `after`, as a crashed CI runner
-/// would: Helm gets no chance to mark the release failed.
-async fn kill_upgrade_midway(cmd: &ProcessBuilder, after: Duration) {
+/// Runs `helm upgrade` in the background and SIGKILLs it as soon as its revision is recorded
+/// as pending (read from Helm's storage), as a crashed CI runner would: Helm gets no chance to
+/// mark the release failed.
+async fn kill_upgrade_once_pending(
+    cmd: &ProcessBuilder,
+    sim: &SimCluster,
+    release: &ReleaseRef,
+    pid_file: &std::path::Path,
+) {
+    use upgrade_core::process::shell_quote;
     let mut script = String::new();
     for (key, value) in cmd.get_envs() {
         match value {
             Some(v) => script.push_str(&format!(
                 "export {}={}; ",
                 key.to_string_lossy(),
-                upgrade_core::process::shell_quote(&v.to_string_lossy())
+                shell_quote(&v.to_string_lossy())
             )),
             None => script.push_str(&format!("unset {}; ", key.to_string_lossy())),
         }
     }
-    script.push_str(&upgrade_core::process::shell_quote(
-        &cmd.get_program().to_string_lossy(),
-    ));
+    script.push_str(&shell_quote(&cmd.get_program().to_string_lossy()));
     for arg in cmd.get_args() {
         script.push(' ');
-        script.push_str(&upgrade_core::process::shell_quote(&arg.to_string_lossy()));
+        script.push_str(&shell_quote(&arg.to_string_lossy()));
     }
     script.push_str(&format!(
-        " >/dev/null 2>&1 & pid=$!; sleep {}; kill -9 $pid; wait $pid; exit 0",
-        after.as_secs_f32()
+        " >/dev/null 2>&1 & echo $! > {}; wait $!; exit 0",
+        shell_quote(&pid_file.to_string_lossy())
     ));
     let mut sh = ProcessBuilder::new("/bin/sh");
-    sh.arg("-c").arg(script).timeout(Duration::from_secs(60));
-    sh.exec_async().await.unwrap();
+    sh.arg("-c").arg(script).timeout(Duration::from_secs(120));
+    let running = tokio::spawn(async move { sh.exec_async().await });
+
+    let reader = StorageReader::new(sim.client().unwrap(), StorageDriver::Secret);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let history = reader.history(release).await.unwrap();
+        if history.last().map(|r| r.status()) == Some(ReleaseStatus::PendingUpgrade) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no pending revision appeared: {history:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pid = std::fs::read_to_string(pid_file).unwrap();
+    let mut kill = ProcessBuilder::new("/bin/sh");
+    kill.arg("-c").arg(format!("kill -9 {}", pid.trim()));
+    kill.exec().unwrap();
+    running.await.unwrap().unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -296,13 +342,7 @@ async fn a_release_left_pending_by_a_killed_helm_is_detected_and_explained() {
     for tool in HELMS {
         let helm = helm_on(&ctx, tool, &sim);
         let release = ReleaseRef::new("mlflow", format!("mlops-{tool}"));
-        helm.upgrade(
-            &release,
-            &chart("mlflow", "0.16.0"),
-            &quick(UpgradeOptions::default()),
-        )
-        .await
-        .unwrap();
+        deploy(&helm, &release, &chart("mlflow", "0.16.0")).await;
         let snapshot = helm.snapshot(&release).await.unwrap();
 
         // An upgrade that waits for pods that never become ready, killed mid-wait.
@@ -320,7 +360,8 @@ async fn a_release_left_pending_by_a_killed_helm_is_detected_and_explained() {
             .upgrade_command(&release, &chart("mlflow", "0.17.0"), &stuck)
             .await
             .unwrap();
-        kill_upgrade_midway(&cmd, Duration::from_secs(3)).await;
+        let pid_file = ctx.work().join(format!("helm-{tool}.pid"));
+        kill_upgrade_once_pending(&cmd, &sim, &release, &pid_file).await;
         let history = helm.history(&release).await.unwrap();
         assert_eq!(
             history.last().unwrap().status,
@@ -391,7 +432,7 @@ async fn the_storage_reader_returns_what_helm_list_and_history_return() {
     let helm3 = helm_on(&ctx, "helm3", &sim);
     let helm4 = helm_on(&ctx, "helm4", &sim);
     // A mix of majors, charts, revisions and statuses.
-    let deploy = |v: &'static str| {
+    let described = |v: &'static str| {
         quick(UpgradeOptions {
             description: Some(format!("fixture {v}")),
             ..UpgradeOptions::default()
@@ -405,7 +446,7 @@ async fn the_storage_reader_returns_what_helm_list_and_history_return() {
     ];
     for (helm, name, ns, chart_name, version) in specs {
         let release = ReleaseRef::new(name, ns);
-        helm.upgrade(&release, &chart(chart_name, version), &deploy(version))
+        helm.upgrade(&release, &chart(chart_name, version), &described(version))
             .await
             .unwrap();
     }
@@ -413,7 +454,7 @@ async fn the_storage_reader_returns_what_helm_list_and_history_return() {
         .upgrade(
             &ReleaseRef::new("kserve", "kserve"),
             &chart("kserve", "0.15.0"),
-            &deploy("0.15.0"),
+            &described("0.15.0"),
         )
         .await
         .unwrap();
@@ -503,20 +544,8 @@ async fn the_configmap_driver_is_read_too() {
         .build()
         .unwrap();
     let release = ReleaseRef::new("mlflow", "mlops");
-    helm.upgrade(
-        &release,
-        &chart("mlflow", "0.16.0"),
-        &quick(UpgradeOptions::default()),
-    )
-    .await
-    .unwrap();
-    helm.upgrade(
-        &release,
-        &chart("mlflow", "0.17.0"),
-        &quick(UpgradeOptions::default()),
-    )
-    .await
-    .unwrap();
+    deploy(&helm, &release, &chart("mlflow", "0.16.0")).await;
+    deploy(&helm, &release, &chart("mlflow", "0.17.0")).await;
     let configmaps: Api<ConfigMap> = Api::namespaced(sim.client().unwrap(), "mlops");
     assert!(configmaps.get("sh.helm.release.v1.mlflow.v2").await.is_ok());
     let reader = StorageReader::new(sim.client().unwrap(), StorageDriver::ConfigMap);
@@ -548,26 +577,23 @@ async fn kube_version_on_a_live_eks_like_cluster() {
     let sim = start_sim().await;
     let eks = sim.server_version().to_string();
     assert!(eks.contains("-eks-"), "{eks}");
-    for (i, (constraint, installs)) in [(">=1.28.0", false), (">=1.28.0-0", true)]
-        .into_iter()
-        .enumerate()
-    {
+    // (constraint, Helm 3 installs, Helm 4 installs): measured with the real binaries.
+    let cases = [
+        (">=1.28.0", false, false),
+        (">=1.28.0-0", true, true),
+        (">=1.28.0-0 <1.32.0", false, true),
+        (">=1.28.0-0 <1.32.0-0", true, true),
+        ("<1.28.0 || >=1.29.0-0", true, true),
+    ];
+    for (i, (constraint, helm3_installs, helm4_installs)) in cases.into_iter().enumerate() {
         let dir = ctx.work().join(format!("kv{i}"));
-        std::fs::create_dir_all(dir.join("templates")).unwrap();
-        std::fs::write(
-            dir.join("Chart.yaml"),
-            format!("apiVersion: v2\nname: kv{i}\nversion: 0.1.0\nkubeVersion: \"{constraint}\"\n"),
-        )
-        .unwrap();
-        std::fs::write(
-            dir.join("templates/cm.yaml"),
-            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: kv\n",
-        )
-        .unwrap();
-        let check = upgrade_helm::chart::check_kube_version(Some(constraint), &eks).unwrap();
-        assert_eq!(check.compatible, installs, "{check:?}");
-        for tool in HELMS {
+        kube_version_chart(&dir, &format!("kv{i}"), constraint);
+        for (tool, installs) in [("helm3", helm3_installs), ("helm4", helm4_installs)] {
             let helm = helm_on(&ctx, tool, &sim);
+            let major = helm.version().await.unwrap().major();
+            let check =
+                upgrade_helm::chart::check_kube_version(Some(constraint), &eks, major).unwrap();
+            assert_eq!(check.compatible, installs, "{tool} {check:?}");
             let release = ReleaseRef::new(format!("kv{i}"), format!("kv-{tool}"));
             let result = helm
                 .upgrade(
@@ -611,20 +637,8 @@ async fn crds_are_not_updated_by_upgrades_and_the_notice_says_how() {
     for tool in HELMS {
         let helm = helm_on(&ctx, tool, &sim);
         let release = ReleaseRef::new("kserve", format!("kserve-{tool}"));
-        helm.upgrade(
-            &release,
-            &chart("kserve", "0.14.1"),
-            &quick(UpgradeOptions::default()),
-        )
-        .await
-        .unwrap();
-        helm.upgrade(
-            &release,
-            &chart("kserve", "0.15.0"),
-            &quick(UpgradeOptions::default()),
-        )
-        .await
-        .unwrap();
+        deploy(&helm, &release, &chart("kserve", "0.14.1")).await;
+        deploy(&helm, &release, &chart("kserve", "0.15.0")).await;
         let live = served(
             crds.get("inferenceservices.serving.kserve.io")
                 .await
@@ -819,16 +833,12 @@ async fn reuse_values_across_chart_versions_breaks_and_the_explicit_strategies_d
 async fn a_timeout_interrupts_helm_gracefully_and_leaves_no_pending_revision() {
     let ctx = TestContext::new();
     let sim = start_sim().await;
-    for tool in HELMS {
-        let helm = helm_on(&ctx, tool, &sim);
+    // Both majors at once: the timeout below leaves room for a loaded machine.
+    let (ctx, sim) = (&ctx, &sim);
+    let interrupt = |tool: &'static str| async move {
+        let helm = helm_on(ctx, tool, sim);
         let release = ReleaseRef::new("argo-workflows", format!("argo-{tool}"));
-        helm.upgrade(
-            &release,
-            &chart("argo-workflows", "0.45.0"),
-            &quick(UpgradeOptions::default()),
-        )
-        .await
-        .unwrap();
+        deploy(&helm, &release, &chart("argo-workflows", "0.45.0")).await;
         let interrupted = UpgradeOptions {
             set: vec![SetValue::string(
                 "podAnnotations.kube-sim\\.dev/never-ready",
@@ -836,8 +846,8 @@ async fn a_timeout_interrupts_helm_gracefully_and_leaves_no_pending_revision() {
             )],
             on_failure: OnFailure::Fail,
             timeout: Duration::from_secs(120),
-            process_timeout: Some(Duration::from_secs(3)),
-            kill_grace: Duration::from_secs(20),
+            process_timeout: Some(Duration::from_secs(10)),
+            kill_grace: Duration::from_secs(30),
             ..UpgradeOptions::default()
         };
         let err = helm
@@ -854,6 +864,81 @@ async fn a_timeout_interrupts_helm_gracefully_and_leaves_no_pending_revision() {
             "{tool}: {history:?}"
         );
         assert!(helm.preflight(&release).await.is_ok());
+    };
+    tokio::join!(interrupt("helm3"), interrupt("helm4"));
+}
+
+/// `--force-conflicts` needs server-side apply: on a release Helm 3 wrote (client-side apply)
+/// the upgrade is refused before Helm runs, with the error Helm 4 itself would give; on a
+/// release Helm 4 wrote (server-side apply) it goes through.
+#[tokio::test(flavor = "multi_thread")]
+async fn force_conflicts_is_gated_on_the_release_apply_method() {
+    use upgrade_helm::{ForceMode, ServerSide};
+    let ctx = TestContext::new();
+    let sim = start_sim().await;
+    let helm3 = helm_on(&ctx, "helm3", &sim);
+    let helm4 = helm_on(&ctx, "helm4", &sim);
+    let by_helm3 = ReleaseRef::new("mlflow", "written-by-helm3");
+    let by_helm4 = ReleaseRef::new("mlflow", "written-by-helm4");
+    let install = quick(UpgradeOptions::default());
+    helm3
+        .upgrade(&by_helm3, &chart("mlflow", "0.16.0"), &install)
+        .await
+        .unwrap();
+    helm4
+        .upgrade(&by_helm4, &chart("mlflow", "0.16.0"), &install)
+        .await
+        .unwrap();
+    // No user values: `get values -o json` prints `null` on both majors.
+    for (helm, release) in [(&helm3, &by_helm3), (&helm4, &by_helm4)] {
+        let values = helm.values(release, None, ValuesScope::User).await.unwrap();
+        assert!(values.is_empty(), "{values:?}");
     }
+    assert_eq!(
+        helm4.metadata(&by_helm3, None).await.unwrap().apply_method,
+        None
+    );
+    assert_eq!(
+        helm4
+            .metadata(&by_helm4, None)
+            .await
+            .unwrap()
+            .apply_method
+            .as_deref(),
+        Some("ssa")
+    );
+
+    let conflicts = UpgradeOptions {
+        force: ForceMode::Conflicts,
+        server_side: Some(ServerSide::Auto),
+        ..quick(UpgradeOptions::default())
+    };
+    let err = helm4
+        .upgrade(&by_helm3, &chart("mlflow", "0.17.0"), &conflicts)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidOptions { .. }), "{err}");
+
+    // What Helm 4 says when asked anyway.
+    let mut raw = ctx.command("helm4");
+    raw.args(["upgrade", "mlflow"])
+        .arg(fixture_chart("mlflow", "0.17.0"))
+        .args(["--namespace", "written-by-helm3", "--force-conflicts"])
+        .args(["--server-side=auto", "--kubeconfig"])
+        .arg(sim.kubeconfig_path());
+    let out = raw.output().unwrap();
+    assert!(!out.status.success());
+    let stderr = out.stderr_lossy();
+    assert!(
+        stderr.contains("forceConflicts enabled when serverSideApply disabled"),
+        "{stderr}"
+    );
+
+    let upgraded = helm4
+        .upgrade(&by_helm4, &chart("mlflow", "0.17.0"), &conflicts)
+        .await
+        .unwrap();
+    assert_eq!(upgraded.version, 2);
+    assert_eq!(upgraded.apply_method.as_deref(), Some("ssa"));
     sim.shutdown().await;
 }

@@ -105,6 +105,7 @@ async fn a_set_password_appears_in_no_log_error_or_report() {
             .await
             .unwrap();
         assert_eq!(installed.config["db"]["password"], PASSWORD);
+        shown.push(format!("{installed:?}"));
         let snapshots = ctx.work().join(format!("snapshots-{tool}"));
         let outcome = helm
             .safe_upgrade(
@@ -136,6 +137,7 @@ async fn a_set_password_appears_in_no_log_error_or_report() {
             .unwrap();
         shown.push(format!("{plan:?}"));
         assert_eq!(restored.config["db"]["password"], PASSWORD);
+        shown.push(format!("{restored:?}"));
     }
     sim.shutdown().await;
 

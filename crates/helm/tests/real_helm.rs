@@ -4,7 +4,10 @@
 
 mod common;
 
-use common::{HELMS, closed_kubeconfig, fixture_chart, helm_builder, helm_for, serve_dir};
+use common::{
+    HELMS, closed_kubeconfig, fixture_chart, helm_builder, helm_for, kube_version_chart, serve_dir,
+    serve_oci_chart,
+};
 use upgrade_helm::chart::check_kube_version;
 use upgrade_helm::constraint::KubeVersion;
 use upgrade_helm::{
@@ -250,17 +253,7 @@ async fn kube_version_checks_agree_with_helm() {
     let mut disagreements = Vec::new();
     for (i, constraint) in constraints.iter().enumerate() {
         let dir = ctx.work().join(format!("c{i}"));
-        std::fs::create_dir_all(dir.join("templates")).unwrap();
-        std::fs::write(
-            dir.join("Chart.yaml"),
-            format!("apiVersion: v2\nname: c{i}\nversion: 0.1.0\nkubeVersion: \"{constraint}\"\n"),
-        )
-        .unwrap();
-        std::fs::write(
-            dir.join("templates/cm.yaml"),
-            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n",
-        )
-        .unwrap();
+        kube_version_chart(&dir, &format!("c{i}"), constraint);
         for version in versions {
             let helm_says = match helm
                 .template(
@@ -285,7 +278,7 @@ async fn kube_version_checks_agree_with_helm() {
                 .unwrap()
                 .without_prerelease()
                 .to_string();
-            let we_say = check_kube_version(Some(constraint), &generic)
+            let we_say = check_kube_version(Some(constraint), &generic, HelmMajor::V4)
                 .unwrap()
                 .compatible;
             if helm_says != we_say {
@@ -385,5 +378,93 @@ async fn a_local_repository_offers_versions_and_pulls() {
             "{tool}: {err}"
         );
         assert!(matches!(err, Error::Failed(_)));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chart_compatibility_for_an_upgrade_target() {
+    let ctx = TestContext::new();
+    for tool in HELMS {
+        let helm = helm_for(&ctx, tool);
+        let argo = ChartRef::path(fixture_chart("argo-workflows", "0.46.0"));
+        let report = helm
+            .chart_compatibility(&argo, "v1.30.4-eks-a737599")
+            .await
+            .unwrap();
+        assert!(report.is_compatible(), "{report:?}");
+        assert_eq!(
+            (report.chart.as_str(), report.version.as_str()),
+            ("argo-workflows", "0.46.0")
+        );
+        let crds = report.crds.expect("argo ships CRDs");
+        let names: Vec<&str> = crds.crds.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["workflows.argoproj.io", "workflowtemplates.argoproj.io"]
+        );
+
+        let karpenter = ChartRef::path(fixture_chart("karpenter", "1.6.0"));
+        let report = helm
+            .chart_compatibility(&karpenter, "v1.28.9-eks-1")
+            .await
+            .unwrap();
+        assert!(!report.is_compatible());
+        assert!(report.crds.is_none());
+        let reason = report.kube_version.reason.unwrap();
+        assert!(
+            reason.contains("outside the chart's kubeVersion `>=1.29.0-0`"),
+            "{reason}"
+        );
+    }
+}
+
+/// `oci://` references as the seeds' Karpenter uses them, pulled by both majors from a local
+/// read-only registry.
+#[tokio::test(flavor = "multi_thread")]
+async fn oci_references_are_pulled_and_shown() {
+    let ctx = TestContext::new();
+    let mut package = ctx.command("helm4");
+    package
+        .arg("package")
+        .arg(fixture_chart("karpenter", "1.6.0"))
+        .arg("--destination")
+        .arg(ctx.work());
+    package.exec().unwrap();
+    let registry = serve_oci_chart(
+        &ctx.work().join("karpenter-1.6.0.tgz"),
+        "karpenter/karpenter",
+        "1.6.0",
+        "karpenter",
+    )
+    .await;
+    for tool in HELMS {
+        let helm = helm_builder(&ctx, tool).plain_http(true).build().unwrap();
+        let chart = ChartRef::oci(&format!("oci://{registry}/karpenter/karpenter:1.6.0")).unwrap();
+        assert_eq!(chart.version.as_deref(), Some("1.6.0"));
+        let meta = helm.show_chart(&chart).await.unwrap();
+        assert_eq!(
+            (meta.name.as_str(), meta.version.as_str()),
+            ("karpenter", "1.6.0")
+        );
+        let dest = ctx.work().join(format!("oci-{tool}"));
+        let tgz = helm.pull(&chart, &dest, false).await.unwrap();
+        assert_eq!(tgz, dest.join("karpenter-1.6.0.tgz"));
+        let err = helm
+            .pull(&chart.clone().with_version("9.9.9"), &dest, false)
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("differs from the version"),
+            "a tag and another version conflict: {err}"
+        );
+        let missing = ChartRef::oci(&format!("oci://{registry}/karpenter/karpenter"))
+            .unwrap()
+            .with_version("9.9.9");
+        let err = helm.pull(&missing, &dest, false).await.unwrap_err();
+        assert_eq!(
+            err.failure_kind(),
+            Some(FailureKind::ChartVersionNotFound),
+            "{tool}: {err}"
+        );
     }
 }

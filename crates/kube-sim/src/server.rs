@@ -250,9 +250,10 @@ async fn route(
                 .unwrap_or("unknown")
                 .to_string()
         })),
+        keep_identity: false,
     };
     match verb {
-        "watch" => watch_response(state, &req, params),
+        "watch" => watch_response(state, &req, params, table),
         "list" => list_response(state, &req, params, table),
         "get" => get_response(state, &req, table),
         "create" => create(state, &req, &body, &content_type, &opts),
@@ -813,7 +814,7 @@ fn patch_object(
         let now = now_micro();
         let apply_opts = WriteOptions {
             dry_run: opts.dry_run,
-            manager: None,
+            ..WriteOptions::default()
         };
         if target == Target::Status {
             let updated = state.store.mutate(
@@ -829,6 +830,7 @@ fn patch_object(
             )?;
             return Ok(json_response(StatusCode::OK, &updated));
         }
+        let force = params.get("force").is_some_and(|f| f == "true");
         let (obj, created) = state.store.upsert(&req.ty, req.ns(), &name, &apply_opts, |live| {
             let mut base = match live {
                 Some(l) => l.clone(),
@@ -839,6 +841,16 @@ fn patch_object(
                 && let Some(m) = config.as_object_mut()
             {
                 m.remove("status");
+            }
+            if live.is_some() {
+                if force {
+                    patch::take_ownership(&mut base, &config, &manager);
+                } else {
+                    let conflicts = patch::apply_conflicts(&base, &config, &manager);
+                    if !conflicts.is_empty() {
+                        return Err(apply_conflict_error(&ty, &name, &conflicts));
+                    }
+                }
             }
             patch::server_side_apply(&mut base, &config, &manager, &ty.api_version(), &now);
             Ok(base)
@@ -901,6 +913,46 @@ fn body_json(body: &[u8]) -> Option<Value> {
         return crate::protobuf::decode(body).ok();
     }
     serde_json::from_slice(body).ok()
+}
+
+/// The 409 a server-side apply gets when other managers own fields it would change.
+fn apply_conflict_error(
+    ty: &ResourceType,
+    name: &str,
+    conflicts: &[patch::FieldConflict],
+) -> ApiError {
+    let described: Vec<String> = conflicts
+        .iter()
+        .map(|c| {
+            format!(
+                "conflict with \"{}\" using {}: {}",
+                c.manager, c.api_version, c.field
+            )
+        })
+        .collect();
+    let noun = if conflicts.len() == 1 {
+        "conflict"
+    } else {
+        "conflicts"
+    };
+    let mut err = ApiError::new(
+        409,
+        "Conflict",
+        format!(
+            "Apply failed with {} {noun}: {}",
+            conflicts.len(),
+            described.join("\n")
+        ),
+    );
+    err.details = Some(json!({
+        "name": name, "group": ty.group, "kind": ty.plural,
+        "causes": conflicts.iter().map(|c| json!({
+            "reason": "FieldManagerConflict",
+            "message": format!("conflict with \"{}\" using {}", c.manager, c.api_version),
+            "field": c.field,
+        })).collect::<Vec<_>>(),
+    }));
+    err
 }
 
 fn delete_options(body: &[u8], params: &Params) -> Propagation {
@@ -1002,15 +1054,25 @@ struct WatchStream {
     ty: Arc<ResourceType>,
     namespace: Option<String>,
     filter: Filter,
+    table: bool,
     deadline: tokio::time::Instant,
     shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
-fn encode_event(ty: &ResourceType, event_type: &str, obj: &Value) -> Bytes {
+/// One watch event line; with `table`, the object is a one-row Table (`kubectl get -w`).
+fn encode_event(ty: &ResourceType, event_type: &str, obj: &Value, table: bool) -> Bytes {
     let mut out = Vec::with_capacity(1024);
     out.extend_from_slice(format!(r#"{{"type":"{event_type}","object":"#).as_bytes());
     // Serialising a JSON value to a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut out, &*at_version(ty, obj));
+    if table && event_type != "BOOKMARK" {
+        let rv = obj["metadata"]["resourceVersion"]
+            .as_str()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(0);
+        let _ = serde_json::to_writer(&mut out, &table_for(ty, &[Arc::new(obj.clone())], rv, None));
+    } else {
+        let _ = serde_json::to_writer(&mut out, &*at_version(ty, obj));
+    }
     out.extend_from_slice(b"}\n");
     Bytes::from(out)
 }
@@ -1039,7 +1101,12 @@ fn visible_as(
     }
 }
 
-fn watch_response(state: &AppState, req: &Request, params: &Params) -> Result<Response, ApiError> {
+fn watch_response(
+    state: &AppState,
+    req: &Request,
+    params: &Params,
+    table: bool,
+) -> Result<Response, ApiError> {
     let filter = Filter::from_params(params)?;
     if let Some(name) = &req.name {
         // A watch on one object is a watch with a metadata.name field selector.
@@ -1055,7 +1122,7 @@ fn watch_response(state: &AppState, req: &Request, params: &Params) -> Result<Re
             name: None,
             sub: None,
         };
-        return watch_response(state, &req, &p);
+        return watch_response(state, &req, &p, table);
     }
     let timeout = params
         .get("timeoutSeconds")
@@ -1072,18 +1139,18 @@ fn watch_response(state: &AppState, req: &Request, params: &Params) -> Result<Re
     let rx = if rv.is_none() || rv == Some(0) || send_initial {
         let (objs, list_rv, rx) = state.store.list_and_subscribe(&req.ty, req.ns());
         for obj in objs.iter().filter(|o| filter.matches(o)) {
-            pending.push_back(encode_event(&req.ty, "ADDED", obj));
+            pending.push_back(encode_event(&req.ty, "ADDED", obj, table));
         }
         if send_initial {
             let bookmark = json!({"kind": req.ty.kind, "apiVersion": req.ty.api_version(), "metadata": {"resourceVersion": list_rv.to_string(), "annotations": {"k8s.io/initial-events-end": "true"}}});
-            pending.push_back(encode_event(&req.ty, "BOOKMARK", &bookmark));
+            pending.push_back(encode_event(&req.ty, "BOOKMARK", &bookmark, false));
         }
         rx
     } else {
         let (events, rx) = state.store.events_since(&req.ty.key(), rv.unwrap_or(0))?;
         for e in events {
             if let Some(event_type) = visible_as(&req.ty, req.ns(), &filter, &e) {
-                pending.push_back(encode_event(&req.ty, event_type, &e.object));
+                pending.push_back(encode_event(&req.ty, event_type, &e.object, table));
             }
         }
         rx
@@ -1094,6 +1161,7 @@ fn watch_response(state: &AppState, req: &Request, params: &Params) -> Result<Re
         ty: req.ty.clone(),
         namespace: req.namespace.clone(),
         filter,
+        table,
         deadline: tokio::time::Instant::from_std(Instant::now() + Duration::from_secs(timeout)),
         shutdown: state.shutdown.clone(),
     };
@@ -1106,7 +1174,7 @@ fn watch_response(state: &AppState, req: &Request, params: &Params) -> Result<Re
                 r = ws.rx.recv() => match r {
                     Ok(ev) => {
                         if let Some(event_type) = visible_as(&ws.ty, ws.namespace.as_deref(), &ws.filter, &ev) {
-                            let b = encode_event(&ws.ty, event_type, &ev.object);
+                            let b = encode_event(&ws.ty, event_type, &ev.object, ws.table);
                             return Some((Ok(b), ws));
                         }
                     }

@@ -76,6 +76,9 @@ pub struct WriteOptions {
     pub dry_run: bool,
     /// Field manager to record as an `Update` entry in managedFields (if any).
     pub manager: Option<String>,
+    /// On create, keep the object's own `uid` and `creationTimestamp` (fixture loads of a
+    /// dumped cluster); otherwise the server assigns them, as upstream.
+    pub keep_identity: bool,
 }
 
 /// How dependents are handled on delete.
@@ -614,10 +617,11 @@ impl Inner {
                 Some(ns) => meta.insert("namespace".into(), json!(ns)),
                 None => meta.remove("namespace"),
             };
-            if !meta.get("uid").is_some_and(Value::is_string) {
+            if !(opts.keep_identity && meta.get("uid").is_some_and(Value::is_string)) {
                 meta.insert("uid".into(), json!(uid));
             }
-            if !meta.get("creationTimestamp").is_some_and(Value::is_string) {
+            if !(opts.keep_identity && meta.get("creationTimestamp").is_some_and(Value::is_string))
+            {
                 meta.insert("creationTimestamp".into(), json!(now_rfc3339()));
             }
             meta.remove("deletionTimestamp");
@@ -832,18 +836,29 @@ impl Inner {
             new["metadata"]["generation"] = json!(generation);
         }
         if let Some(manager) = &opts.manager {
-            let set = crate::patch::field_set(&json!({"spec": new["spec"].clone()}));
-            crate::patch::record_manager(
-                &mut new,
-                manager,
-                "Update",
-                &ty.api_version(),
-                &now_rfc3339(),
-                set,
-            );
-            // The timestamp alone must not turn a no-op into a change.
-            if strip_times(&new) == strip_times(old) {
-                return Ok((old.clone(), Vec::new()));
+            // An Update manager owns what it changed, added to what it owned before.
+            let changed = crate::patch::changed_field_set(old, &new);
+            if changed.as_object().is_some_and(|m| !m.is_empty()) {
+                let before = old["metadata"]["managedFields"]
+                    .as_array()
+                    .and_then(|entries| {
+                        entries.iter().find(|e| {
+                            e["manager"].as_str() == Some(manager.as_str())
+                                && e["operation"] == "Update"
+                        })
+                    });
+                let mut set = before
+                    .map(|b| b["fieldsV1"].clone())
+                    .unwrap_or_else(|| json!({}));
+                json_patch::merge(&mut set, &changed);
+                crate::patch::record_manager(
+                    &mut new,
+                    manager,
+                    "Update",
+                    &ty.api_version(),
+                    &now_rfc3339(),
+                    set,
+                );
             }
         }
         if new == **old {
@@ -1058,18 +1073,6 @@ impl Inner {
         }
         events
     }
-}
-
-fn strip_times(v: &Value) -> Value {
-    let mut v = v.clone();
-    if let Some(entries) = v["metadata"]["managedFields"].as_array_mut() {
-        for e in entries {
-            if let Some(m) = e.as_object_mut() {
-                m.remove("time");
-            }
-        }
-    }
-    v
 }
 
 /// Allocates a pod IP under the store lock.

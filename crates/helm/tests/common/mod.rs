@@ -56,18 +56,98 @@ pub fn fixture_chart(name: &str, version: &str) -> PathBuf {
         .join(version)
 }
 
-/// Serves `dir` over HTTP on localhost (GET only) until the runtime ends; returns the base URL.
+/// What a test HTTP server answers for a path: content type, extra headers and body.
+pub type Response = (String, Vec<(String, String)>, Vec<u8>);
+
+/// Serves `dir` over HTTP on localhost (GET and HEAD) until the runtime ends; returns the base URL.
 pub async fn serve_dir(dir: &Path) -> String {
+    let root = dir.to_path_buf();
+    serve(move |path| {
+        if path.contains("..") {
+            return None;
+        }
+        let body = std::fs::read(root.join(path.trim_start_matches('/'))).ok()?;
+        Some(("application/octet-stream".to_string(), Vec::new(), body))
+    })
+    .await
+}
+
+/// A read-only OCI registry holding one Helm chart archive at `repository:tag` (the
+/// distribution API subset `helm pull` uses); returns `host:port`.
+pub async fn serve_oci_chart(tgz: &Path, repository: &str, tag: &str, name: &str) -> String {
+    use sha2::Digest;
+    let digest = |bytes: &[u8]| format!("sha256:{:x}", sha2::Sha256::digest(bytes));
+    let layer = std::fs::read(tgz).unwrap();
+    let config =
+        serde_json::to_vec(&serde_json::json!({"apiVersion": "v2", "name": name, "version": tag}))
+            .unwrap();
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.cncf.helm.config.v1+json", "digest": digest(&config), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.cncf.helm.chart.content.v1.tar+gzip", "digest": digest(&layer), "size": layer.len()}],
+    }))
+    .unwrap();
+    let manifest_digest = digest(&manifest);
+    let mut routes = std::collections::HashMap::new();
+    routes.insert(
+        "/v2/".to_string(),
+        ("application/json".to_string(), b"{}".to_vec()),
+    );
+    let manifest_entry = (
+        "application/vnd.oci.image.manifest.v1+json".to_string(),
+        manifest.clone(),
+    );
+    routes.insert(
+        format!("/v2/{repository}/manifests/{tag}"),
+        manifest_entry.clone(),
+    );
+    routes.insert(
+        format!("/v2/{repository}/manifests/{manifest_digest}"),
+        manifest_entry,
+    );
+    routes.insert(
+        format!("/v2/{repository}/tags/list"),
+        (
+            "application/json".to_string(),
+            serde_json::to_vec(&serde_json::json!({"name": repository, "tags": [tag]})).unwrap(),
+        ),
+    );
+    for blob in [&config, &layer] {
+        routes.insert(
+            format!("/v2/{repository}/blobs/{}", digest(blob)),
+            ("application/octet-stream".to_string(), blob.clone()),
+        );
+    }
+    let url = serve(move |path| {
+        let (content_type, body) = routes.get(path)?.clone();
+        let headers = if path.contains("/manifests/") {
+            vec![("Docker-Content-Digest".to_string(), manifest_digest.clone())]
+        } else {
+            Vec::new()
+        };
+        Some((content_type, headers, body))
+    })
+    .await;
+    url.trim_start_matches("http://").to_string()
+}
+
+/// Serves what `resolve` answers (GET and HEAD; 404 for `None`) on localhost until the runtime
+/// ends; returns the base URL.
+pub async fn serve<F>(resolve: F) -> String
+where
+    F: Fn(&str) -> Option<Response> + Send + Sync + 'static,
+{
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let root = dir.to_path_buf();
+    let resolve = std::sync::Arc::new(resolve);
     tokio::spawn(async move {
         loop {
             let Ok((mut socket, _)) = listener.accept().await else {
                 return;
             };
-            let root = root.clone();
+            let resolve = resolve.clone();
             tokio::spawn(async move {
                 let mut request = Vec::new();
                 let mut buf = [0u8; 4096];
@@ -78,27 +158,32 @@ pub async fn serve_dir(dir: &Path) -> String {
                     }
                 }
                 let text = String::from_utf8_lossy(&request);
-                let path = text
-                    .split_whitespace()
-                    .nth(1)
+                let mut words = text.split_whitespace();
+                let method = words.next().unwrap_or_default().to_string();
+                let path = words
+                    .next()
                     .unwrap_or("/")
                     .split('?')
                     .next()
                     .unwrap_or("/")
-                    .trim_start_matches('/')
                     .to_string();
-                let file = root.join(&path);
-                let response = match (path.contains(".."), std::fs::read(&file)) {
-                    (false, Ok(body)) => {
+                let response = match resolve(&path) {
+                    Some((content_type, headers, body)) => {
                         let mut head = format!(
-                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                            "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n",
                             body.len()
-                        )
-                        .into_bytes();
-                        head.extend(body);
-                        head
+                        );
+                        for (k, v) in headers {
+                            head.push_str(&format!("{k}: {v}\r\n"));
+                        }
+                        head.push_str("\r\n");
+                        let mut bytes = head.into_bytes();
+                        if method != "HEAD" {
+                            bytes.extend(body);
+                        }
+                        bytes
                     }
-                    _ => {
+                    None => {
                         b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
                             .to_vec()
                     }
@@ -122,4 +207,19 @@ pub fn strip(
         h.app_version.clone(),
         h.description.clone(),
     )
+}
+
+/// Writes a one-ConfigMap chart named `name` with this `kubeVersion` into `dir`.
+pub fn kube_version_chart(dir: &Path, name: &str, constraint: &str) {
+    std::fs::create_dir_all(dir.join("templates")).unwrap();
+    std::fs::write(
+        dir.join("Chart.yaml"),
+        format!("apiVersion: v2\nname: {name}\nversion: 0.1.0\nkubeVersion: \"{constraint}\"\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("templates/cm.yaml"),
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n"),
+    )
+    .unwrap();
 }

@@ -241,3 +241,62 @@ async fn helm_list_reads_generated_releases() {
     assert_eq!(list[0]["status"], "deployed");
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm4_upgrade_that_never_gets_ready_times_out_and_rolls_back() {
+    let ctx = TestContext::new();
+    let sim = start(&["node-a"]).await;
+    let chart = TestContext::fixtures_dir().join("charts/sim-smoke");
+    let chart = chart.to_str().expect("utf-8 path");
+    ok(
+        &ctx,
+        &sim,
+        "helm4",
+        &["install", "smoke", chart, "--wait", "--timeout", "60s"],
+    )
+    .await;
+    let failed = crate::support::run(
+        &ctx,
+        &sim,
+        "helm4",
+        &[
+            "upgrade",
+            "smoke",
+            chart,
+            "--wait",
+            "--timeout",
+            "3s",
+            "--set",
+            "image.tag=2.0.0",
+            "--set-string",
+            r"podAnnotations.kube-sim\.dev/never-ready=true",
+        ],
+    )
+    .await;
+    assert!(
+        !failed.status.success(),
+        "the upgrade must time out: {}",
+        failed.stdout_lossy()
+    );
+    // The old ReplicaSet kept serving: availability never dropped.
+    let d = sim
+        .get("apps/v1", "Deployment", Some("default"), "smoke")
+        .expect("deployment");
+    assert_eq!(d["status"]["availableReplicas"], 2);
+    // Both ReplicaSets run: two old pods serving, two new ones never Ready.
+    assert_eq!(d["status"]["replicas"], 4);
+    assert_eq!(d["status"]["updatedReplicas"], 2);
+    let history = ok(&ctx, &sim, "helm4", &["history", "smoke", "-o", "json"]).await;
+    let history: Value = serde_json::from_str(&history).expect("json");
+    assert_eq!(history[1]["status"], "failed", "{history}");
+    ok(
+        &ctx,
+        &sim,
+        "helm4",
+        &["rollback", "smoke", "1", "--wait", "--timeout", "60s"],
+    )
+    .await;
+    deployment_available(&sim, "default", "smoke", 2).await;
+    assert_eq!(image(&sim), "registry.example/sim-smoke:1.0.0");
+    sim.shutdown().await;
+}

@@ -348,6 +348,18 @@ async fn injected_faults_are_seeded_and_scoped() {
         api_code(&cms.list(&ListParams::default()).await.expect_err("429")),
         Some(429)
     );
+    sim.set_faults(FaultConfig {
+        latency: Duration::from_millis(300),
+        ..Default::default()
+    });
+    let started = std::time::Instant::now();
+    cms.list(&ListParams::default())
+        .await
+        .expect("slow but fine");
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "latency is added"
+    );
     sim.set_faults(FaultConfig::default());
     cms.list(&ListParams::default()).await.expect("no faults");
     sim.shutdown().await;
@@ -379,7 +391,7 @@ spec:
     )
     .expect("load");
     deployment_available(&sim, "prod", "api", 2).await;
-    sim.replace_node(
+    sim.replace_node_within(
         "node-a",
         "node-a2",
         "v1.31.2-eks-7f9249a",
@@ -473,5 +485,77 @@ async fn watch_resumes_from_a_resource_version() {
         .collect()
         .await;
     assert_eq!(events, ["ADDED b", "DELETED a"]);
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_side_apply_reports_conflicts_unless_forced() {
+    let sim = start(&[]).await;
+    let cms: Api<ConfigMap> = Api::namespaced(sim.client().expect("client"), "default");
+    let config = |v: &str| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "shared"}, "data": {"mode": v}});
+    cms.patch(
+        "shared",
+        &PatchParams::apply("helm"),
+        &Patch::Apply(config("a")),
+    )
+    .await
+    .expect("helm applies");
+    cms.patch(
+        "shared",
+        &PatchParams::apply("helm"),
+        &Patch::Apply(config("b")),
+    )
+    .await
+    .expect("the same manager changes its own field");
+    let err = cms
+        .patch(
+            "shared",
+            &PatchParams::apply("kubectl"),
+            &Patch::Apply(config("c")),
+        )
+        .await
+        .expect_err("conflict");
+    let kube::Error::Api(status) = err else {
+        panic!("expected a Status, got {err}")
+    };
+    assert_eq!(status.code, 409);
+    assert_eq!(
+        status.message,
+        r#"Apply failed with 1 conflict: conflict with "helm" using v1: .data.mode"#
+    );
+    // Applying the same value is no conflict.
+    cms.patch(
+        "shared",
+        &PatchParams::apply("kubectl"),
+        &Patch::Apply(config("b")),
+    )
+    .await
+    .expect("shared ownership");
+    let forced = cms
+        .patch(
+            "shared",
+            &PatchParams::apply("kubectl").force(),
+            &Patch::Apply(config("c")),
+        )
+        .await
+        .expect("forced");
+    assert_eq!(
+        forced
+            .data
+            .as_ref()
+            .and_then(|d| d.get("mode"))
+            .map(String::as_str),
+        Some("c")
+    );
+    // helm lost the field, so its next apply conflicts in turn.
+    let err = cms
+        .patch(
+            "shared",
+            &PatchParams::apply("helm"),
+            &Patch::Apply(config("d")),
+        )
+        .await
+        .expect_err("conflict");
+    assert_eq!(api_code(&err), Some(409));
     sim.shutdown().await;
 }

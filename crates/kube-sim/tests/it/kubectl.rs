@@ -87,7 +87,26 @@ async fn apply_get_cordon_and_drain_with_a_disruption_budget() {
     );
     assert_eq!(d["metadata"]["generation"], 2);
 
-    // Server-side apply takes over the fields.
+    // Server-side apply of a change conflicts with the client-side applier's fields...
+    std::fs::write(manifest, WORKLOAD.replace("nginx:1.27", "nginx:1.29")).expect("write manifest");
+    let conflict = run(
+        &ctx,
+        &sim,
+        "kubectl",
+        &["apply", "--server-side", "-f", manifest],
+    )
+    .await;
+    assert!(
+        !conflict.status.success(),
+        "a conflicting server-side apply must fail"
+    );
+    let stderr = conflict.stderr_lossy();
+    assert!(
+        stderr.contains(r#"conflict with "kubectl-client-side-apply""#)
+            && stderr.contains(".image"),
+        "{stderr}"
+    );
+    // ... and takes them over with --force-conflicts.
     let out = ok(
         &ctx,
         &sim,
@@ -120,6 +139,11 @@ async fn apply_get_cordon_and_drain_with_a_disruption_budget() {
         })
         .collect();
     assert!(managers.contains(&("kubectl", "Apply")), "{managers:?}");
+    let d = deployment_available(&sim, "shop", "web", 2).await;
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["image"],
+        "nginx:1.29"
+    );
 
     let out = ok(&ctx, &sim, "kubectl", &["get", "pods", "-A"]).await;
     assert!(out.starts_with("NAMESPACE"), "{out}");
