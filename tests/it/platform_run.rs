@@ -395,3 +395,46 @@ async fn every_step_boundary_of_a_real_run_survives_a_kill() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert_eq!(survived, scenarios);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_run_is_refused_while_the_first_holds_the_lock() {
+    use upgrade_bins::run::{Finished, OnUnfinished, RunSettings, run_locked};
+    use upgrade_kube::lock::{LockOptions, UpgradeLock};
+    let ctx = TestContext::new();
+    let paths = Paths {
+        root: ctx.root().join("lock"),
+    };
+    let sim = platform(&paths).await;
+    let cluster = cluster(&paths).await;
+    let first = UpgradeLock::acquire(
+        &cluster,
+        LockOptions::new("runner-1/run-a"),
+        "karpenter/helm-upgrade",
+    )
+    .await
+    .unwrap();
+    let settings = RunSettings {
+        journal: paths.journal(),
+        snapshots: paths.snapshots(),
+        holder: "runner-2/run-b".into(),
+        lock_ttl: Duration::from_secs(30),
+    };
+    let steps = steps(&paths).await;
+    let refs: Vec<&dyn Step> = steps.iter().map(|s| s.as_ref()).collect();
+    let err = run_locked(&cluster, &settings, "run-b", &refs, OnUnfinished::Refuse)
+        .await
+        .unwrap_err();
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("held by `runner-1/run-a` (step: karpenter/helm-upgrade)"),
+        "{text}"
+    );
+    assert!(!paths.journal().exists(), "a refused run records nothing");
+
+    first.release().await.unwrap();
+    let finished = run_locked(&cluster, &settings, "run-b", &refs, OnUnfinished::Refuse)
+        .await
+        .unwrap();
+    assert_eq!(finished, Finished::Ran(RunOutcome::Completed));
+    sim.shutdown().await;
+}
