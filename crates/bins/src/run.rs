@@ -97,10 +97,11 @@ pub async fn run_locked(
     }
     .await;
     keeper.abort();
-    if let Some(held) = lock.lock().await.take() {
-        if let Err(err) = held.release().await {
-            tracing::warn!(%err, "could not release the upgrade lock; it expires by itself");
-        }
+    let held = lock.lock().await.take();
+    if let Some(held) = held
+        && let Err(err) = held.release().await
+    {
+        tracing::warn!(%err, "could not release the upgrade lock; it expires by itself");
     }
     result
 }
