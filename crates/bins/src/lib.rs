@@ -8,3 +8,4 @@ pub mod demo;
 pub mod exit;
 pub mod platform;
 pub mod run;
+pub mod sample;

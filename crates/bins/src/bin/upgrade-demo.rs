@@ -2,13 +2,15 @@
 
 use std::process::ExitCode;
 
-fn main() -> ExitCode {
+#[tokio::main]
+async fn main() -> ExitCode {
     let repo_root = std::env::current_dir().unwrap_or_default();
-    match upgrade_bins::demo::run(&repo_root, &mut std::io::stdout()) {
+    let work = std::env::temp_dir().join(format!("mlops-upgrade-demo-{}", std::process::id()));
+    match upgrade_bins::demo::run(&repo_root, &work, &mut std::io::stdout()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
-            ExitCode::from(2)
+            ExitCode::from(1)
         }
     }
 }

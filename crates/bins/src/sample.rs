@@ -1,0 +1,281 @@
+//! The sample platform the demo and the end-to-end tests run on: a Terraform environment, two
+//! Helm components (Karpenter and KServe, from `fixtures/charts`) and an InferenceService, on
+//! a kube-sim cluster; and the steps of its upgrade.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use upgrade_core::ProcessBuilder;
+use upgrade_core::executor::Step;
+use upgrade_helm::step::HelmUpgradeStep;
+use upgrade_helm::{ChartRef, Helm, ReleaseRef, RollbackOptions, UpgradeOptions, WaitMode};
+use upgrade_kube::backup::platform_kinds;
+use upgrade_kube::connect::{Cluster, ConnectOptions};
+use upgrade_kube::step::CrBackupStep;
+use upgrade_tf::step::{ApplyPolicy, TfvarsChangeStep};
+use upgrade_tf::{AsyncTerraform, Terraform};
+
+use crate::platform::PlatformSpec;
+
+/// The ids of the upgrade's steps, in order.
+pub const STEP_IDS: [&str; 4] = [
+    "terraform/node-group-version",
+    "kserve/backup-inferenceservices",
+    "karpenter/helm-upgrade",
+    "kserve/helm-upgrade",
+];
+
+/// The real tools the sample platform runs.
+#[derive(Debug, Clone)]
+pub struct Tools {
+    /// terraform.
+    pub terraform: PathBuf,
+    /// helm (3 or 4).
+    pub helm: PathBuf,
+}
+
+/// Where one sample platform keeps its files; everything lives under `root`.
+#[derive(Debug, Clone)]
+pub struct SamplePlatform {
+    /// The folder of this platform.
+    pub root: PathBuf,
+    /// The repository's `fixtures/` folder.
+    pub fixtures: PathBuf,
+    /// The tools.
+    pub tools: Tools,
+}
+
+const ISVC: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: mlops}
+---
+apiVersion: serving.kserve.io/v1beta1
+kind: InferenceService
+metadata: {name: sklearn-iris, namespace: mlops}
+spec: {predictor: {model: {modelFormat: {name: sklearn}, storageUri: "s3://models/iris/v1"}}}
+"#;
+
+impl SamplePlatform {
+    /// `HOME` for the tools (Helm's caches, Terraform's CLI config).
+    pub fn home(&self) -> PathBuf {
+        self.root.join("home")
+    }
+    /// The Terraform environment.
+    pub fn tf_dir(&self) -> PathBuf {
+        self.root.join("terraform")
+    }
+    /// The kubeconfig kube-sim writes.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.root.join("kubeconfig.yaml")
+    }
+    /// The run journal.
+    pub fn journal(&self) -> PathBuf {
+        self.root.join("state/journal.jsonl")
+    }
+    /// The snapshot store.
+    pub fn snapshots(&self) -> PathBuf {
+        self.root.join("state/snapshots")
+    }
+    /// The platform lockfile.
+    pub fn lockfile(&self) -> PathBuf {
+        self.root.join("platform.lock")
+    }
+
+    /// A Terraform handle on the environment, with a pinned HOME and an empty CLI config.
+    pub fn terraform(&self) -> anyhow::Result<AsyncTerraform> {
+        let mut base = ProcessBuilder::new(&self.tools.terraform);
+        base.env("HOME", self.home())
+            .env("TF_CLI_CONFIG_FILE", self.home().join("terraformrc"))
+            .env("NO_COLOR", "1")
+            .env_remove("KUBECONFIG");
+        Ok(Terraform::builder(self.tf_dir())
+            .base_command(base)
+            .build()?
+            .into())
+    }
+
+    /// A Helm handle on the sample cluster.
+    pub fn helm(&self) -> anyhow::Result<Arc<Helm>> {
+        let home = self.home();
+        Ok(Arc::new(
+            Helm::builder()
+                .program(&self.tools.helm)
+                .env("HOME", &home)
+                .env("XDG_CONFIG_HOME", home.join(".config"))
+                .env("XDG_CACHE_HOME", home.join(".cache"))
+                .env("XDG_DATA_HOME", home.join(".local/share"))
+                .kubeconfig(self.kubeconfig())
+                .context(kube_sim::CONTEXT_NAME)
+                .build()?,
+        ))
+    }
+
+    /// The cluster, with the interlock set to the sample cluster's URL.
+    pub async fn cluster(&self) -> anyhow::Result<Cluster> {
+        let text = std::fs::read_to_string(self.kubeconfig())
+            .with_context(|| format!("read {}", self.kubeconfig().display()))?;
+        let url = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("server: "))
+            .context("the kubeconfig names no server")?
+            .trim_matches('"')
+            .to_string();
+        Ok(Cluster::connect(&ConnectOptions {
+            kubeconfig: Some(self.kubeconfig()),
+            context: Some(kube_sim::CONTEXT_NAME.into()),
+            expect_cluster: Some(url),
+        })
+        .await?)
+    }
+
+    /// A chart of `fixtures/charts` at a version.
+    pub fn chart(&self, name: &str, version: &str) -> anyhow::Result<ChartRef> {
+        let path = self.fixtures.join("charts").join(name).join(version);
+        let mut chart = ChartRef::parse(&path.to_string_lossy())?;
+        chart.version = Some(version.to_string());
+        Ok(chart)
+    }
+
+    /// Upgrade options with the component's values file (and any extra files after it).
+    pub fn upgrade_options(&self, values: &str, extra: &[PathBuf]) -> UpgradeOptions {
+        let mut files = vec![self.fixtures.join("helm-values").join(values)];
+        files.extend_from_slice(extra);
+        UpgradeOptions {
+            create_namespace: true,
+            values_files: files,
+            wait: WaitMode::Ready,
+            timeout: Duration::from_secs(60),
+            ..UpgradeOptions::default()
+        }
+    }
+
+    /// What the lockfile covers.
+    pub fn spec(&self) -> PlatformSpec {
+        PlatformSpec {
+            cluster_name: "kube-sim".into(),
+            cluster_version: "1.30".into(),
+            components: vec![
+                (
+                    "karpenter".into(),
+                    ReleaseRef::new("karpenter", "karpenter"),
+                    "fixtures/charts/karpenter".into(),
+                ),
+                (
+                    "kserve".into(),
+                    ReleaseRef::new("kserve", "kserve"),
+                    "fixtures/charts/kserve".into(),
+                ),
+            ],
+            terraform_dir: Some(self.tf_dir()),
+        }
+    }
+
+    /// Builds the platform on `sim`: Terraform applied at node group 1.30, karpenter 1.5.0 and
+    /// kserve 0.14.1 deployed, one InferenceService.
+    pub async fn build(&self, sim: &kube_sim::SimCluster) -> anyhow::Result<()> {
+        std::fs::create_dir_all(self.home().join(".config"))?;
+        std::fs::write(self.home().join("terraformrc"), "")?;
+        copy_dir(
+            &self.fixtures.join("terraform/platform-run"),
+            &self.tf_dir(),
+        )?;
+        let tf = self.terraform()?;
+        tf.init(Default::default())
+            .await
+            .context("terraform init")?;
+        let run = tf
+            .plan(Default::default())
+            .await
+            .context("terraform plan")?;
+        let reviewed = tf.review(run.plan, Default::default()).await?;
+        tf.apply(reviewed.approve()?, Default::default())
+            .await
+            .context("terraform apply")?;
+        let helm = self.helm()?;
+        for (name, version, values) in [
+            ("karpenter", "1.5.0", "karpenter-values.yaml"),
+            ("kserve", "0.14.1", "kserve-values.yaml"),
+        ] {
+            helm.upgrade(
+                &ReleaseRef::new(name, name),
+                &self.chart(name, version)?,
+                &self.upgrade_options(values, &[]),
+            )
+            .await
+            .with_context(|| format!("install {name} {version}"))?;
+        }
+        sim.load_yaml(ISVC).context("create the InferenceService")?;
+        Ok(())
+    }
+
+    /// The upgrade: node group 1.30 → 1.31 in Terraform, InferenceService backup, karpenter
+    /// 1.5.0 → 1.6.0, kserve 0.14.1 → 0.15.0 (with `kserve_extra_values` after its values
+    /// file, e.g. one that makes the rollout fail).
+    pub async fn upgrade_steps(
+        &self,
+        kserve_extra_values: &[PathBuf],
+    ) -> anyhow::Result<Vec<Box<dyn Step>>> {
+        let helm = self.helm()?;
+        let rollback = RollbackOptions {
+            wait: WaitMode::Ready,
+            timeout: Duration::from_secs(60),
+            ..RollbackOptions::default()
+        };
+        let mut kserve_options = self.upgrade_options("kserve-values.yaml", kserve_extra_values);
+        if !kserve_extra_values.is_empty() {
+            // A broken rollout should fail fast in a demo.
+            kserve_options.timeout = Duration::from_secs(5);
+        }
+        Ok(vec![
+            Box::new(TfvarsChangeStep {
+                id: STEP_IDS[0].into(),
+                component: "terraform".into(),
+                tf: self.terraform()?,
+                tfvars: self.tf_dir().join("terraform.tfvars"),
+                variable: "node_group_version".into(),
+                value: "1.31".into(),
+                irreversible: None,
+                policy: ApplyPolicy::default(),
+            }),
+            Box::new(CrBackupStep {
+                id: STEP_IDS[1].into(),
+                component: "kserve".into(),
+                cluster: self.cluster().await?,
+                kinds: platform_kinds("kserve"),
+                namespace: None,
+            }),
+            Box::new(HelmUpgradeStep {
+                id: STEP_IDS[2].into(),
+                component: "karpenter".into(),
+                helm: helm.clone(),
+                release: ReleaseRef::new("karpenter", "karpenter"),
+                chart: self.chart("karpenter", "1.6.0")?,
+                options: self.upgrade_options("karpenter-values.yaml", &[]),
+                restore_source: Some(self.chart("karpenter", "1.5.0")?),
+                rollback: rollback.clone(),
+            }),
+            Box::new(HelmUpgradeStep {
+                id: STEP_IDS[3].into(),
+                component: "kserve".into(),
+                helm,
+                release: ReleaseRef::new("kserve", "kserve"),
+                chart: self.chart("kserve", "0.15.0")?,
+                options: kserve_options,
+                restore_source: Some(self.chart("kserve", "0.14.1")?),
+                rollback,
+            }),
+        ])
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from).with_context(|| format!("read {}", from.display()))? {
+        let entry = entry?;
+        std::fs::copy(entry.path(), to.join(entry.file_name()))?;
+    }
+    Ok(())
+}
