@@ -2,5 +2,6 @@
 //!
 //! One test binary with a module per area (as cargo and uv do).
 
+mod lock_cli;
 mod platform_run;
 mod real_tools;

@@ -1,3 +1,4 @@
 //! One module per command; each `run` takes parsed arguments and returns an exit code.
 
+pub mod lock;
 pub mod preflight;
