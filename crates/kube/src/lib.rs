@@ -32,7 +32,12 @@ pub mod connect;
 pub mod cordon;
 pub mod drain;
 mod error;
+pub mod facts;
+pub mod health;
+pub mod helm_storage;
 pub mod lock;
+mod retry;
+pub mod rollout;
 pub mod selector;
 pub mod status;
 
