@@ -548,7 +548,12 @@ fn drain_blockers(ctx: &Context<'_>) -> Outcome {
         .into_iter()
         .map(|(node, pods)| {
             let more = pods.len().saturating_sub(SHOWN);
-            let mut list = pods.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ");
+            let mut list = pods
+                .iter()
+                .take(SHOWN)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ");
             if more > 0 {
                 list.push_str(&format!(" and {more} more"));
             }
