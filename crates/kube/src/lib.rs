@@ -6,9 +6,20 @@
 //! - [`drain`]: PDB-aware parallel drain that names every pod and budget that blocks it;
 //! - [`lock`]: one upgrade at a time, through a Lease with a TTL, renewal and safe takeover;
 //! - [`status`]: the `upgrade-status` ConfigMap kept current at every step;
-//! - [`backup`]: custom-resource backup (server fields stripped) and server-side-apply restore.
+//! - [`backup`]: custom-resource backup (server fields stripped) and server-side-apply restore;
+//! - [`facts`]: preflight facts for upgrade-core's checks, paginated, concurrent and retried,
+//!   with a per-node drain prediction (which pods will not evict, and why);
+//! - [`helm_storage`]: Helm releases with their rendered manifests, from Helm's own Secrets;
+//! - [`health`]: the runbook's health checks in one call;
+//! - [`rollout`]: node replacement in batches behind a canary, with surge, validation after
+//!   each batch (twice), and a recorded, explained stop at the first failure.
 //!
-//! # Example
+//! Reads retry what a busy API server answers for now (429, 500, 502, 503, 504, dropped
+//! connections); every change first passes [`connect::Cluster::guard`].
+//!
+//! # Examples
+//!
+//! Drain a node:
 //!
 //! ```no_run
 //! use upgrade_kube::connect::{Cluster, ConnectOptions};
@@ -23,6 +34,33 @@
 //! .await?;
 //! let report = drain(&cluster, "ip-10-0-1-5.ec2.internal", &DrainOptions::default()).await?;
 //! println!("evicted {} pods in {:?}", report.evicted.len(), report.elapsed);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Gather facts, predict drains and run the checks before touching anything:
+//!
+//! ```no_run
+//! use upgrade_kube::connect::{Cluster, ConnectOptions};
+//! use upgrade_kube::facts::{gather, GatherOptions};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let cluster = Cluster::connect(&ConnectOptions {
+//!     context: Some("mlops-dev".into()),
+//!     ..Default::default()
+//! })
+//! .await?;
+//! let gathered = gather(&cluster, &GatherOptions::default()).await?;
+//! for node in gathered.drains.iter().filter(|d| !d.drains()) {
+//!     println!("{}: {} pod(s) would block the drain", node.node, node.blocked.len());
+//! }
+//! let report = upgrade_core::checks::run(
+//!     &gathered.facts,
+//!     "1.31".parse()?,
+//!     &upgrade_core::config::Config::default(),
+//!     upgrade_core::data::Data::embedded(),
+//! )?;
+//! println!("exit code {}", report.exit_code());
 //! # Ok(())
 //! # }
 //! ```

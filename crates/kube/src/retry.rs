@@ -88,6 +88,44 @@ where
     }
 }
 
+/// Lists every object of a custom kind, or `None` when the API server does not serve it.
+pub(crate) async fn list_if_served(
+    client: &kube::Client,
+    (group, version, kind, plural): (&str, &str, &str, &str),
+    page_size: u32,
+) -> Result<Option<Vec<kube::api::DynamicObject>>> {
+    let group_version = format!("{group}/{version}");
+    let served = retrying(&format!("discover {group_version}"), || {
+        let client = client.clone();
+        let group_version = group_version.clone();
+        async move {
+            match client.list_api_group_resources(&group_version).await {
+                Ok(list) => Ok(list.resources.iter().any(|r| r.name == plural)),
+                Err(e) if api_code(&e) == Some(404) => Ok(false),
+                Err(e) => Err(e),
+            }
+        }
+    })
+    .await?;
+    if !served {
+        return Ok(None);
+    }
+    let resource = kube::api::ApiResource::from_gvk_with_plural(
+        &kube::api::GroupVersionKind::gvk(group, version, kind),
+        plural,
+    );
+    let api: Api<kube::api::DynamicObject> = Api::all_with(client.clone(), &resource);
+    list_pages(
+        api,
+        &ListParams::default(),
+        page_size,
+        &format!("list {plural}.{group}"),
+        Some,
+    )
+    .await
+    .map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,42 +169,4 @@ mod tests {
         assert_eq!(calls, 1);
         assert!(err.to_string().starts_with("read node x"), "{err}");
     }
-}
-
-/// Lists every object of a custom kind, or `None` when the API server does not serve it.
-pub(crate) async fn list_if_served(
-    client: &kube::Client,
-    (group, version, kind, plural): (&str, &str, &str, &str),
-    page_size: u32,
-) -> Result<Option<Vec<kube::api::DynamicObject>>> {
-    let group_version = format!("{group}/{version}");
-    let served = retrying(&format!("discover {group_version}"), || {
-        let client = client.clone();
-        let group_version = group_version.clone();
-        async move {
-            match client.list_api_group_resources(&group_version).await {
-                Ok(list) => Ok(list.resources.iter().any(|r| r.name == plural)),
-                Err(e) if api_code(&e) == Some(404) => Ok(false),
-                Err(e) => Err(e),
-            }
-        }
-    })
-    .await?;
-    if !served {
-        return Ok(None);
-    }
-    let resource = kube::api::ApiResource::from_gvk_with_plural(
-        &kube::api::GroupVersionKind::gvk(group, version, kind),
-        plural,
-    );
-    let api: Api<kube::api::DynamicObject> = Api::all_with(client.clone(), &resource);
-    list_pages(
-        api,
-        &ListParams::default(),
-        page_size,
-        &format!("list {plural}.{group}"),
-        Some,
-    )
-    .await
-    .map(Some)
 }
