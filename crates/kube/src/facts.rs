@@ -32,7 +32,7 @@ use upgrade_core::version::KubeVersion;
 use crate::connect::Cluster;
 use crate::drain::{BlockReason, BlockedPod, DO_NOT_DISRUPT, DrainOptions, PodPlan, plan_pod};
 use crate::error::{Error, Result};
-use crate::retry::{list_if_served, list_pages, retrying};
+use crate::retry::{list_all, list_if_served, list_pages, retrying};
 
 /// Annotations kept on [`PodFacts`]: the ones checks and drains act on. (Keeping all of them
 /// would multiply the memory of 60,000 pods for nothing.)
@@ -118,69 +118,34 @@ pub async fn gather(cluster: &Cluster, options: &GatherOptions) -> Result<Gather
     let client = cluster.client().clone();
     let now = jiff::Timestamp::now();
     let page = options.page_size.max(1);
-    let all = ListParams::default();
 
     let version = retrying("read the API server version", || client.apiserver_version());
-    let nodes = list_pages(
-        Api::<Node>::all(client.clone()),
-        &all,
-        page,
-        "list nodes",
-        |n| Some(node_facts(&n)),
-    );
-    let deployments = list_pages(
-        Api::<Deployment>::all(client.clone()),
-        &all,
-        page,
-        "list Deployments",
-        |d| Some(deployment_facts(&d)),
-    );
-    let statefulsets = list_pages(
-        Api::<StatefulSet>::all(client.clone()),
-        &all,
-        page,
-        "list StatefulSets",
-        |s| Some(statefulset_facts(&s)),
-    );
-    let daemonsets = list_pages(
-        Api::<DaemonSet>::all(client.clone()),
-        &all,
-        page,
-        "list DaemonSets",
-        |d| Some(daemonset_facts(&d)),
-    );
-    let replicasets = list_pages(
-        Api::<ReplicaSet>::all(client.clone()),
-        &all,
-        page,
-        "list ReplicaSets",
-        |r| orphan_replicaset_facts(&r),
-    );
-    let pdbs = list_pages(
-        Api::<PodDisruptionBudget>::all(client.clone()),
-        &all,
-        page,
-        "list PodDisruptionBudgets",
-        |p| Some(pdb_facts(&p)),
-    );
+    let nodes = list_all::<Node, _>(&client, page, "list nodes", |n| Some(node_facts(&n)));
+    let deployments = list_all::<Deployment, _>(&client, page, "list Deployments", |d| {
+        Some(deployment_facts(&d))
+    });
+    let statefulsets = list_all::<StatefulSet, _>(&client, page, "list StatefulSets", |s| {
+        Some(statefulset_facts(&s))
+    });
+    let daemonsets = list_all::<DaemonSet, _>(&client, page, "list DaemonSets", |d| {
+        Some(daemonset_facts(&d))
+    });
+    let replicasets = list_all::<ReplicaSet, _>(&client, page, "list ReplicaSets", |r| {
+        orphan_replicaset_facts(&r)
+    });
+    let pdbs =
+        list_all::<PodDisruptionBudget, _>(&client, page, "list PodDisruptionBudgets", |p| {
+            Some(pdb_facts(&p))
+        });
     let drain_options = options.drain.clone();
-    let pods = list_pages(
-        Api::<Pod>::all(client.clone()),
-        &all,
-        page,
-        "list pods",
-        move |p| Some(pod_facts_and_plan(&p, now, &drain_options)),
-    );
-    let pvcs = list_pages(
-        Api::<PersistentVolumeClaim>::all(client.clone()),
-        &all,
-        page,
-        "list PersistentVolumeClaims",
-        |c| {
+    let pods = list_all::<Pod, _>(&client, page, "list pods", move |p| {
+        Some(pod_facts_and_plan(&p, now, &drain_options))
+    });
+    let pvcs =
+        list_all::<PersistentVolumeClaim, _>(&client, page, "list PersistentVolumeClaims", |c| {
             let facts = pvc_facts(&c);
             (facts.phase != "Bound").then_some(facts)
-        },
-    );
+        });
     let since =
         now - jiff::SignedDuration::try_from(options.warning_events_since).unwrap_or_default();
     let warnings_only = ListParams::default().fields("type=Warning");
@@ -453,55 +418,73 @@ fn template_facts(
     }
 }
 
+/// Replicas desired, replicas ready, `minReadySeconds`.
+type Counts = (Option<i32>, Option<i32>, Option<i32>);
+
+fn counted(
+    kind: WorkloadKind,
+    metadata: &meta::ObjectMeta,
+    template: Option<&PodTemplateSpec>,
+    (replicas, ready_replicas, min_ready_seconds): Counts,
+) -> WorkloadFacts {
+    WorkloadFacts {
+        replicas,
+        ready_replicas,
+        min_ready_seconds,
+        ..template_facts(kind, metadata, template)
+    }
+}
+
 fn deployment_facts(d: &Deployment) -> WorkloadFacts {
     let spec = d.spec.as_ref();
-    WorkloadFacts {
-        replicas: Some(spec.and_then(|s| s.replicas).unwrap_or(1)),
-        ready_replicas: Some(
-            d.status
-                .as_ref()
-                .and_then(|s| s.ready_replicas)
-                .unwrap_or(0),
+    counted(
+        WorkloadKind::Deployment,
+        &d.metadata,
+        spec.map(|s| &s.template),
+        (
+            Some(spec.and_then(|s| s.replicas).unwrap_or(1)),
+            Some(
+                d.status
+                    .as_ref()
+                    .and_then(|s| s.ready_replicas)
+                    .unwrap_or(0),
+            ),
+            spec.and_then(|s| s.min_ready_seconds),
         ),
-        min_ready_seconds: spec.and_then(|s| s.min_ready_seconds),
-        ..template_facts(
-            WorkloadKind::Deployment,
-            &d.metadata,
-            spec.map(|s| &s.template),
-        )
-    }
+    )
 }
 
 fn statefulset_facts(s: &StatefulSet) -> WorkloadFacts {
     let spec = s.spec.as_ref();
-    WorkloadFacts {
-        replicas: Some(spec.and_then(|s| s.replicas).unwrap_or(1)),
-        ready_replicas: Some(
-            s.status
-                .as_ref()
-                .and_then(|s| s.ready_replicas)
-                .unwrap_or(0),
+    counted(
+        WorkloadKind::StatefulSet,
+        &s.metadata,
+        spec.map(|s| &s.template),
+        (
+            Some(spec.and_then(|s| s.replicas).unwrap_or(1)),
+            Some(
+                s.status
+                    .as_ref()
+                    .and_then(|s| s.ready_replicas)
+                    .unwrap_or(0),
+            ),
+            spec.and_then(|s| s.min_ready_seconds),
         ),
-        min_ready_seconds: spec.and_then(|s| s.min_ready_seconds),
-        ..template_facts(
-            WorkloadKind::StatefulSet,
-            &s.metadata,
-            spec.map(|s| &s.template),
-        )
-    }
+    )
 }
 
 fn daemonset_facts(d: &DaemonSet) -> WorkloadFacts {
     let spec = d.spec.as_ref();
-    WorkloadFacts {
-        ready_replicas: d.status.as_ref().map(|s| s.number_ready),
-        min_ready_seconds: spec.and_then(|s| s.min_ready_seconds),
-        ..template_facts(
-            WorkloadKind::DaemonSet,
-            &d.metadata,
-            spec.map(|s| &s.template),
-        )
-    }
+    counted(
+        WorkloadKind::DaemonSet,
+        &d.metadata,
+        spec.map(|s| &s.template),
+        (
+            None,
+            d.status.as_ref().map(|s| s.number_ready),
+            spec.and_then(|s| s.min_ready_seconds),
+        ),
+    )
 }
 
 /// ReplicaSets a Deployment owns are covered by the Deployment; only the others count.
@@ -510,21 +493,21 @@ fn orphan_replicaset_facts(r: &ReplicaSet) -> Option<WorkloadFacts> {
         return None;
     }
     let spec = r.spec.as_ref();
-    Some(WorkloadFacts {
-        replicas: Some(spec.and_then(|s| s.replicas).unwrap_or(1)),
-        ready_replicas: Some(
-            r.status
-                .as_ref()
-                .and_then(|s| s.ready_replicas)
-                .unwrap_or(0),
+    Some(counted(
+        WorkloadKind::ReplicaSet,
+        &r.metadata,
+        spec.and_then(|s| s.template.as_ref()),
+        (
+            Some(spec.and_then(|s| s.replicas).unwrap_or(1)),
+            Some(
+                r.status
+                    .as_ref()
+                    .and_then(|s| s.ready_replicas)
+                    .unwrap_or(0),
+            ),
+            spec.and_then(|s| s.min_ready_seconds),
         ),
-        min_ready_seconds: spec.and_then(|s| s.min_ready_seconds),
-        ..template_facts(
-            WorkloadKind::ReplicaSet,
-            &r.metadata,
-            spec.and_then(|s| s.template.as_ref()),
-        )
-    })
+    ))
 }
 
 fn controller_of(metadata: &meta::ObjectMeta) -> Option<OwnerFacts> {

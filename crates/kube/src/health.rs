@@ -10,12 +10,12 @@ use std::fmt;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod};
-use kube::api::{Api, DynamicObject, ListParams};
+use kube::api::DynamicObject;
 use serde::Serialize;
 
 use crate::connect::Cluster;
 use crate::error::Result;
-use crate::retry::{list_if_served, list_pages};
+use crate::retry::{list_all, list_if_served};
 
 const PAGE: u32 = 500;
 const INFERENCE_SERVICE: (&str, &str, &str, &str) = (
@@ -119,36 +119,13 @@ fn key(namespace: Option<&str>, name: Option<&str>) -> String {
 /// Runs every health check concurrently and returns all findings.
 pub async fn check(cluster: &Cluster) -> Result<HealthReport> {
     let client = cluster.client();
-    let all = ListParams::default();
     let (nodes, pods, pvcs, deployments, certificates, isvcs, apps) = tokio::try_join!(
-        list_pages(
-            Api::<Node>::all(client.clone()),
-            &all,
-            PAGE,
-            "list nodes",
-            |n| node_finding(&n)
-        ),
-        list_pages(
-            Api::<Pod>::all(client.clone()),
-            &all,
-            PAGE,
-            "list pods",
-            |p| pod_finding(&p)
-        ),
-        list_pages(
-            Api::<PersistentVolumeClaim>::all(client.clone()),
-            &all,
-            PAGE,
-            "list PersistentVolumeClaims",
-            |c| pvc_finding(&c)
-        ),
-        list_pages(
-            Api::<Deployment>::all(client.clone()),
-            &all,
-            PAGE,
-            "list Deployments",
-            |d| deployment_finding(&d)
-        ),
+        list_all::<Node, _>(client, PAGE, "list nodes", |n| node_finding(&n)),
+        list_all::<Pod, _>(client, PAGE, "list pods", |p| pod_finding(&p)),
+        list_all::<PersistentVolumeClaim, _>(client, PAGE, "list PersistentVolumeClaims", |c| {
+            pvc_finding(&c)
+        }),
+        list_all::<Deployment, _>(client, PAGE, "list Deployments", |d| deployment_finding(&d)),
         list_if_served(client, crate::facts::CERTIFICATE, PAGE),
         list_if_served(client, INFERENCE_SERVICE, PAGE),
         list_if_served(client, ARGO_APPLICATION, PAGE),

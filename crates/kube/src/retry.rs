@@ -88,6 +88,27 @@ where
     }
 }
 
+/// [`list_pages`] over every namespace, with no selector.
+pub(crate) async fn list_all<K, T>(
+    client: &kube::Client,
+    page_size: u32,
+    action: &str,
+    keep: impl FnMut(K) -> Option<T>,
+) -> Result<Vec<T>>
+where
+    K: kube::Resource + Clone + DeserializeOwned + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    list_pages(
+        Api::<K>::all(client.clone()),
+        &ListParams::default(),
+        page_size,
+        action,
+        keep,
+    )
+    .await
+}
+
 /// Lists every object of a custom kind, or `None` when the API server does not serve it.
 pub(crate) async fn list_if_served(
     client: &kube::Client,

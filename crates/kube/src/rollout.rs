@@ -15,14 +15,13 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::api::{Api, ListParams};
 use serde::Serialize;
 
 use crate::connect::Cluster;
 use crate::drain::{DrainOptions, DrainReport, drain};
 use crate::error::{Error, Result};
 use crate::lock::UpgradeLock;
-use crate::retry::list_pages;
+use crate::retry::list_all;
 use crate::status::{PartState, UpgradeStatus};
 
 /// What a [`NodeReplacer`] returns when it fails: its own error, kept as the source.
@@ -218,75 +217,52 @@ pub struct ValidationFailure {
 /// Nodes in `leaving` (cordoned and about to go) are not required to be Ready.
 pub async fn validate_once(cluster: &Cluster, leaving: &[String]) -> Result<ValidationFailure> {
     let client = cluster.client();
-    let all = ListParams::default();
     let (nodes, deployments, statefulsets, pdbs) = tokio::try_join!(
-        list_pages(
-            Api::<Node>::all(client.clone()),
-            &all,
-            500,
-            "list nodes",
-            |n| {
-                let name = n.metadata.name.clone().unwrap_or_default();
-                let ready = n
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.conditions.as_ref())
-                    .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-                (!ready && !leaving.contains(&name)).then(|| format!("Node {name} is not Ready"))
-            }
-        ),
-        list_pages(
-            Api::<Deployment>::all(client.clone()),
-            &all,
-            500,
-            "list Deployments",
-            |d| crate::health::deployment_available(&d)
-                .err()
-                .map(|why| format!(
+        list_all::<Node, _>(client, 500, "list nodes", |n| {
+            let name = n.metadata.name.clone().unwrap_or_default();
+            let ready = n
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+            (!ready && !leaving.contains(&name)).then(|| format!("Node {name} is not Ready"))
+        }),
+        list_all::<Deployment, _>(client, 500, "list Deployments", |d| {
+            crate::health::deployment_available(&d).err().map(|why| {
+                format!(
                     "Deployment {}/{}: {why}",
                     d.metadata.namespace.as_deref().unwrap_or_default(),
                     d.metadata.name.as_deref().unwrap_or_default()
-                ))
-        ),
-        list_pages(
-            Api::<StatefulSet>::all(client.clone()),
-            &all,
-            500,
-            "list StatefulSets",
-            |s| {
-                let desired = s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-                let ready = s
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.ready_replicas)
-                    .unwrap_or(0);
-                (ready < desired).then(|| {
-                    format!(
-                        "StatefulSet {}/{}: {ready}/{desired} replicas ready",
-                        s.metadata.namespace.as_deref().unwrap_or_default(),
-                        s.metadata.name.as_deref().unwrap_or_default()
-                    )
-                })
-            }
-        ),
-        list_pages(
-            Api::<PodDisruptionBudget>::all(client.clone()),
-            &all,
-            500,
-            "list PodDisruptionBudgets",
-            |p| {
-                let status = p.status.as_ref()?;
-                (status.current_healthy < status.desired_healthy).then(|| {
-                    format!(
-                        "PodDisruptionBudget {}/{}: {}/{} healthy pods",
-                        p.metadata.namespace.as_deref().unwrap_or_default(),
-                        p.metadata.name.as_deref().unwrap_or_default(),
-                        status.current_healthy,
-                        status.desired_healthy
-                    )
-                })
-            }
-        ),
+                )
+            })
+        }),
+        list_all::<StatefulSet, _>(client, 500, "list StatefulSets", |s| {
+            let desired = s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+            let ready = s
+                .status
+                .as_ref()
+                .and_then(|s| s.ready_replicas)
+                .unwrap_or(0);
+            (ready < desired).then(|| {
+                format!(
+                    "StatefulSet {}/{}: {ready}/{desired} replicas ready",
+                    s.metadata.namespace.as_deref().unwrap_or_default(),
+                    s.metadata.name.as_deref().unwrap_or_default()
+                )
+            })
+        }),
+        list_all::<PodDisruptionBudget, _>(client, 500, "list PodDisruptionBudgets", |p| {
+            let status = p.status.as_ref()?;
+            (status.current_healthy < status.desired_healthy).then(|| {
+                format!(
+                    "PodDisruptionBudget {}/{}: {}/{} healthy pods",
+                    p.metadata.namespace.as_deref().unwrap_or_default(),
+                    p.metadata.name.as_deref().unwrap_or_default(),
+                    status.current_healthy,
+                    status.desired_healthy
+                )
+            })
+        }),
     )?;
     let mut problems = nodes;
     problems.extend(deployments);
@@ -328,23 +304,17 @@ pub async fn nodes_below(
     cluster: &Cluster,
     target: upgrade_core::version::KubeMinor,
 ) -> Result<Vec<String>> {
-    let mut names = list_pages(
-        Api::<Node>::all(cluster.client().clone()),
-        &ListParams::default(),
-        500,
-        "list nodes",
-        |n| {
-            let version: upgrade_core::version::KubeVersion = n
-                .status
-                .as_ref()?
-                .node_info
-                .as_ref()?
-                .kubelet_version
-                .parse()
-                .ok()?;
-            (version.minor < target).then(|| n.metadata.name.clone().unwrap_or_default())
-        },
-    )
+    let mut names = list_all::<Node, _>(cluster.client(), 500, "list nodes", |n| {
+        let version: upgrade_core::version::KubeVersion = n
+            .status
+            .as_ref()?
+            .node_info
+            .as_ref()?
+            .kubelet_version
+            .parse()
+            .ok()?;
+        (version.minor < target).then(|| n.metadata.name.clone().unwrap_or_default())
+    })
     .await?;
     names.sort();
     Ok(names)
