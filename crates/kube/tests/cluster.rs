@@ -889,9 +889,31 @@ async fn a_rollout_stops_at_a_blocked_drain_and_records_why() {
         version: "v1.31.2-eks-1",
     };
     let nodes = vec!["node-a".to_string(), "node-b".to_string()];
-    let err = rollout(&cluster, &replacer, &nodes, &options, None)
+    sim.load_yaml("apiVersion: v1\nkind: Namespace\nmetadata: {name: kube-system}\n")
+        .ok();
+    let mut lock = upgrade_kube::lock::UpgradeLock::acquire(
+        &cluster,
+        upgrade_kube::lock::LockOptions::new("runner-1/roll-2"),
+        "rollout",
+    )
+    .await
+    .unwrap();
+    let err = rollout(&cluster, &replacer, &nodes, &options, Some(&mut lock))
         .await
         .unwrap_err();
+    assert_eq!(
+        lock.step(),
+        "drain node-a",
+        "the lock names the step that stopped"
+    );
+    let held = upgrade_kube::lock::UpgradeLock::acquire(
+        &cluster,
+        upgrade_kube::lock::LockOptions::new("runner-2"),
+        "rollout",
+    )
+    .await
+    .unwrap_err();
+    assert!(held.to_string().contains("(step: drain node-a)"), "{held}");
     let Error::RolloutStopped(report) = &err else {
         panic!("expected RolloutStopped, got {err}");
     };
