@@ -149,21 +149,27 @@ pub async fn gather(cluster: &Cluster, options: &GatherOptions) -> Result<Gather
     let since =
         now - jiff::SignedDuration::try_from(options.warning_events_since).unwrap_or_default();
     let warnings_only = ListParams::default().fields("type=Warning");
-    let events = list_pages(
-        Api::<Event>::all(client.clone()),
-        &warnings_only,
-        page,
-        "list Warning events",
-        move |e| recent_warning(&e, since),
-    );
+    let events = async {
+        let listed = list_pages(
+            Api::<Event>::all(client.clone()),
+            &warnings_only,
+            page,
+            "list Warning events",
+            move |e| recent_warning(&e, since),
+        )
+        .await;
+        forbidden_is_a_note(listed, "Warning events")
+    };
     let kube_proxy = kube_proxy_facts(&client);
     let certificates = certificates(&client, page);
     let helm = async {
-        if options.helm_releases {
-            crate::helm_storage::releases(&client, page).await
-        } else {
-            Ok((Vec::new(), Vec::new()))
+        if !options.helm_releases {
+            return Ok(((Vec::new(), Vec::new()), None));
         }
+        forbidden_is_a_note(
+            crate::helm_storage::releases(&client, page).await,
+            "Helm releases (Secrets)",
+        )
     };
 
     let (
@@ -215,8 +221,11 @@ pub async fn gather(cluster: &Cluster, options: &GatherOptions) -> Result<Gather
     node_facts.sort_by(|a, b| a.name.cmp(&b.name));
     let (pod_facts, planned): (Vec<PodFacts>, Vec<Option<PlannedPod>>) = pods.into_iter().unzip();
     let drains = predict(&node_facts, &pod_facts, planned, &pdbs);
-    let (helm_releases, helm_notes) = helm;
+    let ((helm_releases, helm_notes), helm_forbidden) = helm;
     notes.extend(helm_notes);
+    notes.extend(helm_forbidden);
+    let (events, events_forbidden) = events;
+    notes.extend(events_forbidden);
     let (certificates, cert_note) = certificates;
     notes.extend(cert_note);
 
@@ -255,6 +264,21 @@ pub async fn gather(cluster: &Cluster, options: &GatherOptions) -> Result<Gather
         drains,
         notes,
     })
+}
+
+/// A read-only role often may not list Secrets or Events: that part is left out with a
+/// note (the report then says what it did not see) instead of failing the whole gathering.
+fn forbidden_is_a_note<T: Default>(listed: Result<T>, what: &str) -> Result<(T, Option<String>)> {
+    match listed {
+        Ok(items) => Ok((items, None)),
+        Err(Error::Api { source, .. }) if crate::error::api_code(&source) == Some(403) => Ok((
+            T::default(),
+            Some(format!(
+                "{what} not read: forbidden for this identity ({source})"
+            )),
+        )),
+        Err(e) => Err(e),
+    }
 }
 
 fn predict(
@@ -908,6 +932,30 @@ status:
             ]
         );
         assert!(drains[1].drains());
+    }
+
+    #[test]
+    fn a_forbidden_list_becomes_a_note_and_other_errors_stay_errors() {
+        let api_error = |code| Error::Api {
+            action: "list Helm release Secrets".into(),
+            source: Box::new(kube::Error::Api(Box::new(kube::core::Status {
+                code,
+                message: "secrets is forbidden".into(),
+                ..Default::default()
+            }))),
+        };
+        let (items, note) =
+            forbidden_is_a_note::<Vec<u8>>(Err(api_error(403)), "Helm releases").unwrap();
+        assert!(items.is_empty());
+        assert!(
+            note.unwrap()
+                .starts_with("Helm releases not read: forbidden")
+        );
+        assert!(forbidden_is_a_note::<Vec<u8>>(Err(api_error(500)), "x").is_err());
+        assert_eq!(
+            forbidden_is_a_note(Ok(vec![1u8]), "x").unwrap(),
+            (vec![1], None)
+        );
     }
 
     #[test]
