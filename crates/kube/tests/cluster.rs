@@ -1200,3 +1200,56 @@ fn helm_release_secret() -> String {
         b64.encode(inner)
     )
 }
+
+#[tokio::test]
+async fn a_rollout_stops_when_the_cluster_does_not_validate_and_drains_nothing() {
+    use upgrade_kube::rollout::{RolloutOptions, Step, ValidationOptions, rollout};
+    let sim = sim().await;
+    sim.add_node("node-a", "v1.30.4-eks-a737599").unwrap();
+    // A Deployment whose pod runs but never becomes Ready: the cluster never validates.
+    sim.load_yaml(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: mlops}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: feast, namespace: mlops}\nspec:\n  replicas: 1\n  selector: {matchLabels: {app: feast}}\n  template:\n    metadata: {labels: {app: feast}, annotations: {kube-sim.dev/never-ready: \"true\"}}\n    spec: {containers: [{name: c, image: feast:0.40}]}\n",
+    )
+    .unwrap();
+    let cluster = connect(&sim, Some(sim.url())).await;
+    let options = RolloutOptions {
+        pause: Duration::ZERO,
+        validation: ValidationOptions {
+            passes: 2,
+            interval: Duration::from_millis(100),
+            timeout: Duration::from_millis(800),
+        },
+        run_id: "roll-3".into(),
+        ..RolloutOptions::default()
+    };
+    let replacer = SimReplacer {
+        sim: &sim,
+        version: "v1.31.2-eks-1",
+    };
+    let err = rollout(&cluster, &replacer, &["node-a".to_string()], &options, None)
+        .await
+        .unwrap_err();
+    let Error::RolloutStopped(report) = &err else {
+        panic!("expected RolloutStopped, got {err}");
+    };
+    let stop = report.stopped.as_ref().unwrap();
+    assert_eq!(stop.step, Step::Validate);
+    assert!(
+        stop.reason
+            .contains("Deployment mlops/feast: 0/1 replicas available"),
+        "{}",
+        stop.reason
+    );
+    assert!(report.validations >= 2, "validated until the timeout");
+    assert_eq!(report.nodes[0].drain, None, "nothing was drained");
+    let node: Node = Api::<Node>::all(cluster.client().clone())
+        .get("node-a")
+        .await
+        .unwrap();
+    assert_ne!(
+        node.spec.unwrap().unschedulable,
+        Some(true),
+        "not even cordoned"
+    );
+    sim.shutdown().await;
+}
