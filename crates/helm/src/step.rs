@@ -103,7 +103,9 @@ impl Step for HelmUpgradeStep {
                     .into());
                 };
                 tracing::warn!(release = %self.release, to, "clearing our own interrupted upgrade");
-                self.helm.rollback(&self.release, to, &self.rollback).await?;
+                self.helm
+                    .rollback(&self.release, to, &self.rollback)
+                    .await?;
             }
             self.helm
                 .upgrade(&self.release, &self.chart, &self.options)

@@ -2,17 +2,18 @@
 //! Secrets (label `owner=helm`), so the manifest scanned for removed APIs is the one Helm
 //! really rendered and applied.
 //!
-//! This is the adapter point for the toolkit's Helm storage reader (package `upgrade-helm`):
-//! when it is available, [`releases`] can delegate to it and keep its signature.
+//! Decoding is upgrade-helm's ([`upgrade_helm::storage::decode_release`]); the listing is
+//! this crate's, so it is paginated, retried on transient errors like every other facts
+//! list, and an object that does not decode becomes a note instead of failing the whole
+//! gathering. (upgrade-helm's `StorageReader` lists the same objects for Helm operations;
+//! switching to it would only change [`releases`].)
 
 use std::collections::BTreeMap;
-use std::io::Read;
 
-use base64::Engine;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams};
-use serde::Deserialize;
 use upgrade_core::facts::HelmReleaseFacts;
+use upgrade_helm::storage::{StoredRelease, decode_release};
 
 use crate::error::Result;
 use crate::retry::list_pages;
@@ -20,79 +21,22 @@ use crate::retry::list_pages;
 /// The Secret type Helm 3 and 4 store releases in.
 pub const RELEASE_SECRET_TYPE: &str = "helm.sh/release.v1";
 
-#[derive(Deserialize)]
-struct Release {
-    name: String,
-    #[serde(default)]
-    namespace: String,
-    #[serde(default)]
-    version: u32,
-    #[serde(default)]
-    info: Option<Info>,
-    #[serde(default)]
-    chart: Option<Chart>,
-    #[serde(default)]
-    manifest: String,
-}
-
-#[derive(Deserialize)]
-struct Info {
-    #[serde(default)]
-    status: String,
-}
-
-#[derive(Deserialize)]
-struct Chart {
-    #[serde(default)]
-    metadata: Option<ChartMetadata>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ChartMetadata {
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    version: String,
-    #[serde(default)]
-    app_version: Option<String>,
-    #[serde(default)]
-    kube_version: Option<String>,
-}
-
-/// Decodes the `release` value of a Helm release Secret (after Kubernetes' own base64):
-/// base64, then gzip when compressed, then JSON. Returns the revision with the facts.
-pub fn decode_release(payload: &[u8]) -> std::result::Result<(u32, HelmReleaseFacts), String> {
-    let raw = base64::engine::general_purpose::STANDARD
-        .decode(payload)
-        .map_err(|e| format!("not base64: {e}"))?;
-    let json = if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(raw.as_slice())
-            .read_to_end(&mut out)
-            .map_err(|e| format!("not gzip: {e}"))?;
-        out
-    } else {
-        raw
-    };
-    let release: Release =
-        serde_json::from_slice(&json).map_err(|e| format!("not a Helm release: {e}"))?;
-    let meta = release.chart.and_then(|c| c.metadata);
-    Ok((
-        release.version,
-        HelmReleaseFacts {
-            name: release.name,
-            namespace: release.namespace,
-            chart: meta.as_ref().map(|m| m.name.clone()).unwrap_or_default(),
-            chart_version: meta.as_ref().map(|m| m.version.clone()).unwrap_or_default(),
-            app_version: meta.as_ref().and_then(|m| m.app_version.clone()),
-            status: release.info.map(|i| i.status).unwrap_or_default(),
-            kube_version: meta.and_then(|m| m.kube_version).filter(|k| !k.is_empty()),
-            manifest: release.manifest,
-            chart_ref: None,
-            values_file: None,
-        },
-    ))
+/// The facts the checks need from one stored release revision.
+pub fn release_facts(release: StoredRelease) -> HelmReleaseFacts {
+    let status = release.status().as_str().to_string();
+    let meta = release.chart.map(|c| c.metadata);
+    HelmReleaseFacts {
+        name: release.name,
+        namespace: release.namespace,
+        chart: meta.as_ref().map(|m| m.name.clone()).unwrap_or_default(),
+        chart_version: meta.as_ref().map(|m| m.version.clone()).unwrap_or_default(),
+        app_version: meta.as_ref().and_then(|m| m.app_version.clone()),
+        status,
+        kube_version: meta.and_then(|m| m.kube_version).filter(|k| !k.is_empty()),
+        manifest: release.manifest,
+        chart_ref: None,
+        values_file: None,
+    }
 }
 
 /// The latest revision of every release in the cluster, and a note per Secret that could
@@ -116,13 +60,20 @@ pub async fn releases(
                 secret.metadata.namespace.as_deref().unwrap_or_default(),
                 secret.metadata.name.as_deref().unwrap_or_default()
             );
-            let payload = secret.data.as_ref().and_then(|d| d.get("release"));
-            Some(match payload {
-                Some(bytes) => decode_release(&bytes.0)
-                    .map_err(|e| format!("Helm release Secret {id} left out: {e}")),
-                None => Err(format!(
+            let Some(payload) = secret.data.as_ref().and_then(|d| d.get("release")) else {
+                return Some(Err(format!(
                     "Helm release Secret {id} has no `release` key; left out"
-                )),
+                )));
+            };
+            Some(match decode_release(&id, &payload.0) {
+                Ok(mut release) => {
+                    // Old records may lack the namespace; the object's is authoritative.
+                    if release.namespace.is_empty() {
+                        release.namespace = secret.metadata.namespace.clone().unwrap_or_default();
+                    }
+                    Ok((release.version, release_facts(release)))
+                }
+                Err(e) => Err(format!("Helm release left out: {e}")),
             })
         },
     )
@@ -146,40 +97,26 @@ pub async fn releases(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
-
-    fn encode(release: &serde_json::Value, gzip: bool) -> Vec<u8> {
-        let json = release.to_string().into_bytes();
-        let body = if gzip {
-            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-            gz.write_all(&json).unwrap();
-            gz.finish().unwrap()
-        } else {
-            json
-        };
-        base64::engine::general_purpose::STANDARD
-            .encode(body)
-            .into_bytes()
-    }
 
     #[test]
-    fn decodes_compressed_and_plain_releases() {
-        let release = serde_json::json!({
+    fn stored_releases_become_facts_with_the_real_manifest() {
+        let json = serde_json::json!({
             "name": "karpenter", "namespace": "kube-system", "version": 4,
-            "info": {"status": "deployed"},
-            "chart": {"metadata": {"name": "karpenter", "version": "1.0.5", "appVersion": "1.0.5", "kubeVersion": ">=1.25.0-0"}},
+            "info": {"status": "deployed", "first_deployed": "", "last_deployed": "", "deleted": "", "description": ""},
+            "chart": {"metadata": {"apiVersion": "v2", "name": "karpenter", "version": "1.0.5", "appVersion": "1.0.5", "kubeVersion": ">=1.25.0-0"}},
             "manifest": "apiVersion: policy/v1beta1\nkind: PodDisruptionBudget\n",
         });
-        for gzip in [true, false] {
-            let (revision, facts) = decode_release(&encode(&release, gzip)).unwrap();
-            assert_eq!(revision, 4);
-            assert_eq!(facts.chart, "karpenter");
-            assert_eq!(facts.chart_version, "1.0.5");
-            assert_eq!(facts.kube_version.as_deref(), Some(">=1.25.0-0"));
-            assert_eq!(facts.status, "deployed");
-            assert!(facts.manifest.contains("policy/v1beta1"));
-        }
-        let err = decode_release(b"%%%").unwrap_err();
-        assert!(err.contains("not base64"), "{err}");
+        let payload = upgrade_helm::storage::encode_release(json.to_string().as_bytes());
+        let release = decode_release(
+            "kube-system/sh.helm.release.v1.karpenter.v4",
+            payload.as_bytes(),
+        )
+        .unwrap();
+        let facts = release_facts(release);
+        assert_eq!(facts.chart, "karpenter");
+        assert_eq!(facts.chart_version, "1.0.5");
+        assert_eq!(facts.kube_version.as_deref(), Some(">=1.25.0-0"));
+        assert_eq!(facts.status, "deployed");
+        assert!(facts.manifest.contains("policy/v1beta1"));
     }
 }

@@ -1184,20 +1184,16 @@ async fn health_reports_every_runbook_finding_in_one_call() {
 /// in the Secret's data (base64 again), with Helm's labels.
 fn helm_release_secret() -> String {
     use base64::Engine;
-    use std::io::Write;
     let release = serde_json::json!({
         "name": "feast", "namespace": "mlops", "version": 2,
-        "info": {"status": "deployed"},
-        "chart": {"metadata": {"name": "feast", "version": "0.40.0", "appVersion": "0.40.0"}},
+        "info": {"status": "deployed", "first_deployed": "", "last_deployed": "", "deleted": "", "description": ""},
+        "chart": {"metadata": {"apiVersion": "v2", "name": "feast", "version": "0.40.0", "appVersion": "0.40.0"}},
         "manifest": "---\n# Source: feast/templates/pdb.yaml\napiVersion: policy/v1beta1\nkind: PodDisruptionBudget\nmetadata:\n  name: feast-online\nspec:\n  minAvailable: 1\n",
     });
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    gz.write_all(release.to_string().as_bytes()).unwrap();
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let inner = b64.encode(gz.finish().unwrap());
+    let helm_text = upgrade_helm::storage::encode_release(release.to_string().as_bytes());
     format!(
         "apiVersion: v1\nkind: Secret\nmetadata: {{name: sh.helm.release.v1.feast.v2, namespace: mlops, labels: {{owner: helm, name: feast, status: deployed, version: '2'}}}}\ntype: helm.sh/release.v1\ndata: {{release: {}}}\n",
-        b64.encode(inner)
+        base64::engine::general_purpose::STANDARD.encode(helm_text)
     )
 }
 

@@ -120,7 +120,13 @@ impl Step for TfvarsChangeStep {
         Box::pin(async move {
             let vars = HclFile::read(&self.tfvars)?;
             if vars.get_string(&self.variable).as_deref() != Some(self.value.as_str()) {
-                return Err(format!("{} does not set {} = \"{}\"", self.tfvars.display(), self.variable, self.value).into());
+                return Err(format!(
+                    "{} does not set {} = \"{}\"",
+                    self.tfvars.display(),
+                    self.variable,
+                    self.value
+                )
+                .into());
             }
             converged(&self.tf, &self.policy).await
         })
@@ -160,7 +166,9 @@ impl Step for ProviderUpgradeStep {
     fn apply(&self) -> StepFuture<'_> {
         Box::pin(async move {
             let mut file = HclFile::read(&self.versions_tf)?;
-            if file.required_provider_version(&self.provider).as_deref() != Some(self.constraint.as_str()) {
+            if file.required_provider_version(&self.provider).as_deref()
+                != Some(self.constraint.as_str())
+            {
                 file.set_required_provider_version(&self.provider, &self.constraint)?;
                 file.write()?;
             }
@@ -188,8 +196,15 @@ impl Step for ProviderUpgradeStep {
     }
 }
 
-async fn capture(tf: &AsyncTerraform, edited: &Path, snapshot: &mut SnapshotWriter) -> Result<(), StepError> {
-    snapshot.put(EDITED_FILE, &std::fs::read(edited).map_err(|e| io_error(edited, e))?)?;
+async fn capture(
+    tf: &AsyncTerraform,
+    edited: &Path,
+    snapshot: &mut SnapshotWriter,
+) -> Result<(), StepError> {
+    snapshot.put(
+        EDITED_FILE,
+        &std::fs::read(edited).map_err(|e| io_error(edited, e))?,
+    )?;
     let lock_path = tf.blocking().lock_file_path();
     match std::fs::read(&lock_path) {
         Ok(bytes) => snapshot.put(LOCK_FILE, &bytes)?,
@@ -206,7 +221,8 @@ fn restore_files(tf: &AsyncTerraform, edited: &Path, snapshot: &Snapshot) -> Res
     std::fs::write(edited, snapshot.get(EDITED_FILE)?).map_err(|e| io_error(edited, e))?;
     let lock_path = tf.blocking().lock_file_path();
     if snapshot.contains(LOCK_FILE) {
-        std::fs::write(&lock_path, snapshot.get(LOCK_FILE)?).map_err(|e| io_error(&lock_path, e))?;
+        std::fs::write(&lock_path, snapshot.get(LOCK_FILE)?)
+            .map_err(|e| io_error(&lock_path, e))?;
     } else if lock_path.exists() {
         std::fs::remove_file(&lock_path).map_err(|e| io_error(&lock_path, e))?;
     }
@@ -227,7 +243,10 @@ async fn plan_review_apply(tf: &AsyncTerraform, policy: &ApplyPolicy) -> Result<
 async fn converged(tf: &AsyncTerraform, policy: &ApplyPolicy) -> Result<(), StepError> {
     let run = tf.plan(policy.plan.clone()).await?;
     if run.has_changes {
-        return Err("terraform still plans changes after the apply; run `terraform plan` to see them".into());
+        return Err(
+            "terraform still plans changes after the apply; run `terraform plan` to see them"
+                .into(),
+        );
     }
     Ok(())
 }
