@@ -1,5 +1,5 @@
 //! Helm releases read from Helm's own storage: the `sh.helm.release.v1.<name>.v<revision>`
-//! Secrets (label `owner=helm`), so the manifest scanned for removed APIs is the one Helm
+//! Secrets (label `owner=helm`; ConfigMaps with `HELM_DRIVER=configmap`), so the manifest scanned for removed APIs is the one Helm
 //! really rendered and applied.
 //!
 //! Decoding is upgrade-helm's ([`upgrade_helm::storage::decode_release`]); the listing is
@@ -10,7 +10,8 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, ListParams};
 use upgrade_core::facts::HelmReleaseFacts;
 use upgrade_helm::storage::{StoredRelease, decode_release};
@@ -39,45 +40,63 @@ pub fn release_facts(release: StoredRelease) -> HelmReleaseFacts {
     }
 }
 
-/// The latest revision of every release in the cluster, and a note per Secret that could
-/// not be decoded (those are left out, never guessed).
+type Decoded = std::result::Result<(u32, HelmReleaseFacts), String>;
+
+/// Decodes one storage object's `release` payload; `Err` is the note saying why it is left out.
+fn decode_object(meta: &ObjectMeta, payload: Option<&[u8]>) -> Decoded {
+    let id = format!(
+        "{}/{}",
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name.as_deref().unwrap_or_default()
+    );
+    let payload = payload
+        .ok_or_else(|| format!("Helm release object {id} has no `release` key; left out"))?;
+    let mut release =
+        decode_release(&id, payload).map_err(|e| format!("Helm release left out: {e}"))?;
+    // Old records may lack the namespace; the object's is authoritative.
+    if release.namespace.is_empty() {
+        release.namespace = meta.namespace.clone().unwrap_or_default();
+    }
+    Ok((release.version, release_facts(release)))
+}
+
+/// The latest revision of every release in the cluster, from both storage drivers (Secrets,
+/// Helm's default, and ConfigMaps for `HELM_DRIVER=configmap`), and a note per object that
+/// could not be decoded (those are left out, never guessed).
 pub async fn releases(
     client: &kube::Client,
     page_size: u32,
 ) -> Result<(Vec<HelmReleaseFacts>, Vec<String>)> {
-    let api: Api<Secret> = Api::all(client.clone());
-    let decoded = list_pages(
-        api,
-        &ListParams::default().labels("owner=helm"),
-        page_size,
-        "list Helm release Secrets",
-        |secret| {
-            if secret.type_.as_deref() != Some(RELEASE_SECRET_TYPE) {
-                return None;
-            }
-            let id = format!(
-                "{}/{}",
-                secret.metadata.namespace.as_deref().unwrap_or_default(),
-                secret.metadata.name.as_deref().unwrap_or_default()
-            );
-            let Some(payload) = secret.data.as_ref().and_then(|d| d.get("release")) else {
-                return Some(Err(format!(
-                    "Helm release Secret {id} has no `release` key; left out"
-                )));
-            };
-            Some(match decode_release(&id, &payload.0) {
-                Ok(mut release) => {
-                    // Old records may lack the namespace; the object's is authoritative.
-                    if release.namespace.is_empty() {
-                        release.namespace = secret.metadata.namespace.clone().unwrap_or_default();
-                    }
-                    Ok((release.version, release_facts(release)))
-                }
-                Err(e) => Err(format!("Helm release left out: {e}")),
-            })
-        },
-    )
-    .await?;
+    let helm_owned = ListParams::default().labels("owner=helm");
+    let (secrets, configmaps) = tokio::try_join!(
+        list_pages(
+            Api::<Secret>::all(client.clone()),
+            &helm_owned,
+            page_size,
+            "list Helm release Secrets",
+            |secret| {
+                (secret.type_.as_deref() == Some(RELEASE_SECRET_TYPE)).then(|| {
+                    let payload = secret.data.as_ref().and_then(|d| d.get("release"));
+                    decode_object(&secret.metadata, payload.map(|p| p.0.as_slice()))
+                })
+            },
+        ),
+        list_pages(
+            Api::<ConfigMap>::all(client.clone()),
+            &helm_owned,
+            page_size,
+            "list Helm release ConfigMaps",
+            |cm| {
+                let name = cm.metadata.name.as_deref().unwrap_or_default();
+                name.starts_with(upgrade_helm::storage::OBJECT_PREFIX)
+                    .then(|| {
+                        let payload = cm.data.as_ref().and_then(|d| d.get("release"));
+                        decode_object(&cm.metadata, payload.map(|p| p.as_bytes()))
+                    })
+            },
+        ),
+    )?;
+    let decoded = secrets.into_iter().chain(configmaps);
     let mut latest: BTreeMap<(String, String), (u32, HelmReleaseFacts)> = BTreeMap::new();
     let mut notes = Vec::new();
     for item in decoded {

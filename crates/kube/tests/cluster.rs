@@ -987,6 +987,7 @@ async fn facts_are_gathered_paginated_and_feed_the_checks() {
     sim.add_node("node-a", "v1.29.9-eks-1").unwrap();
     sim.load_yaml(IRIS).unwrap();
     sim.load_yaml(&helm_release_secret()).unwrap();
+    sim.load_yaml(&helm_release_configmap()).unwrap();
     sim.load_yaml(
         "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: data, namespace: mlops}\nspec: {accessModes: [ReadWriteOnce], storageClassName: gp3, resources: {requests: {storage: 1Gi}}}\n",
     )
@@ -1030,8 +1031,8 @@ async fn facts_are_gathered_paginated_and_feed_the_checks() {
     );
     assert_eq!(
         facts.helm_releases.len(),
-        5,
-        "latest revision of each release"
+        6,
+        "latest revision of each release, from Secrets and ConfigMaps"
     );
     let generated: Vec<_> = facts
         .helm_releases
@@ -1248,4 +1249,18 @@ async fn a_rollout_stops_when_the_cluster_does_not_validate_and_drains_nothing()
         "not even cordoned"
     );
     sim.shutdown().await;
+}
+
+/// A release stored by `HELM_DRIVER=configmap`: Helm's base64 text as a plain string.
+fn helm_release_configmap() -> String {
+    let release = serde_json::json!({
+        "name": "mlflow", "namespace": "mlops", "version": 1,
+        "info": {"status": "deployed", "first_deployed": "", "last_deployed": "", "deleted": "", "description": ""},
+        "chart": {"metadata": {"apiVersion": "v2", "name": "mlflow", "version": "1.3.0", "appVersion": "2.17.0"}},
+        "manifest": "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: mlflow\n",
+    });
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: sh.helm.release.v1.mlflow.v1, namespace: mlops, labels: {{owner: helm, name: mlflow, status: deployed, version: '1'}}}}\ndata: {{release: {}}}\n",
+        upgrade_helm::storage::encode_release(release.to_string().as_bytes())
+    )
 }
