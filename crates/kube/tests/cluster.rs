@@ -92,8 +92,9 @@ async fn drain_blocked_by_a_budget_names_pod_and_budget_then_succeeds_once_relax
     blocked_then_relaxed(sim().await).await;
 }
 
-/// Transient failures on the verbs a drain uses: evictions, pod and budget lists, node reads
-/// and patches answer 429 (throttling, not a budget), 500 or 503 now and then.
+/// Transient failures on the verbs a drain and a rollout use: evictions, pod and budget lists,
+/// node reads and patches, status ConfigMap reads and writes answer 429 (throttling, not a
+/// budget), 500 or 503 now and then.
 fn flaky(seed: u64) -> FaultConfig {
     FaultConfig {
         seed,
@@ -120,6 +121,18 @@ fn flaky(seed: u64) -> FaultConfig {
     )
     .rule(Some("get"), Some("nodes"), 0.2, FaultKind::TooManyRequests)
     .rule(Some("patch"), Some("nodes"), 0.3, FaultKind::InternalError)
+    .rule(
+        Some("patch"),
+        Some("configmaps"),
+        0.2,
+        FaultKind::ServiceUnavailable,
+    )
+    .rule(
+        Some("get"),
+        Some("configmaps"),
+        0.2,
+        FaultKind::InternalError,
+    )
 }
 
 #[tokio::test]
