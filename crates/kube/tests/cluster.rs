@@ -537,32 +537,10 @@ fn random_cluster(rng: &mut impl rand::Rng) -> (String, Vec<Budget>) {
     for d in 0..rng.random_range(3..=5) {
         let replicas: usize = rng.random_range(2..=5);
         let app = format!("app{d}");
-        // Absolute minAvailable only: kube-sim computes percentages and maxUnavailable from
-        // the pods that exist instead of the controller's scale, so it would itself let
-        // simultaneous evictions through such budgets (upstream does not).
+        // Absolute minAvailable only (see `deployment_with_budget`).
         let min_ready = rng.random_range(1..replicas);
-        let rule = format!("minAvailable: {min_ready}");
-        yaml.push_str(&format!(
-            r#"---
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: {app}, namespace: prop}}
-spec:
-  replicas: {replicas}
-  strategy: {{type: RollingUpdate, rollingUpdate: {{maxUnavailable: 0, maxSurge: 1}}}}
-  selector: {{matchLabels: {{app: {app}}}}}
-  template:
-    metadata: {{labels: {{app: {app}}}}}
-    spec:
-      containers: [{{name: c, image: "registry.k8s.io/pause:3.10", resources: {{requests: {{cpu: 100m}}}}}}]
----
-apiVersion: policy/v1
-kind: PodDisruptionBudget
-metadata: {{name: {app}, namespace: prop}}
-spec:
-  {rule}
-  selector: {{matchLabels: {{app: {app}}}}}
-"#
+        yaml.push_str(&deployment_with_budget(
+            "prop", &app, replicas, min_ready, 0,
         ));
         budgets.push(Budget {
             namespace: "prop".into(),
@@ -718,31 +696,39 @@ spec:
       containers: [{name: kube-proxy, image: "602401143452.dkr.ecr.us-east-1.amazonaws.com/eks/kube-proxy:v1.30.7-minimal-eksbuild.2"}]
 "#;
 
-/// A serving Deployment with a budget of one disruption at a time (as an absolute
-/// minAvailable; see `random_cluster` for why not maxUnavailable in kube-sim).
-fn serving_deployment(name: &str, replicas: u32) -> String {
+/// A Deployment of `replicas` pods (rolling with at most `max_unavailable` down) and a
+/// budget of `minAvailable: min_available`. Budgets are absolute numbers: kube-sim computes
+/// percentages and maxUnavailable from the pods that exist instead of the controller's
+/// scale, so it would itself let simultaneous evictions through such budgets (upstream
+/// does not).
+fn deployment_with_budget(
+    namespace: &str,
+    app: &str,
+    replicas: usize,
+    min_available: usize,
+    max_unavailable: usize,
+) -> String {
     format!(
         r#"---
 apiVersion: apps/v1
 kind: Deployment
-metadata: {{name: {name}, namespace: mlops}}
+metadata: {{name: {app}, namespace: {namespace}}}
 spec:
   replicas: {replicas}
-  strategy: {{type: RollingUpdate, rollingUpdate: {{maxUnavailable: 1, maxSurge: 1}}}}
-  selector: {{matchLabels: {{app: {name}}}}}
+  strategy: {{type: RollingUpdate, rollingUpdate: {{maxUnavailable: {max_unavailable}, maxSurge: 1}}}}
+  selector: {{matchLabels: {{app: {app}}}}}
   template:
-    metadata: {{labels: {{app: {name}}}}}
+    metadata: {{labels: {{app: {app}}}}}
     spec:
-      containers: [{{name: server, image: "kserve/sklearnserver:v0.14.0", resources: {{requests: {{cpu: 500m}}}}}}]
+      containers: [{{name: server, image: "kserve/sklearnserver:v0.14.0", resources: {{requests: {{cpu: 100m}}}}}}]
 ---
 apiVersion: policy/v1
 kind: PodDisruptionBudget
-metadata: {{name: {name}, namespace: mlops}}
+metadata: {{name: {app}, namespace: {namespace}}}
 spec:
-  minAvailable: {min}
-  selector: {{matchLabels: {{app: {name}}}}}
-"#,
-        min = replicas - 1
+  minAvailable: {min_available}
+  selector: {{matchLabels: {{app: {app}}}}}
+"#
     )
 }
 
@@ -781,7 +767,14 @@ async fn rolling_six_nodes_to_1_31_keeps_every_deployment_available() {
     }
     let mut yaml = ROLLOUT_WORKLOADS.to_string();
     for (name, replicas) in [("iris", 4), ("churn", 3), ("mlflow", 2)] {
-        yaml.push_str(&serving_deployment(name, replicas));
+        // One disruption at a time, and the rollout of the Deployment itself likewise.
+        yaml.push_str(&deployment_with_budget(
+            "mlops",
+            name,
+            replicas,
+            replicas - 1,
+            1,
+        ));
     }
     sim.load_yaml(&yaml).unwrap();
     eventually("every Deployment available", || async {
