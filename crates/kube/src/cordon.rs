@@ -9,7 +9,8 @@ use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
 use crate::connect::Cluster;
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::retry::retrying;
 
 /// The annotation marking a cordon this toolkit set.
 pub const CORDONED_BY: &str = "upgrade.mlops.dev/cordoned-by";
@@ -43,10 +44,7 @@ pub enum Uncordoned {
 pub async fn cordon(cluster: &Cluster, node: &str) -> Result<Cordoned> {
     cluster.guard()?;
     let nodes: Api<Node> = Api::all(cluster.client().clone());
-    let current = nodes
-        .get(node)
-        .await
-        .map_err(|e| Error::api(format!("read node {node}"), e))?;
+    let current = retrying(&format!("read node {node}"), || nodes.get(node)).await?;
     let unschedulable = current
         .spec
         .as_ref()
@@ -63,10 +61,12 @@ pub async fn cordon(cluster: &Cluster, node: &str) -> Result<Cordoned> {
         "metadata": { "annotations": { CORDONED_BY: "mlops-upgrade" } },
         "spec": { "unschedulable": true },
     });
-    nodes
-        .patch(node, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .map_err(|e| Error::api(format!("cordon node {node}"), e))?;
+    // The merge patch is idempotent, so a transient failure is simply sent again.
+    let (params, patch) = (PatchParams::default(), Patch::Merge(&patch));
+    retrying(&format!("cordon node {node}"), || {
+        nodes.patch(node, &params, &patch)
+    })
+    .await?;
     tracing::info!(node, "cordoned");
     Ok(Cordoned::Now)
 }
@@ -75,10 +75,7 @@ pub async fn cordon(cluster: &Cluster, node: &str) -> Result<Cordoned> {
 pub async fn uncordon(cluster: &Cluster, node: &str) -> Result<Uncordoned> {
     cluster.guard()?;
     let nodes: Api<Node> = Api::all(cluster.client().clone());
-    let current = nodes
-        .get(node)
-        .await
-        .map_err(|e| Error::api(format!("read node {node}"), e))?;
+    let current = retrying(&format!("read node {node}"), || nodes.get(node)).await?;
     let unschedulable = current
         .spec
         .as_ref()
@@ -95,10 +92,11 @@ pub async fn uncordon(cluster: &Cluster, node: &str) -> Result<Uncordoned> {
         "metadata": { "annotations": { CORDONED_BY: null } },
         "spec": { "unschedulable": null },
     });
-    nodes
-        .patch(node, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .map_err(|e| Error::api(format!("uncordon node {node}"), e))?;
+    let (params, patch) = (PatchParams::default(), Patch::Merge(&patch));
+    retrying(&format!("uncordon node {node}"), || {
+        nodes.patch(node, &params, &patch)
+    })
+    .await?;
     tracing::info!(node, "uncordoned");
     Ok(Uncordoned::Lifted)
 }

@@ -20,6 +20,7 @@ use kube::api::{Api, DeleteParams, EvictParams, ListParams};
 
 use crate::connect::Cluster;
 use crate::error::{Error, Result, api_code};
+use crate::retry::list_pages;
 use crate::selector;
 
 /// The annotation Karpenter uses to keep a pod from being disrupted.
@@ -212,10 +213,11 @@ pub fn plan_pod(pod: &Pod, options: &DrainOptions) -> PodPlan {
 /// The budgets (`namespace/name`) that select `pod`.
 pub fn budgets_for(pod: &Pod, pdbs: &[PodDisruptionBudget]) -> Vec<String> {
     let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
-    let labels = pod.metadata.labels.clone().unwrap_or_default();
+    let empty = BTreeMap::new();
+    let labels = pod.metadata.labels.as_ref().unwrap_or(&empty);
     pdbs.iter()
         .filter(|p| p.metadata.namespace.as_deref() == Some(ns))
-        .filter(|p| selector::matches(p.spec.as_ref().and_then(|s| s.selector.as_ref()), &labels))
+        .filter(|p| selector::matches(p.spec.as_ref().and_then(|s| s.selector.as_ref()), labels))
         .map(|p| format!("{ns}/{}", p.metadata.name.as_deref().unwrap_or_default()))
         .collect()
 }
@@ -229,16 +231,22 @@ pub async fn drain(cluster: &Cluster, node: &str, options: &DrainOptions) -> Res
     crate::cordon::cordon(cluster, node).await?;
     let client = cluster.client().clone();
     let pods: Api<Pod> = Api::all(client.clone());
-    let on_node = pods
-        .list(&ListParams::default().fields(&format!("spec.nodeName={node}")))
-        .await
-        .map_err(|e| Error::api(format!("list pods on node {node}"), e))?
-        .items;
-    let pdbs: Vec<PodDisruptionBudget> = Api::<PodDisruptionBudget>::all(client.clone())
-        .list(&ListParams::default())
-        .await
-        .map_err(|e| Error::api("list PodDisruptionBudgets", e))?
-        .items;
+    let on_node = list_pages(
+        pods.clone(),
+        &ListParams::default().fields(&format!("spec.nodeName={node}")),
+        500,
+        &format!("list pods on node {node}"),
+        Some,
+    )
+    .await?;
+    let pdbs: Vec<PodDisruptionBudget> = list_pages(
+        Api::<PodDisruptionBudget>::all(client.clone()),
+        &ListParams::default(),
+        500,
+        "list PodDisruptionBudgets",
+        Some,
+    )
+    .await?;
 
     let mut report = DrainReport {
         node: node.to_string(),
@@ -326,6 +334,8 @@ async fn evict_until_gone(
     let mut backoff = options.initial_backoff;
     let mut refused = 0;
     let mut last_reason;
+    // A budget refusal is the real blocker; a transient error after it must not hide it.
+    let mut budget_refusal: Option<BlockReason> = None;
     // Evict, retrying what the API server refuses for now (429 budget, 5xx, dropped connections).
     loop {
         match api.evict(&name, &params).await {
@@ -338,11 +348,13 @@ async fn evict_until_gone(
             }
             Err(e) => {
                 last_reason = match &e {
-                    kube::Error::Api(status) if status.code == 429 => {
+                    kube::Error::Api(status) if is_budget_refusal(status) => {
                         refused += 1;
-                        BlockReason::DisruptionBudget {
-                            message: status.message.clone(),
-                        }
+                        let reason = BlockReason::DisruptionBudget {
+                            message: budget_message(status),
+                        };
+                        budget_refusal = Some(reason.clone());
+                        reason
                     }
                     other => BlockReason::EvictionFailed {
                         message: other.to_string(),
@@ -354,7 +366,7 @@ async fn evict_until_gone(
         let now = Instant::now();
         if now + backoff > deadline {
             return EvictionOutcome {
-                result: Err(blocked(last_reason)),
+                result: Err(blocked(budget_refusal.unwrap_or(last_reason))),
                 refused,
             };
         }
@@ -379,6 +391,32 @@ async fn evict_until_gone(
     EvictionOutcome {
         result: Ok(format!("{namespace}/{name}")),
         refused,
+    }
+}
+
+/// Whether a refused eviction is a PodDisruptionBudget's doing (429 with the
+/// `DisruptionBudget` cause or message), not API priority-and-fairness throttling (429
+/// with Retry-After) or a server error; those are retried too, but name no budget.
+fn is_budget_refusal(status: &kube::core::Status) -> bool {
+    status.code == 429
+        && (status
+            .details
+            .as_ref()
+            .is_some_and(|d| d.causes.iter().any(|c| c.reason == "DisruptionBudget"))
+            || status.message.contains("disruption budget"))
+}
+
+/// The API server's message, with the budget's own numbers when it gave them.
+fn budget_message(status: &kube::core::Status) -> String {
+    let cause = status
+        .details
+        .as_ref()
+        .and_then(|d| d.causes.iter().find(|c| c.reason == "DisruptionBudget"))
+        .map(|c| c.message.clone())
+        .filter(|m| !m.is_empty());
+    match cause {
+        Some(cause) => format!("{} ({cause})", status.message),
+        None => status.message.clone(),
     }
 }
 

@@ -97,6 +97,17 @@ pub enum Error {
         /// The timeout.
         seconds: u64,
     },
+    /// An object the facts need could not be understood.
+    #[error("cannot read {object}: {problem}")]
+    Facts {
+        /// The object (`the API server's /version`, `node ip-10-0-1-5`).
+        object: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// A node rollout stopped; the report says where and why, and what state it left.
+    #[error("{}", .0.render())]
+    RolloutStopped(Box<crate::rollout::RolloutReport>),
     /// A backup file or object could not be used.
     #[error("{0}")]
     Backup(String),

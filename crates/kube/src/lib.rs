@@ -6,9 +6,20 @@
 //! - [`drain`]: PDB-aware parallel drain that names every pod and budget that blocks it;
 //! - [`lock`]: one upgrade at a time, through a Lease with a TTL, renewal and safe takeover;
 //! - [`status`]: the `upgrade-status` ConfigMap kept current at every step;
-//! - [`backup`]: custom-resource backup (server fields stripped) and server-side-apply restore.
+//! - [`backup`]: custom-resource backup (server fields stripped) and server-side-apply restore;
+//! - [`facts`]: preflight facts for upgrade-core's checks, paginated, concurrent and retried,
+//!   with a per-node drain prediction (which pods will not evict, and why);
+//! - [`helm_storage`]: Helm releases with their rendered manifests, from Helm's own Secrets;
+//! - [`health`]: the runbook's health checks in one call;
+//! - [`rollout`]: node replacement in batches behind a canary, with surge, validation after
+//!   each batch (twice), and a recorded, explained stop at the first failure.
 //!
-//! # Example
+//! Reads retry what a busy API server answers for now (429, 500, 502, 503, 504, dropped
+//! connections); every change first passes [`connect::Cluster::guard`].
+//!
+//! # Examples
+//!
+//! Drain a node:
 //!
 //! ```no_run
 //! use upgrade_kube::connect::{Cluster, ConnectOptions};
@@ -26,13 +37,45 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! Gather facts, predict drains and run the checks before touching anything:
+//!
+//! ```no_run
+//! use upgrade_kube::connect::{Cluster, ConnectOptions};
+//! use upgrade_kube::facts::{gather, GatherOptions};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let cluster = Cluster::connect(&ConnectOptions {
+//!     context: Some("mlops-dev".into()),
+//!     ..Default::default()
+//! })
+//! .await?;
+//! let gathered = gather(&cluster, &GatherOptions::default()).await?;
+//! for node in gathered.drains.iter().filter(|d| !d.drains()) {
+//!     println!("{}: {} pod(s) would block the drain", node.node, node.blocked.len());
+//! }
+//! let report = upgrade_core::checks::run(
+//!     &gathered.facts,
+//!     "1.31".parse()?,
+//!     &upgrade_core::config::Config::default(),
+//!     upgrade_core::data::Data::embedded(),
+//! )?;
+//! println!("exit code {}", report.exit_code());
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod backup;
 pub mod connect;
 pub mod cordon;
 pub mod drain;
 mod error;
+pub mod facts;
+pub mod health;
+pub mod helm_storage;
 pub mod lock;
+mod retry;
+pub mod rollout;
 pub mod selector;
 pub mod status;
 pub mod step;

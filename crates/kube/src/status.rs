@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::connect::Cluster;
 use crate::cordon::FIELD_MANAGER;
 use crate::error::{Error, Result};
+use crate::retry::retrying;
 
 /// Name of the ConfigMap.
 pub const NAME: &str = "upgrade-status";
@@ -130,23 +131,19 @@ impl UpgradeStatus {
             "metadata": { "name": NAME, "namespace": "kube-system" },
             "data": data,
         });
-        api.patch(
-            NAME,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&cm),
-        )
-        .await
-        .map_err(|e| Error::api("update kube-system/upgrade-status", e))?;
+        // A server-side apply of the whole document is idempotent: retried when the server is busy.
+        let (params, patch) = (PatchParams::apply(FIELD_MANAGER).force(), Patch::Apply(&cm));
+        retrying("update kube-system/upgrade-status", || {
+            api.patch(NAME, &params, &patch)
+        })
+        .await?;
         Ok(())
     }
 
     /// Reads it back (`None` when there is none).
     pub async fn read(cluster: &Cluster) -> Result<Option<UpgradeStatus>> {
         let api: Api<ConfigMap> = Api::namespaced(cluster.client().clone(), "kube-system");
-        let Some(cm) = api
-            .get_opt(NAME)
-            .await
-            .map_err(|e| Error::api("read kube-system/upgrade-status", e))?
+        let Some(cm) = retrying("read kube-system/upgrade-status", || api.get_opt(NAME)).await?
         else {
             return Ok(None);
         };

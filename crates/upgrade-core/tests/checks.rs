@@ -803,3 +803,40 @@ fn planner_errors_reach_the_caller() {
             .contains("not newer than the current version 1.31")
     );
 }
+
+#[test]
+fn drain001_names_every_pod_that_would_stop_a_drain_per_node() {
+    let facts = r#"pdbs:
+  - {namespace: shop, name: web-pdb, selector: {match_labels: {app: web}}, min_available: 2, disruptions_allowed: 0}
+pods:
+  - {namespace: shop, name: web-1, node: a, phase: Running, labels: {app: web}, controller: {kind: ReplicaSet, name: web}}
+  - {namespace: shop, name: api-1, node: a, phase: Running, labels: {app: api}, controller: {kind: ReplicaSet, name: api}}
+  - {namespace: shop, name: debug, node: a, phase: Running}
+  - {namespace: shop, name: cache, node: b, phase: Running, local_storage: true, controller: {kind: ReplicaSet, name: cache}}
+  - {namespace: argo, name: train, node: b, phase: Running, controller: {kind: Workflow, name: t}, annotations: {karpenter.sh/do-not-disrupt: "true"}}
+  - {namespace: kube-system, name: proxy, node: c, phase: Running, controller: {kind: DaemonSet, name: kube-proxy}}
+  - {namespace: kube-system, name: etcd, node: c, phase: Running, annotations: {kubernetes.io/config.mirror: x}}
+  - {namespace: shop, name: done, node: c, phase: Succeeded}
+  - {namespace: shop, name: web-2, node: c, phase: Pending, labels: {app: web}, controller: {kind: ReplicaSet, name: web}}
+"#;
+    let r = check("1.30.0", "1.31", facts);
+    let f = found(&r, "DRAIN001");
+    let by_node: Vec<(String, &str)> = f
+        .iter()
+        .map(|f| (f.subject.as_ref().unwrap().key(), f.message.as_str()))
+        .collect();
+    assert_eq!(
+        by_node,
+        [
+            (
+                "a".to_string(),
+                "a drain would stop on 2 pods: shop/web-1 (budget shop/web-pdb allows 0 disruptions), shop/debug (no controller)"
+            ),
+            (
+                "b".to_string(),
+                "a drain would stop on 2 pods: shop/cache (emptyDir data), argo/train (do-not-disrupt)"
+            ),
+        ],
+        "node c has only pods a drain leaves or evicts regardless"
+    );
+}

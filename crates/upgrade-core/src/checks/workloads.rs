@@ -120,6 +120,17 @@ pub(super) const CHECKS: &[CheckInfo] = &[
         run: pods_not_running,
     },
     CheckInfo {
+        code: "DRAIN001",
+        title: "Node drain would be blocked",
+        severity: Severity::Warning,
+        category: Category::Workloads,
+        applies: Applies::ALWAYS,
+        inspects: "Per node, the pods a drain (`kubectl drain --ignore-daemonsets`, or a node upgrade) would not evict, before anything is touched: pods a PodDisruptionBudget with 0 disruptions allowed protects, pods without a controller, pods with emptyDir volumes, and pods annotated `karpenter.sh/do-not-disrupt: \"true\"`. DaemonSet, mirror and finished pods are left out, as the drain leaves them. The node's upgrade stalls on these pods.",
+        remediation: "For each pod named: relax the budget or scale its workload up, run it under a controller or delete it, confirm the emptyDir data is scratch (drain with --delete-emptydir-data), or let it finish; then check again.",
+        source: DRAIN_URL,
+        run: drain_blockers,
+    },
+    CheckInfo {
         code: "PVC001",
         title: "PersistentVolumeClaim not bound",
         severity: Severity::Warning,
@@ -476,6 +487,83 @@ fn warning_events(ctx: &Context<'_>) -> Outcome {
             Issue::new(
                 Some(Subject::namespaced(kind, &e.namespace, name)),
                 format!("{} ×{}: {}", e.reason, e.count, e.message),
+            )
+        })
+        .collect();
+    Outcome::Checked(issues)
+}
+
+/// Why a drain would not evict `pod` (`None` = it evicts, or the drain leaves it alone).
+fn drain_blocker(ctx: &Context<'_>, pod: &PodFacts) -> Option<String> {
+    let controller = pod.controller.as_ref().map(|c| c.kind.as_str());
+    if controller == Some("DaemonSet")
+        || pod.annotations.contains_key("kubernetes.io/config.mirror")
+        || !is_active(pod)
+    {
+        return None;
+    }
+    if controller.is_none() {
+        return Some("no controller".into());
+    }
+    if pod.local_storage {
+        return Some("emptyDir data".into());
+    }
+    if pod
+        .annotations
+        .get("karpenter.sh/do-not-disrupt")
+        .is_some_and(|v| v == "true")
+    {
+        return Some("do-not-disrupt".into());
+    }
+    // Only a running pod counts as healthy; a budget does not protect the others.
+    if pod.phase != "Running" {
+        return None;
+    }
+    ctx.facts
+        .pdbs
+        .iter()
+        .find(|b| {
+            b.disruptions_allowed <= 0
+                && b.namespace == pod.namespace
+                && b.selector.matches(&pod.labels)
+        })
+        .map(|b| format!("budget {}/{} allows 0 disruptions", b.namespace, b.name))
+}
+
+fn drain_blockers(ctx: &Context<'_>) -> Outcome {
+    const SHOWN: usize = 10;
+    let mut by_node: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+    for pod in &ctx.facts.pods {
+        let Some(node) = pod.node.as_deref() else {
+            continue;
+        };
+        if let Some(why) = drain_blocker(ctx, pod) {
+            by_node
+                .entry(node)
+                .or_default()
+                .push(format!("{}/{} ({why})", pod.namespace, pod.name));
+        }
+    }
+    let issues = by_node
+        .into_iter()
+        .map(|(node, pods)| {
+            let more = pods.len().saturating_sub(SHOWN);
+            let mut list = pods
+                .iter()
+                .take(SHOWN)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ");
+            if more > 0 {
+                list.push_str(&format!(" and {more} more"));
+            }
+            Issue::new(
+                Some(Subject::cluster("Node", node)),
+                format!(
+                    "a drain would stop on {} pod{}: {list}",
+                    pods.len(),
+                    if pods.len() == 1 { "" } else { "s" }
+                ),
             )
         })
         .collect();

@@ -1,0 +1,380 @@
+//! The runbook's health checks in one call: pods not running, NotReady nodes, unbound
+//! PersistentVolumeClaims, cert-manager Certificates not Ready, Deployments not available,
+//! KServe InferenceServices not Ready, and Argo CD Applications not Synced and Healthy.
+//!
+//! Run it before an upgrade for the baseline and after each step to verify. Kinds the
+//! cluster does not serve (no KServe, no Argo CD) are listed in
+//! [`HealthReport::not_checked`], never counted as healthy silently.
+
+use std::fmt;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod};
+use kube::api::DynamicObject;
+use serde::Serialize;
+
+use crate::connect::Cluster;
+use crate::error::Result;
+use crate::retry::{list_all, list_if_served};
+
+const PAGE: u32 = 500;
+const INFERENCE_SERVICE: (&str, &str, &str, &str) = (
+    "serving.kserve.io",
+    "v1beta1",
+    "InferenceService",
+    "inferenceservices",
+);
+const ARGO_APPLICATION: (&str, &str, &str, &str) =
+    ("argoproj.io", "v1alpha1", "Application", "applications");
+
+/// Which health check found something.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HealthCheck {
+    /// A node whose Ready condition is not True.
+    NodeNotReady,
+    /// A pod not Running or Succeeded, or Running with a container stuck waiting.
+    PodNotRunning,
+    /// A PersistentVolumeClaim not Bound.
+    PvcNotBound,
+    /// A Deployment with fewer available replicas than desired.
+    DeploymentUnavailable,
+    /// A cert-manager Certificate not Ready.
+    CertificateNotReady,
+    /// A KServe InferenceService not Ready.
+    InferenceServiceNotReady,
+    /// An Argo CD Application not Synced or not Healthy.
+    ApplicationNotHealthy,
+}
+
+impl fmt::Display for HealthCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            HealthCheck::NodeNotReady => "node not ready",
+            HealthCheck::PodNotRunning => "pod not running",
+            HealthCheck::PvcNotBound => "PVC not bound",
+            HealthCheck::DeploymentUnavailable => "deployment unavailable",
+            HealthCheck::CertificateNotReady => "certificate not ready",
+            HealthCheck::InferenceServiceNotReady => "InferenceService not ready",
+            HealthCheck::ApplicationNotHealthy => "Argo CD application not synced/healthy",
+        })
+    }
+}
+
+/// One unhealthy object.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct HealthFinding {
+    /// The check.
+    pub check: HealthCheck,
+    /// `Kind namespace/name` (or `Kind name`).
+    pub subject: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// What [`check`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct HealthReport {
+    /// Every unhealthy object, by check then subject.
+    pub findings: Vec<HealthFinding>,
+    /// Checks that could not run (their kind is not served), with why.
+    pub not_checked: Vec<String>,
+}
+
+impl HealthReport {
+    /// Whether nothing was found.
+    pub fn healthy(&self) -> bool {
+        self.findings.is_empty()
+    }
+
+    /// The findings of one check.
+    pub fn of(&self, check: HealthCheck) -> impl Iterator<Item = &HealthFinding> {
+        self.findings.iter().filter(move |f| f.check == check)
+    }
+
+    /// Text for a terminal or a log.
+    pub fn render(&self) -> String {
+        let mut out = if self.healthy() {
+            "healthy: no findings\n".to_string()
+        } else {
+            format!("{} health finding(s):\n", self.findings.len())
+        };
+        for f in &self.findings {
+            out.push_str(&format!("  - [{}] {}: {}\n", f.check, f.subject, f.message));
+        }
+        for n in &self.not_checked {
+            out.push_str(&format!("  not checked: {n}\n"));
+        }
+        out
+    }
+}
+
+fn key(namespace: Option<&str>, name: Option<&str>) -> String {
+    match namespace {
+        Some(ns) => format!("{ns}/{}", name.unwrap_or_default()),
+        None => name.unwrap_or_default().to_string(),
+    }
+}
+
+/// Runs every health check concurrently and returns all findings.
+pub async fn check(cluster: &Cluster) -> Result<HealthReport> {
+    let client = cluster.client();
+    let (nodes, pods, pvcs, deployments, certificates, isvcs, apps) = tokio::try_join!(
+        list_all::<Node, _>(client, PAGE, "list nodes", |n| node_finding(&n)),
+        list_all::<Pod, _>(client, PAGE, "list pods", |p| pod_finding(&p)),
+        list_all::<PersistentVolumeClaim, _>(client, PAGE, "list PersistentVolumeClaims", |c| {
+            pvc_finding(&c)
+        }),
+        list_all::<Deployment, _>(client, PAGE, "list Deployments", |d| deployment_finding(&d)),
+        list_if_served(client, crate::facts::CERTIFICATE, PAGE),
+        list_if_served(client, INFERENCE_SERVICE, PAGE),
+        list_if_served(client, ARGO_APPLICATION, PAGE),
+    )?;
+    let mut report = HealthReport::default();
+    report.findings.extend(nodes);
+    report.findings.extend(pods);
+    report.findings.extend(pvcs);
+    report.findings.extend(deployments);
+    let mut custom = |list: Option<Vec<DynamicObject>>,
+                      what: &str,
+                      finding: fn(&DynamicObject) -> Option<HealthFinding>| {
+        match list {
+            Some(list) => report.findings.extend(list.iter().filter_map(finding)),
+            None => report
+                .not_checked
+                .push(format!("{what}: the kind is not served by this cluster")),
+        }
+    };
+    custom(
+        certificates,
+        "cert-manager Certificates",
+        certificate_finding,
+    );
+    custom(isvcs, "KServe InferenceServices", inference_service_finding);
+    custom(apps, "Argo CD Applications", application_finding);
+    report.findings.sort();
+    Ok(report)
+}
+
+fn node_finding(n: &Node) -> Option<HealthFinding> {
+    let ready = n
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"));
+    if ready.is_some_and(|c| c.status == "True") {
+        return None;
+    }
+    Some(HealthFinding {
+        check: HealthCheck::NodeNotReady,
+        subject: format!("Node {}", n.metadata.name.as_deref().unwrap_or_default()),
+        message: match ready {
+            Some(c) => format!(
+                "Ready is {} ({})",
+                c.status,
+                c.reason.as_deref().unwrap_or("no reason given")
+            ),
+            None => "no Ready condition reported".into(),
+        },
+    })
+}
+
+fn pod_finding(p: &Pod) -> Option<HealthFinding> {
+    let status = p.status.as_ref();
+    let phase = status.and_then(|s| s.phase.as_deref()).unwrap_or("Unknown");
+    let stuck = status
+        .and_then(|s| s.container_statuses.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|c| {
+            let reason = c.state.as_ref()?.waiting.as_ref()?.reason.clone()?;
+            matches!(
+                reason.as_str(),
+                "CrashLoopBackOff"
+                    | "ImagePullBackOff"
+                    | "ErrImagePull"
+                    | "CreateContainerConfigError"
+            )
+            .then(|| format!("container {} is {reason}", c.name))
+        })
+        .collect::<Vec<_>>();
+    let message = match phase {
+        "Succeeded" => return None,
+        "Running" if stuck.is_empty() => return None,
+        "Running" => stuck.join("; "),
+        other => format!(
+            "phase {other}{}",
+            status
+                .and_then(|s| s.reason.as_deref())
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default()
+        ),
+    };
+    Some(HealthFinding {
+        check: HealthCheck::PodNotRunning,
+        subject: format!(
+            "Pod {}",
+            key(p.metadata.namespace.as_deref(), p.metadata.name.as_deref())
+        ),
+        message,
+    })
+}
+
+fn pvc_finding(c: &PersistentVolumeClaim) -> Option<HealthFinding> {
+    let phase = c
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("Pending");
+    (phase != "Bound").then(|| HealthFinding {
+        check: HealthCheck::PvcNotBound,
+        subject: format!(
+            "PersistentVolumeClaim {}",
+            key(c.metadata.namespace.as_deref(), c.metadata.name.as_deref())
+        ),
+        message: format!("phase {phase}"),
+    })
+}
+
+/// Whether a Deployment has all its desired replicas available (and is not mid-rollout
+/// with fewer). Used by the node rollout's validation too.
+pub fn deployment_available(d: &Deployment) -> std::result::Result<(), String> {
+    let desired = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let available = d
+        .status
+        .as_ref()
+        .and_then(|s| s.available_replicas)
+        .unwrap_or(0);
+    if available >= desired {
+        Ok(())
+    } else {
+        Err(format!("{available}/{desired} replicas available"))
+    }
+}
+
+fn deployment_finding(d: &Deployment) -> Option<HealthFinding> {
+    let message = deployment_available(d).err()?;
+    Some(HealthFinding {
+        check: HealthCheck::DeploymentUnavailable,
+        subject: format!(
+            "Deployment {}",
+            key(d.metadata.namespace.as_deref(), d.metadata.name.as_deref())
+        ),
+        message,
+    })
+}
+
+fn ready_condition(o: &DynamicObject) -> Option<&serde_json::Value> {
+    o.data
+        .get("status")?
+        .get("conditions")?
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Ready")
+}
+
+fn not_ready(o: &DynamicObject, kind: &str, check: HealthCheck) -> Option<HealthFinding> {
+    let ready = ready_condition(o);
+    if ready.is_some_and(|c| c["status"] == "True") {
+        return None;
+    }
+    Some(HealthFinding {
+        check,
+        subject: format!(
+            "{kind} {}",
+            key(o.metadata.namespace.as_deref(), o.metadata.name.as_deref())
+        ),
+        message: match ready {
+            Some(c) => format!(
+                "Ready is {}{}",
+                c["status"].as_str().unwrap_or("Unknown"),
+                c["message"]
+                    .as_str()
+                    .or(c["reason"].as_str())
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default()
+            ),
+            None => "no Ready condition yet".into(),
+        },
+    })
+}
+
+fn certificate_finding(o: &DynamicObject) -> Option<HealthFinding> {
+    not_ready(o, "Certificate", HealthCheck::CertificateNotReady)
+}
+
+fn inference_service_finding(o: &DynamicObject) -> Option<HealthFinding> {
+    not_ready(o, "InferenceService", HealthCheck::InferenceServiceNotReady)
+}
+
+fn application_finding(o: &DynamicObject) -> Option<HealthFinding> {
+    let status = o.data.get("status");
+    let sync = status
+        .and_then(|s| s["sync"]["status"].as_str())
+        .unwrap_or("Unknown");
+    let health = status
+        .and_then(|s| s["health"]["status"].as_str())
+        .unwrap_or("Unknown");
+    if sync == "Synced" && health == "Healthy" {
+        return None;
+    }
+    Some(HealthFinding {
+        check: HealthCheck::ApplicationNotHealthy,
+        subject: format!(
+            "Application {}",
+            key(o.metadata.namespace.as_deref(), o.metadata.name.as_deref())
+        ),
+        message: format!("sync {sync}, health {health}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dynamic(yaml: &str) -> DynamicObject {
+        serde_norway::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn custom_resources_are_judged_by_ready_or_sync_and_health() {
+        let isvc = dynamic(
+            "{apiVersion: serving.kserve.io/v1beta1, kind: InferenceService, metadata: {name: iris, namespace: mlops}, status: {conditions: [{type: Ready, status: 'False', reason: RevisionMissing, message: 'Revision iris-predictor-00002 failed'}]}}",
+        );
+        let f = inference_service_finding(&isvc).unwrap();
+        assert_eq!(f.subject, "InferenceService mlops/iris");
+        assert_eq!(
+            f.message,
+            "Ready is False: Revision iris-predictor-00002 failed"
+        );
+        let ok = dynamic(
+            "{apiVersion: serving.kserve.io/v1beta1, kind: InferenceService, metadata: {name: iris, namespace: mlops}, status: {conditions: [{type: Ready, status: 'True'}]}}",
+        );
+        assert_eq!(inference_service_finding(&ok), None);
+
+        let app = dynamic(
+            "{apiVersion: argoproj.io/v1alpha1, kind: Application, metadata: {name: kserve, namespace: argocd}, status: {sync: {status: OutOfSync}, health: {status: Healthy}}}",
+        );
+        assert_eq!(
+            application_finding(&app).unwrap().message,
+            "sync OutOfSync, health Healthy"
+        );
+    }
+
+    #[test]
+    fn pods_stuck_in_crash_loops_count_even_when_running() {
+        let pod: Pod = serde_norway::from_str(
+            "{metadata: {name: mlflow-0, namespace: mlops}, status: {phase: Running, containerStatuses: [{name: mlflow, image: x, imageID: '', ready: false, restartCount: 7, state: {waiting: {reason: CrashLoopBackOff}}}]}}",
+        )
+        .unwrap();
+        assert_eq!(
+            pod_finding(&pod).unwrap().message,
+            "container mlflow is CrashLoopBackOff"
+        );
+        let done: Pod = serde_norway::from_str(
+            "{metadata: {name: j, namespace: a}, status: {phase: Succeeded}}",
+        )
+        .unwrap();
+        assert_eq!(pod_finding(&done), None);
+    }
+}

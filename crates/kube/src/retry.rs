@@ -1,0 +1,193 @@
+//! Reads that survive a busy or flaky API server: paginated lists and retries of transient
+//! failures (429 TooManyRequests, 500, 502, 503, 504, dropped connections).
+
+use std::future::Future;
+use std::time::Duration;
+
+use kube::api::{Api, ListParams, ObjectList};
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, Result, api_code};
+
+/// How many times one request is tried before its error is returned.
+const ATTEMPTS: u32 = 6;
+/// The first pause after a transient failure; doubles each time.
+const FIRST_PAUSE: Duration = Duration::from_millis(100);
+
+/// Whether `err` is worth retrying: the server said "later", or the connection broke.
+pub(crate) fn is_transient(err: &kube::Error) -> bool {
+    match api_code(err) {
+        Some(code) => matches!(code, 429 | 500 | 502 | 503 | 504),
+        None => matches!(err, kube::Error::HyperError(_) | kube::Error::Service(_)),
+    }
+}
+
+/// Runs `call` until it succeeds, fails for good, or has failed transiently [`ATTEMPTS`] times.
+pub(crate) async fn retrying<T, F, Fut>(action: &str, mut call: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = std::result::Result<T, kube::Error>>,
+{
+    let mut pause = FIRST_PAUSE;
+    let mut attempt = 1;
+    loop {
+        match call().await {
+            Ok(value) => return Ok(value),
+            Err(err) if attempt < ATTEMPTS && is_transient(&err) => {
+                tracing::debug!(action, attempt, error = %err, "transient API error; retrying");
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+                attempt += 1;
+            }
+            Err(err) => return Err(Error::api(action, err)),
+        }
+    }
+}
+
+/// Lists everything `params` selects, `page_size` objects per request (`limit` + `continue`),
+/// handing each page's objects to `keep` so a caller can convert and drop them page by page
+/// (60,000 pods never sit in memory as full objects). A continue token that expired (410
+/// Gone) restarts the list once from the beginning, as kubectl does.
+pub(crate) async fn list_pages<K, T>(
+    api: Api<K>,
+    params: &ListParams,
+    page_size: u32,
+    action: &str,
+    mut keep: impl FnMut(K) -> Option<T>,
+) -> Result<Vec<T>>
+where
+    K: Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let mut restarted = false;
+    'restart: loop {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut page_params = params.clone().limit(page_size);
+            if let Some(t) = &token {
+                page_params = page_params.continue_token(t);
+            }
+            let page: std::result::Result<ObjectList<K>, Error> =
+                retrying(action, || api.list(&page_params)).await;
+            let page = match page {
+                Ok(page) => page,
+                Err(Error::Api { ref source, .. })
+                    if !restarted && token.is_some() && api_code(source) == Some(410) =>
+                {
+                    restarted = true;
+                    continue 'restart;
+                }
+                Err(e) => return Err(e),
+            };
+            token = page.metadata.continue_.clone().filter(|t| !t.is_empty());
+            out.extend(page.items.into_iter().filter_map(&mut keep));
+            if token.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+}
+
+/// [`list_pages`] over every namespace, with no selector.
+pub(crate) async fn list_all<K, T>(
+    client: &kube::Client,
+    page_size: u32,
+    action: &str,
+    keep: impl FnMut(K) -> Option<T>,
+) -> Result<Vec<T>>
+where
+    K: kube::Resource + Clone + DeserializeOwned + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    list_pages(
+        Api::<K>::all(client.clone()),
+        &ListParams::default(),
+        page_size,
+        action,
+        keep,
+    )
+    .await
+}
+
+/// Lists every object of a custom kind, or `None` when the API server does not serve it.
+pub(crate) async fn list_if_served(
+    client: &kube::Client,
+    (group, version, kind, plural): (&str, &str, &str, &str),
+    page_size: u32,
+) -> Result<Option<Vec<kube::api::DynamicObject>>> {
+    let group_version = format!("{group}/{version}");
+    let served = retrying(&format!("discover {group_version}"), || {
+        let client = client.clone();
+        let group_version = group_version.clone();
+        async move {
+            match client.list_api_group_resources(&group_version).await {
+                Ok(list) => Ok(list.resources.iter().any(|r| r.name == plural)),
+                Err(e) if api_code(&e) == Some(404) => Ok(false),
+                Err(e) => Err(e),
+            }
+        }
+    })
+    .await?;
+    if !served {
+        return Ok(None);
+    }
+    let resource = kube::api::ApiResource::from_gvk_with_plural(
+        &kube::api::GroupVersionKind::gvk(group, version, kind),
+        plural,
+    );
+    let api: Api<kube::api::DynamicObject> = Api::all_with(client.clone(), &resource);
+    list_pages(
+        api,
+        &ListParams::default(),
+        page_size,
+        &format!("list {plural}.{group}"),
+        Some,
+    )
+    .await
+    .map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(code: u16) -> kube::Error {
+        kube::Error::Api(Box::new(kube::core::Status {
+            code,
+            ..Default::default()
+        }))
+    }
+
+    #[test]
+    fn only_server_busy_and_broken_connections_are_retried() {
+        for code in [429, 500, 502, 503, 504] {
+            assert!(is_transient(&status(code)), "{code}");
+        }
+        for code in [400, 403, 404, 409, 410, 422] {
+            assert!(!is_transient(&status(code)), "{code}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_transient_failure_is_retried_and_a_permanent_one_is_not() {
+        let mut calls = 0;
+        let value = retrying("read", || {
+            calls += 1;
+            let fail = calls < 3;
+            async move { if fail { Err(status(503)) } else { Ok(7) } }
+        })
+        .await
+        .unwrap();
+        assert_eq!((value, calls), (7, 3));
+
+        let mut calls = 0;
+        let err = retrying::<u8, _, _>("read node x", || {
+            calls += 1;
+            async { Err(status(403)) }
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(calls, 1);
+        assert!(err.to_string().starts_with("read node x"), "{err}");
+    }
+}
