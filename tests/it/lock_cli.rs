@@ -20,7 +20,11 @@ fn sample(root: PathBuf) -> SamplePlatform {
     }
 }
 
-async fn upgrade_lock(ctx: &TestContext, platform: &SamplePlatform, args: &[&str]) -> (i32, String, String) {
+async fn upgrade_lock(
+    ctx: &TestContext,
+    platform: &SamplePlatform,
+    args: &[&str],
+) -> (i32, String, String) {
     let mut cmd = ProcessBuilder::new(upgrade_bins_exe("upgrade-lock"));
     ctx.apply_env(&mut cmd);
     cmd.env("HOME", platform.home())
@@ -31,14 +35,21 @@ async fn upgrade_lock(ctx: &TestContext, platform: &SamplePlatform, args: &[&str
         .args(["--kube-context", kube_sim::CONTEXT_NAME, "--lockfile"])
         .arg(platform.lockfile());
     let out = cmd.output_async().await.expect("upgrade-lock runs");
-    (out.status.code().unwrap_or(-1), out.stdout_lossy(), out.stderr_lossy())
+    (
+        out.status.code().unwrap_or(-1),
+        out.stdout_lossy(),
+        out.stderr_lossy(),
+    )
 }
 
 /// The workspace's binaries are built by `cargo test --workspace --all-targets` (and by this
 /// package's dependency on upgrade-bins) into the same target folder as this test.
 fn upgrade_bins_exe(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
     let path = dir.join(name);
     assert!(
         path.is_file(),
@@ -77,7 +88,10 @@ async fn write_then_diff_shows_no_drift_then_the_upgrade() {
     .await;
     assert_eq!(code, 0, "{stderr}");
     let text = std::fs::read_to_string(platform.lockfile()).unwrap();
-    assert!(text.contains("[components.kserve]") && text.contains("chart_version = \"0.14.1\""), "{text}");
+    assert!(
+        text.contains("[components.kserve]") && text.contains("chart_version = \"0.14.1\""),
+        "{text}"
+    );
     assert!(text.contains("version = \"1.30\""), "{text}");
 
     let (code, stdout, stderr) = upgrade_lock(&ctx, &platform, &["diff"]).await;
@@ -94,7 +108,10 @@ async fn write_then_diff_shows_no_drift_then_the_upgrade() {
     .unwrap();
     let (code, stdout, _) = upgrade_lock(&ctx, &platform, &["diff"]).await;
     assert_eq!(code, 3, "drift is a warning: {stdout}");
-    assert!(stdout.contains("components.karpenter.chart_version: locked 1.5.0 but live 1.6.0"), "{stdout}");
+    assert!(
+        stdout.contains("components.karpenter.chart_version: locked 1.5.0 but live 1.6.0"),
+        "{stdout}"
+    );
     sim.shutdown().await;
 }
 
@@ -108,16 +125,29 @@ async fn bad_input_exits_2_and_changes_nothing() {
 
     let (code, stdout, stderr) = upgrade_lock(&ctx, &platform, &["diff"]).await;
     assert_eq!(code, 2, "{stdout}{stderr}");
-    assert!(stderr.contains("there is no lockfile") && stderr.contains("upgrade-lock write"), "{stderr}");
+    assert!(
+        stderr.contains("there is no lockfile") && stderr.contains("upgrade-lock write"),
+        "{stderr}"
+    );
 
     std::fs::write(platform.lockfile(), "schema = 1\n[cluster]\nname = 3\n").unwrap();
     let before = std::fs::read(platform.lockfile()).unwrap();
     let (code, _, stderr) = upgrade_lock(&ctx, &platform, &["diff"]).await;
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("is not valid"), "{stderr}");
-    assert_eq!(std::fs::read(platform.lockfile()).unwrap(), before, "the lockfile is untouched");
+    assert_eq!(
+        std::fs::read(platform.lockfile()).unwrap(),
+        before,
+        "the lockfile is untouched"
+    );
 
-    let (code, _, stderr) = upgrade_lock(&ctx, &platform, &["write", "--component", "kserve"]).await;
+    std::fs::remove_file(platform.lockfile()).unwrap();
+    let (code, _, stderr) =
+        upgrade_lock(&ctx, &platform, &["write", "--component", "kserve"]).await;
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("expected NAME=NAMESPACE/RELEASE=CHART"), "{stderr}");
+    assert!(
+        stderr.contains("expected NAME=NAMESPACE/RELEASE=CHART"),
+        "{stderr}"
+    );
+    assert!(!platform.lockfile().exists(), "nothing was written");
 }

@@ -57,15 +57,24 @@ pub enum Action {
 /// Parses `NAME=NAMESPACE/RELEASE=CHART`.
 pub fn parse_component(text: &str) -> Result<(String, ReleaseRef, String), String> {
     let bad = || {
-        format!("--component {text}: expected NAME=NAMESPACE/RELEASE=CHART, e.g. kserve=kserve/kserve=kserve/kserve")
+        format!(
+            "--component {text}: expected NAME=NAMESPACE/RELEASE=CHART, e.g. kserve=kserve/kserve=kserve/kserve"
+        )
     };
     let (name, rest) = text.split_once('=').ok_or_else(bad)?;
     let (release, chart) = rest.split_once('=').ok_or_else(bad)?;
     let (namespace, release) = release.split_once('/').ok_or_else(bad)?;
-    if [name, namespace, release, chart].iter().any(|s| s.is_empty()) {
+    if [name, namespace, release, chart]
+        .iter()
+        .any(|s| s.is_empty())
+    {
         return Err(bad());
     }
-    Ok((name.into(), ReleaseRef::new(release, namespace), chart.into()))
+    Ok((
+        name.into(),
+        ReleaseRef::new(release, namespace),
+        chart.into(),
+    ))
 }
 
 /// Runs the command; returns the exit code.
@@ -83,7 +92,11 @@ pub async fn run(args: &Args, out: &mut dyn std::io::Write) -> Result<u8, CliErr
         }
     };
     let (components, terraform_dir) = match &args.action {
-        Action::Write { components, terraform_dir, .. } if !components.is_empty() => (
+        Action::Write {
+            components,
+            terraform_dir,
+            ..
+        } if !components.is_empty() => (
             components
                 .iter()
                 .map(|c| parse_component(c))
@@ -101,7 +114,13 @@ pub async fn run(args: &Args, out: &mut dyn std::io::Write) -> Result<u8, CliErr
             let components = lock
                 .components
                 .iter()
-                .map(|(name, c)| (name.clone(), ReleaseRef::new(&c.release, &c.namespace), c.chart.clone()))
+                .map(|(name, c)| {
+                    (
+                        name.clone(),
+                        ReleaseRef::new(&c.release, &c.namespace),
+                        c.chart.clone(),
+                    )
+                })
                 .collect();
             (components, terraform_dir.clone())
         }
@@ -128,7 +147,10 @@ pub async fn run(args: &Args, out: &mut dyn std::io::Write) -> Result<u8, CliErr
     helm = helm.context(&cluster.identity().context);
     let helm = helm.build().map_err(CliError::usage)?;
     let cluster_name = match &args.action {
-        Action::Write { cluster_name: Some(name), .. } => name.clone(),
+        Action::Write {
+            cluster_name: Some(name),
+            ..
+        } => name.clone(),
         _ => existing
             .as_ref()
             .map(|l| l.cluster.name.clone())
@@ -145,19 +167,29 @@ pub async fn run(args: &Args, out: &mut dyn std::io::Write) -> Result<u8, CliErr
     match &args.action {
         Action::Write { .. } => {
             live.write(&common.lockfile).map_err(CliError::failed)?;
-            writeln!(out, "wrote {}", common.lockfile.display()).map_err(|e| CliError::failed(e))?;
+            writeln!(out, "wrote {}", common.lockfile.display())
+                .map_err(|e| CliError::failed(e))?;
             Ok(0)
         }
         Action::Diff { .. } => {
             let desired = existing.expect("checked above");
             let drift = desired.diff(&live);
             let text = match common.output {
-                OutputFormat::Json => serde_json::to_string_pretty(&drift).expect("drift serialises") + "\n",
-                _ if drift.is_empty() => "no drift: the live platform matches the lockfile\n".to_string(),
+                OutputFormat::Json => {
+                    serde_json::to_string_pretty(&drift).expect("drift serialises") + "\n"
+                }
+                _ if drift.is_empty() => {
+                    "no drift: the live platform matches the lockfile\n".to_string()
+                }
                 _ => drift.iter().map(|d| format!("{d}\n")).collect(),
             };
-            out.write_all(text.as_bytes()).map_err(|e| CliError::failed(e))?;
-            Ok(if drift.is_empty() { 0 } else { upgrade_core::checks::EXIT_WARNINGS })
+            out.write_all(text.as_bytes())
+                .map_err(|e| CliError::failed(e))?;
+            Ok(if drift.is_empty() {
+                0
+            } else {
+                upgrade_core::checks::EXIT_WARNINGS
+            })
         }
     }
 }
@@ -168,13 +200,18 @@ mod tests {
 
     #[test]
     fn components_parse_or_name_the_expected_form() {
-        let (name, release, chart) =
-            parse_component("karpenter=karpenter/karpenter=oci://public.ecr.aws/karpenter/karpenter").unwrap();
+        let (name, release, chart) = parse_component(
+            "karpenter=karpenter/karpenter=oci://public.ecr.aws/karpenter/karpenter",
+        )
+        .unwrap();
         assert_eq!(name, "karpenter");
         assert_eq!(release, ReleaseRef::new("karpenter", "karpenter"));
         assert_eq!(chart, "oci://public.ecr.aws/karpenter/karpenter");
         let err = parse_component("kserve").unwrap_err();
-        assert!(err.contains("expected NAME=NAMESPACE/RELEASE=CHART"), "{err}");
+        assert!(
+            err.contains("expected NAME=NAMESPACE/RELEASE=CHART"),
+            "{err}"
+        );
         assert!(parse_component("a=/r=c").is_err());
     }
 }
