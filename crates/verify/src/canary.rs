@@ -1,0 +1,576 @@
+//! The KServe canary rollout: point an InferenceService at a new model, shift traffic to it in
+//! steps (10 → 50 → 100 by default), wait for readiness and compare canary with stable at each
+//! step, then promote it — or send all traffic back to the stable revision
+//! (`canaryTrafficPercent: 0`) as soon as a step fails.
+//!
+//! Every step is reported to a [`CanaryRecorder`] before the next one starts, so a binary can
+//! journal it. The comparison is a [`CanaryAnalysis`]; [`PrometheusAnalysis`] judges each
+//! metric's canary value against its stable value with the metric's tolerances.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::metrics::{MetricSpec, Prometheus, Vars, judge};
+use crate::report::{Finding, Status};
+use crate::{Error, Result};
+
+/// The InferenceService API (`serving.kserve.io/v1beta1`).
+pub fn inference_service_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("serving.kserve.io", "v1beta1", "InferenceService"),
+        "inferenceservices",
+    )
+}
+
+/// What to roll out and how.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CanaryPlan {
+    /// The InferenceService's namespace.
+    pub namespace: String,
+    /// The InferenceService's name.
+    pub name: String,
+    /// The new model's `storageUri`, e.g. `s3://models/iris/v2`.
+    pub storage_uri: String,
+    /// Canary traffic percentages, increasing, each 1–100 (default 10, 50, 100).
+    #[serde(default = "default_steps")]
+    pub steps: Vec<u8>,
+    /// How long each step may take to become ready (default 5m).
+    #[serde(default = "default_ready_timeout", with = "crate::duration")]
+    pub ready_timeout: Duration,
+    /// How often readiness is polled (default 2s).
+    #[serde(default = "default_poll", with = "crate::duration")]
+    pub poll_interval: Duration,
+    /// How long traffic flows at a step before it is analysed (default 5m).
+    #[serde(default = "default_settle", with = "crate::duration")]
+    pub settle: Duration,
+}
+
+fn default_steps() -> Vec<u8> {
+    vec![10, 50, 100]
+}
+fn default_ready_timeout() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_poll() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_settle() -> Duration {
+    Duration::from_secs(300)
+}
+
+impl CanaryPlan {
+    /// A plan with the default steps and timings.
+    pub fn new(
+        namespace: impl Into<String>,
+        name: impl Into<String>,
+        storage_uri: impl Into<String>,
+    ) -> Self {
+        CanaryPlan {
+            namespace: namespace.into(),
+            name: name.into(),
+            storage_uri: storage_uri.into(),
+            steps: default_steps(),
+            ready_timeout: default_ready_timeout(),
+            poll_interval: default_poll(),
+            settle: default_settle(),
+        }
+    }
+
+    /// Refuses steps that are empty, out of 1–100 or not increasing.
+    pub fn validate(&self) -> Result<()> {
+        let ok = !self.steps.is_empty()
+            && self.steps.iter().all(|p| (1..=100).contains(p))
+            && self.steps.windows(2).all(|w| w[0] < w[1]);
+        if !ok {
+            return Err(Error::Config(format!(
+                "canary steps {:?} must be increasing percentages from 1 to 100, e.g. [10, 50, 100]",
+                self.steps
+            )));
+        }
+        if self.storage_uri.trim().is_empty() {
+            return Err(Error::Config(
+                "the canary needs the new model's storageUri".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One thing the rollout did, in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum CanaryEvent {
+    /// The rollout began; `from` is the stable model's storageUri (what a person restores).
+    Started {
+        /// The stable storageUri.
+        from: String,
+        /// The canary storageUri.
+        to: String,
+    },
+    /// `canaryTrafficPercent` was patched.
+    TrafficSet {
+        /// The new percentage.
+        percent: u8,
+    },
+    /// The InferenceService observed the change and is Ready.
+    Ready {
+        /// The step.
+        percent: u8,
+        /// The revision getting the canary traffic, when the status names it.
+        canary_revision: Option<String>,
+        /// The revision getting the rest, when the status names it.
+        stable_revision: Option<String>,
+    },
+    /// The step's comparison.
+    Analyzed {
+        /// The step.
+        percent: u8,
+        /// Canary-vs-stable findings.
+        findings: Vec<Finding>,
+    },
+    /// The canary was promoted: `canaryTrafficPercent` removed, the new model takes all traffic.
+    Promoted,
+    /// All traffic went back to the stable revision.
+    RolledBack {
+        /// The step that failed.
+        at_percent: u8,
+        /// Why.
+        reason: String,
+        /// Whether the InferenceService was Ready again after the rollback.
+        ready: bool,
+    },
+}
+
+/// Receives each [`CanaryEvent`] as it happens (a journal, a log, a test).
+pub trait CanaryRecorder: Send {
+    /// Records one event; an error stops the rollout (an unrecorded step must not go on).
+    fn record(
+        &mut self,
+        event: &CanaryEvent,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>;
+}
+
+/// Keeps the events in memory.
+#[derive(Debug, Default)]
+pub struct MemoryRecorder {
+    /// The events so far.
+    pub events: Vec<CanaryEvent>,
+}
+
+impl CanaryRecorder for MemoryRecorder {
+    fn record(
+        &mut self,
+        event: &CanaryEvent,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        tracing::info!(?event, "canary");
+        self.events.push(event.clone());
+        Ok(())
+    }
+}
+
+/// What an analysis is told about the step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepContext {
+    /// The canary traffic percentage.
+    pub percent: u8,
+    /// The canary revision (from `status.components.predictor.latestCreatedRevision`).
+    pub canary_revision: Option<String>,
+    /// The stable revision (from `status.components.predictor.latestRolledoutRevision`).
+    pub stable_revision: Option<String>,
+}
+
+/// A boxed future of findings.
+pub type FindingsFuture<'a> = Pin<Box<dyn Future<Output = Vec<Finding>> + Send + 'a>>;
+
+/// Compares canary with stable at a step; any failing finding rolls the canary back.
+pub trait CanaryAnalysis: Send + Sync {
+    /// The findings for this step.
+    fn analyze<'a>(&'a self, step: &'a StepContext) -> FindingsFuture<'a>;
+}
+
+/// Judges each metric's canary value against its stable value: the query is run twice, with
+/// the `revision` var set to the canary and to the stable revision. When the stable revision
+/// has no data (it gets no traffic at 100%), the value from the last step that had some is
+/// used, and the finding says so.
+#[derive(Debug)]
+pub struct PrometheusAnalysis {
+    prom: Prometheus,
+    metrics: Vec<MetricSpec>,
+    vars: Vars,
+    last_stable: Mutex<BTreeMap<String, f64>>,
+}
+
+impl PrometheusAnalysis {
+    /// An analysis of `metrics` (whose queries should select `revision_name=~"${revision}"`).
+    pub fn new(prom: Prometheus, metrics: Vec<MetricSpec>, vars: Vars) -> Self {
+        PrometheusAnalysis {
+            prom,
+            metrics,
+            vars,
+            last_stable: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    async fn analyze_step(&self, step: &StepContext) -> Vec<Finding> {
+        let mut findings = Vec::new();
+        for spec in &self.metrics {
+            let with_revision = |revision: &Option<String>| {
+                let mut vars = self.vars.clone();
+                if let Some(r) = revision {
+                    vars.insert("revision".into(), regex_escape(r));
+                }
+                spec.render(&vars)
+            };
+            let (canary_q, stable_q) = match (
+                with_revision(&step.canary_revision),
+                with_revision(&step.stable_revision),
+            ) {
+                (Ok(c), Ok(s)) => (c, s),
+                (Err(e), _) | (_, Err(e)) => {
+                    findings.push(Finding::new(
+                        &spec.name,
+                        Status::Fail,
+                        &spec.query,
+                        "a query with every var set",
+                        e.to_string(),
+                    ));
+                    continue;
+                }
+            };
+            if canary_q == stable_q {
+                findings.push(Finding::new(
+                    &spec.name,
+                    Status::Fail,
+                    &canary_q,
+                    "different queries for the canary and the stable revision",
+                    "the query does not use `${revision}` (or the status names no revisions), so canary and stable cannot be told apart",
+                ));
+                continue;
+            }
+            let canary = match self.prom.query(&canary_q).await {
+                Ok(v) => v,
+                Err(problem) => {
+                    findings.push(Finding::new(
+                        &spec.name,
+                        Status::Fail,
+                        &canary_q,
+                        "a value from Prometheus",
+                        problem,
+                    ));
+                    continue;
+                }
+            };
+            let stable = match self.prom.query(&stable_q).await {
+                Ok(v) => v,
+                Err(problem) => {
+                    findings.push(Finding::new(
+                        &spec.name,
+                        Status::Fail,
+                        &stable_q,
+                        "a value from Prometheus",
+                        problem,
+                    ));
+                    continue;
+                }
+            };
+            let mut last = self.last_stable.lock().expect("not poisoned");
+            let (reference, stable) = match stable {
+                Some(v) => {
+                    last.insert(spec.name.clone(), v);
+                    ("stable", Some(v))
+                }
+                None => match last.get(&spec.name) {
+                    Some(v) => ("stable (from an earlier step)", Some(*v)),
+                    None => ("stable", None),
+                },
+            };
+            findings.push(judge(spec, &canary_q, reference, stable, canary));
+        }
+        findings
+    }
+}
+
+impl CanaryAnalysis for PrometheusAnalysis {
+    fn analyze<'a>(&'a self, step: &'a StepContext) -> FindingsFuture<'a> {
+        Box::pin(self.analyze_step(step))
+    }
+}
+
+fn regex_escape(text: &str) -> String {
+    let mut out = String::new();
+    for c in text.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// How the rollout ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CanaryOutcome {
+    /// Every step passed; the new model takes all traffic.
+    Promoted {
+        /// The findings of every step.
+        findings: Vec<Finding>,
+    },
+    /// A step failed; all traffic is back on the stable revision.
+    RolledBack {
+        /// The step that failed.
+        at_percent: u8,
+        /// Why.
+        reason: String,
+        /// The findings of every step analysed.
+        findings: Vec<Finding>,
+        /// The stable storageUri (the spec still names the canary's; restore this to tidy up).
+        stable_storage_uri: String,
+    },
+}
+
+/// Runs `plan` against the cluster.
+pub async fn run(
+    client: kube::Client,
+    plan: &CanaryPlan,
+    analysis: &dyn CanaryAnalysis,
+    recorder: &mut dyn CanaryRecorder,
+) -> Result<CanaryOutcome> {
+    plan.validate()?;
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(client, &plan.namespace, &inference_service_resource());
+    let isvc = api
+        .get_opt(&plan.name)
+        .await
+        .map_err(|e| kube_error(plan, "read", e))?;
+    let Some(isvc) = isvc else {
+        return Err(Error::NotFound(format!(
+            "InferenceService {}/{} does not exist; check the namespace and name",
+            plan.namespace, plan.name
+        )));
+    };
+    let (field, stable_uri) = storage_uri_of(&isvc.data).ok_or_else(|| {
+        Error::NotFound(format!(
+            "InferenceService {}/{} has no storageUri under spec.predictor (model or a framework); the canary changes storageUri, so it needs one",
+            plan.namespace, plan.name
+        ))
+    })?;
+    let mut record = |event: CanaryEvent| {
+        recorder
+            .record(&event)
+            .map_err(|source| Error::Record { source })
+    };
+    record(CanaryEvent::Started {
+        from: stable_uri.clone(),
+        to: plan.storage_uri.clone(),
+    })?;
+    let mut findings = Vec::new();
+    for (i, &percent) in plan.steps.iter().enumerate() {
+        let patch = if i == 0 {
+            let mut predictor = serde_json::Map::new();
+            predictor.insert("canaryTrafficPercent".into(), json!(percent));
+            predictor.insert(field.clone(), json!({"storageUri": plan.storage_uri}));
+            json!({"spec": {"predictor": predictor}})
+        } else {
+            json!({"spec": {"predictor": {"canaryTrafficPercent": percent}}})
+        };
+        api.patch(&plan.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|e| kube_error(plan, "patch", e))?;
+        record(CanaryEvent::TrafficSet { percent })?;
+        let ready = match wait_ready(&api, plan).await? {
+            Ok(ready) => ready,
+            Err(reason) => {
+                let ready = roll_back(&api, plan).await?;
+                record(CanaryEvent::RolledBack {
+                    at_percent: percent,
+                    reason: reason.clone(),
+                    ready,
+                })?;
+                return Ok(CanaryOutcome::RolledBack {
+                    at_percent: percent,
+                    reason,
+                    findings,
+                    stable_storage_uri: stable_uri,
+                });
+            }
+        };
+        let step = StepContext {
+            percent,
+            canary_revision: revision(&ready, "latestCreatedRevision"),
+            stable_revision: revision(&ready, "latestRolledoutRevision"),
+        };
+        record(CanaryEvent::Ready {
+            percent,
+            canary_revision: step.canary_revision.clone(),
+            stable_revision: step.stable_revision.clone(),
+        })?;
+        tokio::time::sleep(plan.settle).await;
+        let step_findings = analysis.analyze(&step).await;
+        record(CanaryEvent::Analyzed {
+            percent,
+            findings: step_findings.clone(),
+        })?;
+        let failed: Vec<String> = step_findings
+            .iter()
+            .filter(|f| f.status == Status::Fail)
+            .map(|f| format!("{}: {} (expected {})", f.name, f.actual, f.expected))
+            .collect();
+        findings.extend(step_findings);
+        if !failed.is_empty() {
+            let reason = format!(
+                "canary at {percent}% failed its analysis: {}",
+                failed.join("; ")
+            );
+            let ready = roll_back(&api, plan).await?;
+            record(CanaryEvent::RolledBack {
+                at_percent: percent,
+                reason: reason.clone(),
+                ready,
+            })?;
+            return Ok(CanaryOutcome::RolledBack {
+                at_percent: percent,
+                reason,
+                findings,
+                stable_storage_uri: stable_uri,
+            });
+        }
+    }
+    let promote = json!({"spec": {"predictor": {"canaryTrafficPercent": null}}});
+    api.patch(&plan.name, &PatchParams::default(), &Patch::Merge(&promote))
+        .await
+        .map_err(|e| kube_error(plan, "promote", e))?;
+    if let Err(reason) = wait_ready(&api, plan).await? {
+        return Err(Error::Canary(format!(
+            "the canary of {}/{} was promoted but the InferenceService did not become ready: {reason}",
+            plan.namespace, plan.name
+        )));
+    }
+    record(CanaryEvent::Promoted)?;
+    Ok(CanaryOutcome::Promoted { findings })
+}
+
+/// Sends all traffic back to stable and waits for it; `Ok(false)`: not ready in time.
+async fn roll_back(api: &Api<DynamicObject>, plan: &CanaryPlan) -> Result<bool> {
+    let patch = json!({"spec": {"predictor": {"canaryTrafficPercent": 0}}});
+    api.patch(&plan.name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(|e| kube_error(plan, "roll back", e))?;
+    Ok(wait_ready(api, plan).await?.is_ok())
+}
+
+/// Polls until the status has observed the latest generation and Ready is True.
+/// The inner `Err` is why it did not get there in time.
+async fn wait_ready(api: &Api<DynamicObject>, plan: &CanaryPlan) -> Result<Result<Value, String>> {
+    let deadline = Instant::now() + plan.ready_timeout;
+    loop {
+        let obj = api
+            .get(&plan.name)
+            .await
+            .map_err(|e| kube_error(plan, "read", e))?;
+        let generation = obj.metadata.generation.unwrap_or(0);
+        let observed = obj.data["status"]["observedGeneration"]
+            .as_i64()
+            .unwrap_or(-1);
+        let ready = obj.data["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["type"] == "Ready");
+        let is_ready = ready.is_some_and(|c| c["status"] == "True");
+        if observed >= generation && is_ready {
+            return Ok(Ok(obj.data));
+        }
+        if Instant::now() >= deadline {
+            let why = if observed < generation {
+                format!(
+                    "the InferenceService has not observed generation {generation} (status is at {observed})"
+                )
+            } else {
+                let c = ready.cloned().unwrap_or(Value::Null);
+                format!(
+                    "Ready is {} ({}: {})",
+                    c["status"].as_str().unwrap_or("missing"),
+                    c["reason"].as_str().unwrap_or("no reason"),
+                    c["message"].as_str().unwrap_or("no message")
+                )
+            };
+            return Ok(Err(format!(
+                "not ready within {}: {why}",
+                crate::duration::render(plan.ready_timeout)
+            )));
+        }
+        tokio::time::sleep(plan.poll_interval).await;
+    }
+}
+
+fn revision(isvc: &Value, field: &str) -> Option<String> {
+    isvc["status"]["components"]["predictor"][field]
+        .as_str()
+        .map(str::to_string)
+}
+
+/// The predictor key holding `storageUri` (`model`, or a framework such as `sklearn`) and its value.
+fn storage_uri_of(isvc: &Value) -> Option<(String, String)> {
+    let predictor = isvc["spec"]["predictor"].as_object()?;
+    let mut keys: Vec<&String> = predictor.keys().collect();
+    keys.sort_by_key(|k| *k != "model");
+    keys.into_iter().find_map(|k| {
+        predictor[k]["storageUri"]
+            .as_str()
+            .map(|uri| (k.clone(), uri.to_string()))
+    })
+}
+
+fn kube_error(plan: &CanaryPlan, action: &str, source: kube::Error) -> Error {
+    Error::Kube {
+        action: format!("{action} InferenceService {}/{}", plan.namespace, plan.name),
+        source: Box::new(source),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_must_increase_within_1_to_100() {
+        let mut plan = CanaryPlan::new("ns", "iris", "s3://m/v2");
+        assert!(plan.validate().is_ok());
+        for bad in [
+            vec![],
+            vec![50, 10],
+            vec![0, 100],
+            vec![10, 101],
+            vec![10, 10],
+        ] {
+            plan.steps = bad;
+            assert!(
+                plan.validate()
+                    .unwrap_err()
+                    .to_string()
+                    .contains("increasing percentages")
+            );
+        }
+    }
+
+    #[test]
+    fn finds_the_storage_uri() {
+        let v =
+            json!({"spec": {"predictor": {"minReplicas": 1, "model": {"storageUri": "s3://a"}}}});
+        assert_eq!(storage_uri_of(&v), Some(("model".into(), "s3://a".into())));
+        let v = json!({"spec": {"predictor": {"sklearn": {"storageUri": "gs://b"}}}});
+        assert_eq!(
+            storage_uri_of(&v),
+            Some(("sklearn".into(), "gs://b".into()))
+        );
+        assert_eq!(storage_uri_of(&json!({"spec": {}})), None);
+    }
+}
