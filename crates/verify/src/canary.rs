@@ -3,9 +3,33 @@
 //! step, then promote it — or send all traffic back to the stable revision
 //! (`canaryTrafficPercent: 0`) as soon as a step fails.
 //!
-//! Every step is reported to a [`CanaryRecorder`] before the next one starts, so a binary can
-//! journal it. The comparison is a [`CanaryAnalysis`]; [`PrometheusAnalysis`] judges each
-//! metric's canary value against its stable value with the metric's tolerances.
+//! Two ways to run it:
+//! - [`run`] drives the whole rollout and reports every step to a [`CanaryRecorder`] before
+//!   the next one starts;
+//! - [`executor_steps`] gives the same rollout as upgrade-core executor [`Step`]s, so the
+//!   executor journals each step, resumes an interrupted rollout and rolls a failed one back.
+//!
+//! The comparison is a [`CanaryAnalysis`]; [`PrometheusAnalysis`] judges each metric's canary
+//! value against its stable value with the metric's tolerances.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use upgrade_verify::canary::{self, CanaryOutcome, CanaryPlan, MemoryRecorder, PrometheusAnalysis};
+//! use upgrade_verify::{MetricSpec, Prometheus, metrics::default_vars};
+//!
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = kube::Client::try_default().await?;
+//! let prom = Prometheus::new("http://prometheus.monitoring.svc:9090", Duration::from_secs(10))?;
+//! let analysis = PrometheusAnalysis::new(prom, MetricSpec::kserve_defaults(), default_vars());
+//! let plan = CanaryPlan::new("mlops", "sklearn-iris", "s3://models/iris/v2");
+//! let mut recorder = MemoryRecorder::default();
+//! match canary::run(client, &plan, &analysis, &mut recorder).await? {
+//!     CanaryOutcome::Promoted { .. } => println!("promoted"),
+//!     CanaryOutcome::RolledBack { reason, .. } => println!("rolled back: {reason}"),
+//! }
+//! # Ok(())
+//! # }
+//! ```
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -16,6 +40,9 @@ use std::time::{Duration, Instant};
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+
+use upgrade_core::executor::{Step, StepError, StepFuture};
+use upgrade_core::snapshot::{Snapshot, SnapshotWriter};
 
 use crate::metrics::{MetricSpec, Prometheus, Vars, judge};
 use crate::report::{Finding, Status};
@@ -455,6 +482,229 @@ pub async fn run(
     }
     record(CanaryEvent::Promoted)?;
     Ok(CanaryOutcome::Promoted { findings })
+}
+
+/// The rollout as upgrade-core executor steps, so the executor journals each one, resumes an
+/// interrupted rollout and rolls it back: one [`TrafficStep`] per percentage (apply patches
+/// the traffic, and the new storageUri at the first; verify waits for readiness and runs the
+/// analysis, whose failing findings fail the step; rollback sends all traffic back to stable),
+/// then a [`PromoteStep`].
+pub fn executor_steps<'a>(
+    client: kube::Client,
+    plan: &'a CanaryPlan,
+    analysis: &'a dyn CanaryAnalysis,
+) -> Result<Vec<Box<dyn Step + 'a>>> {
+    plan.validate()?;
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(client, &plan.namespace, &inference_service_resource());
+    let mut steps: Vec<Box<dyn Step + 'a>> = plan
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, &percent)| {
+            Box::new(TrafficStep {
+                id: format!("{}/{}/canary-{percent}", plan.namespace, plan.name),
+                api: api.clone(),
+                plan,
+                percent,
+                first: i == 0,
+                analysis,
+            }) as Box<dyn Step + 'a>
+        })
+        .collect();
+    steps.push(Box::new(PromoteStep {
+        id: format!("{}/{}/canary-promote", plan.namespace, plan.name),
+        api,
+        plan,
+    }));
+    Ok(steps)
+}
+
+/// One canary traffic percentage as an executor step (see [`executor_steps`]).
+pub struct TrafficStep<'a> {
+    id: String,
+    api: Api<DynamicObject>,
+    plan: &'a CanaryPlan,
+    percent: u8,
+    first: bool,
+    analysis: &'a dyn CanaryAnalysis,
+}
+
+impl TrafficStep<'_> {
+    async fn apply_traffic(&self) -> Result<()> {
+        let mut predictor = serde_json::Map::new();
+        predictor.insert("canaryTrafficPercent".into(), json!(self.percent));
+        if self.first {
+            let isvc = self
+                .api
+                .get(&self.plan.name)
+                .await
+                .map_err(|e| kube_error(self.plan, "read", e))?;
+            let (field, _) = storage_uri_of(&isvc.data).ok_or_else(|| {
+                Error::NotFound(format!(
+                    "InferenceService {}/{} has no storageUri under spec.predictor",
+                    self.plan.namespace, self.plan.name
+                ))
+            })?;
+            predictor.insert(field, json!({"storageUri": self.plan.storage_uri}));
+        }
+        let patch = json!({"spec": {"predictor": predictor}});
+        self.api
+            .patch(
+                &self.plan.name,
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+            .map_err(|e| kube_error(self.plan, "patch", e))?;
+        Ok(())
+    }
+
+    async fn verify_traffic(&self) -> Result<(), StepError> {
+        let ready = wait_ready(&self.api, self.plan)
+            .await?
+            .map_err(|reason| -> StepError {
+                format!("canary at {}%: {reason}", self.percent).into()
+            })?;
+        let step = StepContext {
+            percent: self.percent,
+            canary_revision: revision(&ready, "latestCreatedRevision"),
+            stable_revision: revision(&ready, "latestRolledoutRevision"),
+        };
+        tokio::time::sleep(self.plan.settle).await;
+        let failed: Vec<String> = self
+            .analysis
+            .analyze(&step)
+            .await
+            .into_iter()
+            .filter(|f| f.status == Status::Fail)
+            .map(|f| format!("{}: {} (expected {})", f.name, f.actual, f.expected))
+            .collect();
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "canary at {}% failed its analysis: {}",
+                self.percent,
+                failed.join("; ")
+            )
+            .into())
+        }
+    }
+}
+
+impl Step for TrafficStep<'_> {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn component(&self) -> &str {
+        "kserve"
+    }
+    fn description(&self) -> String {
+        format!(
+            "send {}% of InferenceService {}/{}'s traffic to {}, wait for Ready and compare canary with stable",
+            self.percent, self.plan.namespace, self.plan.name, self.plan.storage_uri
+        )
+    }
+    fn capture<'a>(&'a self, snapshot: &'a mut SnapshotWriter) -> StepFuture<'a> {
+        Box::pin(async move {
+            let isvc = self
+                .api
+                .get(&self.plan.name)
+                .await
+                .map_err(|e| kube_error(self.plan, "read", e))?;
+            snapshot.put_json("predictor.json", &isvc.data["spec"]["predictor"])?;
+            Ok(())
+        })
+    }
+    fn apply(&self) -> StepFuture<'_> {
+        Box::pin(async move { Ok(self.apply_traffic().await?) })
+    }
+    fn verify(&self) -> StepFuture<'_> {
+        Box::pin(self.verify_traffic())
+    }
+    fn rollback<'a>(&'a self, _snapshot: &'a Snapshot) -> StepFuture<'a> {
+        // KServe's rollback: all traffic to the last rolled-out revision. Idempotent, so the
+        // executor undoing every traffic step, newest first, repeats it harmlessly.
+        Box::pin(async move {
+            if roll_back(&self.api, self.plan).await? {
+                Ok(())
+            } else {
+                Err(format!(
+                    "InferenceService {}/{} was set to canaryTrafficPercent 0 but did not become Ready within {}",
+                    self.plan.namespace,
+                    self.plan.name,
+                    crate::duration::render(self.plan.ready_timeout)
+                )
+                .into())
+            }
+        })
+    }
+}
+
+/// Promotion as an executor step: removes `canaryTrafficPercent`, so the canary becomes the
+/// rolled-out revision. Irreversible as a step: afterwards the old model is no longer the
+/// stable revision, so going back is a new canary of the old storageUri.
+pub struct PromoteStep<'a> {
+    id: String,
+    api: Api<DynamicObject>,
+    plan: &'a CanaryPlan,
+}
+
+impl Step for PromoteStep<'_> {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn component(&self) -> &str {
+        "kserve"
+    }
+    fn description(&self) -> String {
+        format!(
+            "promote {} in InferenceService {}/{} (remove canaryTrafficPercent)",
+            self.plan.storage_uri, self.plan.namespace, self.plan.name
+        )
+    }
+    fn irreversible(&self) -> Option<String> {
+        Some("after promotion the new model is the rolled-out revision; go back with a new canary of the old storageUri".into())
+    }
+    fn capture<'a>(&'a self, snapshot: &'a mut SnapshotWriter) -> StepFuture<'a> {
+        Box::pin(async move {
+            let isvc = self
+                .api
+                .get(&self.plan.name)
+                .await
+                .map_err(|e| kube_error(self.plan, "read", e))?;
+            snapshot.put_json("predictor.json", &isvc.data["spec"]["predictor"])?;
+            Ok(())
+        })
+    }
+    fn apply(&self) -> StepFuture<'_> {
+        Box::pin(async move {
+            let promote = json!({"spec": {"predictor": {"canaryTrafficPercent": null}}});
+            self.api
+                .patch(
+                    &self.plan.name,
+                    &PatchParams::default(),
+                    &Patch::Merge(&promote),
+                )
+                .await
+                .map_err(|e| kube_error(self.plan, "promote", e))?;
+            Ok(())
+        })
+    }
+    fn verify(&self) -> StepFuture<'_> {
+        Box::pin(async move {
+            wait_ready(&self.api, self.plan)
+                .await?
+                .map(|_| ())
+                .map_err(|reason| format!("after promotion: {reason}").into())
+        })
+    }
+    fn rollback<'a>(&'a self, _snapshot: &'a Snapshot) -> StepFuture<'a> {
+        Box::pin(async move {
+            Err("promotion cannot be undone by the executor; start a new canary of the old storageUri".into())
+        })
+    }
 }
 
 /// Sends all traffic back to stable and waits for it; `Ok(false)`: not ready in time.

@@ -296,3 +296,113 @@ async fn a_missing_inference_service_is_a_clear_error() {
     );
     sim.shutdown().await;
 }
+
+/// An analysis that fails from a given percentage on, and remembers what it saw.
+struct FailsFrom(u8, Mutex<Vec<u8>>);
+
+impl CanaryAnalysis for FailsFrom {
+    fn analyze<'a>(&'a self, step: &'a StepContext) -> FindingsFuture<'a> {
+        self.1.lock().unwrap().push(step.percent);
+        let status = if step.percent >= self.0 {
+            Status::Fail
+        } else {
+            Status::Pass
+        };
+        let finding = upgrade_verify::Finding::new(
+            "kserve-error-rate",
+            status,
+            "q",
+            "stable 0 + 0.02",
+            "0.3",
+        );
+        Box::pin(async move { vec![finding] })
+    }
+}
+
+#[tokio::test]
+async fn as_executor_steps_the_rollout_is_journaled_and_rolled_back() {
+    use upgrade_core::executor::{Executor, RunOutcome, Step};
+    use upgrade_core::journal::{Event, Journal};
+
+    let (sim, api) = cluster().await;
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal.jsonl");
+    let plan = plan("s3://models/iris/v2");
+    let analysis = FailsFrom(50, Mutex::new(Vec::new()));
+    let steps = canary::executor_steps(sim.client().unwrap(), &plan, &analysis).unwrap();
+    let refs: Vec<&dyn Step> = steps.iter().map(|s| s.as_ref()).collect();
+    let ids: Vec<&str> = refs.iter().map(|s| s.id()).collect();
+    assert_eq!(
+        ids,
+        [
+            "mlops/iris/canary-10",
+            "mlops/iris/canary-50",
+            "mlops/iris/canary-100",
+            "mlops/iris/canary-promote"
+        ]
+    );
+    assert!(refs[3].irreversible().is_some());
+
+    let mut executor = Executor::open(&journal, &dir.path().join("snapshots")).unwrap();
+    let outcome = executor.start("canary-iris", &refs).await.unwrap();
+    let RunOutcome::RolledBack {
+        failed_step,
+        error,
+        rollback,
+    } = outcome
+    else {
+        panic!("rolled back, got {outcome:?}")
+    };
+    assert_eq!(failed_step, "mlops/iris/canary-50");
+    assert_eq!(
+        error,
+        "canary at 50% failed its analysis: kserve-error-rate: 0.3 (expected stable 0 + 0.02)"
+    );
+    assert_eq!(
+        rollback.rolled_back,
+        ["mlops/iris/canary-50", "mlops/iris/canary-10"]
+    );
+    assert_eq!(*analysis.1.lock().unwrap(), [10, 50]);
+    let isvc = api.get("iris").await.unwrap();
+    assert_eq!(predictor(&isvc)["canaryTrafficPercent"], json!(0));
+    let events: Vec<Event> = Journal::read_entries(&journal)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event)
+        .collect();
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Verified { step } if step == "mlops/iris/canary-10")),
+        "{events:#?}"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn as_executor_steps_a_healthy_rollout_completes_with_promotion() {
+    use upgrade_core::executor::{Executor, RunOutcome, Step};
+
+    let (sim, api) = cluster().await;
+    let dir = tempfile::tempdir().unwrap();
+    let plan = plan("s3://models/iris/v2");
+    let analysis = FailsFrom(101, Mutex::new(Vec::new()));
+    let steps = canary::executor_steps(sim.client().unwrap(), &plan, &analysis).unwrap();
+    let refs: Vec<&dyn Step> = steps.iter().map(|s| s.as_ref()).collect();
+    let mut executor = Executor::open(
+        &dir.path().join("journal.jsonl"),
+        &dir.path().join("snapshots"),
+    )
+    .unwrap();
+    assert_eq!(
+        executor.start("canary-iris", &refs).await.unwrap(),
+        RunOutcome::Completed
+    );
+    assert_eq!(*analysis.1.lock().unwrap(), [10, 50, 100]);
+    let isvc = api.get("iris").await.unwrap();
+    assert_eq!(
+        predictor(&isvc),
+        json!({"model": {"modelFormat": {"name": "sklearn"}, "storageUri": "s3://models/iris/v2"}})
+    );
+    sim.shutdown().await;
+}
