@@ -167,3 +167,39 @@ async fn bad_responses_timeouts_and_refused_connections_are_failures() {
         "#);
     });
 }
+
+#[tokio::test]
+async fn verify_runs_the_configured_probes_into_a_report() {
+    let url = misbehaving_server().await;
+    let config = upgrade_verify::VerifyConfig::from_yaml(&format!(
+        r#"
+probes:
+  - name: flaky
+    check: {{ type: http, url: "{url}/flaky", body_contains: ready }}
+    retry: {{ attempts: 3, backoff: 10ms }}
+  - name: slow
+    check: {{ type: http, url: "{url}/slow" }}
+    timeout: 200ms
+    retry: {{ attempts: 1 }}
+"#
+    ))
+    .unwrap();
+    let report = upgrade_verify::verify(&config, None).await.unwrap();
+    let statuses: Vec<Status> = report.findings.iter().map(|f| f.status).collect();
+    assert_eq!(statuses, [Status::Pass, Status::Fail], "{}", report.text());
+    assert_eq!(report.exit_code(), 4);
+    let json: serde_json::Value = serde_json::from_str(&report.json()).unwrap();
+    assert_eq!(json["findings"][1]["status"], "fail");
+
+    let baseline = upgrade_verify::Baseline::from_json(
+        r#"{"prometheus":"http://p","captured_at":"2026-11-22T01:00:00Z","values":{}}"#,
+    )
+    .unwrap();
+    let err = upgrade_verify::verify(&config, Some(&baseline))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "configuration: a baseline was given but the configuration has no `prometheus` section to compare it with"
+    );
+}
