@@ -262,13 +262,7 @@ impl PrometheusAnalysis {
             ) {
                 (Ok(c), Ok(s)) => (c, s),
                 (Err(e), _) | (_, Err(e)) => {
-                    findings.push(Finding::new(
-                        &spec.name,
-                        Status::Fail,
-                        &spec.query,
-                        "a query with every var set",
-                        e.to_string(),
-                    ));
+                    findings.push(spec.unrenderable(&e));
                     continue;
                 }
             };
@@ -400,17 +394,8 @@ pub async fn run(
     })?;
     let mut findings = Vec::new();
     for (i, &percent) in plan.steps.iter().enumerate() {
-        let patch = if i == 0 {
-            let mut predictor = serde_json::Map::new();
-            predictor.insert("canaryTrafficPercent".into(), json!(percent));
-            predictor.insert(field.clone(), json!({"storageUri": plan.storage_uri}));
-            json!({"spec": {"predictor": predictor}})
-        } else {
-            json!({"spec": {"predictor": {"canaryTrafficPercent": percent}}})
-        };
-        api.patch(&plan.name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .map_err(|e| kube_error(plan, "patch", e))?;
+        let new_model = (i == 0).then_some(field.as_str());
+        patch_traffic(&api, plan, Some(percent), new_model).await?;
         record(CanaryEvent::TrafficSet { percent })?;
         let ready = match wait_ready(&api, plan).await? {
             Ok(ready) => ready,
@@ -429,11 +414,7 @@ pub async fn run(
                 });
             }
         };
-        let step = StepContext {
-            percent,
-            canary_revision: revision(&ready, "latestCreatedRevision"),
-            stable_revision: revision(&ready, "latestRolledoutRevision"),
-        };
+        let step = StepContext::from_status(percent, &ready);
         record(CanaryEvent::Ready {
             percent,
             canary_revision: step.canary_revision.clone(),
@@ -445,17 +426,9 @@ pub async fn run(
             percent,
             findings: step_findings.clone(),
         })?;
-        let failed: Vec<String> = step_findings
-            .iter()
-            .filter(|f| f.status == Status::Fail)
-            .map(|f| format!("{}: {} (expected {})", f.name, f.actual, f.expected))
-            .collect();
+        let failure = analysis_failure(percent, &step_findings);
         findings.extend(step_findings);
-        if !failed.is_empty() {
-            let reason = format!(
-                "canary at {percent}% failed its analysis: {}",
-                failed.join("; ")
-            );
+        if let Some(reason) = failure {
             let ready = roll_back(&api, plan).await?;
             record(CanaryEvent::RolledBack {
                 at_percent: percent,
@@ -470,10 +443,7 @@ pub async fn run(
             });
         }
     }
-    let promote = json!({"spec": {"predictor": {"canaryTrafficPercent": null}}});
-    api.patch(&plan.name, &PatchParams::default(), &Patch::Merge(&promote))
-        .await
-        .map_err(|e| kube_error(plan, "promote", e))?;
+    patch_traffic(&api, plan, None, None).await?;
     if let Err(reason) = wait_ready(&api, plan).await? {
         return Err(Error::Canary(format!(
             "the canary of {}/{} was promoted but the InferenceService did not become ready: {reason}",
@@ -532,9 +502,7 @@ pub struct TrafficStep<'a> {
 
 impl TrafficStep<'_> {
     async fn apply_traffic(&self) -> Result<()> {
-        let mut predictor = serde_json::Map::new();
-        predictor.insert("canaryTrafficPercent".into(), json!(self.percent));
-        if self.first {
+        let field = if self.first {
             let isvc = self
                 .api
                 .get(&self.plan.name)
@@ -546,18 +514,11 @@ impl TrafficStep<'_> {
                     self.plan.namespace, self.plan.name
                 ))
             })?;
-            predictor.insert(field, json!({"storageUri": self.plan.storage_uri}));
-        }
-        let patch = json!({"spec": {"predictor": predictor}});
-        self.api
-            .patch(
-                &self.plan.name,
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await
-            .map_err(|e| kube_error(self.plan, "patch", e))?;
-        Ok(())
+            Some(field)
+        } else {
+            None
+        };
+        patch_traffic(&self.api, self.plan, Some(self.percent), field.as_deref()).await
     }
 
     async fn verify_traffic(&self) -> Result<(), StepError> {
@@ -566,29 +527,12 @@ impl TrafficStep<'_> {
             .map_err(|reason| -> StepError {
                 format!("canary at {}%: {reason}", self.percent).into()
             })?;
-        let step = StepContext {
-            percent: self.percent,
-            canary_revision: revision(&ready, "latestCreatedRevision"),
-            stable_revision: revision(&ready, "latestRolledoutRevision"),
-        };
+        let step = StepContext::from_status(self.percent, &ready);
         tokio::time::sleep(self.plan.settle).await;
-        let failed: Vec<String> = self
-            .analysis
-            .analyze(&step)
-            .await
-            .into_iter()
-            .filter(|f| f.status == Status::Fail)
-            .map(|f| format!("{}: {} (expected {})", f.name, f.actual, f.expected))
-            .collect();
-        if failed.is_empty() {
-            Ok(())
-        } else {
-            Err(format!(
-                "canary at {}% failed its analysis: {}",
-                self.percent,
-                failed.join("; ")
-            )
-            .into())
+        let findings = self.analysis.analyze(&step).await;
+        match analysis_failure(self.percent, &findings) {
+            None => Ok(()),
+            Some(reason) => Err(reason.into()),
         }
     }
 }
@@ -607,15 +551,7 @@ impl Step for TrafficStep<'_> {
         )
     }
     fn capture<'a>(&'a self, snapshot: &'a mut SnapshotWriter) -> StepFuture<'a> {
-        Box::pin(async move {
-            let isvc = self
-                .api
-                .get(&self.plan.name)
-                .await
-                .map_err(|e| kube_error(self.plan, "read", e))?;
-            snapshot.put_json("predictor.json", &isvc.data["spec"]["predictor"])?;
-            Ok(())
-        })
+        Box::pin(capture_predictor(&self.api, self.plan, snapshot))
     }
     fn apply(&self) -> StepFuture<'_> {
         Box::pin(async move { Ok(self.apply_traffic().await?) })
@@ -668,29 +604,10 @@ impl Step for PromoteStep<'_> {
         Some("after promotion the new model is the rolled-out revision; go back with a new canary of the old storageUri".into())
     }
     fn capture<'a>(&'a self, snapshot: &'a mut SnapshotWriter) -> StepFuture<'a> {
-        Box::pin(async move {
-            let isvc = self
-                .api
-                .get(&self.plan.name)
-                .await
-                .map_err(|e| kube_error(self.plan, "read", e))?;
-            snapshot.put_json("predictor.json", &isvc.data["spec"]["predictor"])?;
-            Ok(())
-        })
+        Box::pin(capture_predictor(&self.api, self.plan, snapshot))
     }
     fn apply(&self) -> StepFuture<'_> {
-        Box::pin(async move {
-            let promote = json!({"spec": {"predictor": {"canaryTrafficPercent": null}}});
-            self.api
-                .patch(
-                    &self.plan.name,
-                    &PatchParams::default(),
-                    &Patch::Merge(&promote),
-                )
-                .await
-                .map_err(|e| kube_error(self.plan, "promote", e))?;
-            Ok(())
-        })
+        Box::pin(async move { Ok(patch_traffic(&self.api, self.plan, None, None).await?) })
     }
     fn verify(&self) -> StepFuture<'_> {
         Box::pin(async move {
@@ -704,6 +621,70 @@ impl Step for PromoteStep<'_> {
         Box::pin(async move {
             Err("promotion cannot be undone by the executor; start a new canary of the old storageUri".into())
         })
+    }
+}
+
+/// Sets `canaryTrafficPercent` (`None` removes it: promotion), and with `new_model` (the
+/// predictor key holding storageUri) points the predictor at the plan's storageUri.
+async fn patch_traffic(
+    api: &Api<DynamicObject>,
+    plan: &CanaryPlan,
+    percent: Option<u8>,
+    new_model: Option<&str>,
+) -> Result<()> {
+    let mut predictor = serde_json::Map::new();
+    predictor.insert("canaryTrafficPercent".into(), json!(percent));
+    if let Some(field) = new_model {
+        predictor.insert(field.into(), json!({"storageUri": plan.storage_uri}));
+    }
+    let patch = json!({"spec": {"predictor": predictor}});
+    let action = if percent.is_some() {
+        "patch"
+    } else {
+        "promote"
+    };
+    api.patch(&plan.name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(|e| kube_error(plan, action, e))?;
+    Ok(())
+}
+
+/// Why a step's analysis fails the canary, if it does.
+fn analysis_failure(percent: u8, findings: &[Finding]) -> Option<String> {
+    let failed: Vec<String> = findings
+        .iter()
+        .filter(|f| f.status == Status::Fail)
+        .map(|f| format!("{}: {} (expected {})", f.name, f.actual, f.expected))
+        .collect();
+    (!failed.is_empty()).then(|| {
+        format!(
+            "canary at {percent}% failed its analysis: {}",
+            failed.join("; ")
+        )
+    })
+}
+
+/// Records the predictor as it is, before a step changes it.
+async fn capture_predictor(
+    api: &Api<DynamicObject>,
+    plan: &CanaryPlan,
+    snapshot: &mut SnapshotWriter,
+) -> Result<(), StepError> {
+    let isvc = api
+        .get(&plan.name)
+        .await
+        .map_err(|e| kube_error(plan, "read", e))?;
+    snapshot.put_json("predictor.json", &isvc.data["spec"]["predictor"])?;
+    Ok(())
+}
+
+impl StepContext {
+    fn from_status(percent: u8, isvc: &Value) -> Self {
+        StepContext {
+            percent,
+            canary_revision: revision(isvc, "latestCreatedRevision"),
+            stable_revision: revision(isvc, "latestRolledoutRevision"),
+        }
     }
 }
 

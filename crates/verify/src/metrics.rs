@@ -149,6 +149,17 @@ impl MetricSpec {
         })
     }
 
+    /// The failing finding for a query that cannot be rendered.
+    pub(crate) fn unrenderable(&self, error: &Error) -> Finding {
+        Finding::new(
+            &self.name,
+            Status::Fail,
+            &self.query,
+            "a query with every var set",
+            error.to_string(),
+        )
+    }
+
     /// The default metrics for a KServe InferenceService in serverless mode (Knative
     /// queue-proxy metrics): the 5xx ratio and the p95 latency in milliseconds. Uses the vars
     /// `namespace`, `revision` (default `${service}-predictor.*`) and `window`.
@@ -505,13 +516,7 @@ impl Baseline {
             let query = match spec.render(vars) {
                 Ok(q) => q,
                 Err(e) => {
-                    findings.push(Finding::new(
-                        &spec.name,
-                        Status::Fail,
-                        &spec.query,
-                        "a query with every var set",
-                        e.to_string(),
-                    ));
+                    findings.push(spec.unrenderable(&e));
                     continue;
                 }
             };
