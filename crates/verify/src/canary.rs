@@ -397,37 +397,26 @@ pub async fn run(
         let new_model = (i == 0).then_some(field.as_str());
         patch_traffic(&api, plan, Some(percent), new_model).await?;
         record(CanaryEvent::TrafficSet { percent })?;
-        let ready = match wait_ready(&api, plan).await? {
-            Ok(ready) => ready,
-            Err(reason) => {
-                let ready = roll_back(&api, plan).await?;
-                record(CanaryEvent::RolledBack {
-                    at_percent: percent,
-                    reason: reason.clone(),
-                    ready,
+        let failure = match wait_ready(&api, plan).await? {
+            Err(not_ready) => Some(not_ready),
+            Ok(ready) => {
+                let step = StepContext::from_status(percent, &ready);
+                record(CanaryEvent::Ready {
+                    percent,
+                    canary_revision: step.canary_revision.clone(),
+                    stable_revision: step.stable_revision.clone(),
                 })?;
-                return Ok(CanaryOutcome::RolledBack {
-                    at_percent: percent,
-                    reason,
-                    findings,
-                    stable_storage_uri: stable_uri,
-                });
+                tokio::time::sleep(plan.settle).await;
+                let step_findings = analysis.analyze(&step).await;
+                record(CanaryEvent::Analyzed {
+                    percent,
+                    findings: step_findings.clone(),
+                })?;
+                let failure = analysis_failure(percent, &step_findings);
+                findings.extend(step_findings);
+                failure
             }
         };
-        let step = StepContext::from_status(percent, &ready);
-        record(CanaryEvent::Ready {
-            percent,
-            canary_revision: step.canary_revision.clone(),
-            stable_revision: step.stable_revision.clone(),
-        })?;
-        tokio::time::sleep(plan.settle).await;
-        let step_findings = analysis.analyze(&step).await;
-        record(CanaryEvent::Analyzed {
-            percent,
-            findings: step_findings.clone(),
-        })?;
-        let failure = analysis_failure(percent, &step_findings);
-        findings.extend(step_findings);
         if let Some(reason) = failure {
             let ready = roll_back(&api, plan).await?;
             record(CanaryEvent::RolledBack {

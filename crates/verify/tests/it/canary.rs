@@ -137,6 +137,23 @@ async fn analysis_over(
     (server, PrometheusAnalysis::new(prom, metrics, vars))
 }
 
+/// Runs the default plan to `s3://models/iris/v2`, recording in memory.
+async fn run_to_v2(
+    sim: &kube_sim::SimCluster,
+    analysis: &dyn CanaryAnalysis,
+) -> (CanaryOutcome, MemoryRecorder) {
+    let mut recorder = MemoryRecorder::default();
+    let outcome = canary::run(
+        sim.client().unwrap(),
+        &plan("s3://models/iris/v2"),
+        analysis,
+        &mut recorder,
+    )
+    .await
+    .unwrap();
+    (outcome, recorder)
+}
+
 fn predictor(api_obj: &DynamicObject) -> Value {
     api_obj.data["spec"]["predictor"].clone()
 }
@@ -146,15 +163,7 @@ async fn a_healthy_canary_is_promoted_step_by_step() {
     let ctx = TestContext::new();
     let (sim, api) = cluster().await;
     let (_prom, analysis) = analysis_over(&ctx, 0).await;
-    let mut recorder = MemoryRecorder::default();
-    let outcome = canary::run(
-        sim.client().unwrap(),
-        &plan("s3://models/iris/v2"),
-        &analysis,
-        &mut recorder,
-    )
-    .await
-    .unwrap();
+    let (outcome, recorder) = run_to_v2(&sim, &analysis).await;
     let CanaryOutcome::Promoted { findings } = outcome else {
         panic!("promoted, got {outcome:?}\n{:#?}", recorder.events)
     };
@@ -199,15 +208,7 @@ async fn a_failing_canary_is_rolled_back_to_zero() {
     let (sim, api) = cluster().await;
     // One canary request in five fails; the stable revision serves cleanly.
     let (_prom, analysis) = analysis_over(&ctx, 10).await;
-    let mut recorder = MemoryRecorder::default();
-    let outcome = canary::run(
-        sim.client().unwrap(),
-        &plan("s3://models/iris/v2"),
-        &analysis,
-        &mut recorder,
-    )
-    .await
-    .unwrap();
+    let (outcome, recorder) = run_to_v2(&sim, &analysis).await;
     let CanaryOutcome::RolledBack {
         at_percent,
         reason,
