@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real components the verification tests run (crates/verify), idempotently:
-#   .tools/venv-verify   a Python venv with MLflow (tracking server, SQLite store), KServe
-#                        (its ModelServer) and scikit-learn (the iris model), pinned below
+#   .tools/venv-verify   a Python venv with MLflow (tracking server, SQLite store, with
+#                        prometheus-flask-exporter for its metrics), KServe (its ModelServer)
+#                        and scikit-learn (the iris model), pinned below
 #   prometheus           from Debian (apt-get), only when no `prometheus` is on PATH
 # Called by scripts/install-tools.sh. A second run with the same pins only checks a stamp.
 set -euo pipefail
@@ -13,7 +14,9 @@ venv="$tools/venv-verify"
 MLFLOW_VERSION="3.17.2"
 KSERVE_VERSION="0.21.0"
 SKLEARN_VERSION="1.9.1"
-pins="mlflow==$MLFLOW_VERSION kserve==$KSERVE_VERSION scikit-learn==$SKLEARN_VERSION"
+# MLflow's `server --expose-prometheus` needs it; not a dependency of the mlflow package.
+FLASK_EXPORTER_VERSION="0.23.2"
+pins="mlflow==$MLFLOW_VERSION kserve==$KSERVE_VERSION scikit-learn==$SKLEARN_VERSION prometheus-flask-exporter==$FLASK_EXPORTER_VERSION"
 stamp="$venv/.stamp"
 
 if [[ -f "$stamp" && "$(cat "$stamp")" == "$pins" && -x "$venv/bin/mlflow" ]]; then
@@ -26,7 +29,8 @@ else
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
   # One resolve for all three keeps their shared dependencies (fastapi, numpy, protobuf) consistent.
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-cache-dir \
-    "mlflow==$MLFLOW_VERSION" "kserve==$KSERVE_VERSION" "scikit-learn==$SKLEARN_VERSION"
+    "mlflow==$MLFLOW_VERSION" "kserve==$KSERVE_VERSION" "scikit-learn==$SKLEARN_VERSION" \
+    "prometheus-flask-exporter==$FLASK_EXPORTER_VERSION"
   echo "$pins" > "$stamp"
   echo "verify tools: installed into $venv"
 fi

@@ -189,13 +189,14 @@ impl MetricSpec {
     }
 
     /// The default metrics for the MLflow tracking server run with `--expose-prometheus`
-    /// (prometheus_flask_exporter): the 5xx ratio and the p95 latency in seconds. Uses the vars
+    /// (its `mlflow_http_request_*` metrics, from prometheus-flask-exporter): the 5xx ratio and
+    /// the p95 latency in seconds. Uses the vars
     /// `mlflow_selector` (default `namespace="mlops",service="mlflow"`) and `window`.
     pub fn mlflow_defaults() -> Vec<MetricSpec> {
         vec![
             MetricSpec {
                 name: "mlflow-error-rate".into(),
-                query: r#"sum(rate(flask_http_request_total{${mlflow_selector},status=~"5.."}[${window}])) / sum(rate(flask_http_request_total{${mlflow_selector}}[${window}]))"#.into(),
+                query: r#"sum(rate(mlflow_http_request_total{${mlflow_selector},status=~"5.."}[${window}])) / sum(rate(mlflow_http_request_total{${mlflow_selector}}[${window}]))"#.into(),
                 warn: Tolerance::new(0.005, 0.5),
                 fail: Tolerance::new(0.02, 1.0),
                 limit: Some(0.05),
@@ -204,7 +205,7 @@ impl MetricSpec {
             },
             MetricSpec {
                 name: "mlflow-p95-latency-s".into(),
-                query: r#"histogram_quantile(0.95, sum by (le) (rate(flask_http_request_duration_seconds_bucket{${mlflow_selector}}[${window}])))"#.into(),
+                query: r#"histogram_quantile(0.95, sum by (le) (rate(mlflow_http_request_duration_seconds_bucket{${mlflow_selector}}[${window}])))"#.into(),
                 warn: Tolerance::new(0.05, 0.2),
                 fail: Tolerance::new(0.2, 0.5),
                 no_data: Status::Warn,

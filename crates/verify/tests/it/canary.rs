@@ -124,7 +124,7 @@ async fn analysis_over(
         CANARY,
         Arc::new(Mutex::new((50 - canary_errors, canary_errors, 20.0))),
     );
-    let server = PrometheusServer::start(ctx, target).await;
+    let server = PrometheusServer::start(ctx, "fake-kserve", target).await;
     let prom = Prometheus::new(&server.url, Duration::from_secs(5)).unwrap();
     let mut vars = default_vars();
     vars.insert("service".into(), "iris".into());

@@ -199,15 +199,19 @@ pub struct PrometheusServer {
 }
 
 impl PrometheusServer {
-    /// Starts Prometheus and waits for it to be ready.
-    pub async fn start(ctx: &upgrade_test::TestContext, target: SocketAddr) -> PrometheusServer {
+    /// Starts Prometheus scraping `target` as job `job` and waits for it to be ready.
+    pub async fn start(
+        ctx: &upgrade_test::TestContext,
+        job: &str,
+        target: SocketAddr,
+    ) -> PrometheusServer {
         let prometheus = require_path_tool("prometheus", "/usr/bin/prometheus");
         let data = tempfile::tempdir().unwrap();
         let config = data.path().join("prometheus.yml");
         std::fs::write(
             &config,
             format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: fake-kserve\n    static_configs:\n      - targets: ['{target}']\n"
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: {job}\n    static_configs:\n      - targets: ['{target}']\n"
             ),
         )
         .unwrap();

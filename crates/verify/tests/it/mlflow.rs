@@ -7,7 +7,11 @@ use serde_json::json;
 use upgrade_test::{TestContext, require_venv_tool};
 use upgrade_verify::{Check, ProbeSpec, Prober, Report, Retry, Status};
 
-use crate::common::{Server, free_port};
+use upgrade_verify::metrics::default_vars;
+use upgrade_verify::{Baseline, MetricSpec, Prometheus};
+
+use crate::common::{PrometheusServer, Server, free_port};
+use crate::prometheus::wait_for_data;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn db_upgrade_of_an_older_store_then_the_probes_pass() {

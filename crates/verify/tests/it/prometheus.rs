@@ -56,7 +56,7 @@ async fn a_rising_error_rate_fails_the_comparison() {
     let target = traffic.start().await;
     let shape = std::sync::Arc::new(std::sync::Mutex::new((50, 0, 20.0)));
     generate(&traffic, "iris-predictor-00001", shape.clone());
-    let server = PrometheusServer::start(&ctx, target).await;
+    let server = PrometheusServer::start(&ctx, "fake-kserve", target).await;
     let prom = Prometheus::new(&server.url, Duration::from_secs(5)).unwrap();
     let metrics = MetricSpec::kserve_defaults();
     let vars = vars();
