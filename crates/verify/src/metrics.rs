@@ -161,7 +161,9 @@ impl MetricSpec {
     }
 
     /// The default metrics for a KServe InferenceService in serverless mode (Knative
-    /// queue-proxy metrics): the 5xx ratio and the p95 latency in milliseconds. Uses the vars
+    /// queue-proxy metrics): the 5xx ratio and the p95 latency in milliseconds. The ratio's
+    /// numerator falls back to `vector(0)` (a service that never failed has no 5xx series);
+    /// with no traffic at all the denominator is empty and the metric has no data. Uses the vars
     /// `namespace`, `revision` (default `${service}-predictor.*`) and `window`.
     pub fn kserve_defaults() -> Vec<MetricSpec> {
         let selector = r#"namespace="${namespace}",revision_name=~"${revision}""#;
@@ -169,7 +171,7 @@ impl MetricSpec {
             MetricSpec {
                 name: "kserve-error-rate".into(),
                 query: format!(
-                    r#"sum(rate(revision_app_request_count{{{selector},response_code_class="5xx"}}[${{window}}])) / sum(rate(revision_app_request_count{{{selector}}}[${{window}}]))"#
+                    r#"(sum(rate(revision_app_request_count{{{selector},response_code_class="5xx"}}[${{window}}])) or vector(0)) / sum(rate(revision_app_request_count{{{selector}}}[${{window}}]))"#
                 ),
                 warn: Tolerance::new(0.005, 0.5),
                 fail: Tolerance::new(0.02, 1.0),
@@ -196,7 +198,7 @@ impl MetricSpec {
         vec![
             MetricSpec {
                 name: "mlflow-error-rate".into(),
-                query: r#"sum(rate(mlflow_http_request_total{${mlflow_selector},status=~"5.."}[${window}])) / sum(rate(mlflow_http_request_total{${mlflow_selector}}[${window}]))"#.into(),
+                query: r#"(sum(rate(mlflow_http_request_total{${mlflow_selector},status=~"5.."}[${window}])) or vector(0)) / sum(rate(mlflow_http_request_total{${mlflow_selector}}[${window}]))"#.into(),
                 warn: Tolerance::new(0.005, 0.5),
                 fail: Tolerance::new(0.02, 1.0),
                 limit: Some(0.05),

@@ -57,7 +57,9 @@ async fn db_upgrade_of_an_older_store_then_the_probes_pass() {
             &port.to_string(),
             "--workers",
             "1",
-        ]);
+        ])
+        .arg("--expose-prometheus")
+        .arg(ctx.work().join("prometheus-multiproc"));
     let mut server = Server::start("mlflow server", cmd);
     let url = format!("http://127.0.0.1:{port}");
     server
@@ -112,6 +114,35 @@ async fn db_upgrade_of_an_older_store_then_the_probes_pass() {
         findings[3].actual.contains("RESOURCE_DOES_NOT_EXIST"),
         "{text}"
     );
+
+    // The MLflow default metrics, against the server's own /metrics scraped by Prometheus.
+    let client = reqwest::Client::new();
+    let experiment_read =
+        format!("{url}/api/2.0/mlflow/experiments/get-by-name?experiment_name=iris-after-upgrade");
+    tokio::spawn(async move {
+        loop {
+            let _ = client.get(&experiment_read).send().await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let target = format!("127.0.0.1:{port}").parse().unwrap();
+    let prom_server = PrometheusServer::start(&ctx, "mlflow", target).await;
+    let prom = Prometheus::new(&prom_server.url, Duration::from_secs(5)).unwrap();
+    let mut vars = default_vars();
+    vars.insert("mlflow_selector".into(), r#"job="mlflow""#.into());
+    vars.insert("window".into(), "4s".into());
+    let metrics = MetricSpec::mlflow_defaults();
+    wait_for_data(&prom, &metrics[1].render(&vars).unwrap()).await;
+    let baseline = Baseline::capture(&prom, &metrics, &vars).await.unwrap();
+    assert_eq!(
+        baseline.values["mlflow-error-rate"].value,
+        Some(0.0),
+        "{baseline:?}"
+    );
+    let p95 = baseline.values["mlflow-p95-latency-s"]
+        .value
+        .expect("a p95 latency");
+    assert!(p95 > 0.0 && p95 < 5.0, "{p95}");
 }
 
 /// The store's Alembic schema revision, read with the venv's Python.
