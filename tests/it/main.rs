@@ -2,4 +2,5 @@
 //!
 //! One test binary with a module per area (as cargo and uv do).
 
+mod platform_run;
 mod real_tools;

@@ -1,3 +1,10 @@
-//! The per-component upgrade commands' shared code (argument structs, exit codes) and the demo.
+//! The per-component upgrade commands, as a library: argument structs, one exit-code policy
+//! ([`exit`]), and one module per command whose `run` the thin `src/bin/*.rs` mains call.
+//! Tests call the same functions.
 
+pub mod cli;
+pub mod commands;
 pub mod demo;
+pub mod exit;
+pub mod platform;
+pub mod run;

@@ -60,7 +60,7 @@ impl Default for ControllerConfig {
             disruption_budgets: true,
             pod_start_delay: Duration::from_millis(200),
             job_run_time: Duration::from_millis(200),
-            resync: Duration::from_secs(1),
+            resync: Duration::from_secs(5),
         }
     }
 }
@@ -93,6 +93,9 @@ impl ControllerConfig {
 
 /// Annotation on a pod (template) that keeps it Running but never Ready.
 pub const NEVER_READY_ANNOTATION: &str = "kube-sim.dev/never-ready";
+/// Annotation on a pod (template) that makes its containers crash-loop (never Ready,
+/// `CrashLoopBackOff`, restarts counted).
+pub const CRASH_LOOP_ANNOTATION: &str = "kube-sim.dev/crash-loop";
 /// Annotation on a pod (template) with the exit code its containers finish with (job pods).
 pub const EXIT_CODE_ANNOTATION: &str = "kube-sim.dev/exit-code";
 
@@ -169,10 +172,34 @@ fn pod_finished(pod: &Value) -> bool {
     )
 }
 
+/// Drops nulls and empty maps/lists, which clients add or omit at will (`resources: {}`,
+/// `creationTimestamp: null`), so equal templates hash equally, as upstream's semantic
+/// comparison treats them.
+fn pruned(v: &Value) -> Option<Value> {
+    match v {
+        Value::Null => None,
+        Value::Object(m) => {
+            let out: serde_json::Map<String, Value> = m
+                .iter()
+                .filter_map(|(k, v)| pruned(v).map(|v| (k.clone(), v)))
+                .collect();
+            (!out.is_empty()).then_some(Value::Object(out))
+        }
+        Value::Array(a) => (!a.is_empty())
+            .then(|| Value::Array(a.iter().map(|i| pruned(i).unwrap_or(Value::Null)).collect())),
+        other => Some(other.clone()),
+    }
+}
+
 /// A short stable hash of a pod template, as `pod-template-hash` and revision labels.
 pub fn template_hash(template: &Value) -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    let digest = Sha256::digest(template.to_string().as_bytes());
+    let digest = Sha256::digest(
+        pruned(template)
+            .unwrap_or(Value::Null)
+            .to_string()
+            .as_bytes(),
+    );
     digest
         .iter()
         .take(10)
@@ -309,21 +336,22 @@ impl Controllers {
         if c.deployments {
             self.deployments();
         }
-        if c.replicasets {
+        if c.replicasets || c.statefulsets || c.daemonsets || c.jobs {
+            // One read of the pods serves the pod-owning controllers: they own disjoint
+            // pods, and what one creates in this pass the next pass sees.
             let snap = Snapshot::take(&self.store, &self.types);
-            self.replicasets(&snap);
-        }
-        if c.statefulsets {
-            let snap = Snapshot::take(&self.store, &self.types);
-            self.statefulsets(&snap);
-        }
-        if c.daemonsets {
-            let snap = Snapshot::take(&self.store, &self.types);
-            self.daemonsets(&snap);
-        }
-        if c.jobs {
-            let snap = Snapshot::take(&self.store, &self.types);
-            self.jobs(&snap);
+            if c.replicasets {
+                self.replicasets(&snap);
+            }
+            if c.statefulsets {
+                self.statefulsets(&snap);
+            }
+            if c.daemonsets {
+                self.daemonsets(&snap);
+            }
+            if c.jobs {
+                self.jobs(&snap);
+            }
         }
         if c.scheduler {
             self.schedule();
@@ -350,6 +378,47 @@ impl Controllers {
                 Ok(())
             },
         ));
+    }
+
+    /// Read-modify-write of `obj` as stored now; a conflict or a vanished object is left to
+    /// the next pass.
+    fn edit(&self, ty: &ResourceType, obj: &Value, target: Target, f: impl FnOnce(&mut Value)) {
+        let ns = Some(namespace(obj)).filter(|n| !n.is_empty());
+        ignore_conflicts(self.store.mutate(
+            ty,
+            ns,
+            name(obj),
+            target,
+            &WriteOptions::default(),
+            |o| {
+                f(o);
+                Ok(())
+            },
+        ));
+    }
+
+    /// Records a core/v1 Event about `obj`, as the named component would.
+    fn event(&self, obj: &Value, warning: bool, reason: &str, component: &str, message: String) {
+        let Some(events) = self.store.registry().lookup("", "v1", "events") else {
+            return;
+        };
+        let ns = match namespace(obj) {
+            "" => "default",
+            ns => ns,
+        };
+        let now = now_rfc3339();
+        let event = json!({
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": format!("{}.{}", name(obj), self.store.random_suffix(16)), "namespace": ns},
+            "involvedObject": {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "name": name(obj), "namespace": obj["metadata"]["namespace"],
+                               "uid": obj["metadata"]["uid"], "resourceVersion": obj["metadata"]["resourceVersion"]},
+            "reason": reason, "message": message, "type": if warning { "Warning" } else { "Normal" },
+            "source": {"component": component}, "reportingComponent": component, "reportingInstance": "",
+            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+        });
+        let _ = self
+            .store
+            .create(&events, Some(ns), event, &WriteOptions::default());
     }
 
     fn create_pod(
@@ -379,13 +448,28 @@ impl Controllers {
         if let Some(n) = node {
             pod["spec"]["nodeName"] = json!(n);
         }
-        if let Err(e) = self.store.create(
+        match self.store.create(
             &self.types.pods,
             Some(namespace(owner)),
             pod,
             &WriteOptions::default(),
         ) {
-            tracing::debug!(error = %e, pod = pod_name, "kube-sim could not create a pod");
+            Ok(_) => {
+                let component = format!(
+                    "{}-controller",
+                    owner["kind"].as_str().unwrap_or_default().to_lowercase()
+                );
+                self.event(
+                    owner,
+                    false,
+                    "SuccessfulCreate",
+                    &component,
+                    format!("Created pod: {pod_name}"),
+                );
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, pod = pod_name, "kube-sim could not create a pod")
+            }
         }
     }
 
@@ -474,7 +558,16 @@ impl Controllers {
                         rs,
                         &WriteOptions::default(),
                     ) {
-                        Ok(rs) => rs,
+                        Ok(rs) => {
+                            self.event(
+                                d,
+                                false,
+                                "ScalingReplicaSet",
+                                "deployment-controller",
+                                format!("Scaled up replica set {} from 0 to {desired}", name(&rs)),
+                            );
+                            rs
+                        }
                         Err(e) => {
                             tracing::debug!(error = %e, "kube-sim could not create a ReplicaSet");
                             continue;
@@ -492,18 +585,18 @@ impl Controllers {
             // so availability never drops during an upgrade.
             if new_available >= desired {
                 for old in &olds {
-                    if old["spec"]["replicas"].as_i64().unwrap_or(0) != 0 {
-                        ignore_conflicts(self.store.mutate(
-                            &t.replicasets,
-                            Some(namespace(old)),
-                            name(old),
-                            Target::Main,
-                            &WriteOptions::default(),
-                            |o| {
-                                o["spec"]["replicas"] = json!(0);
-                                Ok(())
-                            },
-                        ));
+                    let from = old["spec"]["replicas"].as_i64().unwrap_or(0);
+                    if from != 0 {
+                        self.edit(&t.replicasets, old, Target::Main, |o| {
+                            o["spec"]["replicas"] = json!(0);
+                        });
+                        self.event(
+                            d,
+                            false,
+                            "ScalingReplicaSet",
+                            "deployment-controller",
+                            format!("Scaled down replica set {} from {from} to 0", name(old)),
+                        );
                     }
                 }
                 let limit = d["spec"]["revisionHistoryLimit"]
@@ -598,17 +691,9 @@ impl Controllers {
             let rev =
                 new_rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"].clone();
             if d["metadata"]["annotations"]["deployment.kubernetes.io/revision"] != rev {
-                ignore_conflicts(self.store.mutate(
-                    &t.deployments,
-                    Some(namespace(d)),
-                    name(d),
-                    Target::Main,
-                    &WriteOptions::default(),
-                    |o| {
-                        o["metadata"]["annotations"]["deployment.kubernetes.io/revision"] = rev;
-                        Ok(())
-                    },
-                ));
+                self.edit(&t.deployments, d, Target::Main, |o| {
+                    o["metadata"]["annotations"]["deployment.kubernetes.io/revision"] = rev;
+                });
             }
             let current = self.store.get(&t.deployments, Some(namespace(d)), name(d));
             if let Ok(current) = current {
@@ -977,35 +1062,30 @@ impl Controllers {
                     e.0 += cpu;
                     e.1 += mem;
                     e.2 += 1;
-                    ignore_conflicts(self.store.mutate(
-                        &t.pods,
-                        Some(namespace(pod)),
-                        name(pod),
-                        Target::Main,
-                        &WriteOptions::default(),
-                        |o| {
-                            o["spec"]["nodeName"] = json!(node_name);
-                            Ok(())
-                        },
-                    ));
-                    ignore_conflicts(self.store.mutate(
-                        &t.pods,
-                        Some(namespace(pod)),
-                        name(pod),
-                        Target::Status,
-                        &WriteOptions::default(),
-                        |o| {
-                            o["status"]["conditions"] = set_condition(
-                                &o["status"]["conditions"],
-                                "PodScheduled",
-                                true,
-                                "",
-                                "",
-                                false,
-                            );
-                            Ok(())
-                        },
-                    ));
+                    self.edit(&t.pods, pod, Target::Main, |o| {
+                        o["spec"]["nodeName"] = json!(node_name);
+                    });
+                    self.event(
+                        pod,
+                        false,
+                        "Scheduled",
+                        "default-scheduler",
+                        format!(
+                            "Successfully assigned {}/{} to {node_name}",
+                            namespace(pod),
+                            name(pod)
+                        ),
+                    );
+                    self.edit(&t.pods, pod, Target::Status, |o| {
+                        o["status"]["conditions"] = set_condition(
+                            &o["status"]["conditions"],
+                            "PodScheduled",
+                            true,
+                            "",
+                            "",
+                            false,
+                        );
+                    });
                 }
                 None => {
                     let mut parts: Vec<String> =
@@ -1025,17 +1105,10 @@ impl Controllers {
                         false,
                     );
                     if conditions != pod["status"]["conditions"] {
-                        ignore_conflicts(self.store.mutate(
-                            &t.pods,
-                            Some(namespace(pod)),
-                            name(pod),
-                            Target::Status,
-                            &WriteOptions::default(),
-                            |o| {
-                                o["status"]["conditions"] = conditions;
-                                Ok(())
-                            },
-                        ));
+                        self.edit(&t.pods, pod, Target::Status, |o| {
+                            o["status"]["conditions"] = conditions;
+                        });
+                        self.event(pod, true, "FailedScheduling", "default-scheduler", message);
                     }
                 }
             }
@@ -1046,7 +1119,8 @@ impl Controllers {
         let t = &self.types;
         let (pods, _) = self.store.list(&t.pods, None);
         let (nodes, _) = self.store.list(&t.nodes, None);
-        let node_names: HashSet<&str> = nodes.iter().map(|n| name(n)).collect();
+        let node_ready_by_name: HashMap<&str, bool> =
+            nodes.iter().map(|n| (name(n), node_ready(n))).collect();
         let now = Instant::now();
         let mut next: Option<Duration> = None;
         let mut seen = HashSet::new();
@@ -1055,7 +1129,10 @@ impl Controllers {
             let Some(node) = pod["spec"]["nodeName"].as_str() else {
                 continue;
             };
-            if is_terminating(pod) || !node_names.contains(node) {
+            let Some(&node_is_ready) = node_ready_by_name.get(node) else {
+                continue;
+            };
+            if is_terminating(pod) {
                 continue;
             }
             let id = uid(pod).to_string();
@@ -1074,24 +1151,62 @@ impl Controllers {
                             .and_then(|n| n["status"]["addresses"][0]["address"].as_str())
                             .unwrap_or("10.0.0.1")
                             .to_string();
-                        let status = running_status(pod, &ip, &host_ip, !never_ready);
-                        ignore_conflicts(self.store.mutate(
-                            &t.pods,
-                            Some(namespace(pod)),
-                            name(pod),
-                            Target::Status,
-                            &WriteOptions::default(),
-                            |o| {
-                                o["status"] = status;
-                                Ok(())
-                            },
-                        ));
+                        let crash = pod["metadata"]["annotations"][CRASH_LOOP_ANNOTATION] == "true";
+                        let mut status = running_status(pod, &ip, &host_ip, !never_ready && !crash);
+                        if crash {
+                            crash_loop(&mut status);
+                            self.event(
+                                pod,
+                                true,
+                                "BackOff",
+                                "kubelet",
+                                "Back-off restarting failed container".into(),
+                            );
+                        } else {
+                            self.event(
+                                pod,
+                                false,
+                                "Started",
+                                "kubelet",
+                                "Started container".into(),
+                            );
+                        }
+                        self.edit(&t.pods, pod, Target::Status, |o| {
+                            o["status"] = status;
+                        });
                         self.running_at.insert(id.clone(), now);
                         if pod["spec"]["restartPolicy"] != "Always" {
                             soonest(self.config.job_run_time);
                         }
                     } else {
                         soonest(due - now);
+                    }
+                }
+                Some("Running") if pod["spec"]["restartPolicy"] == "Always" => {
+                    // The node lifecycle controller marks pods of a NotReady node not Ready;
+                    // they come back when the node does.
+                    let healthy = pod["metadata"]["annotations"][NEVER_READY_ANNOTATION] != "true"
+                        && pod["metadata"]["annotations"][CRASH_LOOP_ANNOTATION] != "true";
+                    let want = node_is_ready && healthy;
+                    if pod_is_ready(pod) != want {
+                        self.edit(&t.pods, pod, Target::Status, |o| {
+                            let reason = if want { "" } else { "NodeNotReady" };
+                            let mut c = set_condition(
+                                &o["status"]["conditions"],
+                                "Ready",
+                                want,
+                                reason,
+                                "",
+                                false,
+                            );
+                            c = set_condition(&c, "ContainersReady", want, reason, "", false);
+                            o["status"]["conditions"] = c;
+                            if let Some(list) = o["status"]["containerStatuses"].as_array_mut() {
+                                for cs in list {
+                                    cs["ready"] = json!(want);
+                                }
+                            }
+                        });
                     }
                 }
                 Some("Running") if pod["spec"]["restartPolicy"] != "Always" => {
@@ -1103,17 +1218,9 @@ impl Controllers {
                             .and_then(|c| c.parse().ok())
                             .unwrap_or(0);
                         let status = finished_status(pod, code);
-                        ignore_conflicts(self.store.mutate(
-                            &t.pods,
-                            Some(namespace(pod)),
-                            name(pod),
-                            Target::Status,
-                            &WriteOptions::default(),
-                            |o| {
-                                o["status"] = status;
-                                Ok(())
-                            },
-                        ));
+                        self.edit(&t.pods, pod, Target::Status, |o| {
+                            o["status"] = status;
+                        });
                     } else {
                         soonest(due - now);
                     }
@@ -1133,8 +1240,20 @@ impl Controllers {
             return;
         }
         let (pods, _) = self.store.list(&t.pods, None);
+        // Budgets only see pods of their own namespace; grouping keeps this linear.
+        let mut by_namespace: HashMap<&str, Vec<Arc<Value>>> = HashMap::new();
+        for p in &pods {
+            by_namespace
+                .entry(namespace(p))
+                .or_default()
+                .push(p.clone());
+        }
         for pdb in &pdbs {
-            let status = pdb_status(pdb, &pods);
+            let pods = by_namespace
+                .get(namespace(pdb))
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            let status = pdb_status(pdb, pods);
             self.write_status(&t.pdbs, pdb, status);
         }
     }
@@ -1173,6 +1292,23 @@ fn running_status(pod: &Value, ip: &str, host_ip: &str, ready: bool) -> Value {
         "podIP": ip, "podIPs": [{"ip": ip}], "startTime": now, "qosClass": "BestEffort",
         "containerStatuses": container_statuses(pod, json!({"running": {"startedAt": now}}), ready),
     })
+}
+
+/// Turns a running status into a crash loop: containers waiting in CrashLoopBackOff after
+/// five restarts, the last one exiting 1.
+fn crash_loop(status: &mut Value) {
+    let now = now_rfc3339();
+    for cs in status["containerStatuses"]
+        .as_array_mut()
+        .into_iter()
+        .flatten()
+    {
+        cs["ready"] = json!(false);
+        cs["started"] = json!(false);
+        cs["restartCount"] = json!(5);
+        cs["state"] = json!({"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 5m0s restarting failed container"}});
+        cs["lastState"] = json!({"terminated": {"exitCode": 1, "reason": "Error", "startedAt": now, "finishedAt": now}});
+    }
 }
 
 fn finished_status(pod: &Value, exit_code: i64) -> Value {
@@ -1414,6 +1550,15 @@ pub fn evict(store: &Store, ns: &str, pod_name: &str) -> Result<Value, ApiError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn template_hash_ignores_empty_fields() {
+        let a = json!({"metadata": {"labels": {"app": "w"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}});
+        let b = json!({"metadata": {"labels": {"app": "w"}, "creationTimestamp": null}, "spec": {"containers": [{"name": "c", "image": "i", "resources": {}}]}});
+        assert_eq!(template_hash(&a), template_hash(&b));
+        let c = json!({"metadata": {"labels": {"app": "w"}}, "spec": {"containers": [{"name": "c", "image": "j"}]}});
+        assert_ne!(template_hash(&a), template_hash(&c));
+    }
 
     #[test]
     fn quantities() {

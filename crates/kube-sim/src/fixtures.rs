@@ -123,7 +123,11 @@ pub fn load(store: &Store, mut objects: Vec<Value>, origin: &Path) -> Result<usi
             // Versions from another cluster mean nothing here.
             m.remove("resourceVersion");
         }
-        match store.create(&ty, ns.as_deref(), obj, &WriteOptions::default()) {
+        let keep = WriteOptions {
+            keep_identity: true,
+            ..WriteOptions::default()
+        };
+        match store.create(&ty, ns.as_deref(), obj, &keep) {
             Ok(_) => count += 1,
             Err(e) if e.code == 409 => {}
             Err(e) => return Err(e.into()),

@@ -379,6 +379,47 @@ impl SimCluster {
         .clone())
     }
 
+    /// Sets a node's Ready condition (a kubelet that stopped posting status, or came back).
+    /// Pods on a NotReady node lose readiness, and the scheduler avoids the node.
+    pub fn set_node_ready(&self, name: &str, ready: bool) -> Result<()> {
+        let ty = self.ty("v1", "Node");
+        self.store.mutate(
+            &ty,
+            None,
+            name,
+            Target::Status,
+            &WriteOptions::default(),
+            |n| {
+                let now = store::now_rfc3339();
+                let (status, reason, message) = if ready {
+                    ("True", "KubeletReady", "kubelet is posting ready status")
+                } else {
+                    (
+                        "Unknown",
+                        "NodeStatusUnknown",
+                        "Kubelet stopped posting node status.",
+                    )
+                };
+                for c in n["status"]["conditions"]
+                    .as_array_mut()
+                    .into_iter()
+                    .flatten()
+                {
+                    if c["type"] == "Ready" {
+                        if c["status"] != status {
+                            c["lastTransitionTime"] = json!(now);
+                        }
+                        c["status"] = json!(status);
+                        c["reason"] = json!(reason);
+                        c["message"] = json!(message);
+                    }
+                }
+                Ok(())
+            },
+        )?;
+        Ok(())
+    }
+
     /// Marks a node (un)schedulable, as `kubectl cordon`/`uncordon` do.
     pub fn set_unschedulable(&self, name: &str, unschedulable: bool) -> Result<()> {
         let ty = self.ty("v1", "Node");
@@ -401,11 +442,24 @@ impl SimCluster {
     }
 
     /// Replaces `old` by a new node at another kubelet version, the way a managed node group
+    /// rolls (see [`SimCluster::replace_node_within`]), waiting at most 5 minutes for
+    /// PodDisruptionBudgets to allow the evictions.
+    pub async fn replace_node(
+        &self,
+        old: &str,
+        new_name: &str,
+        kubelet_version: &str,
+    ) -> Result<()> {
+        self.replace_node_within(old, new_name, kubelet_version, Duration::from_secs(300))
+            .await
+    }
+
+    /// Replaces `old` by a new node at another kubelet version, the way a managed node group
     /// rolls: the new node joins (with the old node's labels and taints), the old one is
     /// cordoned, its pods are evicted through the eviction API (so PodDisruptionBudgets are
     /// honoured, retrying until `timeout`), then it is deleted. DaemonSet pods are left to
     /// their controller.
-    pub async fn replace_node(
+    pub async fn replace_node_within(
         &self,
         old: &str,
         new_name: &str,

@@ -317,6 +317,208 @@ pub fn server_side_apply(
     record_manager(live, manager, "Apply", api_version, now, new_set);
 }
 
+/// The field set of what changed between `old` and `new`: an `Update` manager owns the
+/// fields it changed. Only the object's content and its labels and annotations count.
+pub fn changed_field_set(old: &Value, new: &Value) -> Value {
+    fn walk(field: &str, old: &Value, new: &Value) -> Option<Value> {
+        if old == new {
+            return None;
+        }
+        match (old, new) {
+            (Value::Object(o), Value::Object(n)) => {
+                let mut out = Map::new();
+                for (k, nv) in n {
+                    if let Some(c) = walk(k, o.get(k).unwrap_or(&Value::Null), nv) {
+                        out.insert(format!("f:{k}"), c);
+                    }
+                }
+                Some(Value::Object(out))
+            }
+            (Value::Array(o), Value::Array(n)) => match merge_key(field, n) {
+                Some(key) if n.iter().all(|i| i.get(key).is_some()) => {
+                    let mut out = Map::new();
+                    for item in n {
+                        let before = o
+                            .iter()
+                            .find(|i| i.get(key) == item.get(key))
+                            .unwrap_or(&Value::Null);
+                        if let Some(mut c) = walk("", before, item) {
+                            if let Some(m) = c.as_object_mut() {
+                                m.insert(".".into(), json!({}));
+                            }
+                            out.insert(format!("k:{}", json!({ key: item[key] })), c);
+                        }
+                    }
+                    Some(Value::Object(out))
+                }
+                _ => Some(json!({})),
+            },
+            _ => Some(json!({})),
+        }
+    }
+    let mut out = Map::new();
+    let empty = Value::Null;
+    for (k, nv) in new.as_object().into_iter().flatten() {
+        if matches!(k.as_str(), "apiVersion" | "kind" | "status") {
+            continue;
+        }
+        if k == "metadata" {
+            let mut meta = Map::new();
+            for field in ["labels", "annotations"] {
+                if let Some(c) = walk(
+                    field,
+                    old["metadata"].get(field).unwrap_or(&empty),
+                    &nv[field],
+                )
+                .filter(|_| !nv[field].is_null())
+                {
+                    meta.insert(format!("f:{field}"), c);
+                }
+            }
+            if !meta.is_empty() {
+                out.insert("f:metadata".into(), Value::Object(meta));
+            }
+            continue;
+        }
+        if let Some(c) = walk(k, old.get(k).unwrap_or(&empty), nv) {
+            out.insert(format!("f:{k}"), c);
+        }
+    }
+    Value::Object(out)
+}
+
+/// A field that another manager owns with a value the applied configuration changes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldConflict {
+    /// The other manager.
+    pub manager: String,
+    /// The API version it used.
+    pub api_version: String,
+    /// The field, as upstream prints it (`.spec.replicas`, `.spec.containers[name="app"].image`).
+    pub field: String,
+}
+
+fn is_leaf(set: &Value) -> bool {
+    set.as_object().is_none_or(|m| m.is_empty())
+}
+
+/// The item of a keyed list whose `key` is `want`.
+fn find_item<'a>(list: Option<&'a Value>, key: &str, want: &Value) -> Option<&'a Value> {
+    list.and_then(Value::as_array)
+        .and_then(|a| a.iter().find(|i| i.get(key) == Some(want)))
+}
+
+/// Finds the fields `config` would change that other managers own.
+pub fn apply_conflicts(live: &Value, config: &Value, manager: &str) -> Vec<FieldConflict> {
+    fn walk(
+        new: &Value,
+        other: &Value,
+        live: Option<&Value>,
+        cfg: Option<&Value>,
+        path: &str,
+        out: &mut Vec<String>,
+    ) {
+        for (k, nchild) in new.as_object().into_iter().flatten() {
+            let Some(ochild) = other.get(k) else { continue };
+            let (lv, cv, p) = if let Some(f) = k.strip_prefix("f:") {
+                (
+                    live.and_then(|l| l.get(f)),
+                    cfg.and_then(|c| c.get(f)),
+                    format!("{path}.{f}"),
+                )
+            } else if let Some((key, want)) = k
+                .strip_prefix("k:")
+                .and_then(|id| serde_json::from_str::<Value>(id).ok())
+                .and_then(|id| {
+                    id.as_object()
+                        .and_then(|m| m.iter().next().map(|(a, b)| (a.clone(), b.clone())))
+                })
+            {
+                (
+                    find_item(live, &key, &want),
+                    find_item(cfg, &key, &want),
+                    format!("{path}[{key}={want}]"),
+                )
+            } else {
+                continue;
+            };
+            if is_leaf(nchild) || is_leaf(ochild) {
+                if lv != cv {
+                    out.push(p);
+                }
+            } else {
+                walk(nchild, ochild, lv, cv, &p, out);
+            }
+        }
+    }
+    let new_set = field_set(config);
+    let mut conflicts = Vec::new();
+    for entry in live["metadata"]["managedFields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let other = entry["manager"].as_str().unwrap_or_default();
+        if other == manager {
+            continue;
+        }
+        let mut fields = Vec::new();
+        walk(
+            &new_set,
+            &entry["fieldsV1"],
+            Some(live),
+            Some(config),
+            "",
+            &mut fields,
+        );
+        for field in fields {
+            conflicts.push(FieldConflict {
+                manager: other.to_string(),
+                api_version: entry["apiVersion"].as_str().unwrap_or_default().to_string(),
+                field,
+            });
+        }
+    }
+    conflicts
+}
+
+/// Removes from every other manager's field set what `config` now owns (a forced apply).
+pub fn take_ownership(live: &mut Value, config: &Value, manager: &str) {
+    fn subtract(other: &mut Value, new: &Value) {
+        let Some(o) = other.as_object_mut() else {
+            return;
+        };
+        for (k, nchild) in new.as_object().into_iter().flatten() {
+            if k == "." {
+                continue;
+            }
+            let remove = match o.get_mut(k) {
+                Some(ochild) if is_leaf(nchild) || is_leaf(ochild) => true,
+                Some(ochild) => {
+                    subtract(ochild, nchild);
+                    ochild
+                        .as_object()
+                        .is_some_and(|m| m.keys().all(|k| k == "."))
+                }
+                None => false,
+            };
+            if remove {
+                o.remove(k);
+            }
+        }
+    }
+    let new_set = field_set(config);
+    if let Some(entries) = live["metadata"]["managedFields"].as_array_mut() {
+        for e in entries
+            .iter_mut()
+            .filter(|e| e["manager"].as_str() != Some(manager))
+        {
+            subtract(&mut e["fieldsV1"], &new_set);
+        }
+        entries.retain(|e| !is_leaf(&e["fieldsV1"]));
+    }
+}
+
 /// Records (or replaces) one `managedFields` entry.
 pub fn record_manager(
     live: &mut Value,
@@ -390,6 +592,34 @@ mod tests {
             &json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["a"]}}),
         );
         assert_eq!(live["metadata"]["finalizers"], json!(["b"]));
+    }
+
+    #[test]
+    fn apply_conflicts_with_other_managers_unless_forced() {
+        let mut live = json!({"metadata": {"name": "x"}, "spec": {"replicas": 1, "containers": [{"name": "a", "image": "a:1"}]}});
+        let initial = live.clone();
+        server_side_apply(&mut live, &initial, "helm", "apps/v1", "t");
+        let mine = json!({"metadata": {"name": "x"}, "spec": {"replicas": 3, "containers": [{"name": "a", "image": "a:1"}]}});
+        let conflicts = apply_conflicts(&live, &mine, "kubectl");
+        assert_eq!(
+            conflicts
+                .iter()
+                .map(|c| c.field.as_str())
+                .collect::<Vec<_>>(),
+            [".spec.replicas"]
+        );
+        assert_eq!(conflicts[0].manager, "helm");
+        assert!(
+            apply_conflicts(&live, &mine, "helm").is_empty(),
+            "a manager never conflicts with itself"
+        );
+        take_ownership(&mut live, &mine, "kubectl");
+        assert!(apply_conflicts(&live, &mine, "kubectl").is_empty());
+        let changed = changed_field_set(
+            &json!({"spec": {"replicas": 1, "paused": false}}),
+            &json!({"spec": {"replicas": 2, "paused": false}}),
+        );
+        assert_eq!(changed, json!({"f:spec": {"f:replicas": {}}}));
     }
 
     #[test]

@@ -128,7 +128,10 @@ fn varint(buf: &[u8], pos: &mut usize) -> Result<u64, ApiError> {
 
 /// Splits a message into (field number, wire type, payload) entries; varints are returned
 /// as their value in `int`, length-delimited fields as bytes.
-fn fields(buf: &[u8]) -> Result<Vec<(u64, u64, &[u8])>, ApiError> {
+/// One decoded field: number, wire type and raw payload.
+type RawField<'a> = (u64, u64, &'a [u8]);
+
+fn fields(buf: &[u8]) -> Result<Vec<RawField<'_>>, ApiError> {
     let mut out = Vec::new();
     let mut pos = 0;
     while pos < buf.len() {

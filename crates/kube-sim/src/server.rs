@@ -21,7 +21,7 @@ use crate::faults::{FaultKind, Faults};
 use crate::patch;
 use crate::resources::{ResourceType, json_path};
 use crate::selectors::{FieldSelector, LabelSelector};
-use crate::store::{Propagation, Store, Target, WatchEvent, WriteOptions, now_micro};
+use crate::store::{EventType, Propagation, Store, Target, WatchEvent, WriteOptions, now_micro};
 
 /// Shared state of the HTTP server.
 pub(crate) struct AppState {
@@ -250,9 +250,10 @@ async fn route(
                 .unwrap_or("unknown")
                 .to_string()
         })),
+        keep_identity: false,
     };
     match verb {
-        "watch" => watch_response(state, &req, params),
+        "watch" => watch_response(state, &req, params, table),
         "list" => list_response(state, &req, params, table),
         "get" => get_response(state, &req, table),
         "create" => create(state, &req, &body, &content_type, &opts),
@@ -750,7 +751,7 @@ fn update(
                         set_scale(&ty, o, replicas);
                         Ok(())
                     })?;
-            return Ok(json_response(StatusCode::OK, &scale_of(&req.ty, &updated)?));
+            Ok(json_response(StatusCode::OK, &scale_of(&req.ty, &updated)?))
         }
         Some("status") => {
             let updated =
@@ -813,7 +814,7 @@ fn patch_object(
         let now = now_micro();
         let apply_opts = WriteOptions {
             dry_run: opts.dry_run,
-            manager: None,
+            ..WriteOptions::default()
         };
         if target == Target::Status {
             let updated = state.store.mutate(
@@ -829,6 +830,7 @@ fn patch_object(
             )?;
             return Ok(json_response(StatusCode::OK, &updated));
         }
+        let force = params.get("force").is_some_and(|f| f == "true");
         let (obj, created) = state.store.upsert(&req.ty, req.ns(), &name, &apply_opts, |live| {
             let mut base = match live {
                 Some(l) => l.clone(),
@@ -839,6 +841,16 @@ fn patch_object(
                 && let Some(m) = config.as_object_mut()
             {
                 m.remove("status");
+            }
+            if live.is_some() {
+                if force {
+                    patch::take_ownership(&mut base, &config, &manager);
+                } else {
+                    let conflicts = patch::apply_conflicts(&base, &config, &manager);
+                    if !conflicts.is_empty() {
+                        return Err(apply_conflict_error(&ty, &name, &conflicts));
+                    }
+                }
             }
             patch::server_side_apply(&mut base, &config, &manager, &ty.api_version(), &now);
             Ok(base)
@@ -901,6 +913,46 @@ fn body_json(body: &[u8]) -> Option<Value> {
         return crate::protobuf::decode(body).ok();
     }
     serde_json::from_slice(body).ok()
+}
+
+/// The 409 a server-side apply gets when other managers own fields it would change.
+fn apply_conflict_error(
+    ty: &ResourceType,
+    name: &str,
+    conflicts: &[patch::FieldConflict],
+) -> ApiError {
+    let described: Vec<String> = conflicts
+        .iter()
+        .map(|c| {
+            format!(
+                "conflict with \"{}\" using {}: {}",
+                c.manager, c.api_version, c.field
+            )
+        })
+        .collect();
+    let noun = if conflicts.len() == 1 {
+        "conflict"
+    } else {
+        "conflicts"
+    };
+    let mut err = ApiError::new(
+        409,
+        "Conflict",
+        format!(
+            "Apply failed with {} {noun}: {}",
+            conflicts.len(),
+            described.join("\n")
+        ),
+    );
+    err.details = Some(json!({
+        "name": name, "group": ty.group, "kind": ty.plural,
+        "causes": conflicts.iter().map(|c| json!({
+            "reason": "FieldManagerConflict",
+            "message": format!("conflict with \"{}\" using {}", c.manager, c.api_version),
+            "field": c.field,
+        })).collect::<Vec<_>>(),
+    }));
+    err
 }
 
 fn delete_options(body: &[u8], params: &Params) -> Propagation {
@@ -1002,31 +1054,59 @@ struct WatchStream {
     ty: Arc<ResourceType>,
     namespace: Option<String>,
     filter: Filter,
+    table: bool,
     deadline: tokio::time::Instant,
     shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
-fn encode_event(ty: &ResourceType, event_type: &str, obj: &Value) -> Bytes {
+/// One watch event line; with `table`, the object is a one-row Table (`kubectl get -w`).
+fn encode_event(ty: &ResourceType, event_type: &str, obj: &Value, table: bool) -> Bytes {
     let mut out = Vec::with_capacity(1024);
     out.extend_from_slice(format!(r#"{{"type":"{event_type}","object":"#).as_bytes());
     // Serialising a JSON value to a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut out, &*at_version(ty, obj));
+    if table && event_type != "BOOKMARK" {
+        let rv = obj["metadata"]["resourceVersion"]
+            .as_str()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(0);
+        let _ = serde_json::to_writer(&mut out, &table_for(ty, &[Arc::new(obj.clone())], rv, None));
+    } else {
+        let _ = serde_json::to_writer(&mut out, &*at_version(ty, obj));
+    }
     out.extend_from_slice(b"}\n");
     Bytes::from(out)
 }
 
-impl WatchStream {
-    fn accepts(&self, event: &WatchEvent) -> bool {
-        event.resource == self.ty.key()
-            && self
-                .namespace
-                .as_deref()
-                .is_none_or(|ns| event.object["metadata"]["namespace"].as_str() == Some(ns))
-            && self.filter.matches(&event.object)
+/// The event type a watcher with `filter` on `ty` (in `namespace`) sees, if any. With a
+/// selector, a modification that makes an object match is ADDED and one that makes it stop
+/// matching is DELETED, as upstream.
+fn visible_as(
+    ty: &ResourceType,
+    namespace: Option<&str>,
+    filter: &Filter,
+    event: &WatchEvent,
+) -> Option<&'static str> {
+    let in_scope = event.resource == ty.key()
+        && namespace.is_none_or(|ns| event.object["metadata"]["namespace"].as_str() == Some(ns));
+    if !in_scope {
+        return None;
+    }
+    let now = filter.matches(&event.object);
+    let before = event.previous.as_ref().map(|p| filter.matches(p));
+    match (event.event_type, before, now) {
+        (EventType::Modified, Some(false), true) => Some("ADDED"),
+        (EventType::Modified, Some(true), false) => Some("DELETED"),
+        (_, _, true) => Some(event.event_type.as_str()),
+        _ => None,
     }
 }
 
-fn watch_response(state: &AppState, req: &Request, params: &Params) -> Result<Response, ApiError> {
+fn watch_response(
+    state: &AppState,
+    req: &Request,
+    params: &Params,
+    table: bool,
+) -> Result<Response, ApiError> {
     let filter = Filter::from_params(params)?;
     if let Some(name) = &req.name {
         // A watch on one object is a watch with a metadata.name field selector.
@@ -1042,7 +1122,7 @@ fn watch_response(state: &AppState, req: &Request, params: &Params) -> Result<Re
             name: None,
             sub: None,
         };
-        return watch_response(state, &req, &p);
+        return watch_response(state, &req, &p, table);
     }
     let timeout = params
         .get("timeoutSeconds")
@@ -1059,21 +1139,18 @@ fn watch_response(state: &AppState, req: &Request, params: &Params) -> Result<Re
     let rx = if rv.is_none() || rv == Some(0) || send_initial {
         let (objs, list_rv, rx) = state.store.list_and_subscribe(&req.ty, req.ns());
         for obj in objs.iter().filter(|o| filter.matches(o)) {
-            pending.push_back(encode_event(&req.ty, "ADDED", obj));
+            pending.push_back(encode_event(&req.ty, "ADDED", obj, table));
         }
         if send_initial {
             let bookmark = json!({"kind": req.ty.kind, "apiVersion": req.ty.api_version(), "metadata": {"resourceVersion": list_rv.to_string(), "annotations": {"k8s.io/initial-events-end": "true"}}});
-            pending.push_back(encode_event(&req.ty, "BOOKMARK", &bookmark));
+            pending.push_back(encode_event(&req.ty, "BOOKMARK", &bookmark, false));
         }
         rx
     } else {
         let (events, rx) = state.store.events_since(&req.ty.key(), rv.unwrap_or(0))?;
         for e in events {
-            let in_ns = req
-                .ns()
-                .is_none_or(|ns| e.object["metadata"]["namespace"].as_str() == Some(ns));
-            if in_ns && filter.matches(&e.object) {
-                pending.push_back(encode_event(&req.ty, e.event_type.as_str(), &e.object));
+            if let Some(event_type) = visible_as(&req.ty, req.ns(), &filter, &e) {
+                pending.push_back(encode_event(&req.ty, event_type, &e.object, table));
             }
         }
         rx
@@ -1084,6 +1161,7 @@ fn watch_response(state: &AppState, req: &Request, params: &Params) -> Result<Re
         ty: req.ty.clone(),
         namespace: req.namespace.clone(),
         filter,
+        table,
         deadline: tokio::time::Instant::from_std(Instant::now() + Duration::from_secs(timeout)),
         shutdown: state.shutdown.clone(),
     };
@@ -1095,8 +1173,8 @@ fn watch_response(state: &AppState, req: &Request, params: &Params) -> Result<Re
             tokio::select! {
                 r = ws.rx.recv() => match r {
                     Ok(ev) => {
-                        if ws.accepts(&ev) {
-                            let b = encode_event(&ws.ty, ev.event_type.as_str(), &ev.object);
+                        if let Some(event_type) = visible_as(&ws.ty, ws.namespace.as_deref(), &ws.filter, &ev) {
+                            let b = encode_event(&ws.ty, event_type, &ev.object, ws.table);
                             return Some((Ok(b), ws));
                         }
                     }

@@ -52,7 +52,13 @@ pub struct WatchEvent {
     pub event_type: EventType,
     /// The object after the change (before removal for `Deleted`).
     pub object: Arc<Value>,
+    /// The object before a `Modified` change (lets selector watches see objects that
+    /// start or stop matching).
+    pub previous: Option<Arc<Value>>,
 }
+
+/// A live feed of every future event.
+pub type EventReceiver = broadcast::Receiver<Arc<WatchEvent>>;
 
 /// Which part of an object a write targets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +76,9 @@ pub struct WriteOptions {
     pub dry_run: bool,
     /// Field manager to record as an `Update` entry in managedFields (if any).
     pub manager: Option<String>,
+    /// On create, keep the object's own `uid` and `creationTimestamp` (fixture loads of a
+    /// dumped cluster); otherwise the server assigns them, as upstream.
+    pub keep_identity: bool,
 }
 
 /// How dependents are handled on delete.
@@ -236,7 +245,7 @@ impl Store {
         &self,
         resource: &str,
         rv: u64,
-    ) -> Result<(Vec<Arc<WatchEvent>>, broadcast::Receiver<Arc<WatchEvent>>), ApiError> {
+    ) -> Result<(Vec<Arc<WatchEvent>>, EventReceiver), ApiError> {
         let inner = self.read();
         let rx = self.events.subscribe();
         if rv > inner.rv {
@@ -483,6 +492,16 @@ impl Inner {
         event_type: EventType,
         object: Arc<Value>,
     ) -> Arc<WatchEvent> {
+        self.record_change(ty, event_type, object, None)
+    }
+
+    fn record_change(
+        &mut self,
+        ty: &ResourceType,
+        event_type: EventType,
+        object: Arc<Value>,
+        previous: Option<Arc<Value>>,
+    ) -> Arc<WatchEvent> {
         let event = Arc::new(WatchEvent {
             rv: meta_str(&object, "resourceVersion")
                 .parse()
@@ -490,6 +509,7 @@ impl Inner {
             resource: ty.key(),
             event_type,
             object,
+            previous,
         });
         self.history.push_back(event.clone());
         while self.history.len() > HISTORY_LIMIT {
@@ -597,10 +617,11 @@ impl Inner {
                 Some(ns) => meta.insert("namespace".into(), json!(ns)),
                 None => meta.remove("namespace"),
             };
-            if !meta.get("uid").is_some_and(Value::is_string) {
+            if !(opts.keep_identity && meta.get("uid").is_some_and(Value::is_string)) {
                 meta.insert("uid".into(), json!(uid));
             }
-            if !meta.get("creationTimestamp").is_some_and(Value::is_string) {
+            if !(opts.keep_identity && meta.get("creationTimestamp").is_some_and(Value::is_string))
+            {
                 meta.insert("creationTimestamp".into(), json!(now_rfc3339()));
             }
             meta.remove("deletionTimestamp");
@@ -641,10 +662,8 @@ impl Inner {
     /// Defaults and allocations a real API server (or its admission chain) fills in.
     fn apply_defaults(&mut self, ty: &ResourceType, obj: &mut Value) {
         match (ty.group.as_str(), ty.kind.as_str()) {
-            ("", "Namespace") => {
-                if obj["status"]["phase"].is_null() {
-                    obj["status"] = json!({"phase": "Active"});
-                }
+            ("", "Namespace") if obj["status"]["phase"].is_null() => {
+                obj["status"] = json!({"phase": "Active"});
             }
             ("", "Service") => {
                 if !obj["spec"].is_object() {
@@ -691,10 +710,10 @@ impl Inner {
                     spec["progressDeadlineSeconds"] = json!(600);
                 }
             }
-            ("apps", "StatefulSet") | ("apps", "ReplicaSet") => {
-                if obj["spec"]["replicas"].is_null() {
-                    obj["spec"]["replicas"] = json!(1);
-                }
+            ("apps", "StatefulSet") | ("apps", "ReplicaSet")
+                if obj["spec"]["replicas"].is_null() =>
+            {
+                obj["spec"]["replicas"] = json!(1);
             }
             ("batch", "Job") => {
                 let spec = &mut obj["spec"];
@@ -817,18 +836,29 @@ impl Inner {
             new["metadata"]["generation"] = json!(generation);
         }
         if let Some(manager) = &opts.manager {
-            let set = crate::patch::field_set(&json!({"spec": new["spec"].clone()}));
-            crate::patch::record_manager(
-                &mut new,
-                manager,
-                "Update",
-                &ty.api_version(),
-                &now_rfc3339(),
-                set,
-            );
-            // The timestamp alone must not turn a no-op into a change.
-            if strip_times(&new) == strip_times(old) {
-                return Ok((old.clone(), Vec::new()));
+            // An Update manager owns what it changed, added to what it owned before.
+            let changed = crate::patch::changed_field_set(old, &new);
+            if changed.as_object().is_some_and(|m| !m.is_empty()) {
+                let before = old["metadata"]["managedFields"]
+                    .as_array()
+                    .and_then(|entries| {
+                        entries.iter().find(|e| {
+                            e["manager"].as_str() == Some(manager.as_str())
+                                && e["operation"] == "Update"
+                        })
+                    });
+                let mut set = before
+                    .map(|b| b["fieldsV1"].clone())
+                    .unwrap_or_else(|| json!({}));
+                json_patch::merge(&mut set, &changed);
+                crate::patch::record_manager(
+                    &mut new,
+                    manager,
+                    "Update",
+                    &ty.api_version(),
+                    &now_rfc3339(),
+                    set,
+                );
             }
         }
         if new == **old {
@@ -854,7 +884,7 @@ impl Inner {
             .entry(ty.key())
             .or_default()
             .insert(Self::key_of(ty, ns.as_deref(), &name), new.clone());
-        let event = self.record(ty, EventType::Modified, new.clone());
+        let event = self.record_change(ty, EventType::Modified, new.clone(), Some(old.clone()));
         if ty.group == "apiextensions.k8s.io" && ty.plural == "customresourcedefinitions" {
             self.serve_crd(&new);
         }
@@ -891,7 +921,7 @@ impl Inner {
                 .entry(ty.key())
                 .or_default()
                 .insert(Self::key_of(ty, namespace, name), new.clone());
-            let event = self.record(ty, EventType::Modified, new.clone());
+            let event = self.record_change(ty, EventType::Modified, new.clone(), Some(old));
             return Ok((new, vec![event]));
         }
         let mut events = Vec::new();
@@ -1043,18 +1073,6 @@ impl Inner {
         }
         events
     }
-}
-
-fn strip_times(v: &Value) -> Value {
-    let mut v = v.clone();
-    if let Some(entries) = v["metadata"]["managedFields"].as_array_mut() {
-        for e in entries {
-            if let Some(m) = e.as_object_mut() {
-                m.remove("time");
-            }
-        }
-    }
-    v
 }
 
 /// Allocates a pod IP under the store lock.

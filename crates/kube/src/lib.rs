@@ -35,5 +35,6 @@ mod error;
 pub mod lock;
 pub mod selector;
 pub mod status;
+pub mod step;
 
 pub use error::{Error, Result};

@@ -1,0 +1,3 @@
+//! One module per command; each `run` takes parsed arguments and returns an exit code.
+
+pub mod preflight;

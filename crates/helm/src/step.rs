@@ -1,0 +1,165 @@
+//! A Helm upgrade as a recorded, resumable, reversible step of an upgrade run
+//! (`upgrade_core::executor::Step`).
+//!
+//! - capture: the [`ReleaseSnapshot`] of the current revision (values, manifest, history), or
+//!   a note that the release did not exist;
+//! - apply: `helm upgrade --install` with explicit values; a `pending-*` release left by a
+//!   killed run of this same step is first rolled back to its last deployed revision (the
+//!   journal proves no other Helm owns it);
+//! - verify: the release is `deployed` at the wanted chart version;
+//! - rollback: the snapshot restored (rollback to its revision while in history, otherwise a
+//!   roll forward to the recorded chart and values), or an uninstall when there was none.
+
+use upgrade_core::executor::{Step, StepFuture};
+use upgrade_core::snapshot::{Snapshot, SnapshotWriter};
+
+use crate::chart::ChartRef;
+use crate::helm::Helm;
+use crate::options::{RollbackOptions, UninstallOptions, UpgradeOptions};
+use crate::snapshot::{PendingPolicy, ReleaseSnapshot};
+use crate::types::ReleaseRef;
+
+const RELEASE_FILE: &str = "release.json";
+const ABSENT_FILE: &str = "release-absent.json";
+
+/// One `helm upgrade` of one release.
+#[derive(Debug)]
+pub struct HelmUpgradeStep {
+    /// Step id, e.g. `kserve/helm-upgrade`.
+    pub id: String,
+    /// Component, e.g. `kserve`.
+    pub component: String,
+    /// The Helm to run (shared by the run's steps).
+    pub helm: std::sync::Arc<Helm>,
+    /// The release.
+    pub release: ReleaseRef,
+    /// The chart to upgrade to (its version set).
+    pub chart: ChartRef,
+    /// Upgrade options (values files, waits, ...).
+    pub options: UpgradeOptions,
+    /// Where to find the old chart if a rollback must roll forward (its version is replaced
+    /// by the snapshot's); `None` = the same source as `chart`.
+    pub restore_source: Option<ChartRef>,
+    /// Options of the rollback.
+    pub rollback: RollbackOptions,
+}
+
+impl HelmUpgradeStep {
+    fn wanted_version(&self) -> Option<&str> {
+        self.chart.version.as_deref()
+    }
+}
+
+impl Step for HelmUpgradeStep {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn component(&self) -> &str {
+        &self.component
+    }
+
+    fn description(&self) -> String {
+        format!(
+            "helm upgrade {} -n {} {}{}",
+            self.release.name,
+            self.release.namespace,
+            self.chart,
+            self.wanted_version()
+                .map(|v| format!(" --version {v}"))
+                .unwrap_or_default()
+        )
+    }
+
+    fn capture<'a>(&'a self, snapshot: &'a mut SnapshotWriter) -> StepFuture<'a> {
+        Box::pin(async move {
+            // Refuses a release someone else left pending: its owner may still be running.
+            let history = self.helm.preflight(&self.release).await?;
+            if history.is_empty() {
+                snapshot.put_json(ABSENT_FILE, &self.release)?;
+            } else {
+                let release = self.helm.snapshot(&self.release).await?;
+                snapshot.put_json(RELEASE_FILE, &release)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn apply(&self) -> StepFuture<'_> {
+        Box::pin(async move {
+            if let Err(err) = self.helm.preflight(&self.release).await {
+                if !matches!(err, crate::Error::PendingOperation { .. }) {
+                    return Err(err.into());
+                }
+                // Only this step touches the release between its snapshot and `applied`
+                // (the run holds the upgrade lock), so a pending revision is our own killed
+                // upgrade: clear it, then upgrade again.
+                let history = self.helm.history(&self.release).await?;
+                let Some(to) = ReleaseSnapshot::newest_deployed(&history) else {
+                    return Err(format!(
+                        "{} is pending with no deployed revision to return to; uninstall it by hand (`helm uninstall {} -n {}`) and resume",
+                        self.release, self.release.name, self.release.namespace
+                    )
+                    .into());
+                };
+                tracing::warn!(release = %self.release, to, "clearing our own interrupted upgrade");
+                self.helm
+                    .rollback(&self.release, to, &self.rollback)
+                    .await?;
+            }
+            self.helm
+                .upgrade(&self.release, &self.chart, &self.options)
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn verify(&self) -> StepFuture<'_> {
+        Box::pin(async move {
+            let status = self.helm.status(&self.release, None).await?;
+            if !status.info.status.was_deployed() {
+                return Err(format!(
+                    "{} is `{}` after the upgrade, not deployed",
+                    self.release, status.info.status
+                )
+                .into());
+            }
+            if let Some(wanted) = self.wanted_version() {
+                let meta = self.helm.metadata(&self.release, None).await?;
+                if meta.version != wanted {
+                    return Err(format!(
+                        "{} runs chart version {}, not {wanted}",
+                        self.release, meta.version
+                    )
+                    .into());
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn rollback<'a>(&'a self, snapshot: &'a Snapshot) -> StepFuture<'a> {
+        Box::pin(async move {
+            if snapshot.contains(ABSENT_FILE) {
+                let history = self.helm.preflight(&self.release).await.unwrap_or_default();
+                if !history.is_empty() {
+                    self.helm
+                        .uninstall(&self.release, &UninstallOptions::default())
+                        .await?;
+                }
+                return Ok(());
+            }
+            let recorded: ReleaseSnapshot = snapshot.get_json(RELEASE_FILE)?;
+            let source = self.restore_source.as_ref().unwrap_or(&self.chart);
+            self.helm
+                .restore(
+                    &recorded,
+                    Some(source),
+                    PendingPolicy::RollbackToLastDeployed,
+                    &self.rollback,
+                )
+                .await?;
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,306 @@
+//! The simulated controllers: scheduling by resources, taints and selectors; StatefulSets;
+//! Jobs; deletion propagation.
+
+use std::time::Duration;
+
+use kube::api::{Api, DeleteParams, PropagationPolicy};
+use kube_sim::store::Propagation;
+use serde_json::Value;
+
+use crate::support::{start, wait_for};
+
+fn condition<'a>(obj: &'a Value, ty: &str) -> Option<&'a Value> {
+    obj["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == ty)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduler_honours_requests_taints_and_selectors() {
+    let sim = start(&["small", "tainted"]).await;
+    let nodes = sim
+        .store()
+        .registry()
+        .lookup("", "v1", "nodes")
+        .expect("nodes");
+    sim.store()
+        .mutate(&nodes, None, "tainted", kube_sim::store::Target::Main, &Default::default(), |n| {
+            n["spec"]["taints"] = serde_json::json!([{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]);
+            Ok(())
+        })
+        .expect("taint");
+    sim.load_yaml(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: huge}
+spec:
+  containers: [{name: c, image: i, resources: {requests: {cpu: "64", memory: 1Gi}}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: plain}
+spec:
+  containers: [{name: c, image: i, resources: {requests: {cpu: 500m}}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: gpu}
+spec:
+  nodeSelector: {kubernetes.io/hostname: tainted}
+  tolerations: [{key: dedicated, operator: Equal, value: gpu, effect: NoSchedule}]
+  containers: [{name: c, image: i}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: nowhere}
+spec:
+  nodeSelector: {kubernetes.io/hostname: tainted}
+  containers: [{name: c, image: i}]
+"#,
+    )
+    .expect("pods");
+    let pod = |name: &str| sim.get("v1", "Pod", Some("default"), name).expect("pod");
+    wait_for(
+        "plain and gpu pods running",
+        Duration::from_secs(10),
+        || {
+            (pod("plain")["status"]["phase"] == "Running"
+                && pod("gpu")["status"]["phase"] == "Running")
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        pod("plain")["spec"]["nodeName"],
+        "small",
+        "the taint keeps intolerant pods away"
+    );
+    assert_eq!(pod("gpu")["spec"]["nodeName"], "tainted");
+    let huge = wait_for(
+        "huge pod marked unschedulable",
+        Duration::from_secs(10),
+        || {
+            let p = pod("huge");
+            condition(&p, "PodScheduled")
+                .filter(|c| c["status"] == "False")
+                .cloned()
+        },
+    )
+    .await;
+    assert_eq!(huge["reason"], "Unschedulable");
+    let message = huge["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("0/2 nodes are available:")
+            && message.contains("Insufficient cpu")
+            && message.contains("untolerated taint"),
+        "{message}"
+    );
+    let nowhere = wait_for("nowhere pod unschedulable", Duration::from_secs(10), || {
+        condition(&pod("nowhere"), "PodScheduled").cloned()
+    })
+    .await;
+    assert_eq!(nowhere["status"], "False");
+    assert!(pod("huge")["spec"]["nodeName"].is_null());
+    let events = sim.list("v1", "Event", Some("default"));
+    let about = |pod: &str, reason: &str| {
+        events
+            .iter()
+            .find(|e| e["involvedObject"]["name"] == pod && e["reason"] == reason)
+            .cloned()
+    };
+    let failed = about("huge", "FailedScheduling").expect("a FailedScheduling event");
+    assert_eq!(failed["type"], "Warning");
+    assert_eq!(failed["message"], huge["message"]);
+    assert_eq!(
+        about("plain", "Scheduled").expect("a Scheduled event")["message"],
+        "Successfully assigned default/plain to small"
+    );
+    assert!(about("plain", "Started").is_some());
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statefulsets_jobs_and_deletion_propagation() {
+    let sim = start(&["node-a", "node-b"]).await;
+    sim.load_yaml(
+        r#"
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db}
+spec:
+  replicas: 2
+  serviceName: db
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      containers: [{name: db, image: "db:1"}]
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: migrate}
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: m, image: "m:1"}]
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: broken}
+spec:
+  backoffLimit: 1
+  template:
+    metadata:
+      annotations: {kube-sim.dev/exit-code: "3"}
+    spec:
+      restartPolicy: Never
+      containers: [{name: m, image: "m:1"}]
+"#,
+    )
+    .expect("load");
+    let sts = wait_for("statefulset ready", Duration::from_secs(10), || {
+        let s = sim
+            .get("apps/v1", "StatefulSet", Some("default"), "db")
+            .ok()?;
+        (s["status"]["readyReplicas"] == 2).then_some(s)
+    })
+    .await;
+    assert_eq!(
+        sts["status"]["currentRevision"],
+        sts["status"]["updateRevision"]
+    );
+    let mut names: Vec<String> = sim
+        .list("v1", "Pod", Some("default"))
+        .iter()
+        .filter(|p| p["metadata"]["labels"]["app"] == "db")
+        .map(|p| {
+            p["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    names.sort();
+    assert_eq!(names, ["db-0", "db-1"]);
+    let job = wait_for("job complete", Duration::from_secs(10), || {
+        let j = sim
+            .get("batch/v1", "Job", Some("default"), "migrate")
+            .ok()?;
+        condition(&j, "Complete")
+            .filter(|c| c["status"] == "True")
+            .map(|_| j.clone())
+    })
+    .await;
+    assert_eq!(job["status"]["succeeded"], 1);
+    assert!(job["status"]["completionTime"].is_string());
+    let broken = wait_for("job failed", Duration::from_secs(10), || {
+        let j = sim.get("batch/v1", "Job", Some("default"), "broken").ok()?;
+        condition(&j, "Failed")
+            .filter(|c| c["status"] == "True")
+            .map(|_| j.clone())
+    })
+    .await;
+    assert_eq!(
+        broken["status"]["failed"], 2,
+        "backoffLimit 1 allows one retry"
+    );
+
+    // Orphan keeps the pods (without their owner); background deletes them.
+    let client = sim.client().expect("client");
+    let sets: Api<k8s_openapi::api::apps::v1::StatefulSet> =
+        Api::namespaced(client.clone(), "default");
+    sets.delete(
+        "db",
+        &DeleteParams {
+            propagation_policy: Some(PropagationPolicy::Orphan),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("orphan delete");
+    let db0 = sim
+        .get("v1", "Pod", Some("default"), "db-0")
+        .expect("orphaned pod stays");
+    assert!(
+        db0["metadata"]["ownerReferences"]
+            .as_array()
+            .is_none_or(|r| r.is_empty())
+    );
+    let jobs = sim
+        .store()
+        .registry()
+        .lookup("batch", "v1", "jobs")
+        .expect("jobs");
+    sim.store()
+        .delete(
+            &jobs,
+            Some("default"),
+            "migrate",
+            Propagation::Background,
+            &Default::default(),
+        )
+        .expect("delete job");
+    assert!(sim.list("v1", "Pod", Some("default")).iter().all(|p| {
+        !p["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("migrate-")
+    }));
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_readiness_and_crash_loops_reach_pods() {
+    let sim = start(&["node-a"]).await;
+    sim.load_yaml(
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: api}}
+  template:
+    metadata: {labels: {app: api}}
+    spec:
+      containers: [{name: api, image: "api:1"}]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: crasher
+  annotations: {kube-sim.dev/crash-loop: "true"}
+spec:
+  containers: [{name: c, image: "c:1"}]
+"#,
+    )
+    .expect("load");
+    crate::support::deployment_available(&sim, "default", "api", 1).await;
+    let crasher = wait_for("crash loop", Duration::from_secs(10), || {
+        let p = sim.get("v1", "Pod", Some("default"), "crasher").ok()?;
+        (p["status"]["phase"] == "Running").then_some(p)
+    })
+    .await;
+    let state = &crasher["status"]["containerStatuses"][0];
+    assert_eq!(state["state"]["waiting"]["reason"], "CrashLoopBackOff");
+    assert_eq!(state["restartCount"], 5);
+    assert_eq!(
+        condition(&crasher, "Ready").expect("Ready")["status"],
+        "False"
+    );
+
+    sim.set_node_ready("node-a", false).expect("node down");
+    wait_for("deployment unavailable", Duration::from_secs(10), || {
+        let d = sim
+            .get("apps/v1", "Deployment", Some("default"), "api")
+            .ok()?;
+        (d["status"]["availableReplicas"] == 0).then_some(())
+    })
+    .await;
+    sim.set_node_ready("node-a", true).expect("node back");
+    crate::support::deployment_available(&sim, "default", "api", 1).await;
+    sim.shutdown().await;
+}

@@ -1,0 +1,580 @@
+//! `terraform-provider-aws-sim`: a simulated AWS provider for the toolkit's tests.
+//!
+//! A real Terraform plugin (protocol 6, served by the `tf-provider` crate) that Terraform
+//! installs from a filesystem mirror as `registry.terraform.io/hashicorp/aws`. It implements
+//! the three EKS resources the upgrade procedures touch, with the behaviour that matters for
+//! upgrade safety:
+//!
+//! - `aws_eks_cluster`: `name` and `vpc_config.subnet_ids` force replacement; `version`
+//!   updates in place, and, as EKS does, only one minor version at a time; a bigger jump (or a
+//!   downgrade) fails at apply with EKS's `InvalidParameterException` message.
+//! - `aws_eks_node_group`: `cluster_name`, `node_group_name`, `subnet_ids` and
+//!   `instance_types` force replacement; `version`, `release_version` and `scaling_config`
+//!   update in place.
+//! - `aws_eks_addon`: `cluster_name` and `addon_name` force replacement; `addon_version`
+//!   updates in place.
+//!
+//! There is no external service: every object lives only in Terraform's state, so a test's
+//! state file is the whole "cloud".
+//!
+//! ```no_run
+//! // Installed by tests into <mirror>/registry.terraform.io/hashicorp/aws/<version>/<os_arch>/
+//! // and selected with a CLI config:
+//! // provider_installation { filesystem_mirror { path = "<mirror>" include = ["registry.terraform.io/hashicorp/aws"] } }
+//! ```
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use tf_provider::schema::{
+    Attribute, AttributeConstraint, AttributeType, Block, Description, NestedBlock, Schema,
+};
+use tf_provider::value::{ValueAny, ValueEmpty};
+use tf_provider::{
+    AttributePath, Diagnostic, Diagnostics, DynamicDataSource, DynamicResource, Provider, Resource,
+    serve,
+};
+
+/// The fake account every ARN is placed in.
+const ACCOUNT: &str = "123456789012";
+
+/// The resource types this provider serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Cluster,
+    NodeGroup,
+    Addon,
+}
+
+/// One simulated resource type; its state is kept as a generic object value.
+#[derive(Debug, Clone, Copy)]
+struct SimResource(Kind);
+
+fn attr(ty: AttributeType, constraint: AttributeConstraint, text: &str) -> Attribute {
+    Attribute {
+        attr_type: ty,
+        description: Description::plain(text),
+        constraint,
+        ..Default::default()
+    }
+}
+
+fn string_set() -> AttributeType {
+    AttributeType::Set(Box::new(AttributeType::String))
+}
+
+fn block(attributes: Vec<(&str, Attribute)>, blocks: Vec<(&str, NestedBlock)>) -> Block {
+    Block {
+        version: 1,
+        attributes: attributes
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        blocks: blocks
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        ..Default::default()
+    }
+}
+
+impl SimResource {
+    fn block(&self) -> Block {
+        use AttributeConstraint::{Computed, Optional, OptionalComputed, Required};
+        use AttributeType::{Number, String};
+        let computed = |text: &str| attr(String, Computed, text);
+        match self.0 {
+            Kind::Cluster => block(
+                vec![
+                    ("id", computed("The cluster name.")),
+                    ("arn", computed("The cluster ARN.")),
+                    ("endpoint", computed("The API server endpoint.")),
+                    ("status", computed("ACTIVE once created.")),
+                    ("platform_version", computed("The EKS platform version.")),
+                    (
+                        "name",
+                        attr(String, Required, "Cluster name (forces replacement)."),
+                    ),
+                    ("role_arn", attr(String, Optional, "The cluster IAM role.")),
+                    (
+                        "version",
+                        attr(String, Required, "Kubernetes minor version, e.g. 1.30."),
+                    ),
+                    (
+                        "tags",
+                        attr(AttributeType::Map(Box::new(String)), Optional, "Tags."),
+                    ),
+                ],
+                vec![(
+                    "vpc_config",
+                    NestedBlock::List(block(
+                        vec![(
+                            "subnet_ids",
+                            attr(string_set(), Required, "Subnets (forces replacement)."),
+                        )],
+                        vec![],
+                    )),
+                )],
+            ),
+            Kind::NodeGroup => block(
+                vec![
+                    ("id", computed("cluster_name:node_group_name.")),
+                    ("arn", computed("The node group ARN.")),
+                    ("status", computed("ACTIVE once created.")),
+                    (
+                        "cluster_name",
+                        attr(String, Required, "Forces replacement."),
+                    ),
+                    (
+                        "node_group_name",
+                        attr(String, Required, "Forces replacement."),
+                    ),
+                    (
+                        "node_role_arn",
+                        attr(String, Optional, "The node IAM role."),
+                    ),
+                    (
+                        "subnet_ids",
+                        attr(string_set(), Required, "Forces replacement."),
+                    ),
+                    (
+                        "instance_types",
+                        attr(
+                            AttributeType::List(Box::new(String)),
+                            Optional,
+                            "Forces replacement.",
+                        ),
+                    ),
+                    (
+                        "version",
+                        attr(String, OptionalComputed, "Kubernetes version."),
+                    ),
+                    (
+                        "release_version",
+                        attr(String, OptionalComputed, "AMI release version."),
+                    ),
+                ],
+                vec![(
+                    "scaling_config",
+                    NestedBlock::List(block(
+                        vec![
+                            ("desired_size", attr(Number, Required, "Desired nodes.")),
+                            ("min_size", attr(Number, Required, "Minimum nodes.")),
+                            ("max_size", attr(Number, Required, "Maximum nodes.")),
+                        ],
+                        vec![],
+                    )),
+                )],
+            ),
+            Kind::Addon => block(
+                vec![
+                    ("id", computed("cluster_name:addon_name.")),
+                    ("arn", computed("The add-on ARN.")),
+                    (
+                        "cluster_name",
+                        attr(String, Required, "Forces replacement."),
+                    ),
+                    ("addon_name", attr(String, Required, "Forces replacement.")),
+                    (
+                        "addon_version",
+                        attr(String, OptionalComputed, "Add-on version."),
+                    ),
+                ],
+                vec![],
+            ),
+        }
+    }
+
+    /// Paths whose change cannot be applied in place.
+    fn force_new(&self) -> Vec<AttributePath> {
+        match self.0 {
+            Kind::Cluster => vec![
+                AttributePath::new("name"),
+                AttributePath::new("vpc_config")
+                    .index(0)
+                    .attribute("subnet_ids"),
+            ],
+            Kind::NodeGroup => [
+                "cluster_name",
+                "node_group_name",
+                "subnet_ids",
+                "instance_types",
+            ]
+            .into_iter()
+            .map(AttributePath::new)
+            .collect(),
+            Kind::Addon => ["cluster_name", "addon_name"]
+                .into_iter()
+                .map(AttributePath::new)
+                .collect(),
+        }
+    }
+
+    fn computed_names(&self) -> Vec<String> {
+        self.block()
+            .attributes
+            .into_iter()
+            .filter(|(_, a)| {
+                matches!(
+                    a.constraint,
+                    AttributeConstraint::Computed | AttributeConstraint::OptionalComputed
+                )
+            })
+            .map(|(k, _)| k)
+            .collect()
+    }
+
+    /// The value a computed attribute gets once the object exists.
+    fn computed_value(&self, state: &ValueAny, name: &str) -> ValueAny {
+        let s = |key: &str| text(state, key).unwrap_or_default();
+        let region_arn = format!("arn:aws:eks:us-east-1:{ACCOUNT}");
+        let value = match (self.0, name) {
+            (Kind::Cluster, "id") => s("name"),
+            (Kind::Cluster, "arn") => format!("{region_arn}:cluster/{}", s("name")),
+            (Kind::Cluster, "endpoint") => {
+                format!("https://{}.gr7.us-east-1.eks.amazonaws.com", s("name"))
+            }
+            (Kind::Cluster | Kind::NodeGroup, "status") => "ACTIVE".into(),
+            (Kind::Cluster, "platform_version") => "eks.1".into(),
+            (Kind::NodeGroup, "id") => format!("{}:{}", s("cluster_name"), s("node_group_name")),
+            (Kind::NodeGroup, "arn") => format!(
+                "{region_arn}:nodegroup/{}/{}",
+                s("cluster_name"),
+                s("node_group_name")
+            ),
+            // Without the cluster's state at hand, a node group created without a version
+            // gets the oldest version the simulation supports.
+            (Kind::NodeGroup, "version") => "1.29".into(),
+            (Kind::NodeGroup, "release_version") => {
+                format!(
+                    "{}.0-20250101",
+                    text(state, "version").unwrap_or("1.29".into())
+                )
+            }
+            (Kind::Addon, "id") => format!("{}:{}", s("cluster_name"), s("addon_name")),
+            (Kind::Addon, "arn") => {
+                format!(
+                    "{region_arn}:addon/{}/{}",
+                    s("cluster_name"),
+                    s("addon_name")
+                )
+            }
+            (Kind::Addon, "addon_version") => "v1.0.0-eksbuild.1".into(),
+            _ => return ValueAny::Null,
+        };
+        ValueAny::String(value)
+    }
+
+    /// Marks computed attributes the practitioner did not set as unknown until apply.
+    fn mark_unknown(&self, state: &mut ValueAny, only_null: bool) {
+        if let ValueAny::Map(map) = state {
+            for name in self.computed_names() {
+                let entry = map.entry(name).or_insert(ValueAny::Null);
+                if !only_null || *entry == ValueAny::Null {
+                    *entry = ValueAny::Unknown;
+                }
+            }
+        }
+    }
+
+    /// Fills every unknown computed attribute, as the cloud would on create or update.
+    fn resolve_unknown(&self, state: &mut ValueAny) {
+        let snapshot = state.clone();
+        if let ValueAny::Map(map) = state {
+            for name in self.computed_names() {
+                if matches!(map.get(&name), Some(ValueAny::Unknown) | None) {
+                    map.insert(name.clone(), self.computed_value(&snapshot, &name));
+                }
+            }
+        }
+    }
+}
+
+fn field<'v>(value: &'v ValueAny, name: &str) -> &'v ValueAny {
+    match value {
+        ValueAny::Map(map) => map.get(name).unwrap_or(&ValueAny::Null),
+        _ => &ValueAny::Null,
+    }
+}
+
+fn text(value: &ValueAny, name: &str) -> Option<String> {
+    match field(value, name) {
+        ValueAny::String(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn at_path<'v>(value: &'v ValueAny, path: &[&str]) -> &'v ValueAny {
+    path.iter()
+        .fold(value, |v, step| match (v, step.parse::<usize>()) {
+            (ValueAny::List(items), Ok(i)) => items.get(i).unwrap_or(&ValueAny::Null),
+            _ => field(v, step),
+        })
+}
+
+/// The steps of the force-new paths, in a form [`at_path`] can follow.
+fn force_new_steps(kind: Kind) -> Vec<Vec<&'static str>> {
+    match kind {
+        Kind::Cluster => vec![vec!["name"], vec!["vpc_config", "0", "subnet_ids"]],
+        Kind::NodeGroup => vec![
+            vec!["cluster_name"],
+            vec!["node_group_name"],
+            vec!["subnet_ids"],
+            vec!["instance_types"],
+        ],
+        Kind::Addon => vec![vec!["cluster_name"], vec!["addon_name"]],
+    }
+}
+
+/// `"1.30"` -> `(1, 30)`.
+fn minor_version(version: &str) -> Option<(u64, u64)> {
+    let mut parts = version.split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+/// EKS moves a control plane one minor version at a time, never backwards.
+fn eks_allows_version_update(from: &str, to: &str) -> bool {
+    match (minor_version(from), minor_version(to)) {
+        (Some((fa, fi)), Some((ta, ti))) => fa == ta && (ti == fi || ti == fi + 1),
+        _ => false,
+    }
+}
+
+#[async_trait]
+impl Resource for SimResource {
+    type State<'a> = ValueAny;
+    type PrivateState<'a> = ValueEmpty;
+    type ProviderMetaState<'a> = ValueEmpty;
+
+    fn schema(&self, _diags: &mut Diagnostics) -> Option<Schema> {
+        Some(Schema {
+            version: 1,
+            block: self.block(),
+        })
+    }
+
+    async fn read<'a>(
+        &self,
+        _diags: &mut Diagnostics,
+        state: Self::State<'a>,
+        private_state: Self::PrivateState<'a>,
+        _meta: Self::ProviderMetaState<'a>,
+    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
+        // Terraform's state is the only copy of the object: nothing drifts.
+        Some((state, private_state))
+    }
+
+    async fn plan_create<'a>(
+        &self,
+        _diags: &mut Diagnostics,
+        proposed: Self::State<'a>,
+        _config: Self::State<'a>,
+        _meta: Self::ProviderMetaState<'a>,
+    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
+        let mut planned = proposed;
+        self.mark_unknown(&mut planned, true);
+        Some((planned, ValueEmpty::default()))
+    }
+
+    async fn plan_update<'a>(
+        &self,
+        _diags: &mut Diagnostics,
+        prior: Self::State<'a>,
+        proposed: Self::State<'a>,
+        config: Self::State<'a>,
+        prior_private: Self::PrivateState<'a>,
+        _meta: Self::ProviderMetaState<'a>,
+    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>, Vec<AttributePath>)> {
+        let replace: Vec<AttributePath> = force_new_steps(self.0)
+            .iter()
+            .zip(self.force_new())
+            .filter(|(steps, _)| at_path(&prior, steps) != at_path(&proposed, steps))
+            .map(|(_, path)| path)
+            .collect();
+        let mut planned = proposed;
+        let version_changed = field(&prior, "version") != field(&planned, "version");
+        if let ValueAny::Map(map) = &mut planned {
+            match self.0 {
+                Kind::Cluster if version_changed => {
+                    map.insert("platform_version".into(), ValueAny::Unknown);
+                }
+                // A new Kubernetes version brings a new AMI unless one is pinned.
+                Kind::NodeGroup
+                    if version_changed && *field(&config, "release_version") == ValueAny::Null =>
+                {
+                    map.insert("release_version".into(), ValueAny::Unknown);
+                }
+                _ => {}
+            }
+        }
+        Some((planned, prior_private, replace))
+    }
+
+    async fn plan_destroy<'a>(
+        &self,
+        _diags: &mut Diagnostics,
+        _prior: Self::State<'a>,
+        prior_private: Self::PrivateState<'a>,
+        _meta: Self::ProviderMetaState<'a>,
+    ) -> Option<Self::PrivateState<'a>> {
+        Some(prior_private)
+    }
+
+    async fn create<'a>(
+        &self,
+        _diags: &mut Diagnostics,
+        planned: Self::State<'a>,
+        _config: Self::State<'a>,
+        private: Self::PrivateState<'a>,
+        _meta: Self::ProviderMetaState<'a>,
+    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
+        let mut state = planned;
+        self.resolve_unknown(&mut state);
+        Some((state, private))
+    }
+
+    async fn update<'a>(
+        &self,
+        diags: &mut Diagnostics,
+        prior: Self::State<'a>,
+        planned: Self::State<'a>,
+        _config: Self::State<'a>,
+        private: Self::PrivateState<'a>,
+        _meta: Self::ProviderMetaState<'a>,
+    ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
+        if self.0 == Kind::Cluster {
+            let from = text(&prior, "version").unwrap_or_default();
+            let to = text(&planned, "version").unwrap_or_default();
+            if !eks_allows_version_update(&from, &to) {
+                // The message EKS's UpdateClusterVersion returns, as the AWS provider reports it.
+                // Built by hand: tf-provider's constructors append a backtrace to the detail
+                // whenever RUST_BACKTRACE is set, which would pollute the message.
+                diags.add_error(Diagnostic {
+                    summary: format!(
+                        "updating EKS Cluster ({}) version: operation error EKS: \
+                         UpdateClusterVersion, https response error StatusCode: 400, \
+                         InvalidParameterException: Unsupported Kubernetes minor version \
+                         update from {from} to {to}",
+                        text(&prior, "name").unwrap_or_default()
+                    )
+                    .into(),
+                    detail: "".into(),
+                    attribute: AttributePath::root(),
+                });
+                return None;
+            }
+        }
+        let mut state = planned;
+        self.resolve_unknown(&mut state);
+        Some((state, private))
+    }
+
+    async fn destroy<'a>(
+        &self,
+        _diags: &mut Diagnostics,
+        _prior: Self::State<'a>,
+        _private: Self::PrivateState<'a>,
+        _meta: Self::ProviderMetaState<'a>,
+    ) -> Option<()> {
+        Some(())
+    }
+}
+
+/// The provider: a `region` setting and the three EKS resources.
+#[derive(Debug, Default, Clone)]
+struct SimAws;
+
+#[async_trait]
+impl Provider for SimAws {
+    type Config<'a> = ValueAny;
+    type MetaState<'a> = ValueEmpty;
+
+    fn schema(&self, _diags: &mut Diagnostics) -> Option<Schema> {
+        Some(Schema {
+            version: 1,
+            block: block(
+                vec![(
+                    "region",
+                    attr(
+                        AttributeType::String,
+                        AttributeConstraint::Optional,
+                        "Ignored by the simulation.",
+                    ),
+                )],
+                vec![],
+            ),
+        })
+    }
+
+    async fn validate<'a>(
+        &self,
+        _diags: &mut Diagnostics,
+        _config: Self::Config<'a>,
+    ) -> Option<()> {
+        Some(())
+    }
+
+    async fn configure<'a>(
+        &self,
+        _diags: &mut Diagnostics,
+        _terraform_version: String,
+        _config: Self::Config<'a>,
+    ) -> Option<()> {
+        Some(())
+    }
+
+    fn get_resources(
+        &self,
+        _diags: &mut Diagnostics,
+    ) -> Option<HashMap<String, Box<dyn DynamicResource>>> {
+        // tf-provider prefixes each name with the provider name: `aws_` + `eks_cluster`.
+        let mut resources: HashMap<String, Box<dyn DynamicResource>> = HashMap::new();
+        resources.insert("eks_cluster".into(), Box::new(SimResource(Kind::Cluster)));
+        resources.insert(
+            "eks_node_group".into(),
+            Box::new(SimResource(Kind::NodeGroup)),
+        );
+        resources.insert("eks_addon".into(), Box::new(SimResource(Kind::Addon)));
+        Some(resources)
+    }
+
+    fn get_data_sources(
+        &self,
+        _diags: &mut Diagnostics,
+    ) -> Option<HashMap<String, Box<dyn DynamicDataSource>>> {
+        Some(HashMap::new())
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    serve("aws", SimAws).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eks_version_updates_go_one_minor_at_a_time() {
+        assert!(eks_allows_version_update("1.29", "1.30"));
+        assert!(eks_allows_version_update("1.30", "1.30"));
+        assert!(!eks_allows_version_update("1.29", "1.31"));
+        assert!(!eks_allows_version_update("1.30", "1.29"));
+        assert!(!eks_allows_version_update("1.30", "2.0"));
+        assert!(!eks_allows_version_update("latest", "1.30"));
+    }
+
+    #[test]
+    fn force_new_paths_and_their_steps_line_up() {
+        for kind in [Kind::Cluster, Kind::NodeGroup, Kind::Addon] {
+            assert_eq!(
+                SimResource(kind).force_new().len(),
+                force_new_steps(kind).len(),
+                "{kind:?}"
+            );
+        }
+    }
+}

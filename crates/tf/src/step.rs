@@ -1,0 +1,256 @@
+//! Terraform changes as recorded, resumable, reversible steps of an upgrade run
+//! (`upgrade_core::executor::Step`).
+//!
+//! Both steps capture the bytes they will edit and `.terraform.lock.hcl` (never re-serialised:
+//! Terraform owns its format) and the state serial, then edit, init, plan, review and apply
+//! only an approved plan. Their rollback writes the captured bytes back, re-initialises and
+//! applies the plan that returns the infrastructure to them.
+//!
+//! - [`TfvarsChangeStep`]: one variable in a `.tfvars` file (seed 000's `cluster_version`).
+//!   Mark it irreversible for the EKS control plane, whose minor cannot go down.
+//! - [`ProviderUpgradeStep`]: a provider constraint in `versions.tf` with `init -upgrade`
+//!   (seed 000's provider upgrade; its rollback restores the lock file's exact bytes).
+
+use std::path::{Path, PathBuf};
+
+use upgrade_core::executor::{Step, StepError, StepFuture};
+use upgrade_core::snapshot::{Snapshot, SnapshotWriter};
+
+use crate::asynchronous::AsyncTerraform;
+use crate::hclfile::HclFile;
+use crate::options::{ApplyOptions, InitOptions, PlanOptions};
+use crate::review::ReviewRules;
+
+const EDITED_FILE: &str = "edited-file";
+const LOCK_FILE: &str = ".terraform.lock.hcl";
+const LOCK_ABSENT: &str = "lock-absent";
+const STATE_FILE: &str = "state.json";
+
+/// How a step plans and applies (shared by both steps).
+#[derive(Debug, Clone, Default)]
+pub struct ApplyPolicy {
+    /// Plan options (vars, targets, ...); the plan file is always written.
+    pub plan: PlanOptions,
+    /// Review rules; a plan with blockers is never applied.
+    pub rules: ReviewRules,
+    /// Apply options.
+    pub apply: ApplyOptions,
+}
+
+/// Sets one variable in a `.tfvars` file, then plans, reviews and applies.
+#[derive(Debug, Clone)]
+pub struct TfvarsChangeStep {
+    /// Step id, e.g. `eks/cluster-version-1.31`.
+    pub id: String,
+    /// Component, e.g. `eks`.
+    pub component: String,
+    /// The Terraform working directory.
+    pub tf: AsyncTerraform,
+    /// The `.tfvars` file to edit.
+    pub tfvars: PathBuf,
+    /// The variable, e.g. `cluster_version`.
+    pub variable: String,
+    /// Its new value.
+    pub value: String,
+    /// Why it cannot be undone, if it cannot (the EKS control plane's minor).
+    pub irreversible: Option<String>,
+    /// How to plan and apply.
+    pub policy: ApplyPolicy,
+}
+
+/// Sets a provider's version constraint in `versions.tf`, runs `init -upgrade`, then plans,
+/// reviews and applies.
+#[derive(Debug, Clone)]
+pub struct ProviderUpgradeStep {
+    /// Step id, e.g. `terraform/aws-provider-6`.
+    pub id: String,
+    /// Component, e.g. `terraform`.
+    pub component: String,
+    /// The Terraform working directory.
+    pub tf: AsyncTerraform,
+    /// The file with `required_providers`.
+    pub versions_tf: PathBuf,
+    /// The provider's local name, e.g. `aws`.
+    pub provider: String,
+    /// The new constraint, e.g. `~> 6.0`.
+    pub constraint: String,
+    /// How to plan and apply.
+    pub policy: ApplyPolicy,
+}
+
+impl Step for TfvarsChangeStep {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn component(&self) -> &str {
+        &self.component
+    }
+
+    fn description(&self) -> String {
+        format!(
+            "set {} = \"{}\" in {}, then terraform plan, review and apply",
+            self.variable,
+            self.value,
+            self.tfvars.display()
+        )
+    }
+
+    fn irreversible(&self) -> Option<String> {
+        self.irreversible.clone()
+    }
+
+    fn capture<'a>(&'a self, snapshot: &'a mut SnapshotWriter) -> StepFuture<'a> {
+        Box::pin(capture(&self.tf, &self.tfvars, snapshot))
+    }
+
+    fn apply(&self) -> StepFuture<'_> {
+        Box::pin(async move {
+            let mut vars = HclFile::read(&self.tfvars)?;
+            if vars.get_string(&self.variable).as_deref() != Some(self.value.as_str()) {
+                vars.set_string(&self.variable, &self.value)?;
+                vars.write()?;
+            }
+            self.tf.init(InitOptions::default()).await?;
+            plan_review_apply(&self.tf, &self.policy).await
+        })
+    }
+
+    fn verify(&self) -> StepFuture<'_> {
+        Box::pin(async move {
+            let vars = HclFile::read(&self.tfvars)?;
+            if vars.get_string(&self.variable).as_deref() != Some(self.value.as_str()) {
+                return Err(format!(
+                    "{} does not set {} = \"{}\"",
+                    self.tfvars.display(),
+                    self.variable,
+                    self.value
+                )
+                .into());
+            }
+            converged(&self.tf, &self.policy).await
+        })
+    }
+
+    fn rollback<'a>(&'a self, snapshot: &'a Snapshot) -> StepFuture<'a> {
+        Box::pin(async move {
+            restore_files(&self.tf, &self.tfvars, snapshot)?;
+            self.tf.init(InitOptions::default()).await?;
+            plan_review_apply(&self.tf, &self.policy).await
+        })
+    }
+}
+
+impl Step for ProviderUpgradeStep {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn component(&self) -> &str {
+        &self.component
+    }
+
+    fn description(&self) -> String {
+        format!(
+            "set provider {} to \"{}\" in {}, terraform init -upgrade, then plan, review and apply",
+            self.provider,
+            self.constraint,
+            self.versions_tf.display()
+        )
+    }
+
+    fn capture<'a>(&'a self, snapshot: &'a mut SnapshotWriter) -> StepFuture<'a> {
+        Box::pin(capture(&self.tf, &self.versions_tf, snapshot))
+    }
+
+    fn apply(&self) -> StepFuture<'_> {
+        Box::pin(async move {
+            let mut file = HclFile::read(&self.versions_tf)?;
+            if file.required_provider_version(&self.provider).as_deref()
+                != Some(self.constraint.as_str())
+            {
+                file.set_required_provider_version(&self.provider, &self.constraint)?;
+                file.write()?;
+            }
+            self.tf
+                .init(InitOptions {
+                    upgrade: true,
+                    ..InitOptions::default()
+                })
+                .await?;
+            plan_review_apply(&self.tf, &self.policy).await
+        })
+    }
+
+    fn verify(&self) -> StepFuture<'_> {
+        Box::pin(converged(&self.tf, &self.policy))
+    }
+
+    fn rollback<'a>(&'a self, snapshot: &'a Snapshot) -> StepFuture<'a> {
+        Box::pin(async move {
+            restore_files(&self.tf, &self.versions_tf, snapshot)?;
+            // The restored lock file pins the old versions; init installs exactly those.
+            self.tf.init(InitOptions::default()).await?;
+            plan_review_apply(&self.tf, &self.policy).await
+        })
+    }
+}
+
+async fn capture(
+    tf: &AsyncTerraform,
+    edited: &Path,
+    snapshot: &mut SnapshotWriter,
+) -> Result<(), StepError> {
+    snapshot.put(
+        EDITED_FILE,
+        &std::fs::read(edited).map_err(|e| io_error(edited, e))?,
+    )?;
+    let lock_path = tf.blocking().lock_file_path();
+    match std::fs::read(&lock_path) {
+        Ok(bytes) => snapshot.put(LOCK_FILE, &bytes)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => snapshot.put(LOCK_ABSENT, b"")?,
+        Err(e) => return Err(io_error(&lock_path, e)),
+    }
+    // Forensics only: pushing an old state back is not a rollback.
+    let state = tf.run(|tf| tf.state_info()).await?;
+    snapshot.put_json(STATE_FILE, &state)?;
+    Ok(())
+}
+
+fn restore_files(tf: &AsyncTerraform, edited: &Path, snapshot: &Snapshot) -> Result<(), StepError> {
+    std::fs::write(edited, snapshot.get(EDITED_FILE)?).map_err(|e| io_error(edited, e))?;
+    let lock_path = tf.blocking().lock_file_path();
+    if snapshot.contains(LOCK_FILE) {
+        std::fs::write(&lock_path, snapshot.get(LOCK_FILE)?)
+            .map_err(|e| io_error(&lock_path, e))?;
+    } else if lock_path.exists() {
+        std::fs::remove_file(&lock_path).map_err(|e| io_error(&lock_path, e))?;
+    }
+    Ok(())
+}
+
+async fn plan_review_apply(tf: &AsyncTerraform, policy: &ApplyPolicy) -> Result<(), StepError> {
+    let run = tf.plan(policy.plan.clone()).await?;
+    if !run.has_changes {
+        return Ok(());
+    }
+    let reviewed = tf.review(run.plan, policy.rules.clone()).await?;
+    let approved = reviewed.approve()?;
+    tf.apply(approved, policy.apply.clone()).await?;
+    Ok(())
+}
+
+async fn converged(tf: &AsyncTerraform, policy: &ApplyPolicy) -> Result<(), StepError> {
+    let run = tf.plan(policy.plan.clone()).await?;
+    if run.has_changes {
+        return Err(
+            "terraform still plans changes after the apply; run `terraform plan` to see them"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+fn io_error(path: &Path, e: std::io::Error) -> StepError {
+    format!("{}: {e}", path.display()).into()
+}
