@@ -167,8 +167,7 @@ pub async fn run(args: &Args, out: &mut dyn std::io::Write) -> Result<u8, CliErr
     match &args.action {
         Action::Write { .. } => {
             live.write(&common.lockfile).map_err(CliError::failed)?;
-            writeln!(out, "wrote {}", common.lockfile.display())
-                .map_err(|e| CliError::failed(e))?;
+            writeln!(out, "wrote {}", common.lockfile.display()).map_err(CliError::failed)?;
             Ok(0)
         }
         Action::Diff { .. } => {
@@ -183,8 +182,7 @@ pub async fn run(args: &Args, out: &mut dyn std::io::Write) -> Result<u8, CliErr
                 }
                 _ => drift.iter().map(|d| format!("{d}\n")).collect(),
             };
-            out.write_all(text.as_bytes())
-                .map_err(|e| CliError::failed(e))?;
+            out.write_all(text.as_bytes()).map_err(CliError::failed)?;
             Ok(if drift.is_empty() {
                 0
             } else {
