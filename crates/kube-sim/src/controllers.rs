@@ -318,7 +318,12 @@ impl Controllers {
     pub(crate) async fn run(mut self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let changed = self.store.changed();
         loop {
+            let started = Instant::now();
             let next = self.reconcile();
+            tracing::debug!(
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "kube-sim controller pass"
+            );
             let wait = next.map_or(self.config.resync, |n| n.min(self.config.resync));
             tokio::select! {
                 _ = changed.notified() => {}
@@ -332,33 +337,50 @@ impl Controllers {
 
     /// One pass of every enabled controller; returns the time until a kubelet timer fires.
     pub(crate) fn reconcile(&mut self) -> Option<Duration> {
+        /// Runs one controller, logging its time at trace level (`RUST_LOG=kube_sim=trace`).
+        macro_rules! timed {
+            ($name:literal, $call:expr) => {{
+                let started = Instant::now();
+                let out = $call;
+                tracing::trace!(
+                    controller = $name,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "kube-sim controller"
+                );
+                out
+            }};
+        }
         let c = self.config.clone();
         if c.deployments {
-            self.deployments();
+            timed!("deployments", self.deployments());
         }
         if c.replicasets || c.statefulsets || c.daemonsets || c.jobs {
             // One read of the pods serves the pod-owning controllers: they own disjoint
             // pods, and what one creates in this pass the next pass sees.
-            let snap = Snapshot::take(&self.store, &self.types);
+            let snap = timed!("snapshot", Snapshot::take(&self.store, &self.types));
             if c.replicasets {
-                self.replicasets(&snap);
+                timed!("replicasets", self.replicasets(&snap));
             }
             if c.statefulsets {
-                self.statefulsets(&snap);
+                timed!("statefulsets", self.statefulsets(&snap));
             }
             if c.daemonsets {
-                self.daemonsets(&snap);
+                timed!("daemonsets", self.daemonsets(&snap));
             }
             if c.jobs {
-                self.jobs(&snap);
+                timed!("jobs", self.jobs(&snap));
             }
         }
         if c.scheduler {
-            self.schedule();
+            timed!("scheduler", self.schedule());
         }
-        let next = if c.kubelet { self.kubelet() } else { None };
+        let next = if c.kubelet {
+            timed!("kubelet", self.kubelet())
+        } else {
+            None
+        };
         if c.disruption_budgets {
-            self.disruption_budgets();
+            timed!("disruption_budgets", self.disruption_budgets());
         }
         next
     }
@@ -487,14 +509,18 @@ impl Controllers {
         let t = &self.types;
         let (deployments, _) = self.store.list(&t.deployments, None);
         let (all_rs, _) = self.store.list(&t.replicasets, None);
+        // Indexed once per pass: a scan per Deployment is quadratic at 1,000 Deployments.
+        let mut rs_by_owner: HashMap<&str, Vec<&Arc<Value>>> = HashMap::new();
+        for rs in &all_rs {
+            if let Some(owner) = controller_uid(rs) {
+                rs_by_owner.entry(owner).or_default().push(rs);
+            }
+        }
         for d in deployments.iter().filter(|d| !is_terminating(d)) {
             let desired = d["spec"]["replicas"].as_i64().unwrap_or(1);
             let template = &d["spec"]["template"];
             let hash = template_hash(template);
-            let owned: Vec<&Arc<Value>> = all_rs
-                .iter()
-                .filter(|rs| controller_uid(rs) == Some(uid(d)))
-                .collect();
+            let owned: Vec<&Arc<Value>> = rs_by_owner.get(uid(d)).cloned().unwrap_or_default();
             let revision = |rs: &Value| -> i64 {
                 rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"]
                     .as_str()
