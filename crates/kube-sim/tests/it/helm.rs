@@ -18,6 +18,16 @@ fn image(sim: &SimCluster) -> String {
         .to_string()
 }
 
+fn widget_crd_exists(sim: &SimCluster) -> bool {
+    sim.get(
+        "apiextensions.k8s.io/v1",
+        "CustomResourceDefinition",
+        None,
+        "widgets.sim.example.com",
+    )
+    .is_ok()
+}
+
 fn release_secrets(sim: &SimCluster) -> Vec<String> {
     sim.list("v1", "Secret", Some("default"))
         .iter()
@@ -60,15 +70,7 @@ async fn lifecycle(tool: &str) {
     .await;
     assert!(out.contains("STATUS: deployed"), "{out}");
     deployment_available(&sim, "default", "smoke", 2).await;
-    assert!(
-        sim.get(
-            "apiextensions.k8s.io/v1",
-            "CustomResourceDefinition",
-            None,
-            "widgets.sim.example.com"
-        )
-        .is_ok()
-    );
+    assert!(widget_crd_exists(&sim));
     let widget = sim
         .get(
             "sim.example.com/v1",
@@ -186,15 +188,7 @@ async fn lifecycle(tool: &str) {
         release_secrets(&sim)
     );
     // Helm never deletes CRDs.
-    assert!(
-        sim.get(
-            "apiextensions.k8s.io/v1",
-            "CustomResourceDefinition",
-            None,
-            "widgets.sim.example.com"
-        )
-        .is_ok()
-    );
+    assert!(widget_crd_exists(&sim));
     // The ReplicaSets and pods went with the Deployment (garbage collection).
     assert!(
         sim.list("apps/v1", "ReplicaSet", Some("default"))
