@@ -41,6 +41,7 @@ pub mod resources;
 pub mod selectors;
 mod server;
 pub mod store;
+mod validation;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
