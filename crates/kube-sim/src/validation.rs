@@ -25,8 +25,11 @@ fn immutable(ty: &ResourceType, obj: &Value, field: &str, value: &Value) -> ApiE
 
 /// Rewrites what the server stores differently from what it was sent.
 pub fn normalize(ty: &ResourceType, obj: &mut Value) {
-    if ty.group.is_empty() && ty.kind == "Secret" {
-        if let Some(string_data) = obj.get_mut("stringData").map(Value::take) {
+    if ty.group.is_empty()
+        && ty.kind == "Secret"
+        && let Some(string_data) = obj.get_mut("stringData").map(Value::take)
+    {
+        {
             for (k, v) in string_data.as_object().into_iter().flatten() {
                 let encoded = base64::engine::general_purpose::STANDARD
                     .encode(v.as_str().unwrap_or_default());
@@ -76,15 +79,15 @@ pub fn validate(ty: &ResourceType, old: Option<&Value>, new: &Value) -> Result<(
     }
     let Some(old) = old else { return Ok(()) };
     match (ty.group.as_str(), ty.kind.as_str()) {
-        ("apps", "Deployment" | "ReplicaSet" | "DaemonSet") => {
-            if old["spec"]["selector"] != new["spec"]["selector"] {
-                return Err(immutable(
-                    ty,
-                    new,
-                    "spec.selector",
-                    &new["spec"]["selector"],
-                ));
-            }
+        ("apps", "Deployment" | "ReplicaSet" | "DaemonSet")
+            if old["spec"]["selector"] != new["spec"]["selector"] =>
+        {
+            return Err(immutable(
+                ty,
+                new,
+                "spec.selector",
+                &new["spec"]["selector"],
+            ));
         }
         ("apps", "StatefulSet") => {
             for field in [
