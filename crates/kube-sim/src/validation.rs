@@ -29,18 +29,16 @@ pub fn normalize(ty: &ResourceType, obj: &mut Value) {
         && ty.kind == "Secret"
         && let Some(string_data) = obj.get_mut("stringData").map(Value::take)
     {
-        {
-            for (k, v) in string_data.as_object().into_iter().flatten() {
-                let encoded = base64::engine::general_purpose::STANDARD
-                    .encode(v.as_str().unwrap_or_default());
-                if !obj["data"].is_object() {
-                    obj["data"] = json!({});
-                }
-                obj["data"][k] = json!(encoded);
+        for (k, v) in string_data.as_object().into_iter().flatten() {
+            let encoded =
+                base64::engine::general_purpose::STANDARD.encode(v.as_str().unwrap_or_default());
+            if !obj["data"].is_object() {
+                obj["data"] = json!({});
             }
-            if let Some(m) = obj.as_object_mut() {
-                m.remove("stringData");
-            }
+            obj["data"][k] = json!(encoded);
+        }
+        if let Some(m) = obj.as_object_mut() {
+            m.remove("stringData");
         }
     }
 }
