@@ -39,6 +39,10 @@ pub struct ControllerConfig {
     pub kubelet: bool,
     /// PodDisruptionBudget status (currentHealthy, desiredHealthy, disruptionsAllowed).
     pub disruption_budgets: bool,
+    /// The cloud side: PersistentVolumeClaims get a PersistentVolume and are Bound;
+    /// LoadBalancer Services and Ingresses get an (ELB-like) hostname. `helm --wait` waits
+    /// for both.
+    pub cloud: bool,
     /// Time from binding to Running and Ready.
     pub pod_start_delay: Duration,
     /// Time a pod with `restartPolicy` Never or OnFailure runs before it succeeds.
@@ -58,6 +62,7 @@ impl Default for ControllerConfig {
             scheduler: true,
             kubelet: true,
             disruption_budgets: true,
+            cloud: true,
             pod_start_delay: Duration::from_millis(200),
             job_run_time: Duration::from_millis(200),
             resync: Duration::from_secs(5),
@@ -77,6 +82,7 @@ impl ControllerConfig {
             scheduler: false,
             kubelet: false,
             disruption_budgets: false,
+            cloud: false,
             ..Default::default()
         }
     }
@@ -110,6 +116,10 @@ struct Types {
     daemonsets: Arc<ResourceType>,
     jobs: Arc<ResourceType>,
     pdbs: Arc<ResourceType>,
+    pvcs: Arc<ResourceType>,
+    pvs: Arc<ResourceType>,
+    services: Arc<ResourceType>,
+    ingresses: Arc<ResourceType>,
 }
 
 impl Types {
@@ -125,6 +135,10 @@ impl Types {
             daemonsets: get(APPS, "v1", "daemonsets"),
             jobs: get("batch", "v1", "jobs"),
             pdbs: get("policy", "v1", "poddisruptionbudgets"),
+            pvcs: get("", "v1", "persistentvolumeclaims"),
+            pvs: get("", "v1", "persistentvolumes"),
+            services: get("", "v1", "services"),
+            ingresses: get("networking.k8s.io", "v1", "ingresses"),
         }
     }
 }
@@ -381,6 +395,9 @@ impl Controllers {
         };
         if c.disruption_budgets {
             timed!("disruption_budgets", self.disruption_budgets());
+        }
+        if c.cloud {
+            timed!("cloud", self.cloud());
         }
         next
     }
@@ -1257,6 +1274,61 @@ impl Controllers {
         self.bound_at.retain(|k, _| seen.contains(k));
         self.running_at.retain(|k, _| seen.contains(k));
         next
+    }
+
+    fn cloud(&mut self) {
+        let t = &self.types;
+        let (claims, _) = self.store.list(&t.pvcs, None);
+        for pvc in claims
+            .iter()
+            .filter(|c| c["status"]["phase"] != "Bound" && !is_terminating(c))
+        {
+            let volume = format!("pvc-{}", uid(pvc));
+            let storage = pvc["spec"]["resources"]["requests"]["storage"].clone();
+            let pv = json!({
+                "apiVersion": "v1", "kind": "PersistentVolume",
+                "metadata": {"name": volume, "annotations": {"pv.kubernetes.io/provisioned-by": "ebs.csi.aws.com"}},
+                "spec": {"capacity": {"storage": storage}, "accessModes": pvc["spec"]["accessModes"], "persistentVolumeReclaimPolicy": "Delete",
+                         "storageClassName": pvc["spec"]["storageClassName"],
+                         "claimRef": {"kind": "PersistentVolumeClaim", "namespace": namespace(pvc), "name": name(pvc), "uid": uid(pvc)}},
+                "status": {"phase": "Bound"},
+            });
+            let _ = self
+                .store
+                .create(&t.pvs, None, pv, &WriteOptions::default());
+            self.edit(&t.pvcs, pvc, Target::Main, |o| {
+                o["spec"]["volumeName"] = json!(volume)
+            });
+            self.edit(&t.pvcs, pvc, Target::Status, |o| {
+                o["status"] = json!({"phase": "Bound", "accessModes": o["spec"]["accessModes"].clone(), "capacity": {"storage": storage}});
+            });
+        }
+        let hostname = |obj: &Value| {
+            format!(
+                "{}-{}.elb.us-east-1.amazonaws.com",
+                name(obj),
+                &template_hash(&json!(uid(obj)))[..8]
+            )
+        };
+        let (services, _) = self.store.list(&t.services, None);
+        for svc in services.iter().filter(|s| {
+            s["spec"]["type"] == "LoadBalancer" && s["status"]["loadBalancer"]["ingress"].is_null()
+        }) {
+            let host = hostname(svc);
+            self.edit(&t.services, svc, Target::Status, |o| {
+                o["status"]["loadBalancer"] = json!({"ingress": [{"hostname": host}]})
+            });
+        }
+        let (ingresses, _) = self.store.list(&t.ingresses, None);
+        for ing in ingresses
+            .iter()
+            .filter(|i| i["status"]["loadBalancer"]["ingress"].is_null())
+        {
+            let host = hostname(ing);
+            self.edit(&t.ingresses, ing, Target::Status, |o| {
+                o["status"]["loadBalancer"] = json!({"ingress": [{"hostname": host}]})
+            });
+        }
     }
 
     fn disruption_budgets(&mut self) {

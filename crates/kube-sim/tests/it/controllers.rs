@@ -304,3 +304,64 @@ spec:
     crate::support::deployment_available(&sim, "default", "api", 1).await;
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_bind_and_load_balancers_get_hostnames() {
+    let sim = start(&["node-a"]).await;
+    sim.load_yaml(
+        r#"
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: data}
+spec:
+  accessModes: [ReadWriteOnce]
+  storageClassName: gp3
+  resources: {requests: {storage: 10Gi}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: public}
+spec:
+  type: LoadBalancer
+  selector: {app: web}
+  ports: [{port: 80}]
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: web}
+spec:
+  rules: [{host: web.example.com}]
+"#,
+    )
+    .expect("load");
+    let pvc = wait_for("claim bound", Duration::from_secs(10), || {
+        let c = sim
+            .get("v1", "PersistentVolumeClaim", Some("default"), "data")
+            .ok()?;
+        (c["status"]["phase"] == "Bound").then_some(c)
+    })
+    .await;
+    let volume = pvc["spec"]["volumeName"].as_str().expect("volumeName");
+    let pv = sim
+        .get("v1", "PersistentVolume", None, volume)
+        .expect("the volume exists");
+    assert_eq!(pv["spec"]["claimRef"]["name"], "data");
+    assert_eq!(pv["spec"]["capacity"]["storage"], "10Gi");
+    for (api_version, kind, name) in [
+        ("v1", "Service", "public"),
+        ("networking.k8s.io/v1", "Ingress", "web"),
+    ] {
+        let host = wait_for("load balancer hostname", Duration::from_secs(10), || {
+            let o = sim.get(api_version, kind, Some("default"), name).ok()?;
+            o["status"]["loadBalancer"]["ingress"][0]["hostname"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .await;
+        assert!(
+            host.starts_with(&format!("{name}-")) && host.ends_with(".elb.us-east-1.amazonaws.com"),
+            "{host}"
+        );
+    }
+    sim.shutdown().await;
+}

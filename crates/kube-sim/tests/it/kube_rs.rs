@@ -168,7 +168,12 @@ async fn watcher_sees_a_rollout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_update_gets_409_and_status_subresource_is_separate() {
-    let sim = start(&[]).await;
+    // No controllers: the Deployment controller would write status itself.
+    let sim = SimCluster::builder()
+        .controllers(ControllerConfig::none())
+        .start()
+        .await
+        .expect("start");
     let cms: Api<ConfigMap> = Api::namespaced(sim.client().expect("client"), "default");
     let cm: ConfigMap =
         serde_json::from_value(json!({"metadata": {"name": "c"}, "data": {"k": "1"}})).expect("cm");
