@@ -239,6 +239,20 @@ fn int_or_percent(v: &Value, total: i64, round_up: bool) -> i64 {
     }
 }
 
+/// `maxSurge` (rounded up) and `maxUnavailable` (rounded down) of a RollingUpdate strategy,
+/// defaults 25% each; both zero means one unavailable, as upstream.
+fn rolling_limits(strategy: &Value, desired: i64) -> (i64, i64) {
+    let rolling = &strategy["rollingUpdate"];
+    let or_default = |v: &Value| if v.is_null() { json!("25%") } else { v.clone() };
+    let surge = int_or_percent(&or_default(&rolling["maxSurge"]), desired, true);
+    let unavailable = int_or_percent(&or_default(&rolling["maxUnavailable"]), desired, false);
+    if surge == 0 && unavailable == 0 {
+        (0, 1)
+    } else {
+        (surge, unavailable)
+    }
+}
+
 /// Sets a condition, keeping `lastTransitionTime` when the status did not change. Returns
 /// the new list.
 fn set_condition(
@@ -548,16 +562,27 @@ impl Controllers {
             let new_rs = owned.iter().find(|rs| {
                 rs["metadata"]["labels"]["pod-template-hash"].as_str() == Some(hash.as_str())
             });
+            let strategy = &d["spec"]["strategy"];
+            let recreate = strategy["type"] == "Recreate";
+            let (max_surge, max_unavailable) = rolling_limits(strategy, desired);
+            let old_spec_total: i64 = owned
+                .iter()
+                .filter(|rs| {
+                    rs["metadata"]["labels"]["pod-template-hash"].as_str() != Some(hash.as_str())
+                })
+                .map(|rs| rs["spec"]["replicas"].as_i64().unwrap_or(0))
+                .sum();
+            let initial = if recreate {
+                if old_spec_total == 0 { desired } else { 0 }
+            } else {
+                (desired + max_surge - old_spec_total).clamp(0, desired)
+            };
             let new_rs: Arc<Value> = match new_rs {
                 Some(rs) => {
                     let rs = (*rs).clone();
-                    let stale_revision = revision(&rs) < max_revision;
-                    if rs["spec"]["replicas"].as_i64() != Some(desired) || stale_revision {
-                        let rev = if stale_revision {
-                            max_revision + 1
-                        } else {
-                            revision(&rs).max(1)
-                        };
+                    if revision(&rs) < max_revision {
+                        // Rolling back to an old template makes its ReplicaSet the newest.
+                        let rev = max_revision + 1;
                         match self.store.mutate(
                             &t.replicasets,
                             Some(namespace(&rs)),
@@ -565,7 +590,6 @@ impl Controllers {
                             Target::Main,
                             &WriteOptions::default(),
                             |o| {
-                                o["spec"]["replicas"] = json!(desired);
                                 o["metadata"]["annotations"]["deployment.kubernetes.io/revision"] =
                                     json!(rev.to_string());
                                 Ok(())
@@ -592,7 +616,7 @@ impl Controllers {
                                             "deployment.kubernetes.io/desired-replicas": desired.to_string()},
                             "ownerReferences": [owner_ref(d)],
                         },
-                        "spec": {"replicas": desired, "selector": selector, "template": rs_template,
+                        "spec": {"replicas": initial, "selector": selector, "template": rs_template,
                                  "minReadySeconds": d["spec"]["minReadySeconds"].as_i64().unwrap_or(0)},
                     });
                     match self.store.create(
@@ -607,7 +631,7 @@ impl Controllers {
                                 false,
                                 "ScalingReplicaSet",
                                 "deployment-controller",
-                                format!("Scaled up replica set {} from 0 to {desired}", name(&rs)),
+                                format!("Scaled up replica set {} from 0 to {initial}", name(&rs)),
                             );
                             rs
                         }
@@ -618,52 +642,41 @@ impl Controllers {
                     }
                 }
             };
-            let new_available = new_rs["status"]["availableReplicas"].as_i64().unwrap_or(0);
             let olds: Vec<&Arc<Value>> = owned
                 .iter()
                 .copied()
                 .filter(|rs| uid(rs) != uid(&new_rs))
                 .collect();
-            // Surge-style rollout: old ReplicaSets go to zero once the new one is available,
-            // so availability never drops during an upgrade.
-            if new_available >= desired {
-                for old in &olds {
-                    let from = old["spec"]["replicas"].as_i64().unwrap_or(0);
-                    if from != 0 {
-                        self.edit(&t.replicasets, old, Target::Main, |o| {
-                            o["spec"]["replicas"] = json!(0);
-                        });
-                        self.event(
-                            d,
-                            false,
-                            "ScalingReplicaSet",
-                            "deployment-controller",
-                            format!("Scaled down replica set {} from {from} to 0", name(old)),
-                        );
-                    }
-                }
-                let limit = d["spec"]["revisionHistoryLimit"]
-                    .as_i64()
-                    .unwrap_or(10)
-                    .max(0) as usize;
-                let mut idle: Vec<&&Arc<Value>> = olds
-                    .iter()
-                    .filter(|rs| {
-                        rs["status"]["replicas"].as_i64().unwrap_or(0) == 0
-                            && rs["spec"]["replicas"].as_i64() == Some(0)
-                    })
-                    .collect();
-                idle.sort_by_key(|rs| revision(rs));
-                if idle.len() > limit {
-                    for rs in &idle[..idle.len() - limit] {
-                        let _ = self.store.delete(
-                            &t.replicasets,
-                            Some(namespace(rs)),
-                            name(rs),
-                            Propagation::Background,
-                            &WriteOptions::default(),
-                        );
-                    }
+            self.scale_rollout(
+                d,
+                &new_rs,
+                &olds,
+                desired,
+                recreate,
+                max_surge,
+                max_unavailable,
+            );
+            let limit = d["spec"]["revisionHistoryLimit"]
+                .as_i64()
+                .unwrap_or(10)
+                .max(0) as usize;
+            let mut idle: Vec<&&Arc<Value>> = olds
+                .iter()
+                .filter(|rs| {
+                    rs["status"]["replicas"].as_i64().unwrap_or(0) == 0
+                        && rs["spec"]["replicas"].as_i64() == Some(0)
+                })
+                .collect();
+            idle.sort_by_key(|rs| revision(rs));
+            if idle.len() > limit {
+                for rs in &idle[..idle.len() - limit] {
+                    let _ = self.store.delete(
+                        &t.replicasets,
+                        Some(namespace(rs)),
+                        name(rs),
+                        Propagation::Background,
+                        &WriteOptions::default(),
+                    );
                 }
             }
             let sum = |field: &str| -> i64 {
@@ -742,6 +755,82 @@ impl Controllers {
             if let Ok(current) = current {
                 self.write_status(&t.deployments, &current, status);
             }
+        }
+    }
+
+    fn scale_rs(&self, d: &Value, rs: &Value, to: i64) {
+        let from = rs["spec"]["replicas"].as_i64().unwrap_or(0);
+        if from == to {
+            return;
+        }
+        self.edit(&self.types.replicasets, rs, Target::Main, |o| {
+            o["spec"]["replicas"] = json!(to)
+        });
+        let verb = if to > from { "up" } else { "down" };
+        self.event(
+            d,
+            false,
+            "ScalingReplicaSet",
+            "deployment-controller",
+            format!("Scaled {verb} replica set {} from {from} to {to}", name(rs)),
+        );
+    }
+
+    /// One step of a rollout. RollingUpdate: the new ReplicaSet grows while the total stays
+    /// within `desired + maxSurge`, old ones shrink while availability stays at least
+    /// `desired - maxUnavailable` (their unavailable pods go first). Recreate: old ones go
+    /// to zero, then the new one scales up.
+    #[allow(clippy::too_many_arguments)]
+    fn scale_rollout(
+        &self,
+        d: &Value,
+        new_rs: &Value,
+        olds: &[&Arc<Value>],
+        desired: i64,
+        recreate: bool,
+        max_surge: i64,
+        max_unavailable: i64,
+    ) {
+        let spec = |rs: &Value| rs["spec"]["replicas"].as_i64().unwrap_or(0);
+        let available = |rs: &Value| rs["status"]["availableReplicas"].as_i64().unwrap_or(0);
+        let new_spec = spec(new_rs);
+        if recreate {
+            for old in olds {
+                self.scale_rs(d, old, 0);
+            }
+            let old_pods: i64 = olds
+                .iter()
+                .map(|rs| rs["status"]["replicas"].as_i64().unwrap_or(0) + spec(rs))
+                .sum();
+            self.scale_rs(d, new_rs, if old_pods == 0 { desired } else { 0 });
+            return;
+        }
+        let old_total: i64 = olds.iter().map(|rs| spec(rs)).sum();
+        let target = if new_spec >= desired {
+            desired
+        } else {
+            (new_spec + (desired + max_surge - new_spec - old_total).max(0)).min(desired)
+        };
+        self.scale_rs(d, new_rs, target);
+        let available_total: i64 =
+            available(new_rs) + olds.iter().map(|rs| available(rs)).sum::<i64>();
+        let mut budget = (available_total - (desired - max_unavailable)).max(0);
+        let mut olds: Vec<&&Arc<Value>> = olds.iter().collect();
+        olds.sort_by_key(|rs| {
+            rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"]
+                .as_str()
+                .and_then(|r| r.parse::<i64>().ok())
+                .unwrap_or(0)
+        });
+        for old in olds {
+            let size = spec(old);
+            if size == 0 {
+                continue;
+            }
+            let unhealthy = (size - available(old)).max(0);
+            let remove = (unhealthy + budget).min(size);
+            budget -= (remove - unhealthy).max(0);
+            self.scale_rs(d, old, size - remove);
         }
     }
 

@@ -365,3 +365,72 @@ spec:
     }
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_update_respects_max_unavailable_and_max_surge() {
+    let sim = start(&["node-a", "node-b"]).await;
+    let manifest = |image: &str| {
+        format!(
+            r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: api}}
+spec:
+  replicas: 4
+  strategy: {{type: RollingUpdate, rollingUpdate: {{maxSurge: 0, maxUnavailable: 1}}}}
+  selector: {{matchLabels: {{app: api}}}}
+  template:
+    metadata: {{labels: {{app: api}}}}
+    spec:
+      containers: [{{name: api, image: "{image}"}}]
+"#
+        )
+    };
+    sim.load_yaml(&manifest("api:1")).expect("load");
+    crate::support::deployment_available(&sim, "default", "api", 4).await;
+    let deployments = sim
+        .store()
+        .registry()
+        .lookup("apps", "v1", "deployments")
+        .expect("deployments");
+    sim.store()
+        .mutate(
+            &deployments,
+            Some("default"),
+            "api",
+            kube_sim::store::Target::Main,
+            &Default::default(),
+            |d| {
+                d["spec"]["template"]["spec"]["containers"][0]["image"] =
+                    serde_json::json!("api:2");
+                Ok(())
+            },
+        )
+        .expect("update the template");
+    let (mut min_ready, mut max_pods) = (i64::MAX, 0usize);
+    wait_for("rollout done", Duration::from_secs(20), || {
+        let pods = sim.list("v1", "Pod", Some("default"));
+        let ready = pods
+            .iter()
+            .filter(|p| condition(p, "Ready").is_some_and(|c| c["status"] == "True"))
+            .count() as i64;
+        min_ready = min_ready.min(ready);
+        max_pods = max_pods.max(pods.len());
+        let done = pods.len() == 4
+            && ready == 4
+            && pods
+                .iter()
+                .all(|p| p["spec"]["containers"][0]["image"] == "api:2");
+        done.then_some(())
+    })
+    .await;
+    assert!(
+        min_ready >= 3,
+        "maxUnavailable 1 of 4: at least 3 ready pods throughout, saw {min_ready}"
+    );
+    assert!(
+        max_pods <= 4,
+        "maxSurge 0: never more than 4 pods, saw {max_pods}"
+    );
+    sim.shutdown().await;
+}

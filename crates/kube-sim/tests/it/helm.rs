@@ -277,9 +277,10 @@ async fn helm4_upgrade_that_never_gets_ready_times_out_and_rolls_back() {
         .get("apps/v1", "Deployment", Some("default"), "smoke")
         .expect("deployment");
     assert_eq!(d["status"]["availableReplicas"], 2);
-    // Both ReplicaSets run: two old pods serving, two new ones never Ready.
-    assert_eq!(d["status"]["replicas"], 4);
-    assert_eq!(d["status"]["updatedReplicas"], 2);
+    // maxSurge 25% of 2 rounds up to one new pod, which never gets Ready; maxUnavailable
+    // rounds down to zero, so both old pods keep serving.
+    assert_eq!(d["status"]["replicas"], 3);
+    assert_eq!(d["status"]["updatedReplicas"], 1);
     let history = ok(&ctx, &sim, "helm4", &["history", "smoke", "-o", "json"]).await;
     let history: Value = serde_json::from_str(&history).expect("json");
     assert_eq!(history[1]["status"], "failed", "{history}");
