@@ -39,6 +39,10 @@ pub struct ControllerConfig {
     pub kubelet: bool,
     /// PodDisruptionBudget status (currentHealthy, desiredHealthy, disruptionsAllowed).
     pub disruption_budgets: bool,
+    /// The cloud side: PersistentVolumeClaims get a PersistentVolume and are Bound;
+    /// LoadBalancer Services and Ingresses get an (ELB-like) hostname. `helm --wait` waits
+    /// for both.
+    pub cloud: bool,
     /// Time from binding to Running and Ready.
     pub pod_start_delay: Duration,
     /// Time a pod with `restartPolicy` Never or OnFailure runs before it succeeds.
@@ -58,6 +62,7 @@ impl Default for ControllerConfig {
             scheduler: true,
             kubelet: true,
             disruption_budgets: true,
+            cloud: true,
             pod_start_delay: Duration::from_millis(200),
             job_run_time: Duration::from_millis(200),
             resync: Duration::from_secs(5),
@@ -77,6 +82,7 @@ impl ControllerConfig {
             scheduler: false,
             kubelet: false,
             disruption_budgets: false,
+            cloud: false,
             ..Default::default()
         }
     }
@@ -110,6 +116,10 @@ struct Types {
     daemonsets: Arc<ResourceType>,
     jobs: Arc<ResourceType>,
     pdbs: Arc<ResourceType>,
+    pvcs: Arc<ResourceType>,
+    pvs: Arc<ResourceType>,
+    services: Arc<ResourceType>,
+    ingresses: Arc<ResourceType>,
 }
 
 impl Types {
@@ -125,6 +135,10 @@ impl Types {
             daemonsets: get(APPS, "v1", "daemonsets"),
             jobs: get("batch", "v1", "jobs"),
             pdbs: get("policy", "v1", "poddisruptionbudgets"),
+            pvcs: get("", "v1", "persistentvolumeclaims"),
+            pvs: get("", "v1", "persistentvolumes"),
+            services: get("", "v1", "services"),
+            ingresses: get("networking.k8s.io", "v1", "ingresses"),
         }
     }
 }
@@ -225,6 +239,20 @@ fn int_or_percent(v: &Value, total: i64, round_up: bool) -> i64 {
     }
 }
 
+/// `maxSurge` (rounded up) and `maxUnavailable` (rounded down) of a RollingUpdate strategy,
+/// defaults 25% each; both zero means one unavailable, as upstream.
+fn rolling_limits(strategy: &Value, desired: i64) -> (i64, i64) {
+    let rolling = &strategy["rollingUpdate"];
+    let or_default = |v: &Value| if v.is_null() { json!("25%") } else { v.clone() };
+    let surge = int_or_percent(&or_default(&rolling["maxSurge"]), desired, true);
+    let unavailable = int_or_percent(&or_default(&rolling["maxUnavailable"]), desired, false);
+    if surge == 0 && unavailable == 0 {
+        (0, 1)
+    } else {
+        (surge, unavailable)
+    }
+}
+
 /// Sets a condition, keeping `lastTransitionTime` when the status did not change. Returns
 /// the new list.
 fn set_condition(
@@ -318,7 +346,12 @@ impl Controllers {
     pub(crate) async fn run(mut self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let changed = self.store.changed();
         loop {
+            let started = Instant::now();
             let next = self.reconcile();
+            tracing::debug!(
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "kube-sim controller pass"
+            );
             let wait = next.map_or(self.config.resync, |n| n.min(self.config.resync));
             tokio::select! {
                 _ = changed.notified() => {}
@@ -332,33 +365,53 @@ impl Controllers {
 
     /// One pass of every enabled controller; returns the time until a kubelet timer fires.
     pub(crate) fn reconcile(&mut self) -> Option<Duration> {
+        /// Runs one controller, logging its time at trace level (`RUST_LOG=kube_sim=trace`).
+        macro_rules! timed {
+            ($name:literal, $call:expr) => {{
+                let started = Instant::now();
+                let out = $call;
+                tracing::trace!(
+                    controller = $name,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "kube-sim controller"
+                );
+                out
+            }};
+        }
         let c = self.config.clone();
         if c.deployments {
-            self.deployments();
+            timed!("deployments", self.deployments());
         }
         if c.replicasets || c.statefulsets || c.daemonsets || c.jobs {
             // One read of the pods serves the pod-owning controllers: they own disjoint
             // pods, and what one creates in this pass the next pass sees.
-            let snap = Snapshot::take(&self.store, &self.types);
+            let snap = timed!("snapshot", Snapshot::take(&self.store, &self.types));
             if c.replicasets {
-                self.replicasets(&snap);
+                timed!("replicasets", self.replicasets(&snap));
             }
             if c.statefulsets {
-                self.statefulsets(&snap);
+                timed!("statefulsets", self.statefulsets(&snap));
             }
             if c.daemonsets {
-                self.daemonsets(&snap);
+                timed!("daemonsets", self.daemonsets(&snap));
             }
             if c.jobs {
-                self.jobs(&snap);
+                timed!("jobs", self.jobs(&snap));
             }
         }
         if c.scheduler {
-            self.schedule();
+            timed!("scheduler", self.schedule());
         }
-        let next = if c.kubelet { self.kubelet() } else { None };
+        let next = if c.kubelet {
+            timed!("kubelet", self.kubelet())
+        } else {
+            None
+        };
         if c.disruption_budgets {
-            self.disruption_budgets();
+            timed!("disruption_budgets", self.disruption_budgets());
+        }
+        if c.cloud {
+            timed!("cloud", self.cloud());
         }
         next
     }
@@ -487,14 +540,18 @@ impl Controllers {
         let t = &self.types;
         let (deployments, _) = self.store.list(&t.deployments, None);
         let (all_rs, _) = self.store.list(&t.replicasets, None);
+        // Indexed once per pass: a scan per Deployment is quadratic at 1,000 Deployments.
+        let mut rs_by_owner: HashMap<&str, Vec<&Arc<Value>>> = HashMap::new();
+        for rs in &all_rs {
+            if let Some(owner) = controller_uid(rs) {
+                rs_by_owner.entry(owner).or_default().push(rs);
+            }
+        }
         for d in deployments.iter().filter(|d| !is_terminating(d)) {
             let desired = d["spec"]["replicas"].as_i64().unwrap_or(1);
             let template = &d["spec"]["template"];
             let hash = template_hash(template);
-            let owned: Vec<&Arc<Value>> = all_rs
-                .iter()
-                .filter(|rs| controller_uid(rs) == Some(uid(d)))
-                .collect();
+            let owned: Vec<&Arc<Value>> = rs_by_owner.get(uid(d)).cloned().unwrap_or_default();
             let revision = |rs: &Value| -> i64 {
                 rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"]
                     .as_str()
@@ -505,16 +562,27 @@ impl Controllers {
             let new_rs = owned.iter().find(|rs| {
                 rs["metadata"]["labels"]["pod-template-hash"].as_str() == Some(hash.as_str())
             });
+            let strategy = &d["spec"]["strategy"];
+            let recreate = strategy["type"] == "Recreate";
+            let (max_surge, max_unavailable) = rolling_limits(strategy, desired);
+            let old_spec_total: i64 = owned
+                .iter()
+                .filter(|rs| {
+                    rs["metadata"]["labels"]["pod-template-hash"].as_str() != Some(hash.as_str())
+                })
+                .map(|rs| rs["spec"]["replicas"].as_i64().unwrap_or(0))
+                .sum();
+            let initial = if recreate {
+                if old_spec_total == 0 { desired } else { 0 }
+            } else {
+                (desired + max_surge - old_spec_total).clamp(0, desired)
+            };
             let new_rs: Arc<Value> = match new_rs {
                 Some(rs) => {
                     let rs = (*rs).clone();
-                    let stale_revision = revision(&rs) < max_revision;
-                    if rs["spec"]["replicas"].as_i64() != Some(desired) || stale_revision {
-                        let rev = if stale_revision {
-                            max_revision + 1
-                        } else {
-                            revision(&rs).max(1)
-                        };
+                    if revision(&rs) < max_revision {
+                        // Rolling back to an old template makes its ReplicaSet the newest.
+                        let rev = max_revision + 1;
                         match self.store.mutate(
                             &t.replicasets,
                             Some(namespace(&rs)),
@@ -522,7 +590,6 @@ impl Controllers {
                             Target::Main,
                             &WriteOptions::default(),
                             |o| {
-                                o["spec"]["replicas"] = json!(desired);
                                 o["metadata"]["annotations"]["deployment.kubernetes.io/revision"] =
                                     json!(rev.to_string());
                                 Ok(())
@@ -549,7 +616,7 @@ impl Controllers {
                                             "deployment.kubernetes.io/desired-replicas": desired.to_string()},
                             "ownerReferences": [owner_ref(d)],
                         },
-                        "spec": {"replicas": desired, "selector": selector, "template": rs_template,
+                        "spec": {"replicas": initial, "selector": selector, "template": rs_template,
                                  "minReadySeconds": d["spec"]["minReadySeconds"].as_i64().unwrap_or(0)},
                     });
                     match self.store.create(
@@ -564,7 +631,7 @@ impl Controllers {
                                 false,
                                 "ScalingReplicaSet",
                                 "deployment-controller",
-                                format!("Scaled up replica set {} from 0 to {desired}", name(&rs)),
+                                format!("Scaled up replica set {} from 0 to {initial}", name(&rs)),
                             );
                             rs
                         }
@@ -575,52 +642,41 @@ impl Controllers {
                     }
                 }
             };
-            let new_available = new_rs["status"]["availableReplicas"].as_i64().unwrap_or(0);
             let olds: Vec<&Arc<Value>> = owned
                 .iter()
                 .copied()
                 .filter(|rs| uid(rs) != uid(&new_rs))
                 .collect();
-            // Surge-style rollout: old ReplicaSets go to zero once the new one is available,
-            // so availability never drops during an upgrade.
-            if new_available >= desired {
-                for old in &olds {
-                    let from = old["spec"]["replicas"].as_i64().unwrap_or(0);
-                    if from != 0 {
-                        self.edit(&t.replicasets, old, Target::Main, |o| {
-                            o["spec"]["replicas"] = json!(0);
-                        });
-                        self.event(
-                            d,
-                            false,
-                            "ScalingReplicaSet",
-                            "deployment-controller",
-                            format!("Scaled down replica set {} from {from} to 0", name(old)),
-                        );
-                    }
-                }
-                let limit = d["spec"]["revisionHistoryLimit"]
-                    .as_i64()
-                    .unwrap_or(10)
-                    .max(0) as usize;
-                let mut idle: Vec<&&Arc<Value>> = olds
-                    .iter()
-                    .filter(|rs| {
-                        rs["status"]["replicas"].as_i64().unwrap_or(0) == 0
-                            && rs["spec"]["replicas"].as_i64() == Some(0)
-                    })
-                    .collect();
-                idle.sort_by_key(|rs| revision(rs));
-                if idle.len() > limit {
-                    for rs in &idle[..idle.len() - limit] {
-                        let _ = self.store.delete(
-                            &t.replicasets,
-                            Some(namespace(rs)),
-                            name(rs),
-                            Propagation::Background,
-                            &WriteOptions::default(),
-                        );
-                    }
+            self.scale_rollout(
+                d,
+                &new_rs,
+                &olds,
+                desired,
+                recreate,
+                max_surge,
+                max_unavailable,
+            );
+            let limit = d["spec"]["revisionHistoryLimit"]
+                .as_i64()
+                .unwrap_or(10)
+                .max(0) as usize;
+            let mut idle: Vec<&&Arc<Value>> = olds
+                .iter()
+                .filter(|rs| {
+                    rs["status"]["replicas"].as_i64().unwrap_or(0) == 0
+                        && rs["spec"]["replicas"].as_i64() == Some(0)
+                })
+                .collect();
+            idle.sort_by_key(|rs| revision(rs));
+            if idle.len() > limit {
+                for rs in &idle[..idle.len() - limit] {
+                    let _ = self.store.delete(
+                        &t.replicasets,
+                        Some(namespace(rs)),
+                        name(rs),
+                        Propagation::Background,
+                        &WriteOptions::default(),
+                    );
                 }
             }
             let sum = |field: &str| -> i64 {
@@ -699,6 +755,82 @@ impl Controllers {
             if let Ok(current) = current {
                 self.write_status(&t.deployments, &current, status);
             }
+        }
+    }
+
+    fn scale_rs(&self, d: &Value, rs: &Value, to: i64) {
+        let from = rs["spec"]["replicas"].as_i64().unwrap_or(0);
+        if from == to {
+            return;
+        }
+        self.edit(&self.types.replicasets, rs, Target::Main, |o| {
+            o["spec"]["replicas"] = json!(to)
+        });
+        let verb = if to > from { "up" } else { "down" };
+        self.event(
+            d,
+            false,
+            "ScalingReplicaSet",
+            "deployment-controller",
+            format!("Scaled {verb} replica set {} from {from} to {to}", name(rs)),
+        );
+    }
+
+    /// One step of a rollout. RollingUpdate: the new ReplicaSet grows while the total stays
+    /// within `desired + maxSurge`, old ones shrink while availability stays at least
+    /// `desired - maxUnavailable` (their unavailable pods go first). Recreate: old ones go
+    /// to zero, then the new one scales up.
+    #[allow(clippy::too_many_arguments)]
+    fn scale_rollout(
+        &self,
+        d: &Value,
+        new_rs: &Value,
+        olds: &[&Arc<Value>],
+        desired: i64,
+        recreate: bool,
+        max_surge: i64,
+        max_unavailable: i64,
+    ) {
+        let spec = |rs: &Value| rs["spec"]["replicas"].as_i64().unwrap_or(0);
+        let available = |rs: &Value| rs["status"]["availableReplicas"].as_i64().unwrap_or(0);
+        let new_spec = spec(new_rs);
+        if recreate {
+            for old in olds {
+                self.scale_rs(d, old, 0);
+            }
+            let old_pods: i64 = olds
+                .iter()
+                .map(|rs| rs["status"]["replicas"].as_i64().unwrap_or(0) + spec(rs))
+                .sum();
+            self.scale_rs(d, new_rs, if old_pods == 0 { desired } else { 0 });
+            return;
+        }
+        let old_total: i64 = olds.iter().map(|rs| spec(rs)).sum();
+        let target = if new_spec >= desired {
+            desired
+        } else {
+            (new_spec + (desired + max_surge - new_spec - old_total).max(0)).min(desired)
+        };
+        self.scale_rs(d, new_rs, target);
+        let available_total: i64 =
+            available(new_rs) + olds.iter().map(|rs| available(rs)).sum::<i64>();
+        let mut budget = (available_total - (desired - max_unavailable)).max(0);
+        let mut olds: Vec<&&Arc<Value>> = olds.iter().collect();
+        olds.sort_by_key(|rs| {
+            rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"]
+                .as_str()
+                .and_then(|r| r.parse::<i64>().ok())
+                .unwrap_or(0)
+        });
+        for old in olds {
+            let size = spec(old);
+            if size == 0 {
+                continue;
+            }
+            let unhealthy = (size - available(old)).max(0);
+            let remove = (unhealthy + budget).min(size);
+            budget -= (remove - unhealthy).max(0);
+            self.scale_rs(d, old, size - remove);
         }
     }
 
@@ -1231,6 +1363,61 @@ impl Controllers {
         self.bound_at.retain(|k, _| seen.contains(k));
         self.running_at.retain(|k, _| seen.contains(k));
         next
+    }
+
+    fn cloud(&mut self) {
+        let t = &self.types;
+        let (claims, _) = self.store.list(&t.pvcs, None);
+        for pvc in claims
+            .iter()
+            .filter(|c| c["status"]["phase"] != "Bound" && !is_terminating(c))
+        {
+            let volume = format!("pvc-{}", uid(pvc));
+            let storage = pvc["spec"]["resources"]["requests"]["storage"].clone();
+            let pv = json!({
+                "apiVersion": "v1", "kind": "PersistentVolume",
+                "metadata": {"name": volume, "annotations": {"pv.kubernetes.io/provisioned-by": "ebs.csi.aws.com"}},
+                "spec": {"capacity": {"storage": storage}, "accessModes": pvc["spec"]["accessModes"], "persistentVolumeReclaimPolicy": "Delete",
+                         "storageClassName": pvc["spec"]["storageClassName"],
+                         "claimRef": {"kind": "PersistentVolumeClaim", "namespace": namespace(pvc), "name": name(pvc), "uid": uid(pvc)}},
+                "status": {"phase": "Bound"},
+            });
+            let _ = self
+                .store
+                .create(&t.pvs, None, pv, &WriteOptions::default());
+            self.edit(&t.pvcs, pvc, Target::Main, |o| {
+                o["spec"]["volumeName"] = json!(volume)
+            });
+            self.edit(&t.pvcs, pvc, Target::Status, |o| {
+                o["status"] = json!({"phase": "Bound", "accessModes": o["spec"]["accessModes"].clone(), "capacity": {"storage": storage}});
+            });
+        }
+        let hostname = |obj: &Value| {
+            format!(
+                "{}-{}.elb.us-east-1.amazonaws.com",
+                name(obj),
+                &template_hash(&json!(uid(obj)))[..8]
+            )
+        };
+        let (services, _) = self.store.list(&t.services, None);
+        for svc in services.iter().filter(|s| {
+            s["spec"]["type"] == "LoadBalancer" && s["status"]["loadBalancer"]["ingress"].is_null()
+        }) {
+            let host = hostname(svc);
+            self.edit(&t.services, svc, Target::Status, |o| {
+                o["status"]["loadBalancer"] = json!({"ingress": [{"hostname": host}]})
+            });
+        }
+        let (ingresses, _) = self.store.list(&t.ingresses, None);
+        for ing in ingresses
+            .iter()
+            .filter(|i| i["status"]["loadBalancer"]["ingress"].is_null())
+        {
+            let host = hostname(ing);
+            self.edit(&t.ingresses, ing, Target::Status, |o| {
+                o["status"]["loadBalancer"] = json!({"ingress": [{"hostname": host}]})
+            });
+        }
     }
 
     fn disruption_budgets(&mut self) {

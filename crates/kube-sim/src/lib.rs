@@ -41,6 +41,7 @@ pub mod resources;
 pub mod selectors;
 mod server;
 pub mod store;
+mod validation;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -132,7 +133,7 @@ impl SimClusterBuilder {
         let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
         let state = Arc::new(server::AppState {
             store: store.clone(),
-            git_version: self.server_version.clone(),
+            git_version: std::sync::RwLock::new(self.server_version.clone()),
             server_address: local.to_string(),
             faults: faults::Faults::new(self.faults),
             shutdown: shutdown_rx.clone(),
@@ -281,8 +282,19 @@ impl SimCluster {
     }
 
     /// The version `/version` reports.
-    pub fn server_version(&self) -> &str {
-        &self.state.git_version
+    pub fn server_version(&self) -> String {
+        self.state.version()
+    }
+
+    /// Changes the version `/version` reports, as an upgraded control plane does (an EKS
+    /// control-plane upgrade from `v1.30.4-eks-...` to `v1.31.2-eks-...`). Nodes keep their
+    /// kubelet versions until they are replaced.
+    pub fn set_server_version(&self, version: impl Into<String>) {
+        *self
+            .state
+            .git_version
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = version.into();
     }
 
     /// A kube-rs client for this cluster (default namespace `default`).

@@ -297,6 +297,30 @@ pub fn builtin_types() -> Vec<ResourceType> {
         .short(&["hpa"])
         .all()
         .status(),
+        // Same group and plural as v2: one store, served at both versions.
+        Row::new(
+            "autoscaling/v1",
+            "HorizontalPodAutoscaler",
+            "horizontalpodautoscalers",
+            true,
+        )
+        .short(&["hpa"])
+        .status(),
+        Row::new(
+            "discovery.k8s.io/v1",
+            "EndpointSlice",
+            "endpointslices",
+            true,
+        ),
+        Row::new("node.k8s.io/v1", "RuntimeClass", "runtimeclasses", false),
+        Row::new("storage.k8s.io/v1", "CSIDriver", "csidrivers", false),
+        Row::new(
+            "apiregistration.k8s.io/v1",
+            "APIService",
+            "apiservices",
+            false,
+        )
+        .status(),
         Row::new(
             "admissionregistration.k8s.io/v1",
             "ValidatingWebhookConfiguration",

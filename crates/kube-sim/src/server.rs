@@ -26,10 +26,20 @@ use crate::store::{EventType, Propagation, Store, Target, WatchEvent, WriteOptio
 /// Shared state of the HTTP server.
 pub(crate) struct AppState {
     pub store: Arc<Store>,
-    pub git_version: String,
+    pub git_version: std::sync::RwLock<String>,
     pub server_address: String,
     pub faults: Faults,
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+impl AppState {
+    /// The version `/version` reports now.
+    pub fn version(&self) -> String {
+        self.git_version
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
 }
 
 pub(crate) fn router(state: Arc<AppState>) -> Router {
@@ -112,7 +122,7 @@ async fn route(
     let registry = state.store.registry();
     let ok = |v: Value| Ok(json_response(StatusCode::OK, &v));
     match segs.as_slice() {
-        ["version"] => return ok(discovery::version_info(&state.git_version)),
+        ["version"] => return ok(discovery::version_info(&state.version())),
         ["healthz"] | ["livez"] | ["readyz"] => {
             return Ok((StatusCode::OK, "ok").into_response());
         }
@@ -141,7 +151,7 @@ async fn route(
                     "only application/json is served for /openapi/v2",
                 ));
             }
-            return ok(discovery::v2_document(&registry, &state.git_version));
+            return ok(discovery::v2_document(&registry, &state.version()));
         }
         ["openapi", "v3"] => return ok(discovery::v3_root(&registry, &crd_schemas(state))),
         ["openapi", "v3", "api", v] => {
@@ -149,7 +159,7 @@ async fn route(
                 &registry,
                 "",
                 v,
-                &state.git_version,
+                &state.version(),
                 &crd_schemas(state),
             ));
         }
@@ -158,7 +168,7 @@ async fn route(
                 &registry,
                 g,
                 v,
-                &state.git_version,
+                &state.version(),
                 &crd_schemas(state),
             ));
         }

@@ -628,6 +628,8 @@ impl Inner {
             meta.insert("generation".into(), json!(1));
         }
         self.apply_defaults(ty, &mut obj);
+        crate::validation::normalize(ty, &mut obj);
+        crate::validation::validate(ty, None, &obj)?;
         if let Some(manager) = &opts.manager
             && obj["metadata"]["managedFields"].is_null()
         {
@@ -830,6 +832,15 @@ impl Inner {
             {
                 meta.insert("managedFields".into(), mf.clone());
             }
+        }
+        if target == Target::Main {
+            if ty.group.is_empty() && ty.kind == "Service" && new["spec"]["clusterIP"].is_null() {
+                // A replace without the allocated IP keeps it (clients rarely send it back).
+                new["spec"]["clusterIP"] = old["spec"]["clusterIP"].clone();
+                new["spec"]["clusterIPs"] = old["spec"]["clusterIPs"].clone();
+            }
+            crate::validation::normalize(ty, &mut new);
+            crate::validation::validate(ty, Some(old), &new)?;
         }
         if spec_of(old) != spec_of(&new) {
             let generation = old["metadata"]["generation"].as_i64().unwrap_or(1) + 1;

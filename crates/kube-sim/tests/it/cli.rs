@@ -10,17 +10,33 @@ fn serve_prints_the_kubeconfig_and_serves_kubectl_until_interrupted() {
     let ctx = TestContext::new();
     ctx.require_tool("kubectl");
     let kubeconfig = ctx.work().join("sim.kubeconfig");
+    let fixtures = ctx.work().join("cluster");
+    std::fs::create_dir_all(&fixtures).expect("fixtures dir");
+    let nodes: Vec<String> = ["node-0", "node-1"]
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            serde_norway::to_string(&kube_sim::node_object(n, "v1.30.4-eks-a737599", i))
+                .expect("yaml")
+        })
+        .collect();
+    std::fs::write(fixtures.join("nodes.yaml"), nodes.join("---\n")).expect("write nodes");
+    std::fs::write(
+        fixtures.join("app.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings, namespace: team-a}\ndata: {mode: fast}\n",
+    )
+    .expect("write configmap");
     let path = kubeconfig.clone();
     let server = std::thread::spawn(move || {
         let mut cmd = ProcessBuilder::new(env!("CARGO_BIN_EXE_kube-sim"));
         cmd.args([
             "serve",
-            "--nodes",
-            "2",
             "--server-version",
             "v1.31.2-eks-7f9249a",
-            "--kubeconfig",
+            "--fixtures",
         ])
+        .arg(&fixtures)
+        .arg("--kubeconfig")
         .arg(&path)
         // The timeout interrupts it (SIGINT), like Ctrl-C.
         .timeout(Duration::from_secs(6))
@@ -42,6 +58,23 @@ fn serve_prints_the_kubeconfig_and_serves_kubectl_until_interrupted() {
         .args(["get", "nodes", "-o", "name"]);
     let out = kubectl.exec().expect("kubectl get nodes");
     assert_eq!(out.stdout_lossy(), "node/node-0\nnode/node-1\n");
+    let mut kubectl = ctx.command("kubectl");
+    kubectl.arg("--kubeconfig").arg(&kubeconfig).args([
+        "get",
+        "configmap",
+        "settings",
+        "-n",
+        "team-a",
+        "-o",
+        "jsonpath={.data.mode}",
+    ]);
+    assert_eq!(
+        kubectl
+            .exec()
+            .expect("kubectl get configmap")
+            .stdout_lossy(),
+        "fast"
+    );
     let mut kubectl = ctx.command("kubectl");
     kubectl
         .arg("--kubeconfig")

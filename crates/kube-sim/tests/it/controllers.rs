@@ -304,3 +304,133 @@ spec:
     crate::support::deployment_available(&sim, "default", "api", 1).await;
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_bind_and_load_balancers_get_hostnames() {
+    let sim = start(&["node-a"]).await;
+    sim.load_yaml(
+        r#"
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: data}
+spec:
+  accessModes: [ReadWriteOnce]
+  storageClassName: gp3
+  resources: {requests: {storage: 10Gi}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: public}
+spec:
+  type: LoadBalancer
+  selector: {app: web}
+  ports: [{port: 80}]
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: web}
+spec:
+  rules: [{host: web.example.com}]
+"#,
+    )
+    .expect("load");
+    let pvc = wait_for("claim bound", Duration::from_secs(10), || {
+        let c = sim
+            .get("v1", "PersistentVolumeClaim", Some("default"), "data")
+            .ok()?;
+        (c["status"]["phase"] == "Bound").then_some(c)
+    })
+    .await;
+    let volume = pvc["spec"]["volumeName"].as_str().expect("volumeName");
+    let pv = sim
+        .get("v1", "PersistentVolume", None, volume)
+        .expect("the volume exists");
+    assert_eq!(pv["spec"]["claimRef"]["name"], "data");
+    assert_eq!(pv["spec"]["capacity"]["storage"], "10Gi");
+    for (api_version, kind, name) in [
+        ("v1", "Service", "public"),
+        ("networking.k8s.io/v1", "Ingress", "web"),
+    ] {
+        let host = wait_for("load balancer hostname", Duration::from_secs(10), || {
+            let o = sim.get(api_version, kind, Some("default"), name).ok()?;
+            o["status"]["loadBalancer"]["ingress"][0]["hostname"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .await;
+        assert!(
+            host.starts_with(&format!("{name}-")) && host.ends_with(".elb.us-east-1.amazonaws.com"),
+            "{host}"
+        );
+    }
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_update_respects_max_unavailable_and_max_surge() {
+    let sim = start(&["node-a", "node-b"]).await;
+    let manifest = |image: &str| {
+        format!(
+            r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: api}}
+spec:
+  replicas: 4
+  strategy: {{type: RollingUpdate, rollingUpdate: {{maxSurge: 0, maxUnavailable: 1}}}}
+  selector: {{matchLabels: {{app: api}}}}
+  template:
+    metadata: {{labels: {{app: api}}}}
+    spec:
+      containers: [{{name: api, image: "{image}"}}]
+"#
+        )
+    };
+    sim.load_yaml(&manifest("api:1")).expect("load");
+    crate::support::deployment_available(&sim, "default", "api", 4).await;
+    let deployments = sim
+        .store()
+        .registry()
+        .lookup("apps", "v1", "deployments")
+        .expect("deployments");
+    sim.store()
+        .mutate(
+            &deployments,
+            Some("default"),
+            "api",
+            kube_sim::store::Target::Main,
+            &Default::default(),
+            |d| {
+                d["spec"]["template"]["spec"]["containers"][0]["image"] =
+                    serde_json::json!("api:2");
+                Ok(())
+            },
+        )
+        .expect("update the template");
+    let (mut min_ready, mut max_pods) = (i64::MAX, 0usize);
+    wait_for("rollout done", Duration::from_secs(20), || {
+        let pods = sim.list("v1", "Pod", Some("default"));
+        let ready = pods
+            .iter()
+            .filter(|p| condition(p, "Ready").is_some_and(|c| c["status"] == "True"))
+            .count() as i64;
+        min_ready = min_ready.min(ready);
+        max_pods = max_pods.max(pods.len());
+        let done = pods.len() == 4
+            && ready == 4
+            && pods
+                .iter()
+                .all(|p| p["spec"]["containers"][0]["image"] == "api:2");
+        done.then_some(())
+    })
+    .await;
+    assert!(
+        min_ready >= 3,
+        "maxUnavailable 1 of 4: at least 3 ready pods throughout, saw {min_ready}"
+    );
+    assert!(
+        max_pods <= 4,
+        "maxSurge 0: never more than 4 pods, saw {max_pods}"
+    );
+    sim.shutdown().await;
+}

@@ -168,7 +168,12 @@ async fn watcher_sees_a_rollout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_update_gets_409_and_status_subresource_is_separate() {
-    let sim = start(&[]).await;
+    // No controllers: the Deployment controller would write status itself.
+    let sim = SimCluster::builder()
+        .controllers(ControllerConfig::none())
+        .start()
+        .await
+        .expect("start");
     let cms: Api<ConfigMap> = Api::namespaced(sim.client().expect("client"), "default");
     let cm: ConfigMap =
         serde_json::from_value(json!({"metadata": {"name": "c"}, "data": {"k": "1"}})).expect("cm");
@@ -557,5 +562,76 @@ async fn server_side_apply_reports_conflicts_unless_forced() {
         .await
         .expect_err("conflict");
     assert_eq!(api_code(&err), Some(409));
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn immutable_fields_and_validation_errors_match_upstream() {
+    let sim = start(&[]).await;
+    let client = sim.client().expect("client");
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let deployment = |selector: &str, label: &str| -> Deployment {
+        serde_json::from_value(json!({"metadata": {"name": "web"}, "spec": {"replicas": 1, "selector": {"matchLabels": {"app": selector}},
+            "template": {"metadata": {"labels": {"app": label}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}}))
+        .expect("deployment")
+    };
+    let err = deployments
+        .create(&PostParams::default(), &deployment("web", "other"))
+        .await
+        .expect_err("mismatch");
+    assert_eq!(api_code(&err), Some(422));
+    assert!(
+        err.to_string()
+            .contains("`selector` does not match template `labels`"),
+        "{err}"
+    );
+    deployments
+        .create(&PostParams::default(), &deployment("web", "web"))
+        .await
+        .expect("create");
+    let patch = json!({"spec": {"selector": {"matchLabels": {"app": "web2"}}, "template": {"metadata": {"labels": {"app": "web2"}}}}});
+    let err = deployments
+        .patch("web", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect_err("immutable");
+    assert_eq!(api_code(&err), Some(422));
+    assert!(
+        err.to_string().contains("spec.selector: Invalid value")
+            && err.to_string().contains("field is immutable"),
+        "{err}"
+    );
+
+    let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(client.clone(), "default");
+    let job = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "migrate"},
+        "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "m", "image": "m:1"}]}}}});
+    jobs.patch("migrate", &PatchParams::apply("helm"), &Patch::Apply(&job))
+        .await
+        .expect("create job");
+    let mut changed = job.clone();
+    changed["spec"]["template"]["spec"]["containers"][0]["image"] = json!("m:2");
+    let err = jobs
+        .patch(
+            "migrate",
+            &PatchParams::apply("helm"),
+            &Patch::Apply(&changed),
+        )
+        .await
+        .expect_err("immutable template");
+    assert!(
+        err.to_string().contains("spec.template") && err.to_string().contains("field is immutable"),
+        "{err}"
+    );
+
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client, "default");
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds"}, "stringData": {"user": "admin"}});
+    let stored = secrets
+        .patch("creds", &PatchParams::apply("helm"), &Patch::Apply(&secret))
+        .await
+        .expect("secret");
+    assert!(
+        stored.string_data.is_none(),
+        "stringData is folded into data"
+    );
+    assert_eq!(stored.data.expect("data")["user"].0, b"admin");
     sim.shutdown().await;
 }

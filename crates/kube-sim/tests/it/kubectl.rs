@@ -284,6 +284,13 @@ async fn errors_are_status_objects_kubectl_understands() {
         out.contains(r#""gitVersion": "v1.30.4-eks-a737599""#),
         "{out}"
     );
+    // A control-plane upgrade changes what /version reports.
+    sim.set_server_version("v1.31.2-eks-7f9249a");
+    let out = ok(&ctx, &sim, "kubectl", &["version", "-o", "json"]).await;
+    assert!(
+        out.contains(r#""gitVersion": "v1.31.2-eks-7f9249a""#) && out.contains(r#""minor": "31+""#),
+        "{out}"
+    );
     sim.shutdown().await;
 }
 
