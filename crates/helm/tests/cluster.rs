@@ -26,7 +26,7 @@ async fn start_sim() -> SimCluster {
         .await
         .expect("kube-sim starts");
     for node in ["node-a", "node-b"] {
-        sim.add_node(node, sim.server_version())
+        sim.add_node(node, &sim.server_version())
             .expect("add a node");
     }
     sim

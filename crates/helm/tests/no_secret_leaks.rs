@@ -83,7 +83,7 @@ async fn a_set_password_appears_in_no_log_error_or_report() {
         .start()
         .await
         .unwrap();
-    sim.add_node("node-a", sim.server_version()).unwrap();
+    sim.add_node("node-a", &sim.server_version()).unwrap();
     for tool in HELMS {
         let helm = helm_builder(&ctx, tool)
             .kubeconfig(sim.kubeconfig_path())
