@@ -62,7 +62,9 @@ pub async fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() 
     }
 }
 
-/// The Deployment, once its status reports `replicas` available and updated.
+/// The Deployment, once its rollout is complete the way `kubectl rollout status` decides:
+/// the status describes the current generation and reports `replicas` updated, available
+/// and in total (so no old pod is left).
 pub async fn deployment_available(sim: &SimCluster, ns: &str, name: &str, replicas: i64) -> Value {
     wait_for(
         &format!("deployment {ns}/{name} available"),
@@ -70,7 +72,8 @@ pub async fn deployment_available(sim: &SimCluster, ns: &str, name: &str, replic
         || {
             let d = sim.get("apps/v1", "Deployment", Some(ns), name).ok()?;
             let s = &d["status"];
-            (s["availableReplicas"].as_i64() == Some(replicas)
+            (s["observedGeneration"] == d["metadata"]["generation"]
+                && s["availableReplicas"].as_i64() == Some(replicas)
                 && s["updatedReplicas"].as_i64() == Some(replicas)
                 && s["replicas"].as_i64() == Some(replicas))
             .then_some(d)
