@@ -71,3 +71,168 @@ impl Step for CrBackupStep {
         })
     }
 }
+
+/// Sets one container's image in a Deployment (seed 000's `kubectl set image deployment/mlflow
+/// mlflow=...`), waits for the rollout, and rolls back like `kubectl rollout undo`: the pod
+/// template captured before the change is put back.
+#[derive(Debug, Clone)]
+pub struct DeploymentImageStep {
+    /// Step id, e.g. `mlflow/image`.
+    pub id: String,
+    /// Component, e.g. `mlflow`.
+    pub component: String,
+    /// The cluster.
+    pub cluster: Cluster,
+    /// The Deployment's namespace.
+    pub namespace: String,
+    /// The Deployment.
+    pub deployment: String,
+    /// The container whose image changes.
+    pub container: String,
+    /// The new image, `repository:tag`.
+    pub image: String,
+    /// How long to wait for the rollout.
+    pub timeout: std::time::Duration,
+}
+
+const TEMPLATE_FILE: &str = "pod-template.json";
+
+impl DeploymentImageStep {
+    fn api(&self) -> kube::Api<k8s_openapi::api::apps::v1::Deployment> {
+        kube::Api::namespaced(self.cluster.client().clone(), &self.namespace)
+    }
+
+    async fn patch_template(&self, template: serde_json::Value) -> Result<(), crate::Error> {
+        self.cluster.guard()?;
+        // A strategic-merge patch of the whole template merges containers by name, as
+        // `kubectl rollout undo` does when it copies the old ReplicaSet's template back.
+        let patch = serde_json::json!({ "spec": { "template": template } });
+        self.api()
+            .patch(
+                &self.deployment,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Strategic(patch),
+            )
+            .await
+            .map_err(|e| {
+                crate::Error::api(
+                    format!("patch deployment {}/{}", self.namespace, self.deployment),
+                    e,
+                )
+            })?;
+        Ok(())
+    }
+
+    async fn wait_rolled_out(&self) -> Result<(), crate::Error> {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        loop {
+            let d = self.api().get(&self.deployment).await.map_err(|e| {
+                crate::Error::api(
+                    format!("read deployment {}/{}", self.namespace, self.deployment),
+                    e,
+                )
+            })?;
+            let wanted = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+            let generation = d.metadata.generation.unwrap_or(0);
+            let done = d.status.as_ref().is_some_and(|s| {
+                s.observed_generation.unwrap_or(0) >= generation
+                    && s.updated_replicas.unwrap_or(0) == wanted
+                    && s.available_replicas.unwrap_or(0) == wanted
+                    && s.replicas.unwrap_or(0) == wanted
+            });
+            if done {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(crate::Error::Timeout {
+                    what: format!(
+                        "deployment {}/{} to roll out",
+                        self.namespace, self.deployment
+                    ),
+                    seconds: self.timeout.as_secs(),
+                });
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn current_image(&self) -> Result<Option<String>, crate::Error> {
+        let d = self.api().get(&self.deployment).await.map_err(|e| {
+            crate::Error::api(
+                format!("read deployment {}/{}", self.namespace, self.deployment),
+                e,
+            )
+        })?;
+        Ok(d.spec
+            .and_then(|s| s.template.spec)
+            .and_then(|p| p.containers.into_iter().find(|c| c.name == self.container))
+            .and_then(|c| c.image))
+    }
+}
+
+impl Step for DeploymentImageStep {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn component(&self) -> &str {
+        &self.component
+    }
+
+    fn description(&self) -> String {
+        format!(
+            "set image {}={} on deployment {}/{} and wait for the rollout",
+            self.container, self.image, self.namespace, self.deployment
+        )
+    }
+
+    fn capture<'a>(&'a self, snapshot: &'a mut SnapshotWriter) -> StepFuture<'a> {
+        Box::pin(async move {
+            let d = self.api().get(&self.deployment).await.map_err(|e| {
+                crate::Error::api(
+                    format!("read deployment {}/{}", self.namespace, self.deployment),
+                    e,
+                )
+            })?;
+            let template =
+                serde_json::to_value(d.spec.map(|s| s.template)).expect("templates serialise");
+            snapshot.put_json(TEMPLATE_FILE, &template)?;
+            Ok(())
+        })
+    }
+
+    fn apply(&self) -> StepFuture<'_> {
+        Box::pin(async move {
+            if self.current_image().await?.as_deref() != Some(self.image.as_str()) {
+                let patch = serde_json::json!({
+                    "spec": { "containers": [{ "name": self.container, "image": self.image }] }
+                });
+                self.patch_template(patch).await?;
+            }
+            self.wait_rolled_out().await?;
+            Ok(())
+        })
+    }
+
+    fn verify(&self) -> StepFuture<'_> {
+        Box::pin(async move {
+            match self.current_image().await? {
+                Some(image) if image == self.image => Ok(self.wait_rolled_out().await?),
+                other => Err(format!(
+                    "deployment {}/{} runs {other:?} in container {}, not {}",
+                    self.namespace, self.deployment, self.container, self.image
+                )
+                .into()),
+            }
+        })
+    }
+
+    fn rollback<'a>(&'a self, snapshot: &'a Snapshot) -> StepFuture<'a> {
+        Box::pin(async move {
+            let template: serde_json::Value = snapshot.get_json(TEMPLATE_FILE)?;
+            self.patch_template(template).await?;
+            self.wait_rolled_out().await?;
+            Ok(())
+        })
+    }
+}

@@ -1270,3 +1270,87 @@ fn helm_release_configmap() -> String {
         upgrade_helm::storage::encode_release(release.to_string().as_bytes())
     )
 }
+
+#[tokio::test]
+async fn deployment_image_step_rolls_out_and_undoes_like_rollout_undo() {
+    use upgrade_core::executor::Step;
+    use upgrade_core::snapshot::{SnapshotKey, SnapshotStore};
+    use upgrade_kube::step::DeploymentImageStep;
+    let sim = sim().await;
+    sim.add_node("node-a", "v1.30.4-eks-a737599").unwrap();
+    sim.load_yaml(
+        r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: mlops}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: mlflow, namespace: mlops}
+spec:
+  replicas: 2
+  strategy: {type: RollingUpdate, rollingUpdate: {maxUnavailable: 1, maxSurge: 1}}
+  selector: {matchLabels: {app: mlflow}}
+  template:
+    metadata: {labels: {app: mlflow}}
+    spec:
+      containers:
+      - {name: mlflow, image: "ghcr.io/mlflow/mlflow:v2.9.2"}
+      - {name: sidecar, image: "busybox:1.36"}
+"#,
+    )
+    .unwrap();
+    let cluster = connect(&sim, Some(sim.url())).await;
+    let step = DeploymentImageStep {
+        id: "mlflow/image".into(),
+        component: "mlflow".into(),
+        cluster: cluster.clone(),
+        namespace: "mlops".into(),
+        deployment: "mlflow".into(),
+        container: "mlflow".into(),
+        image: "ghcr.io/mlflow/mlflow:v2.10.0".into(),
+        timeout: Duration::from_secs(20),
+    };
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(cluster.client().clone(), "mlops");
+    let images = || async {
+        let d = deployments.get("mlflow").await.unwrap();
+        d.spec
+            .unwrap()
+            .template
+            .spec
+            .unwrap()
+            .containers
+            .into_iter()
+            .map(|c| c.image.unwrap())
+            .collect::<Vec<_>>()
+    };
+    let root = tempfile::tempdir().unwrap();
+    let store = SnapshotStore::open(root.path()).unwrap();
+    let key = SnapshotKey {
+        run_id: "r".into(),
+        seq: 1,
+        component: "mlflow".into(),
+        step: "image".into(),
+    };
+    let mut writer = store.begin(key.clone()).unwrap();
+    step.capture(&mut writer).await.unwrap();
+    let snapshot = writer.commit().unwrap();
+    step.apply().await.unwrap();
+    step.verify().await.unwrap();
+    assert_eq!(
+        images().await,
+        ["ghcr.io/mlflow/mlflow:v2.10.0", "busybox:1.36"]
+    );
+    step.apply().await.unwrap(); // idempotent
+    step.rollback(&snapshot).await.unwrap();
+    assert_eq!(
+        images().await,
+        ["ghcr.io/mlflow/mlflow:v2.9.2", "busybox:1.36"]
+    );
+    assert!(
+        step.verify().await.is_err(),
+        "after the undo the new image is gone"
+    );
+    sim.shutdown().await;
+}

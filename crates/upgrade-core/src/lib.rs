@@ -56,6 +56,7 @@
 
 mod atomic_file;
 pub mod checks;
+pub mod command_step;
 pub mod config;
 pub mod constraint;
 pub mod data;

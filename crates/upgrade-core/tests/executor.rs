@@ -452,3 +452,53 @@ fn a_corrupted_snapshot_blocks_the_rollback_and_is_named() {
     assert_eq!(step, "karpenter/helm-upgrade");
     assert!(reason.contains("karpenter.json is corrupted"), "{reason}");
 }
+
+#[test]
+fn a_command_step_restores_data_through_its_rollback_command() {
+    use upgrade_core::command_step::CommandStep;
+    let dir = setup();
+    let db = dir.path().join("mlflow.db");
+    std::fs::write(&db, "schema 1\n").unwrap();
+    let sh = |script: &str| {
+        let mut cmd = ProcessBuilder::new("/bin/sh");
+        cmd.arg("-c").arg(script).cwd(dir.path());
+        Some(cmd)
+    };
+    // The stand-in for `aws rds create-db-snapshot` / `restore-db-instance-from-db-snapshot`.
+    let snapshot_db = CommandStep {
+        id: "mlflow/db-snapshot".into(),
+        component: "mlflow".into(),
+        description: "snapshot the MLflow database".into(),
+        capture: sh("cp mlflow.db mlflow.db.snapshot && echo snapshot-id=mlops-pre-upgrade"),
+        apply: None,
+        verify: sh("test -f mlflow.db.snapshot"),
+        rollback: sh("cp mlflow.db.snapshot mlflow.db"),
+    };
+    let migrate = CommandStep {
+        id: "mlflow/db-upgrade".into(),
+        component: "mlflow".into(),
+        description: "mlflow db upgrade".into(),
+        capture: None,
+        apply: sh("echo 'schema 2' > mlflow.db"),
+        verify: sh("echo 'the new server does not start' >&2; exit 1"),
+        rollback: None,
+    };
+    let refs: Vec<&dyn Step> = vec![&snapshot_db, &migrate];
+    let outcome = block_on(executor(dir.path()).start("run-db", &refs)).unwrap();
+    assert!(
+        matches!(outcome, RunOutcome::RolledBack { ref failed_step, .. } if failed_step == "mlflow/db-upgrade"),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&db).unwrap(),
+        "schema 1\n",
+        "the data restore ran"
+    );
+    let snap = dir
+        .path()
+        .join("state/snapshots/run-db/001-mlflow-mlflow_db-snapshot/capture-output.txt");
+    assert_eq!(
+        std::fs::read_to_string(snap).unwrap(),
+        "snapshot-id=mlops-pre-upgrade\n"
+    );
+}

@@ -2,3 +2,4 @@
 
 pub mod lock;
 pub mod preflight;
+pub mod verify;
