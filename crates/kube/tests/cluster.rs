@@ -967,7 +967,12 @@ async fn facts_are_gathered_paginated_and_feed_the_checks() {
     use upgrade_core::facts::NodeProvisioner;
     use upgrade_kube::facts::{GatherOptions, gather};
     let sim = SimCluster::builder()
-        .controllers(ControllerConfig::fast())
+        // No simulated cloud: the test's PersistentVolumeClaim must stay Pending, as one with
+        // no provisioner does.
+        .controllers(ControllerConfig {
+            cloud: false,
+            ..ControllerConfig::fast()
+        })
         .faults(
             FaultConfig {
                 seed: 9,
@@ -1132,7 +1137,15 @@ async fn facts_are_gathered_paginated_and_feed_the_checks() {
 #[tokio::test]
 async fn health_reports_every_runbook_finding_in_one_call() {
     use upgrade_kube::health::{HealthCheck, check};
-    let sim = sim().await;
+    // No simulated cloud: the claim must stay Pending to be reported.
+    let sim = SimCluster::builder()
+        .controllers(ControllerConfig {
+            cloud: false,
+            ..ControllerConfig::fast()
+        })
+        .start()
+        .await
+        .expect("kube-sim starts");
     sim.add_node("node-a", "v1.30.4-eks-a737599").unwrap();
     sim.load_yaml(&format!(
         "{IRIS}---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: broken, namespace: mlops}}\nspec:\n  replicas: 1\n  selector: {{matchLabels: {{app: broken}}}}\n  template:\n    metadata: {{labels: {{app: broken}}, annotations: {{kube-sim.dev/never-ready: \"true\"}}}}\n    spec: {{containers: [{{name: c, image: x}}]}}\n---\napiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {{name: data, namespace: mlops}}\nspec: {{accessModes: [ReadWriteOnce], resources: {{requests: {{storage: 1Gi}}}}}}\n---\napiVersion: v1\nkind: Pod\nmetadata: {{name: stray, namespace: mlops}}\nspec: {{nodeSelector: {{no: where}}, containers: [{{name: c, image: x}}]}}\n"
