@@ -426,48 +426,32 @@ impl Executor {
             if status < StepStatus::SnapshotTaken || status == StepStatus::RolledBack {
                 continue;
             }
-            if let Some(why) = step.irreversible() {
-                let reason = format!(
+            // The first step that cannot be undone stops the rollback; why is journaled.
+            let blocked = if let Some(why) = step.irreversible() {
+                Some(format!(
                     "`{id}` cannot be undone ({why}); it and every step before it stay applied. \
                      To go back, follow the documented recovery for it (for EKS: a new cluster \
                      at the previous version, restored from backups)"
-                );
-                self.journal.append(
-                    &run_id,
-                    Event::RollbackBlocked {
-                        step: id.into(),
-                        reason: reason.clone(),
+                ))
+            } else {
+                let dir =
+                    state
+                        .snapshots
+                        .get(id)
+                        .cloned()
+                        .ok_or_else(|| SnapshotError::BadManifest {
+                            dir: self.store.root().to_path_buf(),
+                            message: format!("the journal records no snapshot folder for `{id}`"),
+                        })?;
+                match Snapshot::open(&dir) {
+                    Err(e) => Some(format!("`{id}`'s snapshot cannot be used: {e}")),
+                    Ok(snapshot) => match step.rollback(&snapshot).await {
+                        Err(e) => Some(format!("rolling back `{id}` failed: {e}")),
+                        Ok(()) => None,
                     },
-                )?;
-                report.blocked = Some((id.to_string(), reason));
-                break;
-            }
-            let dir =
-                state
-                    .snapshots
-                    .get(id)
-                    .cloned()
-                    .ok_or_else(|| SnapshotError::BadManifest {
-                        dir: self.store.root().to_path_buf(),
-                        message: format!("the journal records no snapshot folder for `{id}`"),
-                    })?;
-            let snapshot = match Snapshot::open(&dir) {
-                Ok(s) => s,
-                Err(e) => {
-                    let reason = format!("`{id}`'s snapshot cannot be used: {e}");
-                    self.journal.append(
-                        &run_id,
-                        Event::RollbackBlocked {
-                            step: id.into(),
-                            reason: reason.clone(),
-                        },
-                    )?;
-                    report.blocked = Some((id.to_string(), reason));
-                    break;
                 }
             };
-            if let Err(e) = step.rollback(&snapshot).await {
-                let reason = format!("rolling back `{id}` failed: {e}");
+            if let Some(reason) = blocked {
                 self.journal.append(
                     &run_id,
                     Event::RollbackBlocked {
