@@ -379,6 +379,18 @@ pub fn node_facts(node: &Node) -> std::result::Result<NodeFacts, String> {
             .and_then(|s| s.unschedulable)
             .unwrap_or(false),
         pressure,
+        taints: node
+            .spec
+            .as_ref()
+            .and_then(|s| s.taints.as_ref())
+            .into_iter()
+            .flatten()
+            .map(|t| upgrade_core::facts::TaintFacts {
+                key: t.key.clone(),
+                value: t.value.clone(),
+                effect: t.effect.clone(),
+            })
+            .collect(),
     })
 }
 
@@ -845,7 +857,7 @@ status: {phase: Running, startTime: "2026-11-22T00:00:00Z"}
 metadata:
   name: ip-10-0-1-5
   labels: {karpenter.sh/nodepool: gpu}
-spec: {unschedulable: true}
+spec: {unschedulable: true, taints: [{key: nvidia.com/gpu, effect: NoSchedule}]}
 status:
   conditions:
   - {type: Ready, status: "False"}
@@ -861,6 +873,14 @@ status:
         assert_eq!(facts.group.as_deref(), Some("gpu"));
         assert!(!facts.ready && facts.unschedulable);
         assert_eq!(facts.pressure, ["DiskPressure"]);
+        assert_eq!(
+            facts.taints,
+            [upgrade_core::facts::TaintFacts {
+                key: "nvidia.com/gpu".into(),
+                value: None,
+                effect: "NoSchedule".into(),
+            }]
+        );
 
         let mut broken = node.clone();
         broken
@@ -891,6 +911,7 @@ status:
             ready: true,
             unschedulable: false,
             pressure: vec![],
+            taints: vec![],
         };
         let now = jiff::Timestamp::now();
         let pods: Vec<Pod> = [

@@ -47,6 +47,7 @@ fn synthetic(scale: usize) -> Facts {
             ready: true,
             unschedulable: false,
             pressure: Vec::new(),
+            taints: Vec::new(),
         })
         .collect();
     facts.workloads = (0..workloads)

@@ -193,6 +193,22 @@ pub struct NodeFacts {
     /// Pressure conditions that are `True` (`MemoryPressure`, `DiskPressure`, `PIDPressure`).
     #[serde(default)]
     pub pressure: Vec<String>,
+    /// `spec.taints` (pods that do not tolerate them cannot be rescheduled onto the node).
+    #[serde(default)]
+    pub taints: Vec<TaintFacts>,
+}
+
+/// One node taint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaintFacts {
+    /// The key, e.g. `nvidia.com/gpu`.
+    pub key: String,
+    /// The value, if any.
+    #[serde(default)]
+    pub value: Option<String>,
+    /// `NoSchedule`, `PreferNoSchedule` or `NoExecute`.
+    pub effect: String,
 }
 
 fn yes() -> bool {
