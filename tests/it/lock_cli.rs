@@ -3,22 +3,12 @@
 
 use std::path::{Path, PathBuf};
 
-use kube_sim::{ControllerConfig, SimCluster};
-use upgrade_bins::sample::{SamplePlatform, Tools};
+use upgrade_bins::sample::SamplePlatform;
 use upgrade_core::ProcessBuilder;
 use upgrade_helm::ReleaseRef;
 use upgrade_test::TestContext;
 
-fn sample(root: PathBuf) -> SamplePlatform {
-    SamplePlatform {
-        root,
-        fixtures: TestContext::fixtures_dir(),
-        tools: Tools {
-            terraform: upgrade_test::require_tool("terraform"),
-            helm: upgrade_test::require_tool("helm4"),
-        },
-    }
-}
+use crate::platform_run::{platform, sample};
 
 async fn upgrade_lock(
     ctx: &TestContext,
@@ -63,14 +53,7 @@ fn upgrade_bins_exe(name: &str) -> PathBuf {
 async fn write_then_diff_shows_no_drift_then_the_upgrade() {
     let ctx = TestContext::new();
     let platform = sample(ctx.root().join("p"));
-    let sim = SimCluster::builder()
-        .controllers(ControllerConfig::fast())
-        .kubeconfig_path(platform.kubeconfig())
-        .start()
-        .await
-        .unwrap();
-    sim.add_node("node-a", "v1.30.4-eks-a737599").unwrap();
-    platform.build(&sim).await.unwrap();
+    let sim = self::platform(&platform).await;
 
     let (code, _, stderr) = upgrade_lock(
         &ctx,

@@ -21,7 +21,7 @@ use upgrade_test::TestContext;
 
 const CHILD_VAR: &str = "PLATFORM_RUN_CHILD_DIR";
 
-fn sample(root: PathBuf) -> SamplePlatform {
+pub(crate) fn sample(root: PathBuf) -> SamplePlatform {
     SamplePlatform {
         root,
         fixtures: TestContext::fixtures_dir(),
@@ -33,7 +33,7 @@ fn sample(root: PathBuf) -> SamplePlatform {
 }
 
 /// A fresh sample platform on a fresh kube-sim.
-async fn platform(paths: &SamplePlatform) -> SimCluster {
+pub(crate) async fn platform(paths: &SamplePlatform) -> SimCluster {
     let sim = SimCluster::builder()
         .controllers(ControllerConfig::fast())
         .kubeconfig_path(paths.kubeconfig())
