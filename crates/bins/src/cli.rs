@@ -29,6 +29,9 @@ pub struct CommonArgs {
     /// Make the changes. Without it the command only shows what it would do.
     #[arg(long, global = true)]
     pub apply: bool,
+    /// Continue the unfinished run recorded in the journal (repeats nothing already done).
+    #[arg(long, global = true)]
+    pub resume: bool,
     /// Answer yes to every question (for pipelines).
     #[arg(long, global = true)]
     pub yes: bool,
@@ -90,6 +93,19 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         }
     };
     Ok(Duration::from_secs(seconds))
+}
+
+/// Turns Ctrl-C into a graceful stop: running commands get one SIGINT and a grace period,
+/// the failing step is rolled back, and the run is left recorded (call inside the runtime).
+pub fn stop_on_ctrl_c() {
+    tokio::spawn(async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            tracing::warn!(
+                "Ctrl-C: stopping the running command; the run rolls back what it applied"
+            );
+            upgrade_core::process::StopSignal::global().stop();
+        }
+    });
 }
 
 /// Sets up logging on stderr per the flags (`RUST_LOG` overrides the level).

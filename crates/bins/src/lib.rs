@@ -7,5 +7,7 @@ pub mod commands;
 pub mod demo;
 pub mod exit;
 pub mod platform;
+pub mod progress;
 pub mod run;
 pub mod sample;
+pub mod session;
