@@ -1,5 +1,7 @@
 //! One module per command; each `run` takes parsed arguments and returns an exit code.
 
+pub mod helm_component;
+pub mod karpenter;
 pub mod lock;
 pub mod preflight;
 pub mod verify;
