@@ -118,6 +118,16 @@ impl Session {
             .into())
     }
 
+    /// Where runs keep their records, and who this process is to the upgrade lock.
+    pub fn run_settings(&self) -> RunSettings {
+        RunSettings {
+            journal: self.journal(),
+            snapshots: self.snapshots(),
+            holder: holder(),
+            lock_ttl: Duration::from_secs(60),
+        }
+    }
+
     /// A new run id for `component`: `<component>-<UTC time>`.
     pub fn new_run_id(component: &str) -> String {
         let now = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ");
@@ -145,12 +155,7 @@ impl Session {
             confirm(plan, steps, out)?;
         }
         self.record_run(plan)?;
-        let settings = RunSettings {
-            journal: self.journal(),
-            snapshots: self.snapshots(),
-            holder: holder(),
-            lock_ttl: Duration::from_secs(60),
-        };
+        let settings = self.run_settings();
         let on_unfinished = if self.common.resume {
             OnUnfinished::Resume
         } else {
@@ -219,7 +224,8 @@ fn holder() -> String {
     format!("{user}@{host}/{}", std::process::id())
 }
 
-fn confirm(plan: &Plan, steps: &[&dyn Step], out: &mut dyn Write) -> Result<(), CliError> {
+/// Asks on the terminal whether to apply `steps` (a pipeline without `--yes` is refused).
+pub fn confirm(plan: &Plan, steps: &[&dyn Step], out: &mut dyn Write) -> Result<(), CliError> {
     let stdin = std::io::stdin();
     if !stdin.is_terminal() {
         return Err(CliError::usage(anyhow::anyhow!(

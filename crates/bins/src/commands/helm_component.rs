@@ -129,18 +129,17 @@ impl HelmArgs {
             .unwrap_or_else(|| component.default_values())
     }
 
-    /// The chart at the target version. A reference naming an existing file or folder is a
-    /// local chart; anything else is parsed as `oci://...` or `repo/chart`.
+    /// The chart at the target version. A reference naming an existing file or folder, or
+    /// a path with more than one `/` (a repo chart has exactly one), is a local chart;
+    /// anything else is parsed as `oci://...` or `repo/chart`. (A missing local chart is
+    /// reported when it is read; a rollback rebuilds the steps from another folder.)
     pub fn chart(&self, component: &Component) -> Result<ChartRef, CliError> {
         let text = self.chart.as_deref().unwrap_or(component.chart);
-        let chart = if Path::new(text).exists() {
+        let looks_local = !text.contains("://") && text.matches('/').count() > 1;
+        let chart = if looks_local || Path::new(text).exists() {
             ChartRef::path(text)
         } else {
-            ChartRef::parse(text).map_err(|e| {
-                CliError::usage(anyhow!(
-                    "--chart {text}: {e}; a local chart must exist (check the path)"
-                ))
-            })?
+            ChartRef::parse(text).map_err(|e| CliError::usage(anyhow!("--chart {text}: {e}")))?
         };
         let chart = chart.with_version(self.version.to_string());
         chart
@@ -555,10 +554,14 @@ mod tests {
             chart.to_string(),
             "oci://public.ecr.aws/karpenter/karpenter@1.6.0"
         );
-        let err = args("not/a/chart/here").chart(&KSERVE).unwrap_err();
+        assert_eq!(
+            args("charts/kserve/0.15.0").chart(&KSERVE).unwrap().source,
+            upgrade_helm::ChartSource::Path("charts/kserve/0.15.0".into())
+        );
+        let err = args("kserve").chart(&KSERVE).unwrap_err();
         assert_eq!(err.code, 2);
         assert!(
-            format!("{:#}", err.error).contains("--chart not/a/chart/here"),
+            format!("{:#}", err.error).contains("--chart kserve: "),
             "{:#}",
             err.error
         );

@@ -6,4 +6,5 @@ pub mod karpenter;
 pub mod kserve;
 pub mod lock;
 pub mod preflight;
+pub mod rollback;
 pub mod verify;
