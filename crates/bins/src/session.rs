@@ -288,6 +288,19 @@ pub struct StepLine {
     pub status: String,
 }
 
+impl StepLine {
+    /// The line of `step` at `status`.
+    pub fn of(step: &dyn Step, status: StepStatus) -> StepLine {
+        StepLine {
+            id: step.id().to_string(),
+            component: step.component().to_string(),
+            description: step.description(),
+            irreversible: step.irreversible(),
+            status: status_name(status).to_string(),
+        }
+    }
+}
+
 /// The report every changing command prints.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunReport {
@@ -325,13 +338,7 @@ impl RunReport {
             findings: plan.findings.clone(),
             steps: steps
                 .iter()
-                .map(|s| StepLine {
-                    id: s.id().to_string(),
-                    component: s.component().to_string(),
-                    description: s.description(),
-                    irreversible: s.irreversible(),
-                    status: "planned".into(),
-                })
+                .map(|s| StepLine::of(*s, StepStatus::Pending))
                 .collect(),
             outcome: String::new(),
             journal: session.journal(),
@@ -491,7 +498,8 @@ impl RunReport {
     }
 }
 
-fn status_name(status: StepStatus) -> &'static str {
+/// How a report names a step's status.
+pub fn status_name(status: StepStatus) -> &'static str {
     match status {
         StepStatus::Pending => "planned",
         StepStatus::Started => "started",

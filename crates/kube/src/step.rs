@@ -292,12 +292,7 @@ impl WorkloadsReadyStep {
                 Err(e) => return Err(crate::Error::api(format!("list {}", kind.plural), e)),
             };
             for object in &list.items {
-                let ready = object
-                    .data
-                    .get("status")
-                    .and_then(|s| s.get("conditions"))
-                    .and_then(|c| c.as_array())
-                    .and_then(|c| c.iter().find(|c| c["type"] == "Ready"));
+                let ready = crate::health::ready_condition(object);
                 if let Some(ready) = ready
                     && ready["status"] != "True"
                 {

@@ -18,7 +18,7 @@ use crate::cli::CommonArgs;
 use crate::commands::{argo_workflows, karpenter, kserve};
 use crate::exit::{CliError, FAILED, OK};
 use crate::run::rollback_locked;
-use crate::session::{Plan, RunRecord, RunReport, Session, StepLine, confirm};
+use crate::session::{Plan, RunRecord, RunReport, Session, StepLine, confirm, status_name};
 
 /// `upgrade-rollback`: undo a run, or one component of it.
 #[derive(Debug, Clone, clap::Parser)]
@@ -216,25 +216,8 @@ fn print(report: &RunReport, session: &Session, out: &mut dyn Write) -> Result<(
 fn step_lines(state: &RunState, steps: &[&dyn Step]) -> Vec<StepLine> {
     steps
         .iter()
-        .map(|s| StepLine {
-            id: s.id().to_string(),
-            component: s.component().to_string(),
-            description: s.description(),
-            irreversible: s.irreversible(),
-            status: status_name(state.status_of(s.id())).to_string(),
-        })
+        .map(|s| StepLine::of(*s, state.status_of(s.id())))
         .collect()
-}
-
-fn status_name(status: StepStatus) -> &'static str {
-    match status {
-        StepStatus::Pending => "never started",
-        StepStatus::Started => "started",
-        StepStatus::SnapshotTaken => "snapshot-taken",
-        StepStatus::Applied => "applied",
-        StepStatus::Verified => "verified",
-        StepStatus::RolledBack => "rolled-back",
-    }
 }
 
 /// The run to undo: `run_id`, else the unfinished run, else the latest run in the journal.
