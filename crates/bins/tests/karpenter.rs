@@ -353,3 +353,76 @@ async fn a_cluster_outside_the_supported_range_blocks_with_exit_4() {
     assert_eq!(p.live().await, ("1.5.0".to_string(), 1));
     assert!(!p.ctx.work().join(".upgrade").exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_another_helm_is_upgrading_blocks_with_the_recovery_hint() {
+    let p = Platform::start("v1.30.4-eks-a737599").await;
+    // Another helm upgrade, waiting for pods that never become Ready: the release stays
+    // `pending-upgrade` while it runs.
+    let never_ready = p.ctx.work().join("never-ready.yaml");
+    std::fs::write(
+        &never_ready,
+        "podAnnotations:\n  kube-sim.dev/never-ready: \"true\"\n",
+    )
+    .unwrap();
+    let stop = upgrade_core::process::StopSignal::new();
+    let mut other = p
+        .helm()
+        .upgrade_command(
+            &release(),
+            &ChartRef::path(chart("1.6.0")).with_version("1.6.0"),
+            &UpgradeOptions {
+                values_files: vec![values(), never_ready],
+                wait: WaitMode::Ready,
+                timeout: std::time::Duration::from_secs(60),
+                on_failure: upgrade_helm::OnFailure::Fail,
+                ..UpgradeOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    other
+        .stop_signal(stop.clone())
+        .grace_period(std::time::Duration::from_secs(2));
+    let running = tokio::task::spawn_blocking(move || other.output());
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let history = p.helm().history(&release()).await.unwrap();
+        if history.last().is_some_and(|r| r.status.is_pending()) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no pending revision: {history:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let chart_160 = chart("1.6.0");
+    let values = values();
+    let url = p.sim.url().to_string();
+    let (code, stdout, stderr) = p.run(
+        &[
+            "--chart",
+            path(&chart_160),
+            "--version",
+            "1.6.0",
+            "--values",
+            path(&values),
+            "--apply",
+            "--yes",
+            "--expect-cluster",
+            &url,
+        ],
+        &[],
+    );
+    stop.stop();
+    let _ = running.await;
+    assert_eq!(code, 4, "{stdout}{stderr}");
+    assert!(stdout.contains("BLOCKER: "), "{stdout}");
+    assert!(stdout.contains("pending-upgrade"), "{stdout}");
+    assert!(
+        stdout.contains("helm rollback"),
+        "the recovery hint: {stdout}"
+    );
+    assert!(!p.ctx.work().join(".upgrade").exists());
+}
