@@ -632,6 +632,50 @@ async fn a_healthy_canary_is_promoted_and_an_erroring_one_goes_back_to_the_stabl
     );
     assert_eq!(predictor().await, model("s3://models/iris/v2"));
 
+    // upgrade-rollback rebuilds the canary's steps from its record: the promotion cannot be
+    // undone, so a rollback of the promoted run stops there (exit 1) and changes nothing.
+    let mut runs: Vec<String> = std::fs::read_dir(ctx.work().join(".upgrade/runs"))
+        .unwrap()
+        .map(|e| {
+            e.unwrap()
+                .file_name()
+                .to_string_lossy()
+                .replace(".json", "")
+        })
+        .collect();
+    runs.sort();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    for apply in [false, true] {
+        let mut cmd = ProcessBuilder::new(env!("CARGO_BIN_EXE_upgrade-rollback"));
+        ctx.apply_env(&mut cmd);
+        cmd.cwd(ctx.work())
+            .arg("--kubeconfig")
+            .arg(sim.kubeconfig_path())
+            .args(["--kube-context", kube_sim::CONTEXT_NAME, "--run", &runs[0]]);
+        if apply {
+            cmd.args(["--apply", "--yes", "--expect-cluster", &url]);
+        }
+        let out = cmd.output().unwrap();
+        let stdout = out.stdout_lossy();
+        assert_eq!(
+            out.status.code(),
+            Some(if apply { 1 } else { 0 }),
+            "{stdout}{}",
+            out.stderr_lossy()
+        );
+        assert!(
+            stdout.contains("mlops/iris/canary-promote cannot be undone"),
+            "{stdout}"
+        );
+        if apply {
+            assert!(
+                stdout.contains("then stopped at mlops/iris/canary-promote"),
+                "{stdout}"
+            );
+        }
+        assert_eq!(predictor().await, model("s3://models/iris/v2"));
+    }
+
     // Bad input: exit 2, nothing changed.
     for (storage_uri, steps, expected) in [
         (
