@@ -22,6 +22,7 @@ use upgrade_tf::{AsyncTerraform, Terraform};
 
 use crate::cli::{CommonArgs, OutputFormat};
 use crate::exit::{CliError, FAILED, OK};
+use crate::progress::Progressed;
 use crate::run::{Finished, OnUnfinished, RunSettings, run_locked};
 
 /// A command's validated inputs and its connection to the cluster.
@@ -161,16 +162,24 @@ impl Session {
         } else {
             OnUnfinished::Refuse
         };
-        let finished = run_locked(&self.cluster, &settings, &plan.run_id, steps, on_unfinished)
-            .await
-            .map_err(|e| {
-                // A refused unfinished run is the caller's choice to make, not a failure.
-                if e.to_string().contains("did not finish") {
-                    CliError::usage(e)
-                } else {
-                    CliError::failed(e)
-                }
-            })?;
+        let shown: Vec<Progressed> = steps.iter().map(|s| Progressed::new(*s)).collect();
+        let shown: Vec<&dyn Step> = shown.iter().map(|s| s as &dyn Step).collect();
+        let finished = run_locked(
+            &self.cluster,
+            &settings,
+            &plan.run_id,
+            &shown,
+            on_unfinished,
+        )
+        .await
+        .map_err(|e| {
+            // A refused unfinished run is the caller's choice to make, not a failure.
+            if e.to_string().contains("did not finish") {
+                CliError::usage(e)
+            } else {
+                CliError::failed(e)
+            }
+        })?;
         let code = report.finish(&self.journal(), &finished);
         report.print(self.common.output, out)?;
         Ok(code)

@@ -17,6 +17,7 @@ use upgrade_core::journal::{Journal, RunState, StepStatus};
 use crate::cli::CommonArgs;
 use crate::commands::{argo_workflows, karpenter, kserve};
 use crate::exit::{CliError, FAILED, OK};
+use crate::progress::Progressed;
 use crate::run::rollback_locked;
 use crate::session::{Plan, RunRecord, RunReport, Session, StepLine, confirm, status_name};
 
@@ -177,12 +178,14 @@ pub async fn run(args: &Args, out: &mut dyn Write) -> Result<u8, CliError> {
             .map(|c| format!(" --component {c}"))
             .unwrap_or_default()
     );
+    let shown: Vec<Progressed> = refs.iter().map(|s| Progressed::new(*s)).collect();
+    let shown: Vec<&dyn Step> = shown.iter().map(|s| s as &dyn Step).collect();
     let rolled = rollback_locked(
         &session.cluster,
         &session.run_settings(),
         &state.run_id,
         args.component.as_deref(),
-        &refs,
+        &shown,
         &reason,
     )
     .await
