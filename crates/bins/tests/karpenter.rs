@@ -206,6 +206,25 @@ async fn plans_then_fails_and_rolls_back_then_upgrades() {
         .unwrap()
         .count();
     assert_eq!(records, 2, "both runs are recorded for upgrade-rollback");
+
+    // Going back to 1.5.0 is planned as a downgrade.
+    let chart_150 = chart("1.5.0");
+    let (code, stdout, stderr) = p.run(
+        &[
+            "--chart",
+            path(&chart_150),
+            "--version",
+            "1.5.0",
+            "--values",
+            path(&values),
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("karpenter/karpenter: 1.6.0 -> 1.5.0 is a downgrade"),
+        "{stdout}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

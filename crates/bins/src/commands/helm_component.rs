@@ -437,11 +437,7 @@ pub async fn run_upgrade(
     let target_app = compat.app_version.as_deref().unwrap_or("?");
     let change = match &live {
         Some(live) => {
-            if let (Ok(from), Some(to)) = (
-                semver::Version::parse(&live.chart_version),
-                Some(&args.version),
-            ) && &from > to
-            {
+            if semver::Version::parse(&live.chart_version).is_ok_and(|from| from > args.version) {
                 checked.findings.push(format!(
                     "{release}: {} -> {} is a downgrade",
                     live.chart_version, args.version
