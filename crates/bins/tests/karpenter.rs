@@ -445,3 +445,34 @@ async fn a_release_another_helm_is_upgrading_blocks_with_the_recovery_hint() {
     );
     assert!(!p.ctx.work().join(".upgrade").exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chart_whose_kube_version_refuses_the_cluster_blocks_with_exit_4() {
+    // karpenter 1.5.0 installs on 1.28 (kubeVersion >=1.26.0-0); the 1.6.0 chart asks for
+    // >=1.29.0-0, so Helm would refuse it: blocked before anything changes.
+    let p = Platform::start("v1.28.15-eks-0a1b2c3").await;
+    let url = p.sim.url().to_string();
+    let chart_160 = chart("1.6.0");
+    let values = values();
+    let (code, stdout, stderr) = p.run(
+        &[
+            "--chart",
+            path(&chart_160),
+            "--version",
+            "1.6.0",
+            "--values",
+            path(&values),
+            "--apply",
+            "--yes",
+            "--expect-cluster",
+            &url,
+        ],
+        &[],
+    );
+    assert_eq!(code, 4, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("BLOCKER: chart karpenter 1.6.0 refuses this cluster: `v1.28.15-eks-0a1b2c3` is outside the chart's kubeVersion `>=1.29.0-0`"),
+        "{stdout}"
+    );
+    assert_eq!(p.live().await, ("1.5.0".to_string(), 1));
+}
