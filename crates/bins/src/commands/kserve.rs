@@ -33,8 +33,8 @@ pub struct Args {
     /// What to do.
     #[command(subcommand)]
     pub action: Action,
-    /// Flags every command shares.
-    #[command(flatten)]
+    /// Flags every command shares (listed after each action's own).
+    #[command(flatten, next_display_order = 1000)]
     pub common: CommonArgs,
 }
 
