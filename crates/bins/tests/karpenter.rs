@@ -102,6 +102,17 @@ impl Platform {
     }
 }
 
+fn controller_image(p: &Platform) -> String {
+    let deployment = p
+        .sim
+        .get("apps/v1", "Deployment", Some("karpenter"), "karpenter")
+        .unwrap();
+    deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 fn release() -> ReleaseRef {
     ReleaseRef::new("karpenter", "karpenter")
 }
@@ -136,7 +147,9 @@ fn help_is_stable() {
 async fn plans_then_fails_and_rolls_back_then_upgrades() {
     let p = Platform::start("v1.30.4-eks-a737599").await;
     let chart_160 = chart("1.6.0");
-    let values = values();
+    // The platform's values file, which the run edits (the image tag pin).
+    let values = p.ctx.work().join("karpenter-values.yaml");
+    std::fs::copy(self::values(), &values).unwrap();
     let target = [
         "--chart",
         path(&chart_160),
@@ -144,6 +157,8 @@ async fn plans_then_fails_and_rolls_back_then_upgrades() {
         "1.6.0",
         "--values",
         path(&values),
+        "--image-tag",
+        "1.6.0",
     ];
 
     // Plan only: current -> target, nothing changed.
@@ -156,17 +171,17 @@ async fn plans_then_fails_and_rolls_back_then_upgrades() {
 
     // Pods that never become Ready: the upgrade fails and the run rolls back by itself.
     let broken = p.ctx.work().join("never-ready.yaml");
-    std::fs::write(
-        &broken,
-        "podAnnotations:\n  kube-sim.dev/never-ready: \"true\"\n",
-    )
-    .unwrap();
+    let broken_text = std::fs::read_to_string(&values).unwrap()
+        + "podAnnotations:\n  kube-sim.dev/never-ready: \"true\"\n";
+    std::fs::write(&broken, &broken_text).unwrap();
     let url = p.sim.url().to_string();
     let (code, stdout, stderr) = p.run(
         &[
             "--chart",
             path(&chart_160),
             "--version",
+            "1.6.0",
+            "--image-tag",
             "1.6.0",
             "--values",
             path(&broken),
@@ -193,6 +208,15 @@ async fn plans_then_fails_and_rolls_back_then_upgrades() {
         "{:?}",
         status.info.status
     );
+    assert_eq!(
+        std::fs::read_to_string(&broken).unwrap(),
+        broken_text,
+        "the values file is back byte for byte"
+    );
+    assert!(
+        stdout.contains("[rolled-back] karpenter/pin-image-tag"),
+        "{stdout}"
+    );
 
     // The real upgrade.
     let mut apply = target.to_vec();
@@ -202,6 +226,18 @@ async fn plans_then_fails_and_rolls_back_then_upgrades() {
     p.report_settings()
         .bind(|| insta::assert_snapshot!("applied", stdout));
     assert_eq!(p.live().await.0, "1.6.0");
+    assert_eq!(
+        controller_image(&p),
+        "public.ecr.aws/karpenter/controller:1.6.0"
+    );
+    let pinned = std::fs::read_to_string(&values).unwrap();
+    assert_eq!(
+        pinned,
+        std::fs::read_to_string(self::values())
+            .unwrap()
+            .replace("tag: \"1.5.0\"", "tag: \"1.6.0\""),
+        "only the tag changed, comments kept"
+    );
     let records = std::fs::read_dir(p.ctx.work().join(".upgrade/runs"))
         .unwrap()
         .count();
@@ -316,6 +352,18 @@ async fn bad_input_exits_2_with_one_line_naming_the_fix_and_changes_nothing() {
                 .collect(),
             vec![],
             "cannot read the values file /no/such/values.yaml",
+        ),
+        (
+            ok(&[
+                "--expect-cluster",
+                &url,
+                "--image-tag",
+                "1.6.0",
+                "--image-tag-key",
+                "controller.nope",
+            ]),
+            vec![],
+            "has no `controller.nope`",
         ),
         (
             vec!["--version".into(), "1.6".into()],

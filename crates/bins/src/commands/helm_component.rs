@@ -18,6 +18,7 @@ use upgrade_core::executor::Step;
 use upgrade_core::tool::HELM;
 use upgrade_core::version::{KubeMinor, parse_loose_semver};
 use upgrade_helm::step::HelmUpgradeStep;
+use upgrade_helm::values_pin::{ValuesPinStep, check_file};
 use upgrade_helm::{ChartRef, ReleaseRef, RollbackOptions, UpgradeOptions, WaitMode};
 use upgrade_kube::backup::platform_kinds;
 use upgrade_kube::step::{CrBackupStep, WorkloadsReadyStep};
@@ -78,9 +79,10 @@ impl Component {
     }
 
     /// The ids of its steps, in order (derived from the name only, so a rollback rebuilds them).
-    pub fn step_ids(&self) -> [String; 3] {
+    pub fn step_ids(&self) -> [String; 4] {
         [
             format!("{}/backup", self.name),
+            format!("{}/pin-image-tag", self.name),
             format!("{}/helm-upgrade", self.name),
             format!("{}/verify", self.name),
         ]
@@ -105,6 +107,13 @@ pub struct HelmArgs {
     /// The release's namespace.
     #[arg(long, value_name = "NS")]
     pub namespace: Option<String>,
+    /// Pin this image tag in the values file first (seed 000 step 1), keeping the file's
+    /// comments and layout; a rollback puts the file's bytes back.
+    #[arg(long, value_name = "TAG")]
+    pub image_tag: Option<String>,
+    /// Where the values file pins the image tag.
+    #[arg(long, value_name = "KEY.PATH", default_value = "controller.image.tag")]
+    pub image_tag_key: String,
 }
 
 fn parse_version(text: &str) -> Result<semver::Version, String> {
@@ -120,6 +129,11 @@ impl HelmArgs {
             self.release.as_deref().unwrap_or(component.release),
             self.namespace.as_deref().unwrap_or(component.namespace),
         )
+    }
+
+    /// The image-tag key path, split at dots.
+    pub fn image_tag_key(&self) -> Vec<String> {
+        self.image_tag_key.split('.').map(str::to_string).collect()
     }
 
     /// The values file (`--values` or the seed's).
@@ -274,16 +288,15 @@ pub fn check_compatibility(
     checked
 }
 
-/// Seed 000 step 1 pins `controller.image.tag` in the values file; a pin left at another
-/// version than the chart's app is usually a forgotten edit.
+/// Seed 000 step 1 pins the image tag (`controller.image.tag`) in the values file; a pin left
+/// at another version than the chart's app is usually a forgotten edit. `pinned` is the tag
+/// the upgrade will run: `--image-tag`, else the file's.
 pub fn image_pin_finding(
-    values: &serde_json::Value,
+    pinned: Option<&str>,
     values_file: &Path,
     app_version: Option<&str>,
 ) -> Option<String> {
-    let pinned = values
-        .pointer("/controller/image/tag")
-        .and_then(|t| t.as_str())?;
+    let pinned = pinned?;
     let app = app_version?;
     let same = match (
         parse_loose_semver(pinned.trim_start_matches('v')),
@@ -294,20 +307,21 @@ pub fn image_pin_finding(
     };
     (!same).then(|| {
         format!(
-            "{} pins controller.image.tag {pinned} while the chart's app is {app}: the upgrade keeps running {pinned}; update the pin unless that is deliberate",
+            "{} pins the image tag {pinned} while the chart's app is {app}: the upgrade runs {pinned}; pass --image-tag {app} to pin it, unless that is deliberate",
             values_file.display()
         )
     })
 }
 
 /// The upgrade's steps, built from the arguments only: the component's custom-resource
-/// backup, the snapshotted `helm upgrade`, and the verification.
+/// backup, the image-tag pin (with `--image-tag`), the snapshotted `helm upgrade`, and the
+/// verification.
 pub fn component_steps(
     component: &Component,
     args: &HelmArgs,
     session: &Session,
 ) -> Result<Vec<Box<dyn Step>>, CliError> {
-    let [backup_id, upgrade_id, verify_id] = component.step_ids();
+    let [backup_id, pin_id, upgrade_id, verify_id] = component.step_ids();
     let release = args.release(component);
     let timeout = session.timeout_or(DEFAULT_TIMEOUT);
     let options = UpgradeOptions {
@@ -323,14 +337,23 @@ pub fn component_steps(
         ..RollbackOptions::default()
     };
     let kinds = platform_kinds(component.name);
-    Ok(vec![
-        Box::new(CrBackupStep {
-            id: backup_id,
+    let mut steps: Vec<Box<dyn Step>> = vec![Box::new(CrBackupStep {
+        id: backup_id,
+        component: component.name.into(),
+        cluster: session.cluster.clone(),
+        kinds: kinds.clone(),
+        namespace: None,
+    })];
+    if let Some(tag) = &args.image_tag {
+        steps.push(Box::new(ValuesPinStep {
+            id: pin_id,
             component: component.name.into(),
-            cluster: session.cluster.clone(),
-            kinds: kinds.clone(),
-            namespace: None,
-        }),
+            path: args.values_file(component),
+            key: args.image_tag_key(),
+            value: tag.clone(),
+        }));
+    }
+    steps.extend([
         Box::new(HelmUpgradeStep {
             id: upgrade_id,
             component: component.name.into(),
@@ -348,8 +371,9 @@ pub fn component_steps(
             namespace: release.namespace,
             kinds,
             timeout,
-        }),
-    ])
+        }) as Box<dyn Step>,
+    ]);
+    Ok(steps)
 }
 
 /// Plans, checks and (with `--apply`) runs a component's upgrade.
@@ -364,7 +388,14 @@ pub async fn run_upgrade(
     out: &mut dyn Write,
 ) -> Result<u8, CliError> {
     let values_file = args.values_file(component);
-    let values = read_values(&values_file)?;
+    read_values(&values_file)?;
+    let key = args.image_tag_key();
+    let key: Vec<&str> = key.iter().map(String::as_str).collect();
+    let pinned_now = match &args.image_tag {
+        // The pin must be possible before anything runs.
+        Some(_) => Some(check_file(&values_file, &key).map_err(CliError::usage)?),
+        None => check_file(&values_file, &key).ok(),
+    };
     let chart = args.chart(component)?;
     HELM.resolve().map_err(CliError::usage)?;
     let session = Session::open(common).await?;
@@ -429,7 +460,7 @@ pub async fn run_upgrade(
     checked.blockers.extend(found.blockers);
     checked.findings.extend(found.findings);
     checked.findings.extend(image_pin_finding(
-        &values,
+        args.image_tag.as_deref().or(pinned_now.as_deref()),
         &values_file,
         compat.app_version.as_deref(),
     ));
@@ -453,10 +484,19 @@ pub async fn run_upgrade(
             args.version
         ),
     };
+    let mut changes = vec![change];
+    if let Some(tag) = &args.image_tag {
+        changes.push(format!(
+            "{}: {} {} -> {tag}",
+            values_file.display(),
+            args.image_tag_key,
+            pinned_now.as_deref().unwrap_or("?")
+        ));
+    }
     let plan = Plan {
         command: component.command.into(),
         run_id: Session::new_run_id(component.name),
-        changes: vec![change],
+        changes,
         findings: checked.findings.clone(),
     };
     let steps = component_steps(component, args, &session)?;
@@ -534,6 +574,8 @@ mod tests {
             values: None,
             release: None,
             namespace: None,
+            image_tag: None,
+            image_tag_key: "controller.image.tag".into(),
         };
         let dir = tempfile::tempdir().unwrap();
         let local = dir.path().join("karpenter");
@@ -633,17 +675,11 @@ mod tests {
 
     #[test]
     fn a_stale_image_pin_is_reported() {
-        let values = serde_json::json!({"controller": {"image": {"tag": "1.5.0"}}});
         let file = Path::new("karpenter-values.yaml");
-        let finding = image_pin_finding(&values, file, Some("1.6.0")).unwrap();
-        assert!(
-            finding.contains("pins controller.image.tag 1.5.0"),
-            "{finding}"
-        );
-        assert_eq!(image_pin_finding(&values, file, Some("v1.5.0")), None);
-        assert_eq!(
-            image_pin_finding(&serde_json::json!({}), file, Some("1.6.0")),
-            None
-        );
+        let finding = image_pin_finding(Some("1.5.0"), file, Some("1.6.0")).unwrap();
+        assert!(finding.contains("pins the image tag 1.5.0"), "{finding}");
+        assert!(finding.contains("pass --image-tag 1.6.0"), "{finding}");
+        assert_eq!(image_pin_finding(Some("1.5.0"), file, Some("v1.5.0")), None);
+        assert_eq!(image_pin_finding(None, file, Some("1.6.0")), None);
     }
 }
