@@ -44,13 +44,36 @@ impl CliError {
     }
 }
 
-/// Prints the error (one line per cause, the hint last) and returns its code.
+/// Prints the error on one line (causes and the hint joined by `; `, so a pipeline's log
+/// keeps it whole) and returns its code.
 pub fn report(result: Result<u8, CliError>) -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(CliError { code, error }) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", one_line(&format!("{error:#}")));
             ExitCode::from(code)
         }
+    }
+}
+
+/// `text` with its lines joined by `; ` (blank lines dropped).
+pub fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_print_on_one_line() {
+        assert_eq!(
+            one_line("refusing to change cluster `a`\nhint: pass --expect-cluster a\n"),
+            "refusing to change cluster `a`; hint: pass --expect-cluster a"
+        );
     }
 }

@@ -6,6 +6,8 @@ use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
+use upgrade_core::executor::{Step, StepFuture};
+use upgrade_core::snapshot::{Snapshot, SnapshotWriter};
 
 /// A spinner for one wait; hidden when stderr is not a terminal.
 #[derive(Debug)]
@@ -98,6 +100,59 @@ where
     }
 }
 
+/// A step shown with a spinner while it applies, verifies or rolls back (the waits of an
+/// upgrade: Helm's `--wait`, rollouts, readiness); everything else is the step's own.
+pub struct Progressed<'a> {
+    step: &'a dyn Step,
+}
+
+impl<'a> Progressed<'a> {
+    /// Wraps `step`.
+    pub fn new(step: &'a dyn Step) -> Self {
+        Progressed { step }
+    }
+
+    fn shown<'f>(&'f self, doing: &'static str, work: StepFuture<'f>) -> StepFuture<'f> {
+        Box::pin(async move {
+            let id = self.step.id();
+            let spinner = Spinner::start(format!("{id}: {doing}"));
+            let result = work.await;
+            spinner.finish(match &result {
+                Ok(()) => format!("{id}: {doing} done"),
+                Err(e) => format!("{id}: {doing} failed: {e}"),
+            });
+            result
+        })
+    }
+}
+
+impl Step for Progressed<'_> {
+    fn id(&self) -> &str {
+        self.step.id()
+    }
+    fn component(&self) -> &str {
+        self.step.component()
+    }
+    fn description(&self) -> String {
+        self.step.description()
+    }
+    fn irreversible(&self) -> Option<String> {
+        self.step.irreversible()
+    }
+    fn capture<'s>(&'s self, snapshot: &'s mut SnapshotWriter) -> StepFuture<'s> {
+        self.shown("snapshot", self.step.capture(snapshot))
+    }
+    fn apply(&self) -> StepFuture<'_> {
+        self.shown("apply", self.step.apply())
+    }
+    fn verify(&self) -> StepFuture<'_> {
+        self.shown("verify", self.step.verify())
+    }
+    fn rollback<'s>(&'s self, snapshot: &'s Snapshot) -> StepFuture<'s> {
+        self.shown("rollback", self.step.rollback(snapshot))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,5 +193,49 @@ mod tests {
             err.to_string().starts_with("never: not done after"),
             "{err}"
         );
+    }
+
+    struct Fails;
+
+    impl Step for Fails {
+        fn id(&self) -> &str {
+            "x/fails"
+        }
+        fn component(&self) -> &str {
+            "x"
+        }
+        fn description(&self) -> String {
+            "fails to apply".into()
+        }
+        fn irreversible(&self) -> Option<String> {
+            Some("it is a test".into())
+        }
+        fn capture<'a>(&'a self, _: &'a mut SnapshotWriter) -> StepFuture<'a> {
+            Box::pin(async { Ok(()) })
+        }
+        fn apply(&self) -> StepFuture<'_> {
+            Box::pin(async { Err("no such thing".into()) })
+        }
+        fn verify(&self) -> StepFuture<'_> {
+            Box::pin(async { Ok(()) })
+        }
+        fn rollback<'a>(&'a self, _: &'a Snapshot) -> StepFuture<'a> {
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_shown_step_is_the_step_itself() {
+        let shown = Progressed::new(&Fails);
+        assert_eq!(
+            (shown.id(), shown.component(), shown.description()),
+            ("x/fails", "x", "fails to apply".to_string())
+        );
+        assert_eq!(shown.irreversible().as_deref(), Some("it is a test"));
+        assert_eq!(
+            shown.apply().await.unwrap_err().to_string(),
+            "no such thing"
+        );
+        shown.verify().await.unwrap();
     }
 }

@@ -54,6 +54,58 @@ pub async fn run_locked(
     steps: &[&dyn Step],
     on_unfinished: OnUnfinished,
 ) -> anyhow::Result<Finished> {
+    with_upgrade_lock(cluster, settings, run_id, |mut executor| async move {
+        let unfinished = executor.unfinished()?;
+        let finished = match (unfinished, on_unfinished) {
+            (None, _) => Finished::Ran(executor.start(run_id, steps).await?),
+            (Some(run), OnUnfinished::Refuse) => anyhow::bail!(
+                "run `{}` did not finish (journal {}); choose: resume it (repeats nothing already done) or roll it back (undoes its applied steps)",
+                run.run_id,
+                settings.journal.display()
+            ),
+            (Some(_), OnUnfinished::Resume) => Finished::Ran(executor.resume(steps).await?),
+            (Some(_), OnUnfinished::RollBack) => Finished::RolledBack(
+                executor
+                    .rollback(None, None, steps, "rollback requested for the unfinished run")
+                    .await?,
+            ),
+        };
+        Ok(finished)
+    })
+    .await
+}
+
+/// Under the upgrade lock, undoes the applied steps of `run_id` (of one component when
+/// given) from their snapshots, newest first, stopping at a step that cannot be undone.
+pub async fn rollback_locked(
+    cluster: &Cluster,
+    settings: &RunSettings,
+    run_id: &str,
+    component: Option<&str>,
+    steps: &[&dyn Step],
+    reason: &str,
+) -> anyhow::Result<RollbackReport> {
+    with_upgrade_lock(cluster, settings, run_id, |mut executor| async move {
+        Ok(executor
+            .rollback(Some(run_id), component, steps, reason)
+            .await?)
+    })
+    .await
+}
+
+/// The one lock path: takes the cluster's upgrade lock for `run_id`, renews it in the
+/// background while `work` runs on the journaled executor, and releases it afterwards. If
+/// the lock is lost, every running command is stopped gracefully.
+async fn with_upgrade_lock<T, F, Fut>(
+    cluster: &Cluster,
+    settings: &RunSettings,
+    run_id: &str,
+    work: F,
+) -> anyhow::Result<T>
+where
+    F: FnOnce(Executor) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
     let options = LockOptions {
         ttl: settings.lock_ttl,
         ..LockOptions::new(settings.holder.clone())
@@ -77,23 +129,8 @@ pub async fn run_locked(
         })
     };
     let result = async {
-        let mut executor = Executor::open(&settings.journal, &settings.snapshots)?;
-        let unfinished = executor.unfinished()?;
-        let finished = match (unfinished, on_unfinished) {
-            (None, _) => Finished::Ran(executor.start(run_id, steps).await?),
-            (Some(run), OnUnfinished::Refuse) => anyhow::bail!(
-                "run `{}` did not finish (journal {}); choose: resume it (repeats nothing already done) or roll it back (undoes its applied steps)",
-                run.run_id,
-                settings.journal.display()
-            ),
-            (Some(_), OnUnfinished::Resume) => Finished::Ran(executor.resume(steps).await?),
-            (Some(_), OnUnfinished::RollBack) => Finished::RolledBack(
-                executor
-                    .rollback(None, None, steps, "rollback requested for the unfinished run")
-                    .await?,
-            ),
-        };
-        Ok(finished)
+        let executor = Executor::open(&settings.journal, &settings.snapshots)?;
+        work(executor).await
     }
     .await;
     keeper.abort();

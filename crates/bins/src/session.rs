@@ -22,6 +22,7 @@ use upgrade_tf::{AsyncTerraform, Terraform};
 
 use crate::cli::{CommonArgs, OutputFormat};
 use crate::exit::{CliError, FAILED, OK};
+use crate::progress::Progressed;
 use crate::run::{Finished, OnUnfinished, RunSettings, run_locked};
 
 /// A command's validated inputs and its connection to the cluster.
@@ -118,6 +119,16 @@ impl Session {
             .into())
     }
 
+    /// Where runs keep their records, and who this process is to the upgrade lock.
+    pub fn run_settings(&self) -> RunSettings {
+        RunSettings {
+            journal: self.journal(),
+            snapshots: self.snapshots(),
+            holder: holder(),
+            lock_ttl: Duration::from_secs(60),
+        }
+    }
+
     /// A new run id for `component`: `<component>-<UTC time>`.
     pub fn new_run_id(component: &str) -> String {
         let now = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ");
@@ -145,27 +156,30 @@ impl Session {
             confirm(plan, steps, out)?;
         }
         self.record_run(plan)?;
-        let settings = RunSettings {
-            journal: self.journal(),
-            snapshots: self.snapshots(),
-            holder: holder(),
-            lock_ttl: Duration::from_secs(60),
-        };
+        let settings = self.run_settings();
         let on_unfinished = if self.common.resume {
             OnUnfinished::Resume
         } else {
             OnUnfinished::Refuse
         };
-        let finished = run_locked(&self.cluster, &settings, &plan.run_id, steps, on_unfinished)
-            .await
-            .map_err(|e| {
-                // A refused unfinished run is the caller's choice to make, not a failure.
-                if e.to_string().contains("did not finish") {
-                    CliError::usage(e)
-                } else {
-                    CliError::failed(e)
-                }
-            })?;
+        let shown: Vec<Progressed> = steps.iter().map(|s| Progressed::new(*s)).collect();
+        let shown: Vec<&dyn Step> = shown.iter().map(|s| s as &dyn Step).collect();
+        let finished = run_locked(
+            &self.cluster,
+            &settings,
+            &plan.run_id,
+            &shown,
+            on_unfinished,
+        )
+        .await
+        .map_err(|e| {
+            // A refused unfinished run is the caller's choice to make, not a failure.
+            if e.to_string().contains("did not finish") {
+                CliError::usage(e)
+            } else {
+                CliError::failed(e)
+            }
+        })?;
         let code = report.finish(&self.journal(), &finished);
         report.print(self.common.output, out)?;
         Ok(code)
@@ -219,7 +233,8 @@ fn holder() -> String {
     format!("{user}@{host}/{}", std::process::id())
 }
 
-fn confirm(plan: &Plan, steps: &[&dyn Step], out: &mut dyn Write) -> Result<(), CliError> {
+/// Asks on the terminal whether to apply `steps` (a pipeline without `--yes` is refused).
+pub fn confirm(plan: &Plan, steps: &[&dyn Step], out: &mut dyn Write) -> Result<(), CliError> {
     let stdin = std::io::stdin();
     if !stdin.is_terminal() {
         return Err(CliError::usage(anyhow::anyhow!(
@@ -282,6 +297,19 @@ pub struct StepLine {
     pub status: String,
 }
 
+impl StepLine {
+    /// The line of `step` at `status`.
+    pub fn of(step: &dyn Step, status: StepStatus) -> StepLine {
+        StepLine {
+            id: step.id().to_string(),
+            component: step.component().to_string(),
+            description: step.description(),
+            irreversible: step.irreversible(),
+            status: status_name(status).to_string(),
+        }
+    }
+}
+
 /// The report every changing command prints.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunReport {
@@ -319,13 +347,7 @@ impl RunReport {
             findings: plan.findings.clone(),
             steps: steps
                 .iter()
-                .map(|s| StepLine {
-                    id: s.id().to_string(),
-                    component: s.component().to_string(),
-                    description: s.description(),
-                    irreversible: s.irreversible(),
-                    status: "planned".into(),
-                })
+                .map(|s| StepLine::of(*s, StepStatus::Pending))
                 .collect(),
             outcome: String::new(),
             journal: session.journal(),
@@ -522,7 +544,8 @@ impl RunReport {
     }
 }
 
-fn status_name(status: StepStatus) -> &'static str {
+/// How a report names a step's status.
+pub fn status_name(status: StepStatus) -> &'static str {
     match status {
         StepStatus::Pending => "planned",
         StepStatus::Started => "started",

@@ -37,7 +37,7 @@ impl BackupKind {
         }
     }
 
-    fn api_resource(&self) -> ApiResource {
+    pub(crate) fn api_resource(&self) -> ApiResource {
         ApiResource::from_gvk_with_plural(
             &GroupVersionKind::gvk(&self.group, &self.version, &self.kind),
             &self.plural,

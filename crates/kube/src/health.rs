@@ -264,7 +264,8 @@ fn deployment_finding(d: &Deployment) -> Option<HealthFinding> {
     })
 }
 
-fn ready_condition(o: &DynamicObject) -> Option<&serde_json::Value> {
+/// The object's `Ready` condition, when its status has one.
+pub(crate) fn ready_condition(o: &DynamicObject) -> Option<&serde_json::Value> {
     o.data
         .get("status")?
         .get("conditions")?

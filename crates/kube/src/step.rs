@@ -236,3 +236,135 @@ impl Step for DeploymentImageStep {
         })
     }
 }
+
+/// Verifies a component after its upgrade (seed 000's "verify Karpenter" and "verify
+/// InferenceServices"): every Deployment in the component's namespace has its replicas
+/// available, and every object of `kinds` that reports a `Ready` condition reports it
+/// `True`. It changes nothing, so its rollback does nothing; a failed verification makes
+/// the run roll back the steps before it.
+#[derive(Debug, Clone)]
+pub struct WorkloadsReadyStep {
+    /// Step id, e.g. `kserve/verify`.
+    pub id: String,
+    /// Component, e.g. `kserve`.
+    pub component: String,
+    /// The cluster.
+    pub cluster: Cluster,
+    /// The namespace whose Deployments must be available.
+    pub namespace: String,
+    /// Custom resources (in every namespace) that must be Ready when they report readiness.
+    pub kinds: Vec<BackupKind>,
+    /// How long to wait for everything to be ready.
+    pub timeout: std::time::Duration,
+}
+
+impl WorkloadsReadyStep {
+    /// What is not ready now, one line per object; empty when everything is.
+    pub async fn problems(&self) -> Result<Vec<String>, crate::Error> {
+        use k8s_openapi::api::apps::v1::Deployment;
+        use kube::api::{Api, DynamicObject, ListParams};
+        let deployments: Api<Deployment> =
+            Api::namespaced(self.cluster.client().clone(), &self.namespace);
+        let list = deployments
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| crate::Error::api(format!("list deployments in {}", self.namespace), e))?;
+        let mut problems: Vec<String> = list
+            .items
+            .iter()
+            .filter_map(|d| {
+                crate::health::deployment_available(d).err().map(|why| {
+                    format!(
+                        "Deployment {}/{}: {why}",
+                        self.namespace,
+                        d.metadata.name.as_deref().unwrap_or_default()
+                    )
+                })
+            })
+            .collect();
+        for kind in &self.kinds {
+            let api: Api<DynamicObject> =
+                Api::all_with(self.cluster.client().clone(), &kind.api_resource());
+            let list = match api.list(&ListParams::default()).await {
+                Ok(list) => list,
+                // A kind the cluster does not serve has nothing to verify.
+                Err(e) if crate::error::api_code(&e) == Some(404) => continue,
+                Err(e) => return Err(crate::Error::api(format!("list {}", kind.plural), e)),
+            };
+            for object in &list.items {
+                let ready = crate::health::ready_condition(object);
+                if let Some(ready) = ready
+                    && ready["status"] != "True"
+                {
+                    problems.push(format!(
+                        "{} {}/{}: Ready is {}{}",
+                        kind.kind,
+                        object.metadata.namespace.as_deref().unwrap_or_default(),
+                        object.metadata.name.as_deref().unwrap_or_default(),
+                        ready["status"].as_str().unwrap_or("Unknown"),
+                        ready["message"]
+                            .as_str()
+                            .or(ready["reason"].as_str())
+                            .map(|m| format!(" ({m})"))
+                            .unwrap_or_default()
+                    ));
+                }
+            }
+        }
+        Ok(problems)
+    }
+}
+
+impl Step for WorkloadsReadyStep {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn component(&self) -> &str {
+        &self.component
+    }
+
+    fn description(&self) -> String {
+        let mut what = format!("verify the Deployments in {} are available", self.namespace);
+        if !self.kinds.is_empty() {
+            let kinds: Vec<&str> = self.kinds.iter().map(|k| k.kind.as_str()).collect();
+            what.push_str(&format!(" and every {} is Ready", kinds.join(", ")));
+        }
+        what
+    }
+
+    fn capture<'a>(&'a self, _snapshot: &'a mut SnapshotWriter) -> StepFuture<'a> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn apply(&self) -> StepFuture<'_> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn verify(&self) -> StepFuture<'_> {
+        Box::pin(async move {
+            let deadline = tokio::time::Instant::now() + self.timeout;
+            loop {
+                let problems = self.problems().await?;
+                if problems.is_empty() {
+                    return Ok(());
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(format!(
+                        "{} is not ready after {}s: {}",
+                        self.component,
+                        self.timeout.as_secs(),
+                        problems.join("; ")
+                    )
+                    .into());
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+        })
+    }
+
+    fn rollback<'a>(&'a self, _snapshot: &'a Snapshot) -> StepFuture<'a> {
+        // Nothing was changed.
+        Box::pin(async { Ok(()) })
+    }
+}

@@ -1367,3 +1367,100 @@ spec:
     );
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn workloads_ready_step_names_what_is_not_ready_and_passes_once_it_is() {
+    use upgrade_core::executor::Step;
+    use upgrade_kube::backup::platform_kinds;
+    use upgrade_kube::step::WorkloadsReadyStep;
+    let sim = sim().await;
+    sim.add_node("node-a", "v1.30.4-eks-a737599").unwrap();
+    let crd = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/charts/kserve/0.15.0/crds/serving.kserve.io_inferenceservices.yaml");
+    sim.load_yaml(&std::fs::read_to_string(crd).unwrap())
+        .unwrap();
+    sim.load_yaml(
+        r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: kserve}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: kserve, namespace: kserve}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: kserve}}
+  template:
+    metadata: {labels: {app: kserve}, annotations: {kube-sim.dev/never-ready: "true"}}
+    spec:
+      containers:
+      - {name: manager, image: "kserve/kserve-controller:v0.15.0"}
+---
+apiVersion: serving.kserve.io/v1beta1
+kind: InferenceService
+metadata: {name: iris, namespace: kserve}
+spec: {predictor: {model: {modelFormat: {name: sklearn}, storageUri: "s3://models/iris/v1"}}}
+status:
+  conditions:
+  - {type: Ready, status: "False", reason: PredictorNotReady}
+"#,
+    )
+    .unwrap();
+    let cluster = connect(&sim, Some(sim.url())).await;
+    let step = WorkloadsReadyStep {
+        id: "kserve/verify".into(),
+        component: "kserve".into(),
+        cluster: cluster.clone(),
+        namespace: "kserve".into(),
+        kinds: platform_kinds("kserve"),
+        timeout: Duration::from_millis(600),
+    };
+    let err = step.verify().await.unwrap_err().to_string();
+    assert!(
+        err.contains("Deployment kserve/kserve: 0/1 replicas available"),
+        "{err}"
+    );
+    assert!(
+        err.contains("InferenceService kserve/iris: Ready is False (PredictorNotReady)"),
+        "{err}"
+    );
+    // Make both ready: pods that become Ready, and an InferenceService reporting Ready.
+    let merge = |value: serde_json::Value| kube::api::Patch::Merge(value);
+    let params = kube::api::PatchParams::default();
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(cluster.client().clone(), "kserve");
+    deployments
+        .patch(
+            "kserve",
+            &params,
+            &merge(serde_json::json!({"spec": {"template": {"metadata": {"annotations": {"kube-sim.dev/never-ready": null}}}}})),
+        )
+        .await
+        .unwrap();
+    let isvc = kube::api::ApiResource::from_gvk_with_plural(
+        &kube::api::GroupVersionKind::gvk("serving.kserve.io", "v1beta1", "InferenceService"),
+        "inferenceservices",
+    );
+    let isvcs: Api<kube::api::DynamicObject> =
+        Api::namespaced_with(cluster.client().clone(), "kserve", &isvc);
+    isvcs
+        .patch(
+            "iris",
+            &params,
+            &merge(serde_json::json!({"status": {"conditions": [{"type": "Ready", "status": "True"}]}})),
+        )
+        .await
+        .unwrap();
+    let step = WorkloadsReadyStep {
+        timeout: Duration::from_secs(20),
+        ..step
+    };
+    step.verify().await.expect("ready once the pods are");
+    assert!(
+        step.description()
+            .contains("InferenceService, ServingRuntime is Ready"),
+        "{}",
+        step.description()
+    );
+}

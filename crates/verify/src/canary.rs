@@ -34,7 +34,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
@@ -446,17 +446,19 @@ pub async fn run(
 /// The rollout as upgrade-core executor steps, so the executor journals each one, resumes an
 /// interrupted rollout and rolls it back: one [`TrafficStep`] per percentage (apply patches
 /// the traffic, and the new storageUri at the first; verify waits for readiness and runs the
-/// analysis, whose failing findings fail the step; rollback sends all traffic back to stable),
-/// then a [`PromoteStep`].
-pub fn executor_steps<'a>(
+/// analysis, whose failing findings fail the step; rollback sends all traffic back to stable,
+/// and the first step's rollback then puts the predictor back as it was, old storageUri
+/// included), then a [`PromoteStep`]. The steps own what they use, so a command can hand
+/// them to the executor (and a later rollback can rebuild them) without borrowing.
+pub fn executor_steps(
     client: kube::Client,
-    plan: &'a CanaryPlan,
-    analysis: &'a dyn CanaryAnalysis,
-) -> Result<Vec<Box<dyn Step + 'a>>> {
+    plan: Arc<CanaryPlan>,
+    analysis: Arc<dyn CanaryAnalysis>,
+) -> Result<Vec<Box<dyn Step>>> {
     plan.validate()?;
     let api: Api<DynamicObject> =
         Api::namespaced_with(client, &plan.namespace, &inference_service_resource());
-    let mut steps: Vec<Box<dyn Step + 'a>> = plan
+    let mut steps: Vec<Box<dyn Step>> = plan
         .steps
         .iter()
         .enumerate()
@@ -464,11 +466,11 @@ pub fn executor_steps<'a>(
             Box::new(TrafficStep {
                 id: format!("{}/{}/canary-{percent}", plan.namespace, plan.name),
                 api: api.clone(),
-                plan,
+                plan: Arc::clone(&plan),
                 percent,
                 first: i == 0,
-                analysis,
-            }) as Box<dyn Step + 'a>
+                analysis: Arc::clone(&analysis),
+            }) as Box<dyn Step>
         })
         .collect();
     steps.push(Box::new(PromoteStep {
@@ -480,23 +482,23 @@ pub fn executor_steps<'a>(
 }
 
 /// One canary traffic percentage as an executor step (see [`executor_steps`]).
-pub struct TrafficStep<'a> {
+pub struct TrafficStep {
     id: String,
     api: Api<DynamicObject>,
-    plan: &'a CanaryPlan,
+    plan: Arc<CanaryPlan>,
     percent: u8,
     first: bool,
-    analysis: &'a dyn CanaryAnalysis,
+    analysis: Arc<dyn CanaryAnalysis>,
 }
 
-impl TrafficStep<'_> {
+impl TrafficStep {
     async fn apply_traffic(&self) -> Result<()> {
         let field = if self.first {
             let isvc = self
                 .api
                 .get(&self.plan.name)
                 .await
-                .map_err(|e| kube_error(self.plan, "read", e))?;
+                .map_err(|e| kube_error(&self.plan, "read", e))?;
             let (field, _) = storage_uri_of(&isvc.data).ok_or_else(|| {
                 Error::NotFound(format!(
                     "InferenceService {}/{} has no storageUri under spec.predictor",
@@ -507,11 +509,11 @@ impl TrafficStep<'_> {
         } else {
             None
         };
-        patch_traffic(&self.api, self.plan, Some(self.percent), field.as_deref()).await
+        patch_traffic(&self.api, &self.plan, Some(self.percent), field.as_deref()).await
     }
 
     async fn verify_traffic(&self) -> Result<(), StepError> {
-        let ready = wait_ready(&self.api, self.plan)
+        let ready = wait_ready(&self.api, &self.plan)
             .await?
             .map_err(|reason| -> StepError {
                 format!("canary at {}%: {reason}", self.percent).into()
@@ -526,7 +528,7 @@ impl TrafficStep<'_> {
     }
 }
 
-impl Step for TrafficStep<'_> {
+impl Step for TrafficStep {
     fn id(&self) -> &str {
         &self.id
     }
@@ -540,7 +542,7 @@ impl Step for TrafficStep<'_> {
         )
     }
     fn capture<'a>(&'a self, snapshot: &'a mut SnapshotWriter) -> StepFuture<'a> {
-        Box::pin(capture_predictor(&self.api, self.plan, snapshot))
+        Box::pin(capture_predictor(&self.api, &self.plan, snapshot))
     }
     fn apply(&self) -> StepFuture<'_> {
         Box::pin(async move { Ok(self.apply_traffic().await?) })
@@ -548,21 +550,26 @@ impl Step for TrafficStep<'_> {
     fn verify(&self) -> StepFuture<'_> {
         Box::pin(self.verify_traffic())
     }
-    fn rollback<'a>(&'a self, _snapshot: &'a Snapshot) -> StepFuture<'a> {
+    fn rollback<'a>(&'a self, snapshot: &'a Snapshot) -> StepFuture<'a> {
         // KServe's rollback: all traffic to the last rolled-out revision. Idempotent, so the
         // executor undoing every traffic step, newest first, repeats it harmlessly.
         Box::pin(async move {
-            if roll_back(&self.api, self.plan).await? {
-                Ok(())
-            } else {
-                Err(format!(
+            if !roll_back(&self.api, &self.plan).await? {
+                return Err(format!(
                     "InferenceService {}/{} was set to canaryTrafficPercent 0 but did not become Ready within {}",
                     self.plan.namespace,
                     self.plan.name,
                     crate::duration::render(self.plan.ready_timeout)
                 )
-                .into())
+                .into());
             }
+            if self.first {
+                // The first step changed the model: put the predictor back as captured, so
+                // the spec names the stable model again instead of the rejected canary.
+                let before: Value = snapshot.get_json(PREDICTOR_FILE)?;
+                restore_predictor(&self.api, &self.plan, before).await?;
+            }
+            Ok(())
         })
     }
 }
@@ -570,13 +577,13 @@ impl Step for TrafficStep<'_> {
 /// Promotion as an executor step: removes `canaryTrafficPercent`, so the canary becomes the
 /// rolled-out revision. Irreversible as a step: afterwards the old model is no longer the
 /// stable revision, so going back is a new canary of the old storageUri.
-pub struct PromoteStep<'a> {
+pub struct PromoteStep {
     id: String,
     api: Api<DynamicObject>,
-    plan: &'a CanaryPlan,
+    plan: Arc<CanaryPlan>,
 }
 
-impl Step for PromoteStep<'_> {
+impl Step for PromoteStep {
     fn id(&self) -> &str {
         &self.id
     }
@@ -593,14 +600,14 @@ impl Step for PromoteStep<'_> {
         Some("after promotion the new model is the rolled-out revision; go back with a new canary of the old storageUri".into())
     }
     fn capture<'a>(&'a self, snapshot: &'a mut SnapshotWriter) -> StepFuture<'a> {
-        Box::pin(capture_predictor(&self.api, self.plan, snapshot))
+        Box::pin(capture_predictor(&self.api, &self.plan, snapshot))
     }
     fn apply(&self) -> StepFuture<'_> {
-        Box::pin(async move { Ok(patch_traffic(&self.api, self.plan, None, None).await?) })
+        Box::pin(async move { Ok(patch_traffic(&self.api, &self.plan, None, None).await?) })
     }
     fn verify(&self) -> StepFuture<'_> {
         Box::pin(async move {
-            wait_ready(&self.api, self.plan)
+            wait_ready(&self.api, &self.plan)
                 .await?
                 .map(|_| ())
                 .map_err(|reason| format!("after promotion: {reason}").into())
@@ -663,7 +670,42 @@ async fn capture_predictor(
         .get(&plan.name)
         .await
         .map_err(|e| kube_error(plan, "read", e))?;
-    snapshot.put_json("predictor.json", &isvc.data["spec"]["predictor"])?;
+    snapshot.put_json(PREDICTOR_FILE, &isvc.data["spec"]["predictor"])?;
+    Ok(())
+}
+
+const PREDICTOR_FILE: &str = "predictor.json";
+
+/// Puts the predictor back as captured (fields added since are removed) and waits for Ready.
+async fn restore_predictor(
+    api: &Api<DynamicObject>,
+    plan: &CanaryPlan,
+    before: Value,
+) -> Result<(), StepError> {
+    let now = api
+        .get(&plan.name)
+        .await
+        .map_err(|e| kube_error(plan, "read", e))?;
+    let mut predictor = before.as_object().cloned().unwrap_or_default();
+    // A merge patch keeps keys it does not name: name the ones added since, as null.
+    if let Some(current) = now.data["spec"]["predictor"].as_object() {
+        for key in current.keys() {
+            predictor.entry(key.clone()).or_insert(Value::Null);
+        }
+    }
+    let patch = json!({"spec": {"predictor": predictor}});
+    api.patch(&plan.name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(|e| kube_error(plan, "restore the predictor of", e))?;
+    wait_ready(api, plan)
+        .await?
+        .map_err(|reason| -> StepError {
+            format!(
+                "InferenceService {}/{} was given back its stable model but is not ready: {reason}",
+                plan.namespace, plan.name
+            )
+            .into()
+        })?;
     Ok(())
 }
 

@@ -328,9 +328,9 @@ async fn as_executor_steps_the_rollout_is_journaled_and_rolled_back() {
     let (sim, api) = cluster().await;
     let dir = tempfile::tempdir().unwrap();
     let journal = dir.path().join("journal.jsonl");
-    let plan = plan("s3://models/iris/v2");
-    let analysis = FailsFrom(50, Mutex::new(Vec::new()));
-    let steps = canary::executor_steps(sim.client().unwrap(), &plan, &analysis).unwrap();
+    let plan = Arc::new(plan("s3://models/iris/v2"));
+    let analysis = Arc::new(FailsFrom(50, Mutex::new(Vec::new())));
+    let steps = canary::executor_steps(sim.client().unwrap(), plan, analysis.clone()).unwrap();
     let refs: Vec<&dyn Step> = steps.iter().map(|s| s.as_ref()).collect();
     let ids: Vec<&str> = refs.iter().map(|s| s.id()).collect();
     assert_eq!(
@@ -364,8 +364,12 @@ async fn as_executor_steps_the_rollout_is_journaled_and_rolled_back() {
         ["mlops/iris/canary-50", "mlops/iris/canary-10"]
     );
     assert_eq!(*analysis.1.lock().unwrap(), [10, 50]);
+    // All traffic went back to stable, and the predictor names the stable model again.
     let isvc = api.get("iris").await.unwrap();
-    assert_eq!(predictor(&isvc)["canaryTrafficPercent"], json!(0));
+    assert_eq!(
+        predictor(&isvc),
+        json!({"model": {"modelFormat": {"name": "sklearn"}, "storageUri": "s3://models/iris/v1"}})
+    );
     let events: Vec<Event> = Journal::read_entries(&journal)
         .unwrap()
         .into_iter()
@@ -386,9 +390,9 @@ async fn as_executor_steps_a_healthy_rollout_completes_with_promotion() {
 
     let (sim, api) = cluster().await;
     let dir = tempfile::tempdir().unwrap();
-    let plan = plan("s3://models/iris/v2");
-    let analysis = FailsFrom(101, Mutex::new(Vec::new()));
-    let steps = canary::executor_steps(sim.client().unwrap(), &plan, &analysis).unwrap();
+    let plan = Arc::new(plan("s3://models/iris/v2"));
+    let analysis = Arc::new(FailsFrom(101, Mutex::new(Vec::new())));
+    let steps = canary::executor_steps(sim.client().unwrap(), plan, analysis.clone()).unwrap();
     let refs: Vec<&dyn Step> = steps.iter().map(|s| s.as_ref()).collect();
     let mut executor = Executor::open(
         &dir.path().join("journal.jsonl"),

@@ -1,0 +1,44 @@
+//! `upgrade-karpenter`: seed 000's Karpenter upgrade (NodePool and EC2NodeClass backup, the
+//! snapshotted `helm upgrade`, the controller verified), planned first and rolled back by
+//! itself on failure.
+
+use std::io::Write;
+
+use upgrade_core::executor::Step;
+
+use crate::cli::CommonArgs;
+use crate::commands::helm_component::{HelmArgs, KARPENTER, component_steps, run_upgrade};
+use crate::exit::CliError;
+use crate::session::Session;
+
+/// `upgrade-karpenter`: upgrade the Karpenter chart.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "upgrade-karpenter",
+    about = "Upgrade Karpenter's Helm release: plan, check, back up NodePools, upgrade, verify, roll back on failure",
+    mut_arg("chart", |a| a.default_value(KARPENTER.chart)),
+    mut_arg("values", |a| a.default_value("infrastructure/helm/aws/karpenter-values.yaml")),
+    mut_arg("release", |a| a.default_value(KARPENTER.release)),
+    mut_arg("namespace", |a| a.default_value(KARPENTER.namespace)),
+    after_help = "Without --apply it only shows current -> target. Exit codes: 0 done (or planned), \
+                  1 failed and rolled back, 2 bad input (nothing changed), 4 blocked by a \
+                  compatibility check (nothing changed)."
+)]
+pub struct Args {
+    /// The chart, version and values.
+    #[command(flatten)]
+    pub helm: HelmArgs,
+    /// Flags every command shares.
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// Runs the command; returns the exit code.
+pub async fn run(args: &Args, out: &mut dyn Write) -> Result<u8, CliError> {
+    run_upgrade(&KARPENTER, &args.helm, &args.common, out).await
+}
+
+/// The run's steps, from the arguments only (also how `upgrade-rollback` rebuilds them).
+pub async fn steps(args: &Args, session: &Session) -> Result<Vec<Box<dyn Step>>, CliError> {
+    component_steps(&KARPENTER, &args.helm, session)
+}
