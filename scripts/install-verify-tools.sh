@@ -19,7 +19,10 @@ FLASK_EXPORTER_VERSION="0.23.2"
 pins="mlflow==$MLFLOW_VERSION kserve==$KSERVE_VERSION scikit-learn==$SKLEARN_VERSION prometheus-flask-exporter==$FLASK_EXPORTER_VERSION"
 stamp="$venv/.stamp"
 
-if [[ -f "$stamp" && "$(cat "$stamp")" == "$pins" && -x "$venv/bin/mlflow" ]]; then
+# A venv only works where it was created (its scripts name their python by absolute path),
+# so a moved or copied checkout gets a fresh one.
+if [[ -f "$stamp" && "$(cat "$stamp")" == "$pins" && -x "$venv/bin/mlflow" &&
+      "$(head -n1 "$venv/bin/mlflow")" == "#!$venv/bin/python"* ]]; then
   echo "verify tools: venv up to date in $venv"
 else
   command -v python3 >/dev/null 2>&1 || { echo "install-verify-tools: python3 (3.10+) is required" >&2; exit 2; }
