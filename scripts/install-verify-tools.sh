@@ -9,6 +9,9 @@ set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 tools="${UPGRADE_TOOLS_DIR:-$root/.tools}"
+mkdir -p "$tools"
+# The physical path: a worktree whose .tools links to another checkout's shares its venv.
+tools="$(cd "$tools" && pwd -P)"
 venv="$tools/venv-verify"
 
 MLFLOW_VERSION="3.17.2"
