@@ -44,13 +44,39 @@ impl CliError {
     }
 }
 
-/// Prints the error (one line per cause, the hint last) and returns its code.
+/// Prints the error on one line (its causes, then the hint) and returns its code.
 pub fn report(result: Result<u8, CliError>) -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(CliError { code, error }) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", one_line(&error));
             ExitCode::from(code)
         }
+    }
+}
+
+/// The error and its causes on one line: a multi-line message (a library's `hint:` line)
+/// is joined with `; ` so logs and CI annotations keep it whole.
+pub fn one_line(error: &anyhow::Error) -> String {
+    format!("{error:#}")
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_print_on_one_line() {
+        let error = anyhow::anyhow!("refusing to change cluster `a`\nhint: pass --kube-context")
+            .context("connect");
+        assert_eq!(
+            one_line(&error),
+            "connect: refusing to change cluster `a`; hint: pass --kube-context"
+        );
     }
 }

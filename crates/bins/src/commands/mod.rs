@@ -2,4 +2,5 @@
 
 pub mod lock;
 pub mod preflight;
+pub mod tf_providers;
 pub mod verify;
