@@ -19,6 +19,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use upgrade_core::ProcessBuilder;
 use upgrade_core::command_step::CommandStep;
 use upgrade_core::executor::Step;
+use upgrade_core::journal::Journal;
 use upgrade_kube::job::TemplateJobStep;
 use upgrade_kube::step::DeploymentImageStep;
 use upgrade_verify::probe::{Check, ProbeSpec, Retry};
@@ -184,10 +185,16 @@ pub async fn run(args: &Args, out: &mut dyn Write) -> Result<u8, CliError> {
     let session = Session::open(&args.common).await?;
     let live = read_live(args, &session).await?;
     let mut args = args.clone();
-    let run_id = args
-        .run_id
-        .get_or_insert_with(|| Session::new_run_id("mlflow"))
-        .clone();
+    let run_id = match (&args.run_id, args.common.resume) {
+        (Some(id), _) => id.clone(),
+        // A resumed run keeps its id, so its restore command names the snapshot it took.
+        (None, true) => Journal::unfinished(&session.journal())
+            .map_err(|e| CliError::usage(anyhow!("{e}; fix or move the journal")))?
+            .map(|run| run.run_id)
+            .unwrap_or_else(|| Session::new_run_id("mlflow")),
+        (None, false) => Session::new_run_id("mlflow"),
+    };
+    args.run_id = Some(run_id.clone());
     let steps = steps(&args, &session).await?;
     let step_refs: Vec<&dyn Step> = steps.iter().map(|s| s.as_ref()).collect();
     let mut plan = Plan {
