@@ -23,6 +23,7 @@ use upgrade_tf::{HclFile, InitOptions, LockFile, PlanOptions, ReviewRules, Terra
 
 use crate::cli::CommonArgs;
 use crate::exit::CliError;
+use crate::progress::Spinner;
 use crate::session::{Plan, RunReport, Session};
 
 /// The command's name, in run records and reports.
@@ -236,11 +237,22 @@ struct Preview {
 }
 
 async fn preview(args: &Args, inputs: &Inputs) -> Result<Preview, CliError> {
+    let spinner = Spinner::start(format!(
+        "planning {} \"{}\" in a copy of {} (init -upgrade, plan, review)",
+        args.provider,
+        args.constraint,
+        args.terraform_dir.display()
+    ));
     let args = args.clone();
     let versions_file = inputs.versions_file.clone();
-    tokio::task::spawn_blocking(move || preview_blocking(&args, &versions_file))
+    let preview = tokio::task::spawn_blocking(move || preview_blocking(&args, &versions_file))
         .await
-        .map_err(|e| CliError::failed(anyhow!("the plan preview stopped: {e}")))?
+        .map_err(|e| CliError::failed(anyhow!("the plan preview stopped: {e}")))?;
+    spinner.finish(match &preview {
+        Ok(p) => format!("planned: {} -> {}", p.from, p.to),
+        Err(_) => "planning failed".into(),
+    });
+    preview
 }
 
 fn preview_blocking(args: &Args, versions_file: &Path) -> Result<Preview, CliError> {
@@ -276,19 +288,25 @@ fn preview_blocking(args: &Args, versions_file: &Path) -> Result<Preview, CliErr
                 args.constraint
             ))
         })?;
-    let Some((from, to)) = init.lock_diff.version_change(&args.provider) else {
-        let locked = init
-            .lock_after
-            .as_ref()
-            .and_then(|l| l.version_of(&args.provider).map(str::to_string))
-            .unwrap_or_else(|| "its locked version".into());
-        return Err(CliError::usage(anyhow!(
-            "the constraint \"{}\" keeps provider {} at {locked}: nothing to upgrade; pass a --constraint that admits a newer version",
-            args.constraint,
-            args.provider
-        )));
+    let (from, to) = match init.lock_diff.version_change(&args.provider) {
+        Some((from, to)) => (from.to_string(), to.to_string()),
+        None => {
+            let locked = init
+                .lock_after
+                .as_ref()
+                .and_then(|l| l.version_of(&args.provider).map(str::to_string))
+                .unwrap_or_else(|| "its locked version".into());
+            // A resumed run may have upgraded the lock file already; the step finishes it.
+            if !args.common.resume {
+                return Err(CliError::usage(anyhow!(
+                    "the constraint \"{}\" keeps provider {} at {locked}: nothing to upgrade; pass a --constraint that admits a newer version",
+                    args.constraint,
+                    args.provider
+                )));
+            }
+            (locked.clone(), locked)
+        }
     };
-    let (from, to) = (from.to_string(), to.to_string());
     let planned = tf
         .plan(&PlanOptions::default())
         .map_err(|e| CliError::failed(anyhow!("terraform plan after the upgrade failed: {e}")))?;
