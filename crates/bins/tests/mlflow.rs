@@ -262,6 +262,12 @@ async fn apply_snapshots_updates_migrates_and_checks_health() {
     args.extend(strings(&["--image", NEW, "--health-url", &server.url]));
     args.extend(strings(&["--experiment", "Default"]));
     args.extend(world.db_commands());
+    // The snapshot must exist and be non-empty before anything changes.
+    let snapshot = world.snapshots().join("mlops-pre-upgrade-{run_id}.db");
+    args.extend(strings(&[
+        "--db-snapshot-wait-command",
+        &format!("test -s '{}'", snapshot.display()),
+    ]));
     let (code, stdout, stderr) = world.run(&args).await;
     assert_eq!(code, 0, "{stderr}\n{stdout}");
     assert_eq!(world.image(), NEW);

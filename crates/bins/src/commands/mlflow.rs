@@ -43,7 +43,7 @@ pub const PLACEHOLDERS: [&str; 2] = ["{run_id}", "{date}"];
     name = "upgrade-mlflow",
     version,
     about = "Upgrade the MLflow tracking server: database snapshot, image, `mlflow db upgrade` in the cluster, /health",
-    after_help = "Steps: mlflow/db-snapshot (--db-snapshot-command), mlflow/image, mlflow/db-upgrade (a Job\n\
+    after_help = "Steps: mlflow/db-snapshot (--db-snapshot-command, --db-snapshot-wait-command), mlflow/image, mlflow/db-upgrade (a Job\n\
 from the Deployment's pod template with the new image), mlflow/health (--health-url).\n\
 Rollback: stop the migration Job, rollout undo, then --db-restore-command.\n\
 Commands are split like a shell would (no shell runs them); {run_id} and {date} are replaced.\n\n\
@@ -75,6 +75,11 @@ pub struct Args {
     /// mlops-pre-upgrade-{run_id}`.
     #[arg(long, value_name = "COMMAND", conflicts_with = "no_db_snapshot")]
     pub db_snapshot_command: Option<String>,
+    /// Waits until the snapshot is usable before anything changes, e.g. `aws rds wait
+    /// db-snapshot-available --db-snapshot-identifier mlops-pre-upgrade-{run_id}` (an RDS
+    /// snapshot takes minutes; the migration must not start before it is available).
+    #[arg(long, value_name = "COMMAND", requires = "db_snapshot_command")]
+    pub db_snapshot_wait_command: Option<String>,
     /// Restores the database from that snapshot on rollback (required with
     /// --db-snapshot-command).
     #[arg(long, value_name = "COMMAND")]
@@ -176,6 +181,7 @@ impl SplitCommand {
 #[derive(Debug)]
 struct Inputs {
     snapshot: Option<(SplitCommand, SplitCommand)>,
+    snapshot_wait: Option<SplitCommand>,
     probes: Vec<ProbeSpec>,
 }
 
@@ -250,13 +256,21 @@ pub async fn steps(args: &Args, session: &Session) -> Result<Vec<Box<dyn Step>>,
             id: "mlflow/db-snapshot".into(),
             component: "mlflow".into(),
             description: format!(
-                "snapshot the database: {} (rollback: {})",
+                "snapshot the database: {}{} (rollback: {})",
                 snapshot.shown(&values),
+                inputs
+                    .snapshot_wait
+                    .as_ref()
+                    .map(|wait| format!(", then wait: {}", wait.shown(&values)))
+                    .unwrap_or_default(),
                 restore.shown(&values)
             ),
             capture: Some(snapshot.builder(&values, timeout)),
             apply: None,
-            verify: None,
+            verify: inputs
+                .snapshot_wait
+                .as_ref()
+                .map(|wait| wait.builder(&values, timeout)),
             rollback: Some(restore.builder(&values, timeout)),
         }));
     }
@@ -346,6 +360,11 @@ fn validate(args: &Args) -> Result<Inputs, CliError> {
         }
         (None, None) => None,
     };
+    let snapshot_wait = args
+        .db_snapshot_wait_command
+        .as_deref()
+        .map(|text| SplitCommand::parse("--db-snapshot-wait-command", text))
+        .transpose()?;
     if snapshot.is_none() && args.common.apply && !args.no_db_snapshot {
         return Err(CliError::usage(anyhow!(
             "--apply without a database snapshot: a migrated database cannot be migrated back; pass --db-snapshot-command and --db-restore-command (or --no-db-snapshot to accept that)"
@@ -381,7 +400,11 @@ fn validate(args: &Args) -> Result<Inputs, CliError> {
         upgrade_verify::probe::validate(&probes)
             .map_err(|e| CliError::usage(anyhow!("--health-url: {e}")))?;
     }
-    Ok(Inputs { snapshot, probes })
+    Ok(Inputs {
+        snapshot,
+        snapshot_wait,
+        probes,
+    })
 }
 
 fn check_image(image: &str) -> Result<(), CliError> {
