@@ -360,6 +360,27 @@ async fn a_failing_health_check_rolls_back() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_db_snapshot_must_be_explicit_and_marks_the_migration_as_not_undoable() {
+    let world = World::new("{}").await;
+    let mut args = world.apply();
+    args.extend(strings(&["--image", NEW, "--no-db-snapshot"]));
+    let (code, stdout, stderr) = world.run(&args).await;
+    assert_eq!(code, 0, "{stderr}\n{stdout}");
+    assert_eq!(world.image(), NEW);
+    assert!(
+        stdout.contains("no database snapshot (--no-db-snapshot)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "cannot be undone: a schema migration cannot be reversed, and no database snapshot was taken"
+        ),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("mlflow/db-snapshot"), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_downgrade_is_blocked_with_exit_4() {
     let world = World::new("{}").await;
     let before = world.state();

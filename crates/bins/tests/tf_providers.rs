@@ -241,6 +241,28 @@ async fn a_plan_that_replaces_the_cluster_is_refused_with_exit_4() {
     assert!(stdout.contains("BLOCKER aws_eks_cluster.this"), "{stdout}");
     assert_eq!(world.files(), before, "nothing changed");
     assert!(!world.ctx.root().join("state/journal.jsonl").exists());
+
+    // A deliberate replacement is let through by name (planned only here).
+    let (code, stdout, stderr) = world
+        .run(
+            &[
+                "--provider",
+                "aws",
+                "--constraint",
+                "~> 6.0",
+                "--allow-destroy",
+                "aws_eks_cluster.this",
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(code, 0, "{stderr}\n{stdout}");
+    assert!(!stdout.contains("BLOCKER"), "{stdout}");
+    assert!(
+        stdout.contains("plan: aws_eks_cluster.this delete+create"),
+        "{stdout}"
+    );
+    assert_eq!(world.files(), before, "a plan changes nothing");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
