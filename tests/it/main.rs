@@ -2,6 +2,7 @@
 //!
 //! One test binary with a module per area (as cargo and uv do).
 
+mod demo;
 mod lock_cli;
 mod platform_run;
 mod real_tools;

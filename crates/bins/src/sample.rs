@@ -58,6 +58,79 @@ metadata: {name: sklearn-iris, namespace: mlops}
 spec: {predictor: {model: {modelFormat: {name: sklearn}, storageUri: "s3://models/iris/v1"}}}
 "#;
 
+/// The demo's full platform: each Helm component as (name, namespace, chart version, values file).
+pub const FULL_COMPONENTS: [(&str, &str, &str, &str); 4] = [
+    ("karpenter", "karpenter", "1.5.0", "karpenter-values.yaml"),
+    ("kserve", "kserve", "0.14.1", "kserve-values.yaml"),
+    (
+        "argo-workflows",
+        "argo",
+        "0.45.0",
+        "argo-workflows-values.yaml",
+    ),
+    ("mlflow", "mlops", "0.16.0", "mlflow-values.yaml"),
+];
+
+/// What the full platform runs besides its charts: two InferenceServices with their predictor
+/// pods, Argo WorkflowTemplates and a Workflow, and PodDisruptionBudgets that a node drain
+/// must respect.
+const FULL_OBJECTS: &str = r#"
+apiVersion: serving.kserve.io/v1beta1
+kind: InferenceService
+metadata: {name: sklearn-iris, namespace: mlops}
+spec: {predictor: {model: {modelFormat: {name: sklearn}, storageUri: "s3://models/iris/v1"}}}
+---
+apiVersion: serving.kserve.io/v1beta1
+kind: InferenceService
+metadata: {name: fraud-xgb, namespace: mlops}
+spec: {predictor: {model: {modelFormat: {name: xgboost}, storageUri: "s3://models/fraud/v7"}}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: sklearn-iris-predictor, namespace: mlops, labels: {serving.kserve.io/inferenceservice: sklearn-iris}}
+spec:
+  replicas: 2
+  selector: {matchLabels: {serving.kserve.io/inferenceservice: sklearn-iris}}
+  template:
+    metadata: {labels: {serving.kserve.io/inferenceservice: sklearn-iris}}
+    spec: {containers: [{name: kserve-container, image: "kserve/sklearnserver:v0.14.1"}]}
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: sklearn-iris-predictor, namespace: mlops}
+spec: {minAvailable: 1, selector: {matchLabels: {serving.kserve.io/inferenceservice: sklearn-iris}}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: fraud-xgb-predictor, namespace: mlops, labels: {serving.kserve.io/inferenceservice: fraud-xgb}}
+spec:
+  replicas: 2
+  selector: {matchLabels: {serving.kserve.io/inferenceservice: fraud-xgb}}
+  template:
+    metadata: {labels: {serving.kserve.io/inferenceservice: fraud-xgb}}
+    spec: {containers: [{name: kserve-container, image: "kserve/xgbserver:v0.14.1"}]}
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: fraud-xgb-predictor, namespace: mlops}
+spec: {maxUnavailable: 1, selector: {matchLabels: {serving.kserve.io/inferenceservice: fraud-xgb}}}
+---
+apiVersion: argoproj.io/v1alpha1
+kind: WorkflowTemplate
+metadata: {name: train-model, namespace: argo}
+spec: {entrypoint: train, templates: [{name: train, container: {image: "python:3.11", command: [python, train.py]}}]}
+---
+apiVersion: argoproj.io/v1alpha1
+kind: WorkflowTemplate
+metadata: {name: batch-score, namespace: argo}
+spec: {entrypoint: score, templates: [{name: score, container: {image: "python:3.11", command: [python, score.py]}}]}
+---
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata: {name: train-model-nightly, namespace: argo}
+spec: {workflowTemplateRef: {name: train-model}}
+"#;
+
 impl SamplePlatform {
     /// `HOME` for the tools (Helm's caches, Terraform's CLI config).
     pub fn home(&self) -> PathBuf {
@@ -208,6 +281,37 @@ impl SamplePlatform {
             .with_context(|| format!("install {name} {version}"))?;
         }
         sim.load_yaml(ISVC).context("create the InferenceService")?;
+        Ok(())
+    }
+
+    /// The platform's values files (`infrastructure/helm/aws/`, copied from
+    /// `fixtures/helm-values` so the demo's pins edit its own copies).
+    pub fn values_dir(&self) -> PathBuf {
+        self.root.join("infrastructure/helm/aws")
+    }
+
+    /// Builds the demo's full platform on `sim`: the four Helm components of
+    /// [`FULL_COMPONENTS`] with their values files copied to [`values_dir`](Self::values_dir),
+    /// two InferenceServices, Argo templates and PodDisruptionBudgets.
+    pub async fn build_full(&self, sim: &kube_sim::SimCluster) -> anyhow::Result<()> {
+        std::fs::create_dir_all(self.home().join(".config"))?;
+        copy_dir(&self.fixtures.join("helm-values"), &self.values_dir())?;
+        let helm = self.helm()?;
+        for (name, namespace, version, values) in FULL_COMPONENTS {
+            let options = UpgradeOptions {
+                values_files: vec![self.values_dir().join(values)],
+                ..self.upgrade_options(values, &[])
+            };
+            helm.upgrade(
+                &ReleaseRef::new(name, namespace),
+                &self.chart(name, version)?,
+                &options,
+            )
+            .await
+            .with_context(|| format!("install {name} {version}"))?;
+        }
+        sim.load_yaml(FULL_OBJECTS)
+            .context("create the InferenceServices, templates and budgets")?;
         Ok(())
     }
 

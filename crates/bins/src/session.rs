@@ -390,7 +390,8 @@ impl RunReport {
                 serde_json::to_string_pretty(self).expect("a report serialises") + "\n"
             }
             OutputFormat::Markdown => self.markdown(),
-            OutputFormat::Text | OutputFormat::Junit => self.text(),
+            OutputFormat::Junit => self.junit(),
+            OutputFormat::Text => self.text(),
         }
     }
 
@@ -444,6 +445,42 @@ impl RunReport {
         s
     }
 
+    /// One test case per step; a step that did not verify in an applied run is a failure.
+    fn junit(&self) -> String {
+        let esc = |t: &str| {
+            t.replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
+                .replace('"', "&quot;")
+        };
+        let failed = |step: &StepLine| self.applied && step.status != "verified";
+        let failures = self.steps.iter().filter(|s| failed(s)).count();
+        let mut s = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\">\n",
+            esc(&self.command),
+            self.steps.len()
+        );
+        for step in &self.steps {
+            s.push_str(&format!(
+                "  <testcase classname=\"{}\" name=\"{}\">",
+                esc(&step.component),
+                esc(&step.id)
+            ));
+            if failed(step) {
+                s.push_str(&format!(
+                    "<failure message=\"{}\">{}</failure>",
+                    esc(&step.status),
+                    esc(&self.outcome)
+                ));
+            } else if !self.applied {
+                s.push_str("<skipped message=\"plan only\"/>");
+            }
+            s.push_str("</testcase>\n");
+        }
+        s.push_str("</testsuite>\n");
+        s
+    }
+
     fn markdown(&self) -> String {
         let mut s = format!(
             "# {} on {}\n\nRun `{}`{}.\n\n",
@@ -493,5 +530,59 @@ fn status_name(status: StepStatus) -> &'static str {
         StepStatus::Applied => "applied",
         StepStatus::Verified => "verified",
         StepStatus::RolledBack => "rolled-back",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(applied: bool) -> RunReport {
+        RunReport {
+            command: "upgrade-eks".into(),
+            cluster: "mlops-platform-dev (https://eks.example)".into(),
+            run_id: "eks-20261122T030000Z".into(),
+            applied,
+            changes: vec!["control plane 1.30 -> 1.31".into()],
+            findings: vec!["ADDON002 coredns v1.11.1 is not the default for 1.31".into()],
+            steps: vec![
+                StepLine {
+                    id: "eks/control-plane-1.31".into(),
+                    component: "eks".into(),
+                    description: "cluster_version = 1.31 in terraform.tfvars | apply".into(),
+                    irreversible: Some("EKS cannot downgrade a control plane".into()),
+                    status: if applied { "verified" } else { "planned" }.into(),
+                },
+                StepLine {
+                    id: "eks/nodes-1.31".into(),
+                    component: "eks".into(),
+                    description: "roll 3 nodes to 1.31".into(),
+                    irreversible: None,
+                    status: if applied { "rolled-back" } else { "planned" }.into(),
+                },
+            ],
+            outcome: if applied {
+                "failed at eks/nodes-1.31 (drain blocked); rolled back 1 step(s)".into()
+            } else {
+                "dry run: nothing was changed; re-run with --apply to make these changes".into()
+            },
+            journal: "/state/journal.jsonl".into(),
+            snapshots: "/state/snapshots".into(),
+        }
+    }
+
+    #[test]
+    fn reports_render_in_every_format() {
+        insta::assert_snapshot!("plan_text", report(false).render(OutputFormat::Text));
+        insta::assert_snapshot!("run_text", report(true).render(OutputFormat::Text));
+        insta::assert_snapshot!("run_markdown", report(true).render(OutputFormat::Markdown));
+        let json: serde_json::Value =
+            serde_json::from_str(&report(true).render(OutputFormat::Json)).unwrap();
+        assert_eq!(
+            json["steps"][0]["irreversible"],
+            "EKS cannot downgrade a control plane"
+        );
+        assert_eq!(json["steps"][1]["status"], "rolled-back");
+        insta::assert_snapshot!("run_junit", report(true).render(OutputFormat::Junit));
     }
 }

@@ -53,6 +53,7 @@ pub mod snapshot;
 pub mod step;
 pub mod storage;
 pub mod types;
+pub mod values_pin;
 mod version;
 
 pub use chart::{
