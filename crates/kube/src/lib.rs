@@ -73,6 +73,7 @@ mod error;
 pub mod facts;
 pub mod health;
 pub mod helm_storage;
+pub mod job;
 pub mod lock;
 mod retry;
 pub mod rollout;

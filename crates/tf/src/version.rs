@@ -124,9 +124,74 @@ impl fmt::Display for Feature {
     }
 }
 
+/// Checks a provider version constraint against Terraform's syntax: comma-separated
+/// `[operator] version` terms, operators `=`, `!=`, `>`, `>=`, `<`, `<=`, `~>`, versions of one
+/// to three numeric parts with an optional `-prerelease` (e.g. `~> 6.0`, `>= 5.0, < 7.0`).
+///
+/// Terraform's `~>` allows the last given part to grow (`~> 6.0` is `>= 6.0, < 7.0`), unlike
+/// Helm's `~`, so Helm's constraint parser is the wrong tool for it. The error says what is
+/// wrong with which term.
+///
+/// ```
+/// use upgrade_tf::version::check_provider_constraint;
+///
+/// assert!(check_provider_constraint("~> 6.0").is_ok());
+/// assert!(check_provider_constraint(">= 5.0, < 7.0").is_ok());
+/// assert!(check_provider_constraint("^6").is_err());
+/// ```
+pub fn check_provider_constraint(text: &str) -> Result<(), String> {
+    if text.trim().is_empty() {
+        return Err("the constraint is empty; write e.g. `~> 6.0`".into());
+    }
+    for term in text.split(',') {
+        let term = term.trim();
+        let version = ["~>", ">=", "<=", "!=", ">", "<", "="]
+            .iter()
+            .find_map(|op| term.strip_prefix(op))
+            .unwrap_or(term)
+            .trim();
+        let (release, prerelease) = match version.split_once('-') {
+            Some((release, pre)) => (release, Some(pre)),
+            None => (version, None),
+        };
+        let parts: Vec<&str> = release.split('.').collect();
+        let numeric = parts.len() <= 3
+            && parts
+                .iter()
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+        let prerelease_ok = prerelease.is_none_or(|p| {
+            !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.')
+        });
+        if version.is_empty() || !numeric || !prerelease_ok {
+            return Err(format!(
+                "`{term}` in `{text}` is not a Terraform version constraint term; use an operator \
+                 (=, !=, >, >=, <, <=, ~>) and a version such as 6.0 or 6.1.2, e.g. `~> 6.0`"
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn provider_constraints_follow_terraform_syntax() {
+        for ok in [
+            "~> 6.0",
+            "6.0.0",
+            ">= 5.0, < 7.0",
+            "= 6.1.0-beta1",
+            "!=5.3.0,>=5",
+        ] {
+            assert_eq!(check_provider_constraint(ok), Ok(()), "{ok}");
+        }
+        for bad in ["", "^6", "~> six", "~>", "6.0.0.1", ">= 5.0 < 7.0", "6.0-"] {
+            let err = check_provider_constraint(bad).unwrap_err();
+            assert!(err.contains("e.g. `~> 6.0`"), "{bad}: {err}");
+        }
+    }
 
     #[test]
     fn parses_json_and_plain_text() {

@@ -22,6 +22,10 @@ use std::path::{Path, PathBuf};
 
 use upgrade_core::ProcessBuilder;
 
+pub mod sim_mirror;
+
+pub use sim_mirror::{sim_mirror, use_sim_mirror};
+
 /// The command that installs the tools, shown when one is missing.
 pub const INSTALL_COMMAND: &str = "./dev tools";
 

@@ -41,6 +41,7 @@ pub mod duration;
 pub mod metrics;
 pub mod probe;
 pub mod report;
+pub mod step;
 
 pub use config::{PrometheusConfig, VerifyConfig};
 pub use metrics::{Baseline, MetricSpec, Prometheus, Tolerance};

@@ -230,7 +230,7 @@ impl Check {
     }
 
     /// The request this check sends.
-    fn request(&self) -> Request {
+    pub(crate) fn request(&self) -> Request {
         let base = |url: &str| url.trim_end_matches('/').to_string();
         match self {
             Check::KserveV1 {
@@ -515,9 +515,9 @@ fn encode_query_value(value: &str) -> String {
     out
 }
 
-struct Request {
-    method: String,
-    url: String,
+pub(crate) struct Request {
+    pub(crate) method: String,
+    pub(crate) url: String,
     headers: BTreeMap<String, String>,
     json: Option<Value>,
 }

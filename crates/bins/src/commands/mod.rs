@@ -5,6 +5,8 @@ pub mod helm_component;
 pub mod karpenter;
 pub mod kserve;
 pub mod lock;
+pub mod mlflow;
 pub mod preflight;
 pub mod rollback;
+pub mod tf_providers;
 pub mod verify;

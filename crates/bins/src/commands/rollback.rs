@@ -15,7 +15,7 @@ use upgrade_core::executor::Step;
 use upgrade_core::journal::{Journal, RunState, StepStatus};
 
 use crate::cli::CommonArgs;
-use crate::commands::{argo_workflows, karpenter, kserve};
+use crate::commands::{argo_workflows, karpenter, kserve, mlflow, tf_providers};
 use crate::exit::{CliError, FAILED, OK};
 use crate::progress::Progressed;
 use crate::run::rollback_locked;
@@ -70,6 +70,16 @@ pub async fn steps_for(
         "upgrade-argo-workflows" => {
             let args = argo_workflows::Args::try_parse_from(argv).map_err(unreadable)?;
             argo_workflows::steps(&args, session).await
+        }
+        "upgrade-mlflow" => {
+            let mut args = mlflow::Args::try_parse_from(argv).map_err(unreadable)?;
+            // Its snapshot names come from the run id, which the argv does not hold.
+            args.run_id = Some(record.run_id.clone());
+            mlflow::steps(&args, session).await
+        }
+        "upgrade-tf-providers" => {
+            let args = tf_providers::Args::try_parse_from(argv).map_err(unreadable)?;
+            tf_providers::steps(&args, session).await
         }
         other => Err(CliError::usage(anyhow!(
             "run {} was made by `{other}`, which upgrade-rollback does not know; use that command's own recovery, or an upgrade-rollback that registers it",

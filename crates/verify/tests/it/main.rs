@@ -6,3 +6,4 @@ mod common;
 mod mlflow;
 mod probes;
 mod prometheus;
+mod step;

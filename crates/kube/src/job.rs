@@ -1,0 +1,321 @@
+//! A one-off command run in the cluster as a Job built from a Deployment's pod template, as
+//! a step of an upgrade run: seed 000's `mlflow db upgrade` with the new image, the same
+//! environment (the database URI, its secrets) and the same service account as the server.
+//!
+//! The Job is named by the caller (derived from the run, so a resumed run finds it again),
+//! gets a label of its own (never the Deployment's, so no Service sends it traffic), no
+//! probes or ports, `restartPolicy: Never` and `backoffLimit: 0` (a schema migration is not
+//! retried blindly). Its rollback cannot undo what the command did (pair it with a backup
+//! step, e.g. a database snapshot); it stops a Job that is still running, so the backup is
+//! never restored under a migration in progress.
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use kube::api::{DeleteParams, PostParams, PropagationPolicy};
+use serde_json::{Value, json};
+use upgrade_core::executor::{Step, StepError, StepFuture};
+use upgrade_core::snapshot::{Snapshot, SnapshotWriter};
+
+use crate::connect::Cluster;
+
+/// The label every Job of this step carries, valued with the Deployment's name.
+pub const JOB_LABEL: &str = "upgrade.mlops/job-for";
+
+const JOB_FILE: &str = "job.json";
+
+/// Runs `command` to completion in a Job made from a Deployment's pod template.
+#[derive(Debug, Clone)]
+pub struct TemplateJobStep {
+    /// Step id, e.g. `mlflow/db-upgrade`.
+    pub id: String,
+    /// Component, e.g. `mlflow`.
+    pub component: String,
+    /// The cluster.
+    pub cluster: Cluster,
+    /// The Deployment's namespace (the Job runs there too).
+    pub namespace: String,
+    /// The Deployment whose pod template the Job copies.
+    pub deployment: String,
+    /// The container that runs the command (the others are left out).
+    pub container: String,
+    /// The image to run, `repository:tag` (the new one, for a migration).
+    pub image: String,
+    /// The command, e.g. `["mlflow", "db", "upgrade", "$(BACKEND_STORE_URI)"]`; Kubernetes
+    /// expands `$(VAR)` from the container's environment.
+    pub command: Vec<String>,
+    /// The Job's name (at most 63 characters, stable across a resume).
+    pub job_name: String,
+    /// How long the Job may run.
+    pub timeout: Duration,
+    /// Why it cannot be undone, when nothing else in the run can undo it.
+    pub irreversible: Option<String>,
+}
+
+impl TemplateJobStep {
+    fn jobs(&self) -> kube::Api<Job> {
+        kube::Api::namespaced(self.cluster.client().clone(), &self.namespace)
+    }
+
+    /// The Job this step creates, from the Deployment as it is now.
+    pub async fn job(&self) -> Result<Job, StepError> {
+        let deployments: kube::Api<Deployment> =
+            kube::Api::namespaced(self.cluster.client().clone(), &self.namespace);
+        let deployment = deployments.get(&self.deployment).await.map_err(|e| {
+            crate::Error::api(
+                format!("read deployment {}/{}", self.namespace, self.deployment),
+                e,
+            )
+        })?;
+        let template =
+            serde_json::to_value(deployment.spec.map(|s| s.template)).expect("templates serialise");
+        Ok(serde_json::from_value(self.job_from_template(template)?)?)
+    }
+
+    fn job_from_template(&self, mut template: Value) -> Result<Value, StepError> {
+        let spec = template
+            .get_mut("spec")
+            .filter(|s| s.is_object())
+            .ok_or_else(|| {
+                format!(
+                    "deployment {}/{} has no pod template spec",
+                    self.namespace, self.deployment
+                )
+            })?;
+        let containers = spec["containers"].as_array().cloned().unwrap_or_default();
+        let mut container = containers
+            .into_iter()
+            .find(|c| c["name"] == self.container.as_str())
+            .ok_or_else(|| {
+                format!(
+                    "deployment {}/{} has no container `{}`; pass the container that runs the server",
+                    self.namespace, self.deployment, self.container
+                )
+            })?;
+        let fields = container.as_object_mut().expect("a container is an object");
+        for probe_or_port in [
+            "readinessProbe",
+            "livenessProbe",
+            "startupProbe",
+            "ports",
+            "args",
+        ] {
+            fields.remove(probe_or_port);
+        }
+        fields.insert("image".into(), json!(self.image));
+        fields.insert("command".into(), json!(self.command));
+        spec["containers"] = json!([container]);
+        spec["restartPolicy"] = json!("Never");
+        let annotations = template["metadata"]["annotations"].clone();
+        template["metadata"] = json!({
+            "labels": { JOB_LABEL: self.deployment },
+            "annotations": if annotations.is_object() { annotations } else { json!({}) },
+        });
+        // A mesh sidecar would keep the pod running after the command ends.
+        template["metadata"]["annotations"]["sidecar.istio.io/inject"] = json!("false");
+        Ok(json!({
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {
+                "name": self.job_name,
+                "namespace": self.namespace,
+                "labels": { JOB_LABEL: self.deployment },
+            },
+            "spec": {
+                "backoffLimit": 0,
+                "ttlSecondsAfterFinished": 7 * 24 * 3600,
+                "activeDeadlineSeconds": self.timeout.as_secs().max(1),
+                "template": template,
+            },
+        }))
+    }
+
+    async fn existing(&self) -> Result<Option<Job>, StepError> {
+        self.jobs().get_opt(&self.job_name).await.map_err(|e| {
+            crate::Error::api(format!("read job {}/{}", self.namespace, self.job_name), e).into()
+        })
+    }
+
+    async fn wait_finished(&self) -> Result<(), StepError> {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        loop {
+            if let Some(job) = self.existing().await? {
+                match finished(&job) {
+                    Some(Ok(())) => return Ok(()),
+                    Some(Err(why)) => {
+                        return Err(format!(
+                            "job {}/{} failed: {why}; see `kubectl logs -n {} job/{}`",
+                            self.namespace, self.job_name, self.namespace, self.job_name
+                        )
+                        .into());
+                    }
+                    None => {}
+                }
+            } else {
+                return Err(format!(
+                    "job {}/{} disappeared before it finished",
+                    self.namespace, self.job_name
+                )
+                .into());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(crate::Error::Timeout {
+                    what: format!("job {}/{} to finish", self.namespace, self.job_name),
+                    seconds: self.timeout.as_secs(),
+                }
+                .into());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// `Some(Ok)` when the Job completed, `Some(Err(reason))` when it failed, `None` while it runs.
+fn finished(job: &Job) -> Option<Result<(), String>> {
+    let conditions = job.status.as_ref()?.conditions.as_ref()?;
+    for c in conditions.iter().filter(|c| c.status == "True") {
+        match c.type_.as_str() {
+            "Complete" => return Some(Ok(())),
+            "Failed" => {
+                return Some(Err(format!(
+                    "{}{}",
+                    c.reason.as_deref().unwrap_or("Failed"),
+                    c.message
+                        .as_deref()
+                        .map(|m| format!(" ({m})"))
+                        .unwrap_or_default()
+                )));
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+impl Step for TemplateJobStep {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn component(&self) -> &str {
+        &self.component
+    }
+
+    fn description(&self) -> String {
+        format!(
+            "run `{}` with {} in job {}/{} (from deployment {}'s pod template) and wait for it to complete",
+            self.command.join(" "),
+            self.image,
+            self.namespace,
+            self.job_name,
+            self.deployment
+        )
+    }
+
+    fn irreversible(&self) -> Option<String> {
+        self.irreversible.clone()
+    }
+
+    fn capture<'a>(&'a self, snapshot: &'a mut SnapshotWriter) -> StepFuture<'a> {
+        Box::pin(async move {
+            // The Job as it will be created, for the record (and to fail early on a
+            // Deployment without the container).
+            let job = self.job().await?;
+            snapshot.put_json(JOB_FILE, &job)?;
+            Ok(())
+        })
+    }
+
+    fn apply(&self) -> StepFuture<'_> {
+        Box::pin(async move {
+            self.cluster.guard()?;
+            match self.existing().await? {
+                // A resumed run: the Job of this run exists; wait for its outcome.
+                Some(_) => {}
+                None => {
+                    let job = self.job().await?;
+                    self.jobs()
+                        .create(&PostParams::default(), &job)
+                        .await
+                        .map_err(|e| {
+                            crate::Error::api(
+                                format!("create job {}/{}", self.namespace, self.job_name),
+                                e,
+                            )
+                        })?;
+                }
+            }
+            self.wait_finished().await
+        })
+    }
+
+    fn verify(&self) -> StepFuture<'_> {
+        Box::pin(async move {
+            match self.existing().await?.as_ref().and_then(finished) {
+                Some(Ok(())) => Ok(()),
+                Some(Err(why)) => Err(format!("job {} failed: {why}", self.job_name).into()),
+                None => Err(format!("job {} has not completed", self.job_name).into()),
+            }
+        })
+    }
+
+    fn rollback<'a>(&'a self, _snapshot: &'a Snapshot) -> StepFuture<'a> {
+        Box::pin(async move {
+            let Some(job) = self.existing().await? else {
+                return Ok(());
+            };
+            if finished(&job).is_some() {
+                // Kept for its logs; it expires by itself.
+                return Ok(());
+            }
+            self.cluster.guard()?;
+            let params = DeleteParams {
+                propagation_policy: Some(PropagationPolicy::Foreground),
+                ..DeleteParams::default()
+            };
+            self.jobs()
+                .delete(&self.job_name, &params)
+                .await
+                .map_err(|e| {
+                    crate::Error::api(format!("stop job {}/{}", self.namespace, self.job_name), e)
+                })?;
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finished_with(conditions: Value) -> Option<Result<(), String>> {
+        let job: Job = serde_json::from_value(json!({
+            "metadata": {"name": "j"},
+            "status": {"conditions": conditions},
+        }))
+        .unwrap();
+        finished(&job)
+    }
+
+    #[test]
+    fn a_job_is_finished_by_its_true_conditions() {
+        assert_eq!(finished_with(json!([])), None);
+        assert_eq!(
+            finished_with(json!([{"type": "Complete", "status": "True"}])),
+            Some(Ok(()))
+        );
+        assert_eq!(
+            finished_with(json!([{"type": "Failed", "status": "False"}])),
+            None
+        );
+        assert_eq!(
+            finished_with(
+                json!([{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}])
+            ),
+            Some(Err(
+                "BackoffLimitExceeded (Job has reached the specified backoff limit)".into()
+            ))
+        );
+    }
+}
