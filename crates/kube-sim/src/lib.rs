@@ -9,6 +9,11 @@
 //! scheduler, a kubelet and the disruption controller) make workloads roll out, so
 //! `helm upgrade --wait` and `kubectl drain` behave as on a real cluster.
 //!
+//! The simulated cloud around it: [`ADMIN_VERSION_PATH`] (`PUT {"version": "1.31"}`) changes
+//! what `/version` reports, as an EKS control-plane upgrade does (the simulated AWS provider
+//! calls it), and [`ControllerConfig::karpenter`] turns on a Karpenter-like provisioner that
+//! launches a node at that version for pods that cannot be scheduled.
+//!
 //! ```no_run
 //! # async fn demo() -> kube_sim::Result<()> {
 //! use kube_sim::{ControllerConfig, SimCluster};
@@ -58,6 +63,10 @@ use crate::store::{Propagation, Store, Target, WriteOptions};
 
 /// The Kubernetes version the simulator reports unless told otherwise.
 pub const DEFAULT_SERVER_VERSION: &str = "v1.30.4-eks-a737599";
+
+/// The simulator's admin endpoint for the control-plane version (see the crate docs): the
+/// simulated AWS provider `PUT`s `{"version": "1.31"}` here when it upgrades `aws_eks_cluster`.
+pub const ADMIN_VERSION_PATH: &str = "/kube-sim/v1/version";
 
 /// The context (and cluster and user) name in the kubeconfig the simulator writes.
 pub const CONTEXT_NAME: &str = "kube-sim";
@@ -131,9 +140,10 @@ impl SimClusterBuilder {
         write_kubeconfig(&kubeconfig, &url)?;
         let store = Arc::new(Store::new());
         let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+        let git_version = Arc::new(std::sync::RwLock::new(self.server_version.clone()));
         let state = Arc::new(server::AppState {
             store: store.clone(),
-            git_version: std::sync::RwLock::new(self.server_version.clone()),
+            git_version: git_version.clone(),
             server_address: local.to_string(),
             faults: faults::Faults::new(self.faults),
             shutdown: shutdown_rx.clone(),
@@ -148,7 +158,8 @@ impl SimClusterBuilder {
                 tracing::warn!(error = %e, "kube-sim server stopped");
             }
         });
-        let controllers = controllers::Controllers::new(store.clone(), self.controllers.clone());
+        let controllers =
+            controllers::Controllers::new(store.clone(), self.controllers.clone(), git_version);
         let controller_task = tokio::spawn(controllers.run(shutdown_rx));
         tracing::info!(%url, kubeconfig = %kubeconfig.display(), "kube-sim listening");
         Ok(SimCluster {

@@ -26,7 +26,7 @@ use crate::store::{EventType, Propagation, Store, Target, WatchEvent, WriteOptio
 /// Shared state of the HTTP server.
 pub(crate) struct AppState {
     pub store: Arc<Store>,
-    pub git_version: std::sync::RwLock<String>,
+    pub git_version: crate::controllers::SharedVersion,
     pub server_address: String,
     pub faults: Faults,
     pub shutdown: tokio::sync::watch::Receiver<bool>,
@@ -98,6 +98,57 @@ async fn handle(
     resp
 }
 
+/// The simulator's own admin API, for the simulated cloud: `GET /kube-sim/v1/version`
+/// returns `{"gitVersion": ...}`; `PUT` with `{"version": "1.31"}` (a minor; the patch becomes
+/// 0 and the build suffix is kept) or `{"gitVersion": "v1.31.2-eks-..."}` changes what
+/// `/version` reports, as an upgraded control plane does.
+fn admin_version(state: &AppState, method: &Method, body: &Bytes) -> Result<Response, ApiError> {
+    let current = state.version();
+    if *method == Method::GET {
+        return Ok(json_response(
+            StatusCode::OK,
+            &json!({"gitVersion": current}),
+        ));
+    }
+    if *method != Method::PUT {
+        return Err(ApiError::new(
+            405,
+            "MethodNotAllowed",
+            format!("{method} is not supported on /kube-sim/v1/version; use GET or PUT"),
+        ));
+    }
+    let request: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "the body must be JSON like {{\"version\": \"1.31\"}}: {e}"
+        ))
+    })?;
+    let next = match (request["gitVersion"].as_str(), request["version"].as_str()) {
+        (Some(git), _) if git.starts_with('v') => git.to_string(),
+        (None, Some(minor)) if is_minor(minor) => {
+            let suffix = current.find('-').map_or("", |i| &current[i..]);
+            format!("v{minor}.0{suffix}")
+        }
+        _ => {
+            return Err(ApiError::bad_request(format!(
+                "expected {{\"version\": \"<major>.<minor>\"}} or {{\"gitVersion\": \"v<major>.<minor>.<patch>...\"}}, got {request}"
+            )));
+        }
+    };
+    *state.git_version.write().unwrap_or_else(|e| e.into_inner()) = next.clone();
+    tracing::info!(from = %current, to = %next, "kube-sim control plane version changed");
+    Ok(json_response(StatusCode::OK, &json!({"gitVersion": next})))
+}
+
+fn is_minor(text: &str) -> bool {
+    let mut parts = text.split('.');
+    matches!(
+        (parts.next(), parts.next(), parts.next()),
+        (Some(major), Some(minor), None)
+            if !major.is_empty() && !minor.is_empty()
+                && major.bytes().chain(minor.bytes()).all(|b| b.is_ascii_digit())
+    )
+}
+
 fn not_found_path(path: &str) -> ApiError {
     ApiError::new(
         404,
@@ -123,6 +174,7 @@ async fn route(
     let ok = |v: Value| Ok(json_response(StatusCode::OK, &v));
     match segs.as_slice() {
         ["version"] => return ok(discovery::version_info(&state.version())),
+        ["kube-sim", "v1", "version"] => return admin_version(state, method, &body),
         ["healthz"] | ["livez"] | ["readyz"] => {
             return Ok((StatusCode::OK, "ok").into_response());
         }
