@@ -74,6 +74,7 @@ pub mod facts;
 pub mod health;
 pub mod helm_storage;
 pub mod lock;
+pub mod replace;
 mod retry;
 pub mod rollout;
 pub mod selector;
