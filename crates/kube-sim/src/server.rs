@@ -99,8 +99,8 @@ async fn handle(
 }
 
 /// The simulator's own admin API, for the simulated cloud: `GET /kube-sim/v1/version`
-/// returns `{"gitVersion": ...}`; `PUT` with `{"version": "1.31"}` (a minor; the patch becomes
-/// 0 and the build suffix is kept) or `{"gitVersion": "v1.31.2-eks-..."}` changes what
+/// returns `{"gitVersion": ...}`; `PUT` with `{"version": "1.31"}` (a minor; a new minor gets
+/// patch 0 and keeps the build suffix, the current minor is left as it is) or `{"gitVersion": "v1.31.2-eks-..."}` changes what
 /// `/version` reports, as an upgraded control plane does.
 fn admin_version(state: &AppState, method: &Method, body: &Bytes) -> Result<Response, ApiError> {
     let current = state.version();
@@ -124,6 +124,10 @@ fn admin_version(state: &AppState, method: &Method, body: &Bytes) -> Result<Resp
     })?;
     let next = match (request["gitVersion"].as_str(), request["version"].as_str()) {
         (Some(git), _) if git.starts_with('v') => git.to_string(),
+        // The same minor keeps its patch (a cluster created at what it already runs).
+        (None, Some(minor)) if is_minor(minor) && current.starts_with(&format!("v{minor}.")) => {
+            current.clone()
+        }
         (None, Some(minor)) if is_minor(minor) => {
             let suffix = current.find('-').map_or("", |i| &current[i..]);
             format!("v{minor}.0{suffix}")

@@ -80,9 +80,14 @@ impl NodeReplacer for Replacer {
     async fn surge(&self, batch: &[String]) -> Result<Vec<String>, ReplacerError> {
         match self {
             Replacer::Karpenter { cluster, replacing } => {
-                // Idempotent: nodes already cordoned (by us or an admin) stay as they are.
+                // Idempotent: nodes already cordoned (by us or an admin) stay as they are,
+                // and nodes already retired by an earlier batch are gone.
                 for node in replacing {
-                    cordon(cluster, node).await?;
+                    match cordon(cluster, node).await {
+                        Ok(_) => {}
+                        Err(e) if is_not_found(&e) => {}
+                        Err(e) => return Err(e.into()),
+                    }
                 }
                 Ok(Vec::new())
             }
@@ -123,4 +128,9 @@ impl NodeReplacer for Replacer {
             }
         }
     }
+}
+
+fn is_not_found(error: &crate::Error) -> bool {
+    matches!(error, crate::Error::Api { source, .. }
+        if matches!(source.as_ref(), kube::Error::Api(s) if s.code == 404))
 }

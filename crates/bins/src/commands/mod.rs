@@ -1,5 +1,6 @@
 //! One module per command; each `run` takes parsed arguments and returns an exit code.
 
+pub mod eks;
 pub mod lock;
 pub mod preflight;
 pub mod verify;

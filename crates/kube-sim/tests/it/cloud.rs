@@ -31,7 +31,10 @@ async fn the_admin_api_moves_the_control_plane_version() {
     assert_eq!(sim.server_version(), "v1.31.0-eks-a737599");
     let reported: Value =
         serde_json::from_str(&ok(&ctx, &sim, "kubectl", &["version", "-o", "json"]).await).unwrap();
-    assert_eq!(reported["serverVersion"]["minor"], "31+", "EKS reports minors with a +");
+    assert_eq!(
+        reported["serverVersion"]["minor"], "31+",
+        "EKS reports minors with a +"
+    );
     assert_eq!(
         reported["serverVersion"]["gitVersion"],
         "v1.31.0-eks-a737599"
