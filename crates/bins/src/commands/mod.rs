@@ -2,5 +2,6 @@
 
 pub mod eks;
 pub mod lock;
+pub mod nodes;
 pub mod preflight;
 pub mod verify;
