@@ -3,12 +3,15 @@
 
 use std::time::Duration;
 
+use upgrade_core::version::KubeMinor;
 use upgrade_kube::connect::Cluster;
 use upgrade_kube::drain::DrainOptions;
 use upgrade_kube::replace::{NODE_PLACEHOLDER, NodeCommand, Replacer};
 use upgrade_kube::rollout::{RolloutOptions, ValidationOptions};
+use upgrade_kube::step::NodeRolloutStep;
 
 use crate::exit::CliError;
+use crate::session::Session;
 
 /// Who replaces drained nodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -103,6 +106,37 @@ impl RolloutArgs {
                 timeout: command_timeout,
             },
         }
+    }
+
+    /// The rollout step for the nodes below `target` matching `selector` (all when empty),
+    /// with the replacer these flags name; drains and validation within `--timeout`
+    /// (default 30 minutes).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn rollout_step(
+        &self,
+        id: String,
+        component: &str,
+        session: &Session,
+        target: KubeMinor,
+        selector: Vec<(String, String)>,
+        commands: Option<Commands>,
+        run_id: &str,
+    ) -> Result<NodeRolloutStep, CliError> {
+        let timeout = session.timeout_or(Duration::from_secs(30 * 60));
+        let from = target.prev().map(|m| m.to_string()).unwrap_or_default();
+        let step = NodeRolloutStep {
+            id,
+            component: component.into(),
+            cluster: session.cluster.clone(),
+            target,
+            selector,
+            replacer: self.replacer(&session.cluster, commands.clone(), Vec::new(), timeout),
+            options: self.options(from, target.to_string(), run_id, timeout),
+        };
+        // Karpenter cordons every node it replaces before the first drain, so it needs them.
+        let nodes = step.nodes().await.map_err(CliError::failed)?;
+        let replacer = self.replacer(&session.cluster, commands, nodes, timeout);
+        Ok(NodeRolloutStep { replacer, ..step })
     }
 
     /// Rollout options: canary first, the batch size, drains within `timeout`.

@@ -16,7 +16,6 @@ use upgrade_core::version::{KubeMinor, KubeVersion};
 use upgrade_core::{ProcessBuilder, report};
 use upgrade_kube::connect::Cluster;
 use upgrade_kube::facts::{GatherOptions, gather};
-use upgrade_kube::step::NodeRolloutStep;
 use upgrade_tf::HclFile;
 use upgrade_tf::review::ReviewRules;
 use upgrade_tf::step::{ApplyPolicy, TfvarsChangeStep};
@@ -432,29 +431,19 @@ async fn build_steps(
         }),
     ];
     if args.nodes == NodesMode::Rollout {
-        let from = target.prev().map(|m| m.to_string()).unwrap_or_default();
-        let step = NodeRolloutStep {
-            id: format!("eks/nodes-{target}"),
-            component: COMPONENT.into(),
-            cluster: session.cluster.clone(),
-            target,
-            selector: Vec::new(),
-            replacer: args.rollout.replacer(
-                &session.cluster,
-                inputs.commands.clone(),
+        let step = args
+            .rollout
+            .rollout_step(
+                format!("eks/nodes-{target}"),
+                COMPONENT,
+                session,
+                target,
                 Vec::new(),
-                timeout,
-            ),
-            options: args
-                .rollout
-                .options(from, target.to_string(), run_id, timeout),
-        };
-        // Karpenter cordons every node it replaces before the first drain.
-        let nodes = step.nodes().await.map_err(CliError::failed)?;
-        let replacer =
-            args.rollout
-                .replacer(&session.cluster, inputs.commands.clone(), nodes, timeout);
-        steps.push(Box::new(NodeRolloutStep { replacer, ..step }));
+                inputs.commands.clone(),
+                run_id,
+            )
+            .await?;
+        steps.push(Box::new(step));
     }
     for (addon, version, _) in moves {
         steps.push(Box::new(TfvarsChangeStep {

@@ -1,8 +1,6 @@
 //! `upgrade-nodes`: cordon, drain (PodDisruptionBudgets honoured) and roll the nodes of a
 //! node group or label selector that run below the control plane (seed 004's node procedure).
 
-use std::time::Duration;
-
 use anyhow::Context;
 use upgrade_core::executor::Step;
 use upgrade_core::version::KubeMinor;
@@ -141,29 +139,17 @@ async fn build_step(
     target: KubeMinor,
     run_id: &str,
 ) -> Result<NodeRolloutStep, CliError> {
-    let timeout = session.timeout_or(Duration::from_secs(30 * 60));
-    let from = target.prev().map(|m| m.to_string()).unwrap_or_default();
-    let step = NodeRolloutStep {
-        id: format!("nodes/roll-{}", selection_name(args, inputs)),
-        component: "nodes".into(),
-        cluster: session.cluster.clone(),
-        target,
-        selector: inputs.selector.clone(),
-        replacer: args.rollout.replacer(
-            &session.cluster,
+    args.rollout
+        .rollout_step(
+            format!("nodes/roll-{}", selection_name(args, inputs)),
+            "nodes",
+            session,
+            target,
+            inputs.selector.clone(),
             inputs.commands.clone(),
-            Vec::new(),
-            timeout,
-        ),
-        options: args
-            .rollout
-            .options(from, target.to_string(), run_id, timeout),
-    };
-    let nodes = step.nodes().await.map_err(CliError::failed)?;
-    let replacer = args
-        .rollout
-        .replacer(&session.cluster, inputs.commands.clone(), nodes, timeout);
-    Ok(NodeRolloutStep { replacer, ..step })
+            run_id,
+        )
+        .await
 }
 
 /// Runs the command; returns the exit code.

@@ -99,33 +99,9 @@ pub fn mirror() -> &'static Path {
             return root;
         }
         // Built aside and renamed into place, so a concurrent test process never sees half a
-        // mirror; whoever renames first wins and the other copy is dropped.
-        let staging = tempfile::Builder::new()
-            .prefix(".tf-sim-mirror-")
-            .tempdir_in(parent)
-            .expect("a staging folder for the mirror");
-        for version in PROVIDER_VERSIONS {
-            for platform in MIRROR_PLATFORMS {
-                let dir = staging
-                    .path()
-                    .join("registry.terraform.io/hashicorp/aws")
-                    .join(version)
-                    .join(platform);
-                std::fs::create_dir_all(&dir).unwrap();
-                std::fs::copy(bin, dir.join(format!("terraform-provider-aws_v{version}"))).unwrap();
-                // A package per platform with its own content, so each gets its own hash.
-                std::fs::write(dir.join("PLATFORM"), platform).unwrap();
-            }
-        }
-        let staged = staging.keep();
-        if std::fs::rename(&staged, &root).is_err() {
-            let _ = std::fs::remove_dir_all(&staged);
-        }
-        assert!(
-            root.is_dir(),
-            "the mirror {} was not created",
-            root.display()
-        );
+        // mirror.
+        upgrade_tf_sim_provider::install_mirror(bin, &root, PROVIDER_VERSIONS, MIRROR_PLATFORMS)
+            .unwrap_or_else(|e| panic!("the mirror {}: {e}", root.display()));
         root
     })
 }
@@ -148,12 +124,7 @@ impl World {
         let dir = ctx.copy_fixture(&format!("terraform/{fixture}"));
         std::fs::write(
             ctx.root().join("terraformrc"),
-            format!(
-                "provider_installation {{\n  filesystem_mirror {{\n    path    = \"{}\"\n    \
-                 include = [\"registry.terraform.io/hashicorp/aws\"]\n  }}\n  direct {{\n    \
-                 exclude = [\"registry.terraform.io/hashicorp/aws\"]\n  }}\n}}\n",
-                mirror().display()
-            ),
+            upgrade_tf_sim_provider::cli_config(mirror()),
         )
         .unwrap();
         let tf = Terraform::builder(&dir)
