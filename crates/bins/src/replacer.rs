@@ -194,3 +194,61 @@ fn split(flag: &str, text: &str) -> Result<NodeCommand, CliError> {
     })?;
     Ok(command)
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        rollout: RolloutArgs,
+    }
+
+    fn validate(args: &[&str]) -> Result<Option<Commands>, String> {
+        let cli = Cli::try_parse_from(std::iter::once("x").chain(args.iter().copied())).unwrap();
+        cli.rollout.validate().map_err(|e| e.error.to_string())
+    }
+
+    #[test]
+    fn replacer_flags_are_checked_before_anything_runs() {
+        assert!(
+            validate(&[]).unwrap().is_none(),
+            "karpenter needs no commands"
+        );
+        let err = validate(&["--retire-command", "true {node}"]).unwrap_err();
+        assert!(err.contains("add --replacer command"), "{err}");
+        let err = validate(&["--replacer", "command"]).unwrap_err();
+        assert!(err.contains("needs --retire-command"), "{err}");
+        let err = validate(&["--replacer", "command", "--retire-command", "true"]).unwrap_err();
+        assert!(err.contains("put {node} where"), "{err}");
+        let err =
+            validate(&["--replacer", "command", "--retire-command", "true '{node}"]).unwrap_err();
+        assert!(err.contains("unbalanced quote"), "{err}");
+        let err = validate(&[
+            "--replacer",
+            "command",
+            "--retire-command",
+            "no-such-program-x {node}",
+        ])
+        .unwrap_err();
+        assert!(err.contains("not an executable on PATH"), "{err}");
+        let err = validate(&["--batch-size", "0"]).unwrap_err();
+        assert!(err.contains("--batch-size 1 or more"), "{err}");
+        let ok = validate(&[
+            "--replacer",
+            "command",
+            "--retire-command",
+            "true 'node {node}'",
+            "--surge-command",
+            "true {node}",
+        ])
+        .unwrap()
+        .unwrap();
+        assert!(ok.retire.program.is_absolute(), "resolved on PATH: {ok:?}");
+        assert_eq!(ok.retire.args, ["node {node}"]);
+        assert!(ok.surge.is_some());
+    }
+}

@@ -134,3 +134,29 @@ fn is_not_found(error: &crate::Error) -> bool {
     matches!(error, crate::Error::Api { source, .. }
         if matches!(source.as_ref(), kube::Error::Api(s) if s.code == 404))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_node_placeholder_is_replaced_in_every_argument() {
+        let words = [
+            "aws",
+            "ec2",
+            "terminate-instances",
+            "--tag",
+            "node={node}",
+            "{node}",
+        ];
+        let command =
+            NodeCommand::from_words(words.iter().map(|w| w.to_string()).collect()).unwrap();
+        assert_eq!(command.program, PathBuf::from("aws"));
+        let built = command.for_node("ip-10-0-1-5", Duration::from_secs(5));
+        assert_eq!(
+            built.to_string(),
+            "aws ec2 terminate-instances --tag node=ip-10-0-1-5 ip-10-0-1-5"
+        );
+        assert!(NodeCommand::from_words(Vec::new()).is_none());
+    }
+}
