@@ -258,8 +258,8 @@ pub fn addon_catalog(args: &Args, target: KubeMinor) -> Result<Option<AddonCatal
     Ok(Some(catalog))
 }
 
-/// The add-on moves for `target`: (add-on, new version, why); an add-on EKS has no version
-/// of for the target is bad input.
+/// The add-on versions for `target`, one per `--addon`: (add-on, version to set, why); an
+/// add-on EKS has no version of for the target is bad input.
 pub fn addon_moves(
     inputs: &Inputs,
     catalog: Option<&AddonCatalog>,
@@ -279,9 +279,9 @@ pub fn addon_moves(
                     inputs.target
                 ))
             })?;
-        if choice.version != addon.current {
-            moves.push((addon.clone(), choice.version, choice.why));
-        }
+        // Kept when unchanged too: the steps (and their ids) depend on the arguments only,
+        // so `upgrade-rollback` rebuilds the same list after the run.
+        moves.push((addon.clone(), choice.version, choice.why));
     }
     Ok(moves)
 }
@@ -559,10 +559,14 @@ pub async fn run(args: &Args, out: &mut dyn std::io::Write) -> Result<u8, CliErr
         }
     }
     for (addon, version, why) in &moves {
-        changes.push(format!(
-            "add-on {} {} -> {version} ({why})",
-            addon.name, addon.current
-        ));
+        changes.push(if *version == addon.current {
+            format!("add-on {} stays at {version} ({why})", addon.name)
+        } else {
+            format!(
+                "add-on {} {} -> {version} ({why})",
+                addon.name, addon.current
+            )
+        });
     }
     let findings = preflight
         .findings
