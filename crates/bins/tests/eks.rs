@@ -64,7 +64,9 @@ struct World {
 }
 
 impl World {
-    async fn new(nodes: usize) -> World {
+    /// `managed`: the nodes belong to the Terraform-managed node group (whose update rolls
+    /// them); otherwise they are Karpenter's, which the node rollout replaces.
+    async fn new(nodes: usize, managed: bool) -> World {
         let ctx = TestContext::new();
         ctx.require_tool("terraform");
         let sim = SimCluster::builder()
@@ -77,7 +79,26 @@ impl World {
             .await
             .unwrap();
         for i in 1..=nodes {
-            sim.add_node(&format!("node-{i}"), V130).unwrap();
+            let name = format!("node-{i}");
+            sim.add_node(&name, V130).unwrap();
+            if !managed {
+                let node_ty = sim.store().registry().lookup("", "v1", "nodes").unwrap();
+                sim.store()
+                    .mutate(
+                        &node_ty,
+                        None,
+                        &name,
+                        kube_sim::store::Target::Main,
+                        &Default::default(),
+                        |n| {
+                            let labels = n["metadata"]["labels"].as_object_mut().unwrap();
+                            labels.remove("eks.amazonaws.com/nodegroup");
+                            labels.insert("karpenter.sh/nodepool".into(), "default".into());
+                            Ok(())
+                        },
+                    )
+                    .unwrap();
+            }
         }
         sim.load_yaml(WEB).unwrap();
         let dir = ctx.copy_fixture("terraform/environments/dev");
@@ -255,7 +276,7 @@ fn help_is_stable() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plans_then_upgrades_control_plane_nodes_and_addons_keeping_the_pdb() {
-    let world = World::new(3).await;
+    let world = World::new(3, false).await;
     let url = world.sim.url().to_string();
     let addons = world.addon_versions();
     let args = [
@@ -350,7 +371,7 @@ async fn plans_then_upgrades_control_plane_nodes_and_addons_keeping_the_pdb() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failure_after_the_control_plane_rolls_back_to_it_and_stops_there() {
-    let world = World::new(2).await;
+    let world = World::new(2, false).await;
     let url = world.sim.url().to_string();
     // The node group cannot retire nodes: the rollout stops after draining the canary.
     let (code, stdout, stderr) = world
@@ -399,7 +420,7 @@ async fn a_failure_after_the_control_plane_rolls_back_to_it_and_stops_there() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_managed_node_group_follows_in_terraform() {
-    let world = World::new(1).await;
+    let world = World::new(1, true).await;
     let url = world.sim.url().to_string();
     let (code, stdout, stderr) = world
         .eks(
@@ -428,6 +449,16 @@ async fn the_managed_node_group_follows_in_terraform() {
         .find(|r| r["type"] == "aws_eks_node_group")
         .unwrap();
     assert_eq!(group["instances"][0]["attributes"]["version"], "1.31");
+    // The simulated node group rolled its node, as EKS's managed node group update does.
+    assert_eq!(
+        world.node_versions(),
+        vec![(
+            "default-1-31-1".to_string(),
+            "v1.31.0-eks-a737599".to_string(),
+            false
+        )]
+    );
+    assert_eq!(world.available("web"), 2);
 }
 
 /// What is wrong, the arguments, extra environment, and the fix the error must name.
@@ -435,7 +466,7 @@ type Case<'a> = (&'a str, Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_exits_2_and_changes_nothing() {
-    let world = World::new(1).await;
+    let world = World::new(1, false).await;
     let url = world.sim.url().to_string();
     let before = world.files();
     let unchanged = |what: &str| {

@@ -143,6 +143,70 @@ fn admin_version(state: &AppState, method: &Method, body: &Bytes) -> Result<Resp
     Ok(json_response(StatusCode::OK, &json!({"gitVersion": next})))
 }
 
+/// `PUT /kube-sim/v1/nodegroups/<name>` with `{"version": "1.31"}`: rolls the managed node
+/// group's nodes (label `eks.amazonaws.com/nodegroup`) that run another minor, one at a time,
+/// the way EKS's `UpdateNodegroupVersion` does (new node first, PDB-aware evictions, old node
+/// deleted); answers `{"replaced": [...]}` when done.
+async fn admin_nodegroup(
+    state: &AppState,
+    group: &str,
+    body: &Bytes,
+) -> Result<Response, ApiError> {
+    let request: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "the body must be JSON like {{\"version\": \"1.31\"}}: {e}"
+        ))
+    })?;
+    let minor = request["version"]
+        .as_str()
+        .filter(|v| is_minor(v))
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "expected {{\"version\": \"<major>.<minor>\"}}, got {request}"
+            ))
+        })?
+        .to_string();
+    let current = state.version();
+    let kubelet = if current.starts_with(&format!("v{minor}.")) {
+        current
+    } else {
+        let suffix = current.find('-').map_or("", |i| &current[i..]);
+        format!("v{minor}.0{suffix}")
+    };
+    let nodes = state
+        .store
+        .registry()
+        .lookup_kind("v1", "Node")
+        .expect("built-in kind");
+    let mut old: Vec<String> = state
+        .store
+        .list(&nodes, None)
+        .0
+        .iter()
+        .filter(|n| n["metadata"]["labels"]["eks.amazonaws.com/nodegroup"] == group)
+        .filter(|n| {
+            !n["status"]["nodeInfo"]["kubeletVersion"]
+                .as_str()
+                .is_some_and(|v| v.starts_with(&format!("v{minor}.")))
+        })
+        .filter_map(|n| n["metadata"]["name"].as_str().map(str::to_string))
+        .collect();
+    old.sort();
+    for (i, node) in old.iter().enumerate() {
+        let new_name = format!("{group}-{}-{}", minor.replace('.', "-"), i + 1);
+        crate::replace_node(
+            &state.store,
+            node,
+            &new_name,
+            &kubelet,
+            Duration::from_secs(300),
+        )
+        .await
+        .map_err(|e| ApiError::new(500, "InternalError", format!("replacing node {node}: {e}")))?;
+    }
+    Ok(json_response(StatusCode::OK, &json!({"replaced": old})))
+}
+
 fn is_minor(text: &str) -> bool {
     let mut parts = text.split('.');
     matches!(
@@ -179,6 +243,9 @@ async fn route(
     match segs.as_slice() {
         ["version"] => return ok(discovery::version_info(&state.version())),
         ["kube-sim", "v1", "version"] => return admin_version(state, method, &body),
+        ["kube-sim", "v1", "nodegroups", group] if *method == Method::PUT => {
+            return admin_nodegroup(state, group, &body).await;
+        }
         ["healthz"] | ["livez"] | ["readyz"] => {
             return Ok((StatusCode::OK, "ok").into_response());
         }

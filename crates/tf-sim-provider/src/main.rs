@@ -473,6 +473,20 @@ impl Resource for SimResource {
                 control_plane_now_at(diags, &to).await?;
             }
         }
+        if self.0 == Kind::NodeGroup {
+            let from = text(&prior, "version").unwrap_or_default();
+            let to = text(&planned, "version").unwrap_or_default();
+            if from != to && !to.is_empty() {
+                let group = text(&planned, "node_group_name").unwrap_or_default();
+                tell_sim(
+                    diags,
+                    &format!("/kube-sim/v1/nodegroups/{group}"),
+                    &to,
+                    &format!("node group {group}"),
+                )
+                .await?;
+            }
+        }
         let mut state = planned;
         self.resolve_unknown(&mut state);
         Some((state, private))
@@ -497,13 +511,20 @@ const SIM_KUBE_URL: &str = "UPGRADE_SIM_KUBE_URL";
 /// does once `UpdateClusterVersion` finishes. Without [`SIM_KUBE_URL`] there is no cluster
 /// to tell. A cluster that cannot be told fails the apply, as a failed update would.
 async fn control_plane_now_at(diags: &mut Diagnostics, version: &str) -> Option<()> {
+    tell_sim(diags, "/kube-sim/v1/version", version, "control plane").await
+}
+
+/// `PUT`s `{"version": ...}` to `path` on the simulated cluster (no-op without
+/// [`SIM_KUBE_URL`]); a node group's update waits there until its nodes are replaced, as
+/// EKS's `UpdateNodegroupVersion` does.
+async fn tell_sim(diags: &mut Diagnostics, path: &str, version: &str, what: &str) -> Option<()> {
     let Ok(base) = std::env::var(SIM_KUBE_URL) else {
         return Some(());
     };
-    let url = format!("{}/kube-sim/v1/version", base.trim_end_matches('/'));
+    let url = format!("{}{path}", base.trim_end_matches('/'));
     let result = async {
         let response = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(10))
+            .timeout(std::time::Duration::from_secs(600))
             .build()?
             .put(&url)
             .json(&serde_json::json!({ "version": version }))
@@ -517,7 +538,7 @@ async fn control_plane_now_at(diags: &mut Diagnostics, version: &str) -> Option<
         Err(e) => {
             diags.add_error(Diagnostic {
                 summary: format!(
-                    "the simulated control plane at {base} did not take version {version}: {e}"
+                    "the simulated {what} at {base} did not take version {version}: {e}"
                 )
                 .into(),
                 detail: format!("check {SIM_KUBE_URL} names a running kube-sim").into(),

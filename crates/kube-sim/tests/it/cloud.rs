@@ -58,6 +58,40 @@ async fn the_admin_api_moves_the_control_plane_version() {
     .await;
     assert!(!out.status.success(), "a bad version is refused");
     assert_eq!(sim.server_version(), "v1.31.0-eks-a737599");
+
+    // A managed node group's version update replaces its nodes at the new minor.
+    sim.add_node("old", "v1.30.4-eks-a737599").unwrap();
+    let path = format!(
+        "{}/nodegroups/default",
+        kube_sim::ADMIN_VERSION_PATH.trim_end_matches("/version")
+    );
+    ok(
+        &ctx,
+        &sim,
+        "kubectl",
+        &["replace", "--raw", &path, "-f", body],
+    )
+    .await;
+    let nodes: Vec<(String, String)> = sim
+        .list("v1", "Node", None)
+        .iter()
+        .map(|n| {
+            (
+                n["metadata"]["name"].as_str().unwrap().to_string(),
+                n["status"]["nodeInfo"]["kubeletVersion"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        nodes,
+        vec![(
+            "default-1-31-1".to_string(),
+            "v1.31.0-eks-a737599".to_string()
+        )]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
