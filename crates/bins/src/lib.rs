@@ -8,6 +8,7 @@ pub mod demo;
 pub mod exit;
 pub mod platform;
 pub mod progress;
+pub mod replacer;
 pub mod run;
 pub mod sample;
 pub mod session;

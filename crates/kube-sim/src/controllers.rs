@@ -20,6 +20,9 @@ use crate::store::{
     Propagation, Store, Target, WriteOptions, allocate_pod_ip, is_terminating, now_rfc3339,
 };
 
+/// The version string `/version` reports, shared by the server and the controllers.
+pub(crate) type SharedVersion = Arc<std::sync::RwLock<String>>;
+
 /// Which controllers run, and how fast the simulated kubelet is.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ControllerConfig {
@@ -43,6 +46,11 @@ pub struct ControllerConfig {
     /// LoadBalancer Services and Ingresses get an (ELB-like) hostname. `helm --wait` waits
     /// for both.
     pub cloud: bool,
+    /// A Karpenter-like provisioner (off by default): when pods cannot be scheduled for lack
+    /// of capacity, a Ready node joins at the API server's current version (labelled
+    /// `karpenter.sh/nodepool: default`); pods bound to a node that no longer exists are
+    /// deleted, as the node lifecycle controller does.
+    pub karpenter: bool,
     /// Time from binding to Running and Ready.
     pub pod_start_delay: Duration,
     /// Time a pod with `restartPolicy` Never or OnFailure runs before it succeeds.
@@ -63,6 +71,7 @@ impl Default for ControllerConfig {
             kubelet: true,
             disruption_budgets: true,
             cloud: true,
+            karpenter: false,
             pod_start_delay: Duration::from_millis(200),
             job_run_time: Duration::from_millis(200),
             resync: Duration::from_secs(5),
@@ -83,6 +92,7 @@ impl ControllerConfig {
             kubelet: false,
             disruption_budgets: false,
             cloud: false,
+            karpenter: false,
             ..Default::default()
         }
     }
@@ -316,6 +326,10 @@ impl Snapshot {
 
 pub(crate) struct Controllers {
     store: Arc<Store>,
+    /// The version `/version` reports: new Karpenter nodes join at it.
+    server_version: SharedVersion,
+    /// Nodes the Karpenter-like provisioner launched so far (names them).
+    launched: usize,
     config: ControllerConfig,
     types: Types,
     /// When the kubelet first saw a bound pod (by uid), and when a pod started running.
@@ -331,10 +345,16 @@ fn ignore_conflicts(r: Result<Arc<Value>, ApiError>) {
 }
 
 impl Controllers {
-    pub(crate) fn new(store: Arc<Store>, config: ControllerConfig) -> Controllers {
+    pub(crate) fn new(
+        store: Arc<Store>,
+        config: ControllerConfig,
+        server_version: SharedVersion,
+    ) -> Controllers {
         let types = Types::new(&store);
         Controllers {
             store,
+            server_version,
+            launched: 0,
             config,
             types,
             bound_at: HashMap::new(),
@@ -412,6 +432,9 @@ impl Controllers {
         }
         if c.cloud {
             timed!("cloud", self.cloud());
+        }
+        if c.karpenter {
+            timed!("karpenter", self.karpenter());
         }
         next
     }
@@ -1417,6 +1440,74 @@ impl Controllers {
             self.edit(&t.ingresses, ing, Target::Status, |o| {
                 o["status"]["loadBalancer"] = json!({"ingress": [{"hostname": host}]})
             });
+        }
+    }
+
+    /// Karpenter's side of a node rollout: capacity for pods the scheduler could not place,
+    /// and the pods of deleted nodes removed.
+    fn karpenter(&mut self) {
+        let t = &self.types;
+        let (nodes, _) = self.store.list(&t.nodes, None);
+        let (pods, _) = self.store.list(&t.pods, None);
+        let node_names: HashSet<&str> = nodes.iter().map(|n| name(n)).collect();
+        for orphan in pods.iter().filter(|p| {
+            p["spec"]["nodeName"]
+                .as_str()
+                .is_some_and(|n| !node_names.contains(n))
+        }) {
+            self.delete_pod(orphan);
+        }
+        let unschedulable = pods.iter().any(|p| {
+            !p["spec"]["nodeName"].is_string()
+                && !is_terminating(p)
+                && p["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c["type"] == "PodScheduled" && c["reason"] == "Unschedulable")
+        });
+        if !unschedulable {
+            return;
+        }
+        // A new node nothing has landed on yet means the capacity is there and the scheduler
+        // has not used it: another node would not help (the pod does not fit any node).
+        let fresh_node_waiting = nodes.iter().any(|n| {
+            n["metadata"]["labels"]["karpenter.sh/nodepool"].is_string()
+                && node_ready(n)
+                && n["spec"]["unschedulable"].as_bool() != Some(true)
+                && !pods
+                    .iter()
+                    .any(|p| p["spec"]["nodeName"].as_str() == Some(name(n)))
+        });
+        if fresh_node_waiting {
+            return;
+        }
+        let version = self
+            .server_version
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let index = nodes.len();
+        self.launched += 1;
+        let node_name = format!("karpenter-{:05}", self.launched);
+        let mut node = crate::node_object(&node_name, &version, index);
+        let labels = &mut node["metadata"]["labels"];
+        labels["karpenter.sh/nodepool"] = json!("default");
+        if let Some(labels) = labels.as_object_mut() {
+            labels.remove("eks.amazonaws.com/nodegroup");
+        }
+        match self
+            .store
+            .create(&t.nodes, None, node, &WriteOptions::default())
+        {
+            Ok(created) => self.event(
+                &created,
+                false,
+                "Launched",
+                "karpenter",
+                format!("launched node {node_name} ({version}) for unschedulable pods"),
+            ),
+            Err(e) => tracing::debug!(error = %e, "kube-sim karpenter could not add a node"),
         }
     }
 

@@ -9,6 +9,11 @@
 //! scheduler, a kubelet and the disruption controller) make workloads roll out, so
 //! `helm upgrade --wait` and `kubectl drain` behave as on a real cluster.
 //!
+//! The simulated cloud around it: [`ADMIN_VERSION_PATH`] (`PUT {"version": "1.31"}`) changes
+//! what `/version` reports, as an EKS control-plane upgrade does (the simulated AWS provider
+//! calls it), and [`ControllerConfig::karpenter`] turns on a Karpenter-like provisioner that
+//! launches a node at that version for pods that cannot be scheduled.
+//!
 //! ```no_run
 //! # async fn demo() -> kube_sim::Result<()> {
 //! use kube_sim::{ControllerConfig, SimCluster};
@@ -58,6 +63,10 @@ use crate::store::{Propagation, Store, Target, WriteOptions};
 
 /// The Kubernetes version the simulator reports unless told otherwise.
 pub const DEFAULT_SERVER_VERSION: &str = "v1.30.4-eks-a737599";
+
+/// The simulator's admin endpoint for the control-plane version (see the crate docs): the
+/// simulated AWS provider `PUT`s `{"version": "1.31"}` here when it upgrades `aws_eks_cluster`.
+pub const ADMIN_VERSION_PATH: &str = "/kube-sim/v1/version";
 
 /// The context (and cluster and user) name in the kubeconfig the simulator writes.
 pub const CONTEXT_NAME: &str = "kube-sim";
@@ -131,9 +140,10 @@ impl SimClusterBuilder {
         write_kubeconfig(&kubeconfig, &url)?;
         let store = Arc::new(Store::new());
         let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+        let git_version = Arc::new(std::sync::RwLock::new(self.server_version.clone()));
         let state = Arc::new(server::AppState {
             store: store.clone(),
-            git_version: std::sync::RwLock::new(self.server_version.clone()),
+            git_version: git_version.clone(),
             server_address: local.to_string(),
             faults: faults::Faults::new(self.faults),
             shutdown: shutdown_rx.clone(),
@@ -148,7 +158,8 @@ impl SimClusterBuilder {
                 tracing::warn!(error = %e, "kube-sim server stopped");
             }
         });
-        let controllers = controllers::Controllers::new(store.clone(), self.controllers.clone());
+        let controllers =
+            controllers::Controllers::new(store.clone(), self.controllers.clone(), git_version);
         let controller_task = tokio::spawn(controllers.run(shutdown_rx));
         tracing::info!(%url, kubeconfig = %kubeconfig.display(), "kube-sim listening");
         Ok(SimCluster {
@@ -478,83 +489,7 @@ impl SimCluster {
         kubelet_version: &str,
         timeout: Duration,
     ) -> Result<()> {
-        let node_ty = self.ty("v1", "Node");
-        let pod_ty = self.ty("v1", "Pod");
-        let old_node = self.store.get(&node_ty, None, old)?;
-        let index = self.store.list(&node_ty, None).0.len();
-        let mut node = node_object(new_name, kubelet_version, index);
-        if let Some(labels) = old_node["metadata"]["labels"].as_object() {
-            for (k, v) in labels {
-                if k != "kubernetes.io/hostname" {
-                    node["metadata"]["labels"][k] = v.clone();
-                }
-            }
-        }
-        if old_node["spec"]["taints"].is_array() {
-            node["spec"]["taints"] = old_node["spec"]["taints"].clone();
-        }
-        self.store
-            .create(&node_ty, None, node, &WriteOptions::default())?;
-        self.set_unschedulable(old, true)?;
-        let deadline = Instant::now() + timeout;
-        loop {
-            let (pods, _) = self.store.list(&pod_ty, None);
-            let remaining: Vec<Arc<Value>> = pods
-                .into_iter()
-                .filter(|p| p["spec"]["nodeName"].as_str() == Some(old))
-                .filter(|p| {
-                    !p["metadata"]["ownerReferences"]
-                        .as_array()
-                        .is_some_and(|r| r.iter().any(|r| r["kind"] == "DaemonSet"))
-                })
-                .collect();
-            if remaining.is_empty() {
-                break;
-            }
-            let mut blocked = None;
-            for p in &remaining {
-                let ns = p["metadata"]["namespace"].as_str().unwrap_or("default");
-                let name = p["metadata"]["name"].as_str().unwrap_or_default();
-                match controllers::evict(&self.store, ns, name) {
-                    Ok(_) => {}
-                    Err(e) if e.code == 429 => {
-                        blocked = Some(format!("evicting {ns}/{name}: {}", e.message))
-                    }
-                    Err(e) if e.code == 404 => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            if Instant::now() >= deadline {
-                return Err(Error::Timeout {
-                    what: blocked.unwrap_or_else(|| format!("draining node {old}")),
-                    seconds: timeout.as_secs(),
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        self.store.delete(
-            &node_ty,
-            None,
-            old,
-            Propagation::Background,
-            &WriteOptions::default(),
-        )?;
-        // DaemonSet pods of a deleted node go with it (the node lifecycle controller's job).
-        let (pods, _) = self.store.list(&pod_ty, None);
-        for p in pods
-            .iter()
-            .filter(|p| p["spec"]["nodeName"].as_str() == Some(old))
-        {
-            let ns = p["metadata"]["namespace"].as_str().unwrap_or("default");
-            let _ = self.store.delete(
-                &pod_ty,
-                Some(ns),
-                p["metadata"]["name"].as_str().unwrap_or_default(),
-                Propagation::Background,
-                &WriteOptions::default(),
-            );
-        }
-        Ok(())
+        replace_node(&self.store, old, new_name, kubelet_version, timeout).await
     }
 
     /// Stops serving and the controllers, and waits for both.
@@ -564,4 +499,107 @@ impl SimCluster {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         }
     }
+}
+
+fn kind(store: &Store, kind: &str) -> Arc<resources::ResourceType> {
+    store
+        .registry()
+        .lookup_kind("v1", kind)
+        .expect("built-in kind")
+}
+
+/// Replaces `old` by `new_name` at `kubelet_version` (see [`SimCluster::replace_node_within`]).
+pub(crate) async fn replace_node(
+    store: &Store,
+    old: &str,
+    new_name: &str,
+    kubelet_version: &str,
+    timeout: Duration,
+) -> Result<()> {
+    let node_ty = kind(store, "Node");
+    let pod_ty = kind(store, "Pod");
+    let old_node = store.get(&node_ty, None, old)?;
+    let index = store.list(&node_ty, None).0.len();
+    let mut node = node_object(new_name, kubelet_version, index);
+    if let Some(labels) = old_node["metadata"]["labels"].as_object() {
+        for (k, v) in labels {
+            if k != "kubernetes.io/hostname" {
+                node["metadata"]["labels"][k] = v.clone();
+            }
+        }
+    }
+    if old_node["spec"]["taints"].is_array() {
+        node["spec"]["taints"] = old_node["spec"]["taints"].clone();
+    }
+    store.create(&node_ty, None, node, &WriteOptions::default())?;
+    store.mutate(
+        &node_ty,
+        None,
+        old,
+        Target::Main,
+        &WriteOptions::default(),
+        |n| {
+            n["spec"]["unschedulable"] = json!(true);
+            Ok(())
+        },
+    )?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let (pods, _) = store.list(&pod_ty, None);
+        let remaining: Vec<Arc<Value>> = pods
+            .into_iter()
+            .filter(|p| p["spec"]["nodeName"].as_str() == Some(old))
+            .filter(|p| {
+                !p["metadata"]["ownerReferences"]
+                    .as_array()
+                    .is_some_and(|r| r.iter().any(|r| r["kind"] == "DaemonSet"))
+            })
+            .collect();
+        if remaining.is_empty() {
+            break;
+        }
+        let mut blocked = None;
+        for p in &remaining {
+            let ns = p["metadata"]["namespace"].as_str().unwrap_or("default");
+            let name = p["metadata"]["name"].as_str().unwrap_or_default();
+            match controllers::evict(store, ns, name) {
+                Ok(_) => {}
+                Err(e) if e.code == 429 => {
+                    blocked = Some(format!("evicting {ns}/{name}: {}", e.message))
+                }
+                Err(e) if e.code == 404 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::Timeout {
+                what: blocked.unwrap_or_else(|| format!("draining node {old}")),
+                seconds: timeout.as_secs(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    store.delete(
+        &node_ty,
+        None,
+        old,
+        Propagation::Background,
+        &WriteOptions::default(),
+    )?;
+    // DaemonSet pods of a deleted node go with it (the node lifecycle controller's job).
+    let (pods, _) = store.list(&pod_ty, None);
+    for p in pods
+        .iter()
+        .filter(|p| p["spec"]["nodeName"].as_str() == Some(old))
+    {
+        let ns = p["metadata"]["namespace"].as_str().unwrap_or("default");
+        let _ = store.delete(
+            &pod_ty,
+            Some(ns),
+            p["metadata"]["name"].as_str().unwrap_or_default(),
+            Propagation::Background,
+            &WriteOptions::default(),
+        );
+    }
+    Ok(())
 }

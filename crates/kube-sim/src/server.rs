@@ -26,7 +26,7 @@ use crate::store::{EventType, Propagation, Store, Target, WatchEvent, WriteOptio
 /// Shared state of the HTTP server.
 pub(crate) struct AppState {
     pub store: Arc<Store>,
-    pub git_version: std::sync::RwLock<String>,
+    pub git_version: crate::controllers::SharedVersion,
     pub server_address: String,
     pub faults: Faults,
     pub shutdown: tokio::sync::watch::Receiver<bool>,
@@ -98,6 +98,125 @@ async fn handle(
     resp
 }
 
+/// The simulator's own admin API, for the simulated cloud: `GET /kube-sim/v1/version`
+/// returns `{"gitVersion": ...}`; `PUT` with `{"version": "1.31"}` (a minor; a new minor gets
+/// patch 0 and keeps the build suffix, the current minor is left as it is) or `{"gitVersion": "v1.31.2-eks-..."}` changes what
+/// `/version` reports, as an upgraded control plane does.
+fn admin_version(state: &AppState, method: &Method, body: &Bytes) -> Result<Response, ApiError> {
+    let current = state.version();
+    if *method == Method::GET {
+        return Ok(json_response(
+            StatusCode::OK,
+            &json!({"gitVersion": current}),
+        ));
+    }
+    if *method != Method::PUT {
+        return Err(ApiError::new(
+            405,
+            "MethodNotAllowed",
+            format!("{method} is not supported on /kube-sim/v1/version; use GET or PUT"),
+        ));
+    }
+    let request: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "the body must be JSON like {{\"version\": \"1.31\"}}: {e}"
+        ))
+    })?;
+    let next = match (request["gitVersion"].as_str(), request["version"].as_str()) {
+        (Some(git), _) if git.starts_with('v') => git.to_string(),
+        // The same minor keeps its patch (a cluster created at what it already runs).
+        (None, Some(minor)) if is_minor(minor) && current.starts_with(&format!("v{minor}.")) => {
+            current.clone()
+        }
+        (None, Some(minor)) if is_minor(minor) => {
+            let suffix = current.find('-').map_or("", |i| &current[i..]);
+            format!("v{minor}.0{suffix}")
+        }
+        _ => {
+            return Err(ApiError::bad_request(format!(
+                "expected {{\"version\": \"<major>.<minor>\"}} or {{\"gitVersion\": \"v<major>.<minor>.<patch>...\"}}, got {request}"
+            )));
+        }
+    };
+    *state.git_version.write().unwrap_or_else(|e| e.into_inner()) = next.clone();
+    tracing::info!(from = %current, to = %next, "kube-sim control plane version changed");
+    Ok(json_response(StatusCode::OK, &json!({"gitVersion": next})))
+}
+
+/// `PUT /kube-sim/v1/nodegroups/<name>` with `{"version": "1.31"}`: rolls the managed node
+/// group's nodes (label `eks.amazonaws.com/nodegroup`) that run another minor, one at a time,
+/// the way EKS's `UpdateNodegroupVersion` does (new node first, PDB-aware evictions, old node
+/// deleted); answers `{"replaced": [...]}` when done.
+async fn admin_nodegroup(
+    state: &AppState,
+    group: &str,
+    body: &Bytes,
+) -> Result<Response, ApiError> {
+    let request: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "the body must be JSON like {{\"version\": \"1.31\"}}: {e}"
+        ))
+    })?;
+    let minor = request["version"]
+        .as_str()
+        .filter(|v| is_minor(v))
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "expected {{\"version\": \"<major>.<minor>\"}}, got {request}"
+            ))
+        })?
+        .to_string();
+    let current = state.version();
+    let kubelet = if current.starts_with(&format!("v{minor}.")) {
+        current
+    } else {
+        let suffix = current.find('-').map_or("", |i| &current[i..]);
+        format!("v{minor}.0{suffix}")
+    };
+    let nodes = state
+        .store
+        .registry()
+        .lookup_kind("v1", "Node")
+        .expect("built-in kind");
+    let mut old: Vec<String> = state
+        .store
+        .list(&nodes, None)
+        .0
+        .iter()
+        .filter(|n| n["metadata"]["labels"]["eks.amazonaws.com/nodegroup"] == group)
+        .filter(|n| {
+            !n["status"]["nodeInfo"]["kubeletVersion"]
+                .as_str()
+                .is_some_and(|v| v.starts_with(&format!("v{minor}.")))
+        })
+        .filter_map(|n| n["metadata"]["name"].as_str().map(str::to_string))
+        .collect();
+    old.sort();
+    for (i, node) in old.iter().enumerate() {
+        let new_name = format!("{group}-{}-{}", minor.replace('.', "-"), i + 1);
+        crate::replace_node(
+            &state.store,
+            node,
+            &new_name,
+            &kubelet,
+            Duration::from_secs(300),
+        )
+        .await
+        .map_err(|e| ApiError::new(500, "InternalError", format!("replacing node {node}: {e}")))?;
+    }
+    Ok(json_response(StatusCode::OK, &json!({"replaced": old})))
+}
+
+fn is_minor(text: &str) -> bool {
+    let mut parts = text.split('.');
+    matches!(
+        (parts.next(), parts.next(), parts.next()),
+        (Some(major), Some(minor), None)
+            if !major.is_empty() && !minor.is_empty()
+                && major.bytes().chain(minor.bytes()).all(|b| b.is_ascii_digit())
+    )
+}
+
 fn not_found_path(path: &str) -> ApiError {
     ApiError::new(
         404,
@@ -123,6 +242,10 @@ async fn route(
     let ok = |v: Value| Ok(json_response(StatusCode::OK, &v));
     match segs.as_slice() {
         ["version"] => return ok(discovery::version_info(&state.version())),
+        ["kube-sim", "v1", "version"] => return admin_version(state, method, &body),
+        ["kube-sim", "v1", "nodegroups", group] if *method == Method::PUT => {
+            return admin_nodegroup(state, group, &body).await;
+        }
         ["healthz"] | ["livez"] | ["readyz"] => {
             return Ok((StatusCode::OK, "ok").into_response());
         }

@@ -10,6 +10,9 @@ use upgrade_core::snapshot::{Snapshot, SnapshotWriter};
 
 use crate::backup::{Backup, BackupKind, backup, restore};
 use crate::connect::Cluster;
+use crate::cordon::uncordon;
+use crate::replace::Replacer;
+use crate::rollout::{RolloutOptions, nodes_below, rollout};
 
 const BACKUP_FILE: &str = "backup.yaml";
 
@@ -232,6 +235,135 @@ impl Step for DeploymentImageStep {
             let template: serde_json::Value = snapshot.get_json(TEMPLATE_FILE)?;
             self.patch_template(template).await?;
             self.wait_rolled_out().await?;
+            Ok(())
+        })
+    }
+}
+
+const CORDONED_FILE: &str = "nodes-to-replace.json";
+
+/// Replaces every node whose kubelet minor is below `target` (seed 004's node procedure:
+/// surge, cordon, PDB-aware drain, retire, validate twice; a canary first), through
+/// [`crate::rollout::rollout`] with the given [`Replacer`].
+///
+/// Rollback cannot bring replaced nodes back (and need not: nodes one minor below the
+/// control plane are within skew). It lifts the cordons this toolkit set on nodes that are
+/// still there, so an interrupted rollout leaves no capacity fenced off.
+#[derive(Debug, Clone)]
+pub struct NodeRolloutStep {
+    /// Step id, e.g. `eks/nodes-1.31`.
+    pub id: String,
+    /// Component, e.g. `eks`.
+    pub component: String,
+    /// The cluster.
+    pub cluster: Cluster,
+    /// Nodes below this minor are replaced.
+    pub target: upgrade_core::version::KubeMinor,
+    /// Only nodes with these labels (`key=value`; empty: every node).
+    pub selector: Vec<(String, String)>,
+    /// Where new nodes come from and how drained ones go.
+    pub replacer: Replacer,
+    /// Batches, canary, drain, validation.
+    pub options: RolloutOptions,
+}
+
+impl NodeRolloutStep {
+    /// The nodes this step replaces now: below the target minor and matching the selector.
+    pub async fn nodes(&self) -> crate::Result<Vec<String>> {
+        let below = nodes_below(&self.cluster, self.target).await?;
+        if self.selector.is_empty() {
+            return Ok(below);
+        }
+        let nodes: kube::Api<k8s_openapi::api::core::v1::Node> =
+            kube::Api::all(self.cluster.client().clone());
+        let mut chosen = Vec::new();
+        for name in below {
+            let node =
+                crate::retry::retrying(&format!("read node {name}"), || nodes.get(&name)).await?;
+            let labels = node.metadata.labels.unwrap_or_default();
+            if self
+                .selector
+                .iter()
+                .all(|(k, v)| labels.get(k).is_some_and(|l| l == v))
+            {
+                chosen.push(name);
+            }
+        }
+        Ok(chosen)
+    }
+}
+
+impl Step for NodeRolloutStep {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn component(&self) -> &str {
+        &self.component
+    }
+
+    fn description(&self) -> String {
+        let how = match &self.replacer {
+            Replacer::Karpenter { .. } => "Karpenter provisions, retire deletes the Node",
+            Replacer::Command { .. } => "your surge/retire commands",
+        };
+        let which = if self.selector.is_empty() {
+            String::new()
+        } else {
+            let labels: Vec<String> = self
+                .selector
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            format!(" with {}", labels.join(","))
+        };
+        format!(
+            "replace nodes{which} below {}: canary first, {} per batch, PDB-aware drain, validated twice ({how})",
+            self.target,
+            self.options.batch_size.max(1)
+        )
+    }
+
+    fn capture<'a>(&'a self, snapshot: &'a mut SnapshotWriter) -> StepFuture<'a> {
+        Box::pin(async move {
+            let nodes = self.nodes().await?;
+            snapshot.put(CORDONED_FILE, &serde_json::to_vec(&nodes)?)?;
+            Ok(())
+        })
+    }
+
+    fn apply(&self) -> StepFuture<'_> {
+        Box::pin(async move {
+            let nodes = self.nodes().await?;
+            if nodes.is_empty() {
+                return Ok(());
+            }
+            let report =
+                rollout(&self.cluster, &self.replacer, &nodes, &self.options, None).await?;
+            tracing::info!(report = %report.render(), "node rollout finished");
+            Ok(())
+        })
+    }
+
+    fn verify(&self) -> StepFuture<'_> {
+        Box::pin(async move {
+            let left = self.nodes().await?;
+            if !left.is_empty() {
+                return Err(
+                    format!("nodes still below {}: {}", self.target, left.join(", ")).into(),
+                );
+            }
+            Ok(())
+        })
+    }
+
+    fn rollback<'a>(&'a self, snapshot: &'a Snapshot) -> StepFuture<'a> {
+        Box::pin(async move {
+            let nodes: Vec<String> = serde_json::from_slice(&snapshot.get(CORDONED_FILE)?)?;
+            let present = nodes_below(&self.cluster, self.target).await?;
+            for node in nodes.iter().filter(|n| present.contains(n)) {
+                uncordon(&self.cluster, node).await?;
+            }
             Ok(())
         })
     }

@@ -424,7 +424,7 @@ impl Resource for SimResource {
 
     async fn create<'a>(
         &self,
-        _diags: &mut Diagnostics,
+        diags: &mut Diagnostics,
         planned: Self::State<'a>,
         _config: Self::State<'a>,
         private: Self::PrivateState<'a>,
@@ -432,6 +432,10 @@ impl Resource for SimResource {
     ) -> Option<(Self::State<'a>, Self::PrivateState<'a>)> {
         let mut state = planned;
         self.resolve_unknown(&mut state);
+        if self.0 == Kind::Cluster {
+            let version = text(&state, "version").unwrap_or_default();
+            control_plane_now_at(diags, &version).await?;
+        }
         Some((state, private))
     }
 
@@ -465,6 +469,23 @@ impl Resource for SimResource {
                 });
                 return None;
             }
+            if from != to {
+                control_plane_now_at(diags, &to).await?;
+            }
+        }
+        if self.0 == Kind::NodeGroup {
+            let from = text(&prior, "version").unwrap_or_default();
+            let to = text(&planned, "version").unwrap_or_default();
+            if from != to && !to.is_empty() {
+                let group = text(&planned, "node_group_name").unwrap_or_default();
+                tell_sim(
+                    diags,
+                    &format!("/kube-sim/v1/nodegroups/{group}"),
+                    &to,
+                    &format!("node group {group}"),
+                )
+                .await?;
+            }
         }
         let mut state = planned;
         self.resolve_unknown(&mut state);
@@ -479,6 +500,52 @@ impl Resource for SimResource {
         _meta: Self::ProviderMetaState<'a>,
     ) -> Option<()> {
         Some(())
+    }
+}
+
+/// Names the simulated cluster (kube-sim's URL) whose API server version follows
+/// `aws_eks_cluster.version`; documented as `upgrade_core::env_vars::UPGRADE_SIM_KUBE_URL`.
+const SIM_KUBE_URL: &str = "UPGRADE_SIM_KUBE_URL";
+
+/// Tells the simulated cluster its control plane now runs `version`, as EKS's control plane
+/// does once `UpdateClusterVersion` finishes. Without [`SIM_KUBE_URL`] there is no cluster
+/// to tell. A cluster that cannot be told fails the apply, as a failed update would.
+async fn control_plane_now_at(diags: &mut Diagnostics, version: &str) -> Option<()> {
+    tell_sim(diags, "/kube-sim/v1/version", version, "control plane").await
+}
+
+/// `PUT`s `{"version": ...}` to `path` on the simulated cluster (no-op without
+/// [`SIM_KUBE_URL`]); a node group's update waits there until its nodes are replaced, as
+/// EKS's `UpdateNodegroupVersion` does.
+async fn tell_sim(diags: &mut Diagnostics, path: &str, version: &str, what: &str) -> Option<()> {
+    let Ok(base) = std::env::var(SIM_KUBE_URL) else {
+        return Some(());
+    };
+    let url = format!("{}{path}", base.trim_end_matches('/'));
+    let result = async {
+        let response = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(600))
+            .build()?
+            .put(&url)
+            .json(&serde_json::json!({ "version": version }))
+            .send()
+            .await?;
+        response.error_for_status().map(|_| ())
+    }
+    .await;
+    match result {
+        Ok(()) => Some(()),
+        Err(e) => {
+            diags.add_error(Diagnostic {
+                summary: format!(
+                    "the simulated {what} at {base} did not take version {version}: {e}"
+                )
+                .into(),
+                detail: format!("check {SIM_KUBE_URL} names a running kube-sim").into(),
+                attribute: AttributePath::root(),
+            });
+            None
+        }
     }
 }
 

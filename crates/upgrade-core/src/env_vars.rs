@@ -11,3 +11,7 @@ pub const UPGRADE_TOOLS_DIR: &str = "UPGRADE_TOOLS_DIR";
 /// Tests only: kill the process at a step boundary, `<step-id>:<boundary>` (e.g.
 /// `kserve/helm-upgrade:after-apply`), to prove runs resume or roll back from any point.
 pub const UPGRADE_FAULT_KILL_AT: &str = "UPGRADE_FAULT_KILL_AT";
+/// Tests and the demo: the kube-sim URL (`http://127.0.0.1:<port>`) whose API server version
+/// the simulated AWS provider moves when it creates or upgrades `aws_eks_cluster`, as EKS's
+/// control plane does.
+pub const UPGRADE_SIM_KUBE_URL: &str = "UPGRADE_SIM_KUBE_URL";

@@ -54,6 +54,7 @@
 //! # }
 //! ```
 
+pub mod addons;
 mod atomic_file;
 pub mod checks;
 pub mod command_step;

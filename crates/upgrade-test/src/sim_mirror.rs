@@ -32,34 +32,13 @@ pub fn sim_mirror() -> &'static Path {
         if root.is_dir() {
             return root;
         }
-        // Staged aside and renamed into place: a concurrent test process never sees half a
-        // mirror (the tf crate's tests build the same layout under the same name).
-        let staging = tempfile::Builder::new()
-            .prefix(".tf-sim-mirror-")
-            .tempdir_in(parent)
-            .expect("a staging folder for the mirror");
-        for version in SIM_PROVIDER_VERSIONS {
-            for platform in ["linux_amd64", "darwin_arm64"] {
-                let dir = staging
-                    .path()
-                    .join("registry.terraform.io/hashicorp/aws")
-                    .join(version)
-                    .join(platform);
-                std::fs::create_dir_all(&dir).expect("create the mirror folder");
-                std::fs::copy(&bin, dir.join(format!("terraform-provider-aws_v{version}")))
-                    .expect("copy the provider into the mirror");
-                std::fs::write(dir.join("PLATFORM"), platform).expect("write the platform file");
-            }
-        }
-        let staged = staging.keep();
-        if std::fs::rename(&staged, &root).is_err() {
-            let _ = std::fs::remove_dir_all(&staged);
-        }
-        assert!(
-            root.is_dir(),
-            "the mirror {} was not created",
-            root.display()
-        );
+        upgrade_tf_sim_provider::install_mirror(
+            &bin,
+            &root,
+            SIM_PROVIDER_VERSIONS,
+            &["linux_amd64", "darwin_arm64"],
+        )
+        .unwrap_or_else(|e| panic!("the mirror {}: {e}", root.display()));
         root
     })
 }
@@ -69,12 +48,7 @@ pub fn sim_mirror() -> &'static Path {
 pub fn use_sim_mirror(ctx: &TestContext) {
     std::fs::write(
         ctx.root().join("terraformrc"),
-        format!(
-            "provider_installation {{\n  filesystem_mirror {{\n    path    = \"{}\"\n    \
-             include = [\"registry.terraform.io/hashicorp/aws\"]\n  }}\n  direct {{\n    \
-             exclude = [\"registry.terraform.io/hashicorp/aws\"]\n  }}\n}}\n",
-            sim_mirror().display()
-        ),
+        upgrade_tf_sim_provider::cli_config(sim_mirror()),
     )
     .expect("write terraformrc");
 }

@@ -3,8 +3,10 @@
 use clap::Parser;
 use upgrade_bins::commands::preflight::{Args, run};
 
-fn main() -> std::process::ExitCode {
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
     let args = Args::parse();
     upgrade_bins::cli::init_logging(&args.common);
-    upgrade_bins::exit::report(run(&args, &mut std::io::stdout()))
+    upgrade_bins::cli::stop_on_ctrl_c();
+    upgrade_bins::exit::report(run(&args, &mut std::io::stdout()).await)
 }

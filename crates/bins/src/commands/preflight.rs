@@ -9,8 +9,11 @@ use upgrade_core::facts::Facts;
 use upgrade_core::report;
 use upgrade_core::version::KubeMinor;
 
+use upgrade_kube::facts::{GatherOptions, gather};
+
 use crate::cli::{CommonArgs, OutputFormat};
 use crate::exit::CliError;
+use crate::session::Session;
 
 /// `upgrade-preflight`: the seeds' pre-upgrade checklist and daily health check, as one report.
 #[derive(Debug, clap::Parser)]
@@ -24,7 +27,8 @@ pub struct Args {
     /// The Kubernetes minor to check the path to, e.g. 1.31 (each minor on the way is checked).
     #[arg(long, value_name = "MINOR")]
     pub target: String,
-    /// Read the cluster's facts from a YAML or JSON dump instead of a live cluster.
+    /// Read the cluster's facts from a YAML or JSON dump instead of the live cluster named by
+    /// --kubeconfig/--kube-context (read only: nothing is changed).
     #[arg(long, value_name = "FILE")]
     pub facts: Option<PathBuf>,
     /// Check configuration: thresholds, severities, ignores.
@@ -36,7 +40,7 @@ pub struct Args {
 }
 
 /// Runs the checks and prints the report; returns 0, 3 (warnings) or 4 (blockers).
-pub fn run(args: &Args, out: &mut dyn std::io::Write) -> Result<u8, CliError> {
+pub async fn run(args: &Args, out: &mut dyn std::io::Write) -> Result<u8, CliError> {
     let target: KubeMinor = args
         .target
         .parse()
@@ -61,11 +65,7 @@ pub fn run(args: &Args, out: &mut dyn std::io::Write) -> Result<u8, CliError> {
                 .with_context(|| format!("facts file {}", path.display()))
                 .map_err(CliError::usage)?
         }
-        None => {
-            return Err(CliError::usage(anyhow::anyhow!(
-                "gathering facts from a live cluster is not built yet; pass --facts FILE (a YAML dump such as fixtures/facts/healthy.yaml)"
-            )));
-        }
+        None => live_facts(&args.common).await?,
     };
     let report = upgrade_core::checks::run(&facts, target, &config, Data::embedded())
         .map_err(|e| CliError::usage(anyhow::anyhow!("--target {}: {e}", args.target)))?;
@@ -79,4 +79,22 @@ pub fn run(args: &Args, out: &mut dyn std::io::Write) -> Result<u8, CliError> {
         .context("write the report")
         .map_err(CliError::failed)?;
     Ok(report.exit_code())
+}
+
+/// Reads the facts from the live cluster: connected through the same interlock as every
+/// command (a wrong `--expect-cluster` is bad input), read only.
+async fn live_facts(common: &CommonArgs) -> Result<Facts, CliError> {
+    let session = Session::open(common).await?;
+    let options = GatherOptions {
+        cluster_name: common.expect_cluster.clone(),
+        ..GatherOptions::default()
+    };
+    let gathered = gather(&session.cluster, &options)
+        .await
+        .context("gather the cluster's facts")
+        .map_err(CliError::failed)?;
+    for note in &gathered.notes {
+        tracing::warn!("{note}");
+    }
+    Ok(gathered.facts)
 }

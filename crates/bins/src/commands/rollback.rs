@@ -15,7 +15,7 @@ use upgrade_core::executor::Step;
 use upgrade_core::journal::{Journal, RunState, StepStatus};
 
 use crate::cli::CommonArgs;
-use crate::commands::{argo_workflows, karpenter, kserve, mlflow, tf_providers};
+use crate::commands::{argo_workflows, eks, karpenter, kserve, mlflow, nodes, tf_providers};
 use crate::exit::{CliError, FAILED, OK};
 use crate::progress::Progressed;
 use crate::run::rollback_locked;
@@ -70,6 +70,14 @@ pub async fn steps_for(
         "upgrade-argo-workflows" => {
             let args = argo_workflows::Args::try_parse_from(argv).map_err(unreadable)?;
             argo_workflows::steps(&args, session).await
+        }
+        "upgrade-eks" => {
+            let args = eks::Args::try_parse_from(argv).map_err(unreadable)?;
+            eks::steps(&args, session).await
+        }
+        "upgrade-nodes" => {
+            let args = nodes::Args::try_parse_from(argv).map_err(unreadable)?;
+            nodes::steps(&args, session).await
         }
         "upgrade-mlflow" => {
             let mut args = mlflow::Args::try_parse_from(argv).map_err(unreadable)?;
