@@ -1,48 +1,101 @@
-//! The demo's full platform deploys with the real helm on kube-sim: every chart, both
-//! InferenceServices, the Argo templates and the disruption budgets the node drain must respect.
+//! The README's main command, end to end: the demo runs every command as a process with the
+//! real terraform and helm on kube-sim, and must leave the platform upgraded, the failing
+//! KServe upgrade rolled back, and its records in place.
 
-use kube_sim::{ControllerConfig, SimCluster};
-use upgrade_bins::sample::FULL_COMPONENTS;
+use std::path::{Path, PathBuf};
+
+use upgrade_core::journal::Journal;
+use upgrade_core::lockfile::PlatformLock;
 use upgrade_test::TestContext;
 
-use crate::platform_run::sample;
+/// The folder the workspace's binaries are built into (beside this test's `deps/`).
+fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>")
+        .to_path_buf();
+    for name in [
+        "upgrade-eks",
+        "upgrade-kserve",
+        "terraform-provider-aws-sim",
+    ] {
+        assert!(
+            dir.join(name).is_file(),
+            "{name} is not built in {}; run `cargo build --workspace --bins` (the README's test command builds it)",
+            dir.display()
+        );
+    }
+    dir
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_full_platform_deploys() {
+async fn the_demo_upgrades_the_platform_and_rolls_back_the_failing_upgrade() {
     let ctx = TestContext::new();
-    let platform = sample(ctx.root().join("platform"));
-    let sim = SimCluster::builder()
-        .controllers(ControllerConfig::fast())
-        .kubeconfig_path(platform.kubeconfig())
-        .start()
-        .await
-        .unwrap();
-    for node in ["ip-10-0-1-10", "ip-10-0-2-20", "ip-10-0-3-30"] {
-        sim.add_node(node, "v1.30.4-eks-a737599").unwrap();
-    }
-    platform.build_full(&sim).await.unwrap();
+    let tools = upgrade_bins::sample::Tools {
+        terraform: upgrade_test::require_tool("terraform"),
+        helm: upgrade_test::require_tool("helm4"),
+    };
+    let work = ctx.root().join("demo");
+    let mut out = Vec::new();
+    let result = upgrade_bins::demo::run(
+        &TestContext::workspace_root(),
+        &bin_dir(),
+        tools,
+        &work,
+        &mut out,
+    )
+    .await;
+    let printed = String::from_utf8_lossy(&out).to_string();
+    result.unwrap_or_else(|e| panic!("the demo failed: {e:#}\n{printed}"));
 
-    let helm = platform.helm().unwrap();
-    for (name, namespace, version, _) in FULL_COMPONENTS {
-        let meta = helm
-            .metadata(&upgrade_helm::ReleaseRef::new(name, namespace), None)
-            .await
-            .unwrap();
-        assert_eq!(meta.version, version, "{name}");
+    // Every command ran with the exit code the demo expects, and said so.
+    for command in [
+        "$ upgrade-lock write",
+        "$ upgrade-preflight --target 1.31",
+        "$ upgrade-eks --target 1.31",
+        "$ upgrade-karpenter",
+        "$ upgrade-kserve upgrade",
+        "$ upgrade-argo-workflows",
+        "$ upgrade-mlflow",
+        "$ upgrade-lock diff",
+    ] {
+        assert!(printed.contains(command), "{command} missing:\n{printed}");
     }
-    let count = |api: &str, kind: &str, ns: &str| sim.list(api, kind, Some(ns)).len();
+
+    // The control plane and every node are at 1.31 (read from the lockfile the demo's last
+    // `upgrade-lock diff` compares against, and from the journal of the EKS run).
+    let lock = PlatformLock::read(&work.join("platform.lock")).unwrap();
     assert_eq!(
-        count("serving.kserve.io/v1beta1", "InferenceService", "mlops"),
-        2
+        lock.components["karpenter"].chart_version, "1.5.0",
+        "the lock is the pre-upgrade state"
     );
-    assert_eq!(count("argoproj.io/v1alpha1", "WorkflowTemplate", "argo"), 2);
-    assert_eq!(count("policy/v1", "PodDisruptionBudget", "mlops"), 2);
-    // The values files are the platform's own copies, not the repository's fixtures.
+    let journal = Journal::read_entries(&work.join(".upgrade/journal.jsonl")).unwrap();
+    let runs: std::collections::BTreeSet<&str> =
+        journal.iter().map(|e| e.run_id.as_str()).collect();
+    for prefix in [
+        "eks-",
+        "karpenter-",
+        "kserve-",
+        "argo-workflows-",
+        "mlflow-",
+    ] {
+        assert!(
+            runs.iter().any(|r| r.starts_with(prefix)),
+            "no {prefix}* run in the journal: {runs:?}"
+        );
+    }
+    let nodes = printed
+        .lines()
+        .find(|l| l.trim_start().starts_with("nodes now:"))
+        .unwrap_or_else(|| panic!("no node list after upgrade-eks:\n{printed}"));
     assert!(
-        platform
-            .values_dir()
-            .join("karpenter-values.yaml")
-            .is_file()
+        nodes.contains("v1.31") && !nodes.contains("v1.30"),
+        "a node is still at 1.30: {nodes}"
     );
-    sim.shutdown().await;
+    assert!(
+        printed.contains("rolled back"),
+        "the failing KServe upgrade did not report its rollback:\n{printed}"
+    );
 }

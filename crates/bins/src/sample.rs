@@ -79,11 +79,14 @@ apiVersion: serving.kserve.io/v1beta1
 kind: InferenceService
 metadata: {name: sklearn-iris, namespace: mlops}
 spec: {predictor: {model: {modelFormat: {name: sklearn}, storageUri: "s3://models/iris/v1"}}}
+# kube-sim runs no KServe controller; the status is what KServe reports for a served model.
+status: {conditions: [{type: Ready, status: "True"}]}
 ---
 apiVersion: serving.kserve.io/v1beta1
 kind: InferenceService
 metadata: {name: fraud-xgb, namespace: mlops}
 spec: {predictor: {model: {modelFormat: {name: xgboost}, storageUri: "s3://models/fraud/v7"}}}
+status: {conditions: [{type: Ready, status: "True"}]}
 ---
 apiVersion: apps/v1
 kind: Deployment

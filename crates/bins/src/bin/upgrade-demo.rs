@@ -6,7 +6,16 @@ use std::process::ExitCode;
 async fn main() -> ExitCode {
     let repo_root = std::env::current_dir().unwrap_or_default();
     let work = std::env::temp_dir().join(format!("mlops-upgrade-demo-{}", std::process::id()));
-    match upgrade_bins::demo::run(&repo_root, &work, &mut std::io::stdout()).await {
+    let result = async {
+        let bin_dir = upgrade_bins::demo::commands_dir()?;
+        let tools = upgrade_bins::sample::Tools {
+            terraform: upgrade_core::tool::TERRAFORM.resolve()?,
+            helm: upgrade_core::tool::HELM.resolve()?,
+        };
+        upgrade_bins::demo::run(&repo_root, &bin_dir, tools, &work, &mut std::io::stdout()).await
+    }
+    .await;
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");

@@ -572,7 +572,10 @@ pub async fn run(args: &Args, out: &mut dyn std::io::Write) -> Result<u8, CliErr
         .findings
         .iter()
         .filter(|f| f.severity == upgrade_core::checks::Severity::Warning)
-        .map(|f| format!("{} {}: {}", f.code, f.title, f.message))
+        .map(|f| match &f.subject {
+            Some(subject) => format!("{} {subject}: {}", f.code, f.message),
+            None => format!("{} {}: {}", f.code, f.title, f.message),
+        })
         .collect();
     let plan = Plan {
         command: "upgrade-eks".into(),
