@@ -1,11 +1,8 @@
 //! `upgrade-argo-workflows` end to end: the real binary and the real helm against kube-sim,
 //! with the fixture charts (argo-workflows 0.45.0 → 0.46.0) and a WorkflowTemplate.
 
-use std::time::Duration;
-
-use kube_sim::{ControllerConfig, SimCluster};
 use upgrade_core::ProcessBuilder;
-use upgrade_helm::{ChartRef, Helm, ReleaseRef, UpgradeOptions, WaitMode};
+use upgrade_helm::ReleaseRef;
 use upgrade_test::TestContext;
 
 const TEMPLATE: &str = r#"
@@ -19,12 +16,8 @@ metadata: {name: train-model, namespace: mlops}
 spec: {entrypoint: train, templates: [{name: train, container: {image: "python:3.12"}}]}
 "#;
 
-fn fixture(rel: &str) -> String {
-    TestContext::fixtures_dir()
-        .join(rel)
-        .to_string_lossy()
-        .into_owned()
-}
+mod support;
+use support::fixture;
 
 fn release() -> ReleaseRef {
     ReleaseRef::new("argo-workflows", "argo")
@@ -32,49 +25,19 @@ fn release() -> ReleaseRef {
 
 #[test]
 fn help_is_stable() {
-    let ctx = TestContext::new();
-    let mut cmd = ProcessBuilder::new(env!("CARGO_BIN_EXE_upgrade-argo-workflows"));
-    ctx.apply_env(&mut cmd);
-    let out = cmd.arg("--help").output().unwrap();
-    assert_eq!(out.status.code(), Some(0));
-    insta::assert_snapshot!(out.stdout_lossy());
+    insta::assert_snapshot!(support::help(
+        env!("CARGO_BIN_EXE_upgrade-argo-workflows"),
+        &[]
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plans_rejects_bad_values_then_upgrades_with_the_templates_backed_up() {
     let ctx = TestContext::new();
-    let sim = SimCluster::builder()
-        .controllers(ControllerConfig::fast())
-        .kubeconfig_path(ctx.root().join("kubeconfig.yaml"))
-        .start()
-        .await
-        .expect("kube-sim starts");
-    sim.add_node("node-a", "v1.30.4-eks-a737599").unwrap();
-    let home = ctx.home();
-    let helm = Helm::builder()
-        .program(ctx.require_tool("helm"))
-        .env("HOME", home)
-        .env("XDG_CONFIG_HOME", home.join(".config"))
-        .env("XDG_CACHE_HOME", home.join(".cache"))
-        .env("XDG_DATA_HOME", home.join(".local/share"))
-        .kubeconfig(sim.kubeconfig_path())
-        .context(kube_sim::CONTEXT_NAME)
-        .build()
-        .unwrap();
+    let sim = support::sim(&ctx, support::V130).await;
+    let helm = support::helm(&ctx, &sim);
     let values = fixture("helm-values/argo-workflows-values.yaml");
-    helm.upgrade(
-        &release(),
-        &ChartRef::path(fixture("charts/argo-workflows/0.45.0")).with_version("0.45.0"),
-        &UpgradeOptions {
-            create_namespace: true,
-            values_files: vec![values.clone().into()],
-            wait: WaitMode::Ready,
-            timeout: Duration::from_secs(60),
-            ..UpgradeOptions::default()
-        },
-    )
-    .await
-    .expect("argo-workflows 0.45.0 installs");
+    support::install(&helm, &release(), "argo-workflows", "0.45.0", &values).await;
     sim.load_yaml(TEMPLATE)
         .expect("the WorkflowTemplate is created");
     let chart_046 = fixture("charts/argo-workflows/0.46.0");

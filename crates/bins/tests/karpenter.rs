@@ -3,10 +3,12 @@
 
 use std::path::{Path, PathBuf};
 
-use kube_sim::{ControllerConfig, SimCluster};
+use kube_sim::SimCluster;
 use upgrade_core::ProcessBuilder;
 use upgrade_helm::{ChartRef, Helm, ReleaseRef, UpgradeOptions, WaitMode};
 use upgrade_test::TestContext;
+
+mod support;
 
 struct Platform {
     ctx: TestContext,
@@ -27,45 +29,22 @@ impl Platform {
     /// kube-sim at `server_version` with karpenter 1.5.0 installed by the real helm.
     async fn start(server_version: &str) -> Platform {
         let ctx = TestContext::new();
-        let sim = SimCluster::builder()
-            .server_version(server_version)
-            .controllers(ControllerConfig::fast())
-            .kubeconfig_path(ctx.root().join("kubeconfig.yaml"))
-            .start()
-            .await
-            .expect("kube-sim starts");
-        sim.add_node("node-a", server_version).unwrap();
+        let sim = support::sim(&ctx, server_version).await;
         let platform = Platform { ctx, sim };
-        platform
-            .helm()
-            .upgrade(
-                &release(),
-                &ChartRef::path(chart("1.5.0")).with_version("1.5.0"),
-                &UpgradeOptions {
-                    create_namespace: true,
-                    values_files: vec![values()],
-                    wait: WaitMode::Ready,
-                    timeout: std::time::Duration::from_secs(60),
-                    ..UpgradeOptions::default()
-                },
-            )
-            .await
-            .expect("karpenter 1.5.0 installs");
+        let values = values();
+        support::install(
+            &platform.helm(),
+            &release(),
+            "karpenter",
+            "1.5.0",
+            &values.to_string_lossy(),
+        )
+        .await;
         platform
     }
 
     fn helm(&self) -> Helm {
-        let home = self.ctx.home();
-        Helm::builder()
-            .program(self.ctx.require_tool("helm"))
-            .env("HOME", home)
-            .env("XDG_CONFIG_HOME", home.join(".config"))
-            .env("XDG_CACHE_HOME", home.join(".cache"))
-            .env("XDG_DATA_HOME", home.join(".local/share"))
-            .kubeconfig(self.sim.kubeconfig_path())
-            .context(kube_sim::CONTEXT_NAME)
-            .build()
-            .unwrap()
+        support::helm(&self.ctx, &self.sim)
     }
 
     /// (chart version, revision) of the live release.
@@ -135,12 +114,7 @@ fn path(p: &Path) -> &str {
 
 #[test]
 fn help_is_stable() {
-    let ctx = TestContext::new();
-    let mut cmd = ProcessBuilder::new(env!("CARGO_BIN_EXE_upgrade-karpenter"));
-    ctx.apply_env(&mut cmd);
-    let out = cmd.arg("--help").output().unwrap();
-    assert_eq!(out.status.code(), Some(0));
-    insta::assert_snapshot!(out.stdout_lossy());
+    insta::assert_snapshot!(support::help(env!("CARGO_BIN_EXE_upgrade-karpenter"), &[]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

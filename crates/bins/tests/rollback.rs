@@ -2,65 +2,26 @@
 //! against kube-sim with the real helm, then undone (a whole run, and one component) from
 //! the journal and snapshots they left.
 
-use std::time::Duration;
-
-use kube_sim::{ControllerConfig, SimCluster};
 use upgrade_core::ProcessBuilder;
-use upgrade_helm::{ChartRef, Helm, ReleaseRef, UpgradeOptions, WaitMode};
+use upgrade_helm::ReleaseRef;
 use upgrade_test::TestContext;
 
-fn fixture(rel: &str) -> String {
-    TestContext::fixtures_dir()
-        .join(rel)
-        .to_string_lossy()
-        .into_owned()
-}
+mod support;
+use support::fixture;
 
 #[test]
 fn help_is_stable() {
-    let ctx = TestContext::new();
-    let mut cmd = ProcessBuilder::new(env!("CARGO_BIN_EXE_upgrade-rollback"));
-    ctx.apply_env(&mut cmd);
-    let out = cmd.arg("--help").output().unwrap();
-    assert_eq!(out.status.code(), Some(0));
-    insta::assert_snapshot!(out.stdout_lossy());
+    insta::assert_snapshot!(support::help(env!("CARGO_BIN_EXE_upgrade-rollback"), &[]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn undoes_a_whole_run_and_one_component_and_refuses_bad_input() {
     let ctx = TestContext::new();
-    let sim = SimCluster::builder()
-        .controllers(ControllerConfig::fast())
-        .kubeconfig_path(ctx.root().join("kubeconfig.yaml"))
-        .start()
-        .await
-        .expect("kube-sim starts");
-    sim.add_node("node-a", "v1.30.4-eks-a737599").unwrap();
-    let home = ctx.home();
-    let helm = Helm::builder()
-        .program(ctx.require_tool("helm"))
-        .env("HOME", home)
-        .env("XDG_CONFIG_HOME", home.join(".config"))
-        .env("XDG_CACHE_HOME", home.join(".cache"))
-        .env("XDG_DATA_HOME", home.join(".local/share"))
-        .kubeconfig(sim.kubeconfig_path())
-        .context(kube_sim::CONTEXT_NAME)
-        .build()
-        .unwrap();
+    let sim = support::sim(&ctx, support::V130).await;
+    let helm = support::helm(&ctx, &sim);
     for (name, version) in [("karpenter", "1.5.0"), ("kserve", "0.14.1")] {
-        helm.upgrade(
-            &ReleaseRef::new(name, name),
-            &ChartRef::path(fixture(&format!("charts/{name}/{version}"))).with_version(version),
-            &UpgradeOptions {
-                create_namespace: true,
-                values_files: vec![fixture(&format!("helm-values/{name}-values.yaml")).into()],
-                wait: WaitMode::Ready,
-                timeout: Duration::from_secs(60),
-                ..UpgradeOptions::default()
-            },
-        )
-        .await
-        .expect("installs");
+        let values = fixture(&format!("helm-values/{name}-values.yaml"));
+        support::install(&helm, &ReleaseRef::new(name, name), name, version, &values).await;
     }
     let url = sim.url().to_string();
     let run = |program: &str, args: &[&str]| {
