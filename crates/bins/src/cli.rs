@@ -95,6 +95,38 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(seconds))
 }
 
+/// A command: clap arguments that include [`CommonArgs`], run to an exit code.
+pub trait Command: clap::Parser {
+    /// The flags every command shares.
+    fn common(&self) -> &CommonArgs;
+    /// Runs the command, printing its report to `out`.
+    fn run(
+        &self,
+        out: &mut dyn std::io::Write,
+    ) -> impl std::future::Future<Output = Result<u8, crate::exit::CliError>>;
+}
+
+/// The whole `main` of a command's binary: parse the arguments, set up logging, turn Ctrl-C
+/// into a graceful stop, run, and map the result to the exit code (see [`crate::exit`]).
+pub fn main<C: Command>() -> std::process::ExitCode {
+    let args = C::parse();
+    init_logging(args.common());
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return std::process::ExitCode::from(crate::exit::FAILED);
+        }
+    };
+    runtime.block_on(async {
+        stop_on_ctrl_c();
+        crate::exit::report(args.run(&mut std::io::stdout()).await)
+    })
+}
+
 /// Turns Ctrl-C into a graceful stop: running commands get one SIGINT and a grace period,
 /// the failing step is rolled back, and the run is left recorded (call inside the runtime).
 pub fn stop_on_ctrl_c() {

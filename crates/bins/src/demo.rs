@@ -449,17 +449,7 @@ impl EksEnvironment {
             .base_command(base)
             .build()?
             .into();
-        tf.init(Default::default())
-            .await
-            .context("terraform init")?;
-        let run = tf
-            .plan(Default::default())
-            .await
-            .context("terraform plan")?;
-        let reviewed = tf.review(run.plan, Default::default()).await?;
-        tf.apply(reviewed.approve()?, Default::default())
-            .await
-            .context("terraform apply")?;
+        crate::sample::init_and_apply(&tf).await?;
         Ok(EksEnvironment { dir, cli_config })
     }
 }

@@ -258,18 +258,7 @@ impl SamplePlatform {
             &self.fixtures.join("terraform/platform-run"),
             &self.tf_dir(),
         )?;
-        let tf = self.terraform()?;
-        tf.init(Default::default())
-            .await
-            .context("terraform init")?;
-        let run = tf
-            .plan(Default::default())
-            .await
-            .context("terraform plan")?;
-        let reviewed = tf.review(run.plan, Default::default()).await?;
-        tf.apply(reviewed.approve()?, Default::default())
-            .await
-            .context("terraform apply")?;
+        init_and_apply(&self.terraform()?).await?;
         let helm = self.helm()?;
         for (name, version, values) in [
             ("karpenter", "1.5.0", "karpenter-values.yaml"),
@@ -376,6 +365,23 @@ impl SamplePlatform {
             }),
         ])
     }
+}
+
+/// `terraform init`, then a plan that is reviewed, approved and applied (how the sample
+/// environments are stood up before an upgrade).
+pub async fn init_and_apply(tf: &AsyncTerraform) -> anyhow::Result<()> {
+    tf.init(Default::default())
+        .await
+        .context("terraform init")?;
+    let run = tf
+        .plan(Default::default())
+        .await
+        .context("terraform plan")?;
+    let reviewed = tf.review(run.plan, Default::default()).await?;
+    tf.apply(reviewed.approve()?, Default::default())
+        .await
+        .context("terraform apply")?;
+    Ok(())
 }
 
 fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {

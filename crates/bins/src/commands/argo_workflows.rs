@@ -43,3 +43,13 @@ pub async fn run(args: &Args, out: &mut dyn Write) -> Result<u8, CliError> {
 pub async fn steps(args: &Args, session: &Session) -> Result<Vec<Box<dyn Step>>, CliError> {
     component_steps(&ARGO_WORKFLOWS, &args.helm, session)
 }
+
+impl crate::cli::Command for Args {
+    fn common(&self) -> &crate::cli::CommonArgs {
+        &self.common
+    }
+
+    async fn run(&self, out: &mut dyn std::io::Write) -> Result<u8, crate::exit::CliError> {
+        run(self, out).await
+    }
+}

@@ -614,3 +614,13 @@ async fn post_checks(cluster: &Cluster, out: &mut dyn std::io::Write) -> Result<
         upgrade_core::checks::EXIT_WARNINGS
     })
 }
+
+impl crate::cli::Command for Args {
+    fn common(&self) -> &crate::cli::CommonArgs {
+        &self.common
+    }
+
+    async fn run(&self, out: &mut dyn std::io::Write) -> Result<u8, crate::exit::CliError> {
+        run(self, out).await
+    }
+}

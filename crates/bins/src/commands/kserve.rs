@@ -311,3 +311,13 @@ pub async fn steps(args: &Args, session: &Session) -> Result<Vec<Box<dyn Step>>,
         Action::Canary(canary) => canary.steps(session),
     }
 }
+
+impl crate::cli::Command for Args {
+    fn common(&self) -> &crate::cli::CommonArgs {
+        &self.common
+    }
+
+    async fn run(&self, out: &mut dyn std::io::Write) -> Result<u8, crate::exit::CliError> {
+        run(self, out).await
+    }
+}

@@ -192,6 +192,16 @@ pub async fn run(args: &Args, out: &mut dyn std::io::Write) -> Result<u8, CliErr
     }
 }
 
+impl crate::cli::Command for Args {
+    fn common(&self) -> &crate::cli::CommonArgs {
+        &self.common
+    }
+
+    async fn run(&self, out: &mut dyn std::io::Write) -> Result<u8, crate::exit::CliError> {
+        run(self, out).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

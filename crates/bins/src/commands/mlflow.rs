@@ -548,6 +548,16 @@ fn job_name(deployment: &str, run_id: &str) -> String {
     name.trim_end_matches('-').to_string()
 }
 
+impl crate::cli::Command for Args {
+    fn common(&self) -> &crate::cli::CommonArgs {
+        &self.common
+    }
+
+    async fn run(&self, out: &mut dyn std::io::Write) -> Result<u8, crate::exit::CliError> {
+        run(self, out).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -98,3 +98,13 @@ async fn live_facts(common: &CommonArgs) -> Result<Facts, CliError> {
     }
     Ok(gathered.facts)
 }
+
+impl crate::cli::Command for Args {
+    fn common(&self) -> &crate::cli::CommonArgs {
+        &self.common
+    }
+
+    async fn run(&self, out: &mut dyn std::io::Write) -> Result<u8, crate::exit::CliError> {
+        run(self, out).await
+    }
+}

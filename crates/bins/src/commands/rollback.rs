@@ -288,3 +288,13 @@ pub fn read_record(runs_dir: &Path, run_id: &str) -> Result<RunRecord, CliError>
         ))
     })
 }
+
+impl crate::cli::Command for Args {
+    fn common(&self) -> &crate::cli::CommonArgs {
+        &self.common
+    }
+
+    async fn run(&self, out: &mut dyn std::io::Write) -> Result<u8, crate::exit::CliError> {
+        run(self, out).await
+    }
+}

@@ -374,3 +374,13 @@ fn copy_for_preview(source: &Path, dest: &Path) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+impl crate::cli::Command for Args {
+    fn common(&self) -> &crate::cli::CommonArgs {
+        &self.common
+    }
+
+    async fn run(&self, out: &mut dyn std::io::Write) -> Result<u8, crate::exit::CliError> {
+        run(self, out).await
+    }
+}
