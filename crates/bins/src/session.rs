@@ -16,6 +16,7 @@ use upgrade_core::executor::{RunOutcome, Step};
 use upgrade_core::journal::{Journal, StepStatus};
 use upgrade_core::lockfile::PlatformLock;
 use upgrade_core::tool::{HELM, TERRAFORM};
+use upgrade_core::version::KubeVersion;
 use upgrade_helm::Helm;
 use upgrade_kube::connect::{Cluster, ConnectOptions};
 use upgrade_tf::{AsyncTerraform, Terraform};
@@ -54,6 +55,15 @@ impl Session {
     /// the expected cluster, an unreadable kubeconfig.
     pub async fn open(common: &CommonArgs) -> Result<Session, CliError> {
         let lock = read_lockfile(&common.lockfile)?;
+        Session::open_with_lock(common, lock).await
+    }
+
+    /// [`open`](Self::open) for a caller that has read the lockfile already (with
+    /// [`read_lockfile`]) to check other inputs before connecting.
+    pub async fn open_with_lock(
+        common: &CommonArgs,
+        lock: Option<PlatformLock>,
+    ) -> Result<Session, CliError> {
         if common.apply && common.expect_cluster.is_none() {
             return Err(CliError::usage(anyhow::anyhow!(
                 "--apply changes a cluster, so it needs --expect-cluster NAME (the EKS cluster name or API server URL this change is meant for)"
@@ -209,6 +219,22 @@ impl Session {
             .map_err(CliError::failed)?;
         Ok(())
     }
+}
+
+/// The live control-plane version, as the API server reports it.
+pub async fn live_version(cluster: &Cluster) -> Result<KubeVersion, CliError> {
+    let info = cluster
+        .client()
+        .apiserver_version()
+        .await
+        .context("read the API server version")
+        .map_err(CliError::failed)?;
+    info.git_version.parse().map_err(|e| {
+        CliError::failed(anyhow::anyhow!(
+            "API server version {}: {e}",
+            info.git_version
+        ))
+    })
 }
 
 /// Reads the platform lockfile when it exists; an unreadable or malformed one is bad input.

@@ -12,7 +12,7 @@ use upgrade_core::config::Config;
 use upgrade_core::data::Data;
 use upgrade_core::executor::{Step, StepFuture};
 use upgrade_core::snapshot::{Snapshot, SnapshotWriter};
-use upgrade_core::version::{KubeMinor, KubeVersion};
+use upgrade_core::version::KubeMinor;
 use upgrade_core::{ProcessBuilder, report};
 use upgrade_kube::connect::Cluster;
 use upgrade_kube::facts::{GatherOptions, gather};
@@ -24,7 +24,7 @@ use crate::cli::{CommonArgs, OutputFormat};
 use crate::exit::{CliError, OK};
 use crate::progress::wait_until;
 use crate::replacer::{Commands, RolloutArgs};
-use crate::session::{Plan, Session};
+use crate::session::{Plan, Session, live_version};
 
 /// The component every step of this command belongs to.
 const COMPONENT: &str = "eks";
@@ -284,22 +284,6 @@ pub fn addon_moves(
         moves.push((addon.clone(), choice.version, choice.why));
     }
     Ok(moves)
-}
-
-/// The live control-plane version.
-pub async fn live_version(cluster: &Cluster) -> Result<KubeVersion, CliError> {
-    let info = cluster
-        .client()
-        .apiserver_version()
-        .await
-        .context("read the API server version")
-        .map_err(CliError::failed)?;
-    info.git_version.parse().map_err(|e| {
-        CliError::failed(anyhow::anyhow!(
-            "API server version {}: {e}",
-            info.git_version
-        ))
-    })
 }
 
 /// Waits until the API server reports the hop's minor (EKS takes minutes).

@@ -3,14 +3,12 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
-use upgrade_core::lockfile::PlatformLock;
-use upgrade_helm::{Helm, ReleaseRef};
-use upgrade_kube::connect::{Cluster, ConnectOptions};
+use upgrade_helm::ReleaseRef;
 
 use crate::cli::{CommonArgs, OutputFormat};
 use crate::exit::CliError;
 use crate::platform::{PlatformSpec, read_live};
+use crate::session::{Session, live_version, read_lockfile};
 
 /// `upgrade-lock`: the platform lockfile, written from or compared with the live platform.
 #[derive(Debug, clap::Parser)]
@@ -81,16 +79,7 @@ pub fn parse_component(text: &str) -> Result<(String, ReleaseRef, String), Strin
 pub async fn run(args: &Args, out: &mut dyn std::io::Write) -> Result<u8, CliError> {
     let common = &args.common;
     // Validate every input before touching the cluster.
-    let existing = match std::fs::read_to_string(&common.lockfile) {
-        Ok(text) => Some(PlatformLock::parse(&text, &common.lockfile).map_err(CliError::usage)?),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => {
-            return Err(CliError::usage(anyhow::anyhow!(
-                "cannot read the lockfile {}: {e}",
-                common.lockfile.display()
-            )));
-        }
-    };
+    let existing = read_lockfile(&common.lockfile)?;
     let (components, terraform_dir) = match &args.action {
         Action::Write {
             components,
@@ -126,33 +115,17 @@ pub async fn run(args: &Args, out: &mut dyn std::io::Write) -> Result<u8, CliErr
         }
     };
 
-    let cluster = Cluster::connect(&ConnectOptions {
-        kubeconfig: common.kubeconfig.clone(),
-        context: common.kube_context.clone(),
-        expect_cluster: common.expect_cluster.clone(),
-    })
-    .await
-    .map_err(CliError::usage)?;
-    let version = cluster
-        .client()
-        .apiserver_version()
-        .await
-        .context("read the API server version")
-        .map_err(CliError::failed)?;
-    let minor = format!("{}.{}", version.major, version.minor.trim_end_matches('+'));
-    let mut helm = Helm::builder();
-    if let Some(path) = &common.kubeconfig {
-        helm = helm.kubeconfig(path);
-    }
-    helm = helm.context(&cluster.identity().context);
-    let helm = helm.build().map_err(CliError::usage)?;
+    let session = Session::open_with_lock(common, existing).await?;
+    let minor = live_version(&session.cluster).await?.minor.to_string();
+    let helm = session.helm()?;
+    let cluster = &session.cluster;
+    let existing = session.lock.as_ref();
     let cluster_name = match &args.action {
         Action::Write {
             cluster_name: Some(name),
             ..
         } => name.clone(),
         _ => existing
-            .as_ref()
             .map(|l| l.cluster.name.clone())
             .or_else(|| common.expect_cluster.clone())
             .unwrap_or_else(|| cluster.identity().server_url.clone()),

@@ -8,10 +8,9 @@ use upgrade_kube::facts::{GatherOptions, gather};
 use upgrade_kube::step::NodeRolloutStep;
 
 use crate::cli::CommonArgs;
-use crate::commands::eks::live_version;
 use crate::exit::CliError;
 use crate::replacer::{Commands, RolloutArgs};
-use crate::session::{Plan, Session};
+use crate::session::{Plan, Session, live_version};
 
 /// The label EKS managed node groups put on their nodes.
 pub const NODEGROUP_LABEL: &str = "eks.amazonaws.com/nodegroup";
