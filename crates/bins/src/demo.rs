@@ -109,7 +109,9 @@ pub async fn run(
         .await?;
     for node in ["ip-10-0-1-10", "ip-10-0-2-20", "ip-10-0-3-30"] {
         sim.add_node(node, "v1.30.4-eks-a737599")?;
-        karpenter_owned(&sim, node)?;
+        // The demo's nodes are Karpenter's, so upgrade-eks's node rollout replaces them (a
+        // managed node group's are rolled by EKS itself).
+        sim.make_karpenter_node(node, "default")?;
     }
     writeln!(
         out,
@@ -371,31 +373,6 @@ pub async fn run(
         started.elapsed().as_secs_f64()
     )?;
     sim.shutdown().await;
-    Ok(())
-}
-
-/// Makes `node` one that Karpenter launched (the demo's nodes are Karpenter's, so the node
-/// rollout of `upgrade-eks` replaces them; the managed node group's are rolled by EKS itself).
-fn karpenter_owned(sim: &kube_sim::SimCluster, node: &str) -> anyhow::Result<()> {
-    let node_type = sim
-        .store()
-        .registry()
-        .lookup("", "v1", "nodes")
-        .context("kube-sim serves nodes")?;
-    sim.store().mutate(
-        &node_type,
-        None,
-        node,
-        kube_sim::store::Target::Main,
-        &Default::default(),
-        |n| {
-            if let Some(labels) = n["metadata"]["labels"].as_object_mut() {
-                labels.remove("eks.amazonaws.com/nodegroup");
-                labels.insert("karpenter.sh/nodepool".into(), "default".into());
-            }
-            Ok(())
-        },
-    )?;
     Ok(())
 }
 

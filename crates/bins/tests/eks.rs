@@ -82,22 +82,7 @@ impl World {
             let name = format!("node-{i}");
             sim.add_node(&name, V130).unwrap();
             if !managed {
-                let node_ty = sim.store().registry().lookup("", "v1", "nodes").unwrap();
-                sim.store()
-                    .mutate(
-                        &node_ty,
-                        None,
-                        &name,
-                        kube_sim::store::Target::Main,
-                        &Default::default(),
-                        |n| {
-                            let labels = n["metadata"]["labels"].as_object_mut().unwrap();
-                            labels.remove("eks.amazonaws.com/nodegroup");
-                            labels.insert("karpenter.sh/nodepool".into(), "default".into());
-                            Ok(())
-                        },
-                    )
-                    .unwrap();
+                sim.make_karpenter_node(&name, "default").unwrap();
             }
         }
         sim.load_yaml(WEB).unwrap();

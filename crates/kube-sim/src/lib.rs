@@ -443,6 +443,27 @@ impl SimCluster {
         Ok(())
     }
 
+    /// Makes a node one that Karpenter launched: `karpenter.sh/nodepool=<pool>` instead of the
+    /// managed node group label `add_node` gives it (so a node-group roll leaves it alone).
+    pub fn make_karpenter_node(&self, name: &str, pool: &str) -> Result<()> {
+        let ty = self.ty("v1", "Node");
+        self.store.mutate(
+            &ty,
+            None,
+            name,
+            Target::Main,
+            &WriteOptions::default(),
+            |n| {
+                if let Some(labels) = n["metadata"]["labels"].as_object_mut() {
+                    labels.remove("eks.amazonaws.com/nodegroup");
+                    labels.insert("karpenter.sh/nodepool".into(), json!(pool));
+                }
+                Ok(())
+            },
+        )?;
+        Ok(())
+    }
+
     /// Marks a node (un)schedulable, as `kubectl cordon`/`uncordon` do.
     pub fn set_unschedulable(&self, name: &str, unschedulable: bool) -> Result<()> {
         let ty = self.ty("v1", "Node");
