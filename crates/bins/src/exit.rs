@@ -15,7 +15,7 @@ pub const OK: u8 = 0;
 /// The operation failed after starting.
 pub const FAILED: u8 = 1;
 /// Bad input; nothing changed.
-pub const USAGE: u8 = upgrade_core::checks::EXIT_USAGE;
+pub const USAGE: u8 = upgrade_checks::checks::EXIT_USAGE;
 
 /// An error that ends a command, with its exit code.
 #[derive(Debug)]

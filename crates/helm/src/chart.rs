@@ -1,14 +1,12 @@
 //! Chart references (repo/name, OCI, local path, URL), chart metadata, CRDs under `crds/`
 //! and the kubeVersion check.
 
-use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::constraint::{Constraint, KubeVersion, PrereleaseRule};
 use crate::error::{Error, Result};
 use crate::version::HelmMajor;
 
@@ -292,145 +290,22 @@ impl fmt::Display for OciReference {
     }
 }
 
-/// Chart.yaml as printed by `helm show chart` (camelCase keys).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ChartMetadata {
-    /// `v2` for Helm 3+ charts.
-    #[serde(default)]
-    pub api_version: String,
-    /// The chart name.
-    pub name: String,
-    /// The chart version.
-    pub version: String,
-    /// The application version.
-    #[serde(default)]
-    pub app_version: Option<String>,
-    /// The Kubernetes versions the chart supports (Helm constraint syntax).
-    #[serde(default)]
-    pub kube_version: Option<String>,
-    /// The description.
-    #[serde(default)]
-    pub description: Option<String>,
-    /// `application` or `library`.
-    #[serde(default, rename = "type")]
-    pub chart_type: Option<String>,
-    /// Whether the chart is deprecated.
-    #[serde(default)]
-    pub deprecated: bool,
-    /// Sub-charts.
-    #[serde(default)]
-    pub dependencies: Vec<ChartDependency>,
-    /// Annotations.
-    #[serde(default)]
-    pub annotations: BTreeMap<String, String>,
-}
+pub use upgrade_core::constraint::KubeVersionCheck;
+pub use upgrade_helm_storage::record::{ChartDependency, ChartMetadata};
 
-impl ChartMetadata {
-    /// Parses Chart.yaml text.
-    pub fn from_yaml(text: &str) -> Result<Self> {
-        serde_norway::from_str(text).map_err(|e| Error::Chart {
-            path: PathBuf::from("Chart.yaml"),
-            message: format!("not valid Chart.yaml: {e}"),
-        })
-    }
-
-    /// Checks the chart's kubeVersion against a Kubernetes version, as the given Helm major would.
-    pub fn check_kube_version(
-        &self,
-        kube_version: &str,
-        helm: HelmMajor,
-    ) -> Result<KubeVersionCheck> {
-        check_kube_version(self.kube_version.as_deref(), kube_version, helm)
-    }
-}
-
-/// A chart dependency.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChartDependency {
-    /// The sub-chart's name.
-    pub name: String,
-    /// Its version constraint.
-    #[serde(default)]
-    pub version: Option<String>,
-    /// Where it comes from.
-    #[serde(default)]
-    pub repository: Option<String>,
-    /// The values path that enables it.
-    #[serde(default)]
-    pub condition: Option<String>,
-    /// Its alias.
-    #[serde(default)]
-    pub alias: Option<String>,
-}
-
-/// The result of checking a chart's kubeVersion against a target Kubernetes version.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct KubeVersionCheck {
-    /// The chart's constraint (`None`: the chart allows every version).
-    pub constraint: Option<String>,
-    /// The Kubernetes version checked.
-    pub kube_version: String,
-    /// Whether Helm would accept it.
-    pub compatible: bool,
-    /// Why not, and what to do, when incompatible.
-    pub reason: Option<String>,
-}
-
-/// Evaluates a kubeVersion constraint the way the given Helm major does at install time,
-/// against the version a live cluster reports. A pre-release Kubernetes version such as
-/// `v1.30.4-eks-a737599` only satisfies constraints that carry a pre-release, e.g.
-/// `>=1.28.0-0` (Helm 3: on every term; Helm 4: on one term of the AND group; see
-/// [`PrereleaseRule`]).
-///
-/// `helm template --kube-version` drops the pre-release part, so a template run can pass where
-/// the install is refused.
+/// Evaluates a kubeVersion constraint the way the given Helm major does at install time
+/// (the toolkit's one evaluator, [`upgrade_core::constraint::check_kube_version`], with this
+/// major's pre-release rule).
 pub fn check_kube_version(
     constraint: Option<&str>,
     kube_version: &str,
     helm: HelmMajor,
 ) -> Result<KubeVersionCheck> {
-    let version = KubeVersion::parse(kube_version)?;
-    let Some(text) = constraint.filter(|c| !c.trim().is_empty()) else {
-        return Ok(KubeVersionCheck {
-            constraint: None,
-            kube_version: kube_version.to_string(),
-            compatible: true,
-            reason: None,
-        });
-    };
-    let parsed = Constraint::parse(text)?;
-    let rule = PrereleaseRule::for_helm(helm);
-    let compatible = parsed.matches(&version, rule);
-    let reason = (!compatible).then(|| {
-        let release = version.without_prerelease();
-        if version.is_prerelease() && parsed.matches(&release, rule) {
-            let helm4 = if helm == HelmMajor::V3
-                && parsed.matches(&version, PrereleaseRule::PerGroup)
-            {
-                " (Helm 4 accepts it: there one -0 term per AND group suffices)"
-            } else {
-                ""
-            };
-            format!(
-                "`{kube_version}` is a pre-release version to Helm (as EKS and GKE versions are) and \
-                 `{text}` does not opt in to pre-releases, so Helm refuses it although {release} \
-                 itself is allowed{helm4}; the chart should write every bound with a -0 suffix \
-                 (e.g. `>=1.28.0-0 <1.33.0-0`)"
-            )
-        } else {
-            format!(
-                "`{kube_version}` is outside the chart's kubeVersion `{text}`: pick a chart version \
-                 that supports it"
-            )
-        }
-    });
-    Ok(KubeVersionCheck {
-        constraint: Some(text.to_string()),
-        kube_version: kube_version.to_string(),
-        compatible,
-        reason,
-    })
+    Ok(upgrade_core::constraint::check_kube_version(
+        constraint,
+        kube_version,
+        helm.prerelease_rule(),
+    )?)
 }
 
 /// What upgrading to a chart version means for a cluster: whether Helm will accept its

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use upgrade_core::ProcessError;
+use upgrade_core::process::ToolError;
 
 use crate::types::{ReleaseRef, ReleaseStatus};
 
@@ -24,6 +25,18 @@ pub enum Error {
     /// Helm could not be found or started, or its output could not be parsed.
     #[error(transparent)]
     Process(ProcessError),
+    /// Helm was stopped on request (Ctrl-C or a lost upgrade lease) with one SIGINT, so it
+    /// could mark the release failed rather than leave it pending.
+    #[error(
+        "`{command}` was stopped on request{}\nhint: check `helm history` on the release; a pending-* last revision is cleared by the run's rollback or `upgrade-rollback`",
+        stderr_block(stderr)
+    )]
+    Stopped {
+        /// The redacted command line.
+        command: String,
+        /// Stderr up to the stop, redacted.
+        stderr: String,
+    },
     /// Helm ran and exited non-zero; the kind and hint are read from its stderr.
     #[error("{0}")]
     Failed(Box<HelmFailure>),
@@ -133,7 +146,7 @@ pub enum Error {
     },
     /// A kubeVersion constraint or Kubernetes version could not be parsed.
     #[error(transparent)]
-    Constraint(#[from] crate::constraint::ConstraintError),
+    Constraint(#[from] upgrade_core::constraint::ConstraintError),
     /// A Helm storage object could not be decoded.
     #[error(transparent)]
     Storage(#[from] crate::storage::StorageError),
@@ -151,53 +164,86 @@ pub enum Error {
 
 impl From<ProcessError> for Error {
     fn from(err: ProcessError) -> Self {
-        match err {
-            ProcessError::Exited {
-                command,
-                code,
-                signal,
-                stdout,
-                stderr,
-            } => {
-                let kind = FailureKind::classify(&stderr);
-                Error::Failed(Box::new(HelmFailure {
-                    command,
-                    code,
-                    signal,
-                    kind,
-                    stdout,
-                    stderr,
-                }))
-            }
-            ProcessError::TimedOut {
-                command,
-                after,
-                stderr,
-                ..
-            } => {
-                let hint = if ["upgrade", "install", "rollback", "uninstall"]
-                    .iter()
-                    .any(|sub| command.contains(&format!(" {sub} ")))
-                {
-                    "Helm was interrupted mid-operation; run `helm history` on the release: \
-                     a pending-* last revision blocks further changes until it is rolled back \
-                     to an explicit revision (or use a PendingPolicy)"
-                } else {
-                    "the cluster or registry is slow or unreachable; retry with a longer timeout"
-                };
-                Error::TimedOut {
-                    command,
-                    after,
-                    stderr,
-                    hint: hint.to_string(),
-                }
-            }
-            other => Error::Process(other),
+        err.into_tool_error()
+    }
+}
+
+impl ToolError for Error {
+    fn exited(err: ProcessError) -> Self {
+        let ProcessError::Exited {
+            command,
+            code,
+            signal,
+            stdout,
+            stderr,
+        } = err
+        else {
+            return Error::Process(err);
+        };
+        let kind = FailureKind::classify(&stderr);
+        Error::Failed(Box::new(HelmFailure {
+            command,
+            code,
+            signal,
+            kind,
+            stdout,
+            stderr,
+        }))
+    }
+
+    fn timed_out(err: ProcessError) -> Self {
+        let ProcessError::TimedOut {
+            command,
+            after,
+            stderr,
+            ..
+        } = err
+        else {
+            return Error::Process(err);
+        };
+        let hint = if ["upgrade", "install", "rollback", "uninstall"]
+            .iter()
+            .any(|sub| command.contains(&format!(" {sub} ")))
+        {
+            "Helm was interrupted mid-operation; run `helm history` on the release: \
+             a pending-* last revision blocks further changes until it is rolled back \
+             to an explicit revision (or use a PendingPolicy)"
+        } else {
+            "the cluster or registry is slow or unreachable; retry with a longer timeout"
+        };
+        Error::TimedOut {
+            command,
+            after,
+            stderr,
+            hint: hint.to_string(),
         }
+    }
+
+    fn stopped(err: ProcessError) -> Self {
+        let ProcessError::Stopped {
+            command, stderr, ..
+        } = err
+        else {
+            return Error::Process(err);
+        };
+        Error::Stopped { command, stderr }
+    }
+
+    fn not_run(err: ProcessError) -> Self {
+        Error::Process(err)
+    }
+
+    fn unparseable(err: ProcessError) -> Self {
+        Error::Process(err)
     }
 }
 
 impl Error {
+    /// Whether Helm was stopped on request (Ctrl-C, a lost lease) rather than failing.
+    pub fn is_stopped(&self) -> bool {
+        matches!(self, Error::Stopped { .. })
+    }
+
     /// The failure kind when Helm ran and failed, else `None`.
     pub fn failure_kind(&self) -> Option<FailureKind> {
         match self {
@@ -212,7 +258,7 @@ impl Error {
     pub fn stderr(&self) -> Option<&str> {
         match self {
             Error::Failed(failure) => Some(&failure.stderr),
-            Error::TimedOut { stderr, .. } => Some(stderr),
+            Error::TimedOut { stderr, .. } | Error::Stopped { stderr, .. } => Some(stderr),
             Error::Process(err) => err.stderr(),
             _ => None,
         }

@@ -14,8 +14,9 @@
 //!   recorded revision while it is in history, otherwise roll forward; `pending-*` releases are
 //!   detected and only recovered under an explicit [`PendingPolicy`].
 //! - [`chart`]: references (repo/name, OCI, path), Chart.yaml, CRDs under `crds/` and the
-//!   kubeVersion check ([`constraint`]: Helm's constraint syntax, with the pre-release rule of
-//!   each Helm major); [`Helm::chart_compatibility`] combines them for an upgrade target.
+//!   kubeVersion check (`upgrade_core::constraint`, the toolkit's one evaluator of Helm's
+//!   constraint syntax, with the pre-release rule of each Helm major);
+//!   [`Helm::chart_compatibility`] combines them for an upgrade target.
 //! - [`storage`]: `sh.helm.release.v1.NAME.vN` Secrets/ConfigMaps decoded, and (feature
 //!   `kube`) [`storage::StorageReader`] for fast scans of every release and revision.
 //!
@@ -45,7 +46,6 @@
 //! ```
 
 pub mod chart;
-pub mod constraint;
 mod error;
 mod helm;
 pub mod options;

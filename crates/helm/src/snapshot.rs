@@ -13,7 +13,6 @@
 //! picks a [`PendingPolicy`].
 
 use std::fmt;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -102,10 +101,10 @@ impl ReleaseSnapshot {
         )
     }
 
-    /// Writes the snapshot into `dir` (created `0700` if missing) as a new `0600` file and
-    /// returns its path. An existing file is never overwritten.
+    /// Writes the snapshot into `dir` (created `0700` if missing) as a new `0600` file,
+    /// atomically, and returns its path. An existing file is never overwritten.
     pub fn write(&self, dir: &Path) -> Result<PathBuf> {
-        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        use std::os::unix::fs::DirBuilderExt;
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -116,20 +115,14 @@ impl ReleaseSnapshot {
                 source,
             })?;
         let path = dir.join(self.file_name());
-        let io_err = |source| Error::SnapshotIo {
-            action: "write",
-            path: path.clone(),
-            source,
-        };
         let json = serde_json::to_vec_pretty(self).expect("a snapshot serializes");
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(io_err)?;
-        file.write_all(&json).map_err(io_err)?;
-        file.sync_all().map_err(io_err)?;
+        upgrade_core::atomic_file::create_private(&path, &json).map_err(|source| {
+            Error::SnapshotIo {
+                action: "write",
+                path: path.clone(),
+                source,
+            }
+        })?;
         Ok(path)
     }
 

@@ -304,15 +304,7 @@ impl ValuesPinStep {
     }
 
     fn write(&self, bytes: &[u8]) -> std::io::Result<()> {
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        let mut file = tempfile::NamedTempFile::new_in(dir)?;
-        std::io::Write::write_all(&mut file, bytes)?;
-        file.as_file().sync_all()?;
-        if let Ok(meta) = std::fs::metadata(&self.path) {
-            file.as_file().set_permissions(meta.permissions())?;
-        }
-        file.persist(&self.path).map_err(|e| e.error)?;
-        Ok(())
+        upgrade_core::atomic_file::write(&self.path, bytes)
     }
 }
 

@@ -23,6 +23,16 @@ pub enum HelmMajor {
     V4,
 }
 
+impl HelmMajor {
+    /// How this major matches pre-release Kubernetes versions against a chart's kubeVersion.
+    pub fn prerelease_rule(self) -> upgrade_core::constraint::PrereleaseRule {
+        match self {
+            HelmMajor::V3 => upgrade_core::constraint::PrereleaseRule::PerTerm,
+            HelmMajor::V4 => upgrade_core::constraint::PrereleaseRule::PerGroup,
+        }
+    }
+}
+
 impl HelmVersion {
     /// Parses `v3.17.3`, `3.17.3` or the `--short` form `v3.17.3+ge4da497`.
     pub fn parse(text: &str) -> Result<Self> {

@@ -13,9 +13,9 @@ use kube_sim::SimCluster;
 use upgrade_core::ProcessBuilder;
 use upgrade_helm::storage::StorageReader;
 use upgrade_helm::{
-    ChartRef, Error, FailureKind, Helm, ListOptions, OnFailure, PendingPolicy, ReleaseRef,
-    ReleaseSnapshot, ReleaseStatus, RestoreAction, RollbackOptions, SetValue, StorageDriver,
-    UpgradeOptions, ValuesScope, WaitMode,
+    ChartRef, Error, FailureKind, Helm, HistoryEntry, ListOptions, OnFailure, PendingPolicy,
+    ReleaseRef, ReleaseSnapshot, ReleaseStatus, RestoreAction, RollbackOptions, SetValue,
+    StorageDriver, UpgradeOptions, ValuesScope, WaitMode,
 };
 use upgrade_test::TestContext;
 
@@ -522,7 +522,7 @@ async fn the_storage_reader_returns_what_helm_list_and_history_return() {
                 .await
                 .unwrap()
                 .iter()
-                .map(|r| r.to_history_entry())
+                .map(HistoryEntry::from)
                 .collect();
             assert_eq!(
                 stored.iter().map(strip).collect::<Vec<_>>(),
@@ -554,7 +554,7 @@ async fn the_configmap_driver_is_read_too() {
         .await
         .unwrap()
         .iter()
-        .map(|r| strip(&r.to_history_entry()))
+        .map(|r| strip(&HistoryEntry::from(r)))
         .collect();
     let listed: Vec<_> = helm
         .history(&release)

@@ -9,7 +9,6 @@ use common::{
     serve_oci_chart,
 };
 use upgrade_helm::chart::check_kube_version;
-use upgrade_helm::constraint::KubeVersion;
 use upgrade_helm::{
     ChartRef, Error, FailureKind, HelmMajor, ListOptions, LocalChart, ReleaseRef, SetValue,
     TemplateOptions, UpgradeOptions,
@@ -274,10 +273,9 @@ async fn kube_version_checks_agree_with_helm() {
             };
             // `--kube-version` goes through Kubernetes' generic version parser, which drops the
             // pre-release part; a live cluster's gitVersion keeps it (see the kube-sim tests).
-            let generic = KubeVersion::parse(version)
-                .unwrap()
-                .without_prerelease()
-                .to_string();
+            let mut generic = upgrade_core::constraint::parse_version(version).unwrap();
+            generic.pre = semver::Prerelease::EMPTY;
+            let generic = generic.to_string();
             let we_say = check_kube_version(Some(constraint), &generic, HelmMajor::V4)
                 .unwrap()
                 .compatible;

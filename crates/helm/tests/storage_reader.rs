@@ -9,7 +9,7 @@ use common::{HELMS, helm_builder, strip};
 use kube_sim::{ControllerConfig, SimCluster};
 use serde_json::{Value, json};
 use upgrade_helm::storage::{StorageReader, encode_release, object_name};
-use upgrade_helm::{ListOptions, ReleaseRef, ReleaseStatus, StorageDriver};
+use upgrade_helm::{HistoryEntry, ListOptions, ReleaseRef, ReleaseStatus, StorageDriver};
 use upgrade_test::TestContext;
 
 /// A real release record (Helm 4 `install --dry-run=client -o json`, no cluster needed).
@@ -179,7 +179,7 @@ async fn the_reader_returns_what_helm_list_and_history_return() {
                 .await
                 .unwrap()
                 .iter()
-                .map(|r| strip(&r.to_history_entry()))
+                .map(|r| strip(&HistoryEntry::from(r)))
                 .collect();
             assert_eq!(from_storage, from_helm, "{tool} history {release}");
         }
@@ -261,7 +261,7 @@ async fn the_configmap_driver_and_paging() {
         .await
         .unwrap()
         .iter()
-        .map(|r| strip(&r.to_history_entry()))
+        .map(|r| strip(&HistoryEntry::from(r)))
         .collect();
     assert_eq!(from_storage, from_helm);
     // The Secret driver sees none of them.

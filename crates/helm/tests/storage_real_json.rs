@@ -2,8 +2,8 @@
 //! `install --dry-run=client -o json` prints the full release record (chart included) without a
 //! cluster; we store it the way Helm's Secret driver does and decode it back.
 
-use upgrade_helm::ReleaseStatus;
 use upgrade_helm::storage::{decode_release, encode_release, object_name};
+use upgrade_helm::{HistoryEntry, ReleaseStatus};
 use upgrade_test::TestContext;
 
 #[test]
@@ -44,7 +44,7 @@ fn decodes_a_release_record_produced_by_helm4() {
     assert_eq!(release.hooks.len(), 1);
     assert_eq!(release.hooks[0].kind, "Job");
     assert_eq!(release.hooks[0].events, ["pre-upgrade"]);
-    let entry = release.to_history_entry();
+    let entry = HistoryEntry::from(&release);
     assert_eq!(entry.description, "Dry run complete");
     assert!(entry.updated.is_some());
 }

@@ -1,7 +1,7 @@
 //! Cluster facts for upgrade-core's checks, gathered paginated and concurrently, and the
 //! per-node drain prediction, before anything is touched.
 //!
-//! [`gather`] fills [`upgrade_core::facts::Facts`] from a live cluster: every list runs at
+//! [`gather`] fills [`upgrade_checks::facts::Facts`] from a live cluster: every list runs at
 //! the same time (`tokio::try_join!`), 500 objects a page, each page converted and dropped
 //! at once, and transient API errors (429, 5xx, dropped connections) are retried. The same
 //! pass predicts, for every node, which pods a drain would not evict and why
@@ -21,8 +21,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, DynamicObject, ListParams};
 use serde::Serialize;
-use upgrade_core::data::IsoDate;
-use upgrade_core::facts::{
+use upgrade_checks::data::IsoDate;
+use upgrade_checks::facts::{
     CertificateFacts, ClusterFacts, ContainerFacts, EventFacts, Facts, IntOrPercent,
     KubeProxyFacts, LabelRequirement, LabelSelector, NodeFacts, NodeProvisioner, OwnerFacts,
     PdbFacts, PodFacts, PvcFacts, WorkloadFacts, WorkloadKind,
@@ -385,7 +385,7 @@ pub fn node_facts(node: &Node) -> std::result::Result<NodeFacts, String> {
             .and_then(|s| s.taints.as_ref())
             .into_iter()
             .flatten()
-            .map(|t| upgrade_core::facts::TaintFacts {
+            .map(|t| upgrade_checks::facts::TaintFacts {
                 key: t.key.clone(),
                 value: t.value.clone(),
                 effect: t.effect.clone(),
@@ -875,7 +875,7 @@ status:
         assert_eq!(facts.pressure, ["DiskPressure"]);
         assert_eq!(
             facts.taints,
-            [upgrade_core::facts::TaintFacts {
+            [upgrade_checks::facts::TaintFacts {
                 key: "nvidia.com/gpu".into(),
                 value: None,
                 effect: "NoSchedule".into(),

@@ -2,7 +2,8 @@
 //! Secrets (label `owner=helm`; ConfigMaps with `HELM_DRIVER=configmap`), so the manifest scanned for removed APIs is the one Helm
 //! really rendered and applied.
 //!
-//! Decoding is upgrade-helm's ([`upgrade_helm::storage::decode_release`]); the listing is
+//! Decoding is upgrade-helm-storage's ([`upgrade_helm_storage::codec::decode_release`], the one
+//! decoder, shared with upgrade-helm); the listing is
 //! this crate's, so it is paginated, retried on transient errors like every other facts
 //! list, and an object that does not decode becomes a note instead of failing the whole
 //! gathering. (upgrade-helm's `StorageReader` lists the same objects for Helm operations;
@@ -13,8 +14,8 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, ListParams};
-use upgrade_core::facts::HelmReleaseFacts;
-use upgrade_helm::storage::{StoredRelease, decode_release};
+use upgrade_checks::facts::HelmReleaseFacts;
+use upgrade_helm_storage::codec::{StoredRelease, decode_release};
 
 use crate::error::Result;
 use crate::retry::list_pages;
@@ -88,7 +89,7 @@ pub async fn releases(
             "list Helm release ConfigMaps",
             |cm| {
                 let name = cm.metadata.name.as_deref().unwrap_or_default();
-                name.starts_with(upgrade_helm::storage::OBJECT_PREFIX)
+                name.starts_with(upgrade_helm_storage::codec::OBJECT_PREFIX)
                     .then(|| {
                         let payload = cm.data.as_ref().and_then(|d| d.get("release"));
                         decode_object(&cm.metadata, payload.map(|p| p.as_bytes()))
@@ -125,7 +126,7 @@ mod tests {
             "chart": {"metadata": {"apiVersion": "v2", "name": "karpenter", "version": "1.0.5", "appVersion": "1.0.5", "kubeVersion": ">=1.25.0-0"}},
             "manifest": "apiVersion: policy/v1beta1\nkind: PodDisruptionBudget\n",
         });
-        let payload = upgrade_helm::storage::encode_release(json.to_string().as_bytes());
+        let payload = upgrade_helm_storage::codec::encode_release(json.to_string().as_bytes());
         let release = decode_release(
             "kube-system/sh.helm.release.v1.karpenter.v4",
             payload.as_bytes(),

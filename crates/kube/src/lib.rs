@@ -54,11 +54,11 @@
 //! for node in gathered.drains.iter().filter(|d| !d.drains()) {
 //!     println!("{}: {} pod(s) would block the drain", node.node, node.blocked.len());
 //! }
-//! let report = upgrade_core::checks::run(
+//! let report = upgrade_checks::checks::run(
 //!     &gathered.facts,
 //!     "1.31".parse()?,
-//!     &upgrade_core::config::Config::default(),
-//!     upgrade_core::data::Data::embedded(),
+//!     &upgrade_checks::config::Config::default(),
+//!     upgrade_checks::data::Data::embedded(),
 //! )?;
 //! println!("exit code {}", report.exit_code());
 //! # Ok(())

@@ -964,7 +964,7 @@ async fn a_rollout_stops_at_a_blocked_drain_and_records_why() {
 
 #[tokio::test]
 async fn facts_are_gathered_paginated_and_feed_the_checks() {
-    use upgrade_core::facts::NodeProvisioner;
+    use upgrade_checks::facts::NodeProvisioner;
     use upgrade_kube::facts::{GatherOptions, gather};
     let sim = SimCluster::builder()
         // No simulated cloud: the test's PersistentVolumeClaim must stay Pending, as one with
@@ -1101,11 +1101,11 @@ async fn facts_are_gathered_paginated_and_feed_the_checks() {
             "{d:?}"
         );
     }
-    let report = upgrade_core::checks::run(
+    let report = upgrade_checks::checks::run(
         facts,
         "1.31".parse().unwrap(),
-        &upgrade_core::config::Config::default(),
-        upgrade_core::data::Data::embedded(),
+        &upgrade_checks::config::Config::default(),
+        upgrade_checks::data::Data::embedded(),
     )
     .unwrap();
     let drain001: Vec<&str> = report
@@ -1210,7 +1210,7 @@ fn helm_release_secret() -> String {
         "chart": {"metadata": {"apiVersion": "v2", "name": "feast", "version": "0.40.0", "appVersion": "0.40.0"}},
         "manifest": "---\n# Source: feast/templates/pdb.yaml\napiVersion: policy/v1beta1\nkind: PodDisruptionBudget\nmetadata:\n  name: feast-online\nspec:\n  minAvailable: 1\n",
     });
-    let helm_text = upgrade_helm::storage::encode_release(release.to_string().as_bytes());
+    let helm_text = upgrade_helm_storage::codec::encode_release(release.to_string().as_bytes());
     format!(
         "apiVersion: v1\nkind: Secret\nmetadata: {{name: sh.helm.release.v1.feast.v2, namespace: mlops, labels: {{owner: helm, name: feast, status: deployed, version: '2'}}}}\ntype: helm.sh/release.v1\ndata: {{release: {}}}\n",
         base64::engine::general_purpose::STANDARD.encode(helm_text)
@@ -1280,7 +1280,7 @@ fn helm_release_configmap() -> String {
     });
     format!(
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: sh.helm.release.v1.mlflow.v1, namespace: mlops, labels: {{owner: helm, name: mlflow, status: deployed, version: '1'}}}}\ndata: {{release: {}}}\n",
-        upgrade_helm::storage::encode_release(release.to_string().as_bytes())
+        upgrade_helm_storage::codec::encode_release(release.to_string().as_bytes())
     )
 }
 

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use upgrade_core::ProcessError;
+use upgrade_core::process::ToolError;
 
 use crate::diagnostics::Diagnostic;
 use crate::version::Feature;
@@ -161,9 +162,109 @@ pub enum Error {
         fix: Option<String>,
     },
 
-    /// Another runner failure (reading the child's pipes).
+    /// Terraform was stopped on request (Ctrl-C or a lost upgrade lease) with one SIGINT,
+    /// so it could finish writing state and release its lock.
+    #[error(
+        "`{command}` was stopped on request ({how})\nhint: run `terraform plan` to see where it stopped; if it reports a held state lock, it is the interrupted run's"
+    )]
+    Stopped {
+        /// The redacted command line.
+        command: String,
+        /// How it was stopped.
+        how: String,
+        /// Stdout up to the stop, redacted.
+        stdout: String,
+        /// Stderr up to the stop, redacted.
+        stderr: String,
+    },
+
+    /// Another runner failure (reading the child's pipes, unparseable output).
     #[error(transparent)]
     Process(ProcessError),
+}
+
+impl From<ProcessError> for Error {
+    fn from(err: ProcessError) -> Self {
+        err.into_tool_error()
+    }
+}
+
+impl ToolError for Error {
+    fn exited(err: ProcessError) -> Self {
+        let ProcessError::Exited {
+            command,
+            code,
+            signal,
+            stdout,
+            stderr,
+        } = err
+        else {
+            return Error::Process(err);
+        };
+        // Without the `-json` stream the diagnostics are unknown; stderr still names the
+        // common situations.
+        let hint = FailureHint::classify(&[], &stderr);
+        Error::Failed(Box::new(Failure {
+            subcommand: "terraform",
+            command,
+            code,
+            signal,
+            diagnostics: Vec::new(),
+            hint,
+            stdout,
+            stderr,
+        }))
+    }
+
+    fn timed_out(err: ProcessError) -> Self {
+        let ProcessError::TimedOut {
+            command,
+            after,
+            how,
+            stdout,
+            stderr,
+        } = err
+        else {
+            return Error::Process(err);
+        };
+        Error::TimedOut {
+            command,
+            after,
+            how: how.to_string(),
+            stdout,
+            stderr,
+        }
+    }
+
+    fn stopped(err: ProcessError) -> Self {
+        let ProcessError::Stopped {
+            command,
+            how,
+            stdout,
+            stderr,
+        } = err
+        else {
+            return Error::Process(err);
+        };
+        Error::Stopped {
+            command,
+            how: how.to_string(),
+            stdout,
+            stderr,
+        }
+    }
+
+    fn not_run(err: ProcessError) -> Self {
+        match err {
+            ProcessError::NotFound { .. } => Error::NotFound(err),
+            ProcessError::Start { command, source } => Error::Start { command, source },
+            other => Error::Process(other),
+        }
+    }
+
+    fn unparseable(err: ProcessError) -> Self {
+        Error::Process(err)
+    }
 }
 
 impl Error {
@@ -187,9 +288,14 @@ impl Error {
     pub fn stderr(&self) -> Option<&str> {
         match self {
             Error::Failed(f) => Some(&f.stderr),
-            Error::TimedOut { stderr, .. } => Some(stderr),
+            Error::TimedOut { stderr, .. } | Error::Stopped { stderr, .. } => Some(stderr),
             _ => None,
         }
+    }
+
+    /// Whether Terraform was stopped on request (Ctrl-C, a lost lease) rather than failing.
+    pub fn is_stopped(&self) -> bool {
+        matches!(self, Error::Stopped { .. })
     }
 
     pub(crate) fn io(

@@ -167,16 +167,10 @@ impl HclFile {
         self.write_to(&path)
     }
 
-    /// Writes the file to `path` (temp file in the same folder, then rename).
+    /// Writes the file to `path` atomically (fsynced, keeping the file's permissions).
     pub fn write_to(&self, path: &Path) -> Result<()> {
-        let dir = path.parent().unwrap_or(Path::new("."));
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default();
-        let tmp = dir.join(format!(".{name}.edit-{}", std::process::id()));
-        std::fs::write(&tmp, self.to_string()).map_err(|e| Error::io("write", &tmp, e))?;
-        std::fs::rename(&tmp, path).map_err(|e| Error::io("replace", path, e))
+        upgrade_core::atomic_file::write(path, self.to_string().as_bytes())
+            .map_err(|e| Error::io("write", path, e))
     }
 
     fn check_reads_back(&self, ok: impl Fn(&HclFile) -> bool, name: &str) -> Result<()> {

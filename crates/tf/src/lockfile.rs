@@ -136,22 +136,15 @@ impl LockSnapshot {
             .transpose()
     }
 
-    /// Puts the exact saved bytes back (written to a temp file in the same folder, then
-    /// renamed over the lock file), or removes the file if it did not exist. Run
-    /// `init` with a read-only lock file afterwards to resync `.terraform/providers`.
+    /// Puts the exact saved bytes back (atomically, fsynced), or removes the file if it did
+    /// not exist. Run `init` with a read-only lock file afterwards to resync
+    /// `.terraform/providers`.
     pub fn restore(&self) -> Result<()> {
         match &self.bytes {
-            Some(bytes) => {
-                let dir = self.path.parent().unwrap_or(Path::new("."));
-                let tmp = dir.join(format!(".{LOCK_FILE_NAME}.restore-{}", std::process::id()));
-                std::fs::write(&tmp, bytes).map_err(|e| Error::io("write", &tmp, e))?;
-                std::fs::rename(&tmp, &self.path).map_err(|e| Error::io("replace", &self.path, e))
-            }
-            None => match std::fs::remove_file(&self.path) {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(Error::io("remove", &self.path, e)),
-            },
+            Some(bytes) => upgrade_core::atomic_file::write(&self.path, bytes)
+                .map_err(|e| Error::io("write", &self.path, e)),
+            None => upgrade_core::atomic_file::remove(&self.path)
+                .map_err(|e| Error::io("remove", &self.path, e)),
         }
     }
 }

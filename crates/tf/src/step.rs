@@ -13,6 +13,7 @@
 
 use std::path::{Path, PathBuf};
 
+use upgrade_core::atomic_file;
 use upgrade_core::executor::{Step, StepError, StepFuture};
 use upgrade_core::snapshot::{Snapshot, SnapshotWriter};
 
@@ -218,13 +219,13 @@ async fn capture(
 }
 
 fn restore_files(tf: &AsyncTerraform, edited: &Path, snapshot: &Snapshot) -> Result<(), StepError> {
-    std::fs::write(edited, snapshot.get(EDITED_FILE)?).map_err(|e| io_error(edited, e))?;
+    atomic_file::write(edited, &snapshot.get(EDITED_FILE)?).map_err(|e| io_error(edited, e))?;
     let lock_path = tf.blocking().lock_file_path();
     if snapshot.contains(LOCK_FILE) {
-        std::fs::write(&lock_path, snapshot.get(LOCK_FILE)?)
+        atomic_file::write(&lock_path, &snapshot.get(LOCK_FILE)?)
             .map_err(|e| io_error(&lock_path, e))?;
-    } else if lock_path.exists() {
-        std::fs::remove_file(&lock_path).map_err(|e| io_error(&lock_path, e))?;
+    } else {
+        atomic_file::remove(&lock_path).map_err(|e| io_error(&lock_path, e))?;
     }
     Ok(())
 }

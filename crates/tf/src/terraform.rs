@@ -788,24 +788,7 @@ impl Terraform {
             }),
             None => cmd.output(),
         };
-        let out = result.map_err(|e| match e {
-            ProcessError::NotFound { .. } => Error::NotFound(e),
-            ProcessError::Start { command, source } => Error::Start { command, source },
-            ProcessError::TimedOut {
-                command,
-                after,
-                how,
-                stdout,
-                stderr,
-            } => Error::TimedOut {
-                command,
-                after,
-                how: how.to_string(),
-                stdout,
-                stderr,
-            },
-            other => Error::Process(other),
-        })?;
+        let out = result.map_err(ProcessError::into_tool_error::<Error>)?;
         match out.status.code() {
             Some(code) if accept.contains(&code) => Ok(out),
             _ => Err(self.failed(subcommand, cmd, &out, json_ui)),

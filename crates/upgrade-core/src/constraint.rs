@@ -1,22 +1,31 @@
 //! Helm's version constraints (the Masterminds/semver v3 syntax), as used by a chart's
-//! `kubeVersion` field.
+//! `kubeVersion` field: the toolkit's one evaluator, shared by the preflight checks and the
+//! Helm wrapper so they never disagree.
 //!
 //! `semver::VersionReq` is Cargo's syntax and differs where charts need it: Helm accepts
 //! space-separated AND (`>= 1.21 < 1.33`), `||`, hyphen ranges (`1.21 - 1.30`), `x`/`*`
 //! wildcards, partial versions (`>1.2` means `>=1.3.0`), and it treats pre-releases specially:
 //! a pre-release version (every EKS server version, `v1.30.2-eks-a5d2b1c`, is one in semver
-//! terms) only satisfies an AND group that itself mentions a pre-release. That is why charts
-//! write `>=1.25.0-0`, and why a chart saying `>=1.25.0` refuses to install on EKS.
+//! terms) only satisfies comparisons that ask for pre-releases. That is why charts write
+//! `>=1.25.0-0`, and why a chart saying `>=1.25.0` refuses to install on EKS.
+//!
+//! What "ask for" means differs between the Helm majors (measured with Helm 3.17.3 and 4.1.4
+//! against an API server reporting an EKS version), so it is a parameter, [`PrereleaseRule`]:
+//! for `>=1.28.0-0 <1.32.0`, Helm 3 refuses `v1.30.4-eks-a737599` and Helm 4 installs.
 //!
 //! ```
-//! use upgrade_core::constraint::Constraint;
+//! use upgrade_core::constraint::{Constraint, PrereleaseRule};
 //!
 //! let c: Constraint = ">=1.25.0-0 <1.33.0-0".parse().unwrap();
-//! assert!(c.matches_str("v1.30.2-eks-a5d2b1c").unwrap());
-//! assert!(!c.matches_str("1.33.0").unwrap());
+//! assert!(c.matches_str("v1.30.2-eks-a5d2b1c", PrereleaseRule::PerTerm).unwrap());
+//! assert!(!c.matches_str("1.33.0", PrereleaseRule::PerTerm).unwrap());
 //! // Without `-0`, an EKS version is a pre-release the constraint does not look at:
 //! let strict: Constraint = ">=1.25.0".parse().unwrap();
-//! assert!(!strict.matches_str("v1.30.2-eks-a5d2b1c").unwrap());
+//! assert!(!strict.matches_str("v1.30.2-eks-a5d2b1c", PrereleaseRule::PerGroup).unwrap());
+//! // One `-0` is enough for Helm 4, not for Helm 3:
+//! let mixed: Constraint = ">=1.28.0-0 <1.32.0".parse().unwrap();
+//! assert!(!mixed.matches_str("v1.30.4-eks-a737599", PrereleaseRule::PerTerm).unwrap());
+//! assert!(mixed.matches_str("v1.30.4-eks-a737599", PrereleaseRule::PerGroup).unwrap());
 //! ```
 
 use std::fmt;
@@ -42,6 +51,38 @@ pub enum ConstraintError {
     /// The version to test is not a semantic version.
     #[error("`{0}` is not a version a constraint can be checked against")]
     Version(String),
+}
+
+/// How a pre-release version (an EKS or GKE server version) is matched; Helm 3 and Helm 4
+/// differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PrereleaseRule {
+    /// Helm 3 (Masterminds 3.2): every comparison must carry a pre-release itself, so
+    /// `>=1.28.0-0 <1.32.0` refuses `1.30.4-eks-x` because `<1.32.0` has none.
+    PerTerm,
+    /// Helm 4: one comparison with a pre-release opts its whole AND group in, so
+    /// `>=1.28.0-0 <1.32.0` accepts `1.30.4-eks-x`.
+    PerGroup,
+}
+
+impl PrereleaseRule {
+    /// The rule of a Helm major version (3 or 4; anything newer is taken as 4).
+    pub fn for_helm_major(major: u64) -> Self {
+        if major <= 3 {
+            PrereleaseRule::PerTerm
+        } else {
+            PrereleaseRule::PerGroup
+        }
+    }
+
+    /// The Helm major that applies this rule, for messages.
+    pub fn helm(self) -> &'static str {
+        match self {
+            PrereleaseRule::PerTerm => "Helm 3",
+            PrereleaseRule::PerGroup => "Helm 4",
+        }
+    }
 }
 
 /// A parsed constraint: OR of AND groups of comparisons.
@@ -93,20 +134,110 @@ impl Constraint {
         &self.text
     }
 
-    /// Whether `version` satisfies the constraint, with Helm's pre-release rule.
-    pub fn matches(&self, version: &Version) -> bool {
+    /// Whether `version` satisfies the constraint, with the pre-release `rule` of the Helm
+    /// that will evaluate it.
+    pub fn matches(&self, version: &Version, rule: PrereleaseRule) -> bool {
+        let release = version.pre.is_empty();
         self.groups.iter().any(|group| {
-            (version.pre.is_empty() || group.has_prerelease)
-                && group.comparisons.iter().all(|c| c.matches(version))
+            let opted_in = |c: &Comparison| match rule {
+                PrereleaseRule::PerGroup => group.has_prerelease,
+                PrereleaseRule::PerTerm => !c.version.pre.is_empty(),
+            };
+            group
+                .comparisons
+                .iter()
+                .all(|c| (release || opted_in(c)) && c.matches(version))
         })
     }
 
     /// Parses `version` loosely (`v1.30`, `1.30.2-eks-a5d2b1c`) and checks it.
-    pub fn matches_str(&self, version: &str) -> Result<bool, ConstraintError> {
-        let parsed = parse_loose_semver(version)
-            .ok_or_else(|| ConstraintError::Version(version.to_owned()))?;
-        Ok(self.matches(&parsed))
+    pub fn matches_str(
+        &self,
+        version: &str,
+        rule: PrereleaseRule,
+    ) -> Result<bool, ConstraintError> {
+        let parsed = parse_version(version)?;
+        Ok(self.matches(&parsed, rule))
     }
+}
+
+/// Parses a Kubernetes or chart version the way Helm does (`v1.30`, `1.30.2-eks-a5d2b1c`,
+/// `1.31.0+k3s1`): a missing minor or patch is 0, build metadata is ignored.
+pub fn parse_version(version: &str) -> Result<Version, ConstraintError> {
+    let mut parsed =
+        parse_loose_semver(version).ok_or_else(|| ConstraintError::Version(version.to_owned()))?;
+    parsed.build = semver::BuildMetadata::EMPTY;
+    Ok(parsed)
+}
+
+/// Whether a chart's `kubeVersion` admits a cluster, as one Helm major would decide at
+/// install time, and why not.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KubeVersionCheck {
+    /// The constraint (`None`: the chart sets none).
+    pub constraint: Option<String>,
+    /// The version it was checked against, as the API server reports it.
+    pub kube_version: String,
+    /// Whether Helm would accept it.
+    pub compatible: bool,
+    /// Why not, and what to do.
+    pub reason: Option<String>,
+}
+
+/// Evaluates a chart's `kubeVersion` the way the Helm with `rule` does, against the version
+/// a live cluster reports. A pre-release Kubernetes version such as `v1.30.4-eks-a737599`
+/// only satisfies constraints that opt in to pre-releases (see [`PrereleaseRule`]); the reason
+/// says when that, not the version itself, is the problem.
+///
+/// `helm template --kube-version` drops the pre-release part, so a template run can pass where
+/// the install is refused.
+pub fn check_kube_version(
+    constraint: Option<&str>,
+    kube_version: &str,
+    rule: PrereleaseRule,
+) -> Result<KubeVersionCheck, ConstraintError> {
+    let version = parse_version(kube_version)?;
+    let Some(text) = constraint.filter(|c| !c.trim().is_empty()) else {
+        return Ok(KubeVersionCheck {
+            constraint: None,
+            kube_version: kube_version.to_string(),
+            compatible: true,
+            reason: None,
+        });
+    };
+    let parsed: Constraint = text.parse()?;
+    let compatible = parsed.matches(&version, rule);
+    let reason = (!compatible).then(|| {
+        let mut release = version.clone();
+        release.pre = Prerelease::EMPTY;
+        if !version.pre.is_empty() && parsed.matches(&release, rule) {
+            let helm4 = if rule == PrereleaseRule::PerTerm
+                && parsed.matches(&version, PrereleaseRule::PerGroup)
+            {
+                " (Helm 4 accepts it: there one -0 term per AND group suffices)"
+            } else {
+                ""
+            };
+            format!(
+                "`{kube_version}` is a pre-release version to Helm (as EKS and GKE versions are) and \
+                 `{text}` does not opt in to pre-releases, so {} refuses it although {release} \
+                 itself is allowed{helm4}; the chart should write every bound with a -0 suffix \
+                 (e.g. `>=1.28.0-0 <1.33.0-0`)",
+                rule.helm()
+            )
+        } else {
+            format!(
+                "`{kube_version}` is outside the chart's kubeVersion `{text}`: pick a chart version \
+                 that supports it"
+            )
+        }
+    });
+    Ok(KubeVersionCheck {
+        constraint: Some(text.to_string()),
+        kube_version: kube_version.to_string(),
+        compatible,
+        reason,
+    })
 }
 
 impl fmt::Display for Constraint {
@@ -225,10 +356,17 @@ fn parse_comparison(token: &str) -> Result<Comparison, String> {
     if parts.len() > 3 {
         return Err(format!("`{rest}` has more than three numeric parts"));
     }
-    for (index, part) in parts.iter().enumerate() {
-        if matches!(*part, "x" | "X" | "*") {
-            break;
-        }
+    let wildcard_at = parts
+        .iter()
+        .position(|part| matches!(*part, "x" | "X" | "*"))
+        .unwrap_or(parts.len());
+    if parts[wildcard_at..]
+        .iter()
+        .any(|part| !matches!(*part, "x" | "X" | "*"))
+    {
+        return Err(format!("`{rest}`: a number cannot follow a wildcard"));
+    }
+    for (index, part) in parts[..wildcard_at].iter().enumerate() {
         numbers[index] = part
             .parse()
             .map_err(|_| format!("`{part}` in `{token}` is not a number or a wildcard"))?;
@@ -316,11 +454,28 @@ impl Comparison {
 mod tests {
     use super::*;
 
+    /// Whether `version` satisfies `constraint` under Helm 3's rule; for a release version
+    /// both rules must agree.
     fn check(constraint: &str, version: &str) -> bool {
+        let c = constraint
+            .parse::<Constraint>()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let per_term = c.matches_str(version, PrereleaseRule::PerTerm).unwrap();
+        if parse_version(version).unwrap().pre.is_empty() {
+            assert_eq!(
+                per_term,
+                c.matches_str(version, PrereleaseRule::PerGroup).unwrap(),
+                "{constraint} {version}"
+            );
+        }
+        per_term
+    }
+
+    fn helm4(constraint: &str, version: &str) -> bool {
         constraint
             .parse::<Constraint>()
-            .unwrap_or_else(|e| panic!("{e}"))
-            .matches_str(version)
+            .unwrap()
+            .matches_str(version, PrereleaseRule::PerGroup)
             .unwrap()
     }
 
@@ -363,6 +518,8 @@ mod tests {
         assert!(check("1.30.x", "1.30.7"));
         assert!(check("1.x", "1.99.0"));
         assert!(!check("!=1.30", "1.30.4"));
+        assert!(!check("!=1.29.x", "1.29.5"));
+        assert!(check("=>1.2, =<1.4", "1.3.0"));
         assert!(check("*", "1.30.0"));
         assert!(check(">=0.0.0", "1.30.0"));
     }
@@ -407,11 +564,20 @@ mod tests {
         // The EKS case: the server reports a pre-release in semver terms.
         assert!(!check(">=1.25.0", "v1.30.2-eks-a5d2b1c"));
         assert!(check(">=1.25.0-0", "v1.30.2-eks-a5d2b1c"));
-        // One `-0` opens the whole AND group, as in Masterminds v3.
-        assert!(check(">=1.25.0-0 <1.33.0", "v1.30.2-eks-a5d2b1c"));
-        assert!(!check(">=1.25.0-0 <1.33.0-0", "v1.33.0-eks-1"));
-        // The other alternative has no pre-release, so it cannot match.
-        assert!(!check(">=1.35.0-0 || >=1.20.0", "1.30.2-eks-1"));
+        assert!(check(">=1.28.0-0 <1.32.0-0", "v1.31.1-gke.100"));
+        assert!(!check(">=1.28.0-0 <1.31.0-0", "v1.31.1-gke.100"));
+        assert!(!check("^1.28", "1.30.0-eks-1"));
+        // Helm 4: one `-0` opens the whole AND group; Helm 3 needs it on every comparison.
+        assert!(helm4(">=1.25.0-0 <1.33.0", "v1.30.2-eks-a5d2b1c"));
+        assert!(!check(">=1.25.0-0 <1.33.0", "v1.30.2-eks-a5d2b1c"));
+        assert!(!helm4(">=1.25.0-0 <1.33.0-0", "v1.33.0-eks-1"));
+        // The other alternative has no pre-release, so it cannot match; groups opt in one
+        // by one.
+        assert!(!helm4(">=1.35.0-0 || >=1.20.0", "1.30.2-eks-1"));
+        assert!(!helm4(
+            ">=1.28.0 || >=1.29.0-0 <1.29.5",
+            "1.30.4-eks-a737599"
+        ));
         // Release versions are unaffected by a `-0`.
         assert!(check(">=1.25.0-0", "1.25.0"));
         // Build metadata is ignored.
@@ -428,13 +594,15 @@ mod tests {
             (">=1.2.3.4", "more than three numeric parts"),
             (">=a.b", "is not a number or a wildcard"),
             ("1.2 -", "a hyphen range has no upper end"),
+            ("1.x.3", "a number cannot follow a wildcard"),
         ] {
             let err = text.parse::<Constraint>().unwrap_err();
             assert!(err.to_string().contains(reason), "{text:?}: {err}");
         }
         let c: Constraint = ">=1.2".parse().unwrap();
         assert_eq!(
-            c.matches_str("latest").unwrap_err(),
+            c.matches_str("latest", PrereleaseRule::PerTerm)
+                .unwrap_err(),
             ConstraintError::Version("latest".into())
         );
     }

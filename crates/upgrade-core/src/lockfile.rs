@@ -201,14 +201,13 @@ impl PlatformLock {
         )
     }
 
-    /// Writes the lockfile atomically (mode 0600).
+    /// Writes the lockfile atomically (it is reviewed and committed like code, so an
+    /// existing file keeps its permissions; a new one is `0644`).
     pub fn write(&self, path: &Path) -> Result<(), LockfileError> {
-        atomic_file::write_private(path, self.to_toml().as_bytes()).map_err(|source| {
-            LockfileError::Io {
-                action: "write",
-                path: path.to_path_buf(),
-                source,
-            }
+        atomic_file::write(path, self.to_toml().as_bytes()).map_err(|source| LockfileError::Io {
+            action: "write",
+            path: path.to_path_buf(),
+            source,
         })
     }
 

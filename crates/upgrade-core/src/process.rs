@@ -220,7 +220,47 @@ pub enum ProcessError {
     },
 }
 
+/// The one adapter from the runner's failures to a tool wrapper's typed error.
+///
+/// Each wrapper's error type (`upgrade_tf::Error`, `upgrade_helm::Error`) implements it and
+/// converts with [`ProcessError::into_tool_error`], so every wrapper tells a program that never
+/// ran, a non-zero exit (classified from its output), a timeout, a stop on request and
+/// unparseable output apart the same way, and none of them falls into a catch-all: a caller
+/// can always tell a Ctrl-C from a failure.
+pub trait ToolError: Sized {
+    /// The program ran and exited non-zero ([`ProcessError::Exited`]): the wrapper
+    /// classifies its stderr into a failure with a hint.
+    fn exited(error: ProcessError) -> Self;
+    /// It outlived its timeout and was stopped ([`ProcessError::TimedOut`]).
+    fn timed_out(error: ProcessError) -> Self;
+    /// It was stopped on request, by Ctrl-C or a lost lease ([`ProcessError::Stopped`]).
+    fn stopped(error: ProcessError) -> Self;
+    /// It never ran to an exit: not found, could not start, or lost track of
+    /// ([`ProcessError::NotFound`], [`ProcessError::Start`], [`ProcessError::Io`]).
+    fn not_run(error: ProcessError) -> Self;
+    /// It succeeded but its output could not be understood ([`ProcessError::Parse`]).
+    fn unparseable(error: ProcessError) -> Self;
+}
+
 impl ProcessError {
+    /// Converts into a tool wrapper's error through its [`ToolError`] implementation.
+    pub fn into_tool_error<E: ToolError>(self) -> E {
+        match self {
+            error @ ProcessError::Exited { .. } => E::exited(error),
+            error @ ProcessError::TimedOut { .. } => E::timed_out(error),
+            error @ ProcessError::Stopped { .. } => E::stopped(error),
+            error @ (ProcessError::NotFound { .. }
+            | ProcessError::Start { .. }
+            | ProcessError::Io { .. }) => E::not_run(error),
+            error @ ProcessError::Parse { .. } => E::unparseable(error),
+        }
+    }
+
+    /// Whether the program was stopped on request (Ctrl-C, a lost lease), not by a failure.
+    pub fn is_stopped(&self) -> bool {
+        matches!(self, ProcessError::Stopped { .. })
+    }
+
     /// The last lines of stderr, for hints and short messages.
     pub fn stderr_tail(&self) -> Option<String> {
         match self {

@@ -361,3 +361,63 @@ fn error_rendering() {
     secret ***
     ");
 }
+
+/// What a wrapper's error made of each failure, to check the adapter's routing.
+#[derive(Debug, PartialEq, Eq)]
+enum Routed {
+    Exited(Option<i32>),
+    TimedOut,
+    Stopped,
+    NotRun,
+    Unparseable,
+}
+
+impl upgrade_core::process::ToolError for Routed {
+    fn exited(error: ProcessError) -> Self {
+        Routed::Exited(error.exit_code())
+    }
+    fn timed_out(_: ProcessError) -> Self {
+        Routed::TimedOut
+    }
+    fn stopped(error: ProcessError) -> Self {
+        assert!(error.is_stopped());
+        Routed::Stopped
+    }
+    fn not_run(_: ProcessError) -> Self {
+        Routed::NotRun
+    }
+    fn unparseable(_: ProcessError) -> Self {
+        Routed::Unparseable
+    }
+}
+
+#[test]
+fn every_runner_failure_reaches_its_own_adapter_method() {
+    use upgrade_core::process::StopSignal;
+    let routed = |err: ProcessError| err.into_tool_error::<Routed>();
+    assert_eq!(
+        routed(sh("exit 3").exec().unwrap_err()),
+        Routed::Exited(Some(3))
+    );
+    let mut slow = sh("sleep 5");
+    slow.timeout(Duration::from_millis(100));
+    assert_eq!(routed(slow.exec().unwrap_err()), Routed::TimedOut);
+    let stop = StopSignal::new();
+    stop.stop();
+    let mut stopped = sh("sleep 5");
+    stopped.stop_signal(stop);
+    assert_eq!(routed(stopped.exec().unwrap_err()), Routed::Stopped);
+    assert_eq!(
+        routed(
+            ProcessBuilder::new("/nonexistent/program")
+                .exec()
+                .unwrap_err()
+        ),
+        Routed::NotRun
+    );
+    let parse = sh("echo not-json")
+        .exec_json::<serde_json::Value>("a JSON document")
+        .map(|(value, _)| value)
+        .unwrap_err();
+    assert_eq!(routed(parse), Routed::Unparseable);
+}

@@ -7,13 +7,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use upgrade_core::addons::AddonCatalog;
-use upgrade_core::config::Config;
-use upgrade_core::data::Data;
+use upgrade_checks::addons::AddonCatalog;
+use upgrade_checks::config::Config;
+use upgrade_checks::data::Data;
+use upgrade_checks::report;
+use upgrade_core::ProcessBuilder;
 use upgrade_core::executor::{Step, StepFuture};
 use upgrade_core::snapshot::{Snapshot, SnapshotWriter};
 use upgrade_core::version::KubeMinor;
-use upgrade_core::{ProcessBuilder, report};
 use upgrade_kube::connect::Cluster;
 use upgrade_kube::facts::{GatherOptions, gather};
 use upgrade_tf::HclFile;
@@ -445,8 +446,8 @@ async fn build_steps(
 }
 
 fn render_report(
-    report: &upgrade_core::checks::Report,
-    facts: &upgrade_core::facts::Facts,
+    report: &upgrade_checks::checks::Report,
+    facts: &upgrade_checks::facts::Facts,
     format: OutputFormat,
 ) -> String {
     match format {
@@ -494,13 +495,13 @@ pub async fn run(args: &Args, out: &mut dyn std::io::Write) -> Result<u8, CliErr
         .context("gather the cluster's facts for the preflight")
         .map_err(CliError::failed)?;
     let preflight =
-        upgrade_core::checks::run(&gathered.facts, target, &inputs.config, Data::embedded())
+        upgrade_checks::checks::run(&gathered.facts, target, &inputs.config, Data::embedded())
             .map_err(|e| usage(anyhow::anyhow!("--target {target}: {e}")))?;
-    if preflight.exit_code() == upgrade_core::checks::EXIT_BLOCKERS {
+    if preflight.exit_code() == upgrade_checks::checks::EXIT_BLOCKERS {
         out.write_all(render_report(&preflight, &gathered.facts, args.common.output).as_bytes())
             .context("write the report")
             .map_err(CliError::failed)?;
-        return Ok(upgrade_core::checks::EXIT_BLOCKERS);
+        return Ok(upgrade_checks::checks::EXIT_BLOCKERS);
     }
 
     let run_id = Session::new_run_id(COMPONENT);
@@ -555,7 +556,7 @@ pub async fn run(args: &Args, out: &mut dyn std::io::Write) -> Result<u8, CliErr
     let findings = preflight
         .findings
         .iter()
-        .filter(|f| f.severity == upgrade_core::checks::Severity::Warning)
+        .filter(|f| f.severity == upgrade_checks::checks::Severity::Warning)
         .map(|f| match &f.subject {
             Some(subject) => format!("{} {subject}: {}", f.code, f.message),
             None => format!("{} {}: {}", f.code, f.title, f.message),
@@ -595,7 +596,7 @@ async fn post_checks(cluster: &Cluster, out: &mut dyn std::io::Write) -> Result<
     Ok(if health.healthy() {
         OK
     } else {
-        upgrade_core::checks::EXIT_WARNINGS
+        upgrade_checks::checks::EXIT_WARNINGS
     })
 }
 

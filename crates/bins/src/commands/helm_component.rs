@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::anyhow;
-use upgrade_core::checks::EXIT_BLOCKERS;
-use upgrade_core::data::Data;
+use upgrade_checks::checks::EXIT_BLOCKERS;
+use upgrade_checks::data::Data;
 use upgrade_core::executor::Step;
 use upgrade_core::tool::HELM;
 use upgrade_core::version::{KubeMinor, parse_loose_semver};

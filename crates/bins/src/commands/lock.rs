@@ -159,7 +159,7 @@ pub async fn run(args: &Args, out: &mut dyn std::io::Write) -> Result<u8, CliErr
             Ok(if drift.is_empty() {
                 0
             } else {
-                upgrade_core::checks::EXIT_WARNINGS
+                upgrade_checks::checks::EXIT_WARNINGS
             })
         }
     }

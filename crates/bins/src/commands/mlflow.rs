@@ -32,7 +32,7 @@ use crate::session::{Plan, RunReport, Session};
 /// The command's name, in run records and reports.
 pub const COMMAND: &str = "upgrade-mlflow";
 
-const BLOCKED: u8 = upgrade_core::checks::EXIT_BLOCKERS;
+const BLOCKED: u8 = upgrade_checks::checks::EXIT_BLOCKERS;
 
 /// The placeholders a snapshot or restore command may use.
 pub const PLACEHOLDERS: [&str; 2] = ["{run_id}", "{date}"];

@@ -3,10 +3,10 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use upgrade_core::config::Config;
-use upgrade_core::data::Data;
-use upgrade_core::facts::Facts;
-use upgrade_core::report;
+use upgrade_checks::config::Config;
+use upgrade_checks::data::Data;
+use upgrade_checks::facts::Facts;
+use upgrade_checks::report;
 use upgrade_core::version::KubeMinor;
 
 use upgrade_kube::facts::{GatherOptions, gather};
@@ -67,7 +67,7 @@ pub async fn run(args: &Args, out: &mut dyn std::io::Write) -> Result<u8, CliErr
         }
         None => live_facts(&args.common).await?,
     };
-    let report = upgrade_core::checks::run(&facts, target, &config, Data::embedded())
+    let report = upgrade_checks::checks::run(&facts, target, &config, Data::embedded())
         .map_err(|e| CliError::usage(anyhow::anyhow!("--target {}: {e}", args.target)))?;
     let rendered = match args.common.output {
         OutputFormat::Text => report::text(&report),

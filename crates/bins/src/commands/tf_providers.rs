@@ -30,7 +30,7 @@ use crate::session::{Plan, RunReport, Session};
 pub const COMMAND: &str = "upgrade-tf-providers";
 
 /// Exit code when the plan review finds blockers.
-const BLOCKED: u8 = upgrade_core::checks::EXIT_BLOCKERS;
+const BLOCKED: u8 = upgrade_checks::checks::EXIT_BLOCKERS;
 
 /// `upgrade-tf-providers` arguments.
 #[derive(Debug, Clone, Parser)]

@@ -1,10 +1,10 @@
 //! Removed and deprecated APIs in rendered manifests, and Helm chart constraints and states.
 
 use super::{Applies, Category, CheckInfo, Context, Issue, Outcome, Severity, Subject};
-use crate::constraint::Constraint;
 use crate::data::{Data, RemovedApi};
 use crate::manifest::{self, ManifestObject};
-use crate::version::{KubeMinor, KubeVersion};
+use upgrade_core::constraint::{Constraint, PrereleaseRule, check_kube_version};
+use upgrade_core::version::{KubeMinor, KubeVersion};
 
 const GUIDE_URL: &str = "https://kubernetes.io/docs/reference/using-api/deprecation-guide/";
 
@@ -48,7 +48,7 @@ pub(super) const CHECKS: &[CheckInfo] = &[
         severity: Severity::Blocker,
         category: Category::Apis,
         applies: Applies::ALWAYS,
-        inspects: "Each release's chart `kubeVersion` constraint, evaluated with Helm's rules against every minor the control plane passes through, in the form the API server will report it (on EKS a pre-release-style version such as `v1.31.0-eks-…`, which only matches constraints written with `-0`), at patches .0 and .1 since a future patch is unknown.",
+        inspects: "Each release's chart `kubeVersion` constraint, evaluated with the toolkit's one Helm constraint evaluator (the one the component upgrades use) against every minor the control plane passes through, in the form the API server will report it (on EKS a pre-release-style version such as `v1.31.0-eks-…`, which only matches constraints written with `-0`), at patches .0 and .1 since a future patch is unknown. Helm 3 needs `-0` on every bound, Helm 4 on one per AND group: with the Helm major in the facts, its rule; without, a release either would refuse.",
         remediation: "Upgrade the chart to a version whose `kubeVersion` accepts the hop's minor before that hop (or, for your own charts, widen the constraint and add `-0`, e.g. `>=1.25.0-0`).",
         source: "https://helm.sh/docs/topics/charts/#the-kubeversion-field",
         run: chart_kube_version,
@@ -268,6 +268,10 @@ fn server_versions_at(ctx: &Context<'_>, minor: KubeMinor) -> Vec<KubeVersion> {
 }
 
 fn chart_kube_version(ctx: &Context<'_>) -> Outcome {
+    let rules: Vec<PrereleaseRule> = match ctx.facts.helm_major {
+        Some(major) => vec![PrereleaseRule::for_helm_major(major)],
+        None => vec![PrereleaseRule::PerTerm, PrereleaseRule::PerGroup],
+    };
     let mut issues = Vec::new();
     for release in &ctx.facts.helm_releases {
         let Some(text) = release
@@ -277,23 +281,22 @@ fn chart_kube_version(ctx: &Context<'_>) -> Outcome {
         else {
             continue;
         };
-        let Ok(constraint) = text.parse::<Constraint>() else {
+        if text.parse::<Constraint>().is_err() {
             continue; // HELM002 reports it.
-        };
+        }
         let subject = Subject::namespaced("HelmRelease", &release.namespace, &release.name);
         let failing = ctx.hop_targets().find_map(|minor| {
             server_versions_at(ctx, minor).into_iter().find_map(|seen| {
-                let semver = seen.to_semver()?;
-                (!constraint.matches(&semver)).then_some((minor, seen, semver))
+                let version = format!("v{seen}");
+                rules.iter().find_map(|rule| {
+                    let check = check_kube_version(Some(text), &version, *rule).ok()?;
+                    (!check.compatible).then(|| (minor, *rule, check.reason.unwrap_or_default()))
+                })
             })
         });
-        if let Some((minor, seen, semver)) = failing {
-            let mut release_form = semver.clone();
-            release_form.pre = semver::Prerelease::EMPTY;
-            let hint = if !semver.pre.is_empty() && constraint.matches(&release_form) {
-                format!(
-                    "; it accepts {release_form} but not the pre-release form v{seen} the API server reports (the constraint needs `-0`, e.g. `>=1.25.0-0`)"
-                )
+        if let Some((minor, rule, reason)) = failing {
+            let who = if rules.len() > 1 {
+                format!(" under {}", rule.helm())
             } else {
                 String::new()
             };
@@ -301,7 +304,7 @@ fn chart_kube_version(ctx: &Context<'_>) -> Outcome {
                 Issue::new(
                     Some(subject),
                     format!(
-                        "chart {}-{} requires kubeVersion `{constraint}`, which excludes {minor} (v{seen}){hint}",
+                        "chart {}-{} excludes {minor}{who}: {reason}",
                         release.chart, release.chart_version
                     ),
                 )

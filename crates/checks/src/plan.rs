@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::data::Data;
 use crate::skew::{self, Component};
-use crate::version::KubeMinor;
+use upgrade_core::version::KubeMinor;
 
 /// The oldest minor the toolkit plans from (the platform's seeds support 1.28 to 1.34).
 pub const OLDEST_SUPPORTED: KubeMinor = KubeMinor::new(1, 28);

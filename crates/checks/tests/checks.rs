@@ -1,9 +1,9 @@
 //! Every check at its boundaries: the last value that passes and the first that fires.
 
-use upgrade_core::checks::{Finding, Report, Severity, run};
-use upgrade_core::config::Config;
-use upgrade_core::data::Data;
-use upgrade_core::facts::Facts;
+use upgrade_checks::checks::{Finding, Report, Severity, run};
+use upgrade_checks::config::Config;
+use upgrade_checks::data::Data;
+use upgrade_checks::facts::Facts;
 
 /// Runs the checks on a cluster at `server` (an EKS-style version) with extra facts sections.
 fn check_with(server: &str, target: &str, extra: &str, config: &Config) -> Report {
@@ -390,17 +390,33 @@ fn helm001_constraint_against_every_hop() {
         &check("1.30.0", "1.31", &constrained(">=1.25.0-0 <1.32.0-0")),
         "HELM001"
     ));
-    // `1.32.0-eks-1` sorts below `1.32.0`, but every later patch does not: still excluded.
-    let r = check("1.30.0", "1.32", &constrained(">=1.25.0-0 <1.32.0"));
+    // One `-0` per AND group is enough for Helm 4, not for Helm 3: with the Helm major
+    // unknown, the first hop either refuses is reported, and which Helm refuses it.
+    let mixed = constrained(">=1.25.0-0 <1.32.0");
+    let r = check("1.30.0", "1.32", &mixed);
+    let f = found(&r, "HELM001");
+    assert_eq!(f[0].hop.unwrap().to_string(), "1.31");
+    assert!(f[0].message.contains("under Helm 3"), "{}", f[0].message);
+    assert!(
+        f[0].message.contains("Helm 4 accepts it"),
+        "{}",
+        f[0].message
+    );
+    // With Helm 4 named: `1.32.0-eks-1` sorts below `1.32.0`, but every later patch does
+    // not, so 1.32 is still excluded.
+    let r = check("1.30.0", "1.32", &format!("helm_major: 4\n{mixed}"));
     let f = found(&r, "HELM001");
     assert_eq!(f[0].hop.unwrap().to_string(), "1.32");
-    assert!(f[0].message.contains("(v1.32.1-eks-1)"), "{}", f[0].message);
-    // Without `-0`, EKS's pre-release-style version never matches; the hint says why.
+    assert!(f[0].message.contains("`v1.32.1-eks-1`"), "{}", f[0].message);
+    assert!(!f[0].message.contains("under Helm"), "{}", f[0].message);
+    // Without `-0`, EKS's pre-release-style version never matches; the reason says why.
     let r = check("1.30.0", "1.31", &constrained(">=1.25.0"));
     assert!(
         found(&r, "HELM001")[0]
             .message
-            .contains("the constraint needs `-0`")
+            .contains("should write every bound with a -0 suffix"),
+        "{}",
+        found(&r, "HELM001")[0].message
     );
     // A plain (non-EKS) server version matches it.
     let facts = Facts::from_yaml(&format!(

@@ -18,7 +18,7 @@ use std::sync::OnceLock;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::version::{KubeMinor, parse_loose_semver};
+use upgrade_core::version::{KubeMinor, parse_loose_semver};
 
 const REMOVED_APIS_YAML: &str = include_str!("../data/removed_apis.yaml");
 const EKS_YAML: &str = include_str!("../data/eks.yaml");

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use upgrade_core::checks::{DOCS_PATH, reference};
+use upgrade_checks::checks::{DOCS_PATH, reference};
 
 #[test]
 fn check_reference_is_up_to_date() {
@@ -10,7 +10,7 @@ fn check_reference_is_up_to_date() {
         .join("../..")
         .join(DOCS_PATH);
     let expected = reference();
-    for check in upgrade_core::checks::registry() {
+    for check in upgrade_checks::checks::registry() {
         let heading = format!("\n### {}\n", check.code);
         assert_eq!(
             expected.matches(&heading).count(),
@@ -37,7 +37,7 @@ fn check_reference_is_up_to_date() {
             })
             .collect();
         panic!(
-            "{DOCS_PATH} is out of date with the check registry.\n{}\n(lines: generated {}, on disk {})\nUpdate it with: UPDATE_DOCS=1 cargo test -p upgrade-core --test docs",
+            "{DOCS_PATH} is out of date with the check registry.\n{}\n(lines: generated {}, on disk {})\nUpdate it with: UPDATE_DOCS=1 cargo test -p upgrade-checks --test docs",
             diff.join("\n"),
             expected.lines().count(),
             actual.lines().count()
@@ -47,7 +47,7 @@ fn check_reference_is_up_to_date() {
 
 #[test]
 fn every_code_is_unique_and_well_formed() {
-    let mut codes: Vec<&str> = upgrade_core::checks::registry()
+    let mut codes: Vec<&str> = upgrade_checks::checks::registry()
         .iter()
         .map(|c| c.code)
         .collect();

@@ -7,7 +7,7 @@
 //! treats "not known" as "fine" silently; it skips, and the report lists what was not checked.
 //!
 //! ```
-//! use upgrade_core::facts::Facts;
+//! use upgrade_checks::facts::Facts;
 //!
 //! let facts = Facts::from_yaml(r#"
 //! cluster:
@@ -26,7 +26,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::data::IsoDate;
-use crate::version::{KubeMinor, KubeVersion};
+use upgrade_core::version::{KubeMinor, KubeVersion};
 
 /// Facts that could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +83,11 @@ pub struct Facts {
     /// The review of the Terraform plan for the next hop, when one was made.
     #[serde(default)]
     pub terraform: Option<TerraformReview>,
+    /// The major version of the Helm that will upgrade the releases (3 or 4), when known: the
+    /// two evaluate a chart's `kubeVersion` differently for EKS versions. Unknown means both
+    /// are considered.
+    #[serde(default)]
+    pub helm_major: Option<u64>,
 }
 
 impl Facts {

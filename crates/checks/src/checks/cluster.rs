@@ -6,7 +6,7 @@ use super::{Applies, Category, CheckInfo, Context, Issue, Outcome, Severity, Sub
 use crate::facts::NodeProvisioner;
 use crate::plan::PlanNote;
 use crate::skew::{self, Component, SKEW_POLICY_URL, SkewViolation};
-use crate::version::KubeMinor;
+use upgrade_core::version::KubeMinor;
 
 const EKS_UPDATE_URL: &str = "https://docs.aws.amazon.com/eks/latest/userguide/update-cluster.html";
 const EKS_VERSIONS_URL: &str =

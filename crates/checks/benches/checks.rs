@@ -1,6 +1,6 @@
 //! How long the checks and reports take on a large synthetic cluster.
 //!
-//! `cargo bench -p upgrade-core --bench checks` prints the figures; nothing here asserts a
+//! `cargo bench -p upgrade-checks --bench checks` prints the figures; nothing here asserts a
 //! time (timings belong in benchmarks, not tests). Under `cargo test --all-targets` (no
 //! `--bench` argument) it runs once on a cluster a hundred times smaller, as a smoke test.
 
@@ -8,14 +8,14 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::time::{Duration, Instant};
 
-use upgrade_core::checks::run;
-use upgrade_core::config::Config;
-use upgrade_core::data::Data;
-use upgrade_core::facts::{
+use upgrade_checks::checks::run;
+use upgrade_checks::config::Config;
+use upgrade_checks::data::Data;
+use upgrade_checks::facts::{
     ContainerFacts, Facts, HelmReleaseFacts, NodeFacts, NodeProvisioner, OwnerFacts, PodFacts,
     WorkloadFacts, WorkloadKind,
 };
-use upgrade_core::report;
+use upgrade_checks::report;
 
 const NODES: usize = 1_000;
 const PODS: usize = 20_000;

@@ -9,7 +9,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::version::KubeMinor;
+use upgrade_core::version::KubeMinor;
 
 /// The source of the upstream skew rules.
 pub const SKEW_POLICY_URL: &str = "https://kubernetes.io/releases/version-skew-policy/";

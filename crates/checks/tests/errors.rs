@@ -1,10 +1,10 @@
 //! How bad input is reported: each error names the problem and the fix.
 
-use upgrade_core::config::Config;
+use upgrade_checks::config::Config;
+use upgrade_checks::data::Data;
+use upgrade_checks::facts::Facts;
+use upgrade_checks::plan::{Hop, UpgradePlan};
 use upgrade_core::constraint::Constraint;
-use upgrade_core::data::Data;
-use upgrade_core::facts::Facts;
-use upgrade_core::plan::{Hop, UpgradePlan};
 use upgrade_core::version::KubeMinor;
 
 fn m(s: &str) -> KubeMinor {

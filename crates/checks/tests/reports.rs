@@ -3,11 +3,11 @@
 
 use std::path::PathBuf;
 
-use upgrade_core::checks::{Report, run};
-use upgrade_core::config::Config;
-use upgrade_core::data::Data;
-use upgrade_core::facts::Facts;
-use upgrade_core::report;
+use upgrade_checks::checks::{Report, run};
+use upgrade_checks::config::Config;
+use upgrade_checks::data::Data;
+use upgrade_checks::facts::Facts;
+use upgrade_checks::report;
 
 fn fixture(name: &str) -> String {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -42,7 +42,7 @@ fn healthy_cluster_passes() {
         report
             .findings
             .iter()
-            .filter(|f| f.severity > upgrade_core::checks::Severity::Info)
+            .filter(|f| f.severity > upgrade_checks::checks::Severity::Info)
             .count(),
         0,
         "{}",

@@ -3,7 +3,7 @@
 //! an installed add-on to for a control-plane hop.
 //!
 //! ```no_run
-//! use upgrade_core::addons::AddonCatalog;
+//! use upgrade_checks::addons::AddonCatalog;
 //! use upgrade_core::version::KubeMinor;
 //!
 //! let json = std::fs::read_to_string("addon-versions.json")?;
@@ -17,7 +17,7 @@
 
 use serde::Deserialize;
 
-use crate::version::KubeMinor;
+use upgrade_core::version::KubeMinor;
 
 /// The add-on catalog could not be read.
 #[derive(Debug, thiserror::Error)]

@@ -3,7 +3,7 @@
 
 use super::{Applies, Category, CheckInfo, Context, Issue, Outcome, Severity, Subject};
 use crate::data::{ComponentCompat, MinorRange};
-use crate::version::{KubeMinor, parse_loose_semver};
+use upgrade_core::version::{KubeMinor, parse_loose_semver};
 
 pub(super) const CHECKS: &[CheckInfo] = &[
     CheckInfo {

@@ -7,10 +7,10 @@
 //! `docs/checks.md` is generated from this registry and a test keeps it in sync.
 //!
 //! ```
-//! use upgrade_core::checks::run;
-//! use upgrade_core::config::Config;
-//! use upgrade_core::data::Data;
-//! use upgrade_core::facts::Facts;
+//! use upgrade_checks::checks::run;
+//! use upgrade_checks::config::Config;
+//! use upgrade_checks::data::Data;
+//! use upgrade_checks::facts::Facts;
 //!
 //! let facts = Facts::from_yaml("cluster: {name: dev, server_version: v1.29.8-eks-1}").unwrap();
 //! let report = run(&facts, "1.31".parse().unwrap(), &Config::default(), Data::embedded()).unwrap();
@@ -35,7 +35,7 @@ use crate::config::Config;
 use crate::data::{Coverage, Data};
 use crate::facts::Facts;
 use crate::plan::{PlanError, UpgradePlan};
-use crate::version::{KubeMinor, KubeVersion};
+use upgrade_core::version::{KubeMinor, KubeVersion};
 
 /// Where the generated check reference lives, relative to the workspace root.
 pub const DOCS_PATH: &str = "docs/checks.md";
