@@ -9,7 +9,7 @@ use upgrade_core::lockfile::PlatformLock;
 use upgrade_test::TestContext;
 
 /// The folder the workspace's binaries are built into (beside this test's `deps/`).
-fn bin_dir() -> PathBuf {
+pub(crate) fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let dir = exe
         .parent()
@@ -19,6 +19,7 @@ fn bin_dir() -> PathBuf {
     for name in [
         "upgrade-eks",
         "upgrade-kserve",
+        "upgrade-rollback",
         "terraform-provider-aws-sim",
     ] {
         assert!(
@@ -33,13 +34,13 @@ fn bin_dir() -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_upgrades_the_platform_and_rolls_back_the_failing_upgrade() {
     let ctx = TestContext::new();
-    let tools = upgrade_bins::sample::Tools {
+    let tools = upgrade_demo::sample::Tools {
         terraform: upgrade_test::require_tool("terraform"),
         helm: upgrade_test::require_tool("helm4"),
     };
     let work = ctx.root().join("demo");
     let mut out = Vec::new();
-    let result = upgrade_bins::demo::run(
+    let result = upgrade_demo::demo::run(
         &TestContext::workspace_root(),
         &bin_dir(),
         tools,

@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use upgrade_bins::sample::SamplePlatform;
 use upgrade_core::ProcessBuilder;
+use upgrade_demo::sample::SamplePlatform;
 use upgrade_helm::ReleaseRef;
 use upgrade_test::TestContext;
 
@@ -24,16 +24,11 @@ async fn upgrade_lock(
         .arg(platform.kubeconfig())
         .args(["--kube-context", kube_sim::CONTEXT_NAME, "--lockfile"])
         .arg(platform.lockfile());
-    let out = cmd.output_async().await.expect("upgrade-lock runs");
-    (
-        out.status.code().unwrap_or(-1),
-        out.stdout_lossy(),
-        out.stderr_lossy(),
-    )
+    upgrade_test::CommandOutput::run_async(&cmd).await.parts()
 }
 
-/// The workspace's binaries are built by `cargo test --workspace --all-targets` (and by this
-/// package's dependency on upgrade-bins) into the same target folder as this test.
+/// The workspace's binaries are built by the README's test command (`cargo build --workspace
+/// --bins`, then the tests) into the same target folder as this test.
 fn upgrade_bins_exe(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let dir = exe
@@ -43,7 +38,7 @@ fn upgrade_bins_exe(name: &str) -> PathBuf {
     let path = dir.join(name);
     assert!(
         path.is_file(),
-        "{} is not built; run `cargo build -p upgrade-bins` (the README's test command builds it)",
+        "{} is not built; run `cargo build --workspace --bins` (the README's test command builds it)",
         path.display()
     );
     path
@@ -129,7 +124,7 @@ async fn bad_input_exits_2_and_changes_nothing() {
         upgrade_lock(&ctx, &platform, &["write", "--component", "kserve"]).await;
     assert_eq!(code, 2, "{stderr}");
     assert!(
-        stderr.contains("expected NAME=NAMESPACE/RELEASE=CHART"),
+        stderr.contains("is not NAME=NAMESPACE/RELEASE=CHART"),
         "{stderr}"
     );
     assert!(!platform.lockfile().exists(), "nothing was written");

@@ -2,7 +2,9 @@
 //!
 //! One test binary with a module per area (as cargo and uv do).
 
+mod crate_graph;
 mod demo;
+mod embed;
 mod lock_cli;
 mod platform_run;
 mod real_tools;

@@ -4,22 +4,25 @@
 //! exactly where the lockfile says it was).
 //!
 //! The kill is real: the test binary re-executes itself as the run (`platform_run_child`)
-//! with `UPGRADE_FAULT_KILL_AT`, and the run aborts at that boundary. kube-sim lives in the
+//! with `PLATFORM_RUN_KILL_AT`, which it turns into the executor's `kill_at` option, and the
+//! run aborts at that boundary. kube-sim lives in the
 //! parent, so the cluster outlives the killed run, as a real one would.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use kube_sim::{ControllerConfig, SimCluster};
-use upgrade_bins::platform::{material_drift, read_live};
-use upgrade_bins::sample::{STEP_IDS, SamplePlatform, Tools};
 use upgrade_core::ProcessBuilder;
-use upgrade_core::executor::{Boundary, Executor, RunOutcome, Step};
+use upgrade_core::executor::{Boundary, Executor, ExecutorOptions, RunOutcome, Step};
 use upgrade_core::lockfile::PlatformLock;
+use upgrade_demo::sample::{STEP_IDS, SamplePlatform, Tools};
+use upgrade_flows::flows::lock::{material_drift, read_live_with};
 use upgrade_kube::backup::{backup, platform_kinds};
 use upgrade_test::TestContext;
 
 const CHILD_VAR: &str = "PLATFORM_RUN_CHILD_DIR";
+/// `<step>:<boundary>` where the child run kills itself (the test's own variable).
+const KILL_AT_VAR: &str = "PLATFORM_RUN_KILL_AT";
 
 pub(crate) fn sample(root: PathBuf) -> SamplePlatform {
     SamplePlatform {
@@ -63,7 +66,13 @@ async fn platform_run_child() {
     let paths = sample(root.into());
     let steps = steps(&paths).await;
     let refs: Vec<&dyn Step> = steps.iter().map(|s| s.as_ref()).collect();
-    let mut executor = Executor::open(&paths.journal(), &paths.snapshots()).unwrap();
+    let kill_at = std::env::var(KILL_AT_VAR).ok().and_then(|spec| {
+        let (step, boundary) = spec.rsplit_once(':')?;
+        Some((step.to_string(), Boundary::from_name(boundary)?))
+    });
+    let mut executor = Executor::open(&paths.journal(), &paths.snapshots())
+        .unwrap()
+        .options(ExecutorOptions { kill_at });
     let outcome = executor.start("run-1", &refs).await.unwrap();
     assert_eq!(outcome, RunOutcome::Completed);
 }
@@ -78,10 +87,7 @@ async fn kill_run_at(paths: &SamplePlatform, step: &str, boundary: Boundary) {
             "--test-threads=1",
         ])
         .env(CHILD_VAR, &paths.root)
-        .env(
-            upgrade_core::env_vars::UPGRADE_FAULT_KILL_AT,
-            format!("{step}:{}", boundary.name()),
-        )
+        .env(KILL_AT_VAR, format!("{step}:{}", boundary.name()))
         .timeout(Duration::from_secs(300));
     match child.output_async().await {
         Ok(out) if out.status.code().is_none() => {}
@@ -120,7 +126,8 @@ async fn every_step_boundary_of_a_real_run_survives_a_kill() {
                 let paths = sample(ctx.root().join(format!("s{i}{j}{}", u8::from(resume))));
                 let sim = platform(&paths).await;
                 let helm = paths.helm().unwrap();
-                let locked: PlatformLock = read_live(&helm, &paths.spec()).await.unwrap();
+                let locked: PlatformLock =
+                    read_live_with(&helm, &paths.spec(), "1.30").await.unwrap();
                 let tfvars_before = std::fs::read(paths.tf_dir().join("terraform.tfvars")).unwrap();
                 let isvcs_before = isvc_specs(&paths).await;
 
@@ -138,7 +145,7 @@ async fn every_step_boundary_of_a_real_run_survives_a_kill() {
                 let live_after = |what: &str| format!("{step}:{} {what}", boundary.name());
                 let ok = if resume {
                     let outcome = executor.resume(&refs).await.unwrap();
-                    let live = read_live(&helm, &paths.spec()).await.unwrap();
+                    let live = read_live_with(&helm, &paths.spec(), "1.30").await.unwrap();
                     let tfvars =
                         std::fs::read_to_string(paths.tf_dir().join("terraform.tfvars")).unwrap();
                     let done = outcome == RunOutcome::Completed
@@ -151,7 +158,7 @@ async fn every_step_boundary_of_a_real_run_survives_a_kill() {
                     done
                 } else {
                     let report = executor.rollback(None, None, &refs, "test").await.unwrap();
-                    let live = read_live(&helm, &paths.spec()).await.unwrap();
+                    let live = read_live_with(&helm, &paths.spec(), "1.30").await.unwrap();
                     let drift = material_drift(&locked, &live);
                     let tfvars_back = std::fs::read(paths.tf_dir().join("terraform.tfvars"))
                         .unwrap()
@@ -185,7 +192,10 @@ async fn every_step_boundary_of_a_real_run_survives_a_kill() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_run_is_refused_while_the_first_holds_the_lock() {
-    use upgrade_bins::run::{Finished, OnUnfinished, RunSettings, run_locked};
+    use upgrade_flows::context::FlowContext;
+    use upgrade_flows::report::Plan;
+    use upgrade_flows::run::Planned;
+    use upgrade_kube::connect::ConnectOptions;
     use upgrade_kube::lock::{LockOptions, UpgradeLock};
     let ctx = TestContext::new();
     let paths = sample(ctx.root().join("lock"));
@@ -198,28 +208,49 @@ async fn a_second_run_is_refused_while_the_first_holds_the_lock() {
     )
     .await
     .unwrap();
-    let settings = RunSettings {
-        journal: paths.journal(),
-        snapshots: paths.snapshots(),
-        holder: "runner-2/run-b".into(),
-        lock_ttl: Duration::from_secs(30),
+    let flows = FlowContext::builder(
+        cluster.clone(),
+        ConnectOptions {
+            kubeconfig: Some(paths.kubeconfig()),
+            ..ConnectOptions::default()
+        },
+    )
+    .state_dir(paths.root.join(".upgrade"))
+    .lock_holder("runner-2/run-b")
+    .lock_ttl(Duration::from_secs(30))
+    .build();
+    let planned = || async {
+        let steps = steps(&paths).await;
+        let refs: Vec<&dyn Step> = steps.iter().map(|s| s.as_ref()).collect();
+        let plan = Plan::new("sample", "kube-sim", "run-b", &refs);
+        Planned::new("sample", &serde_json::json!({}), plan, steps)
     };
-    let steps = steps(&paths).await;
-    let refs: Vec<&dyn Step> = steps.iter().map(|s| s.as_ref()).collect();
-    let err = run_locked(&cluster, &settings, "run-b", &refs, OnUnfinished::Refuse)
-        .await
-        .unwrap_err();
-    let text = format!("{err:#}");
-    assert!(
-        text.contains("held by `runner-1/run-a` (step: karpenter/helm-upgrade)"),
-        "{text}"
+    let err = planned().await.apply(&flows).await.unwrap_err();
+    assert_eq!(
+        err.exit_code(),
+        2,
+        "a held lock is refused, nothing changed: {err}"
     );
-    assert!(!paths.journal().exists(), "a refused run records nothing");
+    assert!(
+        err.to_string()
+            .contains("held by `runner-1/run-a` (step: karpenter/helm-upgrade)"),
+        "{err}"
+    );
+    assert!(
+        !flows.state().journal().exists(),
+        "a refused run records nothing"
+    );
 
     first.release().await.unwrap();
-    let finished = run_locked(&cluster, &settings, "run-b", &refs, OnUnfinished::Refuse)
-        .await
-        .unwrap();
-    assert_eq!(finished, Finished::Ran(RunOutcome::Completed));
+    let report = planned().await.apply(&flows).await.unwrap();
+    assert!(
+        report.outcome.starts_with("completed"),
+        "{}",
+        report.outcome
+    );
+    assert!(
+        flows.state().runs().join("run-b.json").is_file(),
+        "the run is recorded"
+    );
     sim.shutdown().await;
 }

@@ -1,11 +1,21 @@
-//! Flags every command shares, and their parsing.
+//! The flags the commands share, in three groups so each command offers only the ones it
+//! uses, and the one `main`: parse, log, Ctrl-C, run, exit code.
 
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-/// Flags common to every upgrade command.
+use upgrade_flows::context::FlowContext;
+use upgrade_flows::report::{Format, Plan, RunReport};
+use upgrade_flows::run::Planned;
+use upgrade_kube::connect::ConnectOptions;
+
+use crate::exit::{CliError, Flags};
+
+/// Which cluster, and the interlock.
 #[derive(Debug, Clone, clap::Args)]
-pub struct CommonArgs {
+pub struct ClusterArgs {
     /// Kubeconfig file (default: KUBECONFIG or ~/.kube/config).
     #[arg(long, value_name = "FILE", global = true)]
     pub kubeconfig: Option<PathBuf>,
@@ -15,32 +25,50 @@ pub struct CommonArgs {
     /// The cluster changes are allowed on (EKS cluster name or API server URL); any other is refused.
     #[arg(long, value_name = "CLUSTER", global = true)]
     pub expect_cluster: Option<String>,
-    /// The platform lockfile, kept next to the infrastructure code.
-    #[arg(
-        long,
-        value_name = "FILE",
-        default_value = "platform.lock",
-        global = true
-    )]
-    pub lockfile: PathBuf,
-    /// Where snapshots and the journal are written.
+}
+
+impl ClusterArgs {
+    /// The connection options these flags name.
+    pub fn connect_options(&self) -> ConnectOptions {
+        ConnectOptions {
+            kubeconfig: self.kubeconfig.clone(),
+            context: self.kube_context.clone(),
+            expect_cluster: self.expect_cluster.clone(),
+        }
+    }
+}
+
+/// How a changing command runs.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// Where the journal, snapshots and run records are written.
     #[arg(long, value_name = "DIR", default_value = ".upgrade", global = true)]
     pub snapshot_dir: PathBuf,
     /// Make the changes. Without it the command only shows what it would do.
     #[arg(long, global = true)]
     pub apply: bool,
-    /// Continue the unfinished run recorded in the journal (repeats nothing already done).
-    #[arg(long, global = true)]
-    pub resume: bool,
     /// Answer yes to every question (for pipelines).
     #[arg(long, global = true)]
     pub yes: bool,
-    /// Report format.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text, global = true)]
-    pub output: OutputFormat,
-    /// Overall time limit, e.g. `90s`, `15m`, `1h`.
+    /// Continue the unfinished run recorded in the journal (repeats nothing already done).
+    #[arg(long, global = true)]
+    pub resume: bool,
+}
+
+/// The limit of each wait of a command (Helm's wait, rollouts, drains, Jobs, checks).
+#[derive(Debug, Clone, clap::Args)]
+pub struct TimeoutArgs {
+    /// The limit of each wait (Helm's, a rollout's, a drain's, a Job's), e.g. `90s`, `15m`, `1h`.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, global = true)]
     pub timeout: Option<Duration>,
+}
+
+/// Output and logging.
+#[derive(Debug, Clone, clap::Args)]
+pub struct OutputArgs {
+    /// Report format; stdout carries only the report in that format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text, global = true)]
+    pub output: OutputFormat,
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
@@ -60,6 +88,17 @@ pub enum OutputFormat {
     Markdown,
     /// JUnit XML for CI dashboards.
     Junit,
+}
+
+impl From<OutputFormat> for Format {
+    fn from(format: OutputFormat) -> Format {
+        match format {
+            OutputFormat::Text => Format::Text,
+            OutputFormat::Json => Format::Json,
+            OutputFormat::Markdown => Format::Markdown,
+            OutputFormat::Junit => Format::Junit,
+        }
+    }
 }
 
 /// How logs are written.
@@ -95,22 +134,19 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(seconds))
 }
 
-/// A command: clap arguments that include [`CommonArgs`], run to an exit code.
+/// A command: clap arguments, run to an exit code.
 pub trait Command: clap::Parser {
-    /// The flags every command shares.
-    fn common(&self) -> &CommonArgs;
+    /// Its output and logging flags.
+    fn output(&self) -> &OutputArgs;
     /// Runs the command, printing its report to `out`.
-    fn run(
-        &self,
-        out: &mut dyn std::io::Write,
-    ) -> impl std::future::Future<Output = Result<u8, crate::exit::CliError>>;
+    fn run(&self, out: &mut dyn Write) -> impl std::future::Future<Output = Result<u8, CliError>>;
 }
 
 /// The whole `main` of a command's binary: parse the arguments, set up logging, turn Ctrl-C
 /// into a graceful stop, run, and map the result to the exit code (see [`crate::exit`]).
 pub fn main<C: Command>() -> std::process::ExitCode {
     let args = C::parse();
-    init_logging(args.common());
+    init_logging(args.output());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -118,7 +154,7 @@ pub fn main<C: Command>() -> std::process::ExitCode {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("error: cannot start the async runtime: {err}");
-            return std::process::ExitCode::from(crate::exit::FAILED);
+            return std::process::ExitCode::from(upgrade_flows::error::EXIT_FAILED);
         }
     };
     runtime.block_on(async {
@@ -141,7 +177,7 @@ pub fn stop_on_ctrl_c() {
 }
 
 /// Sets up logging on stderr per the flags (`RUST_LOG` overrides the level).
-pub fn init_logging(args: &CommonArgs) {
+pub fn init_logging(args: &OutputArgs) {
     let level = match args.verbose {
         0 => "warn",
         1 => "info",
@@ -157,6 +193,104 @@ pub fn init_logging(args: &CommonArgs) {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.with_ansi(false).try_init(),
     };
+}
+
+/// Connects and builds the flows' context for `command`: progress on stderr, the run state
+/// under `--snapshot-dir`, `--resume`.
+pub async fn context(
+    command: &str,
+    cluster: &ClusterArgs,
+    run: Option<&RunArgs>,
+) -> Result<FlowContext, CliError> {
+    if let Some(run) = run
+        && run.apply
+        && cluster.expect_cluster.is_none()
+    {
+        return Err(CliError::usage(
+            "--apply changes a cluster, so it needs --expect-cluster NAME (the EKS cluster name or API server URL this change is meant for)",
+        ));
+    }
+    let mut builder = FlowContext::connect(cluster.connect_options())
+        .await
+        .map_err(|e| CliError::from_flow(e, &Flags::default()))?
+        .events(Arc::new(crate::progress::Spinners::default()))
+        .started_by(format!("{command} {}", env!("CARGO_PKG_VERSION")));
+    if let Some(run) = run {
+        builder = builder.state_dir(&run.snapshot_dir).resume(run.resume);
+    }
+    Ok(builder.build())
+}
+
+/// Prints `planned`'s plan, and with `--apply` (confirmed, or `--yes`) runs it and prints its
+/// report. The exit code: a plan's 0 or 4; a run's 0 or 3; a failure's by its variant.
+pub async fn execute(
+    ctx: &FlowContext,
+    planned: Planned,
+    run: &RunArgs,
+    output: &OutputArgs,
+    flags: &Flags,
+    out: &mut dyn Write,
+) -> Result<u8, CliError> {
+    let format = Format::from(output.output);
+    if !run.apply || !planned.plan().blockers.is_empty() {
+        print(out, &RunReport::of_plan(planned.plan()).render(format))?;
+        return Ok(planned.plan().exit_code());
+    }
+    if !run.yes {
+        confirm(planned.plan(), out)?;
+    }
+    match planned.apply(ctx).await {
+        Ok(report) => {
+            print(out, &report.render(format))?;
+            Ok(report.exit_code())
+        }
+        Err(err) => {
+            if let Some(report) = err.report() {
+                print(out, &report.render(format))?;
+            }
+            Err(CliError::from_flow(err, flags))
+        }
+    }
+}
+
+/// Writes `text` to `out`.
+pub fn print(out: &mut dyn Write, text: &str) -> Result<(), CliError> {
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| CliError::failed(format!("write the report: {e}")))
+}
+
+/// Asks on the terminal whether to apply `plan` (a pipeline without `--yes` is refused).
+pub fn confirm(plan: &Plan, out: &mut dyn Write) -> Result<(), CliError> {
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        return Err(CliError::usage(
+            "--apply asks for confirmation on a terminal; in a pipeline add --yes",
+        ));
+    }
+    let irreversible = plan.irreversible_steps();
+    write!(
+        out,
+        "Apply {} step(s) of run {}{}? [y/N] ",
+        plan.steps.len(),
+        plan.run_id,
+        if irreversible > 0 {
+            format!(" ({irreversible} cannot be undone)")
+        } else {
+            String::new()
+        }
+    )
+    .and_then(|()| out.flush())
+    .map_err(|e| CliError::failed(e.to_string()))?;
+    let mut answer = String::new();
+    stdin
+        .read_line(&mut answer)
+        .map_err(|e| CliError::failed(e.to_string()))?;
+    if matches!(answer.trim(), "y" | "Y" | "yes") {
+        Ok(())
+    } else {
+        Err(CliError::usage("not confirmed; nothing was changed"))
+    }
 }
 
 #[cfg(test)]

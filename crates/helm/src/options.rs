@@ -33,7 +33,8 @@ pub const DEFAULT_HISTORY_MAX: u32 = 20;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// How long to wait for the release's resources.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum WaitMode {
     /// Wait for hooks only (Helm's default in both majors).
     #[default]
@@ -56,7 +57,8 @@ impl WaitMode {
 }
 
 /// What Helm does when an upgrade fails.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum OnFailure {
     /// Leave the failed revision in place (the caller decides).
     Fail,
@@ -66,7 +68,8 @@ pub enum OnFailure {
 }
 
 /// How the new revision's values relate to the previous revision's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum ValuesStrategy {
     /// `--reset-values`: chart defaults plus exactly the values given now.
     #[default]
@@ -80,7 +83,8 @@ pub enum ValuesStrategy {
 }
 
 /// Replacing or forcing resources.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum ForceMode {
     /// Normal apply.
     #[default]
@@ -92,7 +96,8 @@ pub enum ForceMode {
 }
 
 /// Helm 4's server-side apply setting.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum ServerSide {
     /// Use what the previous revision used (Helm 4's default).
     Auto,
@@ -113,7 +118,8 @@ impl ServerSide {
 }
 
 /// A dry run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum DryRun {
     /// Render only.
     Client,
@@ -122,7 +128,8 @@ pub enum DryRun {
 }
 
 /// How a `--set` value is interpreted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum SetKind {
     /// `--set` (types inferred; beware `1e+06` coercion of large numbers).
     #[default]
@@ -138,7 +145,7 @@ pub enum SetKind {
 }
 
 /// One `--set`-style value. Its value never reaches a log, an error or a report.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SetValue {
     /// The dotted key.
     pub key: String,
@@ -190,7 +197,8 @@ impl SetValue {
 }
 
 /// Options of `helm upgrade` (with install by default).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct UpgradeOptions {
     /// Install when the release does not exist (`--install`).
     pub install: bool,
@@ -273,7 +281,8 @@ impl Default for UpgradeOptions {
 }
 
 /// Options of `helm rollback`. The revision is always explicit (never Helm's "previous").
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct RollbackOptions {
     /// What to wait for.
     pub wait: WaitMode,
@@ -309,7 +318,8 @@ impl Default for RollbackOptions {
 }
 
 /// Options of `helm uninstall`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct UninstallOptions {
     /// Keep the release history (status `uninstalled`).
     pub keep_history: bool,

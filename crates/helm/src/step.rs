@@ -10,7 +10,7 @@
 //! - rollback: the snapshot restored (rollback to its revision while in history, otherwise a
 //!   roll forward to the recorded chart and values), or an uninstall when there was none.
 
-use upgrade_core::executor::{Step, StepFuture};
+use upgrade_core::executor::{Step, StepFuture, StepRecord, StepSpec};
 use upgrade_core::snapshot::{Snapshot, SnapshotWriter};
 
 use crate::chart::ChartRef;
@@ -22,49 +22,65 @@ use crate::types::ReleaseRef;
 const RELEASE_FILE: &str = "release.json";
 const ABSENT_FILE: &str = "release-absent.json";
 
-/// One `helm upgrade` of one release.
-#[derive(Debug)]
-pub struct HelmUpgradeStep {
+/// What [`HelmUpgradeStep`] does: one `helm upgrade` of one release.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct HelmUpgradeSpec {
     /// Step id, e.g. `kserve/helm-upgrade`.
     pub id: String,
     /// Component, e.g. `kserve`.
     pub component: String,
-    /// The Helm to run (shared by the run's steps).
-    pub helm: std::sync::Arc<Helm>,
     /// The release.
     pub release: ReleaseRef,
-    /// The chart to upgrade to (its version set).
+    /// The chart to upgrade to (its version set; a local chart as an absolute path).
     pub chart: ChartRef,
-    /// Upgrade options (values files, waits, ...).
+    /// Upgrade options (values files as absolute paths, waits, ...).
     pub options: UpgradeOptions,
     /// Where to find the old chart if a rollback must roll forward (its version is replaced
     /// by the snapshot's); `None` = the same source as `chart`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore_source: Option<ChartRef>,
     /// Options of the rollback.
     pub rollback: RollbackOptions,
 }
 
+impl StepSpec for HelmUpgradeSpec {
+    const KIND: &'static str = "helm-upgrade";
+}
+
+/// One `helm upgrade` of one release.
+#[derive(Debug)]
+pub struct HelmUpgradeStep {
+    /// What it does.
+    pub spec: HelmUpgradeSpec,
+    /// The Helm to run (shared by the run's steps).
+    pub helm: std::sync::Arc<Helm>,
+}
+
 impl HelmUpgradeStep {
     fn wanted_version(&self) -> Option<&str> {
-        self.chart.version.as_deref()
+        self.spec.chart.version.as_deref()
     }
 }
 
 impl Step for HelmUpgradeStep {
     fn id(&self) -> &str {
-        &self.id
+        &self.spec.id
     }
 
     fn component(&self) -> &str {
-        &self.component
+        &self.spec.component
+    }
+
+    fn record(&self) -> StepRecord {
+        StepRecord::of(&self.spec)
     }
 
     fn description(&self) -> String {
         format!(
             "helm upgrade {} -n {} {}{}",
-            self.release.name,
-            self.release.namespace,
-            self.chart,
+            self.spec.release.name,
+            self.spec.release.namespace,
+            self.spec.chart,
             self.wanted_version()
                 .map(|v| format!(" --version {v}"))
                 .unwrap_or_default()
@@ -74,11 +90,11 @@ impl Step for HelmUpgradeStep {
     fn capture<'a>(&'a self, snapshot: &'a mut SnapshotWriter) -> StepFuture<'a> {
         Box::pin(async move {
             // Refuses a release someone else left pending: its owner may still be running.
-            let history = self.helm.preflight(&self.release).await?;
+            let history = self.helm.preflight(&self.spec.release).await?;
             if history.is_empty() {
-                snapshot.put_json(ABSENT_FILE, &self.release)?;
+                snapshot.put_json(ABSENT_FILE, &self.spec.release)?;
             } else {
-                let release = self.helm.snapshot(&self.release).await?;
+                let release = self.helm.snapshot(&self.spec.release).await?;
                 snapshot.put_json(RELEASE_FILE, &release)?;
             }
             Ok(())
@@ -87,28 +103,28 @@ impl Step for HelmUpgradeStep {
 
     fn apply(&self) -> StepFuture<'_> {
         Box::pin(async move {
-            if let Err(err) = self.helm.preflight(&self.release).await {
+            if let Err(err) = self.helm.preflight(&self.spec.release).await {
                 if !matches!(err, crate::Error::PendingOperation { .. }) {
                     return Err(err.into());
                 }
                 // Only this step touches the release between its snapshot and `applied`
                 // (the run holds the upgrade lock), so a pending revision is our own killed
                 // upgrade: clear it, then upgrade again.
-                let history = self.helm.history(&self.release).await?;
+                let history = self.helm.history(&self.spec.release).await?;
                 let Some(to) = ReleaseSnapshot::newest_deployed(&history) else {
                     return Err(format!(
                         "{} is pending with no deployed revision to return to; uninstall it by hand (`helm uninstall {} -n {}`) and resume",
-                        self.release, self.release.name, self.release.namespace
+                        self.spec.release, self.spec.release.name, self.spec.release.namespace
                     )
                     .into());
                 };
-                tracing::warn!(release = %self.release, to, "clearing our own interrupted upgrade");
+                tracing::warn!(release = %self.spec.release, to, "clearing our own interrupted upgrade");
                 self.helm
-                    .rollback(&self.release, to, &self.rollback)
+                    .rollback(&self.spec.release, to, &self.spec.rollback)
                     .await?;
             }
             self.helm
-                .upgrade(&self.release, &self.chart, &self.options)
+                .upgrade(&self.spec.release, &self.spec.chart, &self.spec.options)
                 .await?;
             Ok(())
         })
@@ -116,20 +132,20 @@ impl Step for HelmUpgradeStep {
 
     fn verify(&self) -> StepFuture<'_> {
         Box::pin(async move {
-            let status = self.helm.status(&self.release, None).await?;
+            let status = self.helm.status(&self.spec.release, None).await?;
             if !status.info.status.was_deployed() {
                 return Err(format!(
                     "{} is `{}` after the upgrade, not deployed",
-                    self.release, status.info.status
+                    self.spec.release, status.info.status
                 )
                 .into());
             }
             if let Some(wanted) = self.wanted_version() {
-                let meta = self.helm.metadata(&self.release, None).await?;
+                let meta = self.helm.metadata(&self.spec.release, None).await?;
                 if meta.version != wanted {
                     return Err(format!(
                         "{} runs chart version {}, not {wanted}",
-                        self.release, meta.version
+                        self.spec.release, meta.version
                     )
                     .into());
                 }
@@ -141,22 +157,30 @@ impl Step for HelmUpgradeStep {
     fn rollback<'a>(&'a self, snapshot: &'a Snapshot) -> StepFuture<'a> {
         Box::pin(async move {
             if snapshot.contains(ABSENT_FILE) {
-                let history = self.helm.preflight(&self.release).await.unwrap_or_default();
+                let history = self
+                    .helm
+                    .preflight(&self.spec.release)
+                    .await
+                    .unwrap_or_default();
                 if !history.is_empty() {
                     self.helm
-                        .uninstall(&self.release, &UninstallOptions::default())
+                        .uninstall(&self.spec.release, &UninstallOptions::default())
                         .await?;
                 }
                 return Ok(());
             }
             let recorded: ReleaseSnapshot = snapshot.get_json(RELEASE_FILE)?;
-            let source = self.restore_source.as_ref().unwrap_or(&self.chart);
+            let source = self
+                .spec
+                .restore_source
+                .as_ref()
+                .unwrap_or(&self.spec.chart);
             self.helm
                 .restore(
                     &recorded,
                     Some(source),
                     PendingPolicy::RollbackToLastDeployed,
-                    &self.rollback,
+                    &self.spec.rollback,
                 )
                 .await?;
             Ok(())

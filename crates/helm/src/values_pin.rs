@@ -20,7 +20,7 @@
 
 use std::path::{Path, PathBuf};
 
-use upgrade_core::executor::{Step, StepFuture};
+use upgrade_core::executor::{Step, StepFuture, StepRecord, StepSpec};
 use upgrade_core::snapshot::{Snapshot, SnapshotWriter};
 
 /// Why a value could not be pinned.
@@ -283,14 +283,14 @@ pub fn check_file(path: &Path, key: &[&str]) -> Result<String, PinError> {
 const ORIGINAL_FILE: &str = "values-original.yaml";
 
 /// Pins one value in a values file as a step of an upgrade run; the file's bytes are the
-/// snapshot, and the rollback writes them back.
-#[derive(Debug, Clone)]
+/// snapshot, and the rollback writes them back. It needs no handle, so it is its own spec.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ValuesPinStep {
     /// Step id, e.g. `karpenter/pin-image-tag`.
     pub id: String,
     /// The component.
     pub component: String,
-    /// The values file.
+    /// The values file (absolute).
     pub path: PathBuf,
     /// The key path, e.g. `["controller", "image", "tag"]`.
     pub key: Vec<String>,
@@ -308,6 +308,10 @@ impl ValuesPinStep {
     }
 }
 
+impl StepSpec for ValuesPinStep {
+    const KIND: &'static str = "helm-values-pin";
+}
+
 impl Step for ValuesPinStep {
     fn id(&self) -> &str {
         &self.id
@@ -315,6 +319,10 @@ impl Step for ValuesPinStep {
 
     fn component(&self) -> &str {
         &self.component
+    }
+
+    fn record(&self) -> StepRecord {
+        StepRecord::of(self)
     }
 
     fn description(&self) -> String {

@@ -28,7 +28,8 @@ pub const DO_NOT_DISRUPT: &str = "karpenter.sh/do-not-disrupt";
 const MIRROR_POD: &str = "kubernetes.io/config.mirror";
 
 /// How to drain.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct DrainOptions {
     /// Leave DaemonSet pods (kubectl's `--ignore-daemonsets`); otherwise they block.
     pub ignore_daemonsets: bool,

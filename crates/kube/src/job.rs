@@ -15,7 +15,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{DeleteParams, PostParams, PropagationPolicy};
 use serde_json::{Value, json};
-use upgrade_core::executor::{Step, StepError, StepFuture};
+use upgrade_core::executor::{Step, StepError, StepFuture, StepRecord, StepSpec};
 use upgrade_core::snapshot::{Snapshot, SnapshotWriter};
 
 use crate::connect::Cluster;
@@ -25,15 +25,13 @@ pub const JOB_LABEL: &str = "upgrade.mlops/job-for";
 
 const JOB_FILE: &str = "job.json";
 
-/// Runs `command` to completion in a Job made from a Deployment's pod template.
-#[derive(Debug, Clone)]
-pub struct TemplateJobStep {
+/// What [`TemplateJobStep`] runs.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TemplateJobSpec {
     /// Step id, e.g. `mlflow/db-upgrade`.
     pub id: String,
     /// Component, e.g. `mlflow`.
     pub component: String,
-    /// The cluster.
-    pub cluster: Cluster,
     /// The Deployment's namespace (the Job runs there too).
     pub namespace: String,
     /// The Deployment whose pod template the Job copies.
@@ -53,18 +51,34 @@ pub struct TemplateJobStep {
     pub irreversible: Option<String>,
 }
 
+impl StepSpec for TemplateJobSpec {
+    const KIND: &'static str = "kube-template-job";
+}
+
+/// Runs `command` to completion in a Job made from a Deployment's pod template.
+#[derive(Debug, Clone)]
+pub struct TemplateJobStep {
+    /// What it runs.
+    pub spec: TemplateJobSpec,
+    /// The cluster.
+    pub cluster: Cluster,
+}
+
 impl TemplateJobStep {
     fn jobs(&self) -> kube::Api<Job> {
-        kube::Api::namespaced(self.cluster.client().clone(), &self.namespace)
+        kube::Api::namespaced(self.cluster.client().clone(), &self.spec.namespace)
     }
 
     /// The Job this step creates, from the Deployment as it is now.
     pub async fn job(&self) -> Result<Job, StepError> {
         let deployments: kube::Api<Deployment> =
-            kube::Api::namespaced(self.cluster.client().clone(), &self.namespace);
-        let deployment = deployments.get(&self.deployment).await.map_err(|e| {
+            kube::Api::namespaced(self.cluster.client().clone(), &self.spec.namespace);
+        let deployment = deployments.get(&self.spec.deployment).await.map_err(|e| {
             crate::Error::api(
-                format!("read deployment {}/{}", self.namespace, self.deployment),
+                format!(
+                    "read deployment {}/{}",
+                    self.spec.namespace, self.spec.deployment
+                ),
                 e,
             )
         })?;
@@ -80,17 +94,17 @@ impl TemplateJobStep {
             .ok_or_else(|| {
                 format!(
                     "deployment {}/{} has no pod template spec",
-                    self.namespace, self.deployment
+                    self.spec.namespace, self.spec.deployment
                 )
             })?;
         let containers = spec["containers"].as_array().cloned().unwrap_or_default();
         let mut container = containers
             .into_iter()
-            .find(|c| c["name"] == self.container.as_str())
+            .find(|c| c["name"] == self.spec.container.as_str())
             .ok_or_else(|| {
                 format!(
                     "deployment {}/{} has no container `{}`; pass the container that runs the server",
-                    self.namespace, self.deployment, self.container
+                    self.spec.namespace, self.spec.deployment, self.spec.container
                 )
             })?;
         let fields = container.as_object_mut().expect("a container is an object");
@@ -103,13 +117,13 @@ impl TemplateJobStep {
         ] {
             fields.remove(probe_or_port);
         }
-        fields.insert("image".into(), json!(self.image));
-        fields.insert("command".into(), json!(self.command));
+        fields.insert("image".into(), json!(self.spec.image));
+        fields.insert("command".into(), json!(self.spec.command));
         spec["containers"] = json!([container]);
         spec["restartPolicy"] = json!("Never");
         let annotations = template["metadata"]["annotations"].clone();
         template["metadata"] = json!({
-            "labels": { JOB_LABEL: self.deployment },
+            "labels": { JOB_LABEL: self.spec.deployment },
             "annotations": if annotations.is_object() { annotations } else { json!({}) },
         });
         // A mesh sidecar would keep the pod running after the command ends.
@@ -118,27 +132,31 @@ impl TemplateJobStep {
             "apiVersion": "batch/v1",
             "kind": "Job",
             "metadata": {
-                "name": self.job_name,
-                "namespace": self.namespace,
-                "labels": { JOB_LABEL: self.deployment },
+                "name": self.spec.job_name,
+                "namespace": self.spec.namespace,
+                "labels": { JOB_LABEL: self.spec.deployment },
             },
             "spec": {
                 "backoffLimit": 0,
                 "ttlSecondsAfterFinished": 7 * 24 * 3600,
-                "activeDeadlineSeconds": self.timeout.as_secs().max(1),
+                "activeDeadlineSeconds": self.spec.timeout.as_secs().max(1),
                 "template": template,
             },
         }))
     }
 
     async fn existing(&self) -> Result<Option<Job>, StepError> {
-        self.jobs().get_opt(&self.job_name).await.map_err(|e| {
-            crate::Error::api(format!("read job {}/{}", self.namespace, self.job_name), e).into()
+        self.jobs().get_opt(&self.spec.job_name).await.map_err(|e| {
+            crate::Error::api(
+                format!("read job {}/{}", self.spec.namespace, self.spec.job_name),
+                e,
+            )
+            .into()
         })
     }
 
     async fn wait_finished(&self) -> Result<(), StepError> {
-        let deadline = tokio::time::Instant::now() + self.timeout;
+        let deadline = tokio::time::Instant::now() + self.spec.timeout;
         loop {
             if let Some(job) = self.existing().await? {
                 match finished(&job) {
@@ -146,7 +164,10 @@ impl TemplateJobStep {
                     Some(Err(why)) => {
                         return Err(format!(
                             "job {}/{} failed: {why}; see `kubectl logs -n {} job/{}`",
-                            self.namespace, self.job_name, self.namespace, self.job_name
+                            self.spec.namespace,
+                            self.spec.job_name,
+                            self.spec.namespace,
+                            self.spec.job_name
                         )
                         .into());
                     }
@@ -155,14 +176,17 @@ impl TemplateJobStep {
             } else {
                 return Err(format!(
                     "job {}/{} disappeared before it finished",
-                    self.namespace, self.job_name
+                    self.spec.namespace, self.spec.job_name
                 )
                 .into());
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(crate::Error::Timeout {
-                    what: format!("job {}/{} to finish", self.namespace, self.job_name),
-                    seconds: self.timeout.as_secs(),
+                    what: format!(
+                        "job {}/{} to finish",
+                        self.spec.namespace, self.spec.job_name
+                    ),
+                    seconds: self.spec.timeout.as_secs(),
                 }
                 .into());
             }
@@ -195,26 +219,30 @@ fn finished(job: &Job) -> Option<Result<(), String>> {
 
 impl Step for TemplateJobStep {
     fn id(&self) -> &str {
-        &self.id
+        &self.spec.id
     }
 
     fn component(&self) -> &str {
-        &self.component
+        &self.spec.component
+    }
+
+    fn record(&self) -> StepRecord {
+        StepRecord::of(&self.spec)
     }
 
     fn description(&self) -> String {
         format!(
             "run `{}` with {} in job {}/{} (from deployment {}'s pod template) and wait for it to complete",
-            self.command.join(" "),
-            self.image,
-            self.namespace,
-            self.job_name,
-            self.deployment
+            self.spec.command.join(" "),
+            self.spec.image,
+            self.spec.namespace,
+            self.spec.job_name,
+            self.spec.deployment
         )
     }
 
     fn irreversible(&self) -> Option<String> {
-        self.irreversible.clone()
+        self.spec.irreversible.clone()
     }
 
     fn capture<'a>(&'a self, snapshot: &'a mut SnapshotWriter) -> StepFuture<'a> {
@@ -240,7 +268,10 @@ impl Step for TemplateJobStep {
                         .await
                         .map_err(|e| {
                             crate::Error::api(
-                                format!("create job {}/{}", self.namespace, self.job_name),
+                                format!(
+                                    "create job {}/{}",
+                                    self.spec.namespace, self.spec.job_name
+                                ),
                                 e,
                             )
                         })?;
@@ -254,8 +285,8 @@ impl Step for TemplateJobStep {
         Box::pin(async move {
             match self.existing().await?.as_ref().and_then(finished) {
                 Some(Ok(())) => Ok(()),
-                Some(Err(why)) => Err(format!("job {} failed: {why}", self.job_name).into()),
-                None => Err(format!("job {} has not completed", self.job_name).into()),
+                Some(Err(why)) => Err(format!("job {} failed: {why}", self.spec.job_name).into()),
+                None => Err(format!("job {} has not completed", self.spec.job_name).into()),
             }
         })
     }
@@ -275,10 +306,13 @@ impl Step for TemplateJobStep {
                 ..DeleteParams::default()
             };
             self.jobs()
-                .delete(&self.job_name, &params)
+                .delete(&self.spec.job_name, &params)
                 .await
                 .map_err(|e| {
-                    crate::Error::api(format!("stop job {}/{}", self.namespace, self.job_name), e)
+                    crate::Error::api(
+                        format!("stop job {}/{}", self.spec.namespace, self.spec.job_name),
+                        e,
+                    )
                 })?;
             Ok(())
         })

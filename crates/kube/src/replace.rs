@@ -27,7 +27,7 @@ use crate::rollout::{NodeReplacer, ReplacerError};
 pub const NODE_PLACEHOLDER: &str = "{node}";
 
 /// A command line, already split into the program and its arguments.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NodeCommand {
     /// The program (a path, or a name looked up on `PATH`).
     pub program: PathBuf,
@@ -52,6 +52,47 @@ impl NodeCommand {
         cmd.args(self.args.iter().map(|a| a.replace(NODE_PLACEHOLDER, node)))
             .timeout(timeout);
         cmd
+    }
+}
+
+/// A [`Replacer`] as data (the cluster handle left out), for run records.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum ReplacerSpec {
+    /// Karpenter provisions; retire deletes the Node object.
+    Karpenter {
+        /// Every node the rollout replaces.
+        replacing: Vec<String>,
+    },
+    /// Your commands surge and retire.
+    Command {
+        /// Run once per node of a batch before it is drained; optional.
+        surge: Option<NodeCommand>,
+        /// Run once per drained node.
+        retire: NodeCommand,
+        /// The time limit of each command.
+        timeout: Duration,
+    },
+}
+
+impl ReplacerSpec {
+    /// The replacer on `cluster`.
+    pub fn bind(&self, cluster: &Cluster) -> Replacer {
+        match self {
+            ReplacerSpec::Karpenter { replacing } => Replacer::Karpenter {
+                cluster: cluster.clone(),
+                replacing: replacing.clone(),
+            },
+            ReplacerSpec::Command {
+                surge,
+                retire,
+                timeout,
+            } => Replacer::Command {
+                surge: surge.clone(),
+                retire: retire.clone(),
+                timeout: *timeout,
+            },
+        }
     }
 }
 

@@ -49,7 +49,8 @@ pub trait NodeReplacer: Send + Sync {
 }
 
 /// How the cluster is validated after each batch.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct ValidationOptions {
     /// Consecutive passing validations needed (kOps: 2).
     pub passes: u32,
@@ -70,7 +71,8 @@ impl Default for ValidationOptions {
 }
 
 /// How to roll.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct RolloutOptions {
     /// Nodes per batch after the canary.
     pub batch_size: usize,

@@ -4,54 +4,77 @@
 //!
 //! The capture is the backup (YAML with server fields stripped, in the step's snapshot);
 //! apply changes nothing; rollback restores every backed-up object with server-side apply.
+//!
+//! Every step here is its spec (serde data, recorded in the run record) plus the
+//! [`Cluster`] it acts on, which the caller binds when it builds or rebuilds the step.
 
-use upgrade_core::executor::{Step, StepFuture};
+use upgrade_core::executor::{Step, StepFuture, StepRecord, StepSpec};
 use upgrade_core::snapshot::{Snapshot, SnapshotWriter};
 
 use crate::backup::{Backup, BackupKind, backup, restore};
 use crate::connect::Cluster;
 use crate::cordon::uncordon;
-use crate::replace::Replacer;
+use crate::replace::ReplacerSpec;
 use crate::rollout::{RolloutOptions, nodes_below, rollout};
 
 const BACKUP_FILE: &str = "backup.yaml";
 
-/// Backs up custom resources before the steps that may change them.
-#[derive(Debug, Clone)]
-pub struct CrBackupStep {
+/// What [`CrBackupStep`] backs up.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CrBackupSpec {
     /// Step id, e.g. `kserve/backup-inferenceservices`.
     pub id: String,
     /// Component, e.g. `kserve`.
     pub component: String,
-    /// The cluster.
-    pub cluster: Cluster,
     /// The kinds to back up (see [`crate::backup::platform_kinds`]).
     pub kinds: Vec<BackupKind>,
     /// One namespace, or all.
     pub namespace: Option<String>,
 }
 
+impl StepSpec for CrBackupSpec {
+    const KIND: &'static str = "kube-cr-backup";
+}
+
+/// Backs up custom resources before the steps that may change them.
+#[derive(Debug, Clone)]
+pub struct CrBackupStep {
+    /// What it backs up.
+    pub spec: CrBackupSpec,
+    /// The cluster.
+    pub cluster: Cluster,
+}
+
 impl Step for CrBackupStep {
     fn id(&self) -> &str {
-        &self.id
+        &self.spec.id
     }
 
     fn component(&self) -> &str {
-        &self.component
+        &self.spec.component
+    }
+
+    fn record(&self) -> StepRecord {
+        StepRecord::of(&self.spec)
     }
 
     fn description(&self) -> String {
-        let kinds: Vec<&str> = self.kinds.iter().map(|k| k.kind.as_str()).collect();
+        let kinds: Vec<&str> = self.spec.kinds.iter().map(|k| k.kind.as_str()).collect();
         format!(
             "back up {} in {}",
             kinds.join(", "),
-            self.namespace.as_deref().unwrap_or("all namespaces")
+            self.spec.namespace.as_deref().unwrap_or("all namespaces")
         )
     }
 
     fn capture<'a>(&'a self, snapshot: &'a mut SnapshotWriter) -> StepFuture<'a> {
         Box::pin(async move {
-            let taken = backup(&self.cluster, &self.kinds, self.namespace.as_deref()).await?;
+            let taken = backup(
+                &self.cluster,
+                &self.spec.kinds,
+                self.spec.namespace.as_deref(),
+            )
+            .await?;
             snapshot.put(BACKUP_FILE, taken.to_yaml().as_bytes())?;
             Ok(())
         })
@@ -69,23 +92,19 @@ impl Step for CrBackupStep {
         Box::pin(async move {
             let text = String::from_utf8(snapshot.get(BACKUP_FILE)?)?;
             let saved = Backup::from_yaml(&text)?;
-            restore(&self.cluster, &saved, &self.kinds).await?;
+            restore(&self.cluster, &saved, &self.spec.kinds).await?;
             Ok(())
         })
     }
 }
 
-/// Sets one container's image in a Deployment (seed 000's `kubectl set image deployment/mlflow
-/// mlflow=...`), waits for the rollout, and rolls back like `kubectl rollout undo`: the pod
-/// template captured before the change is put back.
-#[derive(Debug, Clone)]
-pub struct DeploymentImageStep {
+/// What [`DeploymentImageStep`] changes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DeploymentImageSpec {
     /// Step id, e.g. `mlflow/image`.
     pub id: String,
     /// Component, e.g. `mlflow`.
     pub component: String,
-    /// The cluster.
-    pub cluster: Cluster,
     /// The Deployment's namespace.
     pub namespace: String,
     /// The Deployment.
@@ -98,11 +117,26 @@ pub struct DeploymentImageStep {
     pub timeout: std::time::Duration,
 }
 
+impl StepSpec for DeploymentImageSpec {
+    const KIND: &'static str = "kube-deployment-image";
+}
+
+/// Sets one container's image in a Deployment (seed 000's `kubectl set image deployment/mlflow
+/// mlflow=...`), waits for the rollout, and rolls back like `kubectl rollout undo`: the pod
+/// template captured before the change is put back.
+#[derive(Debug, Clone)]
+pub struct DeploymentImageStep {
+    /// What it changes.
+    pub spec: DeploymentImageSpec,
+    /// The cluster.
+    pub cluster: Cluster,
+}
+
 const TEMPLATE_FILE: &str = "pod-template.json";
 
 impl DeploymentImageStep {
     fn api(&self) -> kube::Api<k8s_openapi::api::apps::v1::Deployment> {
-        kube::Api::namespaced(self.cluster.client().clone(), &self.namespace)
+        kube::Api::namespaced(self.cluster.client().clone(), &self.spec.namespace)
     }
 
     async fn patch_template(&self, template: serde_json::Value) -> Result<(), crate::Error> {
@@ -112,14 +146,17 @@ impl DeploymentImageStep {
         let patch = serde_json::json!({ "spec": { "template": template } });
         self.api()
             .patch(
-                &self.deployment,
+                &self.spec.deployment,
                 &kube::api::PatchParams::default(),
                 &kube::api::Patch::Strategic(patch),
             )
             .await
             .map_err(|e| {
                 crate::Error::api(
-                    format!("patch deployment {}/{}", self.namespace, self.deployment),
+                    format!(
+                        "patch deployment {}/{}",
+                        self.spec.namespace, self.spec.deployment
+                    ),
                     e,
                 )
             })?;
@@ -127,11 +164,14 @@ impl DeploymentImageStep {
     }
 
     async fn wait_rolled_out(&self) -> Result<(), crate::Error> {
-        let deadline = tokio::time::Instant::now() + self.timeout;
+        let deadline = tokio::time::Instant::now() + self.spec.timeout;
         loop {
-            let d = self.api().get(&self.deployment).await.map_err(|e| {
+            let d = self.api().get(&self.spec.deployment).await.map_err(|e| {
                 crate::Error::api(
-                    format!("read deployment {}/{}", self.namespace, self.deployment),
+                    format!(
+                        "read deployment {}/{}",
+                        self.spec.namespace, self.spec.deployment
+                    ),
                     e,
                 )
             })?;
@@ -150,9 +190,9 @@ impl DeploymentImageStep {
                 return Err(crate::Error::Timeout {
                     what: format!(
                         "deployment {}/{} to roll out",
-                        self.namespace, self.deployment
+                        self.spec.namespace, self.spec.deployment
                     ),
-                    seconds: self.timeout.as_secs(),
+                    seconds: self.spec.timeout.as_secs(),
                 });
             }
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
@@ -160,40 +200,54 @@ impl DeploymentImageStep {
     }
 
     async fn current_image(&self) -> Result<Option<String>, crate::Error> {
-        let d = self.api().get(&self.deployment).await.map_err(|e| {
+        let d = self.api().get(&self.spec.deployment).await.map_err(|e| {
             crate::Error::api(
-                format!("read deployment {}/{}", self.namespace, self.deployment),
+                format!(
+                    "read deployment {}/{}",
+                    self.spec.namespace, self.spec.deployment
+                ),
                 e,
             )
         })?;
         Ok(d.spec
             .and_then(|s| s.template.spec)
-            .and_then(|p| p.containers.into_iter().find(|c| c.name == self.container))
+            .and_then(|p| {
+                p.containers
+                    .into_iter()
+                    .find(|c| c.name == self.spec.container)
+            })
             .and_then(|c| c.image))
     }
 }
 
 impl Step for DeploymentImageStep {
     fn id(&self) -> &str {
-        &self.id
+        &self.spec.id
     }
 
     fn component(&self) -> &str {
-        &self.component
+        &self.spec.component
+    }
+
+    fn record(&self) -> StepRecord {
+        StepRecord::of(&self.spec)
     }
 
     fn description(&self) -> String {
         format!(
             "set image {}={} on deployment {}/{} and wait for the rollout",
-            self.container, self.image, self.namespace, self.deployment
+            self.spec.container, self.spec.image, self.spec.namespace, self.spec.deployment
         )
     }
 
     fn capture<'a>(&'a self, snapshot: &'a mut SnapshotWriter) -> StepFuture<'a> {
         Box::pin(async move {
-            let d = self.api().get(&self.deployment).await.map_err(|e| {
+            let d = self.api().get(&self.spec.deployment).await.map_err(|e| {
                 crate::Error::api(
-                    format!("read deployment {}/{}", self.namespace, self.deployment),
+                    format!(
+                        "read deployment {}/{}",
+                        self.spec.namespace, self.spec.deployment
+                    ),
                     e,
                 )
             })?;
@@ -206,9 +260,9 @@ impl Step for DeploymentImageStep {
 
     fn apply(&self) -> StepFuture<'_> {
         Box::pin(async move {
-            if self.current_image().await?.as_deref() != Some(self.image.as_str()) {
+            if self.current_image().await?.as_deref() != Some(self.spec.image.as_str()) {
                 let patch = serde_json::json!({
-                    "spec": { "containers": [{ "name": self.container, "image": self.image }] }
+                    "spec": { "containers": [{ "name": self.spec.container, "image": self.spec.image }] }
                 });
                 self.patch_template(patch).await?;
             }
@@ -220,10 +274,10 @@ impl Step for DeploymentImageStep {
     fn verify(&self) -> StepFuture<'_> {
         Box::pin(async move {
             match self.current_image().await? {
-                Some(image) if image == self.image => Ok(self.wait_rolled_out().await?),
+                Some(image) if image == self.spec.image => Ok(self.wait_rolled_out().await?),
                 other => Err(format!(
                     "deployment {}/{} runs {other:?} in container {}, not {}",
-                    self.namespace, self.deployment, self.container, self.image
+                    self.spec.namespace, self.spec.deployment, self.spec.container, self.spec.image
                 )
                 .into()),
             }
@@ -251,27 +305,41 @@ const CORDONED_FILE: &str = "nodes-to-replace.json";
 /// still there, so an interrupted rollout leaves no capacity fenced off.
 #[derive(Debug, Clone)]
 pub struct NodeRolloutStep {
+    /// What it rolls.
+    pub spec: NodeRolloutSpec,
+    /// The cluster.
+    pub cluster: Cluster,
+}
+
+/// What [`NodeRolloutStep`] rolls, and how.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NodeRolloutSpec {
     /// Step id, e.g. `eks/nodes-1.31`.
     pub id: String,
     /// Component, e.g. `eks`.
     pub component: String,
-    /// The cluster.
-    pub cluster: Cluster,
     /// Nodes below this minor are replaced.
     pub target: upgrade_core::version::KubeMinor,
     /// Only nodes with these labels (`key=value`; empty: every node).
     pub selector: Vec<(String, String)>,
+    /// The nodes below the target when the run was planned (what the plan showed).
+    #[serde(default)]
+    pub planned_nodes: Vec<String>,
     /// Where new nodes come from and how drained ones go.
-    pub replacer: Replacer,
+    pub replacer: ReplacerSpec,
     /// Batches, canary, drain, validation.
     pub options: RolloutOptions,
+}
+
+impl StepSpec for NodeRolloutSpec {
+    const KIND: &'static str = "kube-node-rollout";
 }
 
 impl NodeRolloutStep {
     /// The nodes this step replaces now: below the target minor and matching the selector.
     pub async fn nodes(&self) -> crate::Result<Vec<String>> {
-        let below = nodes_below(&self.cluster, self.target).await?;
-        if self.selector.is_empty() {
+        let below = nodes_below(&self.cluster, self.spec.target).await?;
+        if self.spec.selector.is_empty() {
             return Ok(below);
         }
         let nodes: kube::Api<k8s_openapi::api::core::v1::Node> =
@@ -282,6 +350,7 @@ impl NodeRolloutStep {
                 crate::retry::retrying(&format!("read node {name}"), || nodes.get(&name)).await?;
             let labels = node.metadata.labels.unwrap_or_default();
             if self
+                .spec
                 .selector
                 .iter()
                 .all(|(k, v)| labels.get(k).is_some_and(|l| l == v))
@@ -295,22 +364,27 @@ impl NodeRolloutStep {
 
 impl Step for NodeRolloutStep {
     fn id(&self) -> &str {
-        &self.id
+        &self.spec.id
     }
 
     fn component(&self) -> &str {
-        &self.component
+        &self.spec.component
+    }
+
+    fn record(&self) -> StepRecord {
+        StepRecord::of(&self.spec)
     }
 
     fn description(&self) -> String {
-        let how = match &self.replacer {
-            Replacer::Karpenter { .. } => "Karpenter provisions, retire deletes the Node",
-            Replacer::Command { .. } => "your surge/retire commands",
+        let how = match &self.spec.replacer {
+            ReplacerSpec::Karpenter { .. } => "Karpenter provisions, retire deletes the Node",
+            ReplacerSpec::Command { .. } => "your surge/retire commands",
         };
-        let which = if self.selector.is_empty() {
+        let which = if self.spec.selector.is_empty() {
             String::new()
         } else {
             let labels: Vec<String> = self
+                .spec
                 .selector
                 .iter()
                 .map(|(k, v)| format!("{k}={v}"))
@@ -319,8 +393,8 @@ impl Step for NodeRolloutStep {
         };
         format!(
             "replace nodes{which} below {}: canary first, {} per batch, PDB-aware drain, validated twice ({how})",
-            self.target,
-            self.options.batch_size.max(1)
+            self.spec.target,
+            self.spec.options.batch_size.max(1)
         )
     }
 
@@ -338,8 +412,14 @@ impl Step for NodeRolloutStep {
             if nodes.is_empty() {
                 return Ok(());
             }
-            let report =
-                rollout(&self.cluster, &self.replacer, &nodes, &self.options, None).await?;
+            let report = rollout(
+                &self.cluster,
+                &self.spec.replacer.bind(&self.cluster),
+                &nodes,
+                &self.spec.options,
+                None,
+            )
+            .await?;
             tracing::info!(report = %report.render(), "node rollout finished");
             Ok(())
         })
@@ -349,9 +429,12 @@ impl Step for NodeRolloutStep {
         Box::pin(async move {
             let left = self.nodes().await?;
             if !left.is_empty() {
-                return Err(
-                    format!("nodes still below {}: {}", self.target, left.join(", ")).into(),
-                );
+                return Err(format!(
+                    "nodes still below {}: {}",
+                    self.spec.target,
+                    left.join(", ")
+                )
+                .into());
             }
             Ok(())
         })
@@ -360,13 +443,32 @@ impl Step for NodeRolloutStep {
     fn rollback<'a>(&'a self, snapshot: &'a Snapshot) -> StepFuture<'a> {
         Box::pin(async move {
             let nodes: Vec<String> = serde_json::from_slice(&snapshot.get(CORDONED_FILE)?)?;
-            let present = nodes_below(&self.cluster, self.target).await?;
+            let present = nodes_below(&self.cluster, self.spec.target).await?;
             for node in nodes.iter().filter(|n| present.contains(n)) {
                 uncordon(&self.cluster, node).await?;
             }
             Ok(())
         })
     }
+}
+
+/// What [`WorkloadsReadyStep`] verifies.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WorkloadsReadySpec {
+    /// Step id, e.g. `kserve/verify`.
+    pub id: String,
+    /// Component, e.g. `kserve`.
+    pub component: String,
+    /// The namespace whose Deployments must be available.
+    pub namespace: String,
+    /// Custom resources (in every namespace) that must be Ready when they report readiness.
+    pub kinds: Vec<BackupKind>,
+    /// How long to wait for everything to be ready.
+    pub timeout: std::time::Duration,
+}
+
+impl StepSpec for WorkloadsReadySpec {
+    const KIND: &'static str = "kube-workloads-ready";
 }
 
 /// Verifies a component after its upgrade (seed 000's "verify Karpenter" and "verify
@@ -376,18 +478,10 @@ impl Step for NodeRolloutStep {
 /// the run roll back the steps before it.
 #[derive(Debug, Clone)]
 pub struct WorkloadsReadyStep {
-    /// Step id, e.g. `kserve/verify`.
-    pub id: String,
-    /// Component, e.g. `kserve`.
-    pub component: String,
+    /// What it verifies.
+    pub spec: WorkloadsReadySpec,
     /// The cluster.
     pub cluster: Cluster,
-    /// The namespace whose Deployments must be available.
-    pub namespace: String,
-    /// Custom resources (in every namespace) that must be Ready when they report readiness.
-    pub kinds: Vec<BackupKind>,
-    /// How long to wait for everything to be ready.
-    pub timeout: std::time::Duration,
 }
 
 impl WorkloadsReadyStep {
@@ -396,11 +490,13 @@ impl WorkloadsReadyStep {
         use k8s_openapi::api::apps::v1::Deployment;
         use kube::api::{Api, DynamicObject, ListParams};
         let deployments: Api<Deployment> =
-            Api::namespaced(self.cluster.client().clone(), &self.namespace);
+            Api::namespaced(self.cluster.client().clone(), &self.spec.namespace);
         let list = deployments
             .list(&ListParams::default())
             .await
-            .map_err(|e| crate::Error::api(format!("list deployments in {}", self.namespace), e))?;
+            .map_err(|e| {
+                crate::Error::api(format!("list deployments in {}", self.spec.namespace), e)
+            })?;
         let mut problems: Vec<String> = list
             .items
             .iter()
@@ -408,13 +504,13 @@ impl WorkloadsReadyStep {
                 crate::health::deployment_available(d).err().map(|why| {
                     format!(
                         "Deployment {}/{}: {why}",
-                        self.namespace,
+                        self.spec.namespace,
                         d.metadata.name.as_deref().unwrap_or_default()
                     )
                 })
             })
             .collect();
-        for kind in &self.kinds {
+        for kind in &self.spec.kinds {
             let api: Api<DynamicObject> =
                 Api::all_with(self.cluster.client().clone(), &kind.api_resource());
             let list = match api.list(&ListParams::default()).await {
@@ -449,17 +545,24 @@ impl WorkloadsReadyStep {
 
 impl Step for WorkloadsReadyStep {
     fn id(&self) -> &str {
-        &self.id
+        &self.spec.id
     }
 
     fn component(&self) -> &str {
-        &self.component
+        &self.spec.component
+    }
+
+    fn record(&self) -> StepRecord {
+        StepRecord::of(&self.spec)
     }
 
     fn description(&self) -> String {
-        let mut what = format!("verify the Deployments in {} are available", self.namespace);
-        if !self.kinds.is_empty() {
-            let kinds: Vec<&str> = self.kinds.iter().map(|k| k.kind.as_str()).collect();
+        let mut what = format!(
+            "verify the Deployments in {} are available",
+            self.spec.namespace
+        );
+        if !self.spec.kinds.is_empty() {
+            let kinds: Vec<&str> = self.spec.kinds.iter().map(|k| k.kind.as_str()).collect();
             what.push_str(&format!(" and every {} is Ready", kinds.join(", ")));
         }
         what
@@ -475,7 +578,7 @@ impl Step for WorkloadsReadyStep {
 
     fn verify(&self) -> StepFuture<'_> {
         Box::pin(async move {
-            let deadline = tokio::time::Instant::now() + self.timeout;
+            let deadline = tokio::time::Instant::now() + self.spec.timeout;
             loop {
                 let problems = self.problems().await?;
                 if problems.is_empty() {
@@ -484,8 +587,8 @@ impl Step for WorkloadsReadyStep {
                 if tokio::time::Instant::now() >= deadline {
                     return Err(format!(
                         "{} is not ready after {}s: {}",
-                        self.component,
-                        self.timeout.as_secs(),
+                        self.spec.component,
+                        self.spec.timeout.as_secs(),
                         problems.join("; ")
                     )
                     .into());

@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// How `init` treats `.terraform.lock.hcl`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum LockfileMode {
     /// Terraform may write it (the default).
     #[default]
@@ -15,7 +16,7 @@ pub enum LockfileMode {
 }
 
 /// One `-backend-config` value.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum BackendConfig {
     /// A file of backend settings.
     File(PathBuf),
@@ -29,7 +30,8 @@ pub enum BackendConfig {
 }
 
 /// Options for `terraform init`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 #[non_exhaustive]
 pub struct InitOptions {
     /// `-upgrade`: pick the newest provider versions the constraints allow.
@@ -99,7 +101,7 @@ impl InitOptions {
 
 /// One source of input variables. Terraform applies `-var` and `-var-file` in command-line
 /// order, later ones winning, so they are kept in one ordered list.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum VarSource {
     /// `-var-file=PATH`.
     File(PathBuf),
@@ -114,7 +116,8 @@ pub enum VarSource {
 }
 
 /// How `plan` refreshes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum RefreshMode {
     /// Refresh, then plan (the default).
     #[default]
@@ -127,7 +130,8 @@ pub enum RefreshMode {
 
 /// Options for `terraform plan`. The plan always goes to a file, so that exactly what was
 /// reviewed is what gets applied.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 #[non_exhaustive]
 pub struct PlanOptions {
     /// Variable files and values, in the order Terraform should see them.
@@ -232,7 +236,8 @@ impl PlanOptions {
 }
 
 /// Options for applying a saved plan. Variables and targets are fixed by the plan itself.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 #[non_exhaustive]
 pub struct ApplyOptions {
     /// `-lock`.

@@ -10,11 +10,14 @@
 //!   Mark it irreversible for the EKS control plane, whose minor cannot go down.
 //! - [`ProviderUpgradeStep`]: a provider constraint in `versions.tf` with `init -upgrade`
 //!   (seed 000's provider upgrade; its rollback restores the lock file's exact bytes).
+//!
+//! Each step is its spec (serde data with absolute paths, recorded in the run record) plus
+//! the Terraform handle it runs with; the handle is rebuilt from the spec's folder.
 
 use std::path::{Path, PathBuf};
 
 use upgrade_core::atomic_file;
-use upgrade_core::executor::{Step, StepError, StepFuture};
+use upgrade_core::executor::{Step, StepError, StepFuture, StepRecord, StepSpec};
 use upgrade_core::snapshot::{Snapshot, SnapshotWriter};
 
 use crate::asynchronous::AsyncTerraform;
@@ -28,7 +31,8 @@ const LOCK_ABSENT: &str = "lock-absent";
 const STATE_FILE: &str = "state.json";
 
 /// How a step plans and applies (shared by both steps).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct ApplyPolicy {
     /// Plan options (vars, targets, ...); the plan file is always written.
     pub plan: PlanOptions,
@@ -38,139 +42,180 @@ pub struct ApplyPolicy {
     pub apply: ApplyOptions,
 }
 
-/// Sets one variable in a `.tfvars` file, then plans, reviews and applies.
-#[derive(Debug, Clone)]
-pub struct TfvarsChangeStep {
+/// What [`TfvarsChangeStep`] does: one variable in a `.tfvars` file, then plan, review and
+/// apply in `terraform_dir`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TfvarsChangeSpec {
     /// Step id, e.g. `eks/cluster-version-1.31`.
     pub id: String,
     /// Component, e.g. `eks`.
     pub component: String,
-    /// The Terraform working directory.
-    pub tf: AsyncTerraform,
-    /// The `.tfvars` file to edit.
+    /// The Terraform working directory (absolute).
+    pub terraform_dir: PathBuf,
+    /// The `.tfvars` file to edit (absolute).
     pub tfvars: PathBuf,
     /// The variable, e.g. `cluster_version`.
     pub variable: String,
     /// Its new value.
     pub value: String,
     /// Why it cannot be undone, if it cannot (the EKS control plane's minor).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub irreversible: Option<String>,
     /// How to plan and apply.
+    #[serde(default)]
     pub policy: ApplyPolicy,
 }
 
-/// Sets a provider's version constraint in `versions.tf`, runs `init -upgrade`, then plans,
-/// reviews and applies.
+impl StepSpec for TfvarsChangeSpec {
+    const KIND: &'static str = "terraform-tfvars-change";
+}
+
+/// Sets one variable in a `.tfvars` file, then plans, reviews and applies.
 #[derive(Debug, Clone)]
-pub struct ProviderUpgradeStep {
+pub struct TfvarsChangeStep {
+    /// What it does.
+    pub spec: TfvarsChangeSpec,
+    /// Terraform in `spec.terraform_dir`.
+    pub tf: AsyncTerraform,
+}
+
+/// What [`ProviderUpgradeStep`] does: a provider's version constraint in `versions.tf`,
+/// `terraform init -upgrade`, then plan, review and apply in `terraform_dir`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ProviderUpgradeSpec {
     /// Step id, e.g. `terraform/aws-provider-6`.
     pub id: String,
     /// Component, e.g. `terraform`.
     pub component: String,
-    /// The Terraform working directory.
-    pub tf: AsyncTerraform,
-    /// The file with `required_providers`.
+    /// The Terraform working directory (absolute).
+    pub terraform_dir: PathBuf,
+    /// The file with `required_providers` (absolute).
     pub versions_tf: PathBuf,
     /// The provider's local name, e.g. `aws`.
     pub provider: String,
     /// The new constraint, e.g. `~> 6.0`.
     pub constraint: String,
     /// How to plan and apply.
+    #[serde(default)]
     pub policy: ApplyPolicy,
+}
+
+impl StepSpec for ProviderUpgradeSpec {
+    const KIND: &'static str = "terraform-provider-upgrade";
+}
+
+/// Sets a provider's version constraint in `versions.tf`, runs `init -upgrade`, then plans,
+/// reviews and applies.
+#[derive(Debug, Clone)]
+pub struct ProviderUpgradeStep {
+    /// What it does.
+    pub spec: ProviderUpgradeSpec,
+    /// Terraform in `spec.terraform_dir`.
+    pub tf: AsyncTerraform,
 }
 
 impl Step for TfvarsChangeStep {
     fn id(&self) -> &str {
-        &self.id
+        &self.spec.id
     }
 
     fn component(&self) -> &str {
-        &self.component
+        &self.spec.component
     }
 
     fn description(&self) -> String {
         format!(
             "set {} = \"{}\" in {}, then terraform plan, review and apply",
-            self.variable,
-            self.value,
-            self.tfvars.display()
+            self.spec.variable,
+            self.spec.value,
+            self.spec.tfvars.display()
         )
     }
 
     fn irreversible(&self) -> Option<String> {
-        self.irreversible.clone()
+        self.spec.irreversible.clone()
+    }
+
+    fn record(&self) -> StepRecord {
+        StepRecord::of(&self.spec)
     }
 
     fn capture<'a>(&'a self, snapshot: &'a mut SnapshotWriter) -> StepFuture<'a> {
-        Box::pin(capture(&self.tf, &self.tfvars, snapshot))
+        Box::pin(capture(&self.tf, &self.spec.tfvars, snapshot))
     }
 
     fn apply(&self) -> StepFuture<'_> {
         Box::pin(async move {
-            let mut vars = HclFile::read(&self.tfvars)?;
-            if vars.get_string(&self.variable).as_deref() != Some(self.value.as_str()) {
-                vars.set_string(&self.variable, &self.value)?;
+            let mut vars = HclFile::read(&self.spec.tfvars)?;
+            if vars.get_string(&self.spec.variable).as_deref() != Some(self.spec.value.as_str()) {
+                vars.set_string(&self.spec.variable, &self.spec.value)?;
                 vars.write()?;
             }
             self.tf.init(InitOptions::default()).await?;
-            plan_review_apply(&self.tf, &self.policy).await
+            plan_review_apply(&self.tf, &self.spec.policy).await
         })
     }
 
     fn verify(&self) -> StepFuture<'_> {
         Box::pin(async move {
-            let vars = HclFile::read(&self.tfvars)?;
-            if vars.get_string(&self.variable).as_deref() != Some(self.value.as_str()) {
+            let vars = HclFile::read(&self.spec.tfvars)?;
+            if vars.get_string(&self.spec.variable).as_deref() != Some(self.spec.value.as_str()) {
                 return Err(format!(
                     "{} does not set {} = \"{}\"",
-                    self.tfvars.display(),
-                    self.variable,
-                    self.value
+                    self.spec.tfvars.display(),
+                    self.spec.variable,
+                    self.spec.value
                 )
                 .into());
             }
-            converged(&self.tf, &self.policy).await
+            converged(&self.tf, &self.spec.policy).await
         })
     }
 
     fn rollback<'a>(&'a self, snapshot: &'a Snapshot) -> StepFuture<'a> {
         Box::pin(async move {
-            restore_files(&self.tf, &self.tfvars, snapshot)?;
+            restore_files(&self.tf, &self.spec.tfvars, snapshot)?;
             self.tf.init(InitOptions::default()).await?;
-            plan_review_apply(&self.tf, &self.policy).await
+            plan_review_apply(&self.tf, &self.spec.policy).await
         })
     }
 }
 
 impl Step for ProviderUpgradeStep {
     fn id(&self) -> &str {
-        &self.id
+        &self.spec.id
     }
 
     fn component(&self) -> &str {
-        &self.component
+        &self.spec.component
+    }
+
+    fn record(&self) -> StepRecord {
+        StepRecord::of(&self.spec)
     }
 
     fn description(&self) -> String {
         format!(
             "set provider {} to \"{}\" in {}, terraform init -upgrade, then plan, review and apply",
-            self.provider,
-            self.constraint,
-            self.versions_tf.display()
+            self.spec.provider,
+            self.spec.constraint,
+            self.spec.versions_tf.display()
         )
     }
 
     fn capture<'a>(&'a self, snapshot: &'a mut SnapshotWriter) -> StepFuture<'a> {
-        Box::pin(capture(&self.tf, &self.versions_tf, snapshot))
+        Box::pin(capture(&self.tf, &self.spec.versions_tf, snapshot))
     }
 
     fn apply(&self) -> StepFuture<'_> {
         Box::pin(async move {
-            let mut file = HclFile::read(&self.versions_tf)?;
-            if file.required_provider_version(&self.provider).as_deref()
-                != Some(self.constraint.as_str())
+            let mut file = HclFile::read(&self.spec.versions_tf)?;
+            if file
+                .required_provider_version(&self.spec.provider)
+                .as_deref()
+                != Some(self.spec.constraint.as_str())
             {
-                file.set_required_provider_version(&self.provider, &self.constraint)?;
+                file.set_required_provider_version(&self.spec.provider, &self.spec.constraint)?;
                 file.write()?;
             }
             self.tf
@@ -179,20 +224,20 @@ impl Step for ProviderUpgradeStep {
                     ..InitOptions::default()
                 })
                 .await?;
-            plan_review_apply(&self.tf, &self.policy).await
+            plan_review_apply(&self.tf, &self.spec.policy).await
         })
     }
 
     fn verify(&self) -> StepFuture<'_> {
-        Box::pin(converged(&self.tf, &self.policy))
+        Box::pin(converged(&self.tf, &self.spec.policy))
     }
 
     fn rollback<'a>(&'a self, snapshot: &'a Snapshot) -> StepFuture<'a> {
         Box::pin(async move {
-            restore_files(&self.tf, &self.versions_tf, snapshot)?;
+            restore_files(&self.tf, &self.spec.versions_tf, snapshot)?;
             // The restored lock file pins the old versions; init installs exactly those.
             self.tf.init(InitOptions::default()).await?;
-            plan_review_apply(&self.tf, &self.policy).await
+            plan_review_apply(&self.tf, &self.spec.policy).await
         })
     }
 }

@@ -211,19 +211,22 @@ pub fn check_kube_version(
         let mut release = version.clone();
         release.pre = Prerelease::EMPTY;
         if !version.pre.is_empty() && parsed.matches(&release, rule) {
-            let helm4 = if rule == PrereleaseRule::PerTerm
+            // Name the major only when the other one would decide differently.
+            let (who, helm4) = if rule == PrereleaseRule::PerTerm
                 && parsed.matches(&version, PrereleaseRule::PerGroup)
             {
-                " (Helm 4 accepts it: there one -0 term per AND group suffices)"
+                (
+                    rule.helm(),
+                    " (Helm 4 accepts it: there one -0 term per AND group suffices)",
+                )
             } else {
-                ""
+                ("Helm", "")
             };
             format!(
                 "`{kube_version}` is a pre-release version to Helm (as EKS and GKE versions are) and \
-                 `{text}` does not opt in to pre-releases, so {} refuses it although {release} \
+                 `{text}` does not opt in to pre-releases, so {who} refuses it although {release} \
                  itself is allowed{helm4}; the chart should write every bound with a -0 suffix \
-                 (e.g. `>=1.28.0-0 <1.33.0-0`)",
-                rule.helm()
+                 (e.g. `>=1.28.0-0 <1.33.0-0`)"
             )
         } else {
             format!(

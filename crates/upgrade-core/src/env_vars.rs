@@ -8,9 +8,6 @@ pub const HELM_BIN: &str = "HELM_BIN";
 pub const KUBECTL_BIN: &str = "KUBECTL_BIN";
 /// Where `./dev tools` installs the real tools for tests and the demo (default: `.tools/`).
 pub const UPGRADE_TOOLS_DIR: &str = "UPGRADE_TOOLS_DIR";
-/// Tests only: kill the process at a step boundary, `<step-id>:<boundary>` (e.g.
-/// `kserve/helm-upgrade:after-apply`), to prove runs resume or roll back from any point.
-pub const UPGRADE_FAULT_KILL_AT: &str = "UPGRADE_FAULT_KILL_AT";
 /// Tests and the demo: the kube-sim URL (`http://127.0.0.1:<port>`) whose API server version
 /// the simulated AWS provider moves when it creates or upgrades `aws_eks_cluster`, as EKS's
 /// control plane does.

@@ -12,8 +12,11 @@
 //! ([`Step::irreversible`]); the plan shows it before it runs, and a rollback stops at it and
 //! says what stays applied.
 //!
-//! Tests can kill the process at any step boundary with `UPGRADE_FAULT_KILL_AT=<step>:<boundary>`
-//! (see [`Boundary`]).
+//! Every step can be written down as a [`StepRecord`] (its kind and serde spec), so a run
+//! record holds exactly what another process needs to rebuild the steps and undo them.
+//!
+//! Tests can kill the process at any step boundary with [`ExecutorOptions::kill_at`] (see
+//! [`Boundary`]); nothing in production reads it from the environment.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -40,6 +43,11 @@ pub trait Step: Send + Sync {
     fn irreversible(&self) -> Option<String> {
         None
     }
+    /// The step as data: its kind and spec, from which a registry rebuilds the same step in
+    /// another process (the run record `upgrade-rollback` reads). Paths in the spec are
+    /// absolute and versions resolved, so the rebuilt step does not depend on where or when
+    /// it is rebuilt.
+    fn record(&self) -> StepRecord;
     /// Records into `snapshot` everything [`rollback`](Step::rollback) needs. Runs before any change.
     fn capture<'a>(&'a self, snapshot: &'a mut SnapshotWriter) -> StepFuture<'a>;
     /// Makes the change. Must be idempotent: a resumed run may call it again.
@@ -48,6 +56,37 @@ pub trait Step: Send + Sync {
     fn verify(&self) -> StepFuture<'_>;
     /// Restores the state recorded in `snapshot`. Must be idempotent.
     fn rollback<'a>(&'a self, snapshot: &'a Snapshot) -> StepFuture<'a>;
+}
+
+/// A step written down: its kind (the registry's key, e.g. `helm-upgrade`) and its spec in
+/// that kind's own serde form.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StepRecord {
+    /// The step type, e.g. `helm-upgrade`.
+    pub kind: String,
+    /// The step's spec.
+    pub spec: serde_json::Value,
+}
+
+impl StepRecord {
+    /// The record of a step whose spec is `spec`.
+    pub fn of<S: StepSpec>(spec: &S) -> StepRecord {
+        StepRecord {
+            kind: S::KIND.to_string(),
+            spec: serde_json::to_value(spec).expect("a step spec serialises"),
+        }
+    }
+
+    /// The spec, read back as `S` (`None` when this record is of another kind).
+    pub fn spec<S: StepSpec>(&self) -> Option<Result<S, serde_json::Error>> {
+        (self.kind == S::KIND).then(|| serde_json::from_value(self.spec.clone()))
+    }
+}
+
+/// A step type's spec: the serde data a step is built from, under a stable kind name.
+pub trait StepSpec: serde::Serialize + serde::de::DeserializeOwned {
+    /// The kind in run records, e.g. `helm-upgrade`; never changed once released.
+    const KIND: &'static str;
 }
 
 /// A step boundary where a test can kill the process.
@@ -74,7 +113,15 @@ impl Boundary {
         Boundary::AfterVerify,
     ];
 
-    /// The name used in `UPGRADE_FAULT_KILL_AT`.
+    /// The boundary named `name` (see [`name`](Self::name)).
+    pub fn from_name(name: &str) -> Option<Boundary> {
+        Boundary::FORWARD
+            .into_iter()
+            .chain([Boundary::AfterRollback])
+            .find(|b| b.name() == name)
+    }
+
+    /// The boundary's name, e.g. `after-apply`.
     pub fn name(self) -> &'static str {
         match self {
             Boundary::BeforeCapture => "before-capture",
@@ -165,31 +212,39 @@ pub enum OnFailure {
     Stop,
 }
 
+/// How an executor behaves beyond its journal and snapshots.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecutorOptions {
+    /// Tests only: abort the process (no destructors, no flushing: the closest thing to a
+    /// power cut) when this step reaches this boundary, to prove a run resumes or rolls back
+    /// from any point.
+    pub kill_at: Option<(String, Boundary)>,
+}
+
 /// Runs steps against a journal and a snapshot store.
 #[derive(Debug)]
 pub struct Executor {
     journal: Journal,
     store: SnapshotStore,
     on_failure: OnFailure,
-    fault: Option<(String, String)>,
+    options: ExecutorOptions,
 }
 
 impl Executor {
     /// An executor writing to the journal at `journal_path` and snapshots under `snapshot_root`.
-    /// Reads `UPGRADE_FAULT_KILL_AT` for test fault injection.
     pub fn open(journal_path: &Path, snapshot_root: &Path) -> Result<Self, RunError> {
-        let fault = std::env::var(crate::env_vars::UPGRADE_FAULT_KILL_AT)
-            .ok()
-            .and_then(|spec| {
-                spec.rsplit_once(':')
-                    .map(|(step, boundary)| (step.to_string(), boundary.to_string()))
-            });
         Ok(Executor {
             journal: Journal::open(journal_path)?,
             store: SnapshotStore::open(snapshot_root)?,
             on_failure: OnFailure::RollBack,
-            fault,
+            options: ExecutorOptions::default(),
         })
+    }
+
+    /// (chainable) Options (test fault injection).
+    pub fn options(mut self, options: ExecutorOptions) -> Self {
+        self.options = options;
+        self
     }
 
     /// (chainable) What to do when a step fails.
@@ -471,9 +526,9 @@ impl Executor {
     }
 
     fn fault_point(&self, step: &str, boundary: Boundary) {
-        if let Some((fault_step, fault_boundary)) = &self.fault
+        if let Some((fault_step, fault_boundary)) = &self.options.kill_at
             && fault_step == step
-            && fault_boundary == boundary.name()
+            && *fault_boundary == boundary
         {
             tracing::warn!(
                 step,

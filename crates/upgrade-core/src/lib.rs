@@ -5,6 +5,7 @@
 //! - [`tool`]: finding `terraform`, `helm` and `kubectl` as absolute paths, with install hints;
 //! - [`redact`]: the redaction rules the runner applies;
 //! - [`env_vars`]: every environment variable the toolkit reads;
+//! - [`exit`]: the exit codes every command and report maps to;
 //! - [`atomic_file`]: the one way every file the toolkit writes or restores reaches disk;
 //! - [`lockfile`], [`snapshot`], [`journal`], [`executor`]: the platform lockfile, the
 //!   snapshot store, the step journal and the executor that makes every step recorded,
@@ -39,6 +40,7 @@ pub mod command_step;
 pub mod constraint;
 pub mod env_vars;
 pub mod executor;
+pub mod exit;
 pub mod journal;
 pub mod lockfile;
 pub mod process;

@@ -22,8 +22,10 @@ use std::path::{Path, PathBuf};
 
 use upgrade_core::ProcessBuilder;
 
+pub mod output;
 pub mod sim_mirror;
 
+pub use output::CommandOutput;
 pub use sim_mirror::{sim_mirror, use_sim_mirror};
 
 /// The command that installs the tools, shown when one is missing.
@@ -206,6 +208,17 @@ impl TestContext {
     }
 }
 
+impl TestContext {
+    /// [`insta_settings`](Self::insta_settings) for a command's output: also the cluster's
+    /// URL (`[CLUSTER]`) and run ids (`karpenter-20261122T031500Z` becomes `[karpenter-RUN]`).
+    pub fn command_settings(&self, cluster_url: &str) -> insta::Settings {
+        let mut settings = self.insta_settings();
+        settings.add_filter(&regex_escape(cluster_url), "[CLUSTER]");
+        settings.add_filter(r"\b([a-z][a-z-]*)-\d{8}T\d{6}Z\b", "[$1-RUN]");
+        settings
+    }
+}
+
 /// [`TestContext::require_tool`] without a context.
 pub fn require_tool(name: &str) -> PathBuf {
     let path = TestContext::tools_bin_dir().join(name);
@@ -259,7 +272,9 @@ fn copy_recursively(src: &Path, dest: &Path) -> std::io::Result<()> {
     }
 }
 
-fn regex_escape(text: &str) -> String {
+/// `text` with regex metacharacters escaped, for an insta filter that matches it literally
+/// (a cluster URL, a path).
+pub fn regex_escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         if "\\.+*?()|[]{}^$#&-~".contains(c) {

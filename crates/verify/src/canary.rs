@@ -41,7 +41,7 @@ use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchP
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use upgrade_core::executor::{Step, StepError, StepFuture};
+use upgrade_core::executor::{Step, StepError, StepFuture, StepRecord, StepSpec};
 use upgrade_core::snapshot::{Snapshot, SnapshotWriter};
 
 use crate::metrics::{MetricSpec, Prometheus, Vars, judge};
@@ -221,6 +221,65 @@ pub type FindingsFuture<'a> = Pin<Box<dyn Future<Output = Vec<Finding>> + Send +
 pub trait CanaryAnalysis: Send + Sync {
     /// The findings for this step.
     fn analyze<'a>(&'a self, step: &'a StepContext) -> FindingsFuture<'a>;
+
+    /// The analysis as data, for run records; `None` when it cannot be written down (a
+    /// custom analysis), in which case a step rebuilt from the record can be rolled back but
+    /// not analysed again.
+    fn spec(&self) -> Option<AnalysisSpec> {
+        None
+    }
+}
+
+/// A canary analysis written down (see [`CanaryAnalysis::spec`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum AnalysisSpec {
+    /// [`PrometheusAnalysis`]: each metric's canary value against the stable revision's.
+    Prometheus {
+        /// Prometheus' base URL.
+        url: String,
+        /// The time limit of each query.
+        timeout: Duration,
+        /// The metrics compared.
+        metrics: Vec<MetricSpec>,
+        /// The query variables.
+        vars: Vars,
+    },
+}
+
+impl AnalysisSpec {
+    /// The analysis this spec describes.
+    pub fn build(&self) -> Result<Arc<dyn CanaryAnalysis>> {
+        match self {
+            AnalysisSpec::Prometheus {
+                url,
+                timeout,
+                metrics,
+                vars,
+            } => Ok(Arc::new(PrometheusAnalysis::new(
+                Prometheus::new(url, *timeout)?,
+                metrics.clone(),
+                vars.clone(),
+            ))),
+        }
+    }
+}
+
+/// Stands in for an analysis that was not recorded: every step it judges fails, saying so.
+struct UnrecordedAnalysis;
+
+impl CanaryAnalysis for UnrecordedAnalysis {
+    fn analyze<'a>(&'a self, _step: &'a StepContext) -> FindingsFuture<'a> {
+        Box::pin(async {
+            vec![Finding::new(
+                "analysis",
+                Status::Fail,
+                "",
+                "the analysis the run was started with",
+                "the run's analysis was not written to its record, so this step can be rolled back but not judged again; start a new canary",
+            )]
+        })
+    }
 }
 
 /// Judges each metric's canary value against its stable value: the query is run twice, with
@@ -322,6 +381,15 @@ impl PrometheusAnalysis {
 impl CanaryAnalysis for PrometheusAnalysis {
     fn analyze<'a>(&'a self, step: &'a StepContext) -> FindingsFuture<'a> {
         Box::pin(self.analyze_step(step))
+    }
+
+    fn spec(&self) -> Option<AnalysisSpec> {
+        Some(AnalysisSpec::Prometheus {
+            url: self.prom.url().to_string(),
+            timeout: self.prom.timeout(),
+            metrics: self.metrics.clone(),
+            vars: self.vars.clone(),
+        })
     }
 }
 
@@ -458,70 +526,127 @@ pub fn executor_steps(
     plan.validate()?;
     let api: Api<DynamicObject> =
         Api::namespaced_with(client, &plan.namespace, &inference_service_resource());
+    let recorded = analysis.spec();
     let mut steps: Vec<Box<dyn Step>> = plan
         .steps
         .iter()
         .enumerate()
         .map(|(i, &percent)| {
             Box::new(TrafficStep {
-                id: format!("{}/{}/canary-{percent}", plan.namespace, plan.name),
+                spec: TrafficSpec {
+                    id: format!("{}/{}/canary-{percent}", plan.namespace, plan.name),
+                    plan: (*plan).clone(),
+                    percent,
+                    first: i == 0,
+                    analysis: recorded.clone(),
+                },
                 api: api.clone(),
-                plan: Arc::clone(&plan),
-                percent,
-                first: i == 0,
                 analysis: Arc::clone(&analysis),
             }) as Box<dyn Step>
         })
         .collect();
     steps.push(Box::new(PromoteStep {
-        id: format!("{}/{}/canary-promote", plan.namespace, plan.name),
+        spec: PromoteSpec {
+            id: format!("{}/{}/canary-promote", plan.namespace, plan.name),
+            plan: (*plan).clone(),
+        },
         api,
-        plan,
     }));
     Ok(steps)
 }
 
+/// What [`TrafficStep`] does: one canary percentage of one plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrafficSpec {
+    /// Step id, e.g. `mlops/iris/canary-10`.
+    pub id: String,
+    /// The rollout.
+    pub plan: CanaryPlan,
+    /// This step's canary traffic percentage.
+    pub percent: u8,
+    /// Whether this is the first step (it points the predictor at the new model).
+    pub first: bool,
+    /// How the step is judged (`None`: a custom analysis that was not written down).
+    pub analysis: Option<AnalysisSpec>,
+}
+
+impl StepSpec for TrafficSpec {
+    const KIND: &'static str = "kserve-canary-traffic";
+}
+
+/// What [`PromoteStep`] promotes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PromoteSpec {
+    /// Step id, e.g. `mlops/iris/canary-promote`.
+    pub id: String,
+    /// The rollout.
+    pub plan: CanaryPlan,
+}
+
+impl StepSpec for PromoteSpec {
+    const KIND: &'static str = "kserve-canary-promote";
+}
+
 /// One canary traffic percentage as an executor step (see [`executor_steps`]).
 pub struct TrafficStep {
-    id: String,
+    spec: TrafficSpec,
     api: Api<DynamicObject>,
-    plan: Arc<CanaryPlan>,
-    percent: u8,
-    first: bool,
     analysis: Arc<dyn CanaryAnalysis>,
 }
 
 impl TrafficStep {
+    /// The step of `spec` on the cluster of `client` (a recorded analysis is rebuilt; an
+    /// unrecorded one fails every analysis, so the step can only be rolled back).
+    pub fn from_spec(spec: TrafficSpec, client: kube::Client) -> Result<TrafficStep> {
+        let analysis = match &spec.analysis {
+            Some(analysis) => analysis.build()?,
+            None => Arc::new(UnrecordedAnalysis),
+        };
+        let api = Api::namespaced_with(client, &spec.plan.namespace, &inference_service_resource());
+        Ok(TrafficStep {
+            spec,
+            api,
+            analysis,
+        })
+    }
+
     async fn apply_traffic(&self) -> Result<()> {
-        let field = if self.first {
+        let field = if self.spec.first {
             let isvc = self
                 .api
-                .get(&self.plan.name)
+                .get(&self.spec.plan.name)
                 .await
-                .map_err(|e| kube_error(&self.plan, "read", e))?;
+                .map_err(|e| kube_error(&self.spec.plan, "read", e))?;
             let (field, _) = storage_uri_of(&isvc.data).ok_or_else(|| {
                 Error::NotFound(format!(
                     "InferenceService {}/{} has no storageUri under spec.predictor",
-                    self.plan.namespace, self.plan.name
+                    self.spec.plan.namespace, self.spec.plan.name
                 ))
             })?;
             Some(field)
         } else {
             None
         };
-        patch_traffic(&self.api, &self.plan, Some(self.percent), field.as_deref()).await
+        patch_traffic(
+            &self.api,
+            &self.spec.plan,
+            Some(self.spec.percent),
+            field.as_deref(),
+        )
+        .await
     }
 
     async fn verify_traffic(&self) -> Result<(), StepError> {
-        let ready = wait_ready(&self.api, &self.plan)
-            .await?
-            .map_err(|reason| -> StepError {
-                format!("canary at {}%: {reason}", self.percent).into()
-            })?;
-        let step = StepContext::from_status(self.percent, &ready);
-        tokio::time::sleep(self.plan.settle).await;
+        let ready =
+            wait_ready(&self.api, &self.spec.plan)
+                .await?
+                .map_err(|reason| -> StepError {
+                    format!("canary at {}%: {reason}", self.spec.percent).into()
+                })?;
+        let step = StepContext::from_status(self.spec.percent, &ready);
+        tokio::time::sleep(self.spec.plan.settle).await;
         let findings = self.analysis.analyze(&step).await;
-        match analysis_failure(self.percent, &findings) {
+        match analysis_failure(self.spec.percent, &findings) {
             None => Ok(()),
             Some(reason) => Err(reason.into()),
         }
@@ -530,19 +655,25 @@ impl TrafficStep {
 
 impl Step for TrafficStep {
     fn id(&self) -> &str {
-        &self.id
+        &self.spec.id
     }
     fn component(&self) -> &str {
         "kserve"
     }
+    fn record(&self) -> StepRecord {
+        StepRecord::of(&self.spec)
+    }
     fn description(&self) -> String {
         format!(
             "send {}% of InferenceService {}/{}'s traffic to {}, wait for Ready and compare canary with stable",
-            self.percent, self.plan.namespace, self.plan.name, self.plan.storage_uri
+            self.spec.percent,
+            self.spec.plan.namespace,
+            self.spec.plan.name,
+            self.spec.plan.storage_uri
         )
     }
     fn capture<'a>(&'a self, snapshot: &'a mut SnapshotWriter) -> StepFuture<'a> {
-        Box::pin(capture_predictor(&self.api, &self.plan, snapshot))
+        Box::pin(capture_predictor(&self.api, &self.spec.plan, snapshot))
     }
     fn apply(&self) -> StepFuture<'_> {
         Box::pin(async move { Ok(self.apply_traffic().await?) })
@@ -554,20 +685,20 @@ impl Step for TrafficStep {
         // KServe's rollback: all traffic to the last rolled-out revision. Idempotent, so the
         // executor undoing every traffic step, newest first, repeats it harmlessly.
         Box::pin(async move {
-            if !roll_back(&self.api, &self.plan).await? {
+            if !roll_back(&self.api, &self.spec.plan).await? {
                 return Err(format!(
                     "InferenceService {}/{} was set to canaryTrafficPercent 0 but did not become Ready within {}",
-                    self.plan.namespace,
-                    self.plan.name,
-                    crate::duration::render(self.plan.ready_timeout)
+                    self.spec.plan.namespace,
+                    self.spec.plan.name,
+                    crate::duration::render(self.spec.plan.ready_timeout)
                 )
                 .into());
             }
-            if self.first {
+            if self.spec.first {
                 // The first step changed the model: put the predictor back as captured, so
                 // the spec names the stable model again instead of the rejected canary.
                 let before: Value = snapshot.get_json(PREDICTOR_FILE)?;
-                restore_predictor(&self.api, &self.plan, before).await?;
+                restore_predictor(&self.api, &self.spec.plan, before).await?;
             }
             Ok(())
         })
@@ -578,36 +709,46 @@ impl Step for TrafficStep {
 /// rolled-out revision. Irreversible as a step: afterwards the old model is no longer the
 /// stable revision, so going back is a new canary of the old storageUri.
 pub struct PromoteStep {
-    id: String,
+    spec: PromoteSpec,
     api: Api<DynamicObject>,
-    plan: Arc<CanaryPlan>,
+}
+
+impl PromoteStep {
+    /// The step of `spec` on the cluster of `client`.
+    pub fn from_spec(spec: PromoteSpec, client: kube::Client) -> PromoteStep {
+        let api = Api::namespaced_with(client, &spec.plan.namespace, &inference_service_resource());
+        PromoteStep { spec, api }
+    }
 }
 
 impl Step for PromoteStep {
     fn id(&self) -> &str {
-        &self.id
+        &self.spec.id
     }
     fn component(&self) -> &str {
         "kserve"
     }
+    fn record(&self) -> StepRecord {
+        StepRecord::of(&self.spec)
+    }
     fn description(&self) -> String {
         format!(
             "promote {} in InferenceService {}/{} (remove canaryTrafficPercent)",
-            self.plan.storage_uri, self.plan.namespace, self.plan.name
+            self.spec.plan.storage_uri, self.spec.plan.namespace, self.spec.plan.name
         )
     }
     fn irreversible(&self) -> Option<String> {
         Some("after promotion the new model is the rolled-out revision; go back with a new canary of the old storageUri".into())
     }
     fn capture<'a>(&'a self, snapshot: &'a mut SnapshotWriter) -> StepFuture<'a> {
-        Box::pin(capture_predictor(&self.api, &self.plan, snapshot))
+        Box::pin(capture_predictor(&self.api, &self.spec.plan, snapshot))
     }
     fn apply(&self) -> StepFuture<'_> {
-        Box::pin(async move { Ok(patch_traffic(&self.api, &self.plan, None, None).await?) })
+        Box::pin(async move { Ok(patch_traffic(&self.api, &self.spec.plan, None, None).await?) })
     }
     fn verify(&self) -> StepFuture<'_> {
         Box::pin(async move {
-            wait_ready(&self.api, &self.plan)
+            wait_ready(&self.api, &self.spec.plan)
                 .await?
                 .map(|_| ())
                 .map_err(|reason| format!("after promotion: {reason}").into())

@@ -362,6 +362,11 @@ pub struct Prometheus {
 }
 
 impl Prometheus {
+    /// The time limit of each query.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// A client for the server at `url` (e.g. `http://prometheus.monitoring.svc:9090`).
     pub fn new(url: impl Into<String>, timeout: Duration) -> Result<Self> {
         Ok(Prometheus {

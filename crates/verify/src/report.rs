@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
-use upgrade_checks::checks::{EXIT_BLOCKERS, EXIT_OK, EXIT_WARNINGS};
+use upgrade_core::exit::{BLOCKED as EXIT_BLOCKERS, OK as EXIT_OK, WARNINGS as EXIT_WARNINGS};
 
 /// How a probe or a metric comparison came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -5,14 +5,15 @@
 //! The step changes nothing: its verify runs every probe (each with its own retries) and
 //! fails, naming each failing probe with what came back, unless all pass.
 
-use upgrade_core::executor::{Step, StepFuture};
+use upgrade_core::executor::{Step, StepFuture, StepRecord, StepSpec};
 use upgrade_core::snapshot::{Snapshot, SnapshotWriter};
 
 use crate::probe::{ProbeSpec, Prober};
 use crate::report::Status;
 
-/// Runs probes after the steps before it; fails the run when one fails.
-#[derive(Debug, Clone)]
+/// Runs probes after the steps before it; fails the run when one fails. It needs no handle,
+/// so it is its own spec.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ProbeStep {
     /// Step id, e.g. `mlflow/health`.
     pub id: String,
@@ -22,6 +23,10 @@ pub struct ProbeStep {
     pub probes: Vec<ProbeSpec>,
 }
 
+impl StepSpec for ProbeStep {
+    const KIND: &'static str = "verify-probes";
+}
+
 impl Step for ProbeStep {
     fn id(&self) -> &str {
         &self.id
@@ -29,6 +34,10 @@ impl Step for ProbeStep {
 
     fn component(&self) -> &str {
         &self.component
+    }
+
+    fn record(&self) -> StepRecord {
+        StepRecord::of(self)
     }
 
     fn description(&self) -> String {

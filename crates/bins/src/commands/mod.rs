@@ -1,8 +1,9 @@
-//! One module per command; each `run` takes parsed arguments and returns an exit code.
+//! One module per command; each turns its `Args` into a flow's spec, calls the flow and
+//! renders the outcome.
 
 pub mod argo_workflows;
 pub mod eks;
-pub mod helm_component;
+pub mod helm_args;
 pub mod karpenter;
 pub mod kserve;
 pub mod lock;
@@ -10,5 +11,6 @@ pub mod mlflow;
 pub mod nodes;
 pub mod preflight;
 pub mod rollback;
+pub mod rollout_args;
 pub mod tf_providers;
 pub mod verify;

@@ -1,12 +1,13 @@
 //! `upgrade-verify`: post-upgrade verification (probes, and metrics against a baseline).
+//! Read only; needs no cluster.
 
+use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::Context;
-use upgrade_verify::{Baseline, Prometheus, VerifyConfig};
+use upgrade_flows::flows::verify;
 
-use crate::cli::{CommonArgs, OutputFormat};
-use crate::exit::CliError;
+use crate::cli::{OutputArgs, OutputFormat, print};
+use crate::exit::{CliError, Flags};
 
 /// `upgrade-verify`: is the upgraded platform still serving as well as before?
 #[derive(Debug, clap::Parser)]
@@ -20,9 +21,9 @@ pub struct Args {
     /// What to do.
     #[command(subcommand)]
     pub action: Action,
-    /// Flags every command shares.
+    /// Output and logging.
     #[command(flatten)]
-    pub common: CommonArgs,
+    pub output: OutputArgs,
 }
 
 /// The two phases.
@@ -48,73 +49,33 @@ pub enum Action {
     },
 }
 
-fn read_config(path: &PathBuf) -> Result<VerifyConfig, CliError> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the verification config {}", path.display()))
-        .map_err(CliError::usage)?;
-    let config = VerifyConfig::from_yaml(&text)
-        .with_context(|| format!("verification config {}", path.display()))
-        .map_err(CliError::usage)?;
-    config
-        .validate()
-        .with_context(|| format!("verification config {}", path.display()))
-        .map_err(CliError::usage)?;
-    Ok(config)
-}
-
-/// Runs the command; returns the exit code.
-pub async fn run(args: &Args, out: &mut dyn std::io::Write) -> Result<u8, CliError> {
-    match &args.action {
-        Action::Baseline { config, out: path } => {
-            let config = read_config(config)?;
-            let prom_config = config.prometheus.as_ref().ok_or_else(|| {
-                CliError::usage(anyhow::anyhow!(
-                    "the verification config has no `prometheus` section; add one (url, metrics) to capture a baseline"
-                ))
-            })?;
-            let prom =
-                Prometheus::new(&prom_config.url, prom_config.timeout).map_err(CliError::usage)?;
-            let baseline =
-                Baseline::capture(&prom, &prom_config.metrics, &prom_config.effective_vars())
-                    .await
-                    .map_err(CliError::failed)?;
-            std::fs::write(path, baseline.to_json())
-                .with_context(|| format!("write {}", path.display()))
-                .map_err(CliError::failed)?;
-            writeln!(out, "baseline written to {}", path.display()).map_err(CliError::failed)?;
-            Ok(0)
-        }
-        Action::Check { config, baseline } => {
-            let config = read_config(config)?;
-            let baseline = match baseline {
-                Some(path) => {
-                    let text = std::fs::read_to_string(path)
-                        .with_context(|| format!("cannot read the baseline {}", path.display()))
-                        .map_err(CliError::usage)?;
-                    Some(Baseline::from_json(&text).map_err(CliError::usage)?)
-                }
-                None => None,
-            };
-            let report = upgrade_verify::verify(&config, baseline.as_ref())
-                .await
-                .map_err(CliError::usage)?;
-            let rendered = match args.common.output {
-                OutputFormat::Json => report.json(),
-                _ => report.text(),
-            };
-            out.write_all(rendered.as_bytes())
-                .map_err(CliError::failed)?;
-            Ok(report.exit_code())
-        }
-    }
-}
-
 impl crate::cli::Command for Args {
-    fn common(&self) -> &crate::cli::CommonArgs {
-        &self.common
+    fn output(&self) -> &OutputArgs {
+        &self.output
     }
 
-    async fn run(&self, out: &mut dyn std::io::Write) -> Result<u8, crate::exit::CliError> {
-        run(self, out).await
+    async fn run(&self, out: &mut dyn Write) -> Result<u8, CliError> {
+        let flags = Flags::default();
+        let flow_err = |e| CliError::from_flow(e, &flags);
+        match &self.action {
+            Action::Baseline { config, out: path } => {
+                let config = verify::read_config(config).map_err(flow_err)?;
+                verify::baseline(&config, path).await.map_err(flow_err)?;
+                print(out, &format!("baseline written to {}\n", path.display()))?;
+                Ok(0)
+            }
+            Action::Check { config, baseline } => {
+                let config = verify::read_config(config).map_err(flow_err)?;
+                let report = verify::check(&config, baseline.as_deref())
+                    .await
+                    .map_err(flow_err)?;
+                let rendered = match self.output.output {
+                    OutputFormat::Json => report.json(),
+                    _ => report.text(),
+                };
+                print(out, &rendered)?;
+                Ok(report.exit_code())
+            }
+        }
     }
 }

@@ -288,18 +288,24 @@ fn chart_kube_version(ctx: &Context<'_>) -> Outcome {
         let failing = ctx.hop_targets().find_map(|minor| {
             server_versions_at(ctx, minor).into_iter().find_map(|seen| {
                 let version = format!("v{seen}");
-                rules.iter().find_map(|rule| {
-                    let check = check_kube_version(Some(text), &version, *rule).ok()?;
-                    (!check.compatible).then(|| (minor, *rule, check.reason.unwrap_or_default()))
-                })
+                let verdicts: Vec<_> = rules
+                    .iter()
+                    .filter_map(|rule| check_kube_version(Some(text), &version, *rule).ok())
+                    .collect();
+                let refusing = verdicts.iter().filter(|c| !c.compatible).count();
+                let first = rules
+                    .iter()
+                    .zip(&verdicts)
+                    .find(|(_, check)| !check.compatible)?;
+                // Name the Helm major only when the two disagree.
+                let who = (refusing < verdicts.len()).then_some(*first.0);
+                Some((minor, who, first.1.reason.clone().unwrap_or_default()))
             })
         });
-        if let Some((minor, rule, reason)) = failing {
-            let who = if rules.len() > 1 {
-                format!(" under {}", rule.helm())
-            } else {
-                String::new()
-            };
+        if let Some((minor, who, reason)) = failing {
+            let who = who
+                .map(|rule| format!(" under {}", rule.helm()))
+                .unwrap_or_default();
             issues.push(
                 Issue::new(
                     Some(subject),

@@ -356,14 +356,14 @@ pub struct Summary {
     pub checks_passed: usize,
 }
 
-/// Exit code: no blockers and no warnings (infos allowed).
-pub const EXIT_OK: u8 = 0;
-/// Exit code reserved for usage and input errors (bad flags, unreadable facts or config).
-pub const EXIT_USAGE: u8 = 2;
-/// Exit code: warnings, no blockers.
-pub const EXIT_WARNINGS: u8 = 3;
+/// Exit code: no blockers or warnings (infos allowed).
+pub const EXIT_OK: u8 = upgrade_core::exit::OK;
+/// Exit code: usage or input error.
+pub const EXIT_USAGE: u8 = upgrade_core::exit::INVALID;
+/// Exit code: warnings but no blockers.
+pub const EXIT_WARNINGS: u8 = upgrade_core::exit::WARNINGS;
 /// Exit code: at least one blocker.
-pub const EXIT_BLOCKERS: u8 = 4;
+pub const EXIT_BLOCKERS: u8 = upgrade_core::exit::BLOCKED;
 
 /// The identifier of the JSON report's shape; it changes when a field changes meaning or goes.
 pub const REPORT_SCHEMA: &str = "upgrade-report/v1";

@@ -7,12 +7,12 @@ use super::{Category, EXIT_BLOCKERS, EXIT_OK, EXIT_USAGE, EXIT_WARNINGS, registr
 /// The Markdown reference of every check, generated from the registry.
 ///
 /// `docs/checks.md` holds this text; the crate's tests fail when they differ
-/// (`UPDATE_DOCS=1 cargo test -p upgrade-checks --test docs` rewrites it).
+/// (`UPDATE_DOCS=1 cargo test -p upgrade-checks --test it docs` rewrites it).
 pub fn reference() -> String {
     let checks = registry();
     let mut out = String::new();
     out.push_str("# Upgrade checks reference\n\n");
-    out.push_str("<!-- Generated from crates/checks/src/checks by `UPDATE_DOCS=1 cargo test -p upgrade-checks --test docs`. Do not edit by hand. -->\n\n");
+    out.push_str("<!-- Generated from crates/checks/src/checks by `UPDATE_DOCS=1 cargo test -p upgrade-checks --test it docs`. Do not edit by hand. -->\n\n");
     let _ = writeln!(
         out,
         "{} checks. Each has a stable code, a default severity (a configuration file can override it), the target versions where it applies, and the source of its rule.\n",

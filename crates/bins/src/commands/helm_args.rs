@@ -1,0 +1,91 @@
+//! The flags of a Helm component upgrade (`upgrade-karpenter`, `upgrade-kserve upgrade`,
+//! `upgrade-argo-workflows`) and the run that all three share.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use upgrade_flows::flows::helm_component::{self, ComponentUpgradeSpec};
+
+use crate::cli::{ClusterArgs, OutputArgs, RunArgs, TimeoutArgs, context, execute};
+use crate::exit::{CliError, Flags};
+
+/// The chart, version and values (defaults per component, see each command's help).
+#[derive(Debug, Clone, clap::Args)]
+pub struct HelmArgs {
+    /// The chart: `oci://...`, `repo/chart`, or a local chart folder or `.tgz`.
+    #[arg(long, value_name = "REF")]
+    pub chart: Option<String>,
+    /// The chart version to upgrade to (`1.6.0` or `v1.6.0`).
+    #[arg(long, value_name = "X.Y.Z")]
+    pub version: String,
+    /// The values file with the component's pins (must be a YAML mapping).
+    #[arg(long, value_name = "FILE")]
+    pub values: Option<PathBuf>,
+    /// The Helm release.
+    #[arg(long, value_name = "NAME")]
+    pub release: Option<String>,
+    /// The release's namespace.
+    #[arg(long, value_name = "NS")]
+    pub namespace: Option<String>,
+    /// Pin this image tag in the values file first (seed 000 step 1), keeping the file's
+    /// comments and layout; a rollback puts the file's bytes back.
+    #[arg(long, value_name = "TAG")]
+    pub image_tag: Option<String>,
+    /// Where the values file pins the image tag.
+    #[arg(long, value_name = "KEY.PATH", default_value = "controller.image.tag")]
+    pub image_tag_key: String,
+}
+
+impl HelmArgs {
+    /// The spec: the component's seed defaults with these flags over them.
+    pub fn spec(
+        &self,
+        seed: ComponentUpgradeSpec,
+        timeout: Option<std::time::Duration>,
+    ) -> ComponentUpgradeSpec {
+        ComponentUpgradeSpec {
+            chart: self.chart.clone().unwrap_or(seed.chart),
+            values: self.values.clone().unwrap_or(seed.values),
+            release: self.release.clone().unwrap_or(seed.release),
+            namespace: self.namespace.clone().unwrap_or(seed.namespace),
+            image_tag: self.image_tag.clone(),
+            image_tag_key: self.image_tag_key.clone(),
+            timeout: timeout.unwrap_or(seed.timeout),
+            ..seed
+        }
+    }
+}
+
+/// Plans and (with `--apply`) runs a component upgrade.
+pub async fn run_upgrade(
+    spec: ComponentUpgradeSpec,
+    cluster: &ClusterArgs,
+    run: &RunArgs,
+    output: &OutputArgs,
+    out: &mut dyn Write,
+) -> Result<u8, CliError> {
+    let flags = Flags::default();
+    helm_component::check(&spec).map_err(|e| CliError::from_flow(e, &flags))?;
+    let ctx = context(&spec.command, cluster, Some(run)).await?;
+    let planned = helm_component::plan(&ctx, &spec)
+        .await
+        .map_err(|e| CliError::from_flow(e, &flags))?;
+    execute(&ctx, planned, run, output, &flags, out).await
+}
+
+/// The flag groups every component command has.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ComponentFlags {
+    /// Which cluster.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// How the run runs.
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// The limit of each wait.
+    #[command(flatten)]
+    pub timeout: TimeoutArgs,
+    /// Output and logging.
+    #[command(flatten)]
+    pub output: OutputArgs,
+}

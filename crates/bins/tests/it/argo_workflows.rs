@@ -1,0 +1,124 @@
+//! `upgrade-argo-workflows` end to end: the real binary and the real helm against kube-sim,
+//! with the fixture charts (argo-workflows 0.45.0 → 0.46.0) and a WorkflowTemplate.
+
+use upgrade_core::ProcessBuilder;
+use upgrade_helm::ReleaseRef;
+use upgrade_test::TestContext;
+
+const TEMPLATE: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: mlops}
+---
+apiVersion: argoproj.io/v1alpha1
+kind: WorkflowTemplate
+metadata: {name: train-model, namespace: mlops}
+spec: {entrypoint: train, templates: [{name: train, container: {image: "python:3.12"}}]}
+"#;
+
+use crate::support;
+use support::fixture;
+
+fn release() -> ReleaseRef {
+    ReleaseRef::new("argo-workflows", "argo")
+}
+
+#[test]
+fn help_is_stable() {
+    insta::assert_snapshot!(support::help(
+        env!("CARGO_BIN_EXE_upgrade-argo-workflows"),
+        &[]
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plans_rejects_bad_values_then_upgrades_with_the_templates_backed_up() {
+    let ctx = TestContext::new();
+    let sim = support::sim(&ctx, support::V130).await;
+    let helm = support::helm(&ctx, &sim);
+    let values = fixture("helm-values/argo-workflows-values.yaml");
+    support::install(&helm, &release(), "argo-workflows", "0.45.0", &values).await;
+    sim.load_yaml(TEMPLATE)
+        .expect("the WorkflowTemplate is created");
+    let chart_046 = fixture("charts/argo-workflows/0.46.0");
+    let url = sim.url().to_string();
+    let run = |args: &[&str]| {
+        let mut cmd = ProcessBuilder::new(env!("CARGO_BIN_EXE_upgrade-argo-workflows"));
+        ctx.apply_env(&mut cmd);
+        cmd.cwd(ctx.work())
+            .arg("--kubeconfig")
+            .arg(sim.kubeconfig_path())
+            .args(["--kube-context", kube_sim::CONTEXT_NAME])
+            .args(["--chart", &chart_046, "--version", "0.46.0"])
+            .args(args);
+        upgrade_test::CommandOutput::run(&cmd).parts()
+    };
+    let live = || async { helm.metadata(&release(), None).await.unwrap().version };
+
+    // Plan only: Argo Workflows 3.6 is tested with 1.28-1.31, so 1.30 passes without findings
+    // from the data; the plan names the backup of the three Argo kinds.
+    let (code, stdout, stderr) = run(&["--values", &values]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("argo/argo-workflows: chart 0.45.0 (app v3.6.2, revision 1, deployed) -> 0.46.0 (app v3.6.5)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("back up Workflow, WorkflowTemplate, CronWorkflow"),
+        "{stdout}"
+    );
+    assert_eq!(live().await, "0.45.0");
+
+    // A values file that is a list, not a mapping: exit 2, nothing changed.
+    let list = ctx.work().join("list.yaml");
+    std::fs::write(&list, "- controller\n").unwrap();
+    let (code, stdout, stderr) = run(&[
+        "--values",
+        list.to_str().unwrap(),
+        "--apply",
+        "--yes",
+        "--expect-cluster",
+        &url,
+    ]);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(stderr.contains("not a mapping of values"), "{stderr}");
+    assert_eq!(live().await, "0.45.0");
+
+    // The upgrade.
+    let (code, stdout, stderr) = run(&[
+        "--values",
+        &values,
+        "--apply",
+        "--yes",
+        "--expect-cluster",
+        &url,
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("[verified] argo-workflows/backup"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("outcome: completed"), "{stdout}");
+    assert_eq!(live().await, "0.46.0");
+    // The backup in the run's snapshot holds the template.
+    let backups: Vec<String> = walk(&ctx.work().join(".upgrade/snapshots"))
+        .into_iter()
+        .filter(|p| p.ends_with("backup.yaml"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    assert_eq!(backups.len(), 1, "{backups:?}");
+    assert!(backups[0].contains("name: train-model"), "{}", backups[0]);
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}

@@ -1,0 +1,561 @@
+//! `upgrade-eks` end to end: the real binary and the real terraform with the simulated AWS
+//! provider, whose `aws_eks_cluster` upgrade moves the in-process kube-sim's API server
+//! version (`UPGRADE_SIM_KUBE_URL`), and kube-sim's Karpenter-like provisioner replacing
+//! drained nodes.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use kube_sim::{ControllerConfig, SimCluster};
+use upgrade_core::ProcessBuilder;
+use upgrade_test::TestContext;
+
+const V130: &str = "v1.30.4-eks-a737599";
+
+/// The simulated AWS provider, built once (a no-op when the workspace build made it).
+fn provider_mirror() -> &'static Path {
+    static MIRROR: OnceLock<PathBuf> = OnceLock::new();
+    MIRROR.get_or_init(|| {
+        let exe = std::env::current_exe().unwrap();
+        let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut build = ProcessBuilder::new(PathBuf::from(cargo));
+        build
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "upgrade-tf-sim-provider",
+                "--bin",
+                upgrade_tf_sim_provider::BINARY_NAME,
+            ])
+            .cwd(TestContext::workspace_root());
+        build
+            .exec()
+            .unwrap_or_else(|e| panic!("building the simulated AWS provider failed: {e}"));
+        let binary = profile_dir.join(upgrade_tf_sim_provider::BINARY_NAME);
+        let built = std::fs::metadata(&binary)
+            .and_then(|m| m.modified())
+            .unwrap()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let mirror = profile_dir.join(format!("bins-tf-sim-mirror-{built}"));
+        upgrade_tf_sim_provider::install_mirror(
+            &binary,
+            &mirror,
+            &["5.99.0"],
+            &[upgrade_tf_sim_provider::host_platform()],
+        )
+        .unwrap();
+        mirror
+    })
+}
+
+/// A cluster at 1.30 with `nodes` nodes, a Terraform environment that created it, and the
+/// web Deployment (2 replicas) behind a PodDisruptionBudget (minAvailable 1).
+struct World {
+    ctx: TestContext,
+    sim: SimCluster,
+    dir: PathBuf,
+    rc: PathBuf,
+}
+
+impl World {
+    /// `managed`: the nodes belong to the Terraform-managed node group (whose update rolls
+    /// them); otherwise they are Karpenter's, which the node rollout replaces.
+    async fn new(nodes: usize, managed: bool) -> World {
+        let ctx = TestContext::new();
+        ctx.require_tool("terraform");
+        let sim = SimCluster::builder()
+            .server_version(V130)
+            .controllers(ControllerConfig {
+                karpenter: true,
+                ..ControllerConfig::fast()
+            })
+            .start()
+            .await
+            .unwrap();
+        for i in 1..=nodes {
+            let name = format!("node-{i}");
+            sim.add_node(&name, V130).unwrap();
+            if !managed {
+                sim.make_karpenter_node(&name, "default").unwrap();
+            }
+        }
+        sim.load_yaml(WEB).unwrap();
+        let dir = ctx.copy_fixture("terraform/environments/dev");
+        let tfvars = dir.join("terraform.tfvars");
+        let text = std::fs::read_to_string(&tfvars)
+            .unwrap()
+            .replace("cluster_version = \"1.29\"", "cluster_version = \"1.30\"");
+        std::fs::write(&tfvars, text).unwrap();
+        let rc = ctx.root().join("terraformrc");
+        std::fs::write(&rc, upgrade_tf_sim_provider::cli_config(provider_mirror())).unwrap();
+        let world = World { ctx, sim, dir, rc };
+        world.terraform(&["init", "-input=false"]).await;
+        world
+            .terraform(&["apply", "-auto-approve", "-input=false"])
+            .await;
+        world
+            .wait("web available", || async { world.available("web") == 2 })
+            .await;
+        world
+    }
+
+    async fn terraform(&self, args: &[&str]) {
+        let mut cmd = self.ctx.command("terraform");
+        cmd.args(args)
+            .cwd(&self.dir)
+            .env("TF_CLI_CONFIG_FILE", &self.rc)
+            .env("UPGRADE_SIM_KUBE_URL", self.sim.url())
+            .timeout(Duration::from_secs(120));
+        cmd.exec_async()
+            .await
+            .unwrap_or_else(|e| panic!("terraform {args:?}: {e}"));
+    }
+
+    fn tfvars(&self) -> PathBuf {
+        self.dir.join("terraform.tfvars")
+    }
+
+    /// The files a bad run must leave alone.
+    fn files(&self) -> (String, String) {
+        (
+            std::fs::read_to_string(self.tfvars()).unwrap(),
+            std::fs::read_to_string(self.dir.join("terraform.tfstate")).unwrap(),
+        )
+    }
+
+    fn available(&self, name: &str) -> i64 {
+        self.sim
+            .get("apps/v1", "Deployment", Some("default"), name)
+            .map(|d| d["status"]["availableReplicas"].as_i64().unwrap_or(0))
+            .unwrap_or(0)
+    }
+
+    fn node_versions(&self) -> Vec<(String, String, bool)> {
+        let mut nodes: Vec<(String, String, bool)> = self
+            .sim
+            .list("v1", "Node", None)
+            .iter()
+            .map(|n| {
+                (
+                    n["metadata"]["name"].as_str().unwrap().to_string(),
+                    n["status"]["nodeInfo"]["kubeletVersion"]
+                        .as_str()
+                        .unwrap()
+                        .to_string(),
+                    n["spec"]["unschedulable"].as_bool() == Some(true),
+                )
+            })
+            .collect();
+        nodes.sort();
+        nodes
+    }
+
+    async fn wait<F, Fut>(&self, what: &str, mut check: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !check().await {
+            assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Runs the real `upgrade-eks` with `args` after the cluster flags.
+    async fn eks(&self, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+        let mut cmd = ProcessBuilder::new(env!("CARGO_BIN_EXE_upgrade-eks"));
+        self.ctx.apply_env(&mut cmd);
+        cmd.arg("--kubeconfig")
+            .arg(self.sim.kubeconfig_path())
+            .args(["--kube-context", kube_sim::CONTEXT_NAME])
+            .arg("--terraform-dir")
+            .arg(&self.dir)
+            .arg("--snapshot-dir")
+            .arg(self.ctx.work().join(".upgrade"))
+            .args(args)
+            .env("TF_CLI_CONFIG_FILE", &self.rc)
+            .env("UPGRADE_SIM_KUBE_URL", self.sim.url())
+            .timeout(Duration::from_secs(240));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        upgrade_test::CommandOutput::run_async(&cmd).await.parts()
+    }
+
+    fn addon_versions(&self) -> String {
+        TestContext::fixtures_dir()
+            .join("eks/addon-versions.json")
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    fn settings(&self) -> insta::Settings {
+        let mut settings = self.ctx.insta_settings();
+        settings.add_filter(r"eks-\d{8}T\d{6}Z", "eks-[RUN]");
+        settings.add_filter(&upgrade_test::regex_escape(self.sim.url()), "[SIM]");
+        settings.add_filter(r"karpenter-\d{5}", "karpenter-[N]");
+        // The support-calendar findings depend on today's date.
+        settings.add_filter(
+            r"(?m)^  - EKS001 .*$",
+            "  - EKS001 [support calendar finding]",
+        );
+        settings
+    }
+}
+
+const WEB: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: default}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: web, image: "nginx:1.27", resources: {requests: {cpu: "1"}}}]
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: web, namespace: default}
+spec:
+  minAvailable: 1
+  selector: {matchLabels: {app: web}}
+"#;
+
+#[test]
+fn help_is_stable() {
+    let ctx = TestContext::new();
+    let mut cmd = ProcessBuilder::new(env!("CARGO_BIN_EXE_upgrade-eks"));
+    ctx.apply_env(&mut cmd);
+    cmd.arg("--help");
+    let out = cmd.exec().unwrap();
+    insta::assert_snapshot!(out.stdout_lossy());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plans_then_upgrades_control_plane_nodes_and_addons_keeping_the_pdb() {
+    let world = World::new(3, false).await;
+    let url = world.sim.url().to_string();
+    let addons = world.addon_versions();
+    let args = [
+        "--target",
+        "1.31",
+        "--addon",
+        "coredns=coredns_version",
+        "--addon-versions",
+        &addons,
+        "--pause",
+        "0s",
+        "--validation-interval",
+        "100ms",
+        "--expect-cluster",
+        &url,
+    ];
+
+    // Dry run: the plan, nothing changed.
+    let before = world.files();
+    let (code, stdout, stderr) = world.eks(&args, &[]).await;
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(world.files(), before, "a dry run changes no file");
+    assert_eq!(world.sim.server_version(), V130);
+    assert!(
+        world
+            .node_versions()
+            .iter()
+            .all(|(_, v, cordoned)| v == V130 && !cordoned)
+    );
+    world
+        .settings()
+        .bind(|| insta::assert_snapshot!("plan", stdout));
+
+    // Apply, sampling the web Deployment's availability the whole time.
+    let lowest = std::sync::Arc::new(AtomicI64::new(i64::MAX));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (lowest, stop) = (lowest.clone(), stop.clone());
+        let store = world.sim.store().clone();
+        let deployments = store
+            .registry()
+            .lookup("apps", "v1", "deployments")
+            .unwrap();
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok(d) = store.get(&deployments, Some("default"), "web") {
+                    let available = d["status"]["availableReplicas"].as_i64().unwrap_or(0);
+                    lowest.fetch_min(available, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let mut apply = args.to_vec();
+    apply.extend(["--apply", "--yes"]);
+    let (code, stdout, stderr) = world.eks(&apply, &[]).await;
+    stop.store(true, Ordering::Relaxed);
+    sampler.await.unwrap();
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("outcome: completed"), "{stdout}");
+    assert!(
+        stdout.contains("post-checks: the cluster is healthy"),
+        "{stdout}"
+    );
+    assert_eq!(world.sim.server_version(), "v1.31.0-eks-a737599");
+    let nodes = world.node_versions();
+    assert!(
+        nodes
+            .iter()
+            .all(|(name, v, _)| name.starts_with("karpenter-") && v == "v1.31.0-eks-a737599"),
+        "every node was replaced by one at 1.31: {nodes:?}"
+    );
+    assert!(
+        lowest.load(Ordering::Relaxed) >= 1,
+        "the PodDisruptionBudget kept web available throughout"
+    );
+    assert_eq!(world.available("web"), 2);
+    let tfvars = std::fs::read_to_string(world.tfvars()).unwrap();
+    assert!(tfvars.contains("cluster_version = \"1.31\""), "{tfvars}");
+    assert!(
+        tfvars.contains("coredns_version = \"v1.11.3-eksbuild.1\""),
+        "{tfvars}"
+    );
+    assert!(
+        tfvars.contains("# last bumped by the platform team"),
+        "comments survive the edit: {tfvars}"
+    );
+    world
+        .settings()
+        .bind(|| insta::assert_snapshot!("applied", stdout));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_after_the_control_plane_rolls_back_to_it_and_stops_there() {
+    let world = World::new(2, false).await;
+    let url = world.sim.url().to_string();
+    // The node group cannot retire nodes: the rollout stops after draining the canary.
+    let (code, stdout, stderr) = world
+        .eks(
+            &[
+                "--target",
+                "1.31",
+                "--replacer",
+                "command",
+                "--retire-command",
+                "false {node}",
+                "--pause",
+                "0s",
+                "--validation-interval",
+                "100ms",
+                "--expect-cluster",
+                &url,
+                "--apply",
+                "--yes",
+            ],
+            &[],
+        )
+        .await;
+    // Exit 5: the run failed and stopped with a recorded way back (the control plane stays).
+    assert_eq!(code, 5, "{stdout}{stderr}");
+    assert!(stdout.contains("[rolled-back] eks/nodes-1.31"), "{stdout}");
+    assert!(
+        stdout.contains("rollback stopped at eks/control-plane-1.31"),
+        "the control plane cannot go back, and the report says so: {stdout}"
+    );
+    // The nodes are back as they were: none replaced, none left cordoned.
+    assert_eq!(
+        world.node_versions(),
+        vec![
+            ("node-1".to_string(), V130.to_string(), false),
+            ("node-2".to_string(), V130.to_string(), false)
+        ]
+    );
+    world
+        .wait("web back to 2 available", || async {
+            world.available("web") == 2
+        })
+        .await;
+    // EKS keeps the new control plane.
+    assert_eq!(world.sim.server_version(), "v1.31.0-eks-a737599");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_managed_node_group_follows_in_terraform() {
+    let world = World::new(1, true).await;
+    let url = world.sim.url().to_string();
+    let (code, stdout, stderr) = world
+        .eks(
+            &[
+                "--target",
+                "1.31",
+                "--nodes",
+                "managed",
+                "--expect-cluster",
+                &url,
+                "--apply",
+                "--yes",
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(!stdout.contains("eks/nodes-1.31"), "{stdout}");
+    assert_eq!(world.sim.server_version(), "v1.31.0-eks-a737599");
+    let state = std::fs::read_to_string(world.dir.join("terraform.tfstate")).unwrap();
+    let state: serde_json::Value = serde_json::from_str(&state).unwrap();
+    let group = state["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["type"] == "aws_eks_node_group")
+        .unwrap();
+    assert_eq!(group["instances"][0]["attributes"]["version"], "1.31");
+    // The simulated node group rolled its node, as EKS's managed node group update does.
+    assert_eq!(
+        world.node_versions(),
+        vec![(
+            "default-1-31-1".to_string(),
+            "v1.31.0-eks-a737599".to_string(),
+            false
+        )]
+    );
+    assert_eq!(world.available("web"), 2);
+}
+
+/// What is wrong, the arguments, extra environment, and the fix the error must name.
+type Case<'a> = (&'a str, Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_exits_2_and_changes_nothing() {
+    let world = World::new(1, false).await;
+    let url = world.sim.url().to_string();
+    let before = world.files();
+    let unchanged = |what: &str| {
+        assert_eq!(world.files(), before, "{what}: tfvars and state untouched");
+        assert_eq!(
+            world.sim.server_version(),
+            V130,
+            "{what}: control plane untouched"
+        );
+        assert_eq!(
+            world.node_versions(),
+            vec![("node-1".into(), V130.into(), false)]
+        );
+    };
+    let apply = ["--expect-cluster", url.as_str(), "--apply", "--yes"];
+    let cases: Vec<Case> = vec![
+        (
+            "skipped minor",
+            vec!["--target", "1.32"],
+            vec![],
+            "hop to 1.31 first",
+        ),
+        (
+            "not a minor",
+            vec!["--target", "1.x"],
+            vec![],
+            "give a Kubernetes minor such as 1.31",
+        ),
+        (
+            "already there",
+            vec!["--target", "1.30"],
+            vec![],
+            "already runs 1.30",
+        ),
+        (
+            "wrong cluster",
+            vec![
+                "--target",
+                "1.31",
+                "--expect-cluster",
+                "prod-cluster",
+                "--apply",
+                "--yes",
+            ],
+            vec![],
+            "prod-cluster",
+        ),
+        (
+            "missing terraform",
+            vec!["--target", "1.31"],
+            vec![("TERRAFORM_BIN", "/nonexistent/terraform")],
+            "terraform",
+        ),
+        (
+            "unknown variable",
+            vec!["--target", "1.31", "--cluster-version-var", "k8s_version"],
+            vec![],
+            "no string variable `k8s_version`",
+        ),
+        (
+            "retire without {node}",
+            vec![
+                "--target",
+                "1.31",
+                "--replacer",
+                "command",
+                "--retire-command",
+                "true",
+            ],
+            vec![],
+            "put {node} where",
+        ),
+        (
+            "addon without versions",
+            vec!["--target", "1.31", "--addon", "coredns=coredns_version"],
+            vec![("PATH", "/usr/bin:/bin")],
+            "give --addon-versions",
+        ),
+    ];
+    for (what, args, env, hint) in cases {
+        let mut all = args.clone();
+        if !all.contains(&"--apply") {
+            all.extend(apply);
+        }
+        let (code, stdout, stderr) = world.eks(&all, &env).await;
+        assert_eq!(code, 2, "{what}: {stdout}{stderr}");
+        // The cluster interlock adds its fix on a `hint:` line.
+        let lines = stderr
+            .trim_end()
+            .lines()
+            .filter(|l| !l.starts_with("hint: "));
+        assert_eq!(lines.count(), 1, "{what}: one line: {stderr}");
+        assert!(stderr.starts_with("error: "), "{what}: {stderr}");
+        assert!(
+            stderr.contains(hint),
+            "{what}: names the fix ({hint}): {stderr}"
+        );
+        unchanged(what);
+    }
+
+    // An unreadable lockfile (a folder) and a malformed tfvars file.
+    std::fs::write(world.tfvars(), "cluster_version = \"1.30\n").unwrap();
+    let broken = world.files();
+    let (code, _, stderr) = world
+        .eks(
+            &[
+                "--target",
+                "1.31",
+                "--expect-cluster",
+                &url,
+                "--apply",
+                "--yes",
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("terraform.tfvars"), "{stderr}");
+    assert_eq!(
+        world.files(),
+        broken,
+        "the malformed file is left for the user"
+    );
+    assert_eq!(world.sim.server_version(), V130);
+}

@@ -1,0 +1,497 @@
+//! `upgrade-mlflow` end to end: the real binary against an MLflow Deployment on an in-process
+//! kube-sim (whose job controller runs the `mlflow db upgrade` Job), the database snapshot and
+//! restore as real commands (`cp` of a real SQLite store), and the real MLflow tracking server
+//! from the verification venv behind `--health-url`.
+
+use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
+
+use kube_sim::{ControllerConfig, SimCluster};
+use serde_json::Value;
+use upgrade_core::process::StopSignal;
+use upgrade_core::{ProcessBuilder, ProcessError, ProcessOutput};
+use upgrade_test::{TestContext, require_venv_tool};
+use upgrade_verify::{Check, ProbeSpec, Prober, Retry, Status};
+
+const OLD: &str = "ghcr.io/mlflow/mlflow:v2.9.2";
+const NEW: &str = "ghcr.io/mlflow/mlflow:v2.16.0";
+
+/// The tracking server's objects; `ANNOTATIONS` is replaced per test.
+const PLATFORM: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: mlops}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: mlflow, namespace: mlops}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: mlflow}}
+  template:
+    metadata:
+      labels: {app: mlflow}
+      annotations: ANNOTATIONS
+    spec:
+      containers:
+        - name: mlflow
+          image: ghcr.io/mlflow/mlflow:v2.9.2
+          env:
+            - {name: BACKEND_STORE_URI, value: "sqlite:////data/mlflow.db"}
+          ports: [{containerPort: 5000}]
+"#;
+
+struct World {
+    ctx: TestContext,
+    sim: SimCluster,
+    /// The SQLite store the snapshot and restore commands work on.
+    store: PathBuf,
+}
+
+impl World {
+    /// The cluster with the MLflow Deployment (its pod template annotated with
+    /// `annotations`, a YAML map) rolled out, and a store.
+    async fn new(annotations: &str) -> World {
+        let ctx = TestContext::new();
+        let sim = SimCluster::builder()
+            .controllers(ControllerConfig::fast())
+            .kubeconfig_path(ctx.root().join("kubeconfig.yaml"))
+            .start()
+            .await
+            .expect("kube-sim starts");
+        sim.add_node("node-a", "v1.30.4-eks-a737599").unwrap();
+        sim.load_yaml(&PLATFORM.replace("ANNOTATIONS", annotations))
+            .expect("the platform loads");
+        let store = ctx.copy_fixture("mlflow/store-mlflow-2.9.2.db");
+        std::fs::create_dir_all(ctx.root().join("db-snapshots")).unwrap();
+        let world = World { ctx, sim, store };
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while world.deployment()["status"]["availableReplicas"] != 1 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "mlflow never became available"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        world
+    }
+
+    fn deployment(&self) -> Value {
+        self.sim
+            .get("apps/v1", "Deployment", Some("mlops"), "mlflow")
+            .expect("the deployment exists")
+    }
+
+    fn image(&self) -> String {
+        self.deployment()["spec"]["template"]["spec"]["containers"][0]["image"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// What a failed or refused run must leave as it was: the pod template and the store.
+    fn state(&self) -> (Value, Vec<u8>) {
+        (
+            self.deployment()["spec"]["template"].clone(),
+            std::fs::read(&self.store).unwrap(),
+        )
+    }
+
+    fn jobs(&self) -> Vec<Value> {
+        self.sim.list("batch/v1", "Job", Some("mlops"))
+    }
+
+    fn snapshots(&self) -> PathBuf {
+        self.ctx.root().join("db-snapshots")
+    }
+
+    fn journal(&self) -> PathBuf {
+        self.ctx.root().join("state/journal.jsonl")
+    }
+
+    /// `--db-snapshot-command` and `--db-restore-command` copying the store.
+    fn db_commands(&self) -> Vec<String> {
+        let snapshot = self.snapshots().join("mlops-pre-upgrade-{run_id}.db");
+        vec![
+            "--db-snapshot-command".into(),
+            format!("cp '{}' '{}'", self.store.display(), snapshot.display()),
+            "--db-restore-command".into(),
+            format!("cp '{}' '{}'", snapshot.display(), self.store.display()),
+        ]
+    }
+
+    fn apply(&self) -> Vec<String> {
+        vec![
+            "--apply".into(),
+            "--yes".into(),
+            "--expect-cluster".into(),
+            self.sim.url().to_string(),
+        ]
+    }
+
+    async fn run(&self, args: &[String]) -> (i32, String, String) {
+        let mut cmd = ProcessBuilder::new(env!("CARGO_BIN_EXE_upgrade-mlflow"));
+        self.ctx.apply_env(&mut cmd);
+        cmd.arg("--kubeconfig")
+            .arg(self.ctx.root().join("kubeconfig.yaml"))
+            .args(["--kube-context", kube_sim::CONTEXT_NAME])
+            .arg("--snapshot-dir")
+            .arg(self.ctx.root().join("state"))
+            .args(args)
+            .timeout(Duration::from_secs(120));
+        upgrade_test::CommandOutput::run_async(&cmd).await.parts()
+    }
+
+    fn settings(&self) -> insta::Settings {
+        let mut settings = self.ctx.insta_settings();
+        settings.add_filter(r"\d{8}T\d{6}Z", "[TIME]");
+        settings.add_filter(r"\d{8}t\d{6}z", "[time]");
+        settings.add_filter(r"https?://127\.0\.0\.1:\d+", "[URL]");
+        settings
+    }
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
+
+fn mtime(path: &Path) -> SystemTime {
+    std::fs::metadata(path).unwrap().modified().unwrap()
+}
+
+/// The real MLflow tracking server on its own store, stopped when dropped.
+struct MlflowServer {
+    url: String,
+    stop: StopSignal,
+    thread: Option<JoinHandle<Result<ProcessOutput, ProcessError>>>,
+}
+
+impl MlflowServer {
+    async fn start(ctx: &TestContext) -> MlflowServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        // `python -m mlflow`: the venv's entry-point scripts name the interpreter by the path
+        // the venv was created at, which breaks when the tools folder is shared or moved.
+        let mut cmd = ProcessBuilder::new(require_venv_tool("python"));
+        ctx.apply_env(&mut cmd);
+        let stop = StopSignal::new();
+        cmd.args(["-m", "mlflow", "server"])
+            .arg("--backend-store-uri")
+            .arg(format!(
+                "sqlite:///{}",
+                ctx.work().join("server-store.db").display()
+            ))
+            .arg("--default-artifact-root")
+            .arg(ctx.work().join("artifacts"))
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--workers", "1"])
+            .stop_signal(stop.clone())
+            .timeout(Duration::from_secs(600))
+            .grace_period(Duration::from_secs(5));
+        let thread = std::thread::spawn(move || cmd.output());
+        let server = MlflowServer {
+            url: format!("http://127.0.0.1:{port}"),
+            stop,
+            thread: Some(thread),
+        };
+        let ready = Prober::new()
+            .unwrap()
+            .run(
+                &ProbeSpec::new("ready", Check::mlflow_health(&server.url)).with_retry(Retry {
+                    attempts: 120,
+                    backoff: Duration::from_millis(500),
+                    max_backoff: Duration::from_secs(1),
+                }),
+            )
+            .await;
+        assert_eq!(ready.status, Status::Pass, "mlflow server: {ready:?}");
+        server
+    }
+}
+
+impl Drop for MlflowServer {
+    fn drop(&mut self) {
+        self.stop.stop();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[test]
+fn help_is_stable() {
+    let ctx = TestContext::new();
+    let mut cmd = ProcessBuilder::new(env!("CARGO_BIN_EXE_upgrade-mlflow"));
+    ctx.apply_env(&mut cmd);
+    cmd.arg("--help");
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    insta::assert_snapshot!(out.stdout_lossy());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plan_reads_the_live_image_and_changes_nothing() {
+    let world = World::new("{}").await;
+    let before = world.state();
+    let mut args = strings(&["--image", NEW]);
+    args.extend(world.db_commands());
+    let (code, stdout, stderr) = world.run(&args).await;
+    assert_eq!(code, 0, "{stderr}\n{stdout}");
+    assert!(stdout.contains(&format!("{OLD} -> {NEW}")), "{stdout}");
+    assert_eq!(world.state(), before);
+    assert!(world.jobs().is_empty());
+    assert_eq!(std::fs::read_dir(world.snapshots()).unwrap().count(), 0);
+    assert!(!world.journal().exists());
+    world.settings().bind(|| insta::assert_snapshot!(stdout));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_snapshots_updates_migrates_and_checks_health() {
+    let world = World::new("{}").await;
+    let server = MlflowServer::start(&world.ctx).await;
+    let store_before = std::fs::read(&world.store).unwrap();
+    let mut args = world.apply();
+    args.extend(strings(&["--image", NEW, "--health-url", &server.url]));
+    args.extend(strings(&["--experiment", "Default"]));
+    args.extend(world.db_commands());
+    // The snapshot must exist and be non-empty before anything changes.
+    let snapshot = world.snapshots().join("mlops-pre-upgrade-{run_id}.db");
+    args.extend(strings(&[
+        "--db-snapshot-wait-command",
+        &format!("test -s '{}'", snapshot.display()),
+    ]));
+    let (code, stdout, stderr) = world.run(&args).await;
+    assert_eq!(code, 0, "{stderr}\n{stdout}");
+    assert_eq!(world.image(), NEW);
+    let jobs = world.jobs();
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    let job = &jobs[0];
+    let container = &job["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["image"], NEW);
+    assert_eq!(
+        container["command"],
+        serde_json::json!(["mlflow", "db", "upgrade", "$(BACKEND_STORE_URI)"])
+    );
+    assert_eq!(
+        container["env"][0]["name"], "BACKEND_STORE_URI",
+        "the server's environment"
+    );
+    assert!(container["readinessProbe"].is_null() && container["ports"].is_null());
+    assert!(
+        job["spec"]["template"]["metadata"]["labels"]["app"].is_null(),
+        "no Service selects the migration pod"
+    );
+    assert!(
+        job["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["type"] == "Complete" && c["status"] == "True"),
+        "{job}"
+    );
+    let snapshots: Vec<PathBuf> = std::fs::read_dir(world.snapshots())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(snapshots.len(), 1);
+    assert_eq!(std::fs::read(&snapshots[0]).unwrap(), store_before);
+    let name = snapshots[0].file_name().unwrap().to_string_lossy();
+    assert!(
+        name.starts_with("mlops-pre-upgrade-mlflow-") && name.ends_with("Z.db"),
+        "{{run_id}} was filled in: {name}"
+    );
+    world.settings().bind(|| insta::assert_snapshot!(stdout));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_migration_rolls_back_the_image_and_restores_the_database() {
+    // kube-sim finishes this Deployment's Job pods with exit code 1: the migration fails.
+    let world = World::new(r#"{"kube-sim.dev/exit-code": "1"}"#).await;
+    let (template, store) = world.state();
+    let written = mtime(&world.store);
+    std::thread::sleep(Duration::from_millis(20));
+    let mut args = world.apply();
+    args.extend(strings(&["--image", NEW]));
+    args.extend(world.db_commands());
+    let (code, stdout, stderr) = world.run(&args).await;
+    assert_eq!(code, 1, "{stderr}\n{stdout}");
+    assert!(stdout.contains("failed at mlflow/db-upgrade"), "{stdout}");
+    assert!(stdout.contains("[rolled-back] mlflow/image"), "{stdout}");
+    assert!(
+        stdout.contains("[rolled-back] mlflow/db-snapshot"),
+        "{stdout}"
+    );
+    assert_eq!(world.image(), OLD);
+    assert_eq!(world.deployment()["spec"]["template"], template);
+    assert_eq!(std::fs::read(&world.store).unwrap(), store);
+    assert!(
+        mtime(&world.store) > written,
+        "the restore command wrote the store back"
+    );
+    world.settings().bind(|| insta::assert_snapshot!(stdout));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_health_check_rolls_back() {
+    let world = World::new("{}").await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut args = world.apply();
+    let url = format!("http://127.0.0.1:{closed}");
+    args.extend(strings(&["--image", NEW, "--health-url", &url]));
+    args.extend(strings(&["--health-attempts", "2"]));
+    args.extend(world.db_commands());
+    let (code, stdout, stderr) = world.run(&args).await;
+    assert_eq!(code, 1, "{stderr}\n{stdout}");
+    assert!(stdout.contains("failed at mlflow/health"), "{stdout}");
+    assert!(stdout.contains("rolled back 4 step(s)"), "{stdout}");
+    assert_eq!(world.image(), OLD);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_db_snapshot_must_be_explicit_and_marks_the_migration_as_not_undoable() {
+    let world = World::new("{}").await;
+    let mut args = world.apply();
+    args.extend(strings(&["--image", NEW, "--no-db-snapshot"]));
+    let (code, stdout, stderr) = world.run(&args).await;
+    assert_eq!(code, 0, "{stderr}\n{stdout}");
+    assert_eq!(world.image(), NEW);
+    assert!(
+        stdout.contains("no database snapshot, as asked"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "cannot be undone: a schema migration cannot be reversed, and no database snapshot was taken"
+        ),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("mlflow/db-snapshot"), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_downgrade_is_blocked_with_exit_4() {
+    let world = World::new("{}").await;
+    let before = world.state();
+    let mut args = world.apply();
+    args.extend(strings(&["--image", "ghcr.io/mlflow/mlflow:v2.8.0"]));
+    args.extend(world.db_commands());
+    let (code, stdout, stderr) = world.run(&args).await;
+    assert_eq!(code, 4, "{stderr}\n{stdout}");
+    assert!(
+        stdout.contains("BLOCKER: 2.9.2 -> 2.8.0 is a downgrade"),
+        "{stdout}"
+    );
+    assert_eq!(world.state(), before);
+    assert!(world.jobs().is_empty());
+    assert!(!world.journal().exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_exits_2_with_one_line_naming_the_fix_and_changes_nothing() {
+    let world = World::new("{}").await;
+    let before = world.state();
+    let db = world.db_commands();
+    let url = world.sim.url().to_string();
+    let with_db = |args: &[&str]| {
+        let mut all = strings(args);
+        all.extend(db.iter().cloned());
+        all
+    };
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            with_db(&[
+                "--apply",
+                "--yes",
+                "--expect-cluster",
+                "prod",
+                "--image",
+                NEW,
+            ]),
+            "prod",
+        ),
+        (
+            strings(&["--apply", "--yes", "--expect-cluster", &url, "--image", NEW]),
+            "--no-db-snapshot to accept that",
+        ),
+        (
+            with_db(&["--image", "ghcr.io/mlflow/mlflow"]),
+            "pin the version",
+        ),
+        (
+            strings(&[
+                "--image",
+                NEW,
+                "--db-snapshot-command",
+                "cp 'unbalanced",
+                "--db-restore-command",
+                "cp a b",
+            ]),
+            "quote its arguments",
+        ),
+        (
+            strings(&[
+                "--image",
+                NEW,
+                "--db-snapshot-command",
+                "cp a snap-{runid}",
+                "--db-restore-command",
+                "cp b a",
+            ]),
+            "use {run_id} or {date}",
+        ),
+        (
+            strings(&[
+                "--image",
+                NEW,
+                "--db-snapshot-command",
+                "aws-not-installed rds create-db-snapshot",
+                "--db-restore-command",
+                "cp b a",
+            ]),
+            "install it or give its full path",
+        ),
+        (
+            strings(&["--image", NEW, "--db-snapshot-command", "cp a b"]),
+            "needs --db-restore-command",
+        ),
+        (
+            with_db(&["--image", NEW, "--deployment", "tracking"]),
+            "set --namespace and --deployment",
+        ),
+        (
+            with_db(&["--image", NEW, "--container", "server"]),
+            "it has: mlflow",
+        ),
+        (
+            with_db(&["--image", NEW, "--db-uri-env", "MLFLOW_DB"]),
+            "--db-uri-env: container `mlflow`",
+        ),
+        (with_db(&["--image", OLD]), "nothing to upgrade"),
+        (
+            with_db(&["--image", NEW, "--health-url", "mlflow:5000"]),
+            "not an http(s) URL",
+        ),
+        (
+            with_db(&["--apply", "--expect-cluster", &url, "--image", NEW]),
+            "add --yes",
+        ),
+    ];
+    for (args, expected) in cases {
+        let (code, stdout, stderr) = world.run(&args).await;
+        assert_eq!(code, 2, "{args:?}: {stderr}\n{stdout}");
+        assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert_eq!(world.state(), before, "{args:?} changed something");
+        assert!(world.jobs().is_empty(), "{args:?} started a Job");
+        assert_eq!(std::fs::read_dir(world.snapshots()).unwrap().count(), 0);
+        assert!(!world.journal().exists(), "{args:?} started a run");
+    }
+}

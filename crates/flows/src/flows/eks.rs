@@ -1,0 +1,733 @@
+//! One EKS control-plane hop (seed 000's procedure): preflight, add-on versions for the
+//! target, the `cluster_version` edit with plan review and apply, the wait for the control
+//! plane, the node rollout (or the managed node group following in Terraform), the add-on
+//! bumps, and post-checks.
+//!
+//! Every add-on version is chosen while planning and written into the run record, so a later
+//! rollback needs neither `aws` nor the add-on list.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use upgrade_checks::addons::AddonCatalog;
+use upgrade_checks::checks::Severity;
+use upgrade_checks::config::Config;
+use upgrade_checks::data::Data;
+use upgrade_core::ProcessBuilder;
+use upgrade_core::executor::{Step, StepFuture, StepRecord, StepSpec};
+use upgrade_core::snapshot::{Snapshot, SnapshotWriter};
+use upgrade_core::version::KubeMinor;
+use upgrade_kube::connect::Cluster;
+use upgrade_kube::facts::{GatherOptions, gather};
+use upgrade_tf::HclFile;
+use upgrade_tf::review::ReviewRules;
+use upgrade_tf::step::{ApplyPolicy, TfvarsChangeSpec, TfvarsChangeStep};
+
+use crate::context::FlowContext;
+use crate::error::{FlowError, Result, field};
+use crate::events::{EventSink, wait_until};
+use crate::flows::nodes::{ReplacerCommands, RolloutSpec, drain_predictions, rollout_step};
+use crate::report::Plan;
+use crate::run::{Planned, PostCheck};
+
+/// The flow's name in run records.
+pub const FLOW: &str = "eks-hop";
+
+/// The component every step of the hop belongs to.
+const COMPONENT: &str = "eks";
+
+/// How the nodes follow the control plane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NodesMode {
+    /// Roll the nodes below the new minor (canary, PDB-aware drain, validation).
+    #[default]
+    Rollout,
+    /// A managed node group whose version follows the cluster in Terraform: the apply rolls it.
+    Managed,
+}
+
+/// An EKS add-on the hop moves, and the tfvars variable holding its version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddonVar {
+    /// The EKS add-on, e.g. `coredns`.
+    pub name: String,
+    /// The variable with its version, e.g. `coredns_version`.
+    pub variable: String,
+}
+
+impl AddonVar {
+    /// Parses `NAME=VARIABLE` (e.g. `coredns=coredns_version`).
+    pub fn parse(text: &str) -> Result<AddonVar> {
+        text.split_once('=')
+            .filter(|(n, v)| !n.is_empty() && !v.is_empty())
+            .map(|(name, variable)| AddonVar {
+                name: name.into(),
+                variable: variable.into(),
+            })
+            .ok_or_else(|| {
+                FlowError::invalid(
+                    "addons",
+                    format!("`{text}` is not NAME=VARIABLE"),
+                    "write it like coredns=coredns_version",
+                )
+            })
+    }
+}
+
+/// Where the add-on versions come from.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AddonVersions {
+    /// `aws eks describe-addon-versions --kubernetes-version <target>`, run while planning.
+    #[default]
+    Aws,
+    /// A saved output of it.
+    File(PathBuf),
+}
+
+/// One EKS minor hop.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EksHopSpec {
+    /// The minor to move to: the live minor + 1, e.g. `1.31`.
+    pub target: String,
+    /// The Terraform environment that owns the cluster.
+    pub terraform_dir: PathBuf,
+    /// The variables file with the cluster version (default: `terraform_dir/terraform.tfvars`).
+    #[serde(default)]
+    pub tfvars: Option<PathBuf>,
+    /// The variable that holds the control plane's minor.
+    pub cluster_version_var: String,
+    /// The add-ons to move, with the variables holding their versions.
+    #[serde(default)]
+    pub addons: Vec<AddonVar>,
+    /// Where their versions for the target come from.
+    #[serde(default)]
+    pub addon_versions: AddonVersions,
+    /// How the nodes follow.
+    #[serde(default)]
+    pub nodes: NodesMode,
+    /// The node rollout (with [`NodesMode::Rollout`]).
+    #[serde(default)]
+    pub rollout: RolloutSpec,
+    /// The preflight's check configuration (thresholds, severities, ignores).
+    #[serde(default)]
+    pub config: Option<PathBuf>,
+    /// The limit of each wait (control plane, drains, validation).
+    pub timeout: Duration,
+}
+
+impl EksHopSpec {
+    /// A hop to `target` of the environment in `terraform_dir`, with the defaults.
+    pub fn new(target: &str, terraform_dir: impl Into<PathBuf>) -> EksHopSpec {
+        EksHopSpec {
+            target: target.into(),
+            terraform_dir: terraform_dir.into(),
+            tfvars: None,
+            cluster_version_var: "cluster_version".into(),
+            addons: Vec::new(),
+            addon_versions: AddonVersions::Aws,
+            nodes: NodesMode::Rollout,
+            rollout: RolloutSpec::default(),
+            config: None,
+            timeout: Duration::from_secs(30 * 60),
+        }
+    }
+}
+
+/// The spec checked against its files, without touching the cluster.
+#[derive(Debug, Clone)]
+struct Inputs {
+    target: KubeMinor,
+    terraform_dir: PathBuf,
+    tfvars: PathBuf,
+    tfvars_minor: KubeMinor,
+    /// Each add-on with its version in the tfvars now.
+    addons: Vec<(AddonVar, String)>,
+    commands: Option<ReplacerCommands>,
+    config: Config,
+}
+
+fn absolute(path: &std::path::Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+fn validate(spec: &EksHopSpec) -> Result<Inputs> {
+    let target: KubeMinor = spec.target.parse().map_err(|e| {
+        FlowError::invalid(
+            "target",
+            format!("{}: {e}", spec.target),
+            "give a Kubernetes minor such as 1.31",
+        )
+    })?;
+    let data = Data::embedded();
+    if data.eks_release(target).is_none() {
+        return Err(FlowError::invalid(
+            "target",
+            format!("{target}: EKS's release calendar (embedded data) does not list {target}"),
+            format!(
+                "pick a minor EKS offers (newest known: {})",
+                data.newest_known_minor()
+            ),
+        ));
+    }
+    let terraform_dir = absolute(&spec.terraform_dir);
+    if !terraform_dir.is_dir() {
+        return Err(FlowError::invalid(
+            "terraform_dir",
+            format!("{}: not a folder", spec.terraform_dir.display()),
+            "give the Terraform environment that owns the cluster",
+        ));
+    }
+    let tfvars = absolute(
+        &spec
+            .tfvars
+            .clone()
+            .unwrap_or_else(|| terraform_dir.join("terraform.tfvars")),
+    );
+    let vars = HclFile::read(&tfvars).map_err(|e| {
+        FlowError::invalid(
+            "tfvars",
+            format!("{}: {e}", tfvars.display()),
+            format!(
+                "fix the file or set {} to the environment's variables file",
+                field("tfvars")
+            ),
+        )
+    })?;
+    let read_var = |name: &str, which: &str| {
+        vars.get_string(name).ok_or_else(|| {
+            FlowError::invalid(
+                which,
+                format!("{} has no string variable `{name}`", tfvars.display()),
+                format!("add it, or name the right one with {}", field(which)),
+            )
+        })
+    };
+    let version_text = read_var(&spec.cluster_version_var, "cluster_version_var")?;
+    let tfvars_minor: KubeMinor = version_text.parse().map_err(|e| {
+        FlowError::invalid(
+            "cluster_version_var",
+            format!(
+                "{}: {} = \"{version_text}\" is not a Kubernetes minor ({e})",
+                tfvars.display(),
+                spec.cluster_version_var
+            ),
+            "set it to e.g. \"1.30\"",
+        )
+    })?;
+    let mut addons = Vec::new();
+    for addon in &spec.addons {
+        let current = read_var(&addon.variable, "addons")?;
+        addons.push((addon.clone(), current));
+    }
+    let commands = match spec.nodes {
+        NodesMode::Rollout => spec.rollout.validate()?,
+        NodesMode::Managed => None,
+    };
+    let config = match &spec.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                FlowError::invalid(
+                    "config",
+                    format!(
+                        "cannot read the check configuration {}: {e}",
+                        path.display()
+                    ),
+                    "fix the path",
+                )
+            })?;
+            Config::from_yaml(&text).map_err(|e| {
+                FlowError::invalid(
+                    "config",
+                    format!("check configuration {}: {e}", path.display()),
+                    "fix the file",
+                )
+            })?
+        }
+        None => Config::default(),
+    };
+    Ok(Inputs {
+        target,
+        terraform_dir,
+        tfvars,
+        tfvars_minor,
+        addons,
+        commands,
+        config,
+    })
+}
+
+/// The add-on catalog for the target: the file, else `aws eks describe-addon-versions`.
+fn addon_catalog(spec: &EksHopSpec, target: KubeMinor) -> Result<Option<AddonCatalog>> {
+    if spec.addons.is_empty() {
+        return Ok(None);
+    }
+    let (text, from) = match &spec.addon_versions {
+        AddonVersions::File(path) => (
+            std::fs::read_to_string(path).map_err(|e| {
+                FlowError::invalid(
+                    "addon_versions",
+                    format!("cannot read {}: {e}", path.display()),
+                    "fix the path",
+                )
+            })?,
+            path.display().to_string(),
+        ),
+        AddonVersions::Aws => {
+            let aws = which::which("aws").map_err(|_| {
+                FlowError::invalid(
+                    "addon_versions",
+                    "the add-on versions are needed and `aws` is not on PATH",
+                    format!(
+                        "give {} (the JSON of `aws eks describe-addon-versions --kubernetes-version {target}`), or put `aws` on PATH",
+                        field("addon_versions")
+                    ),
+                )
+            })?;
+            let mut cmd = ProcessBuilder::new(aws);
+            cmd.args([
+                "eks",
+                "describe-addon-versions",
+                "--kubernetes-version",
+                &target.to_string(),
+                "--output",
+                "json",
+            ])
+            .timeout(Duration::from_secs(120));
+            let out = cmd.exec().map_err(|e| {
+                FlowError::invalid(
+                    "addon_versions",
+                    format!("aws eks describe-addon-versions failed: {e}"),
+                    format!(
+                        "check your AWS credentials, or give {} as a file",
+                        field("addon_versions")
+                    ),
+                )
+            })?;
+            (out.stdout_lossy(), "aws eks describe-addon-versions".into())
+        }
+    };
+    let catalog = AddonCatalog::from_json(&text)
+        .map_err(|e| FlowError::invalid("addon_versions", format!("{from}: {e}"), ""))?;
+    Ok(Some(catalog))
+}
+
+/// One add-on's move: the add-on, its version now, the version to set, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct AddonMove {
+    addon: AddonVar,
+    current: String,
+    version: String,
+    why: String,
+}
+
+fn addon_moves(inputs: &Inputs, catalog: Option<&AddonCatalog>) -> Result<Vec<AddonMove>> {
+    let Some(catalog) = catalog else {
+        return Ok(Vec::new());
+    };
+    inputs
+        .addons
+        .iter()
+        .map(|(addon, current)| {
+            let choice = catalog
+                .choose(&addon.name, current, inputs.target)
+                .ok_or_else(|| {
+                    FlowError::invalid(
+                        "addons",
+                        format!(
+                            "add-on {}: the add-on versions list no version for Kubernetes {}",
+                            addon.name, inputs.target
+                        ),
+                        format!(
+                            "check the name, or fetch the list for {} again",
+                            inputs.target
+                        ),
+                    )
+                })?;
+            Ok(AddonMove {
+                addon: addon.clone(),
+                current: current.clone(),
+                version: choice.version,
+                why: choice.why,
+            })
+        })
+        .collect()
+}
+
+/// What [`ControlPlaneWaitStep`] waits for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControlPlaneWaitSpec {
+    /// Step id, e.g. `eks/wait-control-plane-1.31`.
+    pub id: String,
+    /// The minor to wait for.
+    pub minor: KubeMinor,
+    /// How long to wait.
+    pub timeout: Duration,
+    /// Between two reads.
+    pub interval: Duration,
+}
+
+impl StepSpec for ControlPlaneWaitSpec {
+    const KIND: &'static str = "eks-control-plane-wait";
+}
+
+/// Waits until the API server reports the hop's minor (EKS takes minutes).
+pub struct ControlPlaneWaitStep {
+    spec: ControlPlaneWaitSpec,
+    cluster: Cluster,
+    events: Arc<dyn EventSink>,
+}
+
+impl ControlPlaneWaitStep {
+    /// The step of `spec` on `ctx`'s cluster, reporting to its event sink.
+    pub fn new(spec: ControlPlaneWaitSpec, ctx: &FlowContext) -> ControlPlaneWaitStep {
+        ControlPlaneWaitStep {
+            spec,
+            cluster: ctx.cluster().clone(),
+            events: ctx.events_handle(),
+        }
+    }
+
+    async fn minor(&self) -> std::result::Result<KubeMinor, String> {
+        let info = self
+            .cluster
+            .client()
+            .apiserver_version()
+            .await
+            .map_err(|e| format!("read the API server version: {e}"))?;
+        info.git_version
+            .parse::<KubeMinor>()
+            .map_err(|e| format!("API server version {}: {e}", info.git_version))
+    }
+}
+
+impl Step for ControlPlaneWaitStep {
+    fn id(&self) -> &str {
+        &self.spec.id
+    }
+
+    fn component(&self) -> &str {
+        COMPONENT
+    }
+
+    fn description(&self) -> String {
+        format!(
+            "wait until the API server reports {} (at most {}s)",
+            self.spec.minor,
+            self.spec.timeout.as_secs()
+        )
+    }
+
+    fn record(&self) -> StepRecord {
+        StepRecord::of(&self.spec)
+    }
+
+    fn capture<'a>(&'a self, _snapshot: &'a mut SnapshotWriter) -> StepFuture<'a> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn apply(&self) -> StepFuture<'_> {
+        Box::pin(async move {
+            let what = format!("control plane at {}", self.spec.minor);
+            wait_until(
+                self.events.as_ref(),
+                &what,
+                self.spec.timeout,
+                self.spec.interval,
+                || async {
+                    let minor = self.minor().await?;
+                    if minor >= self.spec.minor {
+                        Ok(true)
+                    } else {
+                        Err(format!("the API server reports {minor}"))
+                    }
+                },
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn verify(&self) -> StepFuture<'_> {
+        Box::pin(async move {
+            let minor = self.minor().await?;
+            if minor != self.spec.minor {
+                return Err(
+                    format!("the API server reports {minor}, not {}", self.spec.minor).into(),
+                );
+            }
+            Ok(())
+        })
+    }
+
+    fn rollback<'a>(&'a self, _snapshot: &'a Snapshot) -> StepFuture<'a> {
+        // Waiting changed nothing.
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// Plan review for EKS changes: the cluster, its node groups and add-ons are never replaced
+/// or destroyed by an upgrade.
+fn review_rules() -> ReviewRules {
+    ReviewRules::default()
+        .protect_type("aws_eks_cluster")
+        .protect_type("aws_eks_node_group")
+        .protect_type("aws_eks_addon")
+}
+
+async fn build_steps(
+    ctx: &FlowContext,
+    spec: &EksHopSpec,
+    inputs: &Inputs,
+    moves: &[AddonMove],
+    run_id: &str,
+) -> Result<Vec<Box<dyn Step>>> {
+    let tf = ctx.terraform("terraform_dir", &inputs.terraform_dir)?;
+    let target = inputs.target;
+    let policy = ApplyPolicy {
+        rules: review_rules(),
+        ..ApplyPolicy::default()
+    };
+    let tfvars_step = |id: String, variable: &str, value: String, irreversible: Option<String>| {
+        Box::new(TfvarsChangeStep {
+            spec: TfvarsChangeSpec {
+                id,
+                component: COMPONENT.into(),
+                terraform_dir: inputs.terraform_dir.clone(),
+                tfvars: inputs.tfvars.clone(),
+                variable: variable.to_string(),
+                value,
+                irreversible,
+                policy: policy.clone(),
+            },
+            tf: tf.clone(),
+        }) as Box<dyn Step>
+    };
+    let mut steps: Vec<Box<dyn Step>> = vec![
+        tfvars_step(
+            format!("eks/control-plane-{target}"),
+            &spec.cluster_version_var,
+            target.to_string(),
+            Some(format!(
+                "EKS cannot move a control plane back from {target}"
+            )),
+        ),
+        Box::new(ControlPlaneWaitStep::new(
+            ControlPlaneWaitSpec {
+                id: format!("eks/wait-control-plane-{target}"),
+                minor: target,
+                timeout: spec.timeout,
+                interval: Duration::from_millis(500),
+            },
+            ctx,
+        )),
+    ];
+    if spec.nodes == NodesMode::Rollout {
+        steps.push(Box::new(
+            rollout_step(
+                ctx,
+                format!("eks/nodes-{target}"),
+                COMPONENT,
+                &spec.rollout,
+                target,
+                Vec::new(),
+                inputs.commands.clone(),
+                run_id,
+                spec.timeout,
+            )
+            .await?,
+        ));
+    }
+    for m in moves {
+        // Kept when unchanged too, so the step list depends on the spec only.
+        steps.push(tfvars_step(
+            format!("eks/addon-{}-{target}", m.addon.name),
+            &m.addon.variable,
+            m.version.clone(),
+            None,
+        ));
+    }
+    Ok(steps)
+}
+
+/// Checks the spec against its files without a cluster; [`plan`] checks it again.
+pub fn check(spec: &EksHopSpec) -> Result<()> {
+    validate(spec).map(drop)
+}
+
+/// Plans one EKS hop: the spec checked, the live version and the tfvars reconciled, the
+/// preflight's blockers and warnings, the add-on versions chosen, the steps built.
+pub async fn plan(ctx: &FlowContext, spec: &EksHopSpec) -> Result<Planned> {
+    let inputs = validate(spec)?;
+    let catalog = addon_catalog(spec, inputs.target)?;
+    let moves = addon_moves(&inputs, catalog.as_ref())?;
+    let target = inputs.target;
+    let live = crate::flows::live_version(ctx).await?;
+    if target <= live.minor {
+        return Err(FlowError::invalid(
+            "target",
+            format!("{target}: the control plane already runs {}", live.minor),
+            "pick a newer minor",
+        ));
+    }
+    if live.minor.next() != target {
+        return Err(FlowError::invalid(
+            "target",
+            format!(
+                "{target} skips a minor: EKS moves one minor at a time and the control plane runs {}",
+                live.minor
+            ),
+            format!(
+                "hop to {} first (set {} to {}), then to {target}",
+                live.minor.next(),
+                field("target"),
+                live.minor.next()
+            ),
+        ));
+    }
+    if inputs.tfvars_minor != live.minor {
+        return Err(FlowError::invalid(
+            "tfvars",
+            format!(
+                "{} sets {} = \"{}\" but the control plane runs {}",
+                inputs.tfvars.display(),
+                spec.cluster_version_var,
+                inputs.tfvars_minor,
+                live.minor
+            ),
+            "reconcile the two (terraform plan) before upgrading",
+        ));
+    }
+
+    // Preflight: the checks for the hop on live facts.
+    let gathered = gather(ctx.cluster(), &GatherOptions::default())
+        .await
+        .map_err(|e| FlowError::failed("gather the cluster's facts for the preflight", e))?;
+    let preflight =
+        upgrade_checks::checks::run(&gathered.facts, target, &inputs.config, Data::embedded())
+            .map_err(|e| FlowError::invalid("target", format!("{target}: {e}"), ""))?;
+    let line = |f: &upgrade_checks::checks::Finding| match &f.subject {
+        Some(subject) => format!("{} {subject}: {}", f.code, f.message),
+        None => format!("{} {}: {}", f.code, f.title, f.message),
+    };
+    let blockers = preflight
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Blocker)
+        .map(line)
+        .collect();
+    let findings = preflight
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Warning)
+        .map(line)
+        .collect();
+
+    let run_id = ctx.new_run_id(COMPONENT)?;
+    let steps = build_steps(ctx, spec, &inputs, &moves, &run_id).await?;
+    let mut changes = vec![format!(
+        "control plane {} -> {target} ({} = \"{target}\" in {})",
+        live.minor,
+        spec.cluster_version_var,
+        inputs.tfvars.display()
+    )];
+    match spec.nodes {
+        NodesMode::Managed => changes.push(format!(
+            "nodes: the managed node group follows the cluster version in Terraform ({})",
+            inputs.terraform_dir.display()
+        )),
+        NodesMode::Rollout => {
+            let below: Vec<String> = gathered
+                .facts
+                .nodes
+                .iter()
+                .filter(|n| n.kubelet_version.minor < target)
+                .map(|n| n.name.clone())
+                .collect();
+            changes.push(format!(
+                "nodes: replace {} node(s) below {target}: {}",
+                below.len(),
+                below.join(", ")
+            ));
+            changes.extend(
+                drain_predictions(&gathered, &below)
+                    .into_iter()
+                    .filter(|line| line.contains("blocked now"))
+                    .map(|line| format!("  {line}")),
+            );
+        }
+    }
+    for m in &moves {
+        changes.push(if m.version == m.current {
+            format!("add-on {} stays at {} ({})", m.addon.name, m.version, m.why)
+        } else {
+            format!(
+                "add-on {} {} -> {} ({})",
+                m.addon.name, m.current, m.version, m.why
+            )
+        });
+    }
+    let refs: Vec<&dyn Step> = steps.iter().map(|s| s.as_ref()).collect();
+    let mut plan = Plan::new("upgrade-eks", ctx.cluster_name(), run_id, &refs);
+    plan.changes = changes;
+    plan.findings = findings;
+    plan.blockers = blockers;
+    let mut recorded = spec.clone();
+    recorded.terraform_dir = inputs.terraform_dir.clone();
+    recorded.tfvars = Some(inputs.tfvars.clone());
+    Ok(Planned::new(FLOW, &recorded, plan, steps).with_post_checks(vec![PostCheck::ClusterHealth]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addons_parse_as_name_and_variable() {
+        assert_eq!(
+            AddonVar::parse("coredns=coredns_version").unwrap(),
+            AddonVar {
+                name: "coredns".into(),
+                variable: "coredns_version".into()
+            }
+        );
+        let err = AddonVar::parse("coredns").unwrap_err();
+        assert!(err.to_string().contains("is not NAME=VARIABLE"), "{err}");
+    }
+
+    #[test]
+    fn the_spec_is_checked_against_its_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("terraform.tfvars"),
+            "cluster_version = \"1.30\"\ncoredns_version = \"v1.11.1-eksbuild.1\"\n",
+        )
+        .unwrap();
+        let spec = |target: &str| EksHopSpec::new(target, dir.path());
+        let inputs = validate(&spec("1.31")).unwrap();
+        assert_eq!(inputs.tfvars_minor.to_string(), "1.30");
+        assert!(inputs.tfvars.is_absolute());
+        let err = validate(&spec("one")).unwrap_err();
+        assert!(err.to_string().starts_with("`target`: one:"), "{err}");
+        let err = validate(&spec("1.99")).unwrap_err();
+        assert!(err.to_string().contains("does not list 1.99"), "{err}");
+        let mut missing = spec("1.31");
+        missing.cluster_version_var = "version".into();
+        let err = validate(&missing).unwrap_err();
+        assert!(
+            err.to_string().contains("has no string variable `version`"),
+            "{err}"
+        );
+        let mut addon = spec("1.31");
+        addon.addons = vec![AddonVar::parse("vpc-cni=vpc_cni_version").unwrap()];
+        let err = validate(&addon).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("no string variable `vpc_cni_version`"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,714 @@
+//! A Helm-managed platform component's upgrade (Karpenter, KServe, Argo Workflows): seed
+//! 000's procedure made reversible. Pin the image tag in the values file, back up the
+//! component's custom resources, `helm upgrade` with a snapshot, and verify its Deployments
+//! and Ready resources; a rollback restores the release and re-applies the backup.
+//!
+//! Checked before anything changes: the values file (a readable YAML mapping whose pin can be
+//! edited), the chart reference and version, a pending release, the chart's kubeVersion as
+//! the Helm in use evaluates it, and the component's supported Kubernetes range in the
+//! embedded compatibility data.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use upgrade_checks::data::Data;
+use upgrade_core::executor::Step;
+use upgrade_core::version::{KubeMinor, parse_loose_semver};
+use upgrade_helm::step::{HelmUpgradeSpec, HelmUpgradeStep};
+use upgrade_helm::values_pin::{ValuesPinStep, check_file};
+use upgrade_helm::{ChartRef, ReleaseRef, RollbackOptions, UpgradeOptions, WaitMode};
+use upgrade_kube::backup::platform_kinds;
+use upgrade_kube::step::{CrBackupSpec, CrBackupStep, WorkloadsReadySpec, WorkloadsReadyStep};
+
+use crate::context::FlowContext;
+use crate::error::{FlowError, Result, field};
+use crate::report::Plan;
+use crate::run::Planned;
+
+/// The flow's name in run records.
+pub const FLOW: &str = "helm-component-upgrade";
+
+/// How long Helm's wait and the verification may take by default.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// A component upgrade: which release, to which chart version, with which values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ComponentUpgradeSpec {
+    /// The component (`karpenter`, `kserve`, `argo-workflows`): names its steps, its row in
+    /// the compatibility data and the custom resources backed up.
+    pub component: String,
+    /// The command that runs this flow, for reports (`upgrade-karpenter`).
+    pub command: String,
+    /// The chart: `oci://...`, `repo/chart`, or a local chart folder or `.tgz`.
+    pub chart: String,
+    /// The chart version to upgrade to; `1.6.0` and `v1.6.0` are the same version.
+    pub version: String,
+    /// The values file with the component's pins (a YAML mapping).
+    pub values: PathBuf,
+    /// The Helm release.
+    pub release: String,
+    /// The release's namespace.
+    pub namespace: String,
+    /// Pin this image tag in the values file first (seed 000 step 1), keeping its comments
+    /// and layout; a rollback puts the file's bytes back.
+    #[serde(default)]
+    pub image_tag: Option<String>,
+    /// Where the values file pins the image tag, dotted (`controller.image.tag`).
+    pub image_tag_key: String,
+    /// How long Helm's wait and the verification may take.
+    pub timeout: Duration,
+}
+
+impl ComponentUpgradeSpec {
+    fn seed(
+        component: &str,
+        command: &str,
+        chart: &str,
+        release: &str,
+        namespace: &str,
+        version: &str,
+    ) -> Self {
+        ComponentUpgradeSpec {
+            component: component.into(),
+            command: command.into(),
+            chart: chart.into(),
+            version: version.into(),
+            values: PathBuf::from(format!("infrastructure/helm/aws/{component}-values.yaml")),
+            release: release.into(),
+            namespace: namespace.into(),
+            image_tag: None,
+            image_tag_key: "controller.image.tag".into(),
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// Karpenter to `version`, with seed 000's defaults
+    /// (`helm upgrade karpenter oci://public.ecr.aws/karpenter/karpenter -n karpenter`).
+    pub fn karpenter(version: &str) -> Self {
+        Self::seed(
+            "karpenter",
+            "upgrade-karpenter",
+            "oci://public.ecr.aws/karpenter/karpenter",
+            "karpenter",
+            "karpenter",
+            version,
+        )
+    }
+
+    /// KServe to `version`, with seed 000's defaults (`helm upgrade kserve kserve/kserve -n kserve`).
+    pub fn kserve(version: &str) -> Self {
+        Self::seed(
+            "kserve",
+            "upgrade-kserve",
+            "kserve/kserve",
+            "kserve",
+            "kserve",
+            version,
+        )
+    }
+
+    /// Argo Workflows to `version`
+    /// (`helm upgrade argo-workflows argo/argo-workflows -n argo`).
+    pub fn argo_workflows(version: &str) -> Self {
+        Self::seed(
+            "argo-workflows",
+            "upgrade-argo-workflows",
+            "argo/argo-workflows",
+            "argo-workflows",
+            "argo",
+            version,
+        )
+    }
+
+    /// The release.
+    pub fn release_ref(&self) -> ReleaseRef {
+        ReleaseRef::new(&self.release, &self.namespace)
+    }
+
+    /// The ids of its steps, in order (from the component's name only).
+    pub fn step_ids(&self) -> [String; 4] {
+        let name = &self.component;
+        [
+            format!("{name}/backup"),
+            format!("{name}/pin-image-tag"),
+            format!("{name}/helm-upgrade"),
+            format!("{name}/verify"),
+        ]
+    }
+
+    fn image_tag_path(&self) -> Vec<String> {
+        self.image_tag_key.split('.').map(str::to_string).collect()
+    }
+}
+
+/// The spec checked, with paths absolute and the chart resolved.
+#[derive(Debug, Clone)]
+struct Checked {
+    spec: ComponentUpgradeSpec,
+    chart: ChartRef,
+    version: semver::Version,
+    pinned_now: Option<String>,
+}
+
+/// Checks every field without touching the cluster.
+fn validate(spec: &ComponentUpgradeSpec) -> Result<Checked> {
+    let mut spec = spec.clone();
+    if spec.component.is_empty() {
+        return Err(FlowError::invalid(
+            "component",
+            "is empty",
+            "name the component, e.g. karpenter",
+        ));
+    }
+    let version = parse_loose_semver(&spec.version)
+        .filter(|_| spec.version.trim_start_matches('v').split('.').count() == 3)
+        .ok_or_else(|| {
+            FlowError::invalid(
+                "version",
+                format!("`{}` is not a chart version", spec.version),
+                "write it as X.Y.Z (a leading `v` is fine), e.g. 1.6.0",
+            )
+        })?;
+    spec.values = absolute(&spec.values);
+    read_values(&spec.values)?;
+    let key = spec.image_tag_path();
+    let key: Vec<&str> = key.iter().map(String::as_str).collect();
+    let pinned_now = match &spec.image_tag {
+        // The pin must be possible before anything runs.
+        Some(_) => Some(check_file(&spec.values, &key).map_err(|e| {
+            FlowError::invalid(
+                "image_tag_key",
+                e.to_string(),
+                format!(
+                    "point {} at the values file's image tag, or drop {}",
+                    field("image_tag_key"),
+                    field("image_tag")
+                ),
+            )
+        })?),
+        None => check_file(&spec.values, &key).ok(),
+    };
+    let chart = chart_ref(&spec.chart, &spec.version)?;
+    if let upgrade_helm::ChartSource::Path(path) = &chart.source {
+        spec.chart = path.display().to_string();
+    }
+    Ok(Checked {
+        spec,
+        chart,
+        version,
+        pinned_now,
+    })
+}
+
+/// The chart at `version`. A reference naming an existing file or folder, or a path with
+/// more than one `/` (a repo chart has exactly one), is a local chart (made absolute); anything
+/// else is parsed as `oci://...` or `repo/chart`.
+fn chart_ref(text: &str, version: &str) -> Result<ChartRef> {
+    let bad = |e: upgrade_helm::Error| {
+        FlowError::invalid(
+            "chart",
+            e.to_string(),
+            "give `oci://...`, `repo/chart` or a chart folder",
+        )
+    };
+    let looks_local = !text.contains("://") && text.matches('/').count() > 1;
+    let chart = if looks_local || Path::new(text).exists() {
+        ChartRef::path(absolute(Path::new(text)))
+    } else {
+        ChartRef::parse(text).map_err(bad)?
+    };
+    let chart = chart.with_version(version.to_string());
+    chart.to_args().map_err(bad)?;
+    Ok(chart)
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// Reads and checks a values file: readable YAML whose top level is a mapping (an empty file
+/// is an empty mapping).
+pub fn read_values(path: &Path) -> Result<serde_json::Value> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        FlowError::invalid(
+            "values",
+            format!("cannot read the values file {}: {e}", path.display()),
+            format!("set {} to the component's values file", field("values")),
+        )
+    })?;
+    let value: serde_json::Value = serde_norway::from_str(&text).map_err(|e| {
+        FlowError::invalid(
+            "values",
+            format!(
+                "the values file {} is not valid YAML ({})",
+                path.display(),
+                e.to_string()
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+            format!("fix it or set {} to another file", field("values")),
+        )
+    })?;
+    match value {
+        serde_json::Value::Object(_) => Ok(value),
+        serde_json::Value::Null => Ok(serde_json::json!({})),
+        other => Err(FlowError::invalid(
+            "values",
+            format!(
+                "the values file {} holds a YAML {}, not a mapping of values",
+                path.display(),
+                match other {
+                    serde_json::Value::Array(_) => "list",
+                    serde_json::Value::String(_) => "string",
+                    _ => "scalar",
+                }
+            ),
+            "Helm values files are `key: value` mappings",
+        )),
+    }
+}
+
+/// What the checks found before any change.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CompatibilityFindings {
+    /// What blocks the upgrade.
+    pub blockers: Vec<String>,
+    /// What the user should know.
+    pub findings: Vec<String>,
+}
+
+/// Checks a chart against the cluster: its kubeVersion as the Helm in use evaluates it, and
+/// the component's supported and tested Kubernetes ranges from the embedded data (looked up
+/// by the chart's appVersion, which is what the vendors' matrices list).
+pub fn check_compatibility(
+    component: &str,
+    compat: &upgrade_helm::ChartCompatibility,
+    cluster_minor: KubeMinor,
+) -> CompatibilityFindings {
+    let mut checked = CompatibilityFindings::default();
+    if let Some(reason) = &compat.kube_version.reason {
+        checked.blockers.push(format!(
+            "chart {} {} refuses this cluster: {reason}",
+            compat.chart, compat.version
+        ));
+    }
+    if compat.deprecated {
+        checked.findings.push(format!(
+            "chart {} {} is marked deprecated",
+            compat.chart, compat.version
+        ));
+    }
+    let app = compat
+        .app_version
+        .as_deref()
+        .unwrap_or(&compat.version)
+        .trim_start_matches('v');
+    let data = Data::embedded();
+    match data.component_compat(component, app) {
+        Some(row) => {
+            if let Some(range) = row.supported
+                && !range.contains(cluster_minor)
+            {
+                checked.blockers.push(format!(
+                    "{component} {app} is supported on Kubernetes {range}, not this cluster's {cluster_minor} (data row {}, checked {}); pick a version whose range covers {cluster_minor}",
+                    row.version, row.checked
+                ));
+            }
+            if let Some(range) = row.tested
+                && !range.contains(cluster_minor)
+            {
+                checked.findings.push(format!(
+                    "{component} {app} was tested with Kubernetes {range}, not {cluster_minor} (data row {}, checked {})",
+                    row.version, row.checked
+                ));
+            }
+        }
+        None if data.knows_component(component) => {
+            let newest = data
+                .newest_component_line(component)
+                .map(|r| format!("; the data ends at {} (checked {})", r.version, r.checked))
+                .unwrap_or_default();
+            checked.findings.push(format!(
+                "no compatibility row for {component} {app}, so its support of Kubernetes {cluster_minor} is unknown{newest}"
+            ));
+        }
+        None => {}
+    }
+    if let Some(crds) = &compat.crds {
+        checked.findings.push(format!(
+            "the chart ships {} CRD(s) under crds/, which helm upgrade never updates; if they changed, apply them first: {}",
+            crds.crds.len(),
+            crds.apply_command
+        ));
+    }
+    checked
+}
+
+/// Seed 000 step 1 pins the image tag in the values file; a pin left at another version than
+/// the chart's app is usually a forgotten edit. `pinned` is the tag the upgrade will run.
+pub fn image_pin_finding(
+    pinned: Option<&str>,
+    values_file: &Path,
+    app_version: Option<&str>,
+) -> Option<String> {
+    let pinned = pinned?;
+    let app = app_version?;
+    let same = match (parse_loose_semver(pinned), parse_loose_semver(app)) {
+        (Some(a), Some(b)) => a == b,
+        _ => pinned == app,
+    };
+    (!same).then(|| {
+        format!(
+            "{} pins the image tag {pinned} while the chart's app is {app}: the upgrade runs {pinned}; set the image tag to {app} to pin it, unless that is deliberate",
+            values_file.display()
+        )
+    })
+}
+
+/// The upgrade's steps from the checked spec: the custom-resource backup, the image-tag pin
+/// (with an image tag), the snapshotted `helm upgrade`, and the verification.
+fn steps(ctx: &FlowContext, checked: &Checked, chart_version: &str) -> Result<Vec<Box<dyn Step>>> {
+    let spec = &checked.spec;
+    let [backup_id, pin_id, upgrade_id, verify_id] = spec.step_ids();
+    let release = spec.release_ref();
+    let kinds = platform_kinds(&spec.component);
+    let mut steps: Vec<Box<dyn Step>> = vec![Box::new(CrBackupStep {
+        spec: CrBackupSpec {
+            id: backup_id,
+            component: spec.component.clone(),
+            kinds: kinds.clone(),
+            namespace: None,
+        },
+        cluster: ctx.cluster().clone(),
+    })];
+    if let Some(tag) = &spec.image_tag {
+        steps.push(Box::new(ValuesPinStep {
+            id: pin_id,
+            component: spec.component.clone(),
+            path: spec.values.clone(),
+            key: spec.image_tag_path(),
+            value: tag.clone(),
+        }));
+    }
+    steps.push(Box::new(HelmUpgradeStep {
+        spec: HelmUpgradeSpec {
+            id: upgrade_id,
+            component: spec.component.clone(),
+            release: release.clone(),
+            chart: checked.chart.clone().with_version(chart_version),
+            options: UpgradeOptions {
+                create_namespace: true,
+                values_files: vec![spec.values.clone()],
+                wait: WaitMode::Ready,
+                timeout: spec.timeout,
+                ..UpgradeOptions::default()
+            },
+            restore_source: None,
+            rollback: RollbackOptions {
+                wait: WaitMode::Ready,
+                timeout: spec.timeout,
+                ..RollbackOptions::default()
+            },
+        },
+        helm: ctx.helm()?,
+    }));
+    steps.push(Box::new(WorkloadsReadyStep {
+        spec: WorkloadsReadySpec {
+            id: verify_id,
+            component: spec.component.clone(),
+            namespace: release.namespace,
+            kinds,
+            timeout: spec.timeout,
+        },
+        cluster: ctx.cluster().clone(),
+    }));
+    Ok(steps)
+}
+
+/// Checks the spec without a cluster (files, chart reference, version), so bad input is
+/// reported before connecting; [`plan`] checks it again.
+pub fn check(spec: &ComponentUpgradeSpec) -> Result<()> {
+    validate(spec).map(drop)
+}
+
+/// Plans a component upgrade: every field checked, the live release read (a pending one
+/// blocks), the chart and data checks (blockers), the steps built. Nothing changes until
+/// [`Planned::apply`].
+pub async fn plan(ctx: &FlowContext, spec: &ComponentUpgradeSpec) -> Result<Planned> {
+    let checked = validate(spec)?;
+    let spec = &checked.spec;
+    let helm = ctx.helm()?;
+    let release = spec.release_ref();
+    let mut blockers = Vec::new();
+    let mut findings = Vec::new();
+    let live = match helm.preflight(&release).await {
+        Ok(history) if history.is_empty() => None,
+        Ok(_) => Some(
+            helm.metadata(&release, None)
+                .await
+                .map_err(|e| FlowError::failed(format!("read release {release}"), e))?,
+        ),
+        Err(err @ upgrade_helm::Error::PendingOperation { .. }) => {
+            blockers.push(one_line(&err.to_string()));
+            None
+        }
+        Err(err) => return Err(FlowError::failed(format!("read release {release}"), err)),
+    };
+    let git_version = ctx
+        .cluster()
+        .client()
+        .apiserver_version()
+        .await
+        .map_err(|e| FlowError::failed("read the API server version", e))?
+        .git_version;
+    let cluster_minor: KubeMinor = git_version.parse().map_err(|e| {
+        FlowError::failed(format!("the API server reports version `{git_version}`"), e)
+    })?;
+    let compat = helm
+        .chart_compatibility(&checked.chart, &git_version)
+        .await
+        .map_err(|e| {
+            FlowError::invalid(
+                "chart",
+                format!(
+                    "cannot read chart {}: {}",
+                    checked.chart,
+                    one_line(&e.to_string())
+                ),
+                format!(
+                    "check {} and {} (for a repo chart, `helm repo add` it first)",
+                    field("chart"),
+                    field("version")
+                ),
+            )
+        })?;
+    // `v0.15.2` and `0.15.2` are one version; the step asks Helm for the chart's own spelling.
+    if parse_loose_semver(&compat.version).as_ref() != Some(&checked.version) {
+        return Err(FlowError::invalid(
+            "version",
+            format!(
+                "the chart at {} is version {}, not {}",
+                checked.chart, compat.version, spec.version
+            ),
+            format!(
+                "give the chart of {} or set {} to {}",
+                spec.version,
+                field("version"),
+                compat.version
+            ),
+        ));
+    }
+    let found = check_compatibility(&spec.component, &compat, cluster_minor);
+    blockers.extend(found.blockers);
+    findings.extend(found.findings);
+    findings.extend(image_pin_finding(
+        spec.image_tag.as_deref().or(checked.pinned_now.as_deref()),
+        &spec.values,
+        compat.app_version.as_deref(),
+    ));
+    let target_app = compat.app_version.as_deref().unwrap_or("?");
+    let change = match &live {
+        Some(live) => {
+            if parse_loose_semver(&live.version).is_some_and(|from| from > checked.version) {
+                findings.push(format!(
+                    "{release}: {} -> {} is a downgrade",
+                    live.version, compat.version
+                ));
+            }
+            format!(
+                "{release}: chart {} (app {}, revision {}, {}) -> {} (app {target_app}) from {}",
+                live.version,
+                live.app_version,
+                live.revision,
+                live.status,
+                compat.version,
+                checked.chart
+            )
+        }
+        None => format!(
+            "{release}: not installed -> install chart {} (app {target_app}) from {}",
+            compat.version, checked.chart
+        ),
+    };
+    let mut changes = vec![change];
+    if let Some(tag) = &spec.image_tag {
+        changes.push(format!(
+            "{}: {} {} -> {tag}",
+            spec.values.display(),
+            spec.image_tag_key,
+            checked.pinned_now.as_deref().unwrap_or("?")
+        ));
+    }
+    let steps = steps(ctx, &checked, &compat.version)?;
+    let refs: Vec<&dyn Step> = steps.iter().map(|s| s.as_ref()).collect();
+    let mut plan = Plan::new(
+        &spec.command,
+        ctx.cluster_name(),
+        ctx.new_run_id(&spec.component)?,
+        &refs,
+    );
+    plan.changes = changes;
+    plan.findings = findings;
+    plan.blockers = blockers;
+    Ok(Planned::new(FLOW, spec, plan, steps))
+}
+
+fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_must_be_a_readable_yaml_mapping() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("good.yaml");
+        std::fs::write(&good, "controller:\n  image:\n    tag: \"1.6.0\"\n").unwrap();
+        assert_eq!(
+            read_values(&good).unwrap()["controller"]["image"]["tag"],
+            "1.6.0"
+        );
+        let empty = dir.path().join("empty.yaml");
+        std::fs::write(&empty, "").unwrap();
+        assert_eq!(read_values(&empty).unwrap(), serde_json::json!({}));
+        let broken = dir.path().join("broken.yaml");
+        std::fs::write(&broken, "controller:\n  image: [unclosed\n").unwrap();
+        let err = read_values(&broken).unwrap_err();
+        assert_eq!(err.exit_code(), crate::error::EXIT_INVALID);
+        let text = err.to_string();
+        assert!(text.contains("is not valid YAML"), "{text}");
+        assert!(!text.contains('\n'), "one line: {text}");
+        let list = dir.path().join("list.yaml");
+        std::fs::write(&list, "- a\n- b\n").unwrap();
+        let text = read_values(&list).unwrap_err().to_string();
+        assert!(text.contains("holds a YAML list, not a mapping"), "{text}");
+        let missing = read_values(&dir.path().join("nope.yaml")).unwrap_err();
+        assert!(
+            missing
+                .to_string()
+                .starts_with("`values`: cannot read the values file"),
+            "{missing}"
+        );
+    }
+
+    #[test]
+    fn charts_resolve_to_local_folders_or_references() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = dir.path().join("karpenter");
+        std::fs::create_dir(&local).unwrap();
+        let chart = chart_ref(&local.to_string_lossy(), "1.6.0").unwrap();
+        assert_eq!(chart.source, upgrade_helm::ChartSource::Path(local.clone()));
+        assert_eq!(
+            chart_ref("oci://public.ecr.aws/karpenter/karpenter", "1.6.0")
+                .unwrap()
+                .to_string(),
+            "oci://public.ecr.aws/karpenter/karpenter@1.6.0"
+        );
+        let relative = chart_ref("charts/kserve/0.15.0", "0.15.0").unwrap();
+        let upgrade_helm::ChartSource::Path(path) = relative.source else {
+            panic!("a path")
+        };
+        assert!(
+            path.is_absolute() && path.ends_with("charts/kserve/0.15.0"),
+            "{path:?}"
+        );
+        let err = chart_ref("kserve", "0.15.0").unwrap_err();
+        assert!(err.to_string().starts_with("`chart`: "), "{err}");
+        let err = chart_ref("oci://public.ecr.aws/karpenter/karpenter:1.5.0", "1.6.0").unwrap_err();
+        assert!(
+            err.to_string().contains("differs from the version"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn versions_may_have_a_leading_v() {
+        let dir = tempfile::tempdir().unwrap();
+        let values = dir.path().join("v.yaml");
+        std::fs::write(&values, "controller:\n  image:\n    tag: x\n").unwrap();
+        let spec = |version: &str| ComponentUpgradeSpec {
+            values: values.clone(),
+            chart: dir.path().display().to_string(),
+            ..ComponentUpgradeSpec::kserve(version)
+        };
+        assert_eq!(
+            validate(&spec("v0.15.2")).unwrap().version,
+            semver::Version::new(0, 15, 2)
+        );
+        assert_eq!(
+            validate(&spec("0.15.2")).unwrap().version,
+            semver::Version::new(0, 15, 2)
+        );
+        let err = validate(&spec("1.6")).unwrap_err();
+        assert!(err.to_string().contains("write it as X.Y.Z"), "{err}");
+    }
+
+    fn compat(app: &str, kube_reason: Option<&str>) -> upgrade_helm::ChartCompatibility {
+        upgrade_helm::ChartCompatibility {
+            chart: "karpenter".into(),
+            version: app.into(),
+            app_version: Some(app.into()),
+            deprecated: false,
+            kube_version: upgrade_helm::chart::KubeVersionCheck {
+                constraint: Some(">=1.29.0-0".into()),
+                kube_version: "v1.30.4".into(),
+                compatible: kube_reason.is_none(),
+                reason: kube_reason.map(str::to_string),
+            },
+            crds: None,
+        }
+    }
+
+    #[test]
+    fn data_ranges_block_or_warn() {
+        let minor = |m: &str| m.parse::<KubeMinor>().unwrap();
+        // Karpenter 1.6 is supported on 1.26-1.34.
+        assert_eq!(
+            check_compatibility("karpenter", &compat("1.6.0", None), minor("1.30")),
+            CompatibilityFindings::default()
+        );
+        let checked = check_compatibility("karpenter", &compat("1.6.0", None), minor("1.35"));
+        assert_eq!(checked.blockers.len(), 1, "{checked:?}");
+        assert!(
+            checked.blockers[0]
+                .contains("supported on Kubernetes 1.26–1.34, not this cluster's 1.35"),
+            "{checked:?}"
+        );
+        let checked = check_compatibility(
+            "karpenter",
+            &compat("1.6.0", Some("outside the kubeVersion")),
+            minor("1.30"),
+        );
+        assert!(
+            checked.blockers[0].contains("refuses this cluster"),
+            "{checked:?}"
+        );
+        // KServe 0.15 is tested with 1.30-1.32: 1.33 is a warning, not a blocker.
+        let checked = check_compatibility("kserve", &compat("v0.15.0", None), minor("1.33"));
+        assert!(checked.blockers.is_empty(), "{checked:?}");
+        assert!(
+            checked.findings[0].contains("tested with Kubernetes 1.30–1.32"),
+            "{checked:?}"
+        );
+        let checked = check_compatibility("karpenter", &compat("9.9.0", None), minor("1.30"));
+        assert!(checked.findings[0].contains("no compatibility row for karpenter 9.9.0"));
+    }
+
+    #[test]
+    fn a_stale_image_pin_is_reported() {
+        let file = Path::new("karpenter-values.yaml");
+        let finding = image_pin_finding(Some("1.5.0"), file, Some("1.6.0")).unwrap();
+        assert!(finding.contains("pins the image tag 1.5.0"), "{finding}");
+        assert!(finding.contains("set the image tag to 1.6.0"), "{finding}");
+        assert_eq!(image_pin_finding(Some("1.5.0"), file, Some("v1.5.0")), None);
+        assert_eq!(image_pin_finding(None, file, Some("1.6.0")), None);
+    }
+}

@@ -1,0 +1,480 @@
+//! Node rollouts (seed 004's node procedure): cordon, drain with PodDisruptionBudgets
+//! honoured, and replace the nodes below a Kubernetes minor; a canary node first, then
+//! batches, each validated twice. The EKS hop uses the same rollout for its nodes.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use upgrade_core::executor::Step;
+use upgrade_core::version::KubeMinor;
+use upgrade_kube::drain::DrainOptions;
+use upgrade_kube::facts::{GatherOptions, gather};
+use upgrade_kube::replace::{NODE_PLACEHOLDER, NodeCommand, ReplacerSpec};
+use upgrade_kube::rollout::{RolloutOptions, ValidationOptions};
+use upgrade_kube::step::{NodeRolloutSpec, NodeRolloutStep};
+
+use crate::context::FlowContext;
+use crate::error::{FlowError, Result, field};
+use crate::report::Plan;
+use crate::run::Planned;
+
+/// The flow's name in run records.
+pub const FLOW: &str = "node-rollout";
+
+/// The label EKS managed node groups put on their nodes.
+pub const NODEGROUP_LABEL: &str = "eks.amazonaws.com/nodegroup";
+
+/// Who replaces drained nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReplacerKind {
+    /// Karpenter: the nodes are cordoned, evicted pods wait, Karpenter launches nodes at the
+    /// control plane's version; a drained node is retired by deleting its Node object.
+    #[default]
+    Karpenter,
+    /// Your commands: `surge_command` (optional) and `retire_command`, `{node}` replaced.
+    Command,
+}
+
+/// How nodes are rolled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolloutSpec {
+    /// Who replaces drained nodes.
+    #[serde(default)]
+    pub replacer: ReplacerKind,
+    /// With the command replacer: run before a node is drained to add capacity, `{node}` is
+    /// the node (split like a shell would, run without one).
+    #[serde(default)]
+    pub surge_command: Option<String>,
+    /// With the command replacer: run after a node is drained to remove it, e.g.
+    /// `aws ec2 terminate-instances --instance-ids {node}`.
+    #[serde(default)]
+    pub retire_command: Option<String>,
+    /// Nodes per batch after the canary.
+    pub batch_size: usize,
+    /// Pause between batches.
+    pub pause: Duration,
+    /// Time between the two validations after each batch.
+    pub validation_interval: Duration,
+}
+
+impl Default for RolloutSpec {
+    fn default() -> Self {
+        RolloutSpec {
+            replacer: ReplacerKind::Karpenter,
+            surge_command: None,
+            retire_command: None,
+            batch_size: 1,
+            pause: Duration::from_secs(30),
+            validation_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The replacer's commands, split and resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplacerCommands {
+    /// The surge command, when one was given.
+    pub surge: Option<NodeCommand>,
+    /// The retire command.
+    pub retire: NodeCommand,
+}
+
+impl RolloutSpec {
+    /// Checks the fields fit together; for the command replacer, splits the commands and
+    /// finds their programs.
+    pub fn validate(&self) -> Result<Option<ReplacerCommands>> {
+        if self.batch_size == 0 {
+            return Err(FlowError::invalid(
+                "batch_size",
+                "0: a batch needs at least one node",
+                format!("set {} to 1 or more", field("batch_size")),
+            ));
+        }
+        match self.replacer {
+            ReplacerKind::Karpenter => {
+                if self.surge_command.is_some() || self.retire_command.is_some() {
+                    return Err(FlowError::invalid(
+                        "replacer",
+                        format!(
+                            "{} and {} only apply with the command replacer",
+                            field("surge_command"),
+                            field("retire_command")
+                        ),
+                        format!("drop them or set {} to command", field("replacer")),
+                    ));
+                }
+                Ok(None)
+            }
+            ReplacerKind::Command => {
+                let retire = self.retire_command.as_deref().ok_or_else(|| {
+                    FlowError::invalid(
+                        "replacer",
+                        format!("the command replacer needs {}", field("retire_command")),
+                        "give it as \"... {node} ...\" (how a drained node is removed)",
+                    )
+                })?;
+                let retire = split("retire_command", retire)?;
+                let surge = self
+                    .surge_command
+                    .as_deref()
+                    .map(|s| split("surge_command", s))
+                    .transpose()?;
+                Ok(Some(ReplacerCommands { surge, retire }))
+            }
+        }
+    }
+
+    /// Rollout options: canary first, the batch size, drains within `timeout`.
+    pub fn options(
+        &self,
+        from: String,
+        to: String,
+        run_id: &str,
+        timeout: Duration,
+    ) -> RolloutOptions {
+        RolloutOptions {
+            batch_size: self.batch_size,
+            canary: true,
+            canary_soak: Duration::ZERO,
+            pause: self.pause,
+            drain: DrainOptions {
+                timeout,
+                ..DrainOptions::default()
+            },
+            validation: ValidationOptions {
+                passes: 2,
+                interval: self.validation_interval,
+                timeout,
+            },
+            from_version: from,
+            to_version: to,
+            run_id: run_id.to_string(),
+        }
+    }
+}
+
+fn split(flag: &str, text: &str) -> Result<NodeCommand> {
+    let words = shlex::split(text).ok_or_else(|| {
+        FlowError::invalid(
+            flag,
+            format!("{text:?} has an unbalanced quote"),
+            "close it",
+        )
+    })?;
+    if !words.iter().any(|w| w.contains(NODE_PLACEHOLDER)) {
+        return Err(FlowError::invalid(
+            flag,
+            format!("{text:?} never names the node"),
+            format!("put {NODE_PLACEHOLDER} where the node's name goes"),
+        ));
+    }
+    let mut command = NodeCommand::from_words(words)
+        .ok_or_else(|| FlowError::invalid(flag, "is empty", "give a command"))?;
+    // Resolved now, so a missing program is bad input before anything changes, and the
+    // record names the program that ran.
+    command.program = which::which(&command.program).map_err(|_| {
+        FlowError::invalid(
+            flag,
+            format!(
+                "`{}` is not an executable on PATH",
+                command.program.display()
+            ),
+            "install it or give its full path",
+        )
+    })?;
+    Ok(command)
+}
+
+/// The rollout step for the nodes below `target` matching `selector` (every node when empty),
+/// replaced by `commands` (Karpenter when `None`); drains and validation within `timeout`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn rollout_step(
+    ctx: &FlowContext,
+    id: String,
+    component: &str,
+    rollout: &RolloutSpec,
+    target: KubeMinor,
+    selector: Vec<(String, String)>,
+    commands: Option<ReplacerCommands>,
+    run_id: &str,
+    timeout: Duration,
+) -> Result<NodeRolloutStep> {
+    let from = target.prev().map(|m| m.to_string()).unwrap_or_default();
+    let mut step = NodeRolloutStep {
+        spec: NodeRolloutSpec {
+            id,
+            component: component.into(),
+            target,
+            selector,
+            planned_nodes: Vec::new(),
+            replacer: ReplacerSpec::Karpenter {
+                replacing: Vec::new(),
+            },
+            options: rollout.options(from, target.to_string(), run_id, timeout),
+        },
+        cluster: ctx.cluster().clone(),
+    };
+    // The record names the nodes the plan showed; Karpenter cordons each of them before the
+    // first drain, so it needs them too.
+    let nodes = step
+        .nodes()
+        .await
+        .map_err(|e| FlowError::failed("list the nodes to replace", e))?;
+    step.spec.replacer = match commands {
+        None => ReplacerSpec::Karpenter {
+            replacing: nodes.clone(),
+        },
+        Some(ReplacerCommands { surge, retire }) => ReplacerSpec::Command {
+            surge,
+            retire,
+            timeout,
+        },
+    };
+    step.spec.planned_nodes = nodes;
+    Ok(step)
+}
+
+/// Which nodes to roll.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NodeSelection {
+    /// The nodes of an EKS managed node group (label `eks.amazonaws.com/nodegroup`).
+    NodeGroup(String),
+    /// The nodes with these labels.
+    Selector(Vec<(String, String)>),
+}
+
+impl NodeSelection {
+    /// Parses `key=value[,key=value...]`.
+    pub fn parse_selector(text: &str) -> Result<NodeSelection> {
+        text.split(',')
+            .map(|pair| {
+                pair.split_once('=')
+                    .filter(|(k, v)| !k.trim().is_empty() && !v.trim().is_empty())
+                    .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                    .ok_or_else(|| {
+                        FlowError::invalid(
+                            "selector",
+                            format!("`{text}` is not key=value[,key=value]"),
+                            format!("write it like {NODEGROUP_LABEL}=default"),
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(NodeSelection::Selector)
+    }
+
+    fn labels(&self) -> Vec<(String, String)> {
+        match self {
+            NodeSelection::NodeGroup(group) => vec![(NODEGROUP_LABEL.to_string(), group.clone())],
+            NodeSelection::Selector(labels) => labels.clone(),
+        }
+    }
+
+    /// A name for the selection in step ids: `nodegroup-default`, or the selector's values.
+    fn name(&self) -> String {
+        match self {
+            NodeSelection::NodeGroup(group) => format!("nodegroup-{group}"),
+            NodeSelection::Selector(labels) => labels
+                .iter()
+                .map(|(_, v)| v.as_str())
+                .collect::<Vec<_>>()
+                .join("-"),
+        }
+    }
+}
+
+/// A node rollout: which nodes, up to which minor, how.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodesSpec {
+    /// The nodes to roll.
+    pub selection: NodeSelection,
+    /// Replace nodes below this minor (default: the control plane's minor).
+    #[serde(default)]
+    pub target: Option<String>,
+    /// How.
+    #[serde(default)]
+    pub rollout: RolloutSpec,
+    /// The limit of each drain and validation.
+    pub timeout: Duration,
+}
+
+/// Checks the spec without a cluster (selection, target, replacer); [`plan`] checks it again.
+pub fn check(spec: &NodesSpec) -> Result<()> {
+    checked(spec).map(drop)
+}
+
+fn checked(spec: &NodesSpec) -> Result<(Option<KubeMinor>, Option<ReplacerCommands>)> {
+    if let NodeSelection::NodeGroup(group) = &spec.selection
+        && group.is_empty()
+    {
+        return Err(FlowError::invalid(
+            "node_group",
+            "is empty",
+            format!("name the node group, or give {}", field("selector")),
+        ));
+    }
+    let target = spec
+        .target
+        .as_deref()
+        .map(|t| {
+            t.parse::<KubeMinor>().map_err(|e| {
+                FlowError::invalid(
+                    "target",
+                    format!("{t}: {e}"),
+                    "give a Kubernetes minor such as 1.31",
+                )
+            })
+        })
+        .transpose()?;
+    Ok((target, spec.rollout.validate()?))
+}
+
+/// Plans a node rollout: the selection and replacer checked, the nodes below the target
+/// listed with a drain prediction each.
+pub async fn plan(ctx: &FlowContext, spec: &NodesSpec) -> Result<Planned> {
+    let (target, commands) = checked(spec)?;
+    let target = match target {
+        Some(t) => t,
+        None => crate::flows::live_version(ctx).await?.minor,
+    };
+    let run_id = ctx.new_run_id("nodes")?;
+    let step = rollout_step(
+        ctx,
+        format!("nodes/roll-{}", spec.selection.name()),
+        "nodes",
+        &spec.rollout,
+        target,
+        spec.selection.labels(),
+        commands,
+        &run_id,
+        spec.timeout,
+    )
+    .await?;
+    let nodes = step.spec.planned_nodes.clone();
+    let gathered = gather(ctx.cluster(), &GatherOptions::default())
+        .await
+        .map_err(|e| FlowError::failed("gather the cluster's facts for the drain prediction", e))?;
+    let mut changes = vec![format!(
+        "replace {} node(s) below {target}: {}",
+        nodes.len(),
+        if nodes.is_empty() {
+            "none".to_string()
+        } else {
+            nodes.join(", ")
+        }
+    )];
+    changes.extend(drain_predictions(&gathered, &nodes));
+    let refs: [&dyn Step; 1] = [&step];
+    let mut plan = Plan::new("upgrade-nodes", ctx.cluster_name(), run_id, &refs);
+    plan.changes = changes;
+    plan.findings = gathered.notes.clone();
+    Ok(Planned::new(FLOW, spec, plan, vec![Box::new(step)]))
+}
+
+/// One line per node of `nodes`: how many pods its drain evicts and what blocks it now.
+pub(crate) fn drain_predictions(
+    gathered: &upgrade_kube::facts::Gathered,
+    nodes: &[String],
+) -> Vec<String> {
+    gathered
+        .drains
+        .iter()
+        .filter(|d| nodes.contains(&d.node))
+        .map(|prediction| {
+            let mut line = format!(
+                "drain {}: {} pod(s) evicted, {} stay (DaemonSet/mirror)",
+                prediction.node, prediction.evictable, prediction.skipped
+            );
+            for blocked in &prediction.blocked {
+                let budgets = if blocked.budgets.is_empty() {
+                    String::new()
+                } else {
+                    format!(" [budget {}]", blocked.budgets.join(", "))
+                };
+                line.push_str(&format!(
+                    "; blocked now: {}/{} ({}){budgets}",
+                    blocked.namespace, blocked.name, blocked.reason
+                ));
+            }
+            line
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn validate(rollout: RolloutSpec) -> std::result::Result<Option<ReplacerCommands>, String> {
+        let flag = |f: &str| format!("--{}", f.replace('_', "-"));
+        rollout.validate().map_err(|e| match e {
+            FlowError::Invalid(invalid) => invalid.render(&flag),
+            other => other.to_string(),
+        })
+    }
+
+    fn command(retire: &str) -> RolloutSpec {
+        RolloutSpec {
+            replacer: ReplacerKind::Command,
+            retire_command: Some(retire.into()),
+            ..RolloutSpec::default()
+        }
+    }
+
+    #[test]
+    fn replacer_fields_are_checked_before_anything_runs() {
+        assert!(
+            validate(RolloutSpec::default()).unwrap().is_none(),
+            "karpenter needs no commands"
+        );
+        let err = validate(RolloutSpec {
+            retire_command: Some("true {node}".into()),
+            ..RolloutSpec::default()
+        })
+        .unwrap_err();
+        assert!(err.contains("set --replacer to command"), "{err}");
+        let err = validate(RolloutSpec {
+            replacer: ReplacerKind::Command,
+            ..RolloutSpec::default()
+        })
+        .unwrap_err();
+        assert!(err.contains("needs --retire-command"), "{err}");
+        let err = validate(command("true")).unwrap_err();
+        assert!(err.contains("put {node} where"), "{err}");
+        let err = validate(command("true '{node}")).unwrap_err();
+        assert!(err.contains("unbalanced quote"), "{err}");
+        let err = validate(command("no-such-program-x {node}")).unwrap_err();
+        assert!(err.contains("not an executable on PATH"), "{err}");
+        let err = validate(RolloutSpec {
+            batch_size: 0,
+            ..RolloutSpec::default()
+        })
+        .unwrap_err();
+        assert!(err.contains("--batch-size to 1 or more"), "{err}");
+        let ok = validate(RolloutSpec {
+            surge_command: Some("true {node}".into()),
+            ..command("true 'node {node}'")
+        })
+        .unwrap()
+        .unwrap();
+        assert!(ok.retire.program.is_absolute(), "resolved on PATH: {ok:?}");
+        assert_eq!(ok.retire.args, ["node {node}"]);
+        assert!(ok.surge.is_some());
+    }
+
+    #[test]
+    fn selectors_parse_or_name_the_expected_form() {
+        assert_eq!(
+            NodeSelection::parse_selector("a=b, c=d").unwrap(),
+            NodeSelection::Selector(vec![("a".into(), "b".into()), ("c".into(), "d".into())])
+        );
+        let err = NodeSelection::parse_selector("a").unwrap_err();
+        assert!(err.to_string().contains("is not key=value"), "{err}");
+        assert_eq!(
+            NodeSelection::NodeGroup("default".into()).name(),
+            "nodegroup-default"
+        );
+    }
+}

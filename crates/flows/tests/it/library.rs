@@ -1,0 +1,300 @@
+//! A Karpenter upgrade through library calls only: the plan, the run record (format, step
+//! kinds, absolute paths), the refusals that change nothing, and a rollback from a fresh
+//! context that rebuilds the steps from the record.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube_sim::{ControllerConfig, SimCluster};
+use upgrade_flows::context::FlowContext;
+use upgrade_flows::error::{EXIT_BLOCKED, EXIT_INVALID, FlowError};
+use upgrade_flows::events::{CollectEvents, Event, Phase};
+use upgrade_flows::flows::helm_component::{self, ComponentUpgradeSpec};
+use upgrade_flows::flows::rollback::{self, RollbackSpec};
+use upgrade_flows::record::RunRecord;
+use upgrade_helm::{ChartRef, Helm, ReleaseRef, UpgradeOptions, WaitMode};
+use upgrade_kube::connect::ConnectOptions;
+use upgrade_test::TestContext;
+
+struct World {
+    ctx: TestContext,
+    sim: SimCluster,
+    values: PathBuf,
+}
+
+fn chart(version: &str) -> PathBuf {
+    TestContext::fixtures_dir()
+        .join("charts/karpenter")
+        .join(version)
+}
+
+impl World {
+    /// kube-sim at 1.30 with Karpenter 1.5.0 installed by the real helm 4.
+    async fn new() -> World {
+        let ctx = TestContext::new();
+        let sim = SimCluster::builder()
+            .server_version("v1.30.4-eks-a737599")
+            .controllers(ControllerConfig::fast())
+            .kubeconfig_path(ctx.root().join("kubeconfig.yaml"))
+            .start()
+            .await
+            .expect("kube-sim starts");
+        sim.add_node("node-a", "v1.30.4-eks-a737599").unwrap();
+        let values = ctx.work().join("karpenter-values.yaml");
+        std::fs::copy(
+            TestContext::fixtures_dir().join("helm-values/karpenter-values.yaml"),
+            &values,
+        )
+        .unwrap();
+        let world = World { ctx, sim, values };
+        world
+            .helm()
+            .upgrade(
+                &ReleaseRef::new("karpenter", "karpenter"),
+                &ChartRef::path(chart("1.5.0")).with_version("1.5.0"),
+                &UpgradeOptions {
+                    create_namespace: true,
+                    values_files: vec![world.values.clone()],
+                    wait: WaitMode::Ready,
+                    timeout: Duration::from_secs(60),
+                    ..UpgradeOptions::default()
+                },
+            )
+            .await
+            .expect("karpenter 1.5.0 installs");
+        world
+    }
+
+    fn helm(&self) -> Helm {
+        let home = self.ctx.home();
+        Helm::builder()
+            .program(self.ctx.require_tool("helm4"))
+            .env("HOME", home)
+            .env("XDG_CONFIG_HOME", home.join(".config"))
+            .env("XDG_CACHE_HOME", home.join(".cache"))
+            .env("XDG_DATA_HOME", home.join(".local/share"))
+            .kubeconfig(self.sim.kubeconfig_path())
+            .context(kube_sim::CONTEXT_NAME)
+            .build()
+            .unwrap()
+    }
+
+    /// A context on the cluster (the interlock names it when `expect`), state in `work/state`.
+    async fn flows(&self, expect: bool, events: Arc<CollectEvents>) -> FlowContext {
+        FlowContext::connect(ConnectOptions {
+            kubeconfig: Some(self.sim.kubeconfig_path().to_path_buf()),
+            context: Some(kube_sim::CONTEXT_NAME.into()),
+            expect_cluster: expect.then(|| self.sim.url().to_string()),
+        })
+        .await
+        .unwrap()
+        .state_dir(self.ctx.work().join("state"))
+        .helm(Arc::new(self.helm()))
+        .events(events)
+        .build()
+    }
+
+    fn spec(&self) -> ComponentUpgradeSpec {
+        ComponentUpgradeSpec {
+            chart: chart("1.6.0").display().to_string(),
+            values: self.values.clone(),
+            image_tag: Some("1.6.0".into()),
+            timeout: Duration::from_secs(60),
+            ..ComponentUpgradeSpec::karpenter("v1.6.0")
+        }
+    }
+
+    async fn chart_version(&self) -> String {
+        self.helm()
+            .metadata(&ReleaseRef::new("karpenter", "karpenter"), None)
+            .await
+            .unwrap()
+            .version
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_library_run_is_recorded_and_undone_from_its_record() {
+    let world = World::new().await;
+    let events = Arc::new(CollectEvents::default());
+    let values_before = std::fs::read(&world.values).unwrap();
+
+    // Without an expected cluster the plan may be shown but not applied.
+    let unguarded = world.flows(false, Arc::clone(&events)).await;
+    let planned = helm_component::plan(&unguarded, &world.spec())
+        .await
+        .unwrap();
+    assert_eq!(planned.plan().command, "upgrade-karpenter");
+    assert_eq!(
+        planned
+            .plan()
+            .steps
+            .iter()
+            .map(|s| s.id.as_str())
+            .collect::<Vec<_>>(),
+        [
+            "karpenter/backup",
+            "karpenter/pin-image-tag",
+            "karpenter/helm-upgrade",
+            "karpenter/verify"
+        ]
+    );
+    let err = planned.apply(&unguarded).await.unwrap_err();
+    assert_eq!(err.exit_code(), EXIT_INVALID, "{err}");
+    assert!(
+        err.to_string().contains("no expected cluster was named"),
+        "{err}"
+    );
+    assert_eq!(world.chart_version().await, "1.5.0");
+    assert!(!unguarded.state().journal().exists(), "nothing recorded");
+
+    // Applied with the interlock: recorded before the first step, then run.
+    let ctx = world.flows(true, Arc::clone(&events)).await;
+    let report = helm_component::plan(&ctx, &world.spec())
+        .await
+        .unwrap()
+        .apply(&ctx)
+        .await
+        .unwrap();
+    assert!(
+        report.outcome.starts_with("completed"),
+        "{}",
+        report.outcome
+    );
+    assert_eq!(report.exit_code(), 0);
+    assert_eq!(world.chart_version().await, "1.6.0");
+    assert!(events.events().contains(&Event::StepFinished {
+        step: "karpenter/helm-upgrade".into(),
+        phase: Phase::Apply,
+        error: None,
+    }));
+
+    let record = RunRecord::read(&ctx.state().runs(), &report.run_id).unwrap();
+    assert_eq!(record.format, 1);
+    assert_eq!(record.flow, "helm-component-upgrade");
+    assert_eq!(record.started_by, "library");
+    let kinds: Vec<&str> = record
+        .steps
+        .iter()
+        .map(|s| s.record.kind.as_str())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "kube-cr-backup",
+            "helm-values-pin",
+            "helm-upgrade",
+            "kube-workloads-ready"
+        ]
+    );
+    let pin = &record.steps[1].record.spec;
+    assert!(
+        PathBuf::from(pin["path"].as_str().unwrap()).is_absolute(),
+        "{pin}"
+    );
+    let upgrade = &record.steps[2].record.spec;
+    assert_eq!(
+        upgrade["chart"]["version"], "1.6.0",
+        "the chart's own spelling"
+    );
+    assert!(
+        PathBuf::from(upgrade["options"]["values_files"][0].as_str().unwrap()).is_absolute(),
+        "{upgrade}"
+    );
+
+    // Going back to 1.5.0 by hand would be a downgrade, which the plan says.
+    let mut back = world.spec();
+    back.version = "1.5.0".into();
+    back.image_tag = None;
+    back.chart = chart("1.5.0").display().to_string();
+    let planned = helm_component::plan(&ctx, &back).await.unwrap();
+    assert!(
+        planned
+            .plan()
+            .findings
+            .iter()
+            .any(|f| f.contains("is a downgrade")),
+        "{:?}",
+        planned.plan()
+    );
+
+    // Another process (a fresh context) undoes the run from its record alone.
+    let fresh = world.flows(true, Arc::new(CollectEvents::default())).await;
+    let undo = rollback::plan(
+        &fresh,
+        &RollbackSpec {
+            run_id: Some(report.run_id.clone()),
+            component: None,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(undo.undoable(), 4, "{:?}", undo.plan());
+    let undone = undo.apply(&fresh).await.unwrap();
+    assert!(
+        undone.outcome.starts_with("rolled back 4 step(s)"),
+        "{}",
+        undone.outcome
+    );
+    assert_eq!(world.chart_version().await, "1.5.0");
+    assert_eq!(std::fs::read(&world.values).unwrap(), values_before);
+    world.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_specs_name_the_field_and_the_fix_and_change_nothing() {
+    let world = World::new().await;
+    let ctx = world.flows(true, Arc::new(CollectEvents::default())).await;
+    let cases: Vec<(ComponentUpgradeSpec, &str)> = vec![
+        (
+            ComponentUpgradeSpec {
+                version: "1.6".into(),
+                ..world.spec()
+            },
+            "`version`: `1.6` is not a chart version",
+        ),
+        (
+            ComponentUpgradeSpec {
+                values: world.ctx.work().join("missing.yaml"),
+                ..world.spec()
+            },
+            "`values`: cannot read the values file",
+        ),
+        (
+            ComponentUpgradeSpec {
+                version: "1.7.0".into(),
+                ..world.spec()
+            },
+            "`version`: the chart at",
+        ),
+        (
+            ComponentUpgradeSpec {
+                image_tag_key: "controller.image.nope".into(),
+                ..world.spec()
+            },
+            "`image_tag_key`:",
+        ),
+    ];
+    for (spec, expected) in cases {
+        let err = match helm_component::plan(&ctx, &spec).await {
+            Ok(planned) => panic!("{expected}: planned {:?}", planned.plan()),
+            Err(err) => err,
+        };
+        assert!(matches!(err, FlowError::Invalid(_)), "{err:?}");
+        assert_eq!(err.exit_code(), EXIT_INVALID);
+        assert!(err.to_string().starts_with(expected), "{expected}: {err}");
+    }
+    assert_eq!(world.chart_version().await, "1.5.0");
+
+    // Blockers: the cluster outside the chart's kubeVersion.
+    world.sim.set_server_version("v1.36.0-eks-a737599");
+    let planned = helm_component::plan(&ctx, &world.spec()).await.unwrap();
+    assert!(!planned.plan().blockers.is_empty(), "{:?}", planned.plan());
+    let err = planned.apply(&ctx).await.unwrap_err();
+    assert_eq!(err.exit_code(), EXIT_BLOCKED);
+    assert!(err.blocked_plan().is_some());
+    assert_eq!(world.chart_version().await, "1.5.0");
+    assert!(!ctx.state().journal().exists(), "nothing recorded");
+    world.sim.shutdown().await;
+}

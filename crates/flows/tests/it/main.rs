@@ -1,0 +1,5 @@
+//! The flows as a library: runs started from Rust are planned, recorded, applied and undone
+//! like the commands' runs, with the real helm against kube-sim. One test binary for the
+//! crate.
+
+mod library;

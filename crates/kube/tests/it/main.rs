@@ -1,0 +1,4 @@
+//! The Kubernetes side against kube-sim: interlock, facts, drains, rollouts, locks, backups, executor steps. One test binary for the crate.
+
+mod cluster;
+mod job_step;
