@@ -63,6 +63,24 @@ pub struct TimeoutArgs {
     pub timeout: Option<Duration>,
 }
 
+/// The flag groups of a command that changes the platform and waits: cluster, run, timeout,
+/// output.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ChangeFlags {
+    /// Which cluster.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// How the run runs.
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// The limit of each wait.
+    #[command(flatten)]
+    pub timeout: TimeoutArgs,
+    /// Output and logging.
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
 /// Output and logging.
 #[derive(Debug, Clone, clap::Args)]
 pub struct OutputArgs {

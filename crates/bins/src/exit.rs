@@ -5,7 +5,7 @@
 
 use std::process::ExitCode;
 
-use upgrade_flows::error::{EXIT_FAILED, EXIT_INVALID, FlowError};
+use upgrade_flows::error::{EXIT_FAILED, EXIT_INVALID, FlowError, one_line};
 
 /// How a command names the flow's fields: `--field-name` unless listed here.
 #[derive(Debug, Clone, Default)]
@@ -90,15 +90,6 @@ pub fn report(result: Result<u8, CliError>) -> ExitCode {
             ExitCode::from(code)
         }
     }
-}
-
-/// `text` with its lines joined by `; ` (blank lines dropped).
-pub fn one_line(text: &str) -> String {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 #[cfg(test)]

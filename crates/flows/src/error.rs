@@ -112,6 +112,16 @@ impl fmt::Display for Invalid {
     }
 }
 
+/// `text` with its lines trimmed and joined by `; ` (blank lines dropped): a multi-line
+/// message (a tool's error with its hint) kept whole on one line of a log or report.
+pub fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 impl FlowError {
     /// Bad input in `field`: `problem`, and how to `fix` it (see [`Invalid`]).
     pub fn invalid(

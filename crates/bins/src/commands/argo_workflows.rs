@@ -6,7 +6,8 @@ use std::io::Write;
 
 use upgrade_flows::flows::helm_component::ComponentUpgradeSpec;
 
-use crate::commands::helm_args::{ComponentFlags, HelmArgs, run_upgrade};
+use crate::cli::ChangeFlags;
+use crate::commands::helm_args::{HelmArgs, run_upgrade};
 use crate::exit::CliError;
 
 /// `upgrade-argo-workflows`: upgrade the Argo Workflows chart.
@@ -31,7 +32,7 @@ pub struct Args {
     pub helm: HelmArgs,
     /// Cluster, run, timeout and output flags.
     #[command(flatten)]
-    pub flags: ComponentFlags,
+    pub flags: ChangeFlags,
 }
 
 impl crate::cli::Command for Args {

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use upgrade_flows::flows::eks::{self, AddonVar, AddonVersions, EksHopSpec, NodesMode};
 
-use crate::cli::{ClusterArgs, OutputArgs, RunArgs, TimeoutArgs, context, execute};
+use crate::cli::{ChangeFlags, OutputArgs, context, execute};
 use crate::commands::rollout_args::RolloutArgs;
 use crate::exit::{CliError, Flags};
 
@@ -61,18 +61,9 @@ pub struct Args {
     /// Check configuration for the preflight: thresholds, severities, ignores.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Which cluster.
+    /// Cluster, run, timeout and output flags.
     #[command(flatten)]
-    pub cluster: ClusterArgs,
-    /// How the run runs.
-    #[command(flatten)]
-    pub run: RunArgs,
-    /// The limit of each wait.
-    #[command(flatten)]
-    pub timeout: TimeoutArgs,
-    /// Output and logging.
-    #[command(flatten)]
-    pub output: OutputArgs,
+    pub flags: ChangeFlags,
 }
 
 impl Args {
@@ -99,7 +90,7 @@ impl Args {
             },
             rollout: self.rollout.spec(),
             config: self.config.clone(),
-            timeout: self.timeout.timeout.unwrap_or(defaults.timeout),
+            timeout: self.flags.timeout.timeout.unwrap_or(defaults.timeout),
             ..defaults
         })
     }
@@ -107,17 +98,25 @@ impl Args {
 
 impl crate::cli::Command for Args {
     fn output(&self) -> &OutputArgs {
-        &self.output
+        &self.flags.output
     }
 
     async fn run(&self, out: &mut dyn Write) -> Result<u8, CliError> {
         let flags = Flags::default().rename("addons", "--addon");
         let spec = self.spec(&flags)?;
         eks::check(&spec).map_err(|e| CliError::from_flow(e, &flags))?;
-        let ctx = context("upgrade-eks", &self.cluster, Some(&self.run)).await?;
+        let ctx = context("upgrade-eks", &self.flags.cluster, Some(&self.flags.run)).await?;
         let planned = eks::plan(&ctx, &spec)
             .await
             .map_err(|e| CliError::from_flow(e, &flags))?;
-        execute(&ctx, planned, &self.run, &self.output, &flags, out).await
+        execute(
+            &ctx,
+            planned,
+            &self.flags.run,
+            &self.flags.output,
+            &flags,
+            out,
+        )
+        .await
     }
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use upgrade_flows::flows::helm_component::{self, ComponentUpgradeSpec};
 
-use crate::cli::{ClusterArgs, OutputArgs, RunArgs, TimeoutArgs, context, execute};
+use crate::cli::{ClusterArgs, OutputArgs, RunArgs, context, execute};
 use crate::exit::{CliError, Flags};
 
 /// The chart, version and values (defaults per component, see each command's help).
@@ -71,21 +71,4 @@ pub async fn run_upgrade(
         .await
         .map_err(|e| CliError::from_flow(e, &flags))?;
     execute(&ctx, planned, run, output, &flags, out).await
-}
-
-/// The flag groups every component command has.
-#[derive(Debug, Clone, clap::Args)]
-pub struct ComponentFlags {
-    /// Which cluster.
-    #[command(flatten)]
-    pub cluster: ClusterArgs,
-    /// How the run runs.
-    #[command(flatten)]
-    pub run: RunArgs,
-    /// The limit of each wait.
-    #[command(flatten)]
-    pub timeout: TimeoutArgs,
-    /// Output and logging.
-    #[command(flatten)]
-    pub output: OutputArgs,
 }

@@ -6,7 +6,7 @@ use std::io::Write;
 
 use upgrade_flows::flows::mlflow::{self, MlflowSpec};
 
-use crate::cli::{ClusterArgs, OutputArgs, RunArgs, TimeoutArgs, context, execute};
+use crate::cli::{ChangeFlags, OutputArgs, context, execute};
 use crate::exit::{CliError, Flags};
 
 /// `upgrade-mlflow` arguments.
@@ -66,18 +66,9 @@ pub struct Args {
     /// Attempts of the health check before it fails the run (backoff 1s doubling to 10s).
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub health_attempts: u32,
-    /// Which cluster.
+    /// Cluster, run, timeout and output flags.
     #[command(flatten)]
-    pub cluster: ClusterArgs,
-    /// How the run runs.
-    #[command(flatten)]
-    pub run: RunArgs,
-    /// The limit of the rollout, the migration Job and each command.
-    #[command(flatten)]
-    pub timeout: TimeoutArgs,
-    /// Output and logging.
-    #[command(flatten)]
-    pub output: OutputArgs,
+    pub flags: ChangeFlags,
 }
 
 impl Args {
@@ -96,7 +87,7 @@ impl Args {
             health_url: self.health_url.clone(),
             experiment: self.experiment.clone(),
             health_attempts: self.health_attempts,
-            timeout: self.timeout.timeout.unwrap_or(defaults.timeout),
+            timeout: self.flags.timeout.timeout.unwrap_or(defaults.timeout),
             ..defaults
         }
     }
@@ -104,17 +95,25 @@ impl Args {
 
 impl crate::cli::Command for Args {
     fn output(&self) -> &OutputArgs {
-        &self.output
+        &self.flags.output
     }
 
     async fn run(&self, out: &mut dyn Write) -> Result<u8, CliError> {
         let flags = Flags::default();
         let spec = self.spec();
         mlflow::check(&spec).map_err(|e| CliError::from_flow(e, &flags))?;
-        let ctx = context("upgrade-mlflow", &self.cluster, Some(&self.run)).await?;
+        let ctx = context("upgrade-mlflow", &self.flags.cluster, Some(&self.flags.run)).await?;
         let planned = mlflow::plan(&ctx, &spec)
             .await
             .map_err(|e| CliError::from_flow(e, &flags))?;
-        execute(&ctx, planned, &self.run, &self.output, &flags, out).await
+        execute(
+            &ctx,
+            planned,
+            &self.flags.run,
+            &self.flags.output,
+            &flags,
+            out,
+        )
+        .await
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use upgrade_flows::flows::nodes::{self, NodeSelection, NodesSpec};
 
-use crate::cli::{ClusterArgs, OutputArgs, RunArgs, TimeoutArgs, context, execute};
+use crate::cli::{ChangeFlags, OutputArgs, context, execute};
 use crate::commands::rollout_args::RolloutArgs;
 use crate::exit::{CliError, Flags};
 
@@ -33,23 +33,14 @@ pub struct Args {
     /// Node rollout flags.
     #[command(flatten)]
     pub rollout: RolloutArgs,
-    /// Which cluster.
+    /// Cluster, run, timeout and output flags.
     #[command(flatten)]
-    pub cluster: ClusterArgs,
-    /// How the run runs.
-    #[command(flatten)]
-    pub run: RunArgs,
-    /// The limit of each drain and validation.
-    #[command(flatten)]
-    pub timeout: TimeoutArgs,
-    /// Output and logging.
-    #[command(flatten)]
-    pub output: OutputArgs,
+    pub flags: ChangeFlags,
 }
 
 impl crate::cli::Command for Args {
     fn output(&self) -> &OutputArgs {
-        &self.output
+        &self.flags.output
     }
 
     async fn run(&self, out: &mut dyn Write) -> Result<u8, CliError> {
@@ -69,14 +60,26 @@ impl crate::cli::Command for Args {
             selection,
             target: self.target.clone(),
             rollout: self.rollout.spec(),
-            timeout: self.timeout.timeout.unwrap_or(Duration::from_secs(30 * 60)),
+            timeout: self
+                .flags
+                .timeout
+                .timeout
+                .unwrap_or(Duration::from_secs(30 * 60)),
         };
         // Every flag is checked before connecting.
         nodes::check(&spec).map_err(|e| CliError::from_flow(e, &flags))?;
-        let ctx = context("upgrade-nodes", &self.cluster, Some(&self.run)).await?;
+        let ctx = context("upgrade-nodes", &self.flags.cluster, Some(&self.flags.run)).await?;
         let planned = nodes::plan(&ctx, &spec)
             .await
             .map_err(|e| CliError::from_flow(e, &flags))?;
-        execute(&ctx, planned, &self.run, &self.output, &flags, out).await
+        execute(
+            &ctx,
+            planned,
+            &self.flags.run,
+            &self.flags.output,
+            &flags,
+            out,
+        )
+        .await
     }
 }

@@ -22,7 +22,7 @@ use upgrade_kube::backup::platform_kinds;
 use upgrade_kube::step::{CrBackupSpec, CrBackupStep, WorkloadsReadySpec, WorkloadsReadyStep};
 
 use crate::context::FlowContext;
-use crate::error::{FlowError, Result, field};
+use crate::error::{FlowError, Result, field, one_line};
 use crate::report::Plan;
 use crate::run::Planned;
 
@@ -553,14 +553,6 @@ pub async fn plan(ctx: &FlowContext, spec: &ComponentUpgradeSpec) -> Result<Plan
     plan.findings = findings;
     plan.blockers = blockers;
     Ok(Planned::new(FLOW, spec, plan, steps))
-}
-
-fn one_line(text: &str) -> String {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 #[cfg(test)]
