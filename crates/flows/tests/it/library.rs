@@ -298,3 +298,134 @@ async fn bad_specs_name_the_field_and_the_fix_and_change_nothing() {
     assert!(!ctx.state().journal().exists(), "nothing recorded");
     world.sim.shutdown().await;
 }
+
+/// The child process of [`a_killed_library_run_resumes_under_its_own_id`]: the upgrade,
+/// killed after Helm's apply by the executor's test option.
+const CHILD_VAR: &str = "FLOWS_RESUME_CHILD";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_child() {
+    let Some(spec) = std::env::var_os(CHILD_VAR) else {
+        return; // an ordinary test run: nothing to do
+    };
+    let child: serde_json::Value = serde_json::from_str(&spec.to_string_lossy()).unwrap();
+    let path = |key: &str| PathBuf::from(child[key].as_str().unwrap());
+    let home = path("home");
+    let helm = Helm::builder()
+        .program(path("helm"))
+        .env("HOME", &home)
+        .env("XDG_CONFIG_HOME", home.join(".config"))
+        .env("XDG_CACHE_HOME", home.join(".cache"))
+        .env("XDG_DATA_HOME", home.join(".local/share"))
+        .kubeconfig(path("kubeconfig"))
+        .context(kube_sim::CONTEXT_NAME)
+        .build()
+        .unwrap();
+    let ctx = FlowContext::connect(ConnectOptions {
+        kubeconfig: Some(path("kubeconfig")),
+        context: Some(kube_sim::CONTEXT_NAME.into()),
+        expect_cluster: Some(child["url"].as_str().unwrap().into()),
+    })
+    .await
+    .unwrap()
+    .state_dir(path("state"))
+    .helm(Arc::new(helm))
+    // The killed run's lease outlives it until it expires: keep that short here.
+    .lock_ttl(Duration::from_secs(2))
+    .executor_options(upgrade_core::executor::ExecutorOptions {
+        kill_at: Some((
+            "karpenter/helm-upgrade".into(),
+            upgrade_core::executor::Boundary::AfterApply,
+        )),
+    })
+    .build();
+    let spec: ComponentUpgradeSpec = serde_json::from_value(child["spec"].clone()).unwrap();
+    let planned = helm_component::plan(&ctx, &spec).await.unwrap();
+    let _ = planned.apply(&ctx).await;
+    unreachable!("the executor kills the process after the Helm upgrade is applied");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_library_run_resumes_under_its_own_id() {
+    let world = World::new().await;
+    let state = world.ctx.work().join("state");
+    let child = serde_json::json!({
+        "home": world.ctx.home(),
+        "helm": world.ctx.require_tool("helm4"),
+        "kubeconfig": world.sim.kubeconfig_path(),
+        "url": world.sim.url(),
+        "state": state,
+        "spec": world.spec(),
+    });
+    let mut cmd = upgrade_core::ProcessBuilder::new(std::env::current_exe().unwrap());
+    cmd.args([
+        "library::resume_child",
+        "--exact",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(CHILD_VAR, child.to_string())
+    .timeout(Duration::from_secs(180));
+    let out = cmd.output_async().await.unwrap();
+    assert_eq!(
+        out.status.code(),
+        None,
+        "killed at the boundary: {}{}",
+        out.stdout_lossy(),
+        out.stderr_lossy()
+    );
+    let runs = || {
+        std::fs::read_dir(state.join("runs"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+    };
+    let recorded = runs();
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    let killed = recorded[0].trim_end_matches(".json").to_string();
+    // The dead run's upgrade lease expires by itself (nobody renews it).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // A new run is refused while that one is unfinished; nothing is changed or recorded.
+    let ctx = world.flows(true, Arc::new(CollectEvents::default())).await;
+    let err = helm_component::plan(&ctx, &world.spec())
+        .await
+        .unwrap()
+        .apply(&ctx)
+        .await
+        .unwrap_err();
+    assert_eq!(err.exit_code(), EXIT_INVALID, "{err}");
+    assert!(
+        err.to_string()
+            .contains(&format!("run `{killed}` did not finish")),
+        "{err}"
+    );
+
+    // Resumed: the plan takes the unfinished run's id, the run finishes under it, and no
+    // second record appears.
+    let resuming = FlowContext::connect(ConnectOptions {
+        kubeconfig: Some(world.sim.kubeconfig_path().to_path_buf()),
+        context: Some(kube_sim::CONTEXT_NAME.into()),
+        expect_cluster: Some(world.sim.url().to_string()),
+    })
+    .await
+    .unwrap()
+    .state_dir(&state)
+    .helm(Arc::new(world.helm()))
+    .resume(true)
+    .build();
+    let planned = helm_component::plan(&resuming, &world.spec())
+        .await
+        .unwrap();
+    assert_eq!(planned.plan().run_id, killed);
+    let report = planned.apply(&resuming).await.unwrap();
+    assert_eq!(report.run_id, killed);
+    assert!(
+        report.outcome.starts_with("completed"),
+        "{}",
+        report.outcome
+    );
+    assert_eq!(runs(), recorded, "no orphan record");
+    assert_eq!(world.chart_version().await, "1.6.0");
+    world.sim.shutdown().await;
+}
