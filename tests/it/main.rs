@@ -8,3 +8,4 @@ mod embed;
 mod lock_cli;
 mod platform_run;
 mod real_tools;
+mod scripts;

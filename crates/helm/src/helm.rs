@@ -238,7 +238,8 @@ impl Helm {
 
     fn read_command(&self, args: Vec<OsString>) -> ProcessBuilder {
         let mut cmd = self.command(args);
-        cmd.timeout(self.read_timeout);
+        // Reads are parsed whole (JSON, manifests): a capped document would be unreadable.
+        cmd.timeout(self.read_timeout).capture_limit(usize::MAX);
         cmd
     }
 

@@ -642,6 +642,8 @@ impl Terraform {
         saved.verify()?;
         let mut cmd = self.template.clone();
         cmd.args(["show", "-json", "-no-color"]).arg(&saved.path);
+        // Parsed whole: a capped document would be unreadable.
+        cmd.capture_limit(usize::MAX);
         let out = self.run("show", &cmd, &[0], false)?;
         Plan::from_slice(&out.stdout).map_err(|e| match e {
             crate::plan::PlanParseError::Json(source) => {
@@ -720,6 +722,8 @@ impl Terraform {
     pub fn output(&self) -> Result<BTreeMap<String, OutputValue>> {
         let mut cmd = self.template.clone();
         cmd.args(["output", "-json", "-no-color"]);
+        // Parsed whole: a capped document would be unreadable.
+        cmd.capture_limit(usize::MAX);
         let out = self.run("output", &cmd, &[0], false)?;
         serde_json::from_slice(&out.stdout)
             .map_err(|e| json_error(&cmd, "output JSON", e, &out.stdout))
@@ -729,6 +733,8 @@ impl Terraform {
     pub fn state_info(&self) -> Result<Option<StateInfo>> {
         let mut cmd = self.template.clone();
         cmd.args(["state", "pull"]);
+        // Parsed whole: a capped document would be unreadable.
+        cmd.capture_limit(usize::MAX);
         let out = self.run("state pull", &cmd, &[0], false)?;
         if out.stdout.iter().all(u8::is_ascii_whitespace) {
             return Ok(None);

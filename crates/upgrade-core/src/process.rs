@@ -336,6 +336,10 @@ fn tail_lines(text: &str, n: usize) -> String {
     tail
 }
 
+/// How much of each stream a command keeps by default (see
+/// [`ProcessBuilder::capture_limit`]).
+pub const DEFAULT_CAPTURE_LIMIT: usize = 64 * 1024 * 1024;
+
 /// A command to run: program, argv, environment changes, working directory, stdin, timeout
 /// and the secrets to keep out of every log and error.
 ///
@@ -351,6 +355,7 @@ pub struct ProcessBuilder {
     grace: Duration,
     secrets: Vec<String>,
     stop: Option<StopSignal>,
+    capture_limit: usize,
 }
 
 impl ProcessBuilder {
@@ -364,6 +369,7 @@ impl ProcessBuilder {
             stdin: None,
             timeout: None,
             grace: DEFAULT_GRACE_PERIOD,
+            capture_limit: DEFAULT_CAPTURE_LIMIT,
             secrets: Vec::new(),
             stop: None,
         }
@@ -429,6 +435,15 @@ impl ProcessBuilder {
     /// (chainable) Time between the `SIGINT` and the `SIGKILL` when a timeout stops the child.
     pub fn grace_period(&mut self, grace: Duration) -> &mut Self {
         self.grace = grace;
+        self
+    }
+
+    /// (chainable) Keeps at most `bytes` of each stream ([`DEFAULT_CAPTURE_LIMIT`] unless
+    /// set): the first quarter and the last three quarters, with a line naming how much was
+    /// dropped between them. Machine-readable output that must be parsed whole (a plan's
+    /// JSON) sets `usize::MAX`.
+    pub fn capture_limit(&mut self, bytes: usize) -> &mut Self {
+        self.capture_limit = bytes;
         self
     }
 
@@ -649,8 +664,8 @@ impl ProcessBuilder {
         spawn_reader(out_reader, Stream::Stdout, tx.clone());
         spawn_reader(err_reader, Stream::Stderr, tx);
 
-        let mut stdout = Vec::new();
-        let mut stderr = Vec::new();
+        let mut stdout = Capture::new(self.capture_limit);
+        let mut stderr = Capture::new(self.capture_limit);
         let mut partial: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
         let deadline = self.timeout.map(|t| started + t);
         let stop = self.stop.as_ref().unwrap_or(StopSignal::global());
@@ -668,17 +683,18 @@ impl ProcessBuilder {
                     status = handle.wait_timeout(TICK).map_err(io_err)?.map(|o| o.status);
                 }
             } else {
+                // Not `continue` after a chunk: a child that never stops writing must still
+                // meet its deadline and a stop request, so every pass checks both below.
                 match rx.recv_timeout(TICK) {
                     Ok((stream, chunk)) => {
                         let (buf, idx) = match stream {
                             Stream::Stdout => (&mut stdout, 0),
                             Stream::Stderr => (&mut stderr, 1),
                         };
-                        buf.extend_from_slice(&chunk);
+                        buf.push(&chunk);
                         if let Some(cb) = on_line.as_mut() {
                             emit_lines(&mut partial[idx], &chunk, stream, &mut **cb);
                         }
-                        continue;
                     }
                     Err(mpsc::RecvTimeoutError::Timeout) => {}
                     Err(mpsc::RecvTimeoutError::Disconnected) => readers_done = true,
@@ -737,8 +753,8 @@ impl ProcessBuilder {
         };
         let output = ProcessOutput {
             status,
-            stdout,
-            stderr,
+            stdout: stdout.finish(),
+            stderr: stderr.finish(),
             elapsed: started.elapsed(),
         };
         tracing::debug!(command = %self, status = %output.status, elapsed = ?output.elapsed, "finished");
@@ -764,6 +780,60 @@ impl ProcessBuilder {
                 stderr: redactor.scrub(&output.stderr_lossy()),
             }),
         }
+    }
+}
+
+/// One stream's captured bytes, bounded: the first quarter of the limit, then the latest
+/// bytes up to the rest of it, and how many were dropped between the two.
+struct Capture {
+    head: Vec<u8>,
+    tail: Vec<u8>,
+    head_limit: usize,
+    tail_limit: usize,
+    dropped: u64,
+}
+
+impl Capture {
+    fn new(limit: usize) -> Capture {
+        let head_limit = limit / 4;
+        Capture {
+            head: Vec::new(),
+            tail: Vec::new(),
+            head_limit,
+            tail_limit: limit - head_limit,
+            dropped: 0,
+        }
+    }
+
+    fn push(&mut self, mut chunk: &[u8]) {
+        if self.head.len() < self.head_limit {
+            let take = chunk.len().min(self.head_limit - self.head.len());
+            self.head.extend_from_slice(&chunk[..take]);
+            chunk = &chunk[take..];
+        }
+        self.tail.extend_from_slice(chunk);
+        // Trimmed in bulk (at twice the limit), so a chatty child costs amortised O(1) per byte.
+        if self.tail.len() > self.tail_limit.saturating_mul(2).max(64 * 1024) {
+            let excess = self.tail.len() - self.tail_limit;
+            self.tail.drain(..excess);
+            self.dropped += excess as u64;
+        }
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        if self.tail.len() > self.tail_limit {
+            let excess = self.tail.len() - self.tail_limit;
+            self.tail.drain(..excess);
+            self.dropped += excess as u64;
+        }
+        let mut out = self.head;
+        if self.dropped > 0 {
+            out.extend_from_slice(
+                format!("\n[... {} bytes of output dropped ...]\n", self.dropped).as_bytes(),
+            );
+        }
+        out.extend_from_slice(&self.tail);
+        out
     }
 }
 

@@ -296,7 +296,8 @@ fn addon_catalog(spec: &EksHopSpec, target: KubeMinor) -> Result<Option<AddonCat
                 "--output",
                 "json",
             ])
-            .timeout(Duration::from_secs(120));
+            .timeout(Duration::from_secs(120))
+            .capture_limit(usize::MAX);
             let out = cmd.exec().map_err(|e| {
                 FlowError::invalid(
                     "addon_versions",

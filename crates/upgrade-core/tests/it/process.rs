@@ -421,3 +421,83 @@ fn every_runner_failure_reaches_its_own_adapter_method() {
         .unwrap_err();
     assert_eq!(routed(parse), Routed::Unparseable);
 }
+
+/// Runs `cmd` on a thread; `None` when it has not returned after `limit` (the child is then
+/// killed by its process group so the test run does not leak it).
+fn exec_within(cmd: ProcessBuilder, limit: Duration) -> Option<Result<(), ProcessError>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(cmd.exec().map(drop));
+    });
+    rx.recv_timeout(limit).ok()
+}
+
+#[test]
+fn a_child_that_never_stops_writing_is_still_timed_out_and_its_output_capped() {
+    // `yes` writes as fast as the pipe drains: the runner must still see the deadline.
+    let mut cmd = sh("exec yes 'chatty output line'");
+    cmd.timeout(Duration::from_millis(300))
+        .grace_period(Duration::from_secs(2));
+    let started = Instant::now();
+    let result = exec_within(cmd, Duration::from_secs(20));
+    let Some(result) = result else {
+        let _ = ProcessBuilder::new("/usr/bin/pkill")
+            .args(["-f", "chatty output line"])
+            .exec();
+        panic!("a chatty child was never timed out (still running after 20s)");
+    };
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "stopped within the grace period: {:?}",
+        started.elapsed()
+    );
+    match result.unwrap_err() {
+        ProcessError::TimedOut { how, stdout, .. } => {
+            assert_eq!(how, StopMethod::Interrupt, "yes dies on SIGINT");
+            assert!(stdout.contains("chatty output line"), "the head is kept");
+        }
+        other => panic!("expected TimedOut, got {other:?}"),
+    }
+}
+
+#[test]
+fn captured_output_keeps_head_and_tail_and_says_what_was_dropped() {
+    // 8 MiB of numbered lines through a 1 MiB cap.
+    let mut cmd = sh("seq 1 1000000; echo the-last-line");
+    cmd.capture_limit(1024 * 1024);
+    let out = cmd.exec().unwrap();
+    let text = out.stdout_lossy();
+    assert!(
+        text.len() < 1024 * 1024 + 200,
+        "capped: {} bytes",
+        text.len()
+    );
+    assert!(text.starts_with("1\n2\n3\n"), "the head is kept");
+    assert!(
+        text.trim_end().ends_with("the-last-line"),
+        "the tail is kept"
+    );
+    assert!(text.contains("bytes of output dropped"), "the gap is named");
+    // A stop request is also seen while the child writes.
+    let stop = upgrade_core::process::StopSignal::new();
+    let mut chatty = sh("exec yes 'stop me'");
+    chatty
+        .stop_signal(stop.clone())
+        .grace_period(Duration::from_secs(2));
+    let stopper = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        stop.stop();
+    });
+    let result = exec_within(chatty, Duration::from_secs(20));
+    stopper.join().unwrap();
+    let Some(result) = result else {
+        let _ = ProcessBuilder::new("/usr/bin/pkill")
+            .args(["-f", "stop me"])
+            .exec();
+        panic!("Ctrl-C was ignored while the child kept writing (still running after 20s)");
+    };
+    assert!(
+        matches!(result, Err(ProcessError::Stopped { .. })),
+        "{result:?}"
+    );
+}
