@@ -181,15 +181,28 @@ pub fn main<C: Command>() -> std::process::ExitCode {
     })
 }
 
-/// Turns Ctrl-C into a graceful stop: running commands get one SIGINT and a grace period,
-/// the failing step is rolled back, and the run is left recorded (call inside the runtime).
+/// Turns Ctrl-C into a graceful stop (call inside the runtime): the running command gets
+/// one SIGINT and a grace period, and the run rolls back what it applied. A second Ctrl-C
+/// stops that rollback too; what it did not undo stays recorded for `upgrade-rollback`.
 pub fn stop_on_ctrl_c() {
     tokio::spawn(async {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            tracing::warn!(
-                "Ctrl-C: stopping the running command; the run rolls back what it applied"
-            );
-            upgrade_core::process::StopSignal::global().stop();
+        while tokio::signal::ctrl_c().await.is_ok() {
+            if upgrade_flows::run::runs_in_progress() == 0 {
+                // Planning, reading or waiting for a confirmation: nothing to undo.
+                eprintln!("Ctrl-C: stopped; nothing was changed");
+                std::process::exit(i32::from(upgrade_flows::error::EXIT_STOPPED));
+            }
+            let asked = upgrade_core::process::StopSignal::global().stop();
+            // On stderr, unconditionally: whatever the log level, say what happens next.
+            if asked == 1 {
+                eprintln!(
+                    "Ctrl-C: stopping the running command; the run then rolls back what it applied (Ctrl-C again stops the rollback)"
+                );
+            } else {
+                eprintln!(
+                    "Ctrl-C again: stopping the rollback; what it has not undone stays recorded: finish it with `upgrade-rollback`"
+                );
+            }
         }
     });
 }

@@ -196,6 +196,7 @@ impl FlowContext {
         if let Some(program) = &self.helm_program {
             builder = builder.program(program);
         }
+        builder = builder.stop_signal(self.stop.clone());
         let helm = Arc::new(builder.build().map_err(FlowError::input)?);
         Ok(Arc::clone(self.helm.get_or_init(|| helm)))
     }
@@ -212,7 +213,7 @@ impl FlowContext {
                 ),
             ));
         }
-        let mut builder = Terraform::builder(dir);
+        let mut builder = Terraform::builder(dir).stop_signal(self.stop.clone());
         if let Some(program) = &self.terraform_program {
             builder = builder.binary(program);
         }
@@ -255,7 +256,8 @@ impl FlowContextBuilder {
     }
 
     /// (chainable) The stop signal runs watch (default: the process-wide one a Ctrl-C
-    /// handler sets).
+    /// handler sets): the context's Helm, Terraform and cluster waits, and the lock keeper.
+    /// A Helm given with [`helm`](Self::helm) keeps its own.
     pub fn stop_signal(mut self, stop: StopSignal) -> Self {
         self.ctx.stop = stop;
         self
@@ -325,7 +327,9 @@ impl FlowContextBuilder {
     }
 
     /// The context.
-    pub fn build(self) -> FlowContext {
+    pub fn build(mut self) -> FlowContext {
+        // One signal for everything a run does: its commands, its waits, its lock keeper.
+        self.ctx.cluster = self.ctx.cluster.with_stop_signal(self.ctx.stop.clone());
         self.ctx
     }
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use upgrade_core::executor::{Step, StepFuture, StepRecord};
+use upgrade_core::process::StopSignal;
 use upgrade_core::snapshot::{Snapshot, SnapshotWriter};
 
 /// A phase of a step, as the executor runs it.
@@ -187,26 +188,39 @@ impl Step for Observed<'_> {
 
 /// Why [`wait_until`] gave up.
 #[derive(Debug, thiserror::Error)]
-#[error("{what}: not done after {after:?} (last: {last})")]
-pub struct WaitTimedOut {
-    /// What was waited for.
-    pub what: String,
-    /// How long it waited.
-    pub after: Duration,
-    /// The last thing the probe said.
-    pub last: String,
+pub enum WaitError {
+    /// The time ran out.
+    #[error("{what}: not done after {after:?} (last: {last})")]
+    TimedOut {
+        /// What was waited for.
+        what: String,
+        /// How long it waited.
+        after: Duration,
+        /// The last thing the probe said.
+        last: String,
+    },
+    /// A stop was asked for (Ctrl-C, a lost upgrade lock).
+    #[error("{what}: stopped on request (last: {last})")]
+    Stopped {
+        /// What was waited for.
+        what: String,
+        /// The last thing the probe said.
+        last: String,
+    },
 }
 
 /// Polls `probe` every `interval` until it returns `Ok(true)` or `timeout` passes, reporting
 /// to `events`. The probe returns `Err(reason)` to keep waiting and say why; a probe error
-/// does not end the wait (the API may blip during an upgrade).
+/// does not end the wait (the API may blip during an upgrade). A stop request on `stop`
+/// ends it at once.
 pub async fn wait_until<F, Fut>(
     events: &dyn EventSink,
+    stop: &StopSignal,
     what: &str,
     timeout: Duration,
     interval: Duration,
     mut probe: F,
-) -> Result<(), WaitTimedOut>
+) -> Result<(), WaitError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<bool, String>>,
@@ -242,13 +256,22 @@ where
                 what: what.to_string(),
                 done: false,
             });
-            return Err(WaitTimedOut {
+            return Err(WaitError::TimedOut {
                 what: what.to_string(),
                 after: timeout,
                 last,
             });
         }
-        tokio::time::sleep(interval).await;
+        if stop.pause(interval).await.is_err() {
+            events.event(&Event::WaitEnded {
+                what: what.to_string(),
+                done: false,
+            });
+            return Err(WaitError::Stopped {
+                what: what.to_string(),
+                last,
+            });
+        }
     }
 }
 
@@ -262,6 +285,7 @@ mod tests {
         let mut calls = 0;
         wait_until(
             &events,
+            &StopSignal::new(),
             "three calls",
             Duration::from_secs(5),
             Duration::ZERO,
@@ -290,6 +314,7 @@ mod tests {
 
         let err = wait_until(
             &NoEvents,
+            &StopSignal::new(),
             "never",
             Duration::from_millis(30),
             Duration::from_millis(5),
@@ -297,7 +322,10 @@ mod tests {
         )
         .await
         .unwrap_err();
-        assert_eq!(err.last, "still 1.30");
+        assert!(
+            matches!(&err, WaitError::TimedOut { last, .. } if last == "still 1.30"),
+            "{err:?}"
+        );
         assert!(
             err.to_string().starts_with("never: not done after"),
             "{err}"

@@ -290,14 +290,15 @@ impl StepRegistry {
         });
         registry.register(|spec: TrafficSpec, ctx| {
             let step = TrafficStep::from_spec(spec, ctx.cluster().client().clone())
-                .map_err(FlowError::input)?;
+                .map_err(FlowError::input)?
+                .with_stop_signal(ctx.stop_signal().clone());
             Ok(Box::new(step))
         });
         registry.register(|spec: PromoteSpec, ctx| {
-            Ok(Box::new(PromoteStep::from_spec(
-                spec,
-                ctx.cluster().client().clone(),
-            )))
+            Ok(Box::new(
+                PromoteStep::from_spec(spec, ctx.cluster().client().clone())
+                    .with_stop_signal(ctx.stop_signal().clone()),
+            ))
         });
         registry.register(|spec: ControlPlaneWaitSpec, ctx| {
             Ok(Box::new(ControlPlaneWaitStep::new(spec, ctx)))

@@ -3,6 +3,7 @@
 //! through the executor, and the outcome mapped to the flow's result.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use upgrade_core::executor::{Executor, RollbackReport, RunError, RunOutcome, Step};
 use upgrade_kube::lock::{LockOptions, UpgradeLock};
@@ -107,7 +108,8 @@ impl Planned {
         let run_id = self.plan.run_id.clone();
         let (flow, command, spec) = (self.flow, &self.plan.command, &self.spec);
         let (refs, observed, run_id) = (&refs, &observed, &run_id);
-        let outcome = with_upgrade_lock(ctx, run_id, |mut executor| async move {
+        let stops_before = ctx.stop_signal().requests();
+        let (outcome, lock_lost) = with_upgrade_lock(ctx, run_id, |mut executor| async move {
             match executor.unfinished()? {
                 None => {
                     RunRecord::new(ctx, run_id, flow, command, spec.clone(), refs)
@@ -136,7 +138,7 @@ impl Planned {
             }
             return Ok(report);
         }
-        Err(failure(ctx, &outcome, report))
+        Err(failure(ctx, &outcome, report, stops_before, lock_lost))
     }
 
     fn report(&self, ctx: &FlowContext, outcome: &RunOutcome) -> RunReport {
@@ -150,16 +152,26 @@ impl Planned {
     }
 }
 
-/// The error of a run that did not complete: stopped on request, fully rolled back, or
-/// stopped with a recorded way back.
-fn failure(ctx: &FlowContext, outcome: &RunOutcome, mut report: RunReport) -> FlowError {
+/// The error of a run that did not complete: stopped (on request, or the upgrade lock was
+/// lost), fully rolled back, or stopped with a recorded way back.
+fn failure(
+    ctx: &FlowContext,
+    outcome: &RunOutcome,
+    mut report: RunReport,
+    stops_before: u32,
+    lock_lost: Option<String>,
+) -> FlowError {
     let fully_undone =
         matches!(outcome, RunOutcome::RolledBack { rollback, .. } if rollback.blocked.is_none());
-    if ctx.stop_signal().is_stopped() {
+    if let Some(why) = lock_lost {
         report.outcome = format!(
-            "stopped on request (Ctrl-C or a lost upgrade lock): {}",
+            "stopped: the upgrade lock was lost ({why}), so nothing was rolled back while another run may hold the cluster: {}",
             report.outcome
         );
+        return FlowError::Stopped(Box::new(report));
+    }
+    if ctx.stop_signal().requests() > stops_before {
+        report.outcome = format!("stopped on request: {}", report.outcome);
         return FlowError::Stopped(Box::new(report));
     }
     if fully_undone {
@@ -205,12 +217,19 @@ pub async fn rollback_locked(
         .map(|s| Observed::new(*s, ctx.events()))
         .collect();
     let observed: Vec<&dyn Step> = observed.iter().map(|s| s as &dyn Step).collect();
-    with_upgrade_lock(ctx, run_id, |mut executor| async move {
+    let (report, lock_lost) = with_upgrade_lock(ctx, run_id, |mut executor| async move {
         Ok(executor
             .rollback(Some(run_id), component, &observed, reason)
             .await?)
     })
-    .await
+    .await?;
+    if let Some(why) = lock_lost {
+        tracing::error!(
+            run_id,
+            "the rollback stopped: the upgrade lock was lost ({why})"
+        );
+    }
+    Ok(report)
 }
 
 impl From<RunError> for FlowError {
@@ -224,33 +243,78 @@ impl From<RunError> for FlowError {
     }
 }
 
+/// Runs of this process that may be changing a cluster: from just before the upgrade lock
+/// is taken until it is released.
+static RUNS_IN_PROGRESS: AtomicUsize = AtomicUsize::new(0);
+
+/// How many runs of this process may be changing a cluster now. A Ctrl-C handler uses it:
+/// with none, nothing needs rolling back and the program may simply exit.
+pub fn runs_in_progress() -> usize {
+    RUNS_IN_PROGRESS.load(Ordering::SeqCst)
+}
+
+struct InProgress;
+
+impl InProgress {
+    fn enter() -> InProgress {
+        RUNS_IN_PROGRESS.fetch_add(1, Ordering::SeqCst);
+        InProgress
+    }
+}
+
+impl Drop for InProgress {
+    fn drop(&mut self) {
+        RUNS_IN_PROGRESS.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// The one lock path: takes the cluster's upgrade lock for `run_id`, renews it in the
-/// background while `work` runs on the journaled executor, and releases it afterwards. If
-/// the lock is lost, the context's stop signal stops every running command gracefully.
-async fn with_upgrade_lock<T, F, Fut>(ctx: &FlowContext, run_id: &str, work: F) -> Result<T>
+/// background while `work` runs on the journaled executor, and releases it afterwards.
+///
+/// A renewal that fails is retried with backoff until the lease would expire (the API
+/// servers may be rolling). Only then, or at once when another run holds the lease, is the
+/// lock lost: the context's stop signal is aborted, so every running command stops
+/// gracefully and nothing is rolled back without the lock; the run stays recorded. The
+/// second value says why the lock was lost, when it was.
+async fn with_upgrade_lock<T, F, Fut>(
+    ctx: &FlowContext,
+    run_id: &str,
+    work: F,
+) -> Result<(T, Option<String>)>
 where
     F: FnOnce(Executor) -> Fut,
     Fut: std::future::Future<Output = Result<T>>,
 {
+    let _in_progress = InProgress::enter();
     let options = LockOptions {
         ttl: ctx.lock_ttl(),
         ..LockOptions::new(ctx.holder())
     };
     let lock = UpgradeLock::acquire(ctx.cluster(), options, run_id).await?;
     let lock = Arc::new(tokio::sync::Mutex::new(Some(lock)));
+    let lost: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
     let keeper = {
         let lock = Arc::clone(&lock);
-        let every = ctx.lock_ttl() / 3;
+        let lost = Arc::clone(&lost);
+        let ttl = ctx.lock_ttl();
+        let every = ttl / 3;
+        // Renewals stop this much before the lease runs out, for clock and network slack.
+        let margin = (ttl / 10).min(std::time::Duration::from_secs(3));
         let stop = ctx.stop_signal().clone();
         tokio::spawn(async move {
+            let mut renewed = tokio::time::Instant::now();
             loop {
                 tokio::time::sleep(every).await;
                 let mut guard = lock.lock().await;
                 let Some(held) = guard.as_mut() else { break };
-                if let Err(err) = held.renew(None).await {
-                    tracing::error!(%err, "lost the upgrade lock; stopping");
-                    stop.stop();
-                    break;
+                match held.renew_before(renewed + ttl - margin).await {
+                    Ok(()) => renewed = tokio::time::Instant::now(),
+                    Err(err) => {
+                        tracing::error!(%err, "lost the upgrade lock; stopping the run without rolling back");
+                        *lost.lock().expect("not poisoned") = Some(err.to_string());
+                        stop.abort();
+                        break;
+                    }
                 }
             }
         })
@@ -258,7 +322,8 @@ where
     let result = async {
         let executor = Executor::open(&ctx.state().journal(), &ctx.state().snapshots())
             .map_err(FlowError::from)?
-            .options(ctx.executor_options().clone());
+            .options(ctx.executor_options().clone())
+            .stop_signal(ctx.stop_signal().clone());
         work(executor).await
     }
     .await;
@@ -269,5 +334,9 @@ where
     {
         tracing::warn!(%err, "could not release the upgrade lock; it expires by itself");
     }
-    result
+    let lost = lost.lock().expect("not poisoned").take();
+    // A stop ends the run it reaches; the caller learns of it from the result, and the next
+    // run in this process starts afresh.
+    ctx.stop_signal().settle();
+    result.map(|value| (value, lost))
 }

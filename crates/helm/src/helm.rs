@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use upgrade_core::ProcessBuilder;
+use upgrade_core::process::StopSignal;
 use upgrade_core::tool::HELM;
 
 use crate::chart::{
@@ -69,6 +70,7 @@ pub struct Helm {
     extra_env: Vec<(OsString, OsString)>,
     read_timeout: Duration,
     plain_http: bool,
+    stop: Option<StopSignal>,
     version: tokio::sync::OnceCell<HelmVersion>,
 }
 
@@ -82,6 +84,7 @@ pub struct HelmBuilder {
     extra_env: Vec<(OsString, OsString)>,
     read_timeout: Option<Duration>,
     plain_http: bool,
+    stop: Option<StopSignal>,
     version: Option<HelmVersion>,
 }
 
@@ -129,6 +132,12 @@ impl HelmBuilder {
         self
     }
 
+    /// The stop signal every Helm command watches (default: the process-wide one).
+    pub fn stop_signal(mut self, stop: StopSignal) -> Self {
+        self.stop = Some(stop);
+        self
+    }
+
     /// Skips version detection (for argv construction without a binary, or a known Helm).
     pub fn version(mut self, version: HelmVersion) -> Self {
         self.version = Some(version);
@@ -149,6 +158,7 @@ impl HelmBuilder {
             extra_env: self.extra_env,
             read_timeout: self.read_timeout.unwrap_or(DEFAULT_READ_TIMEOUT),
             plain_http: self.plain_http,
+            stop: self.stop,
             version: tokio::sync::OnceCell::new_with(self.version),
         })
     }
@@ -213,6 +223,9 @@ impl Helm {
             cmd.env(key, value);
         }
         cmd.grace_period(Duration::from_secs(10));
+        if let Some(stop) = &self.stop {
+            cmd.stop_signal(stop.clone());
+        }
         cmd
     }
 

@@ -17,6 +17,9 @@ pub enum FaultKind {
     ServiceUnavailable,
     /// The response body is cut off: the client sees a broken connection.
     DropConnection,
+    /// The request is carried out, then the connection breaks before the answer (an API
+    /// server restarting after it committed a write): the client cannot tell it happened.
+    DropResponse,
 }
 
 /// One rule: requests matching `verb` and `resource` fail with `kind` at `rate` (0.0-1.0).

@@ -352,9 +352,11 @@ async fn route(
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    if let Some(kind) = fault {
-        return Ok(fault_response(kind));
-    }
+    let drop_response = match fault {
+        Some(FaultKind::DropResponse) => true,
+        Some(kind) => return Ok(fault_response(kind)),
+        None => false,
+    };
     let req = Request {
         ty,
         namespace: namespace.map(str::to_string),
@@ -385,7 +387,7 @@ async fn route(
         })),
         keep_identity: false,
     };
-    match verb {
+    let response = match verb {
         "watch" => watch_response(state, &req, params, table),
         "list" => list_response(state, &req, params, table),
         "get" => get_response(state, &req, table),
@@ -394,7 +396,11 @@ async fn route(
         "patch" => patch_object(state, &req, &body, &content_type, params, &opts),
         "delete" => delete(state, &req, &body, params, &opts),
         _ => delete_collection(state, &req, &body, params, &opts),
+    };
+    if drop_response {
+        return Ok(fault_response(FaultKind::DropConnection));
     }
+    response
 }
 
 fn crd_schemas(state: &AppState) -> Vec<(String, Value)> {
@@ -420,7 +426,7 @@ fn fault_response(kind: FaultKind) -> Response {
             "ServiceUnavailable",
             "injected fault: the server is currently unable to handle the request",
         )),
-        FaultKind::DropConnection => {
+        FaultKind::DropConnection | FaultKind::DropResponse => {
             let stream = futures::stream::once(async {
                 Err::<Bytes, std::io::Error>(std::io::Error::new(
                     std::io::ErrorKind::ConnectionReset,

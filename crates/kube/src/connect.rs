@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
+use upgrade_core::process::StopSignal;
+
 use crate::error::{Error, Result};
 
 /// How to reach the cluster.
@@ -60,6 +62,7 @@ pub struct Cluster {
     client: kube::Client,
     identity: ClusterIdentity,
     expected: Option<String>,
+    stop: StopSignal,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -107,6 +110,7 @@ impl Cluster {
             client,
             identity,
             expected: options.expect_cluster.clone(),
+            stop: StopSignal::global().clone(),
         };
         if cluster.expected.is_some() {
             cluster.guard()?;
@@ -117,6 +121,24 @@ impl Cluster {
     /// The client, for reads (and writes after [`guard`](Self::guard)).
     pub fn client(&self) -> &kube::Client {
         &self.client
+    }
+
+    /// (chainable) The stop signal this crate's waits (drains, rollouts, jobs) and the
+    /// commands it runs watch (default: the process-wide one).
+    pub fn with_stop_signal(mut self, stop: StopSignal) -> Cluster {
+        self.stop = stop;
+        self
+    }
+
+    /// The stop signal waits on this cluster watch.
+    pub fn stop_signal(&self) -> &StopSignal {
+        &self.stop
+    }
+
+    /// Waits `duration` between polls; a stop request ends the wait with [`Error::Stopped`]
+    /// at once, so no wait ever has to run out its timeout after Ctrl-C.
+    pub async fn pause(&self, duration: std::time::Duration) -> Result<()> {
+        self.stop.pause(duration).await.map_err(|_| Error::Stopped)
     }
 
     /// What the context points at.

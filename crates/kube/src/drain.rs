@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams, EvictParams, ListParams};
+use upgrade_core::process::StopSignal;
 
 use crate::connect::Cluster;
 use crate::error::{Error, Result, api_code};
@@ -280,7 +281,10 @@ pub async fn drain(cluster: &Cluster, node: &str, options: &DrainOptions) -> Res
         let budgets = budgets_for(&pod, &pdbs);
         let client = client.clone();
         let options = options.clone();
-        tasks.spawn(async move { evict_until_gone(client, pod, budgets, options, deadline).await });
+        let stop = cluster.stop_signal().clone();
+        tasks.spawn(async move {
+            evict_until_gone(client, pod, budgets, options, deadline, stop).await
+        });
     }
     while let Some(joined) = tasks.join_next().await {
         let outcome = joined.expect("eviction tasks do not panic");
@@ -291,6 +295,9 @@ pub async fn drain(cluster: &Cluster, node: &str, options: &DrainOptions) -> Res
         }
     }
     report.elapsed = started.elapsed();
+    if cluster.stop_signal().is_stopped() && !blocked.is_empty() {
+        return Err(Error::Stopped);
+    }
     if blocked.is_empty() {
         tracing::info!(node, evicted = report.evicted.len(), elapsed = ?report.elapsed, "drained");
         Ok(report)
@@ -314,6 +321,7 @@ async fn evict_until_gone(
     budgets: Vec<String>,
     options: DrainOptions,
     deadline: Instant,
+    stop: StopSignal,
 ) -> EvictionOutcome {
     let namespace = pod.metadata.namespace.clone().unwrap_or_default();
     let name = pod.metadata.name.clone().unwrap_or_default();
@@ -365,13 +373,12 @@ async fn evict_until_gone(
             }
         }
         let now = Instant::now();
-        if now + backoff > deadline {
+        if now + backoff > deadline || stop.pause(backoff).await.is_err() {
             return EvictionOutcome {
                 result: Err(blocked(budget_refusal.unwrap_or(last_reason))),
                 refused,
             };
         }
-        tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(options.max_backoff);
     }
     // Accepted: wait for it to be gone (or replaced by a new pod of the same name).
@@ -381,13 +388,12 @@ async fn evict_until_gone(
             Ok(Some(current)) if current.metadata.uid != uid => break,
             Ok(Some(_)) | Err(_) => {}
         }
-        if Instant::now() >= deadline {
+        if Instant::now() >= deadline || stop.pause(Duration::from_millis(100)).await.is_err() {
             return EvictionOutcome {
                 result: Err(blocked(BlockReason::StillTerminating)),
                 refused,
             };
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     EvictionOutcome {
         result: Ok(format!("{namespace}/{name}")),

@@ -44,6 +44,9 @@ pub enum Error {
         /// The cluster the context points at.
         actual: String,
     },
+    /// A wait was ended by a stop request (Ctrl-C, a lost upgrade lock).
+    #[error("stopped on request")]
+    Stopped,
     /// An API call failed.
     #[error("{action}: {source}")]
     Api {

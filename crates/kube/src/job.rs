@@ -190,7 +190,7 @@ impl TemplateJobStep {
                 }
                 .into());
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            self.cluster.pause(Duration::from_millis(200)).await?;
         }
     }
 }

@@ -138,9 +138,26 @@ impl UpgradeLock {
                 Ok(())
             }
             Err(e) if matches!(api_code(&e), Some(409) | Some(404)) => {
-                let holder = match self.api.get_opt(&self.options.name).await {
-                    Ok(Some(l)) => spec_holder(&l).unwrap_or_default(),
-                    _ => "nobody (the lease was deleted)".to_string(),
+                let current = self
+                    .api
+                    .get_opt(&self.options.name)
+                    .await
+                    .map_err(|e| Error::api("read the upgrade lock", e))?;
+                let holder = match &current {
+                    // Still ours: an earlier renewal went through but its answer was lost
+                    // (a dropped connection), so our resourceVersion is stale. Adopt it and
+                    // renew again, unless the lease expired meanwhile (then anyone may have
+                    // taken it and given it back; we cannot know).
+                    Some(lease)
+                        if spec_holder(lease).as_deref() == Some(self.options.holder.as_str())
+                            && !expired(lease, jiff::Timestamp::now()) =>
+                    {
+                        self.resource_version =
+                            lease.metadata.resource_version.clone().unwrap_or_default();
+                        return Box::pin(self.renew(None)).await;
+                    }
+                    Some(lease) => spec_holder(lease).unwrap_or_default(),
+                    None => "nobody (the lease was deleted)".to_string(),
                 };
                 Err(Error::LockLost {
                     namespace: self.options.namespace.clone(),
@@ -149,6 +166,31 @@ impl UpgradeLock {
                 })
             }
             Err(e) => Err(Error::api("renew the upgrade lock", e)),
+        }
+    }
+
+    /// Renews like [`renew`](Self::renew), retrying failed attempts (a 5xx, a 429, a dropped
+    /// connection while the API servers roll) with backoff until `deadline`, the last moment
+    /// the lease is surely still ours. Gives up at once only on [`Error::LockLost`].
+    pub async fn renew_before(&mut self, deadline: tokio::time::Instant) -> Result<()> {
+        let mut pause = Duration::from_millis(200);
+        let mut attempt = 1u32;
+        loop {
+            match self.renew(None).await {
+                Ok(()) => return Ok(()),
+                Err(err @ Error::LockLost { .. }) => return Err(err),
+                Err(err) => {
+                    let now = tokio::time::Instant::now();
+                    if now >= deadline {
+                        return Err(err);
+                    }
+                    tracing::warn!(attempt, error = %err, "could not renew the upgrade lock; retrying");
+                    // The last attempt is made at the deadline itself, not skipped.
+                    tokio::time::sleep(pause.min(deadline - now)).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                    attempt += 1;
+                }
+            }
         }
     }
 

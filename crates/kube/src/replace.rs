@@ -17,6 +17,7 @@ use k8s_openapi::api::core::v1::Node;
 use kube::Api;
 use kube::api::DeleteParams;
 use upgrade_core::ProcessBuilder;
+use upgrade_core::process::StopSignal;
 
 use crate::connect::Cluster;
 use crate::cordon::cordon;
@@ -91,6 +92,7 @@ impl ReplacerSpec {
                 surge: surge.clone(),
                 retire: retire.clone(),
                 timeout: *timeout,
+                stop: cluster.stop_signal().clone(),
             },
         }
     }
@@ -114,6 +116,8 @@ pub enum Replacer {
         retire: NodeCommand,
         /// The time limit of each command.
         timeout: Duration,
+        /// The stop signal the commands watch (the cluster's).
+        stop: StopSignal,
     },
 }
 
@@ -132,10 +136,19 @@ impl NodeReplacer for Replacer {
                 }
                 Ok(Vec::new())
             }
-            Replacer::Command { surge, timeout, .. } => {
+            Replacer::Command {
+                surge,
+                timeout,
+                stop,
+                ..
+            } => {
                 if let Some(surge) = surge {
                     for node in batch {
-                        surge.for_node(node, *timeout).exec_async().await?;
+                        surge
+                            .for_node(node, *timeout)
+                            .stop_signal(stop.clone())
+                            .exec_async()
+                            .await?;
                     }
                 }
                 Ok(Vec::new())
@@ -162,9 +175,16 @@ impl NodeReplacer for Replacer {
                 }
             }
             Replacer::Command {
-                retire, timeout, ..
+                retire,
+                timeout,
+                stop,
+                ..
             } => {
-                retire.for_node(node, *timeout).exec_async().await?;
+                retire
+                    .for_node(node, *timeout)
+                    .stop_signal(stop.clone())
+                    .exec_async()
+                    .await?;
                 Ok(())
             }
         }

@@ -296,7 +296,7 @@ async fn validate(
                 return Ok(Err((runs, result)));
             }
         }
-        tokio::time::sleep(options.interval).await;
+        cluster.pause(options.interval).await?;
     }
 }
 
@@ -500,7 +500,7 @@ pub async fn rollout<R: NodeReplacer>(
             } else {
                 options.pause
             };
-            tokio::time::sleep(pause).await;
+            cluster.pause(pause).await?;
         }
     }
     run.step(Step::Finish, &[]).await?;

@@ -195,7 +195,9 @@ impl DeploymentImageStep {
                     seconds: self.spec.timeout.as_secs(),
                 });
             }
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            self.cluster
+                .pause(std::time::Duration::from_millis(200))
+                .await?;
         }
     }
 
@@ -593,7 +595,9 @@ impl Step for WorkloadsReadyStep {
                     )
                     .into());
                 }
-                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                self.cluster
+                    .pause(std::time::Duration::from_millis(250))
+                    .await?;
             }
         })
     }

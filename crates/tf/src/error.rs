@@ -242,6 +242,7 @@ impl ToolError for Error {
             how,
             stdout,
             stderr,
+            ..
         } = err
         else {
             return Error::Process(err);

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use upgrade_core::process::{ProcessBuilder, ProcessError, ProcessOutput, Stream};
+use upgrade_core::process::{ProcessBuilder, ProcessError, ProcessOutput, StopSignal, Stream};
 use upgrade_core::tool::TERRAFORM;
 
 use crate::diagnostics::{ChangeSummary, Diagnostic, UiMessage, UiStream};
@@ -66,6 +66,7 @@ pub struct TerraformBuilder {
     workspace: Option<String>,
     timeout: Option<Duration>,
     grace: Option<Duration>,
+    stop: Option<StopSignal>,
     inherited: Option<Vec<(String, String)>>,
 }
 
@@ -106,6 +107,12 @@ impl TerraformBuilder {
     /// enough to release a remote state lock.
     pub fn grace_period(mut self, grace: Duration) -> Self {
         self.grace = Some(grace);
+        self
+    }
+
+    /// (chainable) The stop signal every command watches (default: the process-wide one).
+    pub fn stop_signal(mut self, stop: StopSignal) -> Self {
+        self.stop = Some(stop);
         self
     }
 
@@ -197,6 +204,9 @@ impl TerraformBuilder {
         }
         if let Some(g) = self.grace {
             cmd.grace_period(g);
+        }
+        if let Some(stop) = self.stop {
+            cmd.stop_signal(stop);
         }
         let dir = std::path::absolute(&self.dir).unwrap_or(self.dir);
         cmd.cwd(&dir);
@@ -409,6 +419,7 @@ impl Terraform {
             workspace: None,
             timeout: None,
             grace: None,
+            stop: None,
             inherited: None,
         }
     }

@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 
 use crate::journal::{Event, Journal, JournalError, Outcome, PlannedStep, RunState, StepStatus};
+use crate::process::StopSignal;
 use crate::snapshot::{Snapshot, SnapshotError, SnapshotKey, SnapshotStore, SnapshotWriter};
 
 /// A step's failure (any error; its Display should name the problem and the fix).
@@ -228,6 +229,7 @@ pub struct Executor {
     store: SnapshotStore,
     on_failure: OnFailure,
     options: ExecutorOptions,
+    stop: StopSignal,
 }
 
 impl Executor {
@@ -238,12 +240,23 @@ impl Executor {
             store: SnapshotStore::open(snapshot_root)?,
             on_failure: OnFailure::RollBack,
             options: ExecutorOptions::default(),
+            stop: StopSignal::global().clone(),
         })
     }
 
     /// (chainable) Options (test fault injection).
     pub fn options(mut self, options: ExecutorOptions) -> Self {
         self.options = options;
+        self
+    }
+
+    /// (chainable) The stop signal the steps' commands watch (default: the process-wide one).
+    ///
+    /// A stop ends the forward run at the step running (or before the next one) and the
+    /// rollback that follows acknowledges it, so the rollback's own commands run; a further
+    /// stop ends the rollback too, leaving the rest recorded in the journal to undo later.
+    pub fn stop_signal(mut self, stop: StopSignal) -> Self {
+        self.stop = stop;
         self
     }
 
@@ -360,6 +373,10 @@ impl Executor {
             if status == StepStatus::Verified {
                 continue;
             }
+            if self.stop.is_stopped() {
+                let why: StepError = "stopped on request before it started".into();
+                return self.fail(&mut state, steps, id, why).await;
+            }
             if status < StepStatus::Started || status == StepStatus::RolledBack {
                 self.journal
                     .append(&run_id, Event::Started { step: id.into() })?;
@@ -437,6 +454,15 @@ impl Executor {
                 error,
             }),
             OnFailure::RollBack => {
+                if self.stop.is_stopped() && !self.stop.is_aborted() {
+                    // The stopped step has returned, so nothing that was asked to stop is
+                    // still running: let the rollback's own commands run.
+                    self.stop.acknowledge();
+                    tracing::warn!(
+                        run_id = %state.run_id,
+                        "stopped; rolling back what this run applied (stop again to leave the rest of the rollback for later)"
+                    );
+                }
                 let fresh = Journal::run(self.journal.path(), &state.run_id)?.expect("run exists");
                 let reason = format!("step `{step}` failed: {error}");
                 let rollback = self.undo(&fresh, None, steps, &reason).await?;
@@ -482,7 +508,9 @@ impl Executor {
                 continue;
             }
             // The first step that cannot be undone stops the rollback; why is journaled.
-            let blocked = if let Some(why) = step.irreversible() {
+            let blocked = if self.stop.is_stopped() {
+                Some(stopped_rollback(&run_id, id, self.stop.is_aborted()))
+            } else if let Some(why) = step.irreversible() {
                 Some(format!(
                     "`{id}` cannot be undone ({why}); it and every step before it stay applied. \
                      To go back, follow the documented recovery for it (for EKS: a new cluster \
@@ -501,6 +529,9 @@ impl Executor {
                 match Snapshot::open(&dir) {
                     Err(e) => Some(format!("`{id}`'s snapshot cannot be used: {e}")),
                     Ok(snapshot) => match step.rollback(&snapshot).await {
+                        Err(_) if self.stop.is_stopped() => {
+                            Some(stopped_rollback(&run_id, id, self.stop.is_aborted()))
+                        }
                         Err(e) => Some(format!("rolling back `{id}` failed: {e}")),
                         Ok(()) => None,
                     },
@@ -539,6 +570,19 @@ impl Executor {
             std::process::abort();
         }
     }
+}
+
+/// Why a rollback stopped at `step` on a stop request, and how to finish it.
+fn stopped_rollback(run_id: &str, step: &str, aborted: bool) -> String {
+    let why = if aborted {
+        "the run was aborted (the upgrade lock was lost)"
+    } else {
+        "stopped on request during the rollback"
+    };
+    format!(
+        "{why}: `{step}` and every step before it stay applied; their snapshots are kept. \
+         Finish the rollback later: `upgrade-rollback --run {run_id}` (it repeats nothing already undone)"
+    )
 }
 
 fn check_plan(state: &RunState, steps: &[&dyn Step]) -> Result<(), RunError> {

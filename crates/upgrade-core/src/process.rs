@@ -16,7 +16,7 @@ use std::fmt;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
@@ -48,15 +48,28 @@ pub enum Stream {
 /// A callback that receives each line of output as it arrives.
 pub type LineCallback<'a> = dyn FnMut(Stream, &str) + 'a;
 
-/// A request to stop running children gracefully, shared between threads.
+/// A request to stop running work gracefully, shared between threads.
 ///
 /// Children run in their own process group, so a Ctrl-C at the terminal reaches only our
 /// process. A binary's signal handler calls `StopSignal::global().stop()`; every running
 /// command that watches the signal (all do, unless given another) then gets the same
 /// graceful stop as a timeout: one `SIGINT` to its group, the grace period, then `SIGKILL`,
-/// and returns [`ProcessError::Stopped`].
+/// and returns [`ProcessError::Stopped`]. Waits that poll (drains, rollouts) check it too.
+///
+/// A stop is a request, and requests are counted. Work that must run to completion after a
+/// stop (the rollback of what the stopped run applied) first [acknowledges](Self::acknowledge)
+/// the requests so far; it watches the same signal and is stopped only by a further request
+/// (a second Ctrl-C). [`abort`](Self::abort) stops everything for good, acknowledged or not
+/// (the upgrade lock is lost: nothing may change the cluster any more).
 #[derive(Clone, Debug, Default)]
-pub struct StopSignal(Arc<AtomicBool>);
+pub struct StopSignal(Arc<StopState>);
+
+#[derive(Debug, Default)]
+struct StopState {
+    requests: AtomicU32,
+    acknowledged: AtomicU32,
+    aborted: AtomicBool,
+}
 
 impl StopSignal {
     /// A new, unset signal (for a caller that stops its own commands).
@@ -70,16 +83,75 @@ impl StopSignal {
         GLOBAL.get_or_init(StopSignal::new)
     }
 
-    /// Asks every command watching this signal to stop.
-    pub fn stop(&self) {
-        self.0.store(true, Ordering::SeqCst);
+    /// Asks every command watching this signal to stop; returns how many stops have been
+    /// asked for so far (1 for the first).
+    pub fn stop(&self) -> u32 {
+        self.0.requests.fetch_add(1, Ordering::SeqCst) + 1
     }
 
-    /// Whether a stop was asked for.
+    /// Stops everything watching this signal for good: acknowledging no longer clears it.
+    pub fn abort(&self) {
+        self.0.aborted.store(true, Ordering::SeqCst);
+        self.stop();
+    }
+
+    /// Whether a stop was asked for and not yet acknowledged, or the signal was aborted.
     pub fn is_stopped(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        self.is_aborted()
+            || self.0.requests.load(Ordering::SeqCst) > self.0.acknowledged.load(Ordering::SeqCst)
+    }
+
+    /// Whether [`abort`](Self::abort) was called.
+    pub fn is_aborted(&self) -> bool {
+        self.0.aborted.load(Ordering::SeqCst)
+    }
+
+    /// How many stops have been asked for since the signal was made (a caller compares two
+    /// readings to learn whether its own work was stopped).
+    pub fn requests(&self) -> u32 {
+        self.0.requests.load(Ordering::SeqCst)
+    }
+
+    /// Marks every stop asked for so far as handled, so the work that handles it (a rollback)
+    /// can run: it is stopped only by a further request, or by an abort. Call it only when
+    /// nothing that was asked to stop is still running.
+    pub fn acknowledge(&self) {
+        let requests = self.0.requests.load(Ordering::SeqCst);
+        self.0.acknowledged.fetch_max(requests, Ordering::SeqCst);
+    }
+
+    /// Settles the signal after the work it stopped has ended: the abort is lifted and every
+    /// request so far acknowledged, so the next piece of work starts afresh (the caller
+    /// learned of the stop from that work's result).
+    pub fn settle(&self) {
+        self.0.aborted.store(false, Ordering::SeqCst);
+        self.acknowledge();
+    }
+
+    /// Waits up to `duration`, returning early (`Err(Stopped)`) when a stop is asked for;
+    /// the pause of every polling wait, so Ctrl-C never has to outwait it.
+    pub async fn pause(&self, duration: Duration) -> Result<(), Stopped> {
+        let until = tokio::time::Instant::now() + duration;
+        loop {
+            if self.is_stopped() {
+                return Err(Stopped);
+            }
+            let now = tokio::time::Instant::now();
+            if now >= until {
+                return Ok(());
+            }
+            tokio::time::sleep((until - now).min(STOP_POLL)).await;
+        }
     }
 }
+
+/// How often a [`StopSignal::pause`] looks at the signal.
+const STOP_POLL: Duration = Duration::from_millis(50);
+
+/// A wait ended early because a stop was asked for ([`StopSignal::pause`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("stopped on request")]
+pub struct Stopped;
 
 /// How a timed-out or stopped child was stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,6 +261,8 @@ pub enum ProcessError {
         command: String,
         /// Whether SIGINT sufficed or it had to be killed.
         how: StopMethod,
+        /// The exit code it chose when SIGINT sufficed (130 for a graceful stop).
+        code: Option<i32>,
         /// Stdout up to the stop, redacted.
         stdout: String,
         /// Stderr up to the stop, redacted.
@@ -776,6 +850,7 @@ impl ProcessBuilder {
             Some(StopReason::Requested) => Err(ProcessError::Stopped {
                 command: self.to_string(),
                 how,
+                code: output.status.code(),
                 stdout: redactor.scrub(&output.stdout_lossy()),
                 stderr: redactor.scrub(&output.stderr_lossy()),
             }),

@@ -42,6 +42,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use upgrade_core::executor::{Step, StepError, StepFuture, StepRecord, StepSpec};
+use upgrade_core::process::StopSignal;
 use upgrade_core::snapshot::{Snapshot, SnapshotWriter};
 
 use crate::metrics::{MetricSpec, Prometheus, Vars, judge};
@@ -425,7 +426,8 @@ pub enum CanaryOutcome {
     },
 }
 
-/// Runs `plan` against the cluster.
+/// Runs `plan` against the cluster; a stop request (the process-wide [`StopSignal`]) ends
+/// its waits.
 pub async fn run(
     client: kube::Client,
     plan: &CanaryPlan,
@@ -433,6 +435,7 @@ pub async fn run(
     recorder: &mut dyn CanaryRecorder,
 ) -> Result<CanaryOutcome> {
     plan.validate()?;
+    let stop = StopSignal::global();
     let api: Api<DynamicObject> =
         Api::namespaced_with(client, &plan.namespace, &inference_service_resource());
     let isvc = api
@@ -465,7 +468,7 @@ pub async fn run(
         let new_model = (i == 0).then_some(field.as_str());
         patch_traffic(&api, plan, Some(percent), new_model).await?;
         record(CanaryEvent::TrafficSet { percent })?;
-        let failure = match wait_ready(&api, plan).await? {
+        let failure = match wait_ready(&api, plan, stop).await? {
             Err(not_ready) => Some(not_ready),
             Ok(ready) => {
                 let step = StepContext::from_status(percent, &ready);
@@ -474,7 +477,9 @@ pub async fn run(
                     canary_revision: step.canary_revision.clone(),
                     stable_revision: step.stable_revision.clone(),
                 })?;
-                tokio::time::sleep(plan.settle).await;
+                if stop.pause(plan.settle).await.is_err() {
+                    return Err(Error::Canary("stopped on request".into()));
+                }
                 let step_findings = analysis.analyze(&step).await;
                 record(CanaryEvent::Analyzed {
                     percent,
@@ -486,7 +491,7 @@ pub async fn run(
             }
         };
         if let Some(reason) = failure {
-            let ready = roll_back(&api, plan).await?;
+            let ready = roll_back(&api, plan, stop).await?;
             record(CanaryEvent::RolledBack {
                 at_percent: percent,
                 reason: reason.clone(),
@@ -501,7 +506,7 @@ pub async fn run(
         }
     }
     patch_traffic(&api, plan, None, None).await?;
-    if let Err(reason) = wait_ready(&api, plan).await? {
+    if let Err(reason) = wait_ready(&api, plan, stop).await? {
         return Err(Error::Canary(format!(
             "the canary of {}/{} was promoted but the InferenceService did not become ready: {reason}",
             plan.namespace, plan.name
@@ -517,11 +522,13 @@ pub async fn run(
 /// analysis, whose failing findings fail the step; rollback sends all traffic back to stable,
 /// and the first step's rollback then puts the predictor back as it was, old storageUri
 /// included), then a [`PromoteStep`]. The steps own what they use, so a command can hand
-/// them to the executor (and a later rollback can rebuild them) without borrowing.
+/// them to the executor (and a later rollback can rebuild them) without borrowing. Their
+/// waits end early when `stop` is set.
 pub fn executor_steps(
     client: kube::Client,
     plan: Arc<CanaryPlan>,
     analysis: Arc<dyn CanaryAnalysis>,
+    stop: &StopSignal,
 ) -> Result<Vec<Box<dyn Step>>> {
     plan.validate()?;
     let api: Api<DynamicObject> =
@@ -542,6 +549,7 @@ pub fn executor_steps(
                 },
                 api: api.clone(),
                 analysis: Arc::clone(&analysis),
+                stop: stop.clone(),
             }) as Box<dyn Step>
         })
         .collect();
@@ -551,6 +559,7 @@ pub fn executor_steps(
             plan: (*plan).clone(),
         },
         api,
+        stop: stop.clone(),
     }));
     Ok(steps)
 }
@@ -592,6 +601,7 @@ pub struct TrafficStep {
     spec: TrafficSpec,
     api: Api<DynamicObject>,
     analysis: Arc<dyn CanaryAnalysis>,
+    stop: StopSignal,
 }
 
 impl TrafficStep {
@@ -607,7 +617,14 @@ impl TrafficStep {
             spec,
             api,
             analysis,
+            stop: StopSignal::global().clone(),
         })
+    }
+
+    /// (chainable) The stop signal its waits watch (default: the process-wide one).
+    pub fn with_stop_signal(mut self, stop: StopSignal) -> TrafficStep {
+        self.stop = stop;
+        self
     }
 
     async fn apply_traffic(&self) -> Result<()> {
@@ -637,14 +654,16 @@ impl TrafficStep {
     }
 
     async fn verify_traffic(&self) -> Result<(), StepError> {
-        let ready =
-            wait_ready(&self.api, &self.spec.plan)
-                .await?
-                .map_err(|reason| -> StepError {
-                    format!("canary at {}%: {reason}", self.spec.percent).into()
-                })?;
+        let ready = wait_ready(&self.api, &self.spec.plan, &self.stop)
+            .await?
+            .map_err(|reason| -> StepError {
+                format!("canary at {}%: {reason}", self.spec.percent).into()
+            })?;
         let step = StepContext::from_status(self.spec.percent, &ready);
-        tokio::time::sleep(self.spec.plan.settle).await;
+        self.stop
+            .pause(self.spec.plan.settle)
+            .await
+            .map_err(|_| -> StepError { "stopped on request".into() })?;
         let findings = self.analysis.analyze(&step).await;
         match analysis_failure(self.spec.percent, &findings) {
             None => Ok(()),
@@ -685,7 +704,7 @@ impl Step for TrafficStep {
         // KServe's rollback: all traffic to the last rolled-out revision. Idempotent, so the
         // executor undoing every traffic step, newest first, repeats it harmlessly.
         Box::pin(async move {
-            if !roll_back(&self.api, &self.spec.plan).await? {
+            if !roll_back(&self.api, &self.spec.plan, &self.stop).await? {
                 return Err(format!(
                     "InferenceService {}/{} was set to canaryTrafficPercent 0 but did not become Ready within {}",
                     self.spec.plan.namespace,
@@ -698,7 +717,7 @@ impl Step for TrafficStep {
                 // The first step changed the model: put the predictor back as captured, so
                 // the spec names the stable model again instead of the rejected canary.
                 let before: Value = snapshot.get_json(PREDICTOR_FILE)?;
-                restore_predictor(&self.api, &self.spec.plan, before).await?;
+                restore_predictor(&self.api, &self.spec.plan, before, &self.stop).await?;
             }
             Ok(())
         })
@@ -711,13 +730,24 @@ impl Step for TrafficStep {
 pub struct PromoteStep {
     spec: PromoteSpec,
     api: Api<DynamicObject>,
+    stop: StopSignal,
 }
 
 impl PromoteStep {
     /// The step of `spec` on the cluster of `client`.
     pub fn from_spec(spec: PromoteSpec, client: kube::Client) -> PromoteStep {
         let api = Api::namespaced_with(client, &spec.plan.namespace, &inference_service_resource());
-        PromoteStep { spec, api }
+        PromoteStep {
+            spec,
+            api,
+            stop: StopSignal::global().clone(),
+        }
+    }
+
+    /// (chainable) The stop signal its waits watch (default: the process-wide one).
+    pub fn with_stop_signal(mut self, stop: StopSignal) -> PromoteStep {
+        self.stop = stop;
+        self
     }
 }
 
@@ -748,7 +778,7 @@ impl Step for PromoteStep {
     }
     fn verify(&self) -> StepFuture<'_> {
         Box::pin(async move {
-            wait_ready(&self.api, &self.spec.plan)
+            wait_ready(&self.api, &self.spec.plan, &self.stop)
                 .await?
                 .map(|_| ())
                 .map_err(|reason| format!("after promotion: {reason}").into())
@@ -822,6 +852,7 @@ async fn restore_predictor(
     api: &Api<DynamicObject>,
     plan: &CanaryPlan,
     before: Value,
+    stop: &StopSignal,
 ) -> Result<(), StepError> {
     let now = api
         .get(&plan.name)
@@ -838,7 +869,7 @@ async fn restore_predictor(
     api.patch(&plan.name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .map_err(|e| kube_error(plan, "restore the predictor of", e))?;
-    wait_ready(api, plan)
+    wait_ready(api, plan, stop)
         .await?
         .map_err(|reason| -> StepError {
             format!(
@@ -861,17 +892,21 @@ impl StepContext {
 }
 
 /// Sends all traffic back to stable and waits for it; `Ok(false)`: not ready in time.
-async fn roll_back(api: &Api<DynamicObject>, plan: &CanaryPlan) -> Result<bool> {
+async fn roll_back(api: &Api<DynamicObject>, plan: &CanaryPlan, stop: &StopSignal) -> Result<bool> {
     let patch = json!({"spec": {"predictor": {"canaryTrafficPercent": 0}}});
     api.patch(&plan.name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .map_err(|e| kube_error(plan, "roll back", e))?;
-    Ok(wait_ready(api, plan).await?.is_ok())
+    Ok(wait_ready(api, plan, stop).await?.is_ok())
 }
 
 /// Polls until the status has observed the latest generation and Ready is True.
 /// The inner `Err` is why it did not get there in time.
-async fn wait_ready(api: &Api<DynamicObject>, plan: &CanaryPlan) -> Result<Result<Value, String>> {
+async fn wait_ready(
+    api: &Api<DynamicObject>,
+    plan: &CanaryPlan,
+    stop: &StopSignal,
+) -> Result<Result<Value, String>> {
     let deadline = Instant::now() + plan.ready_timeout;
     loop {
         let obj = api
@@ -910,7 +945,9 @@ async fn wait_ready(api: &Api<DynamicObject>, plan: &CanaryPlan) -> Result<Resul
                 crate::duration::render(plan.ready_timeout)
             )));
         }
-        tokio::time::sleep(plan.poll_interval).await;
+        if stop.pause(plan.poll_interval).await.is_err() {
+            return Ok(Err("stopped on request".into()));
+        }
     }
 }
 

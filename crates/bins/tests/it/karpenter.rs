@@ -474,3 +474,83 @@ async fn a_chart_whose_kube_version_refuses_the_cluster_blocks_with_exit_4() {
     );
     assert_eq!(p.live().await, ("1.5.0".to_string(), 1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_during_the_helm_upgrade_rolls_it_back_and_exits_130() {
+    let p = Platform::start("v1.30.4-eks-a737599").await;
+    // New pods that never become Ready keep `helm upgrade --wait` running until the Ctrl-C.
+    let never_ready = p.ctx.work().join("never-ready-values.yaml");
+    std::fs::write(
+        &never_ready,
+        format!(
+            "{}podAnnotations:\n  kube-sim.dev/never-ready: \"true\"\n",
+            std::fs::read_to_string(values()).unwrap()
+        ),
+    )
+    .unwrap();
+    let chart_160 = chart("1.6.0");
+    let mut cmd = ProcessBuilder::new(env!("CARGO_BIN_EXE_upgrade-karpenter"));
+    p.ctx.apply_env(&mut cmd);
+    let ctrl_c = upgrade_core::process::StopSignal::new();
+    cmd.cwd(p.ctx.work())
+        .arg("--kubeconfig")
+        .arg(p.sim.kubeconfig_path())
+        .args(["--kube-context", kube_sim::CONTEXT_NAME])
+        .args([
+            "--chart",
+            path(&chart_160),
+            "--version",
+            "1.6.0",
+            "--values",
+        ])
+        .arg(&never_ready)
+        .args(["--timeout", "2m", "--apply", "--yes", "--expect-cluster"])
+        .arg(p.sim.url())
+        // The runner's stop is one SIGINT to the binary's own process group: a Ctrl-C.
+        .stop_signal(ctrl_c.clone())
+        .grace_period(std::time::Duration::from_secs(120))
+        .timeout(std::time::Duration::from_secs(300));
+    let running = tokio::task::spawn_blocking(move || cmd.output());
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let history = p.helm().history(&release()).await.unwrap();
+        if history.last().is_some_and(|r| r.status.is_pending()) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the upgrade never started: {history:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    ctrl_c.stop();
+    let out = running.await.unwrap();
+    // The runner reports its own stop, with the exit code the binary chose.
+    let (code, stdout, stderr) = match out {
+        Ok(out) => (out.status.code(), out.stdout_lossy(), out.stderr_lossy()),
+        Err(upgrade_core::ProcessError::Stopped {
+            code,
+            stdout,
+            stderr,
+            ..
+        }) => (code, stdout, stderr),
+        Err(other) => panic!("{other}"),
+    };
+    assert_eq!(code, Some(130), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("Ctrl-C: stopping the running command"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("outcome: stopped on request")
+            && stdout.contains("rolled back 2 step(s)\n"),
+        "{stdout}"
+    );
+    let history = p.helm().history(&release()).await.unwrap();
+    assert_eq!(p.live().await.0, "1.5.0", "{history:?}");
+    assert_eq!(
+        history.last().unwrap().status,
+        upgrade_helm::ReleaseStatus::Deployed,
+        "{history:?}"
+    );
+}

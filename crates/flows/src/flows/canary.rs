@@ -201,6 +201,7 @@ pub async fn plan(ctx: &FlowContext, spec: &CanarySpec) -> Result<Planned> {
         ctx.cluster().client().clone(),
         Arc::new(rollout),
         Arc::new(analysis),
+        ctx.stop_signal(),
     )
     .map_err(|e| FlowError::invalid("steps", e.to_string(), ""))?;
     let refs: Vec<&dyn Step> = steps.iter().map(|s| s.as_ref()).collect();

@@ -435,6 +435,7 @@ impl Step for ControlPlaneWaitStep {
             let what = format!("control plane at {}", self.spec.minor);
             wait_until(
                 self.events.as_ref(),
+                self.cluster.stop_signal(),
                 &what,
                 self.spec.timeout,
                 self.spec.interval,

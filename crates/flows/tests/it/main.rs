@@ -3,3 +3,5 @@
 //! crate.
 
 mod library;
+mod safety;
+mod world;

@@ -330,7 +330,13 @@ async fn as_executor_steps_the_rollout_is_journaled_and_rolled_back() {
     let journal = dir.path().join("journal.jsonl");
     let plan = Arc::new(plan("s3://models/iris/v2"));
     let analysis = Arc::new(FailsFrom(50, Mutex::new(Vec::new())));
-    let steps = canary::executor_steps(sim.client().unwrap(), plan, analysis.clone()).unwrap();
+    let steps = canary::executor_steps(
+        sim.client().unwrap(),
+        plan,
+        analysis.clone(),
+        upgrade_core::process::StopSignal::global(),
+    )
+    .unwrap();
     let refs: Vec<&dyn Step> = steps.iter().map(|s| s.as_ref()).collect();
     let ids: Vec<&str> = refs.iter().map(|s| s.id()).collect();
     assert_eq!(
@@ -392,7 +398,13 @@ async fn as_executor_steps_a_healthy_rollout_completes_with_promotion() {
     let dir = tempfile::tempdir().unwrap();
     let plan = Arc::new(plan("s3://models/iris/v2"));
     let analysis = Arc::new(FailsFrom(101, Mutex::new(Vec::new())));
-    let steps = canary::executor_steps(sim.client().unwrap(), plan, analysis.clone()).unwrap();
+    let steps = canary::executor_steps(
+        sim.client().unwrap(),
+        plan,
+        analysis.clone(),
+        upgrade_core::process::StopSignal::global(),
+    )
+    .unwrap();
     let refs: Vec<&dyn Step> = steps.iter().map(|s| s.as_ref()).collect();
     let mut executor = Executor::open(
         &dir.path().join("journal.jsonl"),
