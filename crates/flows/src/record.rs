@@ -19,8 +19,8 @@ use upgrade_helm::step::{HelmUpgradeSpec, HelmUpgradeStep};
 use upgrade_helm::values_pin::ValuesPinStep;
 use upgrade_kube::job::{TemplateJobSpec, TemplateJobStep};
 use upgrade_kube::step::{
-    CrBackupSpec, CrBackupStep, DeploymentImageSpec, DeploymentImageStep, NodeRolloutSpec,
-    NodeRolloutStep, WorkloadsReadySpec, WorkloadsReadyStep,
+    CrBackupSpec, CrBackupStep, DeploymentImageSpec, DeploymentImageStep, DeploymentScaleSpec,
+    DeploymentScaleStep, NodeRolloutSpec, NodeRolloutStep, WorkloadsReadySpec, WorkloadsReadyStep,
 };
 use upgrade_tf::step::{
     ProviderUpgradeSpec, ProviderUpgradeStep, TfvarsChangeSpec, TfvarsChangeStep,
@@ -270,6 +270,12 @@ impl StepRegistry {
                 cluster: ctx.cluster().clone(),
             }))
         });
+        registry.register(|spec: DeploymentScaleSpec, ctx| {
+            Ok(Box::new(DeploymentScaleStep {
+                spec,
+                cluster: ctx.cluster().clone(),
+            }))
+        });
         registry.register(|spec: NodeRolloutSpec, ctx| {
             Ok(Box::new(NodeRolloutStep {
                 spec,
@@ -389,6 +395,7 @@ mod tests {
             ProviderUpgradeSpec::KIND,
             CrBackupSpec::KIND,
             DeploymentImageSpec::KIND,
+            DeploymentScaleSpec::KIND,
             NodeRolloutSpec::KIND,
             WorkloadsReadySpec::KIND,
             TemplateJobSpec::KIND,
@@ -398,6 +405,6 @@ mod tests {
         ] {
             assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
         }
-        assert_eq!(kinds.len(), 14, "{kinds:?}");
+        assert_eq!(kinds.len(), 15, "{kinds:?}");
     }
 }

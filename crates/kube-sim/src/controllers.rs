@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
 use crate::resources::ResourceType;
+use crate::runtime::{ContainerStart, RESTART_BACKOFF, Run, Runs, Runtime};
 use crate::selectors::LabelSelector;
 use crate::store::{
     Propagation, Store, Target, WriteOptions, allocate_pod_ip, is_terminating, now_rfc3339,
@@ -335,7 +336,13 @@ pub(crate) struct Controllers {
     /// When the kubelet first saw a bound pod (by uid), and when a pod started running.
     bound_at: HashMap<String, Instant>,
     running_at: HashMap<String, Instant>,
+    /// Runs the containers of the images it claims, when a test gave one.
+    runtime: Option<Runtime>,
+    runs: Runs,
 }
+
+/// How often the kubelet looks at a container running on the runtime's thread.
+const RUN_POLL: Duration = Duration::from_millis(50);
 
 fn ignore_conflicts(r: Result<Arc<Value>, ApiError>) {
     if let Err(e) = r {
@@ -349,6 +356,7 @@ impl Controllers {
         store: Arc<Store>,
         config: ControllerConfig,
         server_version: SharedVersion,
+        runtime: Option<Runtime>,
     ) -> Controllers {
         let types = Types::new(&store);
         Controllers {
@@ -359,6 +367,8 @@ impl Controllers {
             types,
             bound_at: HashMap::new(),
             running_at: HashMap::new(),
+            runtime,
+            runs: Runs::default(),
         }
     }
 
@@ -1064,10 +1074,34 @@ impl Controllers {
                     (c["type"] == "Complete" || c["type"] == "Failed") && c["status"] == "True"
                 })
             });
-            if finished || job["spec"]["suspend"].as_bool() == Some(true) {
+            if finished {
                 continue;
             }
             let pods = snap.owned(job);
+            if job["spec"]["suspend"].as_bool() == Some(true) {
+                // As upstream: a suspended Job's running pods are deleted, and it says so.
+                for pod in pods
+                    .iter()
+                    .filter(|p| !pod_finished(p) && !is_terminating(p))
+                {
+                    self.delete_pod(pod);
+                }
+                let conditions = set_condition(
+                    &job["status"]["conditions"],
+                    "Suspended",
+                    true,
+                    "JobSuspended",
+                    "Job suspended",
+                    false,
+                );
+                if job["status"]["active"] != 0 || conditions != job["status"]["conditions"] {
+                    let mut status = job["status"].clone();
+                    status["active"] = json!(0);
+                    status["conditions"] = conditions;
+                    self.write_status(&t.jobs, job, status);
+                }
+                continue;
+            }
             let succeeded = pods
                 .iter()
                 .filter(|p| p["status"]["phase"] == "Succeeded")
@@ -1271,9 +1305,9 @@ impl Controllers {
     }
 
     fn kubelet(&mut self) -> Option<Duration> {
-        let t = &self.types;
-        let (pods, _) = self.store.list(&t.pods, None);
-        let (nodes, _) = self.store.list(&t.nodes, None);
+        let pods_ty = Arc::clone(&self.types.pods);
+        let (pods, _) = self.store.list(&pods_ty, None);
+        let (nodes, _) = self.store.list(&self.types.nodes, None);
         let node_ready_by_name: HashMap<&str, bool> =
             nodes.iter().map(|n| (name(n), node_ready(n))).collect();
         let now = Instant::now();
@@ -1297,6 +1331,11 @@ impl Controllers {
                     let bound = *self.bound_at.entry(id.clone()).or_insert(now);
                     let due = bound + self.config.pod_start_delay;
                     if now >= due {
+                        let claimed = self.runtime.as_ref().and_then(|runtime| {
+                            ContainerStart::of(pod)
+                                .filter(|c| runtime.0.runs(&c.image))
+                                .map(|c| (runtime.clone(), c))
+                        });
                         let never_ready =
                             pod["metadata"]["annotations"][NEVER_READY_ANNOTATION] == "true";
                         let ip = allocate_pod_ip(&self.store);
@@ -1306,6 +1345,24 @@ impl Controllers {
                             .and_then(|n| n["status"]["addresses"][0]["address"].as_str())
                             .unwrap_or("10.0.0.1")
                             .to_string();
+                        if let Some((runtime, container)) = claimed {
+                            // Started, not Ready: the runtime's run decides what comes next.
+                            let status = running_status(pod, &ip, &host_ip, false);
+                            self.edit(&pods_ty, pod, Target::Status, |o| {
+                                o["status"] = status;
+                            });
+                            self.event(
+                                pod,
+                                false,
+                                "Started",
+                                "kubelet",
+                                "Started container".into(),
+                            );
+                            self.runs.start(&runtime, &id, container);
+                            self.running_at.insert(id.clone(), now);
+                            soonest(RUN_POLL);
+                            continue;
+                        }
                         let crash = pod["metadata"]["annotations"][CRASH_LOOP_ANNOTATION] == "true";
                         let mut status = running_status(pod, &ip, &host_ip, !never_ready && !crash);
                         if crash {
@@ -1326,7 +1383,7 @@ impl Controllers {
                                 "Started container".into(),
                             );
                         }
-                        self.edit(&t.pods, pod, Target::Status, |o| {
+                        self.edit(&pods_ty, pod, Target::Status, |o| {
                             o["status"] = status;
                         });
                         self.running_at.insert(id.clone(), now);
@@ -1337,6 +1394,11 @@ impl Controllers {
                         soonest(due - now);
                     }
                 }
+                Some("Running") if self.runs.by_pod.contains_key(&id) => {
+                    if let Some(wait) = self.runtime_pass(pod, &id, node_is_ready, now) {
+                        soonest(wait);
+                    }
+                }
                 Some("Running") if pod["spec"]["restartPolicy"] == "Always" => {
                     // The node lifecycle controller marks pods of a NotReady node not Ready;
                     // they come back when the node does.
@@ -1344,7 +1406,7 @@ impl Controllers {
                         && pod["metadata"]["annotations"][CRASH_LOOP_ANNOTATION] != "true";
                     let want = node_is_ready && healthy;
                     if pod_is_ready(pod) != want {
-                        self.edit(&t.pods, pod, Target::Status, |o| {
+                        self.edit(&pods_ty, pod, Target::Status, |o| {
                             let reason = if want { "" } else { "NodeNotReady" };
                             let mut c = set_condition(
                                 &o["status"]["conditions"],
@@ -1373,7 +1435,7 @@ impl Controllers {
                             .and_then(|c| c.parse().ok())
                             .unwrap_or(0);
                         let status = finished_status(pod, code);
-                        self.edit(&t.pods, pod, Target::Status, |o| {
+                        self.edit(&pods_ty, pod, Target::Status, |o| {
                             o["status"] = status;
                         });
                     } else {
@@ -1385,7 +1447,92 @@ impl Controllers {
         }
         self.bound_at.retain(|k, _| seen.contains(k));
         self.running_at.retain(|k, _| seen.contains(k));
+        self.runs.by_pod.retain(|k, _| seen.contains(k));
+        self.runs.restarts.retain(|k, _| seen.contains(k));
         next
+    }
+
+    /// One kubelet look at a pod whose container the runtime runs; returns when to look again.
+    fn runtime_pass(
+        &mut self,
+        pod: &Value,
+        id: &str,
+        node_is_ready: bool,
+        now: Instant,
+    ) -> Option<Duration> {
+        let pods = Arc::clone(&self.types.pods);
+        if let Some(code) = self.runs.finished(id) {
+            if pod["spec"]["restartPolicy"] != "Always" {
+                let status = finished_status(pod, i64::from(code));
+                self.edit(&pods, pod, Target::Status, |o| o["status"] = status);
+                return None;
+            }
+            if code == 0 {
+                self.runs.by_pod.insert(id.to_string(), Run::Serving);
+                self.edit(&pods, pod, Target::Status, |o| {
+                    set_pod_ready(o, node_is_ready);
+                    for cs in o["status"]["containerStatuses"]
+                        .as_array_mut()
+                        .into_iter()
+                        .flatten()
+                    {
+                        cs["started"] = json!(true);
+                        cs["state"] = json!({"running": {"startedAt": now_rfc3339()}});
+                    }
+                });
+                return None;
+            }
+            let restarts = self.runs.restarts.entry(id.to_string()).or_insert(0);
+            *restarts += 1;
+            let restarts = *restarts;
+            self.edit(&pods, pod, Target::Status, |o| {
+                set_pod_ready(o, false);
+                let now = now_rfc3339();
+                for cs in o["status"]["containerStatuses"]
+                    .as_array_mut()
+                    .into_iter()
+                    .flatten()
+                {
+                    cs["started"] = json!(false);
+                    cs["restartCount"] = json!(restarts);
+                    cs["state"] = json!({"waiting": {"reason": "CrashLoopBackOff", "message": "back-off restarting failed container"}});
+                    cs["lastState"] = json!({"terminated": {"exitCode": code, "reason": "Error", "startedAt": now, "finishedAt": now}});
+                }
+            });
+            self.event(
+                pod,
+                true,
+                "BackOff",
+                "kubelet",
+                "Back-off restarting failed container".into(),
+            );
+            self.runs.by_pod.insert(
+                id.to_string(),
+                Run::Crashed {
+                    again_at: now + RESTART_BACKOFF,
+                },
+            );
+            return Some(RESTART_BACKOFF);
+        }
+        match self.runs.by_pod.get(id) {
+            Some(Run::Running(_)) => Some(RUN_POLL),
+            Some(Run::Serving) => {
+                if pod_is_ready(pod) != node_is_ready {
+                    self.edit(&pods, pod, Target::Status, |o| {
+                        set_pod_ready(o, node_is_ready)
+                    });
+                }
+                None
+            }
+            Some(Run::Crashed { again_at }) if now < *again_at => Some(*again_at - now),
+            Some(Run::Crashed { .. }) => {
+                let runtime = self.runtime.clone()?;
+                let container = ContainerStart::of(pod)?;
+                self.runs.start(&runtime, id, container);
+                Some(RUN_POLL)
+            }
+            None => None,
+        }
     }
 
     fn cloud(&mut self) {
@@ -1551,6 +1698,28 @@ fn container_statuses(pod: &Value, state: Value, ready: bool) -> Value {
         })
         .collect();
     Value::Array(list)
+}
+
+/// Sets a pod's Ready and ContainersReady conditions and its containers' `ready`.
+fn set_pod_ready(pod: &mut Value, ready: bool) {
+    let reason = if ready { "" } else { "ContainersNotReady" };
+    let mut c = set_condition(
+        &pod["status"]["conditions"],
+        "Ready",
+        ready,
+        reason,
+        "",
+        false,
+    );
+    c = set_condition(&c, "ContainersReady", ready, reason, "", false);
+    pod["status"]["conditions"] = c;
+    for cs in pod["status"]["containerStatuses"]
+        .as_array_mut()
+        .into_iter()
+        .flatten()
+    {
+        cs["ready"] = json!(ready);
+    }
 }
 
 fn running_status(pod: &Value, ip: &str, host_ip: &str, ready: bool) -> Value {

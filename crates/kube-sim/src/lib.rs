@@ -43,6 +43,7 @@ pub mod fixtures;
 pub mod patch;
 mod protobuf;
 pub mod resources;
+pub mod runtime;
 pub mod selectors;
 mod server;
 pub mod store;
@@ -59,6 +60,7 @@ pub use crate::controllers::ControllerConfig;
 pub use crate::error::{ApiError, Error, Result};
 pub use crate::faults::{FaultConfig, FaultKind, FaultRule};
 pub use crate::fixtures::ScaleSpec;
+pub use crate::runtime::{ContainerRuntime, ContainerStart};
 use crate::store::{Propagation, Store, Target, WriteOptions};
 
 /// The Kubernetes version the simulator reports unless told otherwise.
@@ -79,6 +81,7 @@ pub struct SimClusterBuilder {
     port: u16,
     faults: FaultConfig,
     kubeconfig_path: Option<PathBuf>,
+    runtime: Option<runtime::Runtime>,
 }
 
 impl SimClusterBuilder {
@@ -103,6 +106,12 @@ impl SimClusterBuilder {
     /// Faults injected from the start.
     pub fn faults(mut self, faults: FaultConfig) -> Self {
         self.faults = faults;
+        self
+    }
+
+    /// Runs the containers of the images `runtime` claims for real (see [`runtime`]).
+    pub fn container_runtime(mut self, runtime: Arc<dyn ContainerRuntime>) -> Self {
+        self.runtime = Some(runtime::Runtime(runtime));
         self
     }
 
@@ -158,8 +167,12 @@ impl SimClusterBuilder {
                 tracing::warn!(error = %e, "kube-sim server stopped");
             }
         });
-        let controllers =
-            controllers::Controllers::new(store.clone(), self.controllers.clone(), git_version);
+        let controllers = controllers::Controllers::new(
+            store.clone(),
+            self.controllers.clone(),
+            git_version,
+            self.runtime.clone(),
+        );
         let controller_task = tokio::spawn(controllers.run(shutdown_rx));
         tracing::info!(%url, kubeconfig = %kubeconfig.display(), "kube-sim listening");
         Ok(SimCluster {
@@ -274,6 +287,7 @@ impl SimCluster {
             port: 0,
             faults: FaultConfig::default(),
             kubeconfig_path: None,
+            runtime: None,
         }
     }
 

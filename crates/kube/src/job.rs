@@ -5,16 +5,22 @@
 //! The Job is named by the caller (derived from the run, so a resumed run finds it again),
 //! gets a label of its own (never the Deployment's, so no Service sends it traffic), no
 //! probes or ports, `restartPolicy: Never` and `backoffLimit: 0` (a schema migration is not
-//! retried blindly). Its rollback cannot undo what the command did (pair it with a backup
-//! step, e.g. a database snapshot); it stops a Job that is still running, so the backup is
-//! never restored under a migration in progress.
+//! retried blindly).
+//!
+//! Its rollback does something only if the Job was started (it exists): a Job still running
+//! is suspended (its pods go, the Job stays as the record that it started) and its pods
+//! awaited, so nothing is restored under a migration in progress; then the `undo` command,
+//! when given, undoes what the command did (e.g. restores the database snapshot taken before
+//! it). A Job that never started has nothing to undo, so `undo` does not run: a restore is
+//! never made needlessly (it would lose what was written since the snapshot).
 
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
-use kube::api::{DeleteParams, PostParams, PropagationPolicy};
+use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
+use upgrade_core::command_step::CommandSpec;
 use upgrade_core::executor::{Step, StepError, StepFuture, StepRecord, StepSpec};
 use upgrade_core::snapshot::{Snapshot, SnapshotWriter};
 
@@ -49,6 +55,10 @@ pub struct TemplateJobSpec {
     pub timeout: Duration,
     /// Why it cannot be undone, when nothing else in the run can undo it.
     pub irreversible: Option<String>,
+    /// Undoes what the command did, run on rollback only if the Job was started (e.g.
+    /// restore the database from the snapshot taken before the migration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undo: Option<CommandSpec>,
 }
 
 impl StepSpec for TemplateJobSpec {
@@ -145,6 +155,40 @@ impl TemplateJobStep {
         }))
     }
 
+    /// Suspends the running Job and waits until none of its pods is active.
+    async fn suspend(&self) -> Result<(), StepError> {
+        self.cluster.guard()?;
+        let what = format!("job {}/{}", self.spec.namespace, self.spec.job_name);
+        self.jobs()
+            .patch(
+                &self.spec.job_name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"suspend": true}})),
+            )
+            .await
+            .map_err(|e| crate::Error::api(format!("suspend {what}"), e))?;
+        let deadline = tokio::time::Instant::now() + self.spec.timeout;
+        loop {
+            let active = self
+                .existing()
+                .await?
+                .and_then(|j| j.status)
+                .and_then(|s| s.active)
+                .unwrap_or(0);
+            if active == 0 {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(crate::Error::Timeout {
+                    what: format!("the pods of the suspended {what} to stop"),
+                    seconds: self.spec.timeout.as_secs(),
+                }
+                .into());
+            }
+            self.cluster.pause(Duration::from_millis(200)).await?;
+        }
+    }
+
     async fn existing(&self) -> Result<Option<Job>, StepError> {
         self.jobs().get_opt(&self.spec.job_name).await.map_err(|e| {
             crate::Error::api(
@@ -232,12 +276,17 @@ impl Step for TemplateJobStep {
 
     fn description(&self) -> String {
         format!(
-            "run `{}` with {} in job {}/{} (from deployment {}'s pod template) and wait for it to complete",
+            "run `{}` with {} in job {}/{} (from deployment {}'s pod template) and wait for it to complete{}",
             self.spec.command.join(" "),
             self.spec.image,
             self.spec.namespace,
             self.spec.job_name,
-            self.spec.deployment
+            self.spec.deployment,
+            self.spec
+                .undo
+                .as_ref()
+                .map(|undo| format!(" (rollback, only if the job started: {undo})"))
+                .unwrap_or_default()
         )
     }
 
@@ -293,27 +342,21 @@ impl Step for TemplateJobStep {
 
     fn rollback<'a>(&'a self, _snapshot: &'a Snapshot) -> StepFuture<'a> {
         Box::pin(async move {
+            // Never started: nothing ran, so nothing is undone.
             let Some(job) = self.existing().await? else {
                 return Ok(());
             };
-            if finished(&job).is_some() {
-                // Kept for its logs; it expires by itself.
-                return Ok(());
+            if finished(&job).is_none() {
+                self.suspend().await?;
             }
-            self.cluster.guard()?;
-            let params = DeleteParams {
-                propagation_policy: Some(PropagationPolicy::Foreground),
-                ..DeleteParams::default()
-            };
-            self.jobs()
-                .delete(&self.spec.job_name, &params)
-                .await
-                .map_err(|e| {
-                    crate::Error::api(
-                        format!("stop job {}/{}", self.spec.namespace, self.spec.job_name),
-                        e,
-                    )
-                })?;
+            // The Job stays (kept for its logs; it expires by itself), so a rollback retried
+            // after a failed undo still knows the command started.
+            if let Some(undo) = &self.spec.undo {
+                undo.builder()
+                    .stop_signal(self.cluster.stop_signal().clone())
+                    .exec_async()
+                    .await?;
+            }
             Ok(())
         })
     }

@@ -454,6 +454,148 @@ impl Step for NodeRolloutStep {
     }
 }
 
+/// What [`DeploymentScaleStep`] changes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DeploymentScaleSpec {
+    /// Step id, e.g. `mlflow/scale-down`.
+    pub id: String,
+    /// Component, e.g. `mlflow`.
+    pub component: String,
+    /// The Deployment's namespace.
+    pub namespace: String,
+    /// The Deployment.
+    pub deployment: String,
+    /// The replicas to scale to (0 stops every pod).
+    pub replicas: i32,
+    /// How long to wait until exactly that many pods are available.
+    pub timeout: std::time::Duration,
+}
+
+impl StepSpec for DeploymentScaleSpec {
+    const KIND: &'static str = "kube-deployment-scale";
+}
+
+/// Scales a Deployment (`kubectl scale`) and waits until exactly that many pods run and are
+/// available (none left for 0); rollback scales it back to the replicas captured before.
+#[derive(Debug, Clone)]
+pub struct DeploymentScaleStep {
+    /// What it changes.
+    pub spec: DeploymentScaleSpec,
+    /// The cluster.
+    pub cluster: Cluster,
+}
+
+const REPLICAS_FILE: &str = "replicas.json";
+
+impl DeploymentScaleStep {
+    fn api(&self) -> kube::Api<k8s_openapi::api::apps::v1::Deployment> {
+        kube::Api::namespaced(self.cluster.client().clone(), &self.spec.namespace)
+    }
+
+    fn what(&self) -> String {
+        format!(
+            "deployment {}/{}",
+            self.spec.namespace, self.spec.deployment
+        )
+    }
+
+    async fn read(&self) -> Result<k8s_openapi::api::apps::v1::Deployment, crate::Error> {
+        self.api()
+            .get(&self.spec.deployment)
+            .await
+            .map_err(|e| crate::Error::api(format!("read {}", self.what()), e))
+    }
+
+    async fn scale(&self, replicas: i32) -> Result<(), crate::Error> {
+        self.cluster.guard()?;
+        let patch = serde_json::json!({ "spec": { "replicas": replicas } });
+        self.api()
+            .patch(
+                &self.spec.deployment,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(patch),
+            )
+            .await
+            .map_err(|e| crate::Error::api(format!("scale {}", self.what()), e))?;
+        self.wait_scaled(replicas).await
+    }
+
+    async fn wait_scaled(&self, replicas: i32) -> Result<(), crate::Error> {
+        let deadline = tokio::time::Instant::now() + self.spec.timeout;
+        loop {
+            let d = self.read().await?;
+            let generation = d.metadata.generation.unwrap_or(0);
+            let done = d.status.as_ref().is_some_and(|s| {
+                s.observed_generation.unwrap_or(0) >= generation
+                    && s.replicas.unwrap_or(0) == replicas
+                    && s.available_replicas.unwrap_or(0) == replicas
+            });
+            if done {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(crate::Error::Timeout {
+                    what: format!("{} to run {replicas} pod(s)", self.what()),
+                    seconds: self.spec.timeout.as_secs(),
+                });
+            }
+            self.cluster
+                .pause(std::time::Duration::from_millis(200))
+                .await?;
+        }
+    }
+}
+
+impl Step for DeploymentScaleStep {
+    fn id(&self) -> &str {
+        &self.spec.id
+    }
+
+    fn component(&self) -> &str {
+        &self.spec.component
+    }
+
+    fn record(&self) -> StepRecord {
+        StepRecord::of(&self.spec)
+    }
+
+    fn description(&self) -> String {
+        format!(
+            "scale {} to {} replica(s) and wait for it",
+            self.what(),
+            self.spec.replicas
+        )
+    }
+
+    fn capture<'a>(&'a self, snapshot: &'a mut SnapshotWriter) -> StepFuture<'a> {
+        Box::pin(async move {
+            let replicas = self
+                .read()
+                .await?
+                .spec
+                .and_then(|s| s.replicas)
+                .unwrap_or(1);
+            snapshot.put_json(REPLICAS_FILE, &replicas)?;
+            Ok(())
+        })
+    }
+
+    fn apply(&self) -> StepFuture<'_> {
+        Box::pin(async move { Ok(self.scale(self.spec.replicas).await?) })
+    }
+
+    fn verify(&self) -> StepFuture<'_> {
+        Box::pin(async move { Ok(self.wait_scaled(self.spec.replicas).await?) })
+    }
+
+    fn rollback<'a>(&'a self, snapshot: &'a Snapshot) -> StepFuture<'a> {
+        Box::pin(async move {
+            let replicas: i32 = snapshot.get_json(REPLICAS_FILE)?;
+            Ok(self.scale(replicas).await?)
+        })
+    }
+}
+
 /// What [`WorkloadsReadyStep`] verifies.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct WorkloadsReadySpec {

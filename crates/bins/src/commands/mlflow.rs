@@ -14,10 +14,11 @@ use crate::exit::{CliError, Flags};
 #[command(
     name = "upgrade-mlflow",
     version,
-    about = "Upgrade the MLflow tracking server: database snapshot, image, `mlflow db upgrade` in the cluster, /health",
-    after_help = "Steps: mlflow/db-snapshot (--db-snapshot-command, --db-snapshot-wait-command), mlflow/image, mlflow/db-upgrade (a Job\n\
-from the Deployment's pod template with the new image), mlflow/health (--health-url).\n\
-Rollback: stop the migration Job, rollout undo, then --db-restore-command.\n\
+    about = "Upgrade the MLflow tracking server: database snapshot, `mlflow db upgrade` in the cluster, image, /health",
+    after_help = "Steps: mlflow/db-snapshot (--db-snapshot-command, --db-snapshot-wait-command), [mlflow/scale-down],\n\
+mlflow/db-upgrade (a Job from the Deployment's pod template with the new image), mlflow/image, [mlflow/scale-up],\n\
+mlflow/health (--health-url). The migration runs before the rollout: the new server refuses an old schema.\n\
+Rollback: rollout undo; then, only if the migration Job started, stop it and run --db-restore-command.\n\
 Commands are split like a shell would (no shell runs them); {run_id} and {date} are replaced, and the\n\
 run records them filled in, so upgrade-rollback restores the snapshot this run took.\n\n\
 Exit codes: 0 done (or planned), 1 failed and rolled back, 2 bad input (nothing changed),\n\
@@ -57,6 +58,10 @@ pub struct Args {
     /// Upgrade without a database snapshot: the migration then cannot be undone.
     #[arg(long)]
     pub no_db_snapshot: bool,
+    /// Stop the server (scale to 0) for the migration and start it again with the new
+    /// image: downtime, but no old server runs on the migrated schema.
+    #[arg(long)]
+    pub scale_down: bool,
     /// The tracking server's URL whose `/health` must answer after the upgrade.
     #[arg(long, value_name = "URL")]
     pub health_url: Option<String>,
@@ -84,6 +89,7 @@ impl Args {
             db_snapshot_wait_command: self.db_snapshot_wait_command.clone(),
             db_restore_command: self.db_restore_command.clone(),
             no_db_snapshot: self.no_db_snapshot,
+            scale_down: self.scale_down,
             health_url: self.health_url.clone(),
             experiment: self.experiment.clone(),
             health_attempts: self.health_attempts,

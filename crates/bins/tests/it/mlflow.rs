@@ -1,7 +1,9 @@
 //! `upgrade-mlflow` end to end: the real binary against an MLflow Deployment on an in-process
-//! kube-sim (whose job controller runs the `mlflow db upgrade` Job), the database snapshot and
-//! restore as real commands (`cp` of a real SQLite store), and the real MLflow tracking server
-//! from the verification venv behind `--health-url`.
+//! kube-sim, the database snapshot and restore as real commands (`cp` of a real SQLite store
+//! made by MLflow 2.9.2), and the real MLflow of the verification venv: behind
+//! `--health-url`, and, for the new image, as the containers themselves (kube-sim's
+//! container runtime runs the migration Job's `mlflow db upgrade` and the new server's
+//! start-up schema check for real).
 
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
@@ -17,7 +19,7 @@ use upgrade_verify::{Check, ProbeSpec, Prober, Retry, Status};
 const OLD: &str = "ghcr.io/mlflow/mlflow:v2.9.2";
 const NEW: &str = "ghcr.io/mlflow/mlflow:v2.16.0";
 
-/// The tracking server's objects; `ANNOTATIONS` is replaced per test.
+/// The tracking server's objects; `ANNOTATIONS` and `@STORE@` are replaced per test.
 const PLATFORM: &str = r#"
 apiVersion: v1
 kind: Namespace
@@ -38,7 +40,7 @@ spec:
         - name: mlflow
           image: ghcr.io/mlflow/mlflow:v2.9.2
           env:
-            - {name: BACKEND_STORE_URI, value: "sqlite:////data/mlflow.db"}
+            - {name: BACKEND_STORE_URI, value: "@STORE@"}
           ports: [{containerPort: 5000}]
 "#;
 
@@ -49,21 +51,86 @@ struct World {
     store: PathBuf,
 }
 
+/// The new image's containers, run by the real MLflow of the verification venv: the
+/// migration Job runs `mlflow db upgrade` on the store, and a server starts only if MLflow's
+/// own schema check (`_verify_schema`, what the tracking server runs when it starts) passes.
+/// (MLflow also creates tables missing from a store that predates them when it starts,
+/// which would migrate from every replica at once; the check alone is the server that
+/// refuses an out-of-date schema.)
+struct RealMlflow {
+    python: PathBuf,
+}
+
+const SCHEMA_CHECK: &str = "import sys, sqlalchemy\n\
+from mlflow.store.db.utils import _verify_schema\n\
+_verify_schema(sqlalchemy.create_engine(sys.argv[1]))\n";
+
+impl kube_sim::ContainerRuntime for RealMlflow {
+    fn runs(&self, image: &str) -> bool {
+        image == NEW
+    }
+
+    fn run(&self, container: &kube_sim::ContainerStart) -> i32 {
+        let uri = &container.env["BACKEND_STORE_URI"];
+        let mut cmd = ProcessBuilder::new(&self.python);
+        if container.restarts {
+            cmd.args(["-c", SCHEMA_CHECK, uri]);
+        } else {
+            assert_eq!(container.argv, ["mlflow", "db", "upgrade", uri.as_str()]);
+            cmd.args(["-m", "mlflow", "db", "upgrade", uri]);
+        }
+        cmd.timeout(Duration::from_secs(120));
+        match cmd.output() {
+            Ok(out) => out.status.code().unwrap_or(137),
+            Err(_) => 127,
+        }
+    }
+}
+
+/// Whether MLflow's schema check passes on `store` (the store is at the venv MLflow's head).
+fn schema_is_current(store: &Path) -> bool {
+    let mut cmd = ProcessBuilder::new(require_venv_tool("python"));
+    cmd.args(["-c", SCHEMA_CHECK])
+        .arg(format!("sqlite:///{}", store.display()))
+        .timeout(Duration::from_secs(120));
+    cmd.output().unwrap().status.success()
+}
+
 impl World {
     /// The cluster with the MLflow Deployment (its pod template annotated with
     /// `annotations`, a YAML map) rolled out, and a store.
     async fn new(annotations: &str) -> World {
+        World::start(annotations, None).await
+    }
+
+    /// The same, with the new image's containers run by the real MLflow.
+    async fn with_real_mlflow() -> World {
+        let runtime = RealMlflow {
+            python: require_venv_tool("python"),
+        };
+        World::start("{}", Some(std::sync::Arc::new(runtime))).await
+    }
+
+    async fn start(
+        annotations: &str,
+        runtime: Option<std::sync::Arc<dyn kube_sim::ContainerRuntime>>,
+    ) -> World {
         let ctx = TestContext::new();
-        let sim = SimCluster::builder()
+        let mut builder = SimCluster::builder()
             .controllers(ControllerConfig::fast())
-            .kubeconfig_path(ctx.root().join("kubeconfig.yaml"))
-            .start()
-            .await
-            .expect("kube-sim starts");
+            .kubeconfig_path(ctx.root().join("kubeconfig.yaml"));
+        if let Some(runtime) = runtime {
+            builder = builder.container_runtime(runtime);
+        }
+        let sim = builder.start().await.expect("kube-sim starts");
         sim.add_node("node-a", "v1.30.4-eks-a737599").unwrap();
-        sim.load_yaml(&PLATFORM.replace("ANNOTATIONS", annotations))
-            .expect("the platform loads");
         let store = ctx.copy_fixture("mlflow/store-mlflow-2.9.2.db");
+        sim.load_yaml(
+            &PLATFORM
+                .replace("ANNOTATIONS", annotations)
+                .replace("@STORE@", &format!("sqlite:///{}", store.display())),
+        )
+        .expect("the platform loads");
         std::fs::create_dir_all(ctx.root().join("db-snapshots")).unwrap();
         let world = World { ctx, sim, store };
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -307,7 +374,7 @@ async fn apply_snapshots_updates_migrates_and_checks_health() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failing_migration_rolls_back_the_image_and_restores_the_database() {
+async fn a_failing_migration_restores_the_database_and_never_touches_the_image() {
     // kube-sim finishes this Deployment's Job pods with exit code 1: the migration fails.
     let world = World::new(r#"{"kube-sim.dev/exit-code": "1"}"#).await;
     let (template, store) = world.state();
@@ -319,11 +386,11 @@ async fn a_failing_migration_rolls_back_the_image_and_restores_the_database() {
     let (code, stdout, stderr) = world.run(&args).await;
     assert_eq!(code, 1, "{stderr}\n{stdout}");
     assert!(stdout.contains("failed at mlflow/db-upgrade"), "{stdout}");
-    assert!(stdout.contains("[rolled-back] mlflow/image"), "{stdout}");
     assert!(
-        stdout.contains("[rolled-back] mlflow/db-snapshot"),
+        stdout.contains("[rolled-back] mlflow/db-upgrade"),
         "{stdout}"
     );
+    assert!(stdout.contains("[planned] mlflow/image"), "{stdout}");
     assert_eq!(world.image(), OLD);
     assert_eq!(world.deployment()["spec"]["template"], template);
     assert_eq!(std::fs::read(&world.store).unwrap(), store);
@@ -494,4 +561,98 @@ async fn bad_input_exits_2_with_one_line_naming_the_fix_and_changes_nothing() {
         assert_eq!(std::fs::read_dir(world.snapshots()).unwrap().count(), 0);
         assert!(!world.journal().exists(), "{args:?} started a run");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_changing_upgrade_migrates_before_the_new_server_starts() {
+    let world = World::with_real_mlflow().await;
+    assert!(
+        !schema_is_current(&world.store),
+        "the 2.9.2 store is behind the venv's MLflow"
+    );
+    let mut args = world.apply();
+    args.extend(strings(&["--image", NEW, "--timeout", "90s"]));
+    args.extend(world.db_commands());
+    let (code, stdout, stderr) = world.run(&args).await;
+    assert_eq!(code, 0, "{stderr}\n{stdout}");
+    assert!(
+        stdout.contains("pods serve on the migrated schema") && stdout.contains("--scale-down"),
+        "the plan says what runs on the new schema meanwhile: {stdout}"
+    );
+    assert_eq!(world.image(), NEW);
+    assert!(
+        schema_is_current(&world.store),
+        "the real `mlflow db upgrade` migrated the store"
+    );
+    let order: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.split("] ").nth(1))
+        .filter_map(|l| l.split(':').next())
+        .collect();
+    assert_eq!(
+        order,
+        ["mlflow/db-snapshot", "mlflow/db-upgrade", "mlflow/image"],
+        "{stdout}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_after_the_real_migration_restores_the_database() {
+    let world = World::with_real_mlflow().await;
+    let store_before = std::fs::read(&world.store).unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{closed}");
+    let mut args = world.apply();
+    args.extend(strings(&[
+        "--image",
+        NEW,
+        "--timeout",
+        "90s",
+        "--scale-down",
+    ]));
+    args.extend(strings(&["--health-url", &url, "--health-attempts", "1"]));
+    args.extend(world.db_commands());
+    let (code, stdout, stderr) = world.run(&args).await;
+    assert_eq!(code, 1, "{stderr}\n{stdout}");
+    assert!(stdout.contains("failed at mlflow/health"), "{stdout}");
+    assert!(
+        stdout.contains("rolled back 6 step(s)"),
+        "snapshot, scale-down, migration, image, scale-up, health: {stdout}"
+    );
+    assert_eq!(world.image(), OLD);
+    assert_eq!(
+        std::fs::read(&world.store).unwrap(),
+        store_before,
+        "the restore command put the 2.9.2 store back"
+    );
+    assert!(!schema_is_current(&world.store));
+    assert_eq!(world.deployment()["spec"]["replicas"], 1, "scaled back up");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_is_not_restored_when_the_migration_never_started() {
+    let world = World::new("{}").await;
+    let (template, store) = world.state();
+    let written = mtime(&world.store);
+    std::thread::sleep(Duration::from_millis(20));
+    let mut args = world.apply();
+    args.extend(strings(&["--image", NEW]));
+    args.extend(world.db_commands());
+    // The snapshot is taken but never becomes usable.
+    args.extend(strings(&["--db-snapshot-wait-command", "false"]));
+    let (code, stdout, stderr) = world.run(&args).await;
+    assert_eq!(code, 1, "{stderr}\n{stdout}");
+    assert!(stdout.contains("failed at mlflow/db-snapshot"), "{stdout}");
+    assert!(world.jobs().is_empty(), "the migration never started");
+    assert_eq!(world.deployment()["spec"]["template"], template);
+    assert_eq!(std::fs::read(&world.store).unwrap(), store);
+    assert_eq!(
+        mtime(&world.store),
+        written,
+        "the restore command never ran: a restore from a snapshot that is not usable, or when nothing was migrated, would lose data"
+    );
 }

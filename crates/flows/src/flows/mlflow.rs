@@ -1,13 +1,18 @@
 //! The MLflow tracking server's upgrade (seed 000 "MLflow Upgrade", seed 002 "MLflow
-//! Database Backup"): a database snapshot through the site's own command, the image update,
-//! `mlflow db upgrade` run in the cluster with the new image, and the `/health` check.
+//! Database Backup"), in the order a schema change needs: a database snapshot through the
+//! site's own command (and its wait, until the snapshot is usable), `mlflow db upgrade` run
+//! in the cluster with the new image, then the image rollout, then the `/health` check.
+//! The new server checks the schema when it starts and refuses an out-of-date one, so the
+//! migration comes first; meanwhile the old pods keep serving on the migrated schema, which
+//! the plan says, or, with `scale_down`, the server is stopped for the migration.
 //!
-//! Rollback, in reverse: a migration Job still running is stopped, the Deployment's pod
-//! template is put back (`kubectl rollout undo`), and the database is restored with the
-//! restore command from the snapshot this run took. Without a snapshot command a run is
-//! refused unless `no_db_snapshot` says so explicitly: a migrated database cannot be
-//! migrated back. The commands are recorded with their placeholders filled in, so a later
-//! rollback restores exactly the snapshot this run took.
+//! Rollback, in reverse: the pod template is put back (`kubectl rollout undo`); then, only
+//! if the migration Job was started, it is stopped and the database restored from the
+//! snapshot this run took (never when the snapshot's own wait failed, nor when the run
+//! failed before the migration: a needless restore loses what was written since). Without a
+//! snapshot command a run is refused unless `no_db_snapshot` says so explicitly: a migrated
+//! database cannot be migrated back. The commands are recorded with their placeholders
+//! filled in, so a later rollback restores exactly the snapshot this run took.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -18,7 +23,9 @@ use serde::{Deserialize, Serialize};
 use upgrade_core::command_step::{CommandSpec, CommandStep};
 use upgrade_core::executor::Step;
 use upgrade_kube::job::{TemplateJobSpec, TemplateJobStep};
-use upgrade_kube::step::{DeploymentImageSpec, DeploymentImageStep};
+use upgrade_kube::step::{
+    DeploymentImageSpec, DeploymentImageStep, DeploymentScaleSpec, DeploymentScaleStep,
+};
 use upgrade_verify::probe::{Check, ProbeSpec, Retry};
 use upgrade_verify::step::ProbeStep;
 
@@ -62,6 +69,10 @@ pub struct MlflowSpec {
     /// Upgrade without a database snapshot: the migration then cannot be undone.
     #[serde(default)]
     pub no_db_snapshot: bool,
+    /// Stop the server (scale to 0) for the migration and start it again with the new image
+    /// afterwards: downtime, but no old server ever runs on the migrated schema.
+    #[serde(default)]
+    pub scale_down: bool,
     /// The tracking server's URL whose `/health` must answer after the upgrade.
     #[serde(default)]
     pub health_url: Option<String>,
@@ -87,6 +98,7 @@ impl MlflowSpec {
             db_snapshot_wait_command: None,
             db_restore_command: None,
             no_db_snapshot: false,
+            scale_down: false,
             health_url: None,
             experiment: None,
             health_attempts: 10,
@@ -318,9 +330,17 @@ fn check_image(image: &str) -> Result<()> {
     Ok(())
 }
 
-/// The image the Deployment's MLflow container runs now; the Deployment, container and
-/// database variable must exist.
-async fn live_image(ctx: &FlowContext, spec: &MlflowSpec) -> Result<String> {
+/// The tracking server as it runs now.
+struct Live {
+    /// The image of the MLflow container.
+    image: String,
+    /// The Deployment's replicas.
+    replicas: i32,
+}
+
+/// The tracking server as it runs now; the Deployment, container and database variable must
+/// exist.
+async fn live(ctx: &FlowContext, spec: &MlflowSpec) -> Result<Live> {
     let api: kube::Api<Deployment> =
         kube::Api::namespaced(ctx.cluster().client().clone(), &spec.namespace);
     let deployment = api
@@ -348,6 +368,11 @@ async fn live_image(ctx: &FlowContext, spec: &MlflowSpec) -> Result<String> {
                 ),
             )
         })?;
+    let replicas = deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.replicas)
+        .unwrap_or(1);
     let containers = deployment
         .spec
         .and_then(|s| s.template.spec)
@@ -396,7 +421,7 @@ async fn live_image(ctx: &FlowContext, spec: &MlflowSpec) -> Result<String> {
             "give the new image",
         ));
     }
-    Ok(image)
+    Ok(Live { image, replicas })
 }
 
 /// The blockers (and, into `findings`, the warnings) of going from `current` to `target`.
@@ -452,22 +477,31 @@ fn job_name(deployment: &str, run_id: &str) -> String {
     name.trim_end_matches('-').to_string()
 }
 
-fn steps(ctx: &FlowContext, spec: &MlflowSpec, inputs: Inputs, run_id: &str) -> Vec<Box<dyn Step>> {
+fn steps(
+    ctx: &FlowContext,
+    spec: &MlflowSpec,
+    inputs: Inputs,
+    live: &Live,
+    run_id: &str,
+) -> Vec<Box<dyn Step>> {
     let values = placeholder_values(run_id);
     let timeout = spec.timeout;
     let mut steps: Vec<Box<dyn Step>> = Vec::new();
-    if let Some((snapshot, restore)) = &inputs.snapshot {
+    let mut restore = None;
+    if let Some((snapshot, restore_command)) = &inputs.snapshot {
         let capture = snapshot.filled(&values, timeout);
         let verify = inputs
             .snapshot_wait
             .as_ref()
             .map(|wait| wait.filled(&values, timeout));
-        let rollback = restore.filled(&values, timeout);
+        restore = Some(restore_command.filled(&values, timeout));
+        // The snapshot itself is never undone: the migration's rollback restores from it,
+        // and only when the migration started.
         steps.push(Box::new(CommandStep {
             id: "mlflow/db-snapshot".into(),
             component: "mlflow".into(),
             description: format!(
-                "snapshot the database: {capture}{} (rollback: {rollback})",
+                "snapshot the database: {capture}{}",
                 verify
                     .as_ref()
                     .map(|wait| format!(", then wait: {wait}"))
@@ -476,22 +510,26 @@ fn steps(ctx: &FlowContext, spec: &MlflowSpec, inputs: Inputs, run_id: &str) -> 
             capture: Some(capture),
             apply: None,
             verify,
-            rollback: Some(rollback),
+            rollback: None,
             irreversible: None,
         }));
     }
-    steps.push(Box::new(DeploymentImageStep {
-        spec: DeploymentImageSpec {
-            id: "mlflow/image".into(),
-            component: "mlflow".into(),
-            namespace: spec.namespace.clone(),
-            deployment: spec.deployment.clone(),
-            container: spec.container.clone(),
-            image: spec.image.clone(),
-            timeout,
-        },
-        cluster: ctx.cluster().clone(),
-    }));
+    let scale = |id: &str, replicas: i32| -> Box<dyn Step> {
+        Box::new(DeploymentScaleStep {
+            spec: DeploymentScaleSpec {
+                id: id.into(),
+                component: "mlflow".into(),
+                namespace: spec.namespace.clone(),
+                deployment: spec.deployment.clone(),
+                replicas,
+                timeout,
+            },
+            cluster: ctx.cluster().clone(),
+        })
+    };
+    if spec.scale_down {
+        steps.push(scale("mlflow/scale-down", 0));
+    }
     steps.push(Box::new(TemplateJobStep {
         spec: TemplateJobSpec {
             id: "mlflow/db-upgrade".into(),
@@ -508,12 +546,28 @@ fn steps(ctx: &FlowContext, spec: &MlflowSpec, inputs: Inputs, run_id: &str) -> 
             ],
             job_name: job_name(&spec.deployment, run_id),
             timeout,
-            irreversible: inputs.snapshot.is_none().then(|| {
+            irreversible: restore.is_none().then(|| {
                 "a schema migration cannot be reversed, and no database snapshot was taken".into()
             }),
+            undo: restore,
         },
         cluster: ctx.cluster().clone(),
     }));
+    steps.push(Box::new(DeploymentImageStep {
+        spec: DeploymentImageSpec {
+            id: "mlflow/image".into(),
+            component: "mlflow".into(),
+            namespace: spec.namespace.clone(),
+            deployment: spec.deployment.clone(),
+            container: spec.container.clone(),
+            image: spec.image.clone(),
+            timeout,
+        },
+        cluster: ctx.cluster().clone(),
+    }));
+    if spec.scale_down {
+        steps.push(scale("mlflow/scale-up", live.replicas.max(1)));
+    }
     if !inputs.probes.is_empty() {
         steps.push(Box::new(ProbeStep {
             id: "mlflow/health".into(),
@@ -533,7 +587,7 @@ pub fn check(spec: &MlflowSpec) -> Result<()> {
 /// compared (a downgrade blocks), the steps built with this run's snapshot names.
 pub async fn plan(ctx: &FlowContext, spec: &MlflowSpec) -> Result<Planned> {
     let inputs = validate(spec)?;
-    let live = live_image(ctx, spec).await?;
+    let live = live(ctx, spec).await?;
     let run_id = ctx.new_run_id("mlflow")?;
     let mut findings = Vec::new();
     if inputs.snapshot.is_none() {
@@ -547,14 +601,25 @@ pub async fn plan(ctx: &FlowContext, spec: &MlflowSpec) -> Result<Planned> {
     if inputs.probes.is_empty() {
         findings.push("no health URL: only the rollout and the migration Job are checked".into());
     }
-    let blockers = version_checks(&live, &spec.image, &mut findings);
+    if spec.scale_down {
+        findings.push(format!(
+            "the server is stopped (0 of {} replica(s)) from before the migration until the new image runs: downtime",
+            live.replicas
+        ));
+    } else {
+        findings.push(format!(
+            "between the migration and the end of the rollout, the running {} pods serve on the migrated schema (MLflow checks its schema only when it starts); if that version cannot work on it, ask for a scale-down (`scale_down`, `--scale-down`) to stop the server for the migration",
+            live.image
+        ));
+    }
+    let blockers = version_checks(&live.image, &spec.image, &mut findings);
     let unprotected = inputs.snapshot.is_none() && !spec.no_db_snapshot;
-    let steps = steps(ctx, spec, inputs, &run_id);
+    let steps = steps(ctx, spec, inputs, &live, &run_id);
     let refs: Vec<&dyn Step> = steps.iter().map(|s| s.as_ref()).collect();
     let mut plan = Plan::new("upgrade-mlflow", ctx.cluster_name(), run_id, &refs);
     plan.changes = vec![format!(
-        "deployment {}/{} container {}: {live} -> {}",
-        spec.namespace, spec.deployment, spec.container, spec.image
+        "deployment {}/{} container {}: {} -> {}",
+        spec.namespace, spec.deployment, spec.container, live.image, spec.image
     )];
     plan.findings = findings;
     plan.blockers = blockers;

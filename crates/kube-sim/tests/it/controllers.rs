@@ -434,3 +434,122 @@ spec:
     );
     sim.shutdown().await;
 }
+
+/// A runtime for `tool:*` images: a job exits with the code its argv names; a server starts
+/// only once `ready` is set, crash-looping until then.
+struct Tool {
+    ready: std::sync::atomic::AtomicBool,
+    seen: std::sync::Mutex<Vec<kube_sim::ContainerStart>>,
+}
+
+impl kube_sim::ContainerRuntime for Tool {
+    fn runs(&self, image: &str) -> bool {
+        image.starts_with("tool:")
+    }
+    fn run(&self, container: &kube_sim::ContainerStart) -> i32 {
+        self.seen.lock().unwrap().push(container.clone());
+        if container.restarts {
+            i32::from(!self.ready.load(std::sync::atomic::Ordering::SeqCst))
+        } else {
+            container
+                .argv
+                .last()
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(0)
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_runtime_runs_job_and_server_containers() {
+    let tool = std::sync::Arc::new(Tool {
+        ready: false.into(),
+        seen: Default::default(),
+    });
+    let sim = kube_sim::SimCluster::builder()
+        .controllers(kube_sim::ControllerConfig::fast())
+        .container_runtime(tool.clone())
+        .start()
+        .await
+        .expect("kube-sim starts");
+    sim.add_node("node-a", "v1.30.4-eks-a737599").unwrap();
+    sim.load_yaml(
+        r#"
+apiVersion: batch/v1
+kind: Job
+metadata: {name: migrate}
+spec:
+  backoffLimit: 0
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+        - name: m
+          image: "tool:2"
+          env: [{name: CODE, value: "3"}]
+          command: [migrate, "$(CODE)"]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: server}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: server}}
+  template:
+    metadata: {labels: {app: server}}
+    spec:
+      containers: [{name: s, image: "tool:2"}]
+"#,
+    )
+    .expect("load");
+    let job = wait_for("the job to fail", Duration::from_secs(10), || {
+        let j = sim
+            .get("batch/v1", "Job", Some("default"), "migrate")
+            .ok()?;
+        condition(&j, "Failed").is_some().then_some(j)
+    })
+    .await;
+    assert_eq!(job["status"]["failed"], 1, "{job}");
+    let pods = sim.list("v1", "Pod", Some("default"));
+    let job_pod = pods
+        .iter()
+        .find(|p| {
+            p["metadata"]["name"]
+                .as_str()
+                .unwrap()
+                .starts_with("migrate-")
+        })
+        .unwrap();
+    assert_eq!(
+        job_pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"], 3,
+        "the runtime's exit code, from the expanded argv"
+    );
+    // The server crash-loops while it cannot start, then serves once it can.
+    let crashing = wait_for("a restart", Duration::from_secs(10), || {
+        sim.list("v1", "Pod", Some("default"))
+            .into_iter()
+            .find(|p| {
+                p["status"]["containerStatuses"][0]["restartCount"]
+                    .as_u64()
+                    .is_some_and(|n| n >= 1)
+            })
+    })
+    .await;
+    assert_eq!(
+        crashing["status"]["containerStatuses"][0]["state"]["waiting"]["reason"],
+        "CrashLoopBackOff"
+    );
+    let deployment = sim
+        .get("apps/v1", "Deployment", Some("default"), "server")
+        .unwrap();
+    assert_ne!(deployment["status"]["availableReplicas"], 1);
+    tool.ready.store(true, std::sync::atomic::Ordering::SeqCst);
+    crate::support::deployment_available(&sim, "default", "server", 1).await;
+    let seen = tool.seen.lock().unwrap().clone();
+    assert!(
+        seen.iter()
+            .any(|c| c.argv == ["migrate", "3"] && !c.restarts && c.env["CODE"] == "3"),
+        "{seen:?}"
+    );
+    sim.shutdown().await;
+}

@@ -1,6 +1,7 @@
 //! `TemplateJobStep` through the executor on kube-sim: a Job made from a Deployment's pod
 //! template runs to completion; a failing Job fails the run; a Job still running when the
-//! step gives up is stopped by the rollback.
+//! step gives up is suspended by the rollback before its undo runs; a Job that never started
+//! has nothing undone.
 
 use std::time::Duration;
 
@@ -58,6 +59,14 @@ async fn world(config: ControllerConfig, annotations: &str) -> (SimCluster, Clus
 }
 
 fn step(cluster: &Cluster, timeout: Duration) -> TemplateJobStep {
+    step_undone_by(cluster, timeout, None)
+}
+
+fn step_undone_by(
+    cluster: &Cluster,
+    timeout: Duration,
+    undo: Option<upgrade_core::command_step::CommandSpec>,
+) -> TemplateJobStep {
     TemplateJobStep {
         spec: TemplateJobSpec {
             id: "mlflow/db-upgrade".into(),
@@ -72,6 +81,7 @@ fn step(cluster: &Cluster, timeout: Duration) -> TemplateJobStep {
             job_name: "mlflow-db-upgrade-run-1".into(),
             timeout,
             irreversible: None,
+            undo,
         },
         cluster: cluster.clone(),
     }
@@ -144,28 +154,70 @@ async fn a_failing_job_fails_the_step_and_is_kept_for_its_logs() {
     assert!(job(&sim).is_some(), "a finished job is kept");
 }
 
+/// An undo that leaves a marker file, so a test can tell whether it ran.
+fn marker_undo(marker: &std::path::Path) -> upgrade_core::command_step::CommandSpec {
+    upgrade_core::command_step::CommandSpec::new("/usr/bin/touch", [marker.display().to_string()])
+        .timeout(Duration::from_secs(10))
+}
+
 #[tokio::test]
-async fn a_job_still_running_at_the_timeout_is_stopped_by_the_rollback() {
+async fn a_job_still_running_at_the_timeout_is_suspended_then_undone() {
     let config = ControllerConfig {
         job_run_time: Duration::from_secs(600),
         ..ControllerConfig::fast()
     };
     let (sim, cluster) = world(config, "{}").await;
-    match run(&step(&cluster, Duration::from_secs(1))).await {
-        RunOutcome::RolledBack { error, .. } => {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("restored");
+    let step = step_undone_by(&cluster, Duration::from_secs(1), Some(marker_undo(&marker)));
+    match run(&step).await {
+        RunOutcome::RolledBack {
+            error, rollback, ..
+        } => {
             assert!(error.contains("timed out"), "{error}");
+            assert_eq!(rollback.blocked, None);
         }
         other => panic!("expected a rollback, got {other:?}"),
     }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while let Some(job) = job(&sim) {
-        if !job["metadata"]["deletionTimestamp"].is_null() {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the running job was not stopped: {job}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let job = job(&sim).expect("the job is kept as the record that it started");
+    assert_eq!(job["spec"]["suspend"], true, "{job}");
+    let running: Vec<Value> = sim
+        .list("v1", "Pod", Some("mlops"))
+        .into_iter()
+        .filter(|p| {
+            p["metadata"]["labels"][JOB_LABEL] == "mlflow"
+                && p["metadata"]["deletionTimestamp"].is_null()
+        })
+        .collect();
+    assert!(running.is_empty(), "its pods are gone: {running:?}");
+    assert!(marker.exists(), "the undo ran after the job stopped");
+}
+
+#[tokio::test]
+async fn a_job_that_never_started_has_nothing_undone() {
+    let (sim, cluster) = world(ControllerConfig::fast(), "{}").await;
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("restored");
+    let step = step_undone_by(
+        &cluster,
+        Duration::from_secs(30),
+        Some(marker_undo(&marker)),
+    );
+    let store = upgrade_core::snapshot::SnapshotStore::open(&dir.path().join("snap")).unwrap();
+    let snapshot = store
+        .begin(upgrade_core::snapshot::SnapshotKey {
+            run_id: "run-1".into(),
+            seq: 1,
+            component: "mlflow".into(),
+            step: "mlflow/db-upgrade".into(),
+        })
+        .unwrap()
+        .commit()
+        .unwrap();
+    step.rollback(&snapshot).await.unwrap();
+    assert!(job(&sim).is_none());
+    assert!(
+        !marker.exists(),
+        "no restore when the migration never started"
+    );
 }
