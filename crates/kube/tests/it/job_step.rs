@@ -203,7 +203,7 @@ async fn a_job_that_never_started_has_nothing_undone() {
         Duration::from_secs(30),
         Some(marker_undo(&marker)),
     );
-    let store = upgrade_core::snapshot::SnapshotStore::open(&dir.path().join("snap")).unwrap();
+    let store = upgrade_core::snapshot::SnapshotStore::open(dir.path().join("snap")).unwrap();
     let snapshot = store
         .begin(upgrade_core::snapshot::SnapshotKey {
             run_id: "run-1".into(),
