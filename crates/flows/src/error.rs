@@ -206,19 +206,19 @@ mod tests {
             field: "batch_size".into(),
             problem: "0: a batch needs at least one node".into(),
             fix: format!(
-                "set {} to 1 or more, or {} to karpenter; {{node}} stays",
+                "set {} to 1 or more, or drop {}; {{node}} stays",
                 field("batch_size"),
-                field("replacer")
+                field("surge_command")
             ),
         };
         assert_eq!(
             err.to_string(),
-            "`batch_size`: 0: a batch needs at least one node; set `batch_size` to 1 or more, or `replacer` to karpenter; {node} stays"
+            "`batch_size`: 0: a batch needs at least one node; set `batch_size` to 1 or more, or drop `surge_command`; {node} stays"
         );
         let flag = |f: &str| format!("--{}", f.replace('_', "-"));
         assert_eq!(
             err.render(&flag),
-            "--batch-size: 0: a batch needs at least one node; set --batch-size to 1 or more, or --replacer to karpenter; {node} stays"
+            "--batch-size: 0: a batch needs at least one node; set --batch-size to 1 or more, or drop --surge-command; {node} stays"
         );
     }
 

@@ -120,6 +120,10 @@ pub struct RunReport {
     pub post_checks: Option<Vec<String>>,
     /// How it ended, in one line.
     pub outcome: String,
+    /// The failed step's error in full, when a step failed (a drain names every blocking
+    /// pod and budget; the outcome has only its first line).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
     /// The journal (when the run was applied).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub journal: Option<PathBuf>,
@@ -154,6 +158,7 @@ impl RunReport {
             steps: plan.steps.clone(),
             post_checks: None,
             outcome,
+            failure: None,
             journal: None,
             snapshots: None,
         }
@@ -232,6 +237,12 @@ impl RunReport {
             None => {}
         }
         s.push_str(&format!("outcome: {}\n", self.outcome));
+        if let Some(failure) = self.failure.as_deref().filter(|f| f.contains('\n')) {
+            s.push_str("failure:\n");
+            for line in failure.lines() {
+                s.push_str(&format!("  {line}\n"));
+            }
+        }
         if let (Some(journal), Some(snapshots)) = (&self.journal, &self.snapshots) {
             s.push_str(&format!(
                 "journal: {}\nsnapshots: {}\n",
@@ -262,7 +273,10 @@ impl RunReport {
                 s.push_str(&format!(
                     "<failure message=\"{}\">{}</failure>",
                     xml_escape(&step.status),
-                    xml_escape(&self.outcome)
+                    xml_escape(&match &self.failure {
+                        Some(failure) => format!("{}\n{failure}", self.outcome),
+                        None => self.outcome.clone(),
+                    })
                 ));
             } else if !self.applied {
                 s.push_str("<skipped message=\"plan only\"/>");
@@ -327,6 +341,9 @@ impl RunReport {
             None => {}
         }
         s.push_str(&format!("\n**Outcome:** {}\n", self.outcome));
+        if let Some(failure) = self.failure.as_deref().filter(|f| f.contains('\n')) {
+            s.push_str(&format!("\n```text\n{failure}\n```\n"));
+        }
         s
     }
 }
@@ -427,6 +444,9 @@ mod tests {
             } else {
                 "dry run: nothing was changed; re-run with --apply to make these changes".into()
             },
+            failure: applied.then(|| {
+                "cannot drain node n1: 1 pod did not leave\n  - ml/web-1: disruption budget: ml/web allows 0 disruptions right now [budget: ml/web]".into()
+            }),
             journal: applied.then(|| "/state/journal.jsonl".into()),
             snapshots: applied.then(|| "/state/snapshots".into()),
         }

@@ -146,6 +146,12 @@ impl Planned {
         report.applied = true;
         report.findings = self.plan.findings.clone();
         report.outcome = describe_outcome(outcome);
+        report.failure = match outcome {
+            RunOutcome::Completed => None,
+            RunOutcome::RolledBack { error, .. } | RunOutcome::Stopped { error, .. } => {
+                Some(error.clone())
+            }
+        };
         report.journal = Some(ctx.state().journal());
         report.snapshots = Some(ctx.state().snapshots());
         report.with_statuses(&ctx.state().journal())

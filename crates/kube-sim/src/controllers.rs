@@ -1638,11 +1638,7 @@ impl Controllers {
         self.launched += 1;
         let node_name = format!("karpenter-{:05}", self.launched);
         let mut node = crate::node_object(&node_name, &version, index);
-        let labels = &mut node["metadata"]["labels"];
-        labels["karpenter.sh/nodepool"] = json!("default");
-        if let Some(labels) = labels.as_object_mut() {
-            labels.remove("eks.amazonaws.com/nodegroup");
-        }
+        crate::karpenter_labels(&mut node, "default");
         match self
             .store
             .create(&t.nodes, None, node, &WriteOptions::default())

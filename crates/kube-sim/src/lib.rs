@@ -242,7 +242,8 @@ fn write_kubeconfig(path: &Path, url: &str) -> Result<()> {
     })
 }
 
-/// A Ready node object with EKS-like labels, 8 cpu / 32Gi / 110 pods allocatable.
+/// A Ready node object with EKS-like labels (managed node group `default`), 8 cpu / 32Gi /
+/// 110 pods allocatable.
 pub fn node_object(name: &str, kubelet_version: &str, index: usize) -> Value {
     let zone = ["a", "b", "c"][index % 3];
     let ip = format!("192.168.{}.{}", (index / 250) % 250, index % 250 + 10);
@@ -275,6 +276,14 @@ pub fn node_object(name: &str, kubelet_version: &str, index: usize) -> Value {
             },
         },
     })
+}
+
+/// Makes a node Karpenter's: the label of NodePool `pool`, and no managed node group.
+pub(crate) fn karpenter_labels(node: &mut Value, pool: &str) {
+    if let Some(labels) = node["metadata"]["labels"].as_object_mut() {
+        labels.remove("eks.amazonaws.com/nodegroup");
+        labels.insert("karpenter.sh/nodepool".into(), json!(pool));
+    }
 }
 
 impl SimCluster {
@@ -468,9 +477,26 @@ impl SimCluster {
             Target::Main,
             &WriteOptions::default(),
             |n| {
+                karpenter_labels(n, pool);
+                Ok(())
+            },
+        )?;
+        Ok(())
+    }
+
+    /// Makes a node self-managed: no managed node group label (as a node of a site's own
+    /// Auto Scaling group, which neither EKS nor Karpenter replaces).
+    pub fn make_self_managed_node(&self, name: &str) -> Result<()> {
+        let ty = self.ty("v1", "Node");
+        self.store.mutate(
+            &ty,
+            None,
+            name,
+            Target::Main,
+            &WriteOptions::default(),
+            |n| {
                 if let Some(labels) = n["metadata"]["labels"].as_object_mut() {
                     labels.remove("eks.amazonaws.com/nodegroup");
-                    labels.insert("karpenter.sh/nodepool".into(), json!(pool));
                 }
                 Ok(())
             },

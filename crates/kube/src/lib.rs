@@ -75,6 +75,7 @@ pub mod health;
 pub mod helm_storage;
 pub mod job;
 pub mod lock;
+pub mod provisioner;
 pub mod replace;
 mod retry;
 pub mod rollout;

@@ -1,14 +1,22 @@
-//! Ready-made [`NodeReplacer`]s: how new nodes come and drained nodes go.
+//! The ready-made [`NodeReplacer`]: how new nodes come and drained nodes go, chosen per node
+//! by its [`Provisioner`].
 //!
-//! - [`Replacer::Karpenter`]: Karpenter provisions the new capacity. Before the first batch
-//!   every node being replaced is cordoned, so the pods a drain evicts cannot land on another
-//!   old node: they wait, unschedulable, and Karpenter launches nodes at the control plane's
-//!   version for them. A drained node is retired by deleting its Node object (Karpenter's
-//!   termination finalizer then terminates the instance).
-//! - [`Replacer::Command`]: managed or self-managed node groups driven by your own commands,
-//!   e.g. `aws autoscaling set-desired-capacity ...` to surge and
+//! - Karpenter's nodes: Karpenter provisions the new capacity. Before the first batch every
+//!   Karpenter node being replaced is cordoned, so the pods a drain evicts cannot land on
+//!   another old node: they wait, unschedulable, and Karpenter launches nodes at the control
+//!   plane's version for them. A drained node is retired by deleting its Node object
+//!   (Karpenter's termination finalizer then terminates the instance).
+//! - Self-managed nodes, and managed node groups' nodes unless their own update replaces
+//!   them: your commands, e.g. `aws autoscaling set-desired-capacity ...` to surge and
 //!   `aws ec2 terminate-instances ...` to retire. `{node}` in an argument is replaced by the
-//!   node's name; commands run through the toolkit's runner, never a shell.
+//!   node's name; commands run through the toolkit's runner, never a shell. The nodes that
+//!   join while a surge command runs are the surge capacity: a rollback retires them.
+//! - Managed node groups whose version follows the cluster (Terraform's
+//!   `aws_eks_node_group.version`, or `aws eks update-nodegroup-version`): left alone; their
+//!   own update replaces them. Deleting such a node would only bring one back at the old
+//!   version.
+//! - Nodes nothing replaces (no commands given, or Fargate) are never drained: a plan that
+//!   would retire them is refused.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -17,11 +25,13 @@ use k8s_openapi::api::core::v1::Node;
 use kube::Api;
 use kube::api::DeleteParams;
 use upgrade_core::ProcessBuilder;
-use upgrade_core::process::StopSignal;
+
+use std::collections::BTreeMap;
 
 use crate::connect::Cluster;
 use crate::cordon::cordon;
-use crate::retry::retrying;
+use crate::provisioner::Provisioner;
+use crate::retry::{list_all, retrying};
 use crate::rollout::{NodeReplacer, ReplacerError};
 
 /// The placeholder in a command's arguments that stands for the node's name.
@@ -56,137 +66,230 @@ impl NodeCommand {
     }
 }
 
-/// A [`Replacer`] as data (the cluster handle left out), for run records.
+/// Your surge and retire commands, for the nodes no autoscaler replaces.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum ReplacerSpec {
-    /// Karpenter provisions; retire deletes the Node object.
-    Karpenter {
-        /// Every node the rollout replaces.
-        replacing: Vec<String>,
-    },
-    /// Your commands surge and retire.
-    Command {
-        /// Run once per node of a batch before it is drained; optional.
-        surge: Option<NodeCommand>,
-        /// Run once per drained node.
-        retire: NodeCommand,
-        /// The time limit of each command.
-        timeout: Duration,
-    },
+pub struct CommandReplacer {
+    /// Run once per node of a batch before it is drained (adds capacity); optional.
+    pub surge: Option<NodeCommand>,
+    /// Run once per drained node (removes it).
+    pub retire: NodeCommand,
+    /// The time limit of each command.
+    pub timeout: Duration,
+}
+
+/// What replaces a managed node group's nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ManagedNodeGroups {
+    /// Your commands (when given); without them, nothing.
+    #[default]
+    Commands,
+    /// The node group's own version update (it follows the cluster in Terraform, or is
+    /// updated with `aws eks update-nodegroup-version`): a rollout leaves its nodes alone.
+    OwnUpdate,
+}
+
+/// How nodes are replaced, per provisioner, as data (for run records).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReplacerSpec {
+    /// Your commands, for self-managed nodes and (unless they update themselves) managed
+    /// node groups' nodes.
+    #[serde(default)]
+    pub commands: Option<CommandReplacer>,
+    /// What replaces managed node groups' nodes.
+    #[serde(default)]
+    pub managed_node_groups: ManagedNodeGroups,
+}
+
+/// How one node gets replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Replacement {
+    /// Drained, its Node deleted; Karpenter launches the replacement.
+    Karpenter,
+    /// Drained, retired by your commands (after your surge).
+    Commands,
+    /// Its managed node group's own update replaces it; a rollout leaves it alone.
+    OwnUpdate,
+    /// Nothing: it must not be drained or retired.
+    Nothing,
+}
+
+impl Replacement {
+    /// Whether a rollout drains and retires the node.
+    pub fn by_rollout(self) -> bool {
+        matches!(self, Replacement::Karpenter | Replacement::Commands)
+    }
 }
 
 impl ReplacerSpec {
-    /// The replacer on `cluster`.
-    pub fn bind(&self, cluster: &Cluster) -> Replacer {
-        match self {
-            ReplacerSpec::Karpenter { replacing } => Replacer::Karpenter {
-                cluster: cluster.clone(),
-                replacing: replacing.clone(),
+    /// How a node of `provisioner` is replaced.
+    pub fn replacement(&self, provisioner: &Provisioner) -> Replacement {
+        let commands = if self.commands.is_some() {
+            Replacement::Commands
+        } else {
+            Replacement::Nothing
+        };
+        match provisioner {
+            Provisioner::Karpenter { .. } => Replacement::Karpenter,
+            Provisioner::ManagedNodeGroup { .. } => match self.managed_node_groups {
+                ManagedNodeGroups::OwnUpdate => Replacement::OwnUpdate,
+                ManagedNodeGroups::Commands => commands,
             },
-            ReplacerSpec::Command {
-                surge,
-                retire,
-                timeout,
-            } => Replacer::Command {
-                surge: surge.clone(),
-                retire: retire.clone(),
-                timeout: *timeout,
-                stop: cluster.stop_signal().clone(),
-            },
+            Provisioner::SelfManaged => commands,
+            Provisioner::Fargate => Replacement::Nothing,
+        }
+    }
+
+    /// Why nothing replaces a node of `provisioner`, and what would.
+    pub fn why_nothing(&self, provisioner: &Provisioner) -> String {
+        match provisioner {
+            Provisioner::Fargate => {
+                "a Fargate node gets the new version when its pod is recreated (restart the workload)".into()
+            }
+            Provisioner::ManagedNodeGroup { name } => format!(
+                "deleting a node of managed node group {name} only brings one back at the old version: update the node group's version (its own update replaces its nodes), or give surge and retire commands"
+            ),
+            _ => "no surge/retire commands were given for self-managed nodes".into(),
+        }
+    }
+
+    /// The replacer for the rollout of `nodes` (each with its provisioner) on `cluster`;
+    /// nodes nothing replaces are left out.
+    pub fn bind(&self, cluster: &Cluster, nodes: &[(String, Provisioner)]) -> Replacer {
+        Replacer {
+            cluster: cluster.clone(),
+            commands: self.commands.clone(),
+            by_node: nodes
+                .iter()
+                .map(|(node, provisioner)| (node.clone(), self.replacement(provisioner)))
+                .filter(|(_, how)| how.by_rollout())
+                .collect(),
         }
     }
 }
 
-/// Where new nodes come from and how drained ones go.
+/// Replaces each node the way its provisioner needs (see the module docs).
 #[derive(Debug, Clone)]
-pub enum Replacer {
-    /// Karpenter provisions for the evicted pods; retire deletes the Node object.
-    Karpenter {
-        /// The cluster.
-        cluster: Cluster,
-        /// Every node the rollout replaces (cordoned before the first batch).
-        replacing: Vec<String>,
-    },
-    /// Your commands surge and retire.
-    Command {
-        /// Run once per node of a batch before it is drained (adds capacity); optional.
-        surge: Option<NodeCommand>,
-        /// Run once per drained node (removes it).
-        retire: NodeCommand,
-        /// The time limit of each command.
-        timeout: Duration,
-        /// The stop signal the commands watch (the cluster's).
-        stop: StopSignal,
-    },
+pub struct Replacer {
+    cluster: Cluster,
+    commands: Option<CommandReplacer>,
+    by_node: BTreeMap<String, Replacement>,
+}
+
+impl Replacer {
+    fn how(&self, node: &str) -> Replacement {
+        self.by_node
+            .get(node)
+            .copied()
+            .unwrap_or(Replacement::Nothing)
+    }
+
+    fn command(&self, node: &str, which: &NodeCommand, timeout: Duration) -> ProcessBuilder {
+        let mut cmd = which.for_node(node, timeout);
+        cmd.stop_signal(self.cluster.stop_signal().clone());
+        cmd
+    }
+
+    async fn node_names(&self) -> Result<Vec<String>, ReplacerError> {
+        Ok(
+            list_all::<Node, _>(self.cluster.client(), 500, "list nodes", |n| {
+                n.metadata.name.clone()
+            })
+            .await?,
+        )
+    }
+
+    /// Deletes the Node object of a Karpenter node (gone already is fine).
+    async fn delete_node(&self, node: &str) -> Result<(), ReplacerError> {
+        self.cluster.guard()?;
+        let nodes: Api<Node> = Api::all(self.cluster.client().clone());
+        let params = DeleteParams::default();
+        match retrying(&format!("delete node {node}"), || {
+            nodes.delete(node, &params)
+        })
+        .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Retires `node`, which a surge added and which is drained (a rollback's cleanup).
+    pub async fn retire_surged(&self, node: &str) -> Result<(), ReplacerError> {
+        let Some(commands) = &self.commands else {
+            return Err(
+                format!("{node} was added by a surge, but no retire command is known").into(),
+            );
+        };
+        self.command(node, &commands.retire, commands.timeout)
+            .exec_async()
+            .await?;
+        Ok(())
+    }
 }
 
 impl NodeReplacer for Replacer {
     async fn surge(&self, batch: &[String]) -> Result<Vec<String>, ReplacerError> {
-        match self {
-            Replacer::Karpenter { cluster, replacing } => {
-                // Idempotent: nodes already cordoned (by us or an admin) stay as they are,
-                // and nodes already retired by an earlier batch are gone.
-                for node in replacing {
-                    match cordon(cluster, node).await {
-                        Ok(_) => {}
-                        Err(e) if is_not_found(&e) => {}
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-                Ok(Vec::new())
-            }
-            Replacer::Command {
-                surge,
-                timeout,
-                stop,
-                ..
-            } => {
-                if let Some(surge) = surge {
-                    for node in batch {
-                        surge
-                            .for_node(node, *timeout)
-                            .stop_signal(stop.clone())
-                            .exec_async()
-                            .await?;
-                    }
-                }
-                Ok(Vec::new())
+        // Idempotent: nodes already cordoned (by us or an admin) stay as they are, and nodes
+        // already retired by an earlier batch are gone.
+        for (node, _) in self
+            .by_node
+            .iter()
+            .filter(|(_, how)| **how == Replacement::Karpenter)
+        {
+            match cordon(&self.cluster, node).await {
+                Ok(_) => {}
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(e.into()),
             }
         }
+        let surge = self
+            .commands
+            .as_ref()
+            .and_then(|c| c.surge.as_ref().map(|surge| (surge, c.timeout)));
+        let Some((surge, timeout)) = surge else {
+            return Ok(Vec::new());
+        };
+        let by_commands: Vec<&String> = batch
+            .iter()
+            .filter(|n| self.how(n) == Replacement::Commands)
+            .collect();
+        if by_commands.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The nodes that join while the surge runs are its capacity.
+        let before = self.node_names().await?;
+        for node in by_commands {
+            self.command(node, surge, timeout).exec_async().await?;
+        }
+        let added = self
+            .node_names()
+            .await?
+            .into_iter()
+            .filter(|n| !before.contains(n))
+            .collect();
+        Ok(added)
     }
 
     async fn retire(&self, node: &str) -> Result<(), ReplacerError> {
-        match self {
-            Replacer::Karpenter { cluster, .. } => {
-                cluster.guard()?;
-                let nodes: Api<Node> = Api::all(cluster.client().clone());
-                let params = DeleteParams::default();
-                match retrying(&format!("delete node {node}"), || {
-                    nodes.delete(node, &params)
-                })
-                .await
-                {
-                    Ok(_) => Ok(()),
-                    Err(crate::Error::Api { source, .. }) if matches!(source.as_ref(), kube::Error::Api(s) if s.code == 404) => {
-                        Ok(())
-                    }
-                    Err(e) => Err(e.into()),
-                }
-            }
-            Replacer::Command {
-                retire,
-                timeout,
-                stop,
-                ..
-            } => {
-                retire
-                    .for_node(node, *timeout)
-                    .stop_signal(stop.clone())
+        match self.how(node) {
+            Replacement::Karpenter => self.delete_node(node).await,
+            Replacement::Commands => {
+                let commands = self
+                    .commands
+                    .as_ref()
+                    .expect("a node is retired by commands only when they were given");
+                self.command(node, &commands.retire, commands.timeout)
                     .exec_async()
                     .await?;
                 Ok(())
             }
+            Replacement::OwnUpdate | Replacement::Nothing => Err(format!(
+                "nothing in this rollout replaces {node}; it was not to be drained"
+            )
+            .into()),
         }
     }
 }

@@ -443,7 +443,12 @@ pub async fn rollout<R: NodeReplacer>(
 
         run.step(Step::Surge, batch).await?;
         match replacer.surge(batch).await {
-            Ok(added) => run.report.added.extend(added),
+            Ok(added) => {
+                // Recorded before anything else happens, so a rollback can retire them.
+                run.status.surged.extend(added.iter().cloned());
+                run.status.publish(cluster).await?;
+                run.report.added.extend(added);
+            }
             Err(e) => {
                 let left = "nothing was drained; the batch's nodes still serve".to_string();
                 return Err(run.stop(batch, Step::Surge, e.to_string(), left).await);
@@ -491,6 +496,8 @@ pub async fn rollout<R: NodeReplacer>(
             }
         }
 
+        // The batch's nodes are gone: its surge capacity is now their replacement.
+        run.status.surged.clear();
         wait_validated(&mut run, batch, batch).await?;
         run.record(batch, PartState::Complete).await?;
         let last = index + 1 == plan.len();

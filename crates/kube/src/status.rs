@@ -70,6 +70,10 @@ pub struct UpgradeStatus {
     pub timeline: Vec<(String, String)>,
     /// Whether a recorded way back exists for what is applied.
     pub rollback_available: bool,
+    /// Nodes a node rollout's surge added for the batch in progress: extra capacity until
+    /// the batch's nodes are retired, which a rollback retires.
+    #[serde(default)]
+    pub surged: Vec<String>,
 }
 
 impl UpgradeStatus {

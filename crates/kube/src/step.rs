@@ -14,8 +14,10 @@ use upgrade_core::snapshot::{Snapshot, SnapshotWriter};
 use crate::backup::{Backup, BackupKind, backup, restore};
 use crate::connect::Cluster;
 use crate::cordon::uncordon;
-use crate::replace::ReplacerSpec;
+use crate::provisioner::Provisioner;
+use crate::replace::{ManagedNodeGroups, ReplacerSpec};
 use crate::rollout::{RolloutOptions, nodes_below, rollout};
+use crate::status::UpgradeStatus;
 
 const BACKUP_FILE: &str = "backup.yaml";
 
@@ -300,11 +302,14 @@ const CORDONED_FILE: &str = "nodes-to-replace.json";
 
 /// Replaces every node whose kubelet minor is below `target` (seed 004's node procedure:
 /// surge, cordon, PDB-aware drain, retire, validate twice; a canary first), through
-/// [`crate::rollout::rollout`] with the given [`Replacer`].
+/// [`crate::rollout::rollout`], each node the way its [`Provisioner`] needs (see
+/// [`crate::replace`]). Nodes nothing in the spec replaces are never drained.
 ///
 /// Rollback cannot bring replaced nodes back (and need not: nodes one minor below the
 /// control plane are within skew). It lifts the cordons this toolkit set on nodes that are
-/// still there, so an interrupted rollout leaves no capacity fenced off.
+/// still there (an admin's cordon stays), then drains and retires the surge capacity added
+/// for the batch that did not finish, so an interrupted rollout leaves neither capacity
+/// fenced off nor extra nodes behind.
 #[derive(Debug, Clone)]
 pub struct NodeRolloutStep {
     /// What it rolls.
@@ -338,18 +343,17 @@ impl StepSpec for NodeRolloutSpec {
 }
 
 impl NodeRolloutStep {
-    /// The nodes this step replaces now: below the target minor and matching the selector.
-    pub async fn nodes(&self) -> crate::Result<Vec<String>> {
+    /// The nodes below the target minor matching the selector, each with its provisioner,
+    /// in name order: what the plan classifies.
+    pub async fn classify(&self) -> crate::Result<Vec<(String, Provisioner)>> {
         let below = nodes_below(&self.cluster, self.spec.target).await?;
-        if self.spec.selector.is_empty() {
-            return Ok(below);
-        }
         let nodes: kube::Api<k8s_openapi::api::core::v1::Node> =
             kube::Api::all(self.cluster.client().clone());
         let mut chosen = Vec::new();
         for name in below {
             let node =
                 crate::retry::retrying(&format!("read node {name}"), || nodes.get(&name)).await?;
+            let provisioner = Provisioner::of(&node);
             let labels = node.metadata.labels.unwrap_or_default();
             if self
                 .spec
@@ -357,10 +361,58 @@ impl NodeRolloutStep {
                 .iter()
                 .all(|(k, v)| labels.get(k).is_some_and(|l| l == v))
             {
-                chosen.push(name);
+                chosen.push((name, provisioner));
             }
         }
         Ok(chosen)
+    }
+
+    /// The nodes this step replaces now: below the target, matching the selector, and
+    /// replaced by this rollout (Karpenter's, or your commands').
+    pub async fn nodes(&self) -> crate::Result<Vec<String>> {
+        Ok(self
+            .rolled()
+            .await?
+            .into_iter()
+            .map(|(node, _)| node)
+            .collect())
+    }
+
+    async fn rolled(&self) -> crate::Result<Vec<(String, Provisioner)>> {
+        Ok(self
+            .classify()
+            .await?
+            .into_iter()
+            .filter(|(_, p)| self.spec.replacer.replacement(p).by_rollout())
+            .collect())
+    }
+
+    /// Drains and retires the surge capacity this run added for a batch that did not
+    /// finish (recorded in the `upgrade-status` ConfigMap).
+    async fn retire_surged(&self) -> Result<(), upgrade_core::executor::StepError> {
+        let Some(mut status) = UpgradeStatus::read(&self.cluster)
+            .await?
+            .filter(|s| s.run_id == self.spec.options.run_id)
+        else {
+            return Ok(());
+        };
+        let replacer = self.spec.replacer.bind(&self.cluster, &[]);
+        let present = crate::retry::list_all::<k8s_openapi::api::core::v1::Node, _>(
+            self.cluster.client(),
+            500,
+            "list nodes",
+            |n| n.metadata.name.clone(),
+        )
+        .await?;
+        for node in status.surged.clone() {
+            if present.contains(&node) {
+                crate::drain::drain(&self.cluster, &node, &self.spec.options.drain).await?;
+                replacer.retire_surged(&node).await?;
+            }
+            status.surged.retain(|n| n != &node);
+            status.publish(&self.cluster).await?;
+        }
+        Ok(())
     }
 }
 
@@ -378,10 +430,19 @@ impl Step for NodeRolloutStep {
     }
 
     fn description(&self) -> String {
-        let how = match &self.spec.replacer {
-            ReplacerSpec::Karpenter { .. } => "Karpenter provisions, retire deletes the Node",
-            ReplacerSpec::Command { .. } => "your surge/retire commands",
-        };
+        let mut how = vec!["Karpenter's nodes: Karpenter replaces them"];
+        if self.spec.replacer.commands.is_some() {
+            how.push(match self.spec.replacer.managed_node_groups {
+                ManagedNodeGroups::Commands => {
+                    "self-managed and managed node groups' nodes: your surge/retire commands"
+                }
+                ManagedNodeGroups::OwnUpdate => "self-managed nodes: your surge/retire commands",
+            });
+        }
+        if self.spec.replacer.managed_node_groups == ManagedNodeGroups::OwnUpdate {
+            how.push("managed node groups: left to their own update");
+        }
+        let how = how.join("; ");
         let which = if self.spec.selector.is_empty() {
             String::new()
         } else {
@@ -410,13 +471,14 @@ impl Step for NodeRolloutStep {
 
     fn apply(&self) -> StepFuture<'_> {
         Box::pin(async move {
-            let nodes = self.nodes().await?;
-            if nodes.is_empty() {
+            let rolled = self.rolled().await?;
+            if rolled.is_empty() {
                 return Ok(());
             }
+            let nodes: Vec<String> = rolled.iter().map(|(node, _)| node.clone()).collect();
             let report = rollout(
                 &self.cluster,
-                &self.spec.replacer.bind(&self.cluster),
+                &self.spec.replacer.bind(&self.cluster, &rolled),
                 &nodes,
                 &self.spec.options,
                 None,
@@ -446,10 +508,11 @@ impl Step for NodeRolloutStep {
         Box::pin(async move {
             let nodes: Vec<String> = serde_json::from_slice(&snapshot.get(CORDONED_FILE)?)?;
             let present = nodes_below(&self.cluster, self.spec.target).await?;
+            // Old nodes first, so the pods of the surge capacity have somewhere to go back to.
             for node in nodes.iter().filter(|n| present.contains(n)) {
                 uncordon(&self.cluster, node).await?;
             }
-            Ok(())
+            self.retire_surged().await
         })
     }
 }

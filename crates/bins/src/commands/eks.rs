@@ -12,12 +12,12 @@ use crate::cli::{ChangeFlags, OutputArgs, context, execute};
 use crate::commands::rollout_args::RolloutArgs;
 use crate::exit::{CliError, Flags};
 
-/// How the nodes follow the control plane.
+/// How managed node groups' nodes follow the control plane (Karpenter's are always rolled).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Nodes {
-    /// Roll the nodes below the new minor (canary, PDB-aware drain, validation) with --replacer.
+    /// Roll them (canary, PDB-aware drain, validation) with --surge-command/--retire-command.
     Rollout,
-    /// A managed node group whose version follows the cluster in Terraform: the apply rolls it.
+    /// Their version follows the cluster in Terraform: the apply rolls them.
     Managed,
 }
 
@@ -52,10 +52,15 @@ pub struct Args {
     /// `aws eks describe-addon-versions` JSON (default: run `aws` for the target when on PATH).
     #[arg(long, value_name = "FILE")]
     pub addon_versions: Option<PathBuf>,
-    /// How the nodes follow the control plane.
+    /// Move an add-on to an older version when the installed one does not run on the target
+    /// and only older ones do (otherwise such a hop is blocked; a version that runs on the
+    /// target is never moved down).
+    #[arg(long)]
+    pub allow_addon_downgrade: bool,
+    /// How managed node groups' nodes follow the control plane.
     #[arg(long, value_enum, default_value_t = Nodes::Rollout)]
     pub nodes: Nodes,
-    /// Node rollout flags (with --nodes rollout).
+    /// Node rollout flags.
     #[command(flatten)]
     pub rollout: RolloutArgs,
     /// Check configuration for the preflight: thresholds, severities, ignores.
@@ -84,6 +89,7 @@ impl Args {
                 Some(path) => AddonVersions::File(path.clone()),
                 None => AddonVersions::Aws,
             },
+            allow_addon_downgrade: self.allow_addon_downgrade,
             nodes: match self.nodes {
                 Nodes::Rollout => NodesMode::Rollout,
                 Nodes::Managed => NodesMode::Managed,

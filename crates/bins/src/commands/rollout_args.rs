@@ -2,31 +2,22 @@
 
 use std::time::Duration;
 
-use upgrade_flows::flows::nodes::{ReplacerKind, RolloutSpec};
+use upgrade_flows::flows::nodes::RolloutSpec;
 
 use crate::cli::parse_duration;
 
-/// Who replaces drained nodes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Replacer {
-    /// Karpenter: the nodes are cordoned, evicted pods wait, Karpenter launches nodes at the
-    /// control plane's version; a drained node is retired by deleting its Node object.
-    Karpenter,
-    /// Your commands: --surge-command (optional) and --retire-command, `{node}` replaced.
-    Command,
-}
-
-/// Node rollout flags.
+/// Node rollout flags. Each node is replaced the way its provisioner needs: Karpenter's
+/// nodes by Karpenter (no flags); self-managed nodes, and managed node groups' nodes, by
+/// --surge-command/--retire-command. Selected nodes nothing replaces block the plan.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RolloutArgs {
-    /// Who replaces drained nodes.
-    #[arg(long, value_enum, default_value_t = Replacer::Karpenter)]
-    pub replacer: Replacer,
-    /// With --replacer command: run before a node is drained to add capacity, `{node}` is the
-    /// node (split like a shell would, run without one), e.g. "aws autoscaling set-desired-capacity ...".
+    /// For nodes no autoscaler replaces: run before a node is drained to add capacity,
+    /// `{node}` is the node (split like a shell would, run without one), e.g. "aws
+    /// autoscaling set-desired-capacity ...". The nodes that join meanwhile are retired
+    /// again by a rollback.
     #[arg(long, value_name = "COMMAND")]
     pub surge_command: Option<String>,
-    /// With --replacer command: run after a node is drained to remove it, e.g.
+    /// For nodes no autoscaler replaces: run after a node is drained to remove it, e.g.
     /// "aws ec2 terminate-instances --instance-ids {node}".
     #[arg(long, value_name = "COMMAND")]
     pub retire_command: Option<String>,
@@ -45,15 +36,12 @@ impl RolloutArgs {
     /// The rollout spec.
     pub fn spec(&self) -> RolloutSpec {
         RolloutSpec {
-            replacer: match self.replacer {
-                Replacer::Karpenter => ReplacerKind::Karpenter,
-                Replacer::Command => ReplacerKind::Command,
-            },
             surge_command: self.surge_command.clone(),
             retire_command: self.retire_command.clone(),
             batch_size: self.batch_size,
             pause: self.pause,
             validation_interval: self.validation_interval,
+            ..RolloutSpec::default()
         }
     }
 }

@@ -63,10 +63,19 @@ struct World {
     rc: PathBuf,
 }
 
+/// Who provisioned the world's nodes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Nodes {
+    /// The Terraform-managed node group (whose version update rolls them).
+    Managed,
+    /// Karpenter (the node rollout replaces them; Karpenter launches the new ones).
+    Karpenter,
+    /// The site itself (only surge/retire commands replace them).
+    SelfManaged,
+}
+
 impl World {
-    /// `managed`: the nodes belong to the Terraform-managed node group (whose update rolls
-    /// them); otherwise they are Karpenter's, which the node rollout replaces.
-    async fn new(nodes: usize, managed: bool) -> World {
+    async fn new(nodes: usize, kind: Nodes) -> World {
         let ctx = TestContext::new();
         ctx.require_tool("terraform");
         let sim = SimCluster::builder()
@@ -81,8 +90,10 @@ impl World {
         for i in 1..=nodes {
             let name = format!("node-{i}");
             sim.add_node(&name, V130).unwrap();
-            if !managed {
-                sim.make_karpenter_node(&name, "default").unwrap();
+            match kind {
+                Nodes::Managed => {}
+                Nodes::Karpenter => sim.make_karpenter_node(&name, "default").unwrap(),
+                Nodes::SelfManaged => sim.make_self_managed_node(&name).unwrap(),
             }
         }
         sim.load_yaml(WEB).unwrap();
@@ -242,7 +253,7 @@ fn help_is_stable() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plans_then_upgrades_control_plane_nodes_and_addons_keeping_the_pdb() {
-    let world = World::new(3, false).await;
+    let world = World::new(3, Nodes::Karpenter).await;
     let url = world.sim.url().to_string();
     let addons = world.addon_versions();
     let args = [
@@ -337,16 +348,14 @@ async fn plans_then_upgrades_control_plane_nodes_and_addons_keeping_the_pdb() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failure_after_the_control_plane_rolls_back_to_it_and_stops_there() {
-    let world = World::new(2, false).await;
+    let world = World::new(2, Nodes::SelfManaged).await;
     let url = world.sim.url().to_string();
-    // The node group cannot retire nodes: the rollout stops after draining the canary.
+    // The site's command cannot retire nodes: the rollout stops after draining the canary.
     let (code, stdout, stderr) = world
         .eks(
             &[
                 "--target",
                 "1.31",
-                "--replacer",
-                "command",
                 "--retire-command",
                 "false {node}",
                 "--pause",
@@ -387,7 +396,7 @@ async fn a_failure_after_the_control_plane_rolls_back_to_it_and_stops_there() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_managed_node_group_follows_in_terraform() {
-    let world = World::new(1, true).await;
+    let world = World::new(1, Nodes::Managed).await;
     let url = world.sim.url().to_string();
     let (code, stdout, stderr) = world
         .eks(
@@ -405,7 +414,16 @@ async fn the_managed_node_group_follows_in_terraform() {
         )
         .await;
     assert_eq!(code, 0, "{stdout}{stderr}");
-    assert!(!stdout.contains("eks/nodes-1.31"), "{stdout}");
+    assert!(
+        stdout.contains("nodes: replace 0 node(s) below 1.31: none"),
+        "the rollout leaves the node group's nodes to its update: {stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "left to their managed node group's own version update: node-1 (managed node group default)"
+        ),
+        "{stdout}"
+    );
     assert_eq!(world.sim.server_version(), "v1.31.0-eks-a737599");
     let state = std::fs::read_to_string(world.dir.join("terraform.tfstate")).unwrap();
     let state: serde_json::Value = serde_json::from_str(&state).unwrap();
@@ -428,12 +446,83 @@ async fn the_managed_node_group_follows_in_terraform() {
     assert_eq!(world.available("web"), 2);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_nothing_replaces_block_the_hop_and_nothing_changes() {
+    // A managed node group rolled by the rollout (--nodes rollout), but no commands given:
+    // Karpenter must not drain and delete its node (the group would bring one back at 1.30).
+    let world = World::new(1, Nodes::Managed).await;
+    let url = world.sim.url().to_string();
+    let before = world.files();
+    let (code, stdout, stderr) = world
+        .eks(
+            &[
+                "--target",
+                "1.31",
+                "--expect-cluster",
+                &url,
+                "--apply",
+                "--yes",
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(code, 4, "{stdout}{stderr}");
+    assert!(
+        stdout.contains(
+            "BLOCKER: node-1 (managed node group default) is below 1.31 and nothing replaces it"
+        ) && stdout.contains("update the node group's version"),
+        "{stdout}"
+    );
+    assert_eq!(world.files(), before);
+    assert_eq!(world.sim.server_version(), V130);
+    assert_eq!(
+        world.node_versions(),
+        vec![("node-1".to_string(), V130.to_string(), false)],
+        "the node is untouched"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_addon_newer_than_the_targets_default_is_never_moved_down() {
+    let world = World::new(1, Nodes::Karpenter).await;
+    // coredns already runs v1.11.4, which runs on 1.31 but is not its default (v1.11.3).
+    let tfvars = std::fs::read_to_string(world.tfvars())
+        .unwrap()
+        .replace("v1.11.1-eksbuild.9", "v1.11.4-eksbuild.2");
+    std::fs::write(world.tfvars(), tfvars).unwrap();
+    world
+        .terraform(&["apply", "-auto-approve", "-input=false"])
+        .await;
+    let url = world.sim.url().to_string();
+    let addons = world.addon_versions();
+    let (code, stdout, stderr) = world
+        .eks(
+            &[
+                "--target",
+                "1.31",
+                "--addon",
+                "coredns=coredns_version",
+                "--addon-versions",
+                &addons,
+                "--expect-cluster",
+                &url,
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("add-on coredns stays at v1.11.4-eksbuild.2 (newer than the default for 1.31 (v1.11.3-eksbuild.1) and runs on it: kept, never downgraded)"),
+        "{stdout}"
+    );
+}
+
 /// What is wrong, the arguments, extra environment, and the fix the error must name.
 type Case<'a> = (&'a str, Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_exits_2_and_changes_nothing() {
-    let world = World::new(1, false).await;
+    let world = World::new(1, Nodes::Karpenter).await;
     let url = world.sim.url().to_string();
     let before = world.files();
     let unchanged = |what: &str| {
@@ -495,14 +584,7 @@ async fn bad_input_exits_2_and_changes_nothing() {
         ),
         (
             "retire without {node}",
-            vec![
-                "--target",
-                "1.31",
-                "--replacer",
-                "command",
-                "--retire-command",
-                "true",
-            ],
+            vec!["--target", "1.31", "--retire-command", "true"],
             vec![],
             "put {node} where",
         ),

@@ -1,5 +1,8 @@
 //! `upgrade-nodes` end to end: the real binary on an in-process kube-sim whose control plane
-//! runs 1.31 while its nodes run 1.30, with the Karpenter-like provisioner replacing them.
+//! runs 1.31 while its nodes run 1.30: Karpenter's nodes replaced by the Karpenter-like
+//! provisioner, a managed node group's refused without commands, self-managed nodes
+//! replaced by the site's commands (scripts driving the real kubectl, standing in for the
+//! site's cloud CLI).
 
 use std::time::Duration;
 
@@ -30,7 +33,19 @@ spec:
   selector: {matchLabels: {app: web}}
 "#;
 
+/// Who provisioned the nodes of [`cluster`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Karpenter,
+    Managed,
+    SelfManaged,
+}
+
 async fn cluster(nodes: usize) -> SimCluster {
+    cluster_of(nodes, Kind::Managed).await
+}
+
+async fn cluster_of(nodes: usize, kind: Kind) -> SimCluster {
     let sim = SimCluster::builder()
         .server_version(V131)
         .controllers(ControllerConfig {
@@ -41,7 +56,13 @@ async fn cluster(nodes: usize) -> SimCluster {
         .await
         .unwrap();
     for i in 1..=nodes {
-        sim.add_node(&format!("node-{i}"), V130).unwrap();
+        let name = format!("node-{i}");
+        sim.add_node(&name, V130).unwrap();
+        match kind {
+            Kind::Managed => {}
+            Kind::Karpenter => sim.make_karpenter_node(&name, "default").unwrap(),
+            Kind::SelfManaged => sim.make_self_managed_node(&name).unwrap(),
+        }
     }
     sim.load_yaml(WEB).unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
@@ -119,14 +140,19 @@ fn help_is_stable() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn plans_then_rolls_a_node_group_keeping_the_pdb() {
+async fn plans_then_rolls_karpenters_nodes_keeping_the_pdb() {
     let ctx = TestContext::new();
-    let sim = cluster(2).await;
+    let sim = cluster_of(2, Kind::Karpenter).await;
     let url = sim.url().to_string();
     let (code, stdout, stderr) = upgrade_nodes(
         &ctx,
         &sim,
-        &["--node-group", "default", "--expect-cluster", &url],
+        &[
+            "--selector",
+            "karpenter.sh/nodepool=default",
+            "--expect-cluster",
+            &url,
+        ],
     )
     .await;
     assert_eq!(code, 0, "{stdout}{stderr}");
@@ -145,8 +171,8 @@ async fn plans_then_rolls_a_node_group_keeping_the_pdb() {
         &ctx,
         &sim,
         &[
-            "--node-group",
-            "default",
+            "--selector",
+            "karpenter.sh/nodepool=default",
             "--expect-cluster",
             &url,
             "--apply",
@@ -178,8 +204,6 @@ async fn a_failing_retire_rolls_back_the_cordons() {
         &[
             "--selector",
             "eks.amazonaws.com/nodegroup=default",
-            "--replacer",
-            "command",
             "--retire-command",
             "false {node}",
             "--expect-cluster",
@@ -211,15 +235,13 @@ async fn bad_input_exits_2_and_changes_nothing() {
             "give a Kubernetes minor",
         ),
         (
-            vec!["--node-group", "default", "--replacer", "command"],
-            "needs --retire-command",
+            vec!["--node-group", "default", "--surge-command", "true {node}"],
+            "--surge-command: needs --retire-command",
         ),
         (
             vec![
                 "--node-group",
                 "default",
-                "--replacer",
-                "command",
                 "--retire-command",
                 "no-such-tool {node}",
             ],
@@ -252,4 +274,171 @@ async fn bad_input_exits_2_and_changes_nothing() {
     .await;
     assert_eq!(code, 2, "{stderr}");
     assert_eq!(nodes(&sim), untouched(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_managed_node_group_is_not_retired_when_nothing_replaces_its_nodes() {
+    let ctx = TestContext::new();
+    let sim = cluster(2).await;
+    let url = sim.url().to_string();
+    let (code, stdout, stderr) = upgrade_nodes(
+        &ctx,
+        &sim,
+        &[
+            "--node-group",
+            "default",
+            "--expect-cluster",
+            &url,
+            "--apply",
+            "--yes",
+        ],
+    )
+    .await;
+    assert_eq!(code, 4, "{stdout}{stderr}");
+    for node in ["node-1", "node-2"] {
+        assert!(
+            stdout.contains(&format!(
+                "BLOCKER: {node} (managed node group default) is below 1.31 and nothing replaces it"
+            )),
+            "{stdout}"
+        );
+    }
+    assert!(
+        stdout.contains("update the node group's version"),
+        "{stdout}"
+    );
+    assert_eq!(nodes(&sim), untouched(2), "nothing drained or deleted");
+    assert!(!ctx.work().join(".upgrade/journal.jsonl").exists());
+}
+
+/// The site's commands, standing in for its cloud CLI: the surge launches a Ready node
+/// `surge-for-<node>` at 1.31 (created, then its status posted, as a joining kubelet does);
+/// the retire deletes a surge node, and refuses the others (an instance that cannot be
+/// terminated).
+fn site_commands(ctx: &TestContext, sim: &SimCluster) -> (String, String) {
+    let kubectl = ctx.require_tool("kubectl");
+    let kubeconfig = sim.kubeconfig_path();
+    let k = format!(
+        "'{}' --kubeconfig '{}'",
+        kubectl.display(),
+        kubeconfig.display()
+    );
+    let surge = ctx.work().join("surge.sh");
+    std::fs::write(
+        &surge,
+        format!(
+            r#"#!/bin/sh
+set -eu
+node="surge-for-$1"
+echo '{{"apiVersion":"v1","kind":"Node","metadata":{{"name":"'"$node"'","labels":{{"kubernetes.io/hostname":"'"$node"'"}}}}}}' | {k} create -f -
+{k} patch node "$node" --subresource=status --type=merge -p '{{"status":{{"conditions":[{{"type":"Ready","status":"True","reason":"KubeletReady"}}],"capacity":{{"cpu":"8","memory":"32Gi","pods":"110"}},"allocatable":{{"cpu":"8","memory":"32Gi","pods":"110"}},"nodeInfo":{{"kubeletVersion":"{V131}"}}}}}}'
+"#
+        ),
+    )
+    .unwrap();
+    let retire = ctx.work().join("retire.sh");
+    std::fs::write(
+        &retire,
+        format!(
+            r#"#!/bin/sh
+set -eu
+case "$1" in
+  surge-for-*) {k} delete node "$1" ;;
+  *) echo "cannot terminate the instance of $1" >&2; exit 1 ;;
+esac
+"#
+        ),
+    )
+    .unwrap();
+    for script in [&surge, &retire] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    (
+        format!("{} {{node}}", surge.display()),
+        format!("{} {{node}}", retire.display()),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_rollout_retires_its_surge_and_leaves_an_admins_cordon() {
+    let ctx = TestContext::new();
+    let sim = cluster_of(2, Kind::SelfManaged).await;
+    // An admin had cordoned the canary before the run: that cordon is theirs.
+    sim.set_unschedulable("node-1", true).unwrap();
+    let before = nodes(&sim);
+    let url = sim.url().to_string();
+    let (surge, retire) = site_commands(&ctx, &sim);
+    let (code, stdout, stderr) = upgrade_nodes(
+        &ctx,
+        &sim,
+        &[
+            "--selector",
+            "kubernetes.io/os=linux",
+            "--surge-command",
+            &surge,
+            "--retire-command",
+            &retire,
+            "--timeout",
+            "30s",
+            "--expect-cluster",
+            &url,
+            "--apply",
+            "--yes",
+        ],
+    )
+    .await;
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("cannot terminate the instance of node-1"),
+        "{stdout}"
+    );
+    assert_eq!(
+        nodes(&sim),
+        before,
+        "the surge node is retired, node-1 keeps the admin's cordon, node-2 is untouched"
+    );
+    assert_eq!(available(&sim), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_drain_names_the_pods_and_budgets() {
+    let ctx = TestContext::new();
+    let sim = cluster_of(2, Kind::SelfManaged).await;
+    // Every web pod must stay: no eviction is allowed.
+    sim.load_yaml(
+        "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {name: web-all, namespace: default}\nspec:\n  minAvailable: 2\n  selector: {matchLabels: {app: web}}\n",
+    )
+    .unwrap();
+    let url = sim.url().to_string();
+    let (surge, retire) = site_commands(&ctx, &sim);
+    let (code, stdout, stderr) = upgrade_nodes(
+        &ctx,
+        &sim,
+        &[
+            "--selector",
+            "kubernetes.io/os=linux",
+            "--surge-command",
+            &surge,
+            "--retire-command",
+            &retire,
+            "--timeout",
+            "3s",
+            "--expect-cluster",
+            &url,
+            "--apply",
+            "--yes",
+        ],
+    )
+    .await;
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("cannot drain node") && stdout.contains("default/web-"),
+        "the blocking pod is named: {stdout}"
+    );
+    assert!(
+        stdout.contains("default/web-all"),
+        "and its budget: {stdout}"
+    );
+    assert_eq!(nodes(&sim), untouched(2), "cordons lifted, surge retired");
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use upgrade_checks::addons::AddonCatalog;
+use upgrade_checks::addons::{AddonCatalog, NoAddonChoice};
 use upgrade_checks::checks::Severity;
 use upgrade_checks::config::Config;
 use upgrade_checks::data::Data;
@@ -28,7 +28,9 @@ use upgrade_tf::step::{ApplyPolicy, TfvarsChangeSpec, TfvarsChangeStep};
 use crate::context::FlowContext;
 use crate::error::{FlowError, Result, field};
 use crate::events::{EventSink, wait_until};
-use crate::flows::nodes::{ReplacerCommands, RolloutSpec, drain_predictions, rollout_step};
+use crate::flows::nodes::{
+    ReplacerCommands, RolloutSpec, drain_predictions, replacement_notes, rollout_step,
+};
 use crate::report::Plan;
 use crate::run::{Planned, PostCheck};
 
@@ -38,14 +40,17 @@ pub const FLOW: &str = "eks-hop";
 /// The component every step of the hop belongs to.
 const COMPONENT: &str = "eks";
 
-/// How the nodes follow the control plane.
+/// How managed node groups' nodes follow the control plane. Karpenter's nodes are always
+/// rolled (Karpenter replaces them), self-managed nodes with the rollout's commands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum NodesMode {
-    /// Roll the nodes below the new minor (canary, PDB-aware drain, validation).
+    /// Roll them like self-managed nodes, with the rollout's surge/retire commands (canary,
+    /// PDB-aware drain, validation).
     #[default]
     Rollout,
-    /// A managed node group whose version follows the cluster in Terraform: the apply rolls it.
+    /// Their version follows the cluster in Terraform: the apply rolls them, and the node
+    /// rollout leaves them alone.
     Managed,
 }
 
@@ -106,6 +111,11 @@ pub struct EksHopSpec {
     /// Where their versions for the target come from.
     #[serde(default)]
     pub addon_versions: AddonVersions,
+    /// Move an add-on to an older version when the installed one does not run on the
+    /// target and only older ones do. Off: such a hop is blocked (an installed version that
+    /// runs on the target is never moved down either way).
+    #[serde(default)]
+    pub allow_addon_downgrade: bool,
     /// How the nodes follow.
     #[serde(default)]
     pub nodes: NodesMode,
@@ -129,6 +139,7 @@ impl EksHopSpec {
             cluster_version_var: "cluster_version".into(),
             addons: Vec::new(),
             addon_versions: AddonVersions::Aws,
+            allow_addon_downgrade: false,
             nodes: NodesMode::Rollout,
             rollout: RolloutSpec::default(),
             config: None,
@@ -223,10 +234,7 @@ fn validate(spec: &EksHopSpec) -> Result<Inputs> {
         let current = read_var(&addon.variable, "addons")?;
         addons.push((addon.clone(), current));
     }
-    let commands = match spec.nodes {
-        NodesMode::Rollout => spec.rollout.validate()?,
-        NodesMode::Managed => None,
-    };
+    let commands = spec.rollout.validate()?;
     let config = match &spec.config {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| {
@@ -325,37 +333,41 @@ struct AddonMove {
     why: String,
 }
 
-fn addon_moves(inputs: &Inputs, catalog: Option<&AddonCatalog>) -> Result<Vec<AddonMove>> {
+/// The add-on moves of the hop, and the blockers of add-ons only a downgrade would move.
+fn addon_moves(
+    inputs: &Inputs,
+    catalog: Option<&AddonCatalog>,
+    allow_downgrade: bool,
+) -> Result<(Vec<AddonMove>, Vec<String>)> {
     let Some(catalog) = catalog else {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), Vec::new()));
     };
-    inputs
-        .addons
-        .iter()
-        .map(|(addon, current)| {
-            let choice = catalog
-                .choose(&addon.name, current, inputs.target)
-                .ok_or_else(|| {
-                    FlowError::invalid(
-                        "addons",
-                        format!(
-                            "add-on {}: the add-on versions list no version for Kubernetes {}",
-                            addon.name, inputs.target
-                        ),
-                        format!(
-                            "check the name, or fetch the list for {} again",
-                            inputs.target
-                        ),
-                    )
-                })?;
-            Ok(AddonMove {
+    let (mut moves, mut blockers) = (Vec::new(), Vec::new());
+    for (addon, current) in &inputs.addons {
+        match catalog.choose(&addon.name, current, inputs.target, allow_downgrade) {
+            Ok(choice) => moves.push(AddonMove {
                 addon: addon.clone(),
                 current: current.clone(),
                 version: choice.version,
                 why: choice.why,
-            })
-        })
-        .collect()
+            }),
+            Err(why @ NoAddonChoice::OnlyDowngrades { .. }) => blockers.push(format!(
+                "add-on {}: {why}; allow it (`allow_addon_downgrade`, `--allow-addon-downgrade`) if that is intended",
+                addon.name
+            )),
+            Err(why @ NoAddonChoice::NotListed { .. }) => {
+                return Err(FlowError::invalid(
+                    "addons",
+                    format!("add-on {}: {why}", addon.name),
+                    format!(
+                        "check the name, or fetch the list for {} again",
+                        inputs.target
+                    ),
+                ));
+            }
+        }
+    }
+    Ok((moves, blockers))
 }
 
 /// What [`ControlPlaneWaitStep`] waits for.
@@ -480,6 +492,32 @@ fn review_rules() -> ReviewRules {
         .protect_type("aws_eks_addon")
 }
 
+/// The hop's node rollout: Karpenter's nodes by Karpenter, the others by the rollout's
+/// commands, managed node groups' by their own update with [`NodesMode::Managed`].
+async fn node_rollout(
+    ctx: &FlowContext,
+    spec: &EksHopSpec,
+    inputs: &Inputs,
+    run_id: &str,
+) -> Result<upgrade_kube::step::NodeRolloutStep> {
+    let mut rollout = spec.rollout.clone();
+    if spec.nodes == NodesMode::Managed {
+        rollout.managed_node_groups = upgrade_kube::replace::ManagedNodeGroups::OwnUpdate;
+    }
+    rollout_step(
+        ctx,
+        format!("eks/nodes-{}", inputs.target),
+        COMPONENT,
+        &rollout,
+        inputs.target,
+        Vec::new(),
+        inputs.commands.clone(),
+        run_id,
+        spec.timeout,
+    )
+    .await
+}
+
 async fn build_steps(
     ctx: &FlowContext,
     spec: &EksHopSpec,
@@ -527,22 +565,7 @@ async fn build_steps(
             ctx,
         )),
     ];
-    if spec.nodes == NodesMode::Rollout {
-        steps.push(Box::new(
-            rollout_step(
-                ctx,
-                format!("eks/nodes-{target}"),
-                COMPONENT,
-                &spec.rollout,
-                target,
-                Vec::new(),
-                inputs.commands.clone(),
-                run_id,
-                spec.timeout,
-            )
-            .await?,
-        ));
-    }
+    steps.push(Box::new(node_rollout(ctx, spec, inputs, run_id).await?));
     for m in moves {
         // Kept when unchanged too, so the step list depends on the spec only.
         steps.push(tfvars_step(
@@ -565,7 +588,7 @@ pub fn check(spec: &EksHopSpec) -> Result<()> {
 pub async fn plan(ctx: &FlowContext, spec: &EksHopSpec) -> Result<Planned> {
     let inputs = validate(spec)?;
     let catalog = addon_catalog(spec, inputs.target)?;
-    let moves = addon_moves(&inputs, catalog.as_ref())?;
+    let (moves, downgrades) = addon_moves(&inputs, catalog.as_ref(), spec.allow_addon_downgrade)?;
     let target = inputs.target;
     let live = crate::flows::live_version(ctx).await?;
     if target <= live.minor {
@@ -615,13 +638,13 @@ pub async fn plan(ctx: &FlowContext, spec: &EksHopSpec) -> Result<Planned> {
         Some(subject) => format!("{} {subject}: {}", f.code, f.message),
         None => format!("{} {}: {}", f.code, f.title, f.message),
     };
-    let blockers = preflight
+    let mut blockers: Vec<String> = preflight
         .findings
         .iter()
         .filter(|f| f.severity == Severity::Blocker)
         .map(line)
         .collect();
-    let findings = preflight
+    let mut findings: Vec<String> = preflight
         .findings
         .iter()
         .filter(|f| f.severity == Severity::Warning)
@@ -636,32 +659,33 @@ pub async fn plan(ctx: &FlowContext, spec: &EksHopSpec) -> Result<Planned> {
         spec.cluster_version_var,
         inputs.tfvars.display()
     )];
-    match spec.nodes {
-        NodesMode::Managed => changes.push(format!(
-            "nodes: the managed node group follows the cluster version in Terraform ({})",
+    if spec.nodes == NodesMode::Managed {
+        changes.push(format!(
+            "nodes: managed node groups follow the cluster version in Terraform ({})",
             inputs.terraform_dir.display()
-        )),
-        NodesMode::Rollout => {
-            let below: Vec<String> = gathered
-                .facts
-                .nodes
-                .iter()
-                .filter(|n| n.kubelet_version.minor < target)
-                .map(|n| n.name.clone())
-                .collect();
-            changes.push(format!(
-                "nodes: replace {} node(s) below {target}: {}",
-                below.len(),
-                below.join(", ")
-            ));
-            changes.extend(
-                drain_predictions(&gathered, &below)
-                    .into_iter()
-                    .filter(|line| line.contains("blocked now"))
-                    .map(|line| format!("  {line}")),
-            );
-        }
+        ));
     }
+    let nodes = node_rollout(ctx, spec, &inputs, &run_id).await?;
+    let rolled = &nodes.spec.planned_nodes;
+    changes.push(format!(
+        "nodes: replace {} node(s) below {target}: {}",
+        rolled.len(),
+        if rolled.is_empty() {
+            "none".to_string()
+        } else {
+            rolled.join(", ")
+        }
+    ));
+    changes.extend(
+        drain_predictions(&gathered, rolled)
+            .into_iter()
+            .filter(|line| line.contains("blocked now"))
+            .map(|line| format!("  {line}")),
+    );
+    let (node_blockers, node_findings) = replacement_notes(&nodes).await?;
+    blockers.extend(downgrades);
+    blockers.extend(node_blockers);
+    findings.extend(node_findings);
     for m in &moves {
         changes.push(if m.version == m.current {
             format!("add-on {} stays at {} ({})", m.addon.name, m.version, m.why)

@@ -1,6 +1,12 @@
 //! Node rollouts (seed 004's node procedure): cordon, drain with PodDisruptionBudgets
 //! honoured, and replace the nodes below a Kubernetes minor; a canary node first, then
 //! batches, each validated twice. The EKS hop uses the same rollout for its nodes.
+//!
+//! Each node is replaced the way its provisioner needs (`upgrade_kube::replace`):
+//! Karpenter's nodes by Karpenter; self-managed nodes, and managed node groups' nodes unless
+//! their own update replaces them, by your surge/retire commands. A plan that selects nodes
+//! nothing replaces is blocked: draining and deleting them would bring nothing back, or, for
+//! a managed node group, a node at the old version.
 
 use std::time::Duration;
 
@@ -9,7 +15,10 @@ use upgrade_core::executor::Step;
 use upgrade_core::version::KubeMinor;
 use upgrade_kube::drain::DrainOptions;
 use upgrade_kube::facts::{GatherOptions, gather};
-use upgrade_kube::replace::{NODE_PLACEHOLDER, NodeCommand, ReplacerSpec};
+use upgrade_kube::provisioner::Provisioner;
+use upgrade_kube::replace::{
+    CommandReplacer, ManagedNodeGroups, NODE_PLACEHOLDER, NodeCommand, Replacement, ReplacerSpec,
+};
 use upgrade_kube::rollout::{RolloutOptions, ValidationOptions};
 use upgrade_kube::step::{NodeRolloutSpec, NodeRolloutStep};
 
@@ -24,32 +33,22 @@ pub const FLOW: &str = "node-rollout";
 /// The label EKS managed node groups put on their nodes.
 pub const NODEGROUP_LABEL: &str = "eks.amazonaws.com/nodegroup";
 
-/// Who replaces drained nodes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ReplacerKind {
-    /// Karpenter: the nodes are cordoned, evicted pods wait, Karpenter launches nodes at the
-    /// control plane's version; a drained node is retired by deleting its Node object.
-    #[default]
-    Karpenter,
-    /// Your commands: `surge_command` (optional) and `retire_command`, `{node}` replaced.
-    Command,
-}
-
 /// How nodes are rolled.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RolloutSpec {
-    /// Who replaces drained nodes.
-    #[serde(default)]
-    pub replacer: ReplacerKind,
-    /// With the command replacer: run before a node is drained to add capacity, `{node}` is
-    /// the node (split like a shell would, run without one).
+    /// For the nodes no autoscaler replaces: run before a node is drained to add capacity,
+    /// `{node}` is the node (split like a shell would, run without one). Optional.
     #[serde(default)]
     pub surge_command: Option<String>,
-    /// With the command replacer: run after a node is drained to remove it, e.g.
-    /// `aws ec2 terminate-instances --instance-ids {node}`.
+    /// For the nodes no autoscaler replaces: run after a node is drained to remove it, e.g.
+    /// `aws ec2 terminate-instances --instance-ids {node}`. Without it such nodes are not
+    /// replaced (Karpenter's nodes need none).
     #[serde(default)]
     pub retire_command: Option<String>,
+    /// What replaces managed node groups' nodes: your commands, or the node group's own
+    /// version update (then the rollout leaves them alone).
+    #[serde(default)]
+    pub managed_node_groups: ManagedNodeGroups,
     /// Nodes per batch after the canary.
     pub batch_size: usize,
     /// Pause between batches.
@@ -61,9 +60,9 @@ pub struct RolloutSpec {
 impl Default for RolloutSpec {
     fn default() -> Self {
         RolloutSpec {
-            replacer: ReplacerKind::Karpenter,
             surge_command: None,
             retire_command: None,
+            managed_node_groups: ManagedNodeGroups::Commands,
             batch_size: 1,
             pause: Duration::from_secs(30),
             validation_interval: Duration::from_secs(10),
@@ -81,8 +80,8 @@ pub struct ReplacerCommands {
 }
 
 impl RolloutSpec {
-    /// Checks the fields fit together; for the command replacer, splits the commands and
-    /// finds their programs.
+    /// Checks the fields fit together; splits the commands, when given, and finds their
+    /// programs.
     pub fn validate(&self) -> Result<Option<ReplacerCommands>> {
         if self.batch_size == 0 {
             return Err(FlowError::invalid(
@@ -91,38 +90,23 @@ impl RolloutSpec {
                 format!("set {} to 1 or more", field("batch_size")),
             ));
         }
-        match self.replacer {
-            ReplacerKind::Karpenter => {
-                if self.surge_command.is_some() || self.retire_command.is_some() {
-                    return Err(FlowError::invalid(
-                        "replacer",
-                        format!(
-                            "{} and {} only apply with the command replacer",
-                            field("surge_command"),
-                            field("retire_command")
-                        ),
-                        format!("drop them or set {} to command", field("replacer")),
-                    ));
-                }
-                Ok(None)
+        let Some(retire) = self.retire_command.as_deref() else {
+            if self.surge_command.is_some() {
+                return Err(FlowError::invalid(
+                    "surge_command",
+                    format!("needs {}", field("retire_command")),
+                    "give it as \"... {node} ...\" (how a drained node is removed)",
+                ));
             }
-            ReplacerKind::Command => {
-                let retire = self.retire_command.as_deref().ok_or_else(|| {
-                    FlowError::invalid(
-                        "replacer",
-                        format!("the command replacer needs {}", field("retire_command")),
-                        "give it as \"... {node} ...\" (how a drained node is removed)",
-                    )
-                })?;
-                let retire = split("retire_command", retire)?;
-                let surge = self
-                    .surge_command
-                    .as_deref()
-                    .map(|s| split("surge_command", s))
-                    .transpose()?;
-                Ok(Some(ReplacerCommands { surge, retire }))
-            }
-        }
+            return Ok(None);
+        };
+        let retire = split("retire_command", retire)?;
+        let surge = self
+            .surge_command
+            .as_deref()
+            .map(|s| split("surge_command", s))
+            .transpose()?;
+        Ok(Some(ReplacerCommands { surge, retire }))
     }
 
     /// Rollout options: canary first, the batch size, drains within `timeout`.
@@ -186,8 +170,9 @@ fn split(flag: &str, text: &str) -> Result<NodeCommand> {
     Ok(command)
 }
 
-/// The rollout step for the nodes below `target` matching `selector` (every node when empty),
-/// replaced by `commands` (Karpenter when `None`); drains and validation within `timeout`.
+/// The rollout step for the nodes below `target` matching `selector` (every node when empty):
+/// Karpenter's by Karpenter, the others by `commands` (or their node group's own update);
+/// drains and validation within `timeout`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn rollout_step(
     ctx: &FlowContext,
@@ -208,31 +193,63 @@ pub(crate) async fn rollout_step(
             target,
             selector,
             planned_nodes: Vec::new(),
-            replacer: ReplacerSpec::Karpenter {
-                replacing: Vec::new(),
+            replacer: ReplacerSpec {
+                commands: commands.map(|ReplacerCommands { surge, retire }| CommandReplacer {
+                    surge,
+                    retire,
+                    timeout,
+                }),
+                managed_node_groups: rollout.managed_node_groups,
             },
             options: rollout.options(from, target.to_string(), run_id, timeout),
         },
         cluster: ctx.cluster().clone(),
     };
-    // The record names the nodes the plan showed; Karpenter cordons each of them before the
-    // first drain, so it needs them too.
-    let nodes = step
+    // The record names the nodes the plan showed.
+    step.spec.planned_nodes = step
         .nodes()
         .await
         .map_err(|e| FlowError::failed("list the nodes to replace", e))?;
-    step.spec.replacer = match commands {
-        None => ReplacerSpec::Karpenter {
-            replacing: nodes.clone(),
-        },
-        Some(ReplacerCommands { surge, retire }) => ReplacerSpec::Command {
-            surge,
-            retire,
-            timeout,
-        },
-    };
-    step.spec.planned_nodes = nodes;
     Ok(step)
+}
+
+/// What the plan says about the nodes below the target: (blockers, findings). A node
+/// nothing replaces blocks (the rollout must not drain it, and it cannot do what was asked);
+/// a Fargate node is a finding (its pods get the new version when recreated); a managed
+/// node group left to its own update is a finding.
+pub(crate) async fn replacement_notes(
+    step: &NodeRolloutStep,
+) -> Result<(Vec<String>, Vec<String>)> {
+    let classified = step
+        .classify()
+        .await
+        .map_err(|e| FlowError::failed("read the nodes to replace", e))?;
+    let (mut blockers, mut findings) = (Vec::new(), Vec::new());
+    let mut own_update: Vec<String> = Vec::new();
+    for (node, provisioner) in &classified {
+        let replacer = &step.spec.replacer;
+        match replacer.replacement(provisioner) {
+            Replacement::Karpenter | Replacement::Commands => {}
+            Replacement::OwnUpdate => own_update.push(format!("{node} ({provisioner})")),
+            Replacement::Nothing if *provisioner == Provisioner::Fargate => findings.push(format!(
+                "{node} is below {} and stays: {}",
+                step.spec.target,
+                replacer.why_nothing(provisioner)
+            )),
+            Replacement::Nothing => blockers.push(format!(
+                "{node} ({provisioner}) is below {} and nothing replaces it: {}",
+                step.spec.target,
+                replacer.why_nothing(provisioner)
+            )),
+        }
+    }
+    if !own_update.is_empty() {
+        findings.push(format!(
+            "left to their managed node group's own version update: {}",
+            own_update.join(", ")
+        ));
+    }
+    Ok((blockers, findings))
 }
 
 /// Which nodes to roll.
@@ -366,10 +383,13 @@ pub async fn plan(ctx: &FlowContext, spec: &NodesSpec) -> Result<Planned> {
         }
     )];
     changes.extend(drain_predictions(&gathered, &nodes));
+    let (blockers, findings) = replacement_notes(&step).await?;
     let refs: [&dyn Step; 1] = [&step];
     let mut plan = Plan::new("upgrade-nodes", ctx.cluster_name(), run_id, &refs);
     plan.changes = changes;
     plan.findings = gathered.notes.clone();
+    plan.findings.extend(findings);
+    plan.blockers = blockers;
     Ok(Planned::new(FLOW, spec, plan, vec![Box::new(step)]))
 }
 
@@ -417,7 +437,6 @@ mod tests {
 
     fn command(retire: &str) -> RolloutSpec {
         RolloutSpec {
-            replacer: ReplacerKind::Command,
             retire_command: Some(retire.into()),
             ..RolloutSpec::default()
         }
@@ -430,17 +449,14 @@ mod tests {
             "karpenter needs no commands"
         );
         let err = validate(RolloutSpec {
-            retire_command: Some("true {node}".into()),
+            surge_command: Some("true {node}".into()),
             ..RolloutSpec::default()
         })
         .unwrap_err();
-        assert!(err.contains("set --replacer to command"), "{err}");
-        let err = validate(RolloutSpec {
-            replacer: ReplacerKind::Command,
-            ..RolloutSpec::default()
-        })
-        .unwrap_err();
-        assert!(err.contains("needs --retire-command"), "{err}");
+        assert!(
+            err.contains("--surge-command: needs --retire-command"),
+            "{err}"
+        );
         let err = validate(command("true")).unwrap_err();
         assert!(err.contains("put {node} where"), "{err}");
         let err = validate(command("true '{node}")).unwrap_err();
