@@ -231,9 +231,10 @@ impl SimResource {
         let value = match (self.0, name) {
             (Kind::Cluster, "id") => s("name"),
             (Kind::Cluster, "arn") => format!("{region_arn}:cluster/{}", s("name")),
-            (Kind::Cluster, "endpoint") => {
+            // The simulated cluster's API server is the endpoint, as EKS's is.
+            (Kind::Cluster, "endpoint") => std::env::var(SIM_KUBE_URL).unwrap_or_else(|_| {
                 format!("https://{}.gr7.us-east-1.eks.amazonaws.com", s("name"))
-            }
+            }),
             (Kind::Cluster | Kind::NodeGroup, "status") => "ACTIVE".into(),
             (Kind::Cluster, "platform_version") => "eks.1".into(),
             (Kind::NodeGroup, "id") => format!("{}:{}", s("cluster_name"), s("node_group_name")),

@@ -62,6 +62,11 @@ impl AsyncTerraform {
         self.run(move |tf| tf.review(&saved, &rules)).await
     }
 
+    /// [`Terraform::state`].
+    pub async fn state(&self) -> Result<Option<crate::terraform::State>> {
+        self.run(|tf| tf.state()).await
+    }
+
     /// [`Terraform::apply`].
     pub async fn apply(&self, plan: ApprovedPlan, options: ApplyOptions) -> Result<ApplyRun> {
         self.run(move |tf| tf.apply(&plan, &options)).await

@@ -68,7 +68,7 @@ pub use options::{
 pub use plan::{Action, Plan, ReplaceOrder};
 pub use review::{PlanReview, ReviewRules, Severity};
 pub use terraform::{
-    ApplyRun, ApprovedPlan, InitReport, OutputValue, PlanRun, ReviewedPlan, SavedPlan, StateInfo,
-    Terraform, TerraformBuilder, ValidateOutput,
+    ApplyRun, ApprovedPlan, InitReport, OutputValue, PlanRun, ReviewedPlan, SavedPlan, State,
+    StateInfo, StateInstance, StateResource, Terraform, TerraformBuilder, ValidateOutput,
 };
 pub use version::{Feature, TfVersion};

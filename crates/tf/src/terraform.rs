@@ -392,6 +392,75 @@ pub struct StateInfo {
     pub lineage: String,
 }
 
+/// The state as `terraform state pull` prints it (format 4), decoded as far as callers need:
+/// its identity and every resource instance's attributes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    /// Incremented by every write.
+    pub serial: u64,
+    /// Identifies the state's history.
+    pub lineage: String,
+    /// The resources (managed and data), in every module.
+    #[serde(default)]
+    pub resources: Vec<StateResource>,
+}
+
+/// One resource of a [`State`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StateResource {
+    /// The module path, e.g. `module.eks` (absent at the root).
+    #[serde(default)]
+    pub module: Option<String>,
+    /// `managed` or `data`.
+    pub mode: String,
+    /// The resource type, e.g. `aws_eks_cluster`.
+    #[serde(rename = "type")]
+    pub resource_type: String,
+    /// The resource name, e.g. `this`.
+    pub name: String,
+    /// Its instances (one, or one per `count`/`for_each` key).
+    #[serde(default)]
+    pub instances: Vec<StateInstance>,
+}
+
+/// One instance of a [`StateResource`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StateInstance {
+    /// The `count` index or `for_each` key, when there is one.
+    #[serde(default)]
+    pub index_key: Option<serde_json::Value>,
+    /// Its attributes (sensitive ones in clear text: redact before logging).
+    #[serde(default)]
+    pub attributes: serde_json::Value,
+}
+
+impl State {
+    /// The managed resources of `resource_type`, with their address, in state order.
+    pub fn managed<'a>(
+        &'a self,
+        resource_type: &'a str,
+    ) -> impl Iterator<Item = (String, &'a StateInstance)> + 'a {
+        self.resources
+            .iter()
+            .filter(move |r| r.mode == "managed" && r.resource_type == resource_type)
+            .flat_map(|r| {
+                r.instances.iter().map(move |i| {
+                    let prefix = r
+                        .module
+                        .as_deref()
+                        .map(|m| format!("{m}."))
+                        .unwrap_or_default();
+                    let key = match &i.index_key {
+                        Some(serde_json::Value::String(k)) => format!("[\"{k}\"]"),
+                        Some(k) => format!("[{k}]"),
+                        None => String::new(),
+                    };
+                    (format!("{prefix}{}.{}{key}", r.resource_type, r.name), i)
+                })
+            })
+    }
+}
+
 /// What `validate -json` reports.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ValidateOutput {
@@ -742,6 +811,15 @@ impl Terraform {
 
     /// The state's serial and lineage (`state pull`); `None` when there is no state yet.
     pub fn state_info(&self) -> Result<Option<StateInfo>> {
+        Ok(self.state()?.map(|s| StateInfo {
+            serial: s.serial,
+            lineage: s.lineage,
+        }))
+    }
+
+    /// The state (`state pull`): its identity and resources; `None` when there is no state
+    /// yet. Holds sensitive values in clear text: never log it.
+    pub fn state(&self) -> Result<Option<State>> {
         let mut cmd = self.template.clone();
         cmd.args(["state", "pull"]);
         // Parsed whole: a capped document would be unreadable.

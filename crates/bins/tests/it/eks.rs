@@ -181,10 +181,20 @@ impl World {
 
     /// Runs the real `upgrade-eks` with `args` after the cluster flags.
     async fn eks(&self, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+        self.eks_on(self.sim.kubeconfig_path(), args, env).await
+    }
+
+    /// Runs it against the cluster of `kubeconfig` (with this world's Terraform folder).
+    async fn eks_on(
+        &self,
+        kubeconfig: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> (i32, String, String) {
         let mut cmd = ProcessBuilder::new(env!("CARGO_BIN_EXE_upgrade-eks"));
         self.ctx.apply_env(&mut cmd);
         cmd.arg("--kubeconfig")
-            .arg(self.sim.kubeconfig_path())
+            .arg(kubeconfig)
             .args(["--kube-context", kube_sim::CONTEXT_NAME])
             .arg("--terraform-dir")
             .arg(&self.dir)
@@ -515,6 +525,47 @@ async fn an_addon_newer_than_the_targets_default_is_never_moved_down() {
         stdout.contains("add-on coredns stays at v1.11.4-eksbuild.2 (newer than the default for 1.31 (v1.11.3-eksbuild.1) and runs on it: kept, never downgraded)"),
         "{stdout}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terraform_folder_of_another_cluster_is_refused_before_any_plan() {
+    // This world's Terraform created its cluster; the context points at another one.
+    let world = World::new(1, Nodes::Karpenter).await;
+    let other = SimCluster::builder()
+        .server_version(V130)
+        .controllers(ControllerConfig::fast())
+        .kubeconfig_path(world.ctx.root().join("other-kubeconfig.yaml"))
+        .start()
+        .await
+        .unwrap();
+    let before = world.files();
+    let url = other.url().to_string();
+    let (code, stdout, stderr) = world
+        .eks_on(
+            other.kubeconfig_path(),
+            &[
+                "--target",
+                "1.31",
+                "--expect-cluster",
+                &url,
+                "--apply",
+                "--yes",
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("--terraform-dir:")
+            && stderr.contains("manages another cluster than the connected")
+            && stderr.contains(world.sim.url()),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert_eq!(world.files(), before, "tfvars and state untouched");
+    assert_eq!(other.server_version(), V130);
+    assert_eq!(world.sim.server_version(), V130);
+    assert!(!world.ctx.work().join(".upgrade/journal.jsonl").exists());
 }
 
 /// What is wrong, the arguments, extra environment, and the fix the error must name.

@@ -627,6 +627,17 @@ pub async fn plan(ctx: &FlowContext, spec: &EksHopSpec) -> Result<Planned> {
         ));
     }
 
+    // The Terraform environment must be this cluster's, before anything plans with it.
+    let tf = ctx.terraform("terraform_dir", &inputs.terraform_dir)?;
+    let state = crate::flows::terraform_state(&tf, &inputs.terraform_dir).await?;
+    let binding = crate::flows::terraform_binding(
+        state.as_ref(),
+        ctx.cluster().identity(),
+        &inputs.terraform_dir,
+        true,
+    )?
+    .expect("required");
+
     // Preflight: the checks for the hop on live facts.
     let gathered = gather(ctx.cluster(), &GatherOptions::default())
         .await
@@ -654,7 +665,7 @@ pub async fn plan(ctx: &FlowContext, spec: &EksHopSpec) -> Result<Planned> {
     let run_id = ctx.new_run_id(COMPONENT)?;
     let steps = build_steps(ctx, spec, &inputs, &moves, &run_id).await?;
     let mut changes = vec![format!(
-        "control plane {} -> {target} ({} = \"{target}\" in {})",
+        "control plane {} -> {target} ({} = \"{target}\" in {}; Terraform manages it as {binding})",
         live.minor,
         spec.cluster_version_var,
         inputs.tfvars.display()

@@ -211,8 +211,14 @@ pub async fn plan(ctx: &FlowContext, spec: &ProviderSpec) -> Result<Planned> {
         let tf = ctx.terraform("terraform_dir", &copy)?;
         let spec = spec.clone();
         let resume = ctx.resume();
+        let identity = ctx.cluster().identity().clone();
+        let dir = inputs.terraform_dir.clone();
         let preview = tokio::task::spawn_blocking(move || {
-            preview_blocking(&spec, tf.blocking(), &copied_versions, resume)
+            let bound = Bound {
+                identity: &identity,
+                dir: &dir,
+            };
+            preview_blocking(&spec, tf.blocking(), &copied_versions, resume, bound)
         })
         .await
         .map_err(|e| FlowError::failed("the plan preview", e))?;
@@ -296,11 +302,18 @@ fn copy_environment(inputs: &Inputs, copy: &Path) -> Result<PathBuf> {
     })
 }
 
+/// The cluster the environment must manage, if it manages an EKS cluster at all.
+struct Bound<'a> {
+    identity: &'a upgrade_kube::connect::ClusterIdentity,
+    dir: &'a Path,
+}
+
 fn preview_blocking(
     spec: &ProviderSpec,
     tf: &Terraform,
     copied_versions: &Path,
     resume: bool,
+    bound: Bound<'_>,
 ) -> Result<Preview> {
     let mut file = HclFile::read(copied_versions)
         .map_err(|e| FlowError::failed("read the copied versions file", e))?;
@@ -345,6 +358,19 @@ fn preview_blocking(
             (locked.clone(), locked)
         }
     };
+    // An environment that manages an EKS cluster must manage the connected one, before any
+    // plan (the copy shares the original's state).
+    let state = tf.state().map_err(|e| {
+        FlowError::invalid(
+            "terraform_dir",
+            format!(
+                "cannot read the Terraform state of {}: {e}",
+                bound.dir.display()
+            ),
+            "make the backend reachable (credentials, network), then try again",
+        )
+    })?;
+    crate::flows::terraform_binding(state.as_ref(), bound.identity, bound.dir, false)?;
     let planned = tf
         .plan(&PlanOptions::default())
         .map_err(|e| FlowError::failed("terraform plan after the upgrade", e))?;
