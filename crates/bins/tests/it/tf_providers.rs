@@ -30,23 +30,27 @@ impl World {
         for (name, text) in extra {
             std::fs::write(dir.join(name), text).unwrap();
         }
-        for args in [
-            &["init", "-input=false", "-no-color"][..],
-            &["apply", "-input=false", "-no-color", "-auto-approve"][..],
-        ] {
-            let mut tf = ctx.command("terraform");
-            tf.args(args).cwd(&dir);
-            tf.output_async()
-                .await
-                .and_then(|out| tf.check(out))
-                .unwrap_or_else(|e| panic!("terraform {args:?}: {e}"));
-        }
         let sim = SimCluster::builder()
             .controllers(ControllerConfig::fast())
             .kubeconfig_path(ctx.root().join("kubeconfig.yaml"))
             .start()
             .await
             .expect("kube-sim starts");
+        // The simulated provider creates the cluster on kube-sim: its endpoint is kube-sim's
+        // URL, which binds this folder to the cluster the commands connect to.
+        for args in [
+            &["init", "-input=false", "-no-color"][..],
+            &["apply", "-input=false", "-no-color", "-auto-approve"][..],
+        ] {
+            let mut tf = ctx.command("terraform");
+            tf.args(args)
+                .cwd(&dir)
+                .env(upgrade_tf_sim_provider::SIM_KUBE_URL_VAR, sim.url());
+            tf.output_async()
+                .await
+                .and_then(|out| tf.check(out))
+                .unwrap_or_else(|e| panic!("terraform {args:?}: {e}"));
+        }
         World { ctx, dir, sim }
     }
 
