@@ -65,12 +65,22 @@ async fn cluster_of(nodes: usize, kind: Kind) -> SimCluster {
         }
     }
     sim.load_yaml(WEB).unwrap();
+    assert_eq!(eventually_available(&sim).await, 2, "web never came up");
+    sim
+}
+
+/// The web Deployment's available replicas once they reach 2, or what they were after 20s.
+/// A drain (or a rollback's drain) returns once the pods are evicted; their replacements
+/// come up afterwards, as on a real cluster.
+async fn eventually_available(sim: &SimCluster) -> i64 {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while available(&sim) < 2 {
-        assert!(std::time::Instant::now() < deadline, "web never came up");
+    loop {
+        let now = available(sim);
+        if now >= 2 || std::time::Instant::now() >= deadline {
+            return now;
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    sim
 }
 
 fn available(sim: &SimCluster) -> i64 {
@@ -189,7 +199,7 @@ async fn plans_then_rolls_karpenters_nodes_keeping_the_pdb() {
             .all(|(name, v, _)| name.starts_with("karpenter-") && v == V131),
         "Karpenter's nodes join at the control plane's version: {after:?}"
     );
-    assert_eq!(available(&sim), 2);
+    assert_eq!(eventually_available(&sim).await, 2);
     settings(&ctx, &sim).bind(|| insta::assert_snapshot!("applied", stdout));
 }
 
@@ -398,7 +408,7 @@ async fn a_failed_rollout_retires_its_surge_and_leaves_an_admins_cordon() {
         before,
         "the surge node is retired, node-1 keeps the admin's cordon, node-2 is untouched"
     );
-    assert_eq!(available(&sim), 2);
+    assert_eq!(eventually_available(&sim).await, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
