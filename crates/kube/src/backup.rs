@@ -173,6 +173,30 @@ pub async fn backup(
         let list = match api.list(&ListParams::default()).await {
             Ok(list) => list,
             Err(e) if api_code(&e) == Some(404) => {
+                // Not installed: nothing to back up. Installed at other versions only: its
+                // objects exist but cannot be read at this one, and an empty backup would
+                // restore nothing, so that is an error.
+                if let Some(served) = served_versions(cluster, kind).await? {
+                    if served.contains(&kind.version) {
+                        return Err(Error::Backup(format!(
+                            "{} ({}.{}): the CRD serves {} but its API is not available yet (not Established); try again in a moment",
+                            kind.kind, kind.plural, kind.group, kind.version
+                        )));
+                    }
+                    return Err(Error::Backup(format!(
+                        "{} ({}.{}): the cluster serves {}, not {}; a backup at {} would miss every object. Back up a served version (the kind's apiVersion), or upgrade the CRD first",
+                        kind.kind,
+                        kind.plural,
+                        kind.group,
+                        if served.is_empty() {
+                            "no version of it".to_string()
+                        } else {
+                            served.join(", ")
+                        },
+                        kind.version,
+                        kind.version
+                    )));
+                }
                 out.not_served
                     .push(format!("{}.{}/{}", kind.plural, kind.group, kind.version));
                 continue;
@@ -205,6 +229,25 @@ pub async fn backup(
         out.objects.extend(items);
     }
     Ok(out)
+}
+
+/// The versions the CRD of `kind` serves, when the CRD is installed.
+async fn served_versions(cluster: &Cluster, kind: &BackupKind) -> Result<Option<Vec<String>>> {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    if kind.group.is_empty() {
+        return Ok(None);
+    }
+    let crds: Api<CustomResourceDefinition> = Api::all(cluster.client().clone());
+    let name = format!("{}.{}", kind.plural, kind.group);
+    let crd = crate::retry::retrying(&format!("read CRD {name}"), || crds.get_opt(&name)).await?;
+    Ok(crd.map(|crd| {
+        crd.spec
+            .versions
+            .into_iter()
+            .filter(|v| v.served)
+            .map(|v| v.name)
+            .collect()
+    }))
 }
 
 /// Applies every object of `backup` with server-side apply (creating or overwriting).
