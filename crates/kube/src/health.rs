@@ -264,6 +264,70 @@ fn deployment_finding(d: &Deployment) -> Option<HealthFinding> {
     })
 }
 
+/// How the objects of a kind say they are healthy, for the post-upgrade verification
+/// ([`crate::step::WorkloadsReadyStep`]). A status that is not there yet is never taken as
+/// healthy for a kind that always reports one: the controller that should write it may be
+/// the one the upgrade just broke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    /// The controller always writes a `Ready` condition (KServe InferenceServices, Knative
+    /// Services, cert-manager Certificates): it must be there and `True`.
+    ReadyCondition,
+    /// Argo Workflows: the workflow controller sets `status.phase` on every Workflow it has
+    /// seen; one without a phase was never picked up. A Workflow that failed is the
+    /// workflow's own outcome, not the controller's health, so any phase passes.
+    WorkflowPhase,
+    /// Kinds with no status contract (templates, runtimes, unknown kinds): when a `Ready`
+    /// condition is reported it must be `True`; without one there is nothing to check.
+    WhenReported,
+}
+
+impl Readiness {
+    /// The readiness contract of `kind` in API `group`.
+    pub fn of(group: &str, kind: &str) -> Readiness {
+        match (group, kind) {
+            ("serving.kserve.io", "InferenceService")
+            | ("serving.knative.dev", "Service" | "Route" | "Configuration")
+            | ("cert-manager.io", "Certificate" | "Issuer" | "ClusterIssuer") => {
+                Readiness::ReadyCondition
+            }
+            ("argoproj.io", "Workflow") => Readiness::WorkflowPhase,
+            _ => Readiness::WhenReported,
+        }
+    }
+
+    /// Why `object` is not ready under this contract, or `None` when it is.
+    pub fn problem(self, object: &DynamicObject) -> Option<String> {
+        if self == Readiness::WorkflowPhase {
+            let phase = object
+                .data
+                .get("status")
+                .and_then(|s| s.get("phase"))
+                .and_then(|p| p.as_str())
+                .filter(|p| !p.is_empty());
+            return phase
+                .is_none()
+                .then(|| "no phase yet: the workflow controller has not picked it up".to_string());
+        }
+        match ready_condition(object) {
+            Some(c) if c["status"] == "True" => None,
+            Some(c) => Some(format!(
+                "Ready is {}{}",
+                c["status"].as_str().unwrap_or("Unknown"),
+                c["message"]
+                    .as_str()
+                    .or(c["reason"].as_str())
+                    .map(|m| format!(" ({m})"))
+                    .unwrap_or_default()
+            )),
+            None if self == Readiness::ReadyCondition => {
+                Some("no Ready condition yet: its controller has not reported it".to_string())
+            }
+            None => None,
+        }
+    }
+}
+
 /// The object's `Ready` condition, when its status has one.
 pub(crate) fn ready_condition(o: &DynamicObject) -> Option<&serde_json::Value> {
     o.data
@@ -275,28 +339,14 @@ pub(crate) fn ready_condition(o: &DynamicObject) -> Option<&serde_json::Value> {
 }
 
 fn not_ready(o: &DynamicObject, kind: &str, check: HealthCheck) -> Option<HealthFinding> {
-    let ready = ready_condition(o);
-    if ready.is_some_and(|c| c["status"] == "True") {
-        return None;
-    }
+    let message = Readiness::ReadyCondition.problem(o)?;
     Some(HealthFinding {
         check,
         subject: format!(
             "{kind} {}",
             key(o.metadata.namespace.as_deref(), o.metadata.name.as_deref())
         ),
-        message: match ready {
-            Some(c) => format!(
-                "Ready is {}{}",
-                c["status"].as_str().unwrap_or("Unknown"),
-                c["message"]
-                    .as_str()
-                    .or(c["reason"].as_str())
-                    .map(|m| format!(": {m}"))
-                    .unwrap_or_default()
-            ),
-            None => "no Ready condition yet".into(),
-        },
+        message,
     })
 }
 
@@ -346,7 +396,7 @@ mod tests {
         assert_eq!(f.subject, "InferenceService mlops/iris");
         assert_eq!(
             f.message,
-            "Ready is False: Revision iris-predictor-00002 failed"
+            "Ready is False (Revision iris-predictor-00002 failed)"
         );
         let ok = dynamic(
             "{apiVersion: serving.kserve.io/v1beta1, kind: InferenceService, metadata: {name: iris, namespace: mlops}, status: {conditions: [{type: Ready, status: 'True'}]}}",

@@ -668,7 +668,8 @@ pub struct WorkloadsReadySpec {
     pub component: String,
     /// The namespace whose Deployments must be available.
     pub namespace: String,
-    /// Custom resources (in every namespace) that must be Ready when they report readiness.
+    /// Custom resources (in every namespace) that must be ready, each by its kind's
+    /// [`Readiness`](crate::health::Readiness) contract.
     pub kinds: Vec<BackupKind>,
     /// How long to wait for everything to be ready.
     pub timeout: std::time::Duration,
@@ -680,8 +681,9 @@ impl StepSpec for WorkloadsReadySpec {
 
 /// Verifies a component after its upgrade (seed 000's "verify Karpenter" and "verify
 /// InferenceServices"): every Deployment in the component's namespace has its replicas
-/// available, and every object of `kinds` that reports a `Ready` condition reports it
-/// `True`. It changes nothing, so its rollback does nothing; a failed verification makes
+/// available, and every object of `kinds` is ready by its kind's
+/// [`Readiness`](crate::health::Readiness) contract (an InferenceService without a `Ready`
+/// condition yet is not ready; the step waits up to the timeout). It changes nothing, so its rollback does nothing; a failed verification makes
 /// the run roll back the steps before it.
 #[derive(Debug, Clone)]
 pub struct WorkloadsReadyStep {
@@ -726,22 +728,14 @@ impl WorkloadsReadyStep {
                 Err(e) if crate::error::api_code(&e) == Some(404) => continue,
                 Err(e) => return Err(crate::Error::api(format!("list {}", kind.plural), e)),
             };
+            let readiness = crate::health::Readiness::of(&kind.group, &kind.kind);
             for object in &list.items {
-                let ready = crate::health::ready_condition(object);
-                if let Some(ready) = ready
-                    && ready["status"] != "True"
-                {
+                if let Some(why) = readiness.problem(object) {
                     problems.push(format!(
-                        "{} {}/{}: Ready is {}{}",
+                        "{} {}/{}: {why}",
                         kind.kind,
                         object.metadata.namespace.as_deref().unwrap_or_default(),
                         object.metadata.name.as_deref().unwrap_or_default(),
-                        ready["status"].as_str().unwrap_or("Unknown"),
-                        ready["message"]
-                            .as_str()
-                            .or(ready["reason"].as_str())
-                            .map(|m| format!(" ({m})"))
-                            .unwrap_or_default()
                     ));
                 }
             }
@@ -793,9 +787,9 @@ impl Step for WorkloadsReadyStep {
                 }
                 if tokio::time::Instant::now() >= deadline {
                     return Err(format!(
-                        "{} is not ready after {}s: {}",
+                        "{} is not ready after {:?}: {}",
                         self.spec.component,
-                        self.spec.timeout.as_secs(),
+                        self.spec.timeout,
                         problems.join("; ")
                     )
                     .into());

@@ -40,19 +40,11 @@ async fn plans_rejects_bad_values_then_upgrades_with_the_templates_backed_up() {
     support::install(&helm, &release(), "argo-workflows", "0.45.0", &values).await;
     sim.load_yaml(TEMPLATE)
         .expect("the WorkflowTemplate is created");
-    let chart_046 = fixture("charts/argo-workflows/0.46.0");
+    // A Workflow the controller has reconciled: it has a phase.
+    sim.load_yaml(&format!("{WORKFLOW}status: {{phase: Running}}\n"))
+        .expect("the Workflow is created");
     let url = sim.url().to_string();
-    let run = |args: &[&str]| {
-        let mut cmd = ProcessBuilder::new(env!("CARGO_BIN_EXE_upgrade-argo-workflows"));
-        ctx.apply_env(&mut cmd);
-        cmd.cwd(ctx.work())
-            .arg("--kubeconfig")
-            .arg(sim.kubeconfig_path())
-            .args(["--kube-context", kube_sim::CONTEXT_NAME])
-            .args(["--chart", &chart_046, "--version", "0.46.0"])
-            .args(args);
-        upgrade_test::CommandOutput::run(&cmd).parts()
-    };
+    let run = |args: &[&str]| upgrade(&ctx, &sim, args);
     let live = || async { helm.metadata(&release(), None).await.unwrap().version };
 
     // Plan only: Argo Workflows 3.6 is tested with 1.28-1.31, so 1.30 passes without findings
@@ -108,6 +100,67 @@ async fn plans_rejects_bad_values_then_upgrades_with_the_templates_backed_up() {
         .collect();
     assert_eq!(backups.len(), 1, "{backups:?}");
     assert!(backups[0].contains("name: train-model"), "{}", backups[0]);
+}
+
+const WORKFLOW: &str = r#"
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata: {name: train-nightly, namespace: mlops}
+spec: {workflowTemplateRef: {name: train-model}}
+"#;
+
+/// Runs `upgrade-argo-workflows` to the 0.46.0 fixture chart; (code, stdout, stderr).
+fn upgrade(ctx: &TestContext, sim: &kube_sim::SimCluster, args: &[&str]) -> (i32, String, String) {
+    let chart_046 = fixture("charts/argo-workflows/0.46.0");
+    let mut cmd = ProcessBuilder::new(env!("CARGO_BIN_EXE_upgrade-argo-workflows"));
+    ctx.apply_env(&mut cmd);
+    cmd.cwd(ctx.work())
+        .arg("--kubeconfig")
+        .arg(sim.kubeconfig_path())
+        .args(["--kube-context", kube_sim::CONTEXT_NAME])
+        .args(["--chart", &chart_046, "--version", "0.46.0"])
+        .args(args);
+    upgrade_test::CommandOutput::run(&cmd).parts()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflow_the_controller_never_picks_up_rolls_the_upgrade_back() {
+    let ctx = TestContext::new();
+    let sim = support::sim(&ctx, support::V130).await;
+    let helm = support::helm(&ctx, &sim);
+    let values = fixture("helm-values/argo-workflows-values.yaml");
+    support::install(&helm, &release(), "argo-workflows", "0.45.0", &values).await;
+    sim.load_yaml(TEMPLATE).unwrap();
+    // Submitted while the controller was being replaced, and never picked up: no phase.
+    sim.load_yaml(WORKFLOW).unwrap();
+    let url = sim.url().to_string();
+    let (code, stdout, stderr) = upgrade(
+        &ctx,
+        &sim,
+        &[
+            "--values",
+            &values,
+            "--apply",
+            "--yes",
+            "--expect-cluster",
+            &url,
+            "--timeout",
+            "3s",
+        ],
+    );
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("Workflow mlops/train-nightly: no phase yet"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("[rolled-back] argo-workflows/helm-upgrade"),
+        "{stdout}"
+    );
+    assert_eq!(
+        helm.metadata(&release(), None).await.unwrap().version,
+        "0.45.0"
+    );
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

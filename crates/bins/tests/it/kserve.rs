@@ -105,6 +105,8 @@ fn help_is_stable() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_upgrade_gives_the_inference_services_back_then_the_upgrade_succeeds() {
     let p = Platform::start().await;
+    // KServe's controller reports every InferenceService Ready, restored ones included.
+    report_ready(kube_sim_isvc_api(&p).await);
     let url = p.sim.url().to_string();
     let (chart_015, values) = (chart("0.15.0"), values());
     let before = p.isvc_storage_uri().expect("the InferenceService exists");
@@ -203,6 +205,68 @@ async fn a_failed_upgrade_gives_the_inference_services_back_then_the_upgrade_suc
     settings.bind(|| insta::assert_snapshot!("applied", stdout));
     assert_eq!(p.chart_version().await, "0.15.0");
     assert_eq!(p.isvc_storage_uri(), Some(before));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inference_service_that_never_reports_ready_rolls_the_upgrade_back() {
+    // No KServe controller reconciles the InferenceService: it never gets a status.
+    let p = Platform::start().await;
+    let url = p.sim.url().to_string();
+    let (code, stdout, stderr) = p.run(&[
+        "upgrade",
+        "--chart",
+        &chart("0.15.0"),
+        "--version",
+        "0.15.0",
+        "--values",
+        &values(),
+        "--apply",
+        "--yes",
+        "--expect-cluster",
+        &url,
+        "--timeout",
+        "3s",
+    ]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("InferenceService mlops/sklearn-iris: no Ready condition yet"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("[rolled-back] kserve/helm-upgrade"),
+        "{stdout}"
+    );
+    assert_eq!(p.chart_version().await, "0.14.1");
+}
+
+/// Plays KServe's controller for the upgrade tests: every InferenceService without a Ready
+/// condition gets one, through the status subresource, as the real controller writes it.
+fn report_ready(api: kube::Api<kube::api::DynamicObject>) {
+    tokio::spawn(async move {
+        loop {
+            for isvc in api
+                .list(&Default::default())
+                .await
+                .into_iter()
+                .flat_map(|l| l.items)
+            {
+                let reported = isvc.data["status"]["conditions"]
+                    .as_array()
+                    .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready"));
+                if !reported {
+                    let status = serde_json::json!({"status": {"conditions": [{"type": "Ready", "status": "True"}]}});
+                    let _ = api
+                        .patch_status(
+                            isvc.metadata.name.as_deref().unwrap_or_default(),
+                            &Default::default(),
+                            &kube::api::Patch::Merge(&status),
+                        )
+                        .await;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
 }
 
 async fn kube_sim_isvc_api(p: &Platform) -> kube::Api<kube::api::DynamicObject> {

@@ -1449,7 +1449,7 @@ status:
     let isvcs: Api<kube::api::DynamicObject> =
         Api::namespaced_with(cluster.client().clone(), "kserve", &isvc);
     isvcs
-        .patch(
+        .patch_status(
             "iris",
             &params,
             &merge(serde_json::json!({"status": {"conditions": [{"type": "Ready", "status": "True"}]}})),
@@ -1470,4 +1470,149 @@ status:
         "{}",
         step.description()
     );
+}
+
+#[tokio::test]
+async fn backing_up_a_version_the_crd_does_not_serve_is_an_error() {
+    use upgrade_kube::backup::{backup, platform_kinds};
+    let sim = sim().await;
+    // InferenceServices exist, but the installed CRD serves v1alpha1 only.
+    sim.load_yaml(&ISVC_CRD.replace("name: v1beta1", "name: v1alpha1"))
+        .unwrap();
+    let cluster = connect(&sim, Some(sim.url())).await;
+    let kinds = platform_kinds("kserve");
+    let err = backup(&cluster, &kinds[..1], None).await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("the cluster serves v1alpha1, not v1beta1")
+            && text.contains("would miss every object"),
+        "{text}"
+    );
+    // A kind whose CRD is not installed has nothing to back up: noted, not an error.
+    let taken = backup(&cluster, &kinds[1..], None).await.unwrap();
+    assert_eq!(
+        taken.not_served,
+        ["servingruntimes.serving.kserve.io/v1alpha1"]
+    );
+    assert!(taken.objects.is_empty());
+}
+
+#[tokio::test]
+async fn objects_whose_controller_never_reported_a_status_are_not_ready() {
+    use upgrade_core::executor::Step;
+    use upgrade_kube::backup::platform_kinds;
+    use upgrade_kube::step::{WorkloadsReadySpec, WorkloadsReadyStep};
+    let sim = sim().await;
+    sim.load_yaml(ISVC_CRD).unwrap();
+    // Argo's Workflow CRD has no status subresource: the controller writes the object.
+    sim.load_yaml(
+        r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: workflows.argoproj.io}
+spec:
+  group: argoproj.io
+  scope: Namespaced
+  names: {kind: Workflow, plural: workflows, singular: workflow}
+  versions:
+  - name: v1alpha1
+    served: true
+    storage: true
+    schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
+---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: workflowtemplates.argoproj.io}
+spec:
+  group: argoproj.io
+  scope: Namespaced
+  names: {kind: WorkflowTemplate, plural: workflowtemplates, singular: workflowtemplate}
+  versions:
+  - name: v1alpha1
+    served: true
+    storage: true
+    schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
+"#,
+    )
+    .unwrap();
+    sim.load_yaml(ISVCS).unwrap();
+    sim.load_yaml(
+        r#"
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata: {name: train, namespace: mlops}
+spec: {entrypoint: train, templates: [{name: train, container: {image: "python:3.12"}}]}
+---
+apiVersion: argoproj.io/v1alpha1
+kind: WorkflowTemplate
+metadata: {name: train-model, namespace: mlops}
+spec: {entrypoint: train, templates: [{name: train, container: {image: "python:3.12"}}]}
+"#,
+    )
+    .unwrap();
+    let cluster = connect(&sim, Some(sim.url())).await;
+    let mut kinds = platform_kinds("kserve");
+    kinds.extend(platform_kinds("argo-workflows"));
+    let step = WorkloadsReadyStep {
+        spec: WorkloadsReadySpec {
+            id: "platform/verify".into(),
+            component: "platform".into(),
+            namespace: "mlops".into(),
+            kinds,
+            timeout: Duration::from_millis(600),
+        },
+        cluster: cluster.clone(),
+    };
+    // No status at all is not ready, for the kinds whose controller always writes one.
+    let err = step.verify().await.unwrap_err().to_string();
+    assert!(
+        err.contains("InferenceService mlops/sklearn-iris: no Ready condition yet"),
+        "{err}"
+    );
+    assert!(err.contains("Workflow mlops/train: no phase yet"), "{err}");
+    assert!(
+        !err.contains("WorkflowTemplate") && !err.contains("ServingRuntime"),
+        "kinds without a status contract pass: {err}"
+    );
+
+    // The controllers report: the InferenceService through its status subresource, the
+    // Workflow (a failed one: the workflow's outcome, not the controller's health).
+    let params = kube::api::PatchParams::default();
+    let isvcs: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        cluster.client().clone(),
+        "mlops",
+        &kube::api::ApiResource::from_gvk_with_plural(
+            &kube::api::GroupVersionKind::gvk("serving.kserve.io", "v1beta1", "InferenceService"),
+            "inferenceservices",
+        ),
+    );
+    for name in ["sklearn-iris", "xgb-churn"] {
+        isvcs
+            .patch_status(
+                name,
+                &params,
+                &kube::api::Patch::Merge(serde_json::json!({"status": {"conditions": [{"type": "Ready", "status": "True"}]}})),
+            )
+            .await
+            .unwrap();
+    }
+    let workflows: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        cluster.client().clone(),
+        "mlops",
+        &kube::api::ApiResource::from_gvk_with_plural(
+            &kube::api::GroupVersionKind::gvk("argoproj.io", "v1alpha1", "Workflow"),
+            "workflows",
+        ),
+    );
+    workflows
+        .patch(
+            "train",
+            &params,
+            &kube::api::Patch::Merge(serde_json::json!({"status": {"phase": "Failed"}})),
+        )
+        .await
+        .unwrap();
+    step.verify()
+        .await
+        .expect("ready once the controllers have reported");
 }
