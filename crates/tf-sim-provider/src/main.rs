@@ -616,9 +616,32 @@ impl Provider for SimAws {
     }
 }
 
+const USAGE: &str =
+    "terraform-provider-aws-sim: a simulated AWS provider (EKS cluster, node group \
+and add-on) for the toolkit's tests.
+
+Terraform starts it (installed from a filesystem mirror as registry.terraform.io/hashicorp/aws);
+it takes no arguments. Options: --help, --version.
+";
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
-    serve("aws", SimAws).await
+    // Terraform starts plugins without arguments; anything given is a person asking.
+    match std::env::args().nth(1).as_deref() {
+        None => serve("aws", SimAws).await,
+        Some("--help" | "-h") => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        Some("--version" | "-V") => {
+            println!("terraform-provider-aws-sim {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Some(other) => {
+            eprint!("error: unexpected argument `{other}`\n\n{USAGE}");
+            std::process::exit(2)
+        }
+    }
 }
 
 #[cfg(test)]

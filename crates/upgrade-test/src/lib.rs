@@ -161,6 +161,23 @@ impl TestContext {
         }
     }
 
+    /// As [`apply_env`](Self::apply_env), on a machine with none of the tools: `PATH` is an
+    /// empty folder and no variable points at a tool.
+    pub fn apply_env_without_tools(&self, cmd: &mut ProcessBuilder) {
+        self.apply_env(cmd);
+        let empty = self.root().join("empty-path");
+        std::fs::create_dir_all(&empty).expect("create the empty PATH folder");
+        cmd.env("PATH", &empty);
+        for var in [
+            upgrade_core::env_vars::TERRAFORM_BIN,
+            upgrade_core::env_vars::HELM_BIN,
+            upgrade_core::env_vars::KUBECTL_BIN,
+            upgrade_core::env_vars::UPGRADE_TOOLS_DIR,
+        ] {
+            cmd.env_remove(var);
+        }
+    }
+
     /// Copies `fixtures/<rel>` (a file or a folder) into the work folder and returns the copy.
     pub fn copy_fixture(&self, rel: &str) -> PathBuf {
         let src = Self::fixtures_dir().join(rel);

@@ -10,10 +10,15 @@ use crate::cli::ChangeFlags;
 use crate::commands::helm_args::{HelmArgs, run_upgrade};
 use crate::exit::CliError;
 
+/// The command's name.
+const NAME: &str = "upgrade-argo-workflows";
+
 /// `upgrade-argo-workflows`: upgrade the Argo Workflows chart.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(
-    name = "upgrade-argo-workflows",
+    name = NAME,
+    version,
+    disable_version_flag = true,
     about = "Upgrade Argo Workflows' Helm release: plan, check, back up Workflows and WorkflowTemplates, upgrade, verify, roll back on failure",
     mut_arg("chart", |a| a.default_value("argo/argo-workflows")),
     mut_arg("values", |a| a.default_value("infrastructure/helm/aws/argo-workflows-values.yaml")),
@@ -24,7 +29,7 @@ use crate::exit::CliError;
                   Exit codes: 0 done (or planned), \
                   1 failed and rolled back, 2 bad input (nothing changed), 4 blocked by a \
                   compatibility check (nothing changed), 5 failed with a recorded way back, \
-                  130 stopped by Ctrl-C."
+                  130 stopped by Ctrl-C. `--version` prints the command's version."
 )]
 pub struct Args {
     /// The chart, version and values.
@@ -41,9 +46,13 @@ impl crate::cli::Command for Args {
     }
 
     async fn run(&self, out: &mut dyn Write) -> Result<u8, CliError> {
+        if let Some(version) = self.helm.version_request(NAME) {
+            crate::cli::print(out, &format!("{}\n", version?))?;
+            return Ok(0);
+        }
         let f = &self.flags;
         let spec = self.helm.spec(
-            ComponentUpgradeSpec::argo_workflows(&self.helm.version),
+            ComponentUpgradeSpec::argo_workflows(self.helm.chart_version()),
             f.timeout.timeout,
         );
         run_upgrade(spec, &f.cluster, &f.run, &f.output, out).await

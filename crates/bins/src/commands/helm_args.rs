@@ -15,9 +15,13 @@ pub struct HelmArgs {
     /// The chart: `oci://...`, `repo/chart`, or a local chart folder or `.tgz`.
     #[arg(long, value_name = "REF")]
     pub chart: Option<String>,
-    /// The chart version to upgrade to (`1.6.0` or `v1.6.0`).
-    #[arg(long, value_name = "X.Y.Z")]
-    pub version: String,
+    /// The chart version to upgrade to (`1.6.0` or `v1.6.0`); required.
+    #[arg(long, value_name = "X.Y.Z", required_unless_present = "print_version")]
+    pub chart_version: Option<String>,
+    /// Print this command's version. Listed in the help's footer: it once took the chart
+    /// version, so given a value it is refused and names `--chart-version`.
+    #[arg(long = "version", num_args = 0..=1, value_name = "X.Y.Z", hide = true)]
+    pub print_version: Option<Option<String>>,
     /// The values file with the component's pins (must be a YAML mapping).
     #[arg(long, value_name = "FILE")]
     pub values: Option<PathBuf>,
@@ -37,6 +41,23 @@ pub struct HelmArgs {
 }
 
 impl HelmArgs {
+    /// What `--version` asks for, when given: this command's version (`Ok`), or the old
+    /// spelling of `--chart-version` (a bad-input error that names it).
+    pub fn version_request(&self, command: &str) -> Option<Result<String, CliError>> {
+        Some(match self.print_version.as_ref()? {
+            None => Ok(format!("{command} {}", env!("CARGO_PKG_VERSION"))),
+            Some(chart) => Err(CliError::usage(format!(
+                "`--version` prints {command}'s version; the chart version to upgrade to is \
+                 `--chart-version {chart}`"
+            ))),
+        })
+    }
+
+    /// The chart version (clap requires it unless `--version` was given).
+    pub fn chart_version(&self) -> &str {
+        self.chart_version.as_deref().unwrap_or_default()
+    }
+
     /// The spec: the component's seed defaults with these flags over them.
     pub fn spec(
         &self,

@@ -10,10 +10,15 @@ use crate::cli::ChangeFlags;
 use crate::commands::helm_args::{HelmArgs, run_upgrade};
 use crate::exit::CliError;
 
+/// The command's name.
+const NAME: &str = "upgrade-karpenter";
+
 /// `upgrade-karpenter`: upgrade the Karpenter chart.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(
-    name = "upgrade-karpenter",
+    name = NAME,
+    version,
+    disable_version_flag = true,
     about = "Upgrade Karpenter's Helm release: plan, check, back up NodePools, upgrade, verify, roll back on failure",
     mut_arg("chart", |a| a.default_value("oci://public.ecr.aws/karpenter/karpenter")),
     mut_arg("values", |a| a.default_value("infrastructure/helm/aws/karpenter-values.yaml")),
@@ -22,7 +27,7 @@ use crate::exit::CliError;
     after_help = "Without --apply it only shows current -> target. Exit codes: 0 done (or planned), \
                   1 failed and rolled back, 2 bad input (nothing changed), 4 blocked by a \
                   compatibility check (nothing changed), 5 failed with a recorded way back, \
-                  130 stopped by Ctrl-C."
+                  130 stopped by Ctrl-C. `--version` prints the command's version."
 )]
 pub struct Args {
     /// The chart, version and values.
@@ -39,9 +44,13 @@ impl crate::cli::Command for Args {
     }
 
     async fn run(&self, out: &mut dyn Write) -> Result<u8, CliError> {
+        if let Some(version) = self.helm.version_request(NAME) {
+            crate::cli::print(out, &format!("{}\n", version?))?;
+            return Ok(0);
+        }
         let f = &self.flags;
         let spec = self.helm.spec(
-            ComponentUpgradeSpec::karpenter(&self.helm.version),
+            ComponentUpgradeSpec::karpenter(self.helm.chart_version()),
             f.timeout.timeout,
         );
         run_upgrade(spec, &f.cluster, &f.run, &f.output, out).await

@@ -153,8 +153,12 @@ impl crate::cli::Command for Args {
     async fn run(&self, out: &mut dyn Write) -> Result<u8, CliError> {
         match &self.action {
             Action::Upgrade(upgrade) => {
+                if let Some(version) = upgrade.helm.version_request("upgrade-kserve") {
+                    crate::cli::print(out, &format!("{}\n", version?))?;
+                    return Ok(0);
+                }
                 let spec = upgrade.helm.spec(
-                    ComponentUpgradeSpec::kserve(&upgrade.helm.version),
+                    ComponentUpgradeSpec::kserve(upgrade.helm.chart_version()),
                     upgrade.timeout.timeout,
                 );
                 run_upgrade(spec, &self.cluster, &self.run, &self.output, out).await

@@ -118,7 +118,7 @@ fn upgrade(ctx: &TestContext, sim: &kube_sim::SimCluster, args: &[&str]) -> (i32
         .arg("--kubeconfig")
         .arg(sim.kubeconfig_path())
         .args(["--kube-context", kube_sim::CONTEXT_NAME])
-        .args(["--chart", &chart_046, "--version", "0.46.0"])
+        .args(["--chart", &chart_046, "--chart-version", "0.46.0"])
         .args(args);
     upgrade_test::CommandOutput::run(&cmd).parts()
 }

@@ -64,3 +64,89 @@ fn read_only_commands_offer_no_run_flags() {
         assert!(!text.contains("--lockfile"), "{exe} offers --lockfile");
     }
 }
+
+/// Runs `exe args` on a machine with none of the tools; (code, stdout, stderr).
+fn without_tools(exe: &str, args: &[&str]) -> (i32, String, String) {
+    let ctx = TestContext::new();
+    let mut cmd = ProcessBuilder::new(exe);
+    ctx.apply_env_without_tools(&mut cmd);
+    cmd.args(args);
+    upgrade_test::CommandOutput::run(&cmd).parts()
+}
+
+#[test]
+fn help_and_version_work_on_a_machine_without_the_tools() {
+    let commands = [
+        (
+            "upgrade-argo-workflows",
+            env!("CARGO_BIN_EXE_upgrade-argo-workflows"),
+        ),
+        ("upgrade-eks", env!("CARGO_BIN_EXE_upgrade-eks")),
+        ("upgrade-karpenter", env!("CARGO_BIN_EXE_upgrade-karpenter")),
+        ("upgrade-kserve", env!("CARGO_BIN_EXE_upgrade-kserve")),
+        ("upgrade-lock", env!("CARGO_BIN_EXE_upgrade-lock")),
+        ("upgrade-mlflow", env!("CARGO_BIN_EXE_upgrade-mlflow")),
+        ("upgrade-nodes", env!("CARGO_BIN_EXE_upgrade-nodes")),
+        ("upgrade-preflight", env!("CARGO_BIN_EXE_upgrade-preflight")),
+        ("upgrade-rollback", env!("CARGO_BIN_EXE_upgrade-rollback")),
+        (
+            "upgrade-tf-providers",
+            env!("CARGO_BIN_EXE_upgrade-tf-providers"),
+        ),
+        ("upgrade-verify", env!("CARGO_BIN_EXE_upgrade-verify")),
+    ];
+    for (name, exe) in commands {
+        let (code, stdout, stderr) = without_tools(exe, &["--help"]);
+        assert_eq!(code, 0, "{name} --help: {stdout}{stderr}");
+        assert!(
+            stdout.contains(&format!("Usage: {name}")),
+            "{name}: {stdout}"
+        );
+        let (code, stdout, stderr) = without_tools(exe, &["--version"]);
+        assert_eq!(code, 0, "{name} --version: {stdout}{stderr}");
+        assert_eq!(
+            stdout,
+            format!("{name} {}\n", env!("CARGO_PKG_VERSION")),
+            "{name} --version"
+        );
+    }
+    // Subcommands' help too.
+    for (exe, sub) in [
+        (env!("CARGO_BIN_EXE_upgrade-kserve"), "upgrade"),
+        (env!("CARGO_BIN_EXE_upgrade-kserve"), "canary"),
+        (env!("CARGO_BIN_EXE_upgrade-lock"), "write"),
+        (env!("CARGO_BIN_EXE_upgrade-verify"), "check"),
+    ] {
+        let (code, stdout, stderr) = without_tools(exe, &[sub, "--help"]);
+        assert_eq!(code, 0, "{exe} {sub} --help: {stdout}{stderr}");
+    }
+}
+
+#[test]
+fn the_old_chart_version_spelling_is_refused_and_names_the_new_one() {
+    // `--version` once took the chart version: a pipeline still passing one must not get
+    // a version banner and exit 0 as if it had upgraded.
+    for (exe, args) in [
+        (
+            env!("CARGO_BIN_EXE_upgrade-karpenter"),
+            &["--version", "1.6.0", "--apply", "--yes"][..],
+        ),
+        (
+            env!("CARGO_BIN_EXE_upgrade-argo-workflows"),
+            &["--version", "0.46.0"][..],
+        ),
+        (
+            env!("CARGO_BIN_EXE_upgrade-kserve"),
+            &["upgrade", "--version", "0.15.0"][..],
+        ),
+    ] {
+        let (code, stdout, stderr) = without_tools(exe, args);
+        assert_eq!(code, 2, "{exe}: {stdout}{stderr}");
+        let version = args[args.iter().position(|a| *a == "--version").unwrap() + 1];
+        assert!(
+            stderr.contains(&format!("`--chart-version {version}`")),
+            "{exe}: {stderr}"
+        );
+        assert!(stdout.is_empty(), "{exe}: {stdout}");
+    }
+}

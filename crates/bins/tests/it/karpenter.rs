@@ -110,7 +110,7 @@ async fn plans_then_fails_and_rolls_back_then_upgrades() {
     let target = [
         "--chart",
         path(&chart_160),
-        "--version",
+        "--chart-version",
         "1.6.0",
         "--values",
         path(&values),
@@ -136,7 +136,7 @@ async fn plans_then_fails_and_rolls_back_then_upgrades() {
         &[
             "--chart",
             path(&chart_160),
-            "--version",
+            "--chart-version",
             "1.6.0",
             "--image-tag",
             "1.6.0",
@@ -206,7 +206,7 @@ async fn plans_then_fails_and_rolls_back_then_upgrades() {
         &[
             "--chart",
             path(&chart_150),
-            "--version",
+            "--chart-version",
             "1.5.0",
             "--values",
             path(&values),
@@ -233,7 +233,7 @@ async fn bad_input_exits_2_with_one_line_naming_the_fix_and_changes_nothing() {
         let mut args: Vec<String> = [
             "--chart",
             path(&chart_160),
-            "--version",
+            "--chart-version",
             "1.6.0",
             "--values",
             path(&values),
@@ -258,7 +258,7 @@ async fn bad_input_exits_2_with_one_line_naming_the_fix_and_changes_nothing() {
             [
                 "--chart",
                 path(&chart_160),
-                "--version",
+                "--chart-version",
                 "1.6.0",
                 "--values",
                 path(&malformed),
@@ -316,7 +316,7 @@ async fn bad_input_exits_2_with_one_line_naming_the_fix_and_changes_nothing() {
             "has no `controller.nope`",
         ),
         (
-            vec!["--version".into(), "1.6".into()],
+            vec!["--chart-version".into(), "1.6".into()],
             vec![],
             "write it as X.Y.Z",
         ),
@@ -348,7 +348,7 @@ async fn a_cluster_outside_the_supported_range_blocks_with_exit_4() {
         &[
             "--chart",
             path(&chart_160),
-            "--version",
+            "--chart-version",
             "1.6.0",
             "--values",
             path(&values),
@@ -421,7 +421,7 @@ async fn a_release_another_helm_is_upgrading_blocks_with_the_recovery_hint() {
         &[
             "--chart",
             path(&chart_160),
-            "--version",
+            "--chart-version",
             "1.6.0",
             "--values",
             path(&values),
@@ -456,7 +456,7 @@ async fn a_chart_whose_kube_version_refuses_the_cluster_blocks_with_exit_4() {
         &[
             "--chart",
             path(&chart_160),
-            "--version",
+            "--chart-version",
             "1.6.0",
             "--values",
             path(&values),
@@ -499,7 +499,7 @@ async fn ctrl_c_during_the_helm_upgrade_rolls_it_back_and_exits_130() {
         .args([
             "--chart",
             path(&chart_160),
-            "--version",
+            "--chart-version",
             "1.6.0",
             "--values",
         ])

@@ -66,7 +66,7 @@ async fn undoes_a_whole_run_and_one_component_and_refuses_bad_input() {
     let mut args = vec![
         "--chart",
         &karpenter_chart,
-        "--version",
+        "--chart-version",
         "1.6.0",
         "--values",
         &karpenter_values,
@@ -83,7 +83,7 @@ async fn undoes_a_whole_run_and_one_component_and_refuses_bad_input() {
         "upgrade",
         "--chart",
         &kserve_chart,
-        "--version",
+        "--chart-version",
         "0.15.0",
         "--values",
         &kserve_values,

@@ -102,3 +102,23 @@ fn serve_prints_the_kubeconfig_and_serves_kubectl_until_interrupted() {
         other => panic!("kube-sim serve should run until interrupted, got {other:?}"),
     }
 }
+
+#[test]
+fn help_and_version_work_without_the_tools() {
+    let ctx = TestContext::new();
+    for (args, wanted) in [
+        (&["--help"][..], "Usage: kube-sim"),
+        (&["serve", "--help"][..], "Usage: kube-sim serve"),
+        (
+            &["--version"][..],
+            concat!("kube-sim ", env!("CARGO_PKG_VERSION")),
+        ),
+    ] {
+        let mut cmd = ProcessBuilder::new(env!("CARGO_BIN_EXE_kube-sim"));
+        ctx.apply_env_without_tools(&mut cmd);
+        cmd.args(args);
+        let (code, stdout, stderr) = upgrade_test::CommandOutput::run(&cmd).parts();
+        assert_eq!(code, 0, "{args:?}: {stdout}{stderr}");
+        assert!(stdout.contains(wanted), "{args:?}: {stdout}");
+    }
+}
