@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use upgrade_flows::context::FlowContext;
+use upgrade_flows::context::{FlowContext, FlowContextBuilder};
 use upgrade_flows::report::{Format, Plan, RunReport};
 use upgrade_flows::run::Planned;
 use upgrade_kube::connect::ConnectOptions;
@@ -61,6 +61,17 @@ pub struct TimeoutArgs {
     /// The limit of each wait (Helm's, a rollout's, a drain's, a Job's), e.g. `90s`, `15m`, `1h`.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, global = true)]
     pub timeout: Option<Duration>,
+}
+
+/// The limit of each Terraform command, apart from the waits' `--timeout`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TerraformTimeoutArgs {
+    /// The limit of each Terraform command (`init`, `plan`, `apply`), e.g. `45m`; one that
+    /// outlives it is interrupted (SIGINT, then SIGKILL after a grace period), its step
+    /// fails and the run rolls back what can be undone. An EKS control-plane update alone
+    /// can take most of an hour, and carries on inside EKS when Terraform is stopped.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "2h")]
+    pub terraform_timeout: Duration,
 }
 
 /// The flag groups of a command that changes the platform and waits: cluster, run, timeout,
@@ -233,6 +244,16 @@ pub async fn context(
     cluster: &ClusterArgs,
     run: Option<&RunArgs>,
 ) -> Result<FlowContext, CliError> {
+    context_with(command, cluster, run, |builder| builder).await
+}
+
+/// As [`context`], with `configure` applied to the builder last (e.g. a Terraform timeout).
+pub async fn context_with(
+    command: &str,
+    cluster: &ClusterArgs,
+    run: Option<&RunArgs>,
+    configure: impl FnOnce(FlowContextBuilder) -> FlowContextBuilder,
+) -> Result<FlowContext, CliError> {
     if let Some(run) = run
         && run.apply
         && cluster.expect_cluster.is_none()
@@ -249,7 +270,7 @@ pub async fn context(
     if let Some(run) = run {
         builder = builder.state_dir(&run.snapshot_dir).resume(run.resume);
     }
-    Ok(builder.build())
+    Ok(configure(builder).build())
 }
 
 /// Prints `planned`'s plan, and with `--apply` (confirmed, or `--yes`) runs it and prints its

@@ -67,6 +67,7 @@ pub struct FlowContext {
     helm_program: Option<PathBuf>,
     terraform_program: Option<PathBuf>,
     terraform_env: Vec<(String, String)>,
+    terraform_timeout: Duration,
     holder: String,
     lock_ttl: Duration,
     started_by: String,
@@ -74,6 +75,10 @@ pub struct FlowContext {
     executor: ExecutorOptions,
     resume: bool,
 }
+
+/// The default limit of each Terraform command: an EKS control-plane update alone can take
+/// most of an hour.
+pub const DEFAULT_TERRAFORM_TIMEOUT: Duration = Duration::from_secs(2 * 60 * 60);
 
 impl std::fmt::Debug for FlowContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -108,6 +113,7 @@ impl FlowContext {
                 helm_program: None,
                 terraform_program: None,
                 terraform_env: Vec::new(),
+                terraform_timeout: DEFAULT_TERRAFORM_TIMEOUT,
                 holder: default_holder(),
                 lock_ttl: Duration::from_secs(60),
                 started_by: "library".into(),
@@ -213,7 +219,9 @@ impl FlowContext {
                 ),
             ));
         }
-        let mut builder = Terraform::builder(dir).stop_signal(self.stop.clone());
+        let mut builder = Terraform::builder(dir)
+            .stop_signal(self.stop.clone())
+            .timeout(self.terraform_timeout);
         if let Some(program) = &self.terraform_program {
             builder = builder.binary(program);
         }
@@ -286,6 +294,15 @@ impl FlowContextBuilder {
     /// `TF_CLI_CONFIG_FILE` for a provider mirror).
     pub fn terraform_env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.ctx.terraform_env.push((key.into(), value.into()));
+        self
+    }
+
+    /// (chainable) The limit of each Terraform command (`init`, `plan`, `apply`, ...;
+    /// default [`DEFAULT_TERRAFORM_TIMEOUT`]). One that outlives it gets SIGINT (Terraform
+    /// stops cleanly and releases its state lock), then SIGKILL after a grace period, and
+    /// its step fails, so the run rolls back.
+    pub fn terraform_timeout(mut self, timeout: Duration) -> Self {
+        self.ctx.terraform_timeout = timeout;
         self
     }
 

@@ -156,6 +156,7 @@ impl SimClusterBuilder {
             server_address: local.to_string(),
             faults: faults::Faults::new(self.faults),
             shutdown: shutdown_rx.clone(),
+            control_plane_update: std::sync::Mutex::new(std::time::Duration::ZERO),
         });
         let app = server::router(state.clone());
         let mut server_shutdown = shutdown_rx.clone();
@@ -329,6 +330,17 @@ impl SimCluster {
             .git_version
             .write()
             .unwrap_or_else(|e| e.into_inner()) = version.into();
+    }
+
+    /// How long a control-plane version update (`PUT /kube-sim/v1/version`, what the
+    /// simulated Terraform provider sends) takes before it answers; zero by default. EKS's
+    /// takes many minutes, which is what a Terraform timeout must cope with.
+    pub fn set_control_plane_update_time(&self, takes: std::time::Duration) {
+        *self
+            .state
+            .control_plane_update
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = takes;
     }
 
     /// A kube-rs client for this cluster (default namespace `default`).

@@ -30,6 +30,8 @@ pub(crate) struct AppState {
     pub server_address: String,
     pub faults: Faults,
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// How long a control-plane version update takes (EKS's takes many minutes).
+    pub control_plane_update: std::sync::Mutex<std::time::Duration>,
 }
 
 impl AppState {
@@ -242,7 +244,16 @@ async fn route(
     let ok = |v: Value| Ok(json_response(StatusCode::OK, &v));
     match segs.as_slice() {
         ["version"] => return ok(discovery::version_info(&state.version())),
-        ["kube-sim", "v1", "version"] => return admin_version(state, method, &body),
+        ["kube-sim", "v1", "version"] => {
+            if *method == Method::PUT {
+                let takes = *state
+                    .control_plane_update
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                tokio::time::sleep(takes).await;
+            }
+            return admin_version(state, method, &body);
+        }
         ["kube-sim", "v1", "nodegroups", group] if *method == Method::PUT => {
             return admin_nodegroup(state, group, &body).await;
         }

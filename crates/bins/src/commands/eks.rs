@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use upgrade_flows::flows::eks::{self, AddonVar, AddonVersions, EksHopSpec, NodesMode};
 
-use crate::cli::{ChangeFlags, OutputArgs, context, execute};
+use crate::cli::{ChangeFlags, OutputArgs, TerraformTimeoutArgs, context_with, execute};
 use crate::commands::rollout_args::RolloutArgs;
 use crate::exit::{CliError, Flags};
 
@@ -66,6 +66,9 @@ pub struct Args {
     /// Check configuration for the preflight: thresholds, severities, ignores.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// The limit of each Terraform command.
+    #[command(flatten)]
+    pub terraform: TerraformTimeoutArgs,
     /// Cluster, run, timeout and output flags.
     #[command(flatten)]
     pub flags: ChangeFlags,
@@ -111,7 +114,14 @@ impl crate::cli::Command for Args {
         let flags = Flags::default().rename("addons", "--addon");
         let spec = self.spec(&flags)?;
         eks::check(&spec).map_err(|e| CliError::from_flow(e, &flags))?;
-        let ctx = context("upgrade-eks", &self.flags.cluster, Some(&self.flags.run)).await?;
+        let timeout = self.terraform.terraform_timeout;
+        let ctx = context_with(
+            "upgrade-eks",
+            &self.flags.cluster,
+            Some(&self.flags.run),
+            |builder| builder.terraform_timeout(timeout),
+        )
+        .await?;
         let planned = eks::plan(&ctx, &spec)
             .await
             .map_err(|e| CliError::from_flow(e, &flags))?;

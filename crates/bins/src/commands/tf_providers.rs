@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use upgrade_flows::flows::tf_providers::{self, ProviderSpec};
 
-use crate::cli::{ClusterArgs, OutputArgs, RunArgs, context, execute};
+use crate::cli::{ClusterArgs, OutputArgs, RunArgs, TerraformTimeoutArgs, context_with, execute};
 use crate::exit::{CliError, Flags};
 
 /// `upgrade-tf-providers` arguments.
@@ -39,6 +39,9 @@ pub struct Args {
     /// A resource address the review may let be deleted or replaced (repeatable).
     #[arg(long, value_name = "ADDRESS")]
     pub allow_destroy: Vec<String>,
+    /// The limit of each Terraform command.
+    #[command(flatten)]
+    pub terraform: TerraformTimeoutArgs,
     /// Which cluster (the run holds its upgrade lock).
     #[command(flatten)]
     pub cluster: ClusterArgs,
@@ -65,7 +68,14 @@ impl crate::cli::Command for Args {
             allow_destroy: self.allow_destroy.clone(),
         };
         tf_providers::check(&spec).map_err(|e| CliError::from_flow(e, &flags))?;
-        let ctx = context("upgrade-tf-providers", &self.cluster, Some(&self.run)).await?;
+        let timeout = self.terraform.terraform_timeout;
+        let ctx = context_with(
+            "upgrade-tf-providers",
+            &self.cluster,
+            Some(&self.run),
+            |b| b.terraform_timeout(timeout),
+        )
+        .await?;
         let planned = tf_providers::plan(&ctx, &spec)
             .await
             .map_err(|e| CliError::from_flow(e, &flags))?;

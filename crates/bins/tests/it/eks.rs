@@ -457,6 +457,90 @@ async fn the_managed_node_group_follows_in_terraform() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terraform_apply_that_outlives_its_timeout_is_stopped() {
+    let world = World::new(1, Nodes::Managed).await;
+    // The control-plane update takes far longer than the Terraform timeout allows.
+    world
+        .sim
+        .set_control_plane_update_time(Duration::from_secs(600));
+    let url = world.sim.url().to_string();
+    let (code, stdout, stderr) = world
+        .eks(
+            &[
+                "--target",
+                "1.31",
+                "--nodes",
+                "managed",
+                "--terraform-timeout",
+                "3s",
+                "--expect-cluster",
+                &url,
+                "--apply",
+                "--yes",
+            ],
+            &[],
+        )
+        .await;
+    // Stopped at the limit; a control-plane update cannot be undone (EKS carries on with
+    // it server-side), so the run ends with the recorded way back, not "rolled back".
+    assert_eq!(code, 5, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("terraform apply") && stdout.contains("timed out after 3s and was stopped"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("cannot be undone"), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn machine_readable_output_is_the_whole_of_stdout() {
+    // A pipeline parses stdout: with --output json or junit nothing else may be on it, the
+    // post-checks of a completed hop included.
+    for output in ["json", "junit"] {
+        let world = World::new(1, Nodes::Managed).await;
+        let url = world.sim.url().to_string();
+        let (code, stdout, stderr) = world
+            .eks(
+                &[
+                    "--target",
+                    "1.31",
+                    "--nodes",
+                    "managed",
+                    "--expect-cluster",
+                    &url,
+                    "--apply",
+                    "--yes",
+                    "--output",
+                    output,
+                ],
+                &[],
+            )
+            .await;
+        assert_eq!(code, 0, "{output}: {stdout}{stderr}");
+        if output == "json" {
+            let report: serde_json::Value = serde_json::from_str(&stdout)
+                .unwrap_or_else(|e| panic!("stdout is one JSON document ({e}): {stdout}"));
+            assert!(
+                report["outcome"]
+                    .as_str()
+                    .is_some_and(|o| o.starts_with("completed")),
+                "{stdout}"
+            );
+            assert_eq!(report["post_checks"], serde_json::json!([]), "{stdout}");
+        } else {
+            assert!(stdout.starts_with("<?xml "), "{stdout}");
+            assert!(stdout.ends_with("</testsuite>\n"), "{stdout}");
+            assert_eq!(stdout.matches("<testsuite ").count(), 1, "{stdout}");
+            assert!(
+                stdout.contains(
+                    "<testcase classname=\"post-checks\" name=\"post-checks\"></testcase>"
+                ),
+                "{stdout}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_nothing_replaces_block_the_hop_and_nothing_changes() {
     // A managed node group rolled by the rollout (--nodes rollout), but no commands given:
     // Karpenter must not drain and delete its node (the group would bring one back at 1.30).
