@@ -139,8 +139,12 @@ impl RunRecord {
         let path = RunRecord::path(runs_dir, &self.run_id);
         atomic_file::create_private_dir(runs_dir)
             .and_then(|()| {
-                let text = serde_json::to_vec_pretty(self).expect("a run record serialises");
-                atomic_file::write_private(&path, &text)
+                // Specs hold commands and URLs; their secrets are `${env:NAME}` references
+                // (literal ones are refused as input), and this is the last guard.
+                let text = upgrade_core::redact::scrub_credentials(
+                    &serde_json::to_string_pretty(self).expect("a run record serialises"),
+                );
+                atomic_file::write_private(&path, text.as_bytes())
             })
             .map_err(|e| {
                 FlowError::failed(format!("write the run record {}", path.display()), e)

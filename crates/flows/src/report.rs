@@ -189,13 +189,16 @@ impl RunReport {
     }
 
     /// Renders the report in `format`.
+    /// Credentials that a command or URL in it would show are masked: reports end up in
+    /// CI logs.
     pub fn render(&self, format: Format) -> String {
-        match format {
+        let text = match format {
             Format::Json => serde_json::to_string_pretty(self).expect("a report serialises") + "\n",
             Format::Markdown => self.markdown(),
             Format::Junit => self.junit(),
             Format::Text => self.text(),
-        }
+        };
+        upgrade_core::redact::scrub_credentials(&text)
     }
 
     fn text(&self) -> String {

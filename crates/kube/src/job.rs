@@ -354,6 +354,7 @@ impl Step for TemplateJobStep {
             if let Some(undo) = &self.spec.undo {
                 undo.builder()
                     .stop_signal(self.cluster.stop_signal().clone())
+                    .resolve_env_refs()?
                     .exec_async()
                     .await?;
             }

@@ -185,10 +185,17 @@ impl Replacer {
             .unwrap_or(Replacement::Nothing)
     }
 
-    fn command(&self, node: &str, which: &NodeCommand, timeout: Duration) -> ProcessBuilder {
+    /// The command for `node`, with its `${env:NAME}` secrets resolved.
+    fn command(
+        &self,
+        node: &str,
+        which: &NodeCommand,
+        timeout: Duration,
+    ) -> Result<ProcessBuilder, ReplacerError> {
         let mut cmd = which.for_node(node, timeout);
-        cmd.stop_signal(self.cluster.stop_signal().clone());
-        cmd
+        cmd.stop_signal(self.cluster.stop_signal().clone())
+            .resolve_env_refs()?;
+        Ok(cmd)
     }
 
     async fn node_names(&self) -> Result<Vec<String>, ReplacerError> {
@@ -223,7 +230,7 @@ impl Replacer {
                 format!("{node} was added by a surge, but no retire command is known").into(),
             );
         };
-        self.command(node, &commands.retire, commands.timeout)
+        self.command(node, &commands.retire, commands.timeout)?
             .exec_async()
             .await?;
         Ok(())
@@ -262,7 +269,7 @@ impl NodeReplacer for Replacer {
         // The nodes that join while the surge runs are its capacity.
         let before = self.node_names().await?;
         for node in by_commands {
-            self.command(node, surge, timeout).exec_async().await?;
+            self.command(node, surge, timeout)?.exec_async().await?;
         }
         let added = self
             .node_names()
@@ -281,7 +288,7 @@ impl NodeReplacer for Replacer {
                     .commands
                     .as_ref()
                     .expect("a node is retired by commands only when they were given");
-                self.command(node, &commands.retire, commands.timeout)
+                self.command(node, &commands.retire, commands.timeout)?
                     .exec_async()
                     .await?;
                 Ok(())

@@ -59,7 +59,8 @@ impl CommandSpec {
         self
     }
 
-    /// The runner for this command.
+    /// The runner for this command, as written: `${env:NAME}` references are resolved only
+    /// when it runs ([`ProcessBuilder::resolve_env_refs`]).
     pub fn builder(&self) -> ProcessBuilder {
         let mut cmd = ProcessBuilder::new(&self.program);
         cmd.args(&self.args);
@@ -108,7 +109,7 @@ impl StepSpec for CommandStep {
 
 async fn run(cmd: &Option<CommandSpec>) -> Result<Vec<u8>, crate::executor::StepError> {
     match cmd {
-        Some(cmd) => Ok(cmd.builder().exec_async().await?.stdout),
+        Some(cmd) => Ok(cmd.builder().resolve_env_refs()?.exec_async().await?.stdout),
         None => Ok(Vec::new()),
     }
 }

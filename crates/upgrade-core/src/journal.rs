@@ -276,7 +276,11 @@ impl Journal {
             run_id: run_id.to_string(),
             event,
         };
-        let mut line = serde_json::to_vec(&entry).expect("journal entries serialise");
+        // Error texts can quote a command or URL: credentials never reach the disk.
+        let mut line = crate::redact::scrub_credentials(
+            &serde_json::to_string(&entry).expect("journal entries serialise"),
+        )
+        .into_bytes();
         line.push(b'\n');
         let io = |action, source| JournalError::Io {
             action,

@@ -537,6 +537,25 @@ impl ProcessBuilder {
         self
     }
 
+    /// (chainable) Replaces each `${env:NAME}` in the arguments with the variable's value
+    /// and marks those values secret ([`crate::redact::expand_env_refs`]): the command as
+    /// written (in plans, records, `Display`) keeps the reference, the process gets the value.
+    pub fn resolve_env_refs(&mut self) -> Result<&mut Self, crate::redact::MissingSecret> {
+        let mut args = Vec::with_capacity(self.args.len());
+        for arg in &self.args {
+            match arg.to_str() {
+                Some(text) if text.contains("${env:") => {
+                    let expanded = crate::redact::expand_env_refs(text)?;
+                    self.secrets.extend(expanded.secrets);
+                    args.push(OsString::from(expanded.text));
+                }
+                _ => args.push(arg.clone()),
+            }
+        }
+        self.args = args;
+        Ok(self)
+    }
+
     /// The program to run.
     pub fn get_program(&self) -> &Path {
         &self.program

@@ -205,6 +205,214 @@ fn url_userinfo(arg: &str) -> Option<&str> {
     Some(&authority[..at])
 }
 
+/// Names of environment-style assignments whose value is secret (`PGPASSWORD=...`,
+/// `API_TOKEN=...`), matched case-insensitively as parts of the name.
+const SECRET_NAME_PARTS: &[&str] = &[
+    "PASSWORD",
+    "PASSWD",
+    "TOKEN",
+    "SECRET",
+    "API_KEY",
+    "APIKEY",
+    "ACCESS_KEY",
+    "PRIVATE_KEY",
+];
+
+/// The start of a secret reference: `${env:NAME}`.
+const ENV_REF_START: &str = "${env:";
+
+/// A string with its `${env:NAME}` references replaced by the variables' values, and those
+/// values, which the runner must treat as secrets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expanded {
+    /// The text with every reference replaced.
+    pub text: String,
+    /// The values put in, to be redacted wherever the text's output goes.
+    pub secrets: Vec<String>,
+}
+
+/// A `${env:NAME}` reference whose variable is not set.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "`${{env:{name}}}` names an environment variable that is not set (or is empty); export {name} before running, in this process's environment"
+)]
+pub struct MissingSecret {
+    /// The variable's name.
+    pub name: String,
+}
+
+/// Replaces each `${env:NAME}` in `text` with the value of the environment variable `NAME`.
+///
+/// This is how a secret reaches a command or a URL without being written down: plans,
+/// reports, journals and run records keep the reference, and the value exists only in the
+/// process that runs the command (and is redacted from its output).
+pub fn expand_env_refs(text: &str) -> Result<Expanded, MissingSecret> {
+    expand_refs_with(text, |name| std::env::var(name).ok())
+}
+
+fn expand_refs_with(
+    text: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<Expanded, MissingSecret> {
+    let mut out = String::with_capacity(text.len());
+    let mut secrets = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find(ENV_REF_START) {
+        let after = &rest[start + ENV_REF_START.len()..];
+        let Some(end) = after.find('}') else { break };
+        let name = &after[..end];
+        let value = lookup(name)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| MissingSecret { name: name.into() })?;
+        out.push_str(&rest[..start]);
+        out.push_str(&value);
+        secrets.push(value);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(Expanded { text: out, secrets })
+}
+
+/// The `${env:NAME}` references in `text`, by name.
+pub fn env_refs(text: &str) -> Vec<&str> {
+    let mut names = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find(ENV_REF_START) {
+        let after = &rest[start + ENV_REF_START.len()..];
+        let Some(end) = after.find('}') else { break };
+        names.push(&after[..end]);
+        rest = &after[end + 1..];
+    }
+    names
+}
+
+fn is_env_ref(value: &str) -> bool {
+    value.starts_with(ENV_REF_START) && value.ends_with('}') && value.matches('}').count() == 1
+}
+
+fn is_secret_name(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+        && SECRET_NAME_PARTS.iter().any(|part| upper.contains(part))
+}
+
+/// Where `args` (a command line, or one URL as a single argument) carry a credential
+/// written out in full rather than as a `${env:NAME}` reference, shown with the value
+/// masked; `None` when there is none. Flows refuse such input for anything they record,
+/// because a recorded command is written to disk and shown in plans.
+pub fn literal_credential(args: &[String]) -> Option<String> {
+    let mut i = 0;
+    while i < args.len() {
+        let arg = &args[i];
+        if let Some(userinfo) = url_userinfo(arg)
+            && let Some((user, password)) = userinfo.split_once(':')
+            && !password.is_empty()
+            && !is_env_ref(password)
+        {
+            return Some(format!(
+                "a password in the URL `{}`",
+                arg.replace(userinfo, &format!("{user}:{MASK}"))
+            ));
+        }
+        let (flag, inline) = split_flag(arg);
+        if is_secret_flag(flag) {
+            let value = inline.or_else(|| args.get(i + 1).map(String::as_str));
+            if value.is_some_and(|v| !v.is_empty() && !is_env_ref(v)) {
+                return Some(format!("the value of `{flag}`"));
+            }
+        }
+        if let Some((name, value)) = arg.split_once('=')
+            && !name.starts_with('-')
+            && is_secret_name(name)
+            && !value.is_empty()
+            && !is_env_ref(value)
+        {
+            return Some(format!("the value of `{name}=`"));
+        }
+        i += 1;
+    }
+    None
+}
+
+/// `text` with the credentials it shows masked: passwords in URLs (`user:***@`), values of
+/// secret-named assignments (`PGPASSWORD=***`) and of password and token flags. For every
+/// place that writes or prints text that may contain a command or a URL (reports,
+/// journals, run records), behind the input checks that refuse literal credentials.
+pub fn scrub_credentials(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut pending_flag_value = false;
+    for piece in text.split_inclusive(char::is_whitespace) {
+        let word = piece.trim_end_matches(char::is_whitespace);
+        let space = &piece[word.len()..];
+        let masked = if pending_flag_value && !word.is_empty() {
+            pending_flag_value = false;
+            if is_env_ref(word) {
+                word.to_string()
+            } else {
+                MASK.to_string()
+            }
+        } else {
+            scrub_word(word, &mut pending_flag_value)
+        };
+        out.push_str(&masked);
+        out.push_str(space);
+    }
+    out
+}
+
+fn scrub_word(word: &str, pending_flag_value: &mut bool) -> String {
+    // Keep quotes and punctuation around the word (JSON strings, backticks).
+    let core_start = word
+        .find(|c: char| c.is_ascii_alphanumeric() || c == '-' || c == '$')
+        .unwrap_or(word.len());
+    let (lead, core) = word.split_at(core_start);
+    let mut core = core.to_string();
+    if let Some(start) = core.find("://") {
+        let rest = &core[start + 3..];
+        let end = rest
+            .find(['/', '?', '#', '"', '\'', '`', ')'])
+            .unwrap_or(rest.len());
+        if let Some(at) = rest[..end].rfind('@') {
+            let userinfo = &rest[..at];
+            let masked = match userinfo.split_once(':') {
+                Some((_, password)) if is_env_ref(password) => userinfo.to_string(),
+                Some((user, _)) => format!("{user}:{MASK}"),
+                None if is_env_ref(userinfo) => userinfo.to_string(),
+                None => MASK.to_string(),
+            };
+            core = format!("{}{}{}", &core[..start + 3], masked, &rest[at..]);
+        }
+    }
+    let (flag, inline) = split_flag(&core);
+    if is_secret_flag(flag) {
+        match inline {
+            Some(v) if !is_env_ref(v) => core = format!("{flag}={MASK}"),
+            Some(_) => {}
+            None => *pending_flag_value = true,
+        }
+    } else if let Some((name, value)) = core.split_once('=') {
+        let name_only = name.trim_start_matches('-');
+        if is_secret_name(name_only)
+            && !value.is_empty()
+            && !is_env_ref(value.trim_end_matches(['"', '\'', ',', '`']))
+        {
+            let tail: String = value
+                .chars()
+                .rev()
+                .take_while(|c| matches!(c, '"' | '\'' | ',' | '`'))
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            core = format!("{name}={MASK}{tail}");
+        }
+    }
+    format!("{lead}{core}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,5 +490,77 @@ mod tests {
             r.scrub("password hunter22 rejected; replicas 3"),
             "password *** rejected; replicas 3"
         );
+    }
+
+    #[test]
+    fn env_refs_expand_from_the_environment_and_are_secrets() {
+        let lookup = |name: &str| (name == "DB_PASSWORD").then(|| "hunter22".to_string());
+        let expanded =
+            expand_refs_with("postgresql://app:${env:DB_PASSWORD}@db/mlflow", lookup).unwrap();
+        assert_eq!(expanded.text, "postgresql://app:hunter22@db/mlflow");
+        assert_eq!(expanded.secrets, ["hunter22"]);
+        let err = expand_refs_with("x ${env:NOPE} y", lookup).unwrap_err();
+        assert_eq!(err.name, "NOPE");
+        assert!(err.to_string().contains("export NOPE"), "{err}");
+        assert_eq!(expand_refs_with("no refs", lookup).unwrap().text, "no refs");
+        assert_eq!(env_refs("a ${env:A} b ${env:B_2}"), ["A", "B_2"]);
+    }
+
+    #[test]
+    fn literal_credentials_are_found_and_references_are_not() {
+        let args = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
+        for (text, found) in [
+            (
+                "curl http://admin:pw123@mlflow/health",
+                Some("a password in the URL `http://admin:***@mlflow/health`"),
+            ),
+            ("curl http://admin:${env:PW}@mlflow/health", None),
+            (
+                "env PGPASSWORD=s3cret pg_dump db",
+                Some("the value of `PGPASSWORD=`"),
+            ),
+            ("env PGPASSWORD=${env:PGPW} pg_dump db", None),
+            (
+                "tool --password hunter22",
+                Some("the value of `--password`"),
+            ),
+            ("tool --token=${env:T}", None),
+            ("cp a b", None),
+            (
+                "aws rds create-db-snapshot --db-instance-identifier mlflow",
+                None,
+            ),
+            ("https://charts.example/x", None),
+        ] {
+            assert_eq!(literal_credential(&args(text)).as_deref(), found, "{text}");
+        }
+    }
+
+    #[test]
+    fn scrubbing_masks_credentials_in_free_text() {
+        for (text, want) in [
+            (
+                "GET http://admin:pw123@mlflow:5000/health",
+                "GET http://admin:***@mlflow:5000/health",
+            ),
+            (
+                "\"url\": \"http://admin:pw123@h/x\"",
+                "\"url\": \"http://admin:***@h/x\"",
+            ),
+            ("https://TOKEN@github.com/x", "https://***@github.com/x"),
+            ("http://u:${env:PW}@h/", "http://u:${env:PW}@h/"),
+            (
+                "env PGPASSWORD=s3cret pg_dump",
+                "env PGPASSWORD=*** pg_dump",
+            ),
+            (
+                "tool --password hunter22 --x 1",
+                "tool --password *** --x 1",
+            ),
+            ("tool --api-key=abcd", "tool --api-key=***"),
+            ("replicas=3 mode=fast", "replicas=3 mode=fast"),
+        ] {
+            assert_eq!(scrub_credentials(text), want, "{text}");
+        }
     }
 }

@@ -626,8 +626,28 @@ impl Prober {
     async fn attempt(&self, request: &Request, timeout: Duration) -> Result<(u16, String), String> {
         let method = reqwest::Method::from_bytes(request.method.as_bytes())
             .map_err(|_| format!("`{}` is not an HTTP method", request.method))?;
-        let mut builder = self.client.request(method, &request.url).timeout(timeout);
+        // `${env:NAME}` secrets (a password in the URL, a token header) are resolved here
+        // only; the probe as written, and what is reported, keep the reference.
+        let mut secrets = Vec::new();
+        let mut resolve = |text: &str| {
+            upgrade_core::redact::expand_env_refs(text)
+                .map(|expanded| {
+                    secrets.extend(expanded.secrets);
+                    expanded.text
+                })
+                .map_err(|e| e.to_string())
+        };
+        let url = resolve(&request.url)?;
+        let mut headers = Vec::with_capacity(request.headers.len());
         for (k, v) in &request.headers {
+            headers.push((k.clone(), resolve(v)?));
+        }
+        let scrub = |why: String| {
+            let redactor = upgrade_core::redact::Redactor::for_command(&[], &secrets);
+            redactor.scrub(&why)
+        };
+        let mut builder = self.client.request(method, &url).timeout(timeout);
+        for (k, v) in &headers {
             builder = builder.header(k, v);
         }
         if let Some(body) = &request.json {
@@ -636,13 +656,13 @@ impl Prober {
         let response = builder
             .send()
             .await
-            .map_err(|e| describe_error(&e, timeout))?;
+            .map_err(|e| scrub(describe_error(&e, timeout)))?;
         let status = response.status().as_u16();
         let body = response
             .text()
             .await
-            .map_err(|e| describe_error(&e, timeout))?;
-        Ok((status, body))
+            .map_err(|e| scrub(describe_error(&e, timeout)))?;
+        Ok((status, scrub(body)))
     }
 }
 

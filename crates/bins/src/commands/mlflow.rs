@@ -20,7 +20,11 @@ mlflow/db-upgrade (a Job from the Deployment's pod template with the new image),
 mlflow/health (--health-url). The migration runs before the rollout: the new server refuses an old schema.\n\
 Rollback: rollout undo; then, only if the migration Job started, stop it and run --db-restore-command.\n\
 Commands are split like a shell would (no shell runs them); {run_id} and {date} are replaced, and the\n\
-run records them filled in, so upgrade-rollback restores the snapshot this run took.\n\n\
+run records them filled in, so upgrade-rollback restores the snapshot this run took.\n\
+Secrets (a database password, a password in --health-url) are never written out: put them in an\n\
+environment variable and write ${env:NAME} (e.g. http://mlflow:${env:MLFLOW_PASSWORD}@host:5000);\n\
+plans, reports and the run record keep the reference, the value is read when the command runs, so\n\
+upgrade-rollback needs the variable set again. A credential written out is refused (exit 2).\n\n\
 Exit codes: 0 done (or planned), 1 failed and rolled back, 2 bad input (nothing changed),\n\
 4 blocked, e.g. a downgrade (nothing changed), 5 failed with a recorded way back, 130 stopped by Ctrl-C."
 )]

@@ -18,6 +18,8 @@ use crate::exit::{CliError, Flags};
     about = "Cordon, drain (PodDisruptionBudgets honoured) and replace the nodes of a group or selector that run below the control plane",
     after_help = "Exactly one of --selector or --node-group.\n\
                   Rollback lifts the cordons this run set on nodes that were not replaced (replaced nodes stay replaced).\n\
+                  Secrets in --surge-command/--retire-command go in environment variables, written ${env:NAME}: the run \
+                  record keeps the reference and a rollback reads the variable again; a credential written out is refused.\n\
                   Exit codes: 0 done (or planned), 1 failed (rolled back), 2 bad input (nothing changed), 130 stopped by Ctrl-C."
 )]
 pub struct Args {

@@ -198,8 +198,15 @@ impl World {
     }
 
     async fn run(&self, args: &[String]) -> (i32, String, String) {
+        self.run_with_env(args, &[]).await
+    }
+
+    async fn run_with_env(&self, args: &[String], env: &[(&str, &str)]) -> (i32, String, String) {
         let mut cmd = ProcessBuilder::new(env!("CARGO_BIN_EXE_upgrade-mlflow"));
         self.ctx.apply_env(&mut cmd);
+        for (key, value) in env {
+            cmd.env(key, value);
+        }
         cmd.arg("--kubeconfig")
             .arg(self.ctx.root().join("kubeconfig.yaml"))
             .args(["--kube-context", kube_sim::CONTEXT_NAME])
@@ -419,6 +426,129 @@ async fn a_failing_health_check_rolls_back() {
     assert!(stdout.contains("failed at mlflow/health"), "{stdout}");
     assert!(stdout.contains("rolled back 4 step(s)"), "{stdout}");
     assert_eq!(world.image(), OLD);
+}
+
+/// Every file under `dir` (recursively) whose bytes contain `needle`.
+fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(files_containing(&path, needle));
+        } else if std::fs::read(&path)
+            .unwrap_or_default()
+            .windows(needle.len())
+            .any(|w| w == needle.as_bytes())
+        {
+            found.push(path);
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_given_secrets_writes_and_prints_none_of_them() {
+    const DB_PASSWORD: &str = "db-S3cret-8c41f";
+    const MLFLOW_PASSWORD: &str = "mlflow-S3cret-77ad2";
+    let world = World::new("{}").await;
+    let (template, store) = world.state();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let snapshot = world.snapshots().join("mlops-pre-upgrade-{run_id}.db");
+    let mut args = world.apply();
+    args.extend(strings(&[
+        "--image",
+        NEW,
+        // The health check fails (nothing listens), so the rollback runs the restore too.
+        "--health-url",
+        &format!("http://admin:${{env:MLFLOW_PASSWORD}}@127.0.0.1:{closed}"),
+        "--health-attempts",
+        "1",
+        "--db-snapshot-command",
+        &format!(
+            "env PGPASSWORD=${{env:DB_PASSWORD}} cp '{}' '{}'",
+            world.store.display(),
+            snapshot.display()
+        ),
+        // Passes only if both references were resolved to the same secret.
+        "--db-snapshot-wait-command",
+        "test ${env:DB_PASSWORD} = ${env:DB_PASSWORD_AGAIN}",
+        "--db-restore-command",
+        &format!(
+            "env PGPASSWORD=${{env:DB_PASSWORD}} cp '{}' '{}'",
+            snapshot.display(),
+            world.store.display()
+        ),
+        "-vv",
+        "--log-format",
+        "json",
+    ]));
+    let env = [
+        ("DB_PASSWORD", DB_PASSWORD),
+        ("DB_PASSWORD_AGAIN", DB_PASSWORD),
+        ("MLFLOW_PASSWORD", MLFLOW_PASSWORD),
+    ];
+    let (code, stdout, stderr) = world.run_with_env(&args, &env).await;
+    assert_eq!(code, 1, "{stderr}\n{stdout}");
+    assert!(stdout.contains("failed at mlflow/health"), "{stdout}");
+    assert!(
+        stdout.contains("[rolled-back] mlflow/db-snapshot"),
+        "the restore command ran with its secret: {stdout}"
+    );
+    assert_eq!(world.state(), (template, store));
+    // The references are what the plan, report and record show.
+    assert!(
+        stdout.contains("http://admin:${env:MLFLOW_PASSWORD}@127.0.0.1"),
+        "{stdout}"
+    );
+    for secret in [DB_PASSWORD, MLFLOW_PASSWORD] {
+        assert!(!stdout.contains(secret), "stdout has {secret}: {stdout}");
+        assert!(!stderr.contains(secret), "the log has {secret}: {stderr}");
+        assert_eq!(
+            files_containing(world.ctx.root(), secret),
+            Vec::<PathBuf>::new(),
+            "the journal, run record, snapshots and work files never hold {secret}"
+        );
+        assert!(
+            !world.sim.dump_yaml().contains(secret),
+            "nor does the cluster"
+        );
+    }
+
+    // A credential written out is refused before anything changes, and not echoed.
+    let mut args = world.apply();
+    args.extend(strings(&[
+        "--image",
+        NEW,
+        "--health-url",
+        &format!("http://admin:{MLFLOW_PASSWORD}@127.0.0.1:{closed}"),
+    ]));
+    args.extend(world.db_commands());
+    let (code, stdout, stderr) = world.run(&args).await;
+    assert_eq!(code, 2, "{stderr}\n{stdout}");
+    assert!(
+        stderr.contains("--health-url: holds a password in the URL")
+            && stderr.contains("${env:NAME}"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(MLFLOW_PASSWORD) && !stdout.contains(MLFLOW_PASSWORD));
+    assert_eq!(world.image(), OLD);
+
+    // A reference to a variable that is not set is bad input too.
+    let mut args = world.apply();
+    args.extend(strings(&[
+        "--image",
+        NEW,
+        "--health-url",
+        "http://admin:${env:UNSET_MLFLOW_PASSWORD}@127.0.0.1:1",
+    ]));
+    args.extend(world.db_commands());
+    let (code, stdout, stderr) = world.run(&args).await;
+    assert_eq!(code, 2, "{stderr}\n{stdout}");
+    assert!(stderr.contains("export UNSET_MLFLOW_PASSWORD"), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -119,10 +119,14 @@ impl SplitCommand {
         let argv = shlex::split(text).ok_or_else(|| {
             FlowError::invalid(
                 name,
-                format!("`{text}` has an unbalanced quote or a trailing backslash"),
+                format!(
+                    "`{}` has an unbalanced quote or a trailing backslash",
+                    upgrade_core::redact::scrub_credentials(text)
+                ),
                 "quote its arguments as in a shell",
             )
         })?;
+        super::check_secrets(name, &argv)?;
         if argv.is_empty() {
             return Err(FlowError::invalid(
                 name,
@@ -131,7 +135,13 @@ impl SplitCommand {
             ));
         }
         for arg in &argv {
-            let mut rest = arg.as_str();
+            // `${env:NAME}` secret references are not placeholders.
+            let without_refs = upgrade_core::redact::env_refs(arg)
+                .iter()
+                .fold(arg.clone(), |text, name| {
+                    text.replace(&format!("${{env:{name}}}"), "")
+                });
+            let mut rest = without_refs.as_str();
             while let Some(start) = rest.find('{') {
                 let tail = &rest[start..];
                 let end = tail.find('}').map_or(tail.len(), |e| e + 1);
@@ -271,10 +281,14 @@ fn validate(spec: &MlflowSpec) -> Result<Inputs> {
     }
     let mut probes = Vec::new();
     if let Some(url) = &spec.health_url {
+        super::check_secrets("health_url", std::slice::from_ref(url))?;
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(FlowError::invalid(
                 "health_url",
-                format!("`{url}` is not an http(s) URL"),
+                format!(
+                    "`{}` is not an http(s) URL",
+                    upgrade_core::redact::scrub_credentials(url)
+                ),
                 "give the tracking server's base URL, e.g. http://mlflow.mlops:5000",
             ));
         }

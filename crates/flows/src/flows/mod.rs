@@ -35,6 +35,34 @@ pub async fn live_version(ctx: &FlowContext) -> Result<KubeVersion> {
         .map_err(|e| FlowError::failed(format!("API server version {}", info.git_version), e))
 }
 
+/// Checks the secrets of a command or URL that a flow will show and record (`words`: the
+/// split command line, or the URL alone): a credential written out in full is refused, and
+/// each `${env:NAME}` reference must name a variable that is set, so a missing secret is
+/// bad input before anything changes rather than a failure halfway.
+pub(crate) fn check_secrets(field_name: &'static str, words: &[String]) -> Result<()> {
+    if let Some(what) = upgrade_core::redact::literal_credential(words) {
+        return Err(FlowError::invalid(
+            field_name,
+            format!(
+                "holds {what} written out; it would be shown in the plan and report and kept in the run record"
+            ),
+            "put the secret in an environment variable and write `${env:NAME}` in its place \
+             (e.g. `http://user:${env:MLFLOW_PASSWORD}@host`); it is read only when the command \
+             runs, so set it again for a later rollback",
+        ));
+    }
+    for word in words {
+        if let Err(missing) = upgrade_core::redact::expand_env_refs(word) {
+            return Err(FlowError::invalid(
+                field_name,
+                format!("refers to `${{env:{}}}`, which is not set", missing.name),
+                format!("export {} (the secret) before running", missing.name),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Ties the Terraform environment in `dir` to the connected cluster, before any plan: an
 /// `aws_eks_cluster` its state manages must be this cluster (the same API server endpoint,
 /// EKS name or ARN), so `terraform_dir` can never change another cluster than the one the

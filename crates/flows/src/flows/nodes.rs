@@ -138,18 +138,20 @@ impl RolloutSpec {
     }
 }
 
-fn split(flag: &str, text: &str) -> Result<NodeCommand> {
+fn split(flag: &'static str, text: &str) -> Result<NodeCommand> {
+    let shown = upgrade_core::redact::scrub_credentials(text);
     let words = shlex::split(text).ok_or_else(|| {
         FlowError::invalid(
             flag,
-            format!("{text:?} has an unbalanced quote"),
+            format!("{shown:?} has an unbalanced quote"),
             "close it",
         )
     })?;
+    super::check_secrets(flag, &words)?;
     if !words.iter().any(|w| w.contains(NODE_PLACEHOLDER)) {
         return Err(FlowError::invalid(
             flag,
-            format!("{text:?} never names the node"),
+            format!("{shown:?} never names the node"),
             format!("put {NODE_PLACEHOLDER} where the node's name goes"),
         ));
     }
