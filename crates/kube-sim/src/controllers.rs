@@ -1661,6 +1661,7 @@ impl Controllers {
             return;
         }
         let (pods, _) = self.store.list(&t.pods, None);
+        let scales = Scales::read(&self.store);
         // Budgets only see pods of their own namespace; grouping keeps this linear.
         let mut by_namespace: HashMap<&str, Vec<Arc<Value>>> = HashMap::new();
         for p in &pods {
@@ -1674,7 +1675,7 @@ impl Controllers {
                 .get(namespace(pdb))
                 .map(Vec::as_slice)
                 .unwrap_or_default();
-            let status = pdb_status(pdb, pods);
+            let status = pdb_status(pdb, pods, &scales);
             self.write_status(&t.pdbs, pdb, status);
         }
     }
@@ -1873,8 +1874,81 @@ fn pod_requests(pod: &Value) -> (f64, f64) {
         })
 }
 
-/// The status a PodDisruptionBudget should have for these pods.
-pub fn pdb_status(pdb: &Value, pods: &[Arc<Value>]) -> Value {
+/// The desired replicas of the workload controllers, by uid: what the disruption
+/// controller scales a percentage or a `maxUnavailable` budget by ("expected scale"), rather
+/// than the pods that happen to exist (fewer while an evicted pod's replacement is not
+/// created yet, which would let a second eviction through).
+#[derive(Debug, Default, Clone)]
+pub struct Scales {
+    /// ReplicaSet uid: its replicas and its controlling Deployment's uid.
+    replicasets: HashMap<String, (i64, Option<String>)>,
+    /// Deployment, StatefulSet and ReplicationController uid: replicas.
+    scaled: HashMap<String, i64>,
+}
+
+impl Scales {
+    /// The scales of every Deployment, ReplicaSet, StatefulSet and ReplicationController.
+    pub fn read(store: &Store) -> Scales {
+        let registry = store.registry();
+        let mut scales = Scales::default();
+        let replicas = |o: &Value| o["spec"]["replicas"].as_i64().unwrap_or(1);
+        for (group, plural) in [
+            (APPS, "deployments"),
+            (APPS, "statefulsets"),
+            ("", "replicationcontrollers"),
+        ] {
+            if let Some(ty) = registry.lookup(group, "v1", plural) {
+                for o in store.list(&ty, None).0 {
+                    scales.scaled.insert(uid(&o).to_string(), replicas(&o));
+                }
+            }
+        }
+        if let Some(ty) = registry.lookup(APPS, "v1", "replicasets") {
+            for rs in store.list(&ty, None).0 {
+                scales.replicasets.insert(
+                    uid(&rs).to_string(),
+                    (replicas(&rs), controller_uid(&rs).map(str::to_string)),
+                );
+            }
+        }
+        scales
+    }
+
+    /// The pod's controller (by uid) and its desired replicas, as the disruption
+    /// controller's finders resolve them; an error for a pod no such controller owns.
+    fn controller_of(&self, pod: &Value) -> Result<(String, i64), String> {
+        let no_controller = || format!("found no controllers for pod {:?}", name(pod));
+        let owner = controller_uid(pod).ok_or_else(no_controller)?;
+        if let Some((replicas, deployment)) = self.replicasets.get(owner) {
+            if let Some(deployment) = deployment
+                && let Some(scale) = self.scaled.get(deployment)
+            {
+                return Ok((deployment.clone(), *scale));
+            }
+            return Ok((owner.to_string(), *replicas));
+        }
+        self.scaled
+            .get(owner)
+            .map(|scale| (owner.to_string(), *scale))
+            .ok_or_else(no_controller)
+    }
+
+    /// The summed scale of the controllers of `pods` (each controller once).
+    fn expected(&self, pods: &[&Arc<Value>]) -> Result<i64, String> {
+        let mut controllers: HashMap<String, i64> = HashMap::new();
+        for pod in pods {
+            let (controller, scale) = self.controller_of(pod)?;
+            controllers.insert(controller, scale);
+        }
+        Ok(controllers.values().sum())
+    }
+}
+
+/// The status a PodDisruptionBudget should have for these pods, computed as the disruption
+/// controller does: an integer `minAvailable` counts the pods; a percentage or a
+/// `maxUnavailable` scales by the controllers' desired replicas ([`Scales`]), and a pod no
+/// workload controller owns makes the budget fail to sync, allowing no disruption.
+pub fn pdb_status(pdb: &Value, pods: &[Arc<Value>], scales: &Scales) -> Value {
     let ns = namespace(pdb);
     let selector = LabelSelector::from_object(&pdb["spec"]["selector"]);
     let matching: Vec<&Arc<Value>> = pods
@@ -1883,26 +1957,49 @@ pub fn pdb_status(pdb: &Value, pods: &[Arc<Value>]) -> Value {
             namespace(p) == ns && !is_terminating(p) && !pod_finished(p) && selector.matches(p)
         })
         .collect();
-    let expected = matching.len() as i64;
     let healthy = matching.iter().filter(|p| pod_is_ready(p)).count() as i64;
-    let desired = if !pdb["spec"]["minAvailable"].is_null() {
-        int_or_percent(&pdb["spec"]["minAvailable"], expected, true)
-    } else if !pdb["spec"]["maxUnavailable"].is_null() {
-        (expected - int_or_percent(&pdb["spec"]["maxUnavailable"], expected, true)).max(0)
+    let min_available = &pdb["spec"]["minAvailable"];
+    let max_unavailable = &pdb["spec"]["maxUnavailable"];
+    let counted = (matching.len() as i64, Ok(()));
+    let (expected, desired, synced) = if min_available.is_i64() {
+        (counted.0, min_available.as_i64().unwrap_or(0), counted.1)
+    } else if !min_available.is_null() {
+        match scales.expected(&matching) {
+            Ok(expected) => (
+                expected,
+                int_or_percent(min_available, expected, true),
+                Ok(()),
+            ),
+            Err(e) => (counted.0, 0, Err(e)),
+        }
+    } else if !max_unavailable.is_null() {
+        match scales.expected(&matching) {
+            Ok(expected) => (
+                expected,
+                (expected - int_or_percent(max_unavailable, expected, true)).max(0),
+                Ok(()),
+            ),
+            Err(e) => (counted.0, 0, Err(e)),
+        }
     } else {
-        expected
+        (counted.0, counted.0, Ok(()))
     };
-    let allowed = (healthy - desired).max(0);
+    let allowed = if synced.is_ok() {
+        (healthy - desired).max(0)
+    } else {
+        0
+    };
+    let (reason, message) = match &synced {
+        Err(why) => ("SyncFailed", why.as_str()),
+        Ok(()) if allowed > 0 => ("SufficientPods", ""),
+        Ok(()) => ("InsufficientPods", ""),
+    };
     let conditions = set_condition(
         &pdb["status"]["conditions"],
         "DisruptionAllowed",
         allowed > 0,
-        if allowed > 0 {
-            "SufficientPods"
-        } else {
-            "InsufficientPods"
-        },
-        "",
+        reason,
+        message,
         false,
     );
     let mut status = json!({
@@ -1921,6 +2018,7 @@ pub fn pdb_status(pdb: &Value, pods: &[Arc<Value>]) -> Value {
 /// The `pods/eviction` subresource: deletes the pod unless a PodDisruptionBudget forbids it,
 /// in which case the answer is 429 with a Status naming the budget, as upstream.
 pub fn evict(store: &Store, ns: &str, pod_name: &str) -> Result<Value, ApiError> {
+    let _serial = store.evictions.lock().unwrap_or_else(|e| e.into_inner());
     let registry = store.registry();
     let pods_ty = registry.lookup("", "v1", "pods").expect("built-in");
     let pdb_ty = registry
@@ -1944,7 +2042,7 @@ pub fn evict(store: &Store, ns: &str, pod_name: &str) -> Result<Value, ApiError>
     let phase = pod["status"]["phase"].as_str().unwrap_or("Pending");
     if let Some(pdb) = covering.first().filter(|_| phase == "Running") {
         let (pods, _) = store.list(&pods_ty, Some(ns));
-        let status = pdb_status(pdb, &pods);
+        let status = pdb_status(pdb, &pods, &Scales::read(store));
         let (healthy, desired, allowed) = (
             status["currentHealthy"].as_i64().unwrap_or(0),
             status["desiredHealthy"].as_i64().unwrap_or(0),
@@ -2013,31 +2111,62 @@ mod tests {
 
     #[test]
     fn pdb_math() {
+        // Pods of ReplicaSet `rs`, which Deployment `dep` (3 replicas) controls.
         let pod = |n: &str, ready: bool| {
             Arc::new(
-                json!({"metadata": {"name": n, "namespace": "d", "labels": {"app": "w"}},
+                json!({"metadata": {"name": n, "namespace": "d", "labels": {"app": "w"},
+                "ownerReferences": [{"kind": "ReplicaSet", "uid": "rs", "controller": true}]},
             "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]}}),
             )
         };
-        let pods = vec![pod("a", true), pod("b", true), pod("c", false)];
-        let pdb = json!({"metadata": {"name": "p", "namespace": "d", "generation": 1}, "spec": {"minAvailable": 2, "selector": {"matchLabels": {"app": "w"}}}});
-        let s = pdb_status(&pdb, &pods);
-        assert_eq!(
+        let mut scales = Scales::default();
+        scales
+            .replicasets
+            .insert("rs".into(), (3, Some("dep".into())));
+        scales.scaled.insert("dep".into(), 3);
+        let triple = |s: &Value| {
             (
                 s["currentHealthy"].as_i64(),
                 s["desiredHealthy"].as_i64(),
-                s["disruptionsAllowed"].as_i64()
-            ),
-            (Some(2), Some(2), Some(0))
-        );
-        let pdb = json!({"metadata": {"name": "p", "namespace": "d"}, "spec": {"maxUnavailable": "50%", "selector": {"matchLabels": {"app": "w"}}}});
-        let s = pdb_status(&pdb, &pods);
-        assert_eq!(
-            (
-                s["desiredHealthy"].as_i64(),
-                s["disruptionsAllowed"].as_i64()
-            ),
-            (Some(1), Some(1))
+                s["disruptionsAllowed"].as_i64(),
+            )
+        };
+        let pods = vec![pod("a", true), pod("b", true), pod("c", false)];
+        let pdb = |spec: Value| {
+            let mut pdb = json!({"metadata": {"name": "p", "namespace": "d", "generation": 1}, "spec": {"selector": {"matchLabels": {"app": "w"}}}});
+            for (k, v) in spec.as_object().unwrap() {
+                pdb["spec"][k] = v.clone();
+            }
+            pdb
+        };
+        // An integer minAvailable counts pods.
+        let s = pdb_status(&pdb(json!({"minAvailable": 2})), &pods, &scales);
+        assert_eq!(triple(&s), (Some(2), Some(2), Some(0)));
+        let s = pdb_status(&pdb(json!({"maxUnavailable": "50%"})), &pods, &scales);
+        assert_eq!(triple(&s), (Some(2), Some(1), Some(1)));
+
+        // One pod just evicted, its replacement not created yet: 2 pods of a 3-replica
+        // Deployment. The budget scales by the Deployment, so no second disruption.
+        let two = vec![pod("a", true), pod("b", true)];
+        let s = pdb_status(&pdb(json!({"maxUnavailable": 1})), &two, &scales);
+        assert_eq!(triple(&s), (Some(2), Some(2), Some(0)));
+        assert_eq!(s["expectedPods"].as_i64(), Some(3));
+        let s = pdb_status(&pdb(json!({"minAvailable": "60%"})), &two, &scales);
+        assert_eq!(triple(&s), (Some(2), Some(2), Some(0)));
+
+        // A pod no workload controller owns: the budget cannot be scaled, nothing allowed.
+        let bare = vec![Arc::new(
+            json!({"metadata": {"name": "x", "namespace": "d", "labels": {"app": "w"}},
+            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}}),
+        )];
+        let s = pdb_status(&pdb(json!({"maxUnavailable": 1})), &bare, &scales);
+        assert_eq!(s["disruptionsAllowed"].as_i64(), Some(0));
+        assert_eq!(s["conditions"][0]["reason"], "SyncFailed", "{s}");
+        assert!(
+            s["conditions"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("found no controllers for pod")
         );
     }
 }

@@ -111,6 +111,11 @@ pub struct Store {
     inner: RwLock<Inner>,
     events: broadcast::Sender<Arc<WatchEvent>>,
     changed: Arc<Notify>,
+    /// Held by an eviction from its budget check to the pod's deletion. Upstream makes
+    /// concurrent evictions of one budget's pods serial through the budget status's
+    /// resourceVersion (the loser gets a conflict and retries); without this, two evictions
+    /// could both see one disruption allowed and both go through.
+    pub(crate) evictions: std::sync::Mutex<()>,
 }
 
 /// Current time in the Kubernetes timestamp format (RFC 3339, seconds, UTC).
@@ -185,6 +190,7 @@ impl Store {
             }),
             events,
             changed: Arc::new(Notify::new()),
+            evictions: std::sync::Mutex::new(()),
         };
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             let ty = store

@@ -21,7 +21,7 @@ use upgrade_core::process::StopSignal;
 
 use crate::connect::Cluster;
 use crate::error::{Error, Result, api_code};
-use crate::retry::list_pages;
+use crate::retry::{list_pages, until_deadline};
 use crate::selector;
 
 /// The annotation Karpenter uses to keep a pod from being disrupted.
@@ -233,21 +233,22 @@ pub async fn drain(cluster: &Cluster, node: &str, options: &DrainOptions) -> Res
     crate::cordon::cordon(cluster, node).await?;
     let client = cluster.client().clone();
     let pods: Api<Pod> = Api::all(client.clone());
-    let on_node = list_pages(
-        pods.clone(),
-        &ListParams::default().fields(&format!("spec.nodeName={node}")),
-        500,
-        &format!("list pods on node {node}"),
-        Some,
-    )
+    let on_node_params = ListParams::default().fields(&format!("spec.nodeName={node}"));
+    let on_node_action = format!("list pods on node {node}");
+    let on_node = until_deadline(deadline, || {
+        list_pages(pods.clone(), &on_node_params, 500, &on_node_action, Some)
+    })
     .await?;
-    let pdbs: Vec<PodDisruptionBudget> = list_pages(
-        Api::<PodDisruptionBudget>::all(client.clone()),
-        &ListParams::default(),
-        500,
-        "list PodDisruptionBudgets",
-        Some,
-    )
+    let all = ListParams::default();
+    let pdbs: Vec<PodDisruptionBudget> = until_deadline(deadline, || {
+        list_pages(
+            Api::<PodDisruptionBudget>::all(client.clone()),
+            &all,
+            500,
+            "list PodDisruptionBudgets",
+            Some,
+        )
+    })
     .await?;
 
     let mut report = DrainReport {

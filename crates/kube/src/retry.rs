@@ -44,6 +44,31 @@ where
     }
 }
 
+/// Runs `call` (itself retrying each request a few times) again while it fails transiently
+/// and `deadline` is ahead: for an operation with a deadline of its own (a drain), a burst
+/// of API errors longer than one request's retries is waited out rather than fatal.
+pub(crate) async fn until_deadline<T, F, Fut>(
+    deadline: std::time::Instant,
+    mut call: F,
+) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let mut pause = FIRST_PAUSE;
+    loop {
+        match call().await {
+            Err(Error::Api { source, .. })
+                if is_transient(&source) && std::time::Instant::now() + pause < deadline =>
+            {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Lists everything `params` selects, `page_size` objects per request (`limit` + `continue`),
 /// handing each page's objects to `keep` so a caller can convert and drop them page by page
 /// (60,000 pods never sit in memory as full objects). A continue token that expired (410

@@ -488,6 +488,8 @@ struct Budget {
     app: String,
     /// Ready pods the budget requires at all times.
     min_ready: usize,
+    /// The budget's rule, for the failure message.
+    rule: String,
 }
 
 /// Ready, not-terminating pods of `app` right now (from the simulator's store).
@@ -518,8 +520,8 @@ async fn watch_budgets(
             let ready = ready_pods(sim, &b.namespace, &b.app);
             if ready < b.min_ready {
                 violations.push(format!(
-                    "{}/{}: {ready} ready < {}",
-                    b.namespace, b.app, b.min_ready
+                    "{}/{} ({}): {ready} ready < {}",
+                    b.namespace, b.app, b.rule, b.min_ready
                 ));
             }
         }
@@ -529,108 +531,168 @@ async fn watch_budgets(
     (violations, samples)
 }
 
-/// A random cluster: 3-5 Deployments of 2-5 replicas, each with a budget that allows at
-/// least one disruption (a random minAvailable below the replicas).
+/// A random budget for `replicas` pods that allows at least one disruption, in one of the
+/// four forms the disruption controller knows, with the ready pods it guarantees.
+fn random_budget(rng: &mut impl rand::Rng, replicas: usize) -> (String, usize) {
+    let ceil_percent = |p: usize| (replicas * p).div_ceil(100);
+    loop {
+        let (rule, min_ready) = match rng.random_range(0..4) {
+            0 => {
+                let m = rng.random_range(1..replicas);
+                (format!("minAvailable: {m}"), m)
+            }
+            1 => {
+                let p = rng.random_range(10..=90);
+                (format!("minAvailable: \"{p}%\""), ceil_percent(p))
+            }
+            2 => {
+                let u = rng.random_range(1..replicas);
+                (format!("maxUnavailable: {u}"), replicas - u)
+            }
+            _ => {
+                let p = rng.random_range(10..=90);
+                (
+                    format!("maxUnavailable: \"{p}%\""),
+                    replicas.saturating_sub(ceil_percent(p)),
+                )
+            }
+        };
+        if min_ready < replicas {
+            return (rule, min_ready);
+        }
+    }
+}
+
+/// A random cluster: 3-5 Deployments of 2-5 replicas, each with a random budget that allows
+/// at least one disruption.
 fn random_cluster(rng: &mut impl rand::Rng) -> (String, Vec<Budget>) {
     let mut yaml = String::from("apiVersion: v1\nkind: Namespace\nmetadata: {name: prop}\n");
     let mut budgets = Vec::new();
     for d in 0..rng.random_range(3..=5) {
         let replicas: usize = rng.random_range(2..=5);
         let app = format!("app{d}");
-        // Absolute minAvailable only (see `deployment_with_budget`).
-        let min_ready = rng.random_range(1..replicas);
-        yaml.push_str(&deployment_with_budget(
-            "prop", &app, replicas, min_ready, 0,
+        let (rule, min_ready) = random_budget(rng, replicas);
+        yaml.push_str(&deployment_with_budget_rule(
+            "prop", &app, replicas, &rule, 0,
         ));
         budgets.push(Budget {
             namespace: "prop".into(),
             app,
             min_ready,
+            rule,
         });
     }
     (yaml, budgets)
 }
 
-#[tokio::test]
-async fn concurrent_drains_never_take_a_budget_below_its_minimum() {
+/// Drains 2 or 3 of the 4 nodes of one random cluster at once (with API faults) while a
+/// watcher samples every budget: (samples taken, violations seen).
+async fn drain_one_random_cluster(seed: u64) -> (u32, Vec<String>) {
     use rand::{Rng, SeedableRng, seq::SliceRandom};
-    let mut total_samples = 0;
-    for seed in [3_u64, 17, 42] {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        let sim = SimCluster::builder()
-            .controllers(ControllerConfig::fast())
-            .faults(flaky(seed))
-            .start()
-            .await
-            .expect("kube-sim starts");
-        let mut nodes: Vec<String> = (0..4).map(|i| format!("node-{i}")).collect();
-        for n in &nodes {
-            sim.add_node(n, "v1.30.4-eks-a737599").unwrap();
-        }
-        let (yaml, budgets) = random_cluster(&mut rng);
-        sim.load_yaml(&yaml).unwrap();
-        let expected: usize = sim
-            .list("apps/v1", "Deployment", Some("prop"))
-            .iter()
-            .map(|d| d["spec"]["replicas"].as_u64().unwrap() as usize)
-            .sum();
-        eventually("every replica ready", || async {
-            budgets
-                .iter()
-                .map(|b| ready_pods(&sim, &b.namespace, &b.app))
-                .sum::<usize>()
-                == expected
-        })
-        .await;
-        // Room for the evicted pods, then drain 2 or 3 of the original nodes at once.
-        for i in 0..2 {
-            sim.add_node(&format!("spare-{i}"), "v1.31.2-eks-1")
-                .unwrap();
-        }
-        nodes.shuffle(&mut rng);
-        let draining = &nodes[..rng.random_range(2..=3)];
-        let cluster = connect(&sim, Some(sim.url())).await;
-        let options = DrainOptions {
-            timeout: Duration::from_secs(40),
-            initial_backoff: Duration::from_millis(50),
-            max_backoff: Duration::from_millis(300),
-            ..DrainOptions::default()
-        };
-        let done = std::sync::atomic::AtomicBool::new(false);
-        let drains = async {
-            let results =
-                futures::future::join_all(draining.iter().map(|n| drain(&cluster, n, &options)))
-                    .await;
-            done.store(true, std::sync::atomic::Ordering::SeqCst);
-            results
-        };
-        let (results, (violations, samples)) =
-            tokio::join!(drains, watch_budgets(&sim, &budgets, &done));
-        for (node, result) in draining.iter().zip(&results) {
-            let report = result
-                .as_ref()
-                .unwrap_or_else(|e| panic!("seed {seed}: drain {node}: {e}"));
-            assert_eq!(report.node, *node);
-        }
-        for node in draining {
-            assert!(
-                pods_on(&sim, node).is_empty(),
-                "seed {seed}: {node} still has pods"
-            );
-        }
-        assert!(
-            samples > 3,
-            "seed {seed}: the watcher sampled {samples} times"
-        );
-        assert_eq!(
-            violations,
-            Vec::<String>::new(),
-            "seed {seed}: budget violations"
-        );
-        total_samples += samples;
-        sim.shutdown().await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let sim = SimCluster::builder()
+        .controllers(ControllerConfig::fast())
+        .faults(flaky(seed))
+        .start()
+        .await
+        .expect("kube-sim starts");
+    let mut nodes: Vec<String> = (0..4).map(|i| format!("node-{i}")).collect();
+    for n in &nodes {
+        sim.add_node(n, "v1.30.4-eks-a737599").unwrap();
     }
-    eprintln!("budget samples taken: {total_samples}, violations: 0");
+    let (yaml, budgets) = random_cluster(&mut rng);
+    sim.load_yaml(&yaml).unwrap();
+    let expected: usize = sim
+        .list("apps/v1", "Deployment", Some("prop"))
+        .iter()
+        .map(|d| d["spec"]["replicas"].as_u64().unwrap() as usize)
+        .sum();
+    eventually("every replica ready", || async {
+        budgets
+            .iter()
+            .map(|b| ready_pods(&sim, &b.namespace, &b.app))
+            .sum::<usize>()
+            == expected
+    })
+    .await;
+    // Room for the evicted pods, then drain 2 or 3 of the original nodes at once.
+    for i in 0..2 {
+        sim.add_node(&format!("spare-{i}"), "v1.31.2-eks-1")
+            .unwrap();
+    }
+    nodes.shuffle(&mut rng);
+    let draining = &nodes[..rng.random_range(2..=3)];
+    let cluster = connect(&sim, Some(sim.url())).await;
+    let options = DrainOptions {
+        timeout: Duration::from_secs(40),
+        initial_backoff: Duration::from_millis(50),
+        max_backoff: Duration::from_millis(300),
+        ..DrainOptions::default()
+    };
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let drains = async {
+        let results =
+            futures::future::join_all(draining.iter().map(|n| drain(&cluster, n, &options))).await;
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        results
+    };
+    let (results, (violations, samples)) =
+        tokio::join!(drains, watch_budgets(&sim, &budgets, &done));
+    for (node, result) in draining.iter().zip(&results) {
+        let report = result
+            .as_ref()
+            .unwrap_or_else(|e| panic!("seed {seed}: drain {node}: {e}"));
+        assert_eq!(report.node, *node);
+    }
+    for node in draining {
+        assert!(
+            pods_on(&sim, node).is_empty(),
+            "seed {seed}: {node} still has pods"
+        );
+    }
+    assert!(
+        samples > 3,
+        "seed {seed}: the watcher sampled {samples} times"
+    );
+    sim.shutdown().await;
+    (
+        samples,
+        violations
+            .into_iter()
+            .map(|v| format!("seed {seed}: {v}"))
+            .collect(),
+    )
+}
+
+/// How many random clusters the drain property covers: `UPGRADE_DRAIN_CLUSTERS`, default
+/// 100 (`./dev soak` runs 1,000).
+fn drain_clusters() -> u64 {
+    match std::env::var("UPGRADE_DRAIN_CLUSTERS") {
+        Ok(n) => n
+            .parse()
+            .unwrap_or_else(|_| panic!("UPGRADE_DRAIN_CLUSTERS={n:?} is not a count")),
+        Err(_) => 100,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_drains_never_take_a_budget_below_its_minimum() {
+    use futures::StreamExt;
+    let clusters = drain_clusters();
+    // Four clusters at a time: each spends most of its time waiting on pods and backoffs.
+    let results: Vec<(u32, Vec<String>)> = futures::stream::iter(0..clusters)
+        .map(drain_one_random_cluster)
+        .buffer_unordered(4)
+        .collect()
+        .await;
+    let samples: u32 = results.iter().map(|(s, _)| s).sum();
+    let violations: Vec<&String> = results.iter().flat_map(|(_, v)| v).collect();
+    eprintln!(
+        "random clusters drained: {clusters}, budget samples: {samples}, violations: {}",
+        violations.len()
+    );
+    assert_eq!(results.len() as u64, clusters);
+    assert_eq!(violations, Vec::<&String>::new(), "budget violations");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -708,6 +770,24 @@ fn deployment_with_budget(
     min_available: usize,
     max_unavailable: usize,
 ) -> String {
+    deployment_with_budget_rule(
+        namespace,
+        app,
+        replicas,
+        &format!("minAvailable: {min_available}"),
+        max_unavailable,
+    )
+}
+
+/// A Deployment and its budget, whose rule is `rule` (`minAvailable: 2`,
+/// `maxUnavailable: "50%"`, ...).
+fn deployment_with_budget_rule(
+    namespace: &str,
+    app: &str,
+    replicas: usize,
+    rule: &str,
+    max_unavailable: usize,
+) -> String {
     format!(
         r#"---
 apiVersion: apps/v1
@@ -726,7 +806,7 @@ apiVersion: policy/v1
 kind: PodDisruptionBudget
 metadata: {{name: {app}, namespace: {namespace}}}
 spec:
-  minAvailable: {min_available}
+  {rule}
   selector: {{matchLabels: {{app: {app}}}}}
 "#
     )
