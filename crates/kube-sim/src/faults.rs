@@ -66,6 +66,96 @@ impl FaultConfig {
     }
 }
 
+/// A fault specification that could not be read; it names the item and the fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("fault spec item `{item}`: {problem}; {FAULT_SPEC_HELP}")]
+pub struct FaultSpecError {
+    /// The item, as written.
+    pub item: String,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+/// How a fault specification is written (also the error's hint).
+pub const FAULT_SPEC_HELP: &str = "write comma-separated VERB:RESOURCE:KIND=RATE rules (VERB and \
+RESOURCE may be `*`; KIND is 429, 500, 503, drop or drop-response; RATE is 0.05 or 5%), plus \
+optional seed=N and latency=MS, e.g. `seed=7,*:*:503=5%,*:*:drop=5%`";
+
+impl std::str::FromStr for FaultConfig {
+    type Err = FaultSpecError;
+
+    /// Reads a fault specification such as `seed=7,*:*:429=4%,list:pods:500=3%,*:*:drop=3%,latency=5`.
+    fn from_str(spec: &str) -> Result<FaultConfig, FaultSpecError> {
+        let mut config = FaultConfig::default();
+        for item in spec.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let err = |problem: &str| FaultSpecError {
+                item: item.to_string(),
+                problem: problem.to_string(),
+            };
+            if let Some(seed) = item.strip_prefix("seed=") {
+                config.seed = seed
+                    .parse()
+                    .map_err(|_| err("the seed is not a whole number"))?;
+                continue;
+            }
+            if let Some(ms) = item.strip_prefix("latency=") {
+                let ms: u64 = ms
+                    .trim_end_matches("ms")
+                    .parse()
+                    .map_err(|_| err("the latency is not a whole number of milliseconds"))?;
+                config.latency = Duration::from_millis(ms);
+                continue;
+            }
+            let (target, rate) = item
+                .split_once('=')
+                .ok_or_else(|| err("it has no `=RATE`"))?;
+            let rate = match rate.strip_suffix('%') {
+                Some(percent) => percent.parse::<f64>().map(|p| p / 100.0),
+                None => rate.parse::<f64>(),
+            }
+            .ok()
+            .filter(|r| (0.0..=1.0).contains(r))
+            .ok_or_else(|| err("the rate is not between 0 and 1 (or 0% and 100%)"))?;
+            let parts: Vec<&str> = target.split(':').collect();
+            let [verb, resource, kind] = parts[..] else {
+                return Err(err("it is not VERB:RESOURCE:KIND"));
+            };
+            let kind = match kind {
+                "429" => FaultKind::TooManyRequests,
+                "500" => FaultKind::InternalError,
+                "503" => FaultKind::ServiceUnavailable,
+                "drop" => FaultKind::DropConnection,
+                "drop-response" => FaultKind::DropResponse,
+                _ => return Err(err(&format!("`{kind}` is not a fault kind"))),
+            };
+            const VERBS: [&str; 8] = [
+                "get",
+                "list",
+                "watch",
+                "create",
+                "update",
+                "patch",
+                "delete",
+                "deletecollection",
+            ];
+            let any = |s: &str| (s != "*").then(|| s.to_string());
+            if verb != "*" && !VERBS.contains(&verb) {
+                return Err(err(&format!("`{verb}` is not a verb")));
+            }
+            if resource.is_empty() {
+                return Err(err("the resource is empty"));
+            }
+            config.rules.push(FaultRule {
+                verb: any(verb),
+                resource: any(resource),
+                rate,
+                kind,
+            });
+        }
+        Ok(config)
+    }
+}
+
 /// The live injector.
 pub(crate) struct Faults {
     state: Mutex<(FaultConfig, StdRng)>,
@@ -122,5 +212,37 @@ mod tests {
         assert_eq!(a, run());
         assert!(a.iter().any(|x| *x) && a.iter().any(|x| !*x));
         assert_eq!(Faults::new(config).decide("list", "pods").1, None);
+    }
+
+    #[test]
+    fn a_fault_spec_reads_rules_seed_and_latency() {
+        let config: FaultConfig =
+            "seed=7, *:*:429=4%, list:pods:500=0.03, *:pods/eviction:drop-response=1%, latency=5ms"
+                .parse()
+                .unwrap();
+        assert_eq!(config.seed, 7);
+        assert_eq!(config.latency, Duration::from_millis(5));
+        assert_eq!(config.rules.len(), 3);
+        assert_eq!(config.rules[0].verb, None);
+        assert_eq!(config.rules[0].resource, None);
+        assert_eq!(config.rules[0].kind, FaultKind::TooManyRequests);
+        assert!((config.rules[0].rate - 0.04).abs() < 1e-9);
+        assert_eq!(config.rules[1].verb.as_deref(), Some("list"));
+        assert_eq!(config.rules[1].resource.as_deref(), Some("pods"));
+        assert_eq!(config.rules[2].kind, FaultKind::DropResponse);
+        for (bad, problem) in [
+            ("*:*:418=1%", "`418` is not a fault kind"),
+            ("*:*:500=150%", "the rate is not between 0 and 1"),
+            ("fetch:pods:500=1%", "`fetch` is not a verb"),
+            ("pods:500=1%", "it is not VERB:RESOURCE:KIND"),
+            ("seed=x", "the seed is not a whole number"),
+            ("*:*:500", "it has no `=RATE`"),
+        ] {
+            let err = bad.parse::<FaultConfig>().unwrap_err().to_string();
+            assert!(
+                err.contains(problem) && err.contains("e.g. `seed=7"),
+                "{bad}: {err}"
+            );
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! `kube-sim`: run the simulated Kubernetes API server from the command line.
 //!
-//! `kube-sim serve [--fixtures DIR] [--port N] [--kubeconfig FILE] [--server-version V]`
-//! prints the kubeconfig path and serves until interrupted.
+//! `kube-sim serve [--fixtures DIR] [--port N] [--kubeconfig FILE] [--server-version V]
+//! [--faults SPEC]` prints the kubeconfig path and serves until interrupted.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -46,6 +46,11 @@ enum Command {
         /// Generate a large cluster instead: this many pods (with --nodes nodes).
         #[arg(long)]
         generate_pods: Option<usize>,
+        /// Inject API faults, seeded: comma-separated VERB:RESOURCE:KIND=RATE rules (KIND
+        /// 429, 500, 503, drop or drop-response), plus seed=N and latency=MS, e.g.
+        /// `seed=7,*:*:429=4%,*:*:503=3%,*:*:drop=3%`.
+        #[arg(long, value_name = "SPEC")]
+        faults: Option<kube_sim::FaultConfig>,
     },
 }
 
@@ -67,6 +72,7 @@ async fn main() -> anyhow::Result<()> {
         nodes,
         pod_start_ms,
         generate_pods,
+        faults,
     } = cli.command;
     let controllers = ControllerConfig {
         pod_start_delay: Duration::from_millis(pod_start_ms),
@@ -79,6 +85,14 @@ async fn main() -> anyhow::Result<()> {
         .port(port);
     if let Some(path) = kubeconfig {
         builder = builder.kubeconfig_path(path);
+    }
+    if let Some(faults) = faults {
+        eprintln!(
+            "injecting faults: {} rule(s), seed {}",
+            faults.rules.len(),
+            faults.seed
+        );
+        builder = builder.faults(faults);
     }
     let sim = builder.start().await.context("starting kube-sim")?;
     if let Some(dir) = &fixtures {

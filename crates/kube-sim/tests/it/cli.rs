@@ -122,3 +122,55 @@ fn help_and_version_work_without_the_tools() {
         assert!(stdout.contains(wanted), "{args:?}: {stdout}");
     }
 }
+
+#[test]
+fn serve_injects_the_faults_it_is_given_and_refuses_a_bad_spec() {
+    let ctx = TestContext::new();
+    ctx.require_tool("kubectl");
+    // A bad specification: exit 2, naming the item and how to write one.
+    let mut cmd = ProcessBuilder::new(env!("CARGO_BIN_EXE_kube-sim"));
+    ctx.apply_env(&mut cmd);
+    cmd.args(["serve", "--faults", "seed=7,*:*:418=5%"]);
+    let (code, stdout, stderr) = upgrade_test::CommandOutput::run(&cmd).parts();
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("fault spec item `*:*:418=5%`: `418` is not a fault kind"),
+        "{stderr}"
+    );
+
+    // Every namespace read fails with 503; node reads are untouched.
+    let kubeconfig = ctx.work().join("faulty.kubeconfig");
+    let path = kubeconfig.clone();
+    let server = std::thread::spawn(move || {
+        let mut cmd = ProcessBuilder::new(env!("CARGO_BIN_EXE_kube-sim"));
+        cmd.args(["serve", "--nodes", "1", "--faults"])
+            .arg("seed=3,get:namespaces:503=100%")
+            .arg("--kubeconfig")
+            .arg(&path)
+            .timeout(Duration::from_secs(5))
+            .grace_period(Duration::from_secs(3));
+        cmd.output()
+    });
+    let deadline = Instant::now() + Duration::from_secs(4);
+    while !kubeconfig.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "kube-sim serve wrote no kubeconfig"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let kubectl = |args: &[&str]| {
+        let mut cmd = ctx.command("kubectl");
+        cmd.arg("--kubeconfig").arg(&kubeconfig).args(args);
+        upgrade_test::CommandOutput::run(&cmd).parts()
+    };
+    let (code, stdout, _) = kubectl(&["get", "nodes", "-o", "name"]);
+    assert_eq!((code, stdout.as_str()), (0, "node/node-0\n"));
+    let (code, _, stderr) = kubectl(&["get", "namespace", "default", "--request-timeout=2s"]);
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("unable to handle the request") || stderr.contains("503"),
+        "{stderr}"
+    );
+    let _ = server.join();
+}
