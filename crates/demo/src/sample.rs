@@ -131,6 +131,9 @@ apiVersion: argoproj.io/v1alpha1
 kind: Workflow
 metadata: {name: train-model-nightly, namespace: argo}
 spec: {workflowTemplateRef: {name: train-model}}
+# What Argo's workflow controller wrote when it ran (kube-sim runs no Argo controller); the
+# upgrade's verification requires every Workflow to have been picked up.
+status: {phase: Succeeded, startedAt: "2026-11-30T02:00:00Z", finishedAt: "2026-11-30T02:41:13Z"}
 "#;
 
 impl SamplePlatform {
