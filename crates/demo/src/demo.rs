@@ -107,6 +107,14 @@ impl Shell<'_> {
     }
 }
 
+/// How the demo runs, beyond where.
+#[derive(Debug, Clone, Default)]
+pub struct DemoOptions {
+    /// API faults the simulated cluster injects once the platform is deployed, for every
+    /// command of the demo (e.g. 10 % of 429, 5xx and dropped connections on every resource).
+    pub faults: Option<kube_sim::FaultConfig>,
+}
+
 /// Runs the demo in `work` (kept afterwards) with the commands built in `bin_dir` and the real
 /// `tools`, writing what happens to `out`.
 pub async fn run(
@@ -114,6 +122,26 @@ pub async fn run(
     bin_dir: &Path,
     tools: Tools,
     work: &Path,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    run_with(
+        repo_root,
+        bin_dir,
+        tools,
+        work,
+        &DemoOptions::default(),
+        out,
+    )
+    .await
+}
+
+/// [`run`] with `options`.
+pub async fn run_with(
+    repo_root: &Path,
+    bin_dir: &Path,
+    tools: Tools,
+    work: &Path,
+    options: &DemoOptions,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
@@ -182,6 +210,15 @@ pub async fn run(
         state.display(),
         platform.lockfile().display()
     )?;
+    if let Some(faults) = &options.faults {
+        sim.set_faults(faults.clone());
+        writeln!(
+            out,
+            "   From here on the API server fails requests on purpose: {} fault rule(s), seed {}",
+            faults.rules.len(),
+            faults.seed
+        )?;
+    }
     let mut shell = Shell {
         bin_dir,
         cwd: work.to_path_buf(),

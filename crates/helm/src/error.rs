@@ -328,6 +328,9 @@ pub enum FailureKind {
     Timeout,
     /// Helm could not reach the Kubernetes API.
     ClusterUnreachable,
+    /// The API server failed a request for now (500, 503, throttling Helm gave up on, a
+    /// dropped connection): worth running the command again.
+    ApiTransient,
     /// The rendered manifests were rejected (schema or API validation).
     ManifestValidation,
     /// The chart failed to render (template error, `fail`, nil pointer).
@@ -359,6 +362,20 @@ const PATTERNS: &[(FailureKind, &[&str])] = &[
     (
         FailureKind::OperationInProgress,
         &["another operation (install/upgrade/rollback) is in progress"],
+    ),
+    (
+        FailureKind::ApiTransient,
+        // What client-go prints for the API server's 503 and 500 Status, for throttling it
+        // stopped retrying, and for connections that broke mid-request.
+        &[
+            "the server is currently unable to handle the request",
+            "internal error occurred",
+            "an error on the server",
+            "the server has received too many requests",
+            "connection reset by peer",
+            "http2: client connection lost",
+            "unexpected eof",
+        ],
     ),
     (
         FailureKind::ClusterUnreachable,
@@ -523,6 +540,9 @@ impl FailureKind {
             FailureKind::UnknownFlag => {
                 "the Helm binary does not know a flag the toolkit passed: the detected Helm version and the binary differ; check HELM_BIN"
             }
+            FailureKind::ApiTransient => {
+                "the Kubernetes API server failed the request for now (5xx, throttling or a dropped connection); the toolkit ran the command again a few times; check the API server's health, then retry"
+            }
             FailureKind::Other => "see Helm's message above",
         }
     }
@@ -539,6 +559,7 @@ impl fmt::Display for FailureKind {
             FailureKind::RepoNotFound => "repository not found",
             FailureKind::Timeout => "timed out",
             FailureKind::ClusterUnreachable => "cluster unreachable",
+            FailureKind::ApiTransient => "the API server failed the request for now",
             FailureKind::ManifestValidation => "manifest validation failed",
             FailureKind::RenderFailed => "chart rendering failed",
             FailureKind::ValuesSchema => "values failed the chart's schema",

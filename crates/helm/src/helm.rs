@@ -13,7 +13,7 @@ use crate::chart::{
     ChartCompatibility, ChartMetadata, ChartRef, ChartSource, CrdInfo, CrdUpgradeNotice,
     check_kube_version, parse_crds,
 };
-use crate::error::{Error, Result};
+use crate::error::{Error, FailureKind, Result};
 use crate::options::{
     self, ListOptions, RollbackOptions, TemplateOptions, UninstallOptions, UpgradeOptions,
     ValuesStrategy,
@@ -173,6 +173,9 @@ pub struct UpgradeOutcome {
     pub result: Result<Release>,
 }
 
+/// How many times a Helm command that failed on a transient API error is run in all.
+pub const TRANSIENT_ATTEMPTS: u32 = 5;
+
 impl Helm {
     /// A builder.
     pub fn builder() -> HelmBuilder {
@@ -256,9 +259,33 @@ impl Helm {
         cmd
     }
 
+    /// Runs `cmd`, again (up to [`TRANSIENT_ATTEMPTS`] times, backing off) while it fails
+    /// because the API server failed a request for now ([`FailureKind::ApiTransient`]):
+    /// client-go retries only throttling and 5xx that carry Retry-After, and a dropped
+    /// connection only on reads, so one 500 would otherwise fail a whole upgrade. Running an
+    /// upgrade or rollback again is safe: a failed one is recorded as a failed revision, and
+    /// the next builds on it.
     async fn run(&self, cmd: &ProcessBuilder) -> Result<upgrade_core::ProcessOutput> {
         tracing::info!(command = %cmd, "helm");
-        Ok(cmd.exec_async().await?)
+        let mut pause = Duration::from_millis(500);
+        let mut attempt = 1;
+        loop {
+            match cmd.exec_async().await {
+                Ok(out) => return Ok(out),
+                Err(e) => {
+                    let err = Error::from(e);
+                    if attempt >= TRANSIENT_ATTEMPTS
+                        || err.failure_kind() != Some(FailureKind::ApiTransient)
+                    {
+                        return Err(err);
+                    }
+                    tracing::warn!(command = %cmd, attempt, error = %err, "transient API error; running helm again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(8));
+                    attempt += 1;
+                }
+            }
+        }
     }
 
     async fn run_json<T: serde::de::DeserializeOwned>(

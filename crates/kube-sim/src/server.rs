@@ -429,9 +429,9 @@ fn fault_response(kind: FaultKind) -> Response {
             "TooManyRequests",
             "injected fault: too many requests, please try again later",
         )),
-        FaultKind::InternalError => {
-            error_response(&ApiError::internal("injected fault: internal error"))
-        }
+        FaultKind::InternalError => error_response(&ApiError::internal(
+            "Internal error occurred: injected fault",
+        )),
         FaultKind::ServiceUnavailable => error_response(&ApiError::new(
             503,
             "ServiceUnavailable",

@@ -170,9 +170,12 @@ pub async fn backup(
             Some(ns) => Api::namespaced_with(cluster.client().clone(), ns, &ar),
             None => Api::all_with(cluster.client().clone(), &ar),
         };
-        let list = match api.list(&ListParams::default()).await {
+        let params = ListParams::default();
+        let listed =
+            crate::retry::retrying(&format!("list {}", kind.plural), || api.list(&params)).await;
+        let list = match listed {
             Ok(list) => list,
-            Err(e) if api_code(&e) == Some(404) => {
+            Err(Error::Api { source, .. }) if api_code(&source) == Some(404) => {
                 // Not installed: nothing to back up. Installed at other versions only: its
                 // objects exist but cannot be read at this one, and an empty backup would
                 // restore nothing, so that is an error.
@@ -201,7 +204,7 @@ pub async fn backup(
                     .push(format!("{}.{}/{}", kind.plural, kind.group, kind.version));
                 continue;
             }
-            Err(e) => return Err(Error::api(format!("list {}", kind.plural), e)),
+            Err(e) => return Err(e),
         };
         let mut items: Vec<serde_json::Value> = list
             .items
@@ -273,13 +276,13 @@ pub async fn restore(cluster: &Cluster, backup: &Backup, kinds: &[BackupKind]) -
             Some(ns) => Api::namespaced_with(cluster.client().clone(), ns, &ar),
             None => Api::all_with(cluster.client().clone(), &ar),
         };
-        api.patch(
-            name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(obj),
-        )
-        .await
-        .map_err(|e| Error::api(format!("restore {kind_name} {name}"), e))?;
+        // Server-side apply is idempotent: an apply that failed for now is tried again.
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        let patch = Patch::Apply(obj);
+        crate::retry::retrying(&format!("restore {kind_name} {name}"), || {
+            api.patch(name, &params, &patch)
+        })
+        .await?;
         applied += 1;
     }
     Ok(applied)

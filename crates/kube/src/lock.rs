@@ -59,6 +59,21 @@ impl UpgradeLock {
         options: LockOptions,
         step: &str,
     ) -> Result<UpgradeLock> {
+        // A burst of API errors (an API server restarting, throttling) is waited out for up to
+        // one lease lifetime. Trying again is safe: a create that went through unanswered
+        // left a lease that is ours, which the next try takes over.
+        let deadline = std::time::Instant::now() + options.ttl;
+        crate::retry::until_deadline(deadline, || {
+            Self::acquire_once(cluster, options.clone(), step)
+        })
+        .await
+    }
+
+    async fn acquire_once(
+        cluster: &Cluster,
+        options: LockOptions,
+        step: &str,
+    ) -> Result<UpgradeLock> {
         cluster.guard()?;
         let api: Api<Lease> = Api::namespaced(cluster.client().clone(), &options.namespace);
         let action = format!(

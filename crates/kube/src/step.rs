@@ -700,12 +700,12 @@ impl WorkloadsReadyStep {
         use kube::api::{Api, DynamicObject, ListParams};
         let deployments: Api<Deployment> =
             Api::namespaced(self.cluster.client().clone(), &self.spec.namespace);
-        let list = deployments
-            .list(&ListParams::default())
-            .await
-            .map_err(|e| {
-                crate::Error::api(format!("list deployments in {}", self.spec.namespace), e)
-            })?;
+        let params = ListParams::default();
+        let list = crate::retry::retrying(
+            &format!("list deployments in {}", self.spec.namespace),
+            || deployments.list(&params),
+        )
+        .await?;
         let mut problems: Vec<String> = list
             .items
             .iter()
@@ -722,11 +722,19 @@ impl WorkloadsReadyStep {
         for kind in &self.spec.kinds {
             let api: Api<DynamicObject> =
                 Api::all_with(self.cluster.client().clone(), &kind.api_resource());
-            let list = match api.list(&ListParams::default()).await {
+            let list = match crate::retry::retrying(&format!("list {}", kind.plural), || {
+                api.list(&params)
+            })
+            .await
+            {
                 Ok(list) => list,
                 // A kind the cluster does not serve has nothing to verify.
-                Err(e) if crate::error::api_code(&e) == Some(404) => continue,
-                Err(e) => return Err(crate::Error::api(format!("list {}", kind.plural), e)),
+                Err(crate::Error::Api { source, .. })
+                    if crate::error::api_code(&source) == Some(404) =>
+                {
+                    continue;
+                }
+                Err(e) => return Err(e),
             };
             let readiness = crate::health::Readiness::of(&kind.group, &kind.kind);
             for object in &list.items {

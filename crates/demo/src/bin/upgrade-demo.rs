@@ -20,6 +20,11 @@ struct Args {
     /// Where the simulated platform's files go (default: a new folder in the temp dir).
     #[arg(long, value_name = "DIR")]
     work_dir: Option<PathBuf>,
+    /// API faults for the commands to survive, as `kube-sim serve --faults` takes them:
+    /// comma-separated VERB:RESOURCE:KIND=RATE (KIND 429, 500, 503, drop, drop-response),
+    /// seed=N, latency=MS; e.g. `seed=7,*:*:429=4%,*:*:503=3%,*:*:500=2%,*:*:drop=1%`.
+    #[arg(long, value_name = "SPEC")]
+    faults: Option<kube_sim::FaultConfig>,
 }
 
 #[tokio::main]
@@ -35,7 +40,18 @@ async fn main() -> ExitCode {
             terraform: upgrade_core::tool::TERRAFORM.resolve()?,
             helm: upgrade_core::tool::HELM.resolve()?,
         };
-        upgrade_demo::demo::run(&repo_root, &bin_dir, tools, &work, &mut std::io::stdout()).await
+        let options = upgrade_demo::demo::DemoOptions {
+            faults: args.faults,
+        };
+        upgrade_demo::demo::run_with(
+            &repo_root,
+            &bin_dir,
+            tools,
+            &work,
+            &options,
+            &mut std::io::stdout(),
+        )
+        .await
     }
     .await;
     match result {

@@ -940,3 +940,81 @@ async fn force_conflicts_is_gated_on_the_release_apply_method() {
     assert_eq!(upgraded.apply_method.as_deref(), Some("ssa"));
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm_commands_are_run_again_when_the_api_server_fails_a_request_for_now() {
+    use kube_sim::{FaultConfig, FaultKind};
+    let ctx = TestContext::new();
+    let sim = start_sim().await;
+    let helm = helm_on(&ctx, "helm4", &sim);
+    let release = ReleaseRef::new("karpenter", "karpenter");
+    let options = |tag: &str| {
+        quick(UpgradeOptions {
+            values_files: vec![values_file(&ctx, "helm4", tag)],
+            ..UpgradeOptions::default()
+        })
+    };
+    helm.upgrade(&release, &chart("karpenter", "1.5.0"), &options("1.5.0"))
+        .await
+        .expect("installed");
+    // From here the API server fails a third of the reads of Helm's release storage and of
+    // its writes with a 503 or 500, which Helm itself does not retry (no Retry-After).
+    sim.set_faults(
+        FaultConfig {
+            seed: 11,
+            ..FaultConfig::default()
+        }
+        .rule(
+            Some("list"),
+            Some("secrets"),
+            0.3,
+            FaultKind::ServiceUnavailable,
+        )
+        .rule(
+            Some("create"),
+            Some("secrets"),
+            0.3,
+            FaultKind::InternalError,
+        ),
+    );
+    let history = helm.history(&release).await.expect("history, run again");
+    assert_eq!(history.len(), 1);
+    helm.upgrade(&release, &chart("karpenter", "1.6.0"), &options("1.6.0"))
+        .await
+        .expect("the upgrade, run again");
+    sim.set_faults(FaultConfig::default());
+    let now = helm.metadata(&release, None).await.unwrap();
+    assert_eq!(
+        (now.version.as_str(), now.status),
+        ("1.6.0", ReleaseStatus::Deployed)
+    );
+}
+
+#[test]
+fn api_server_failures_are_told_apart_from_other_failures() {
+    use upgrade_helm::FailureKind;
+    for stderr in [
+        "Error: query: failed to query with labels: the server is currently unable to handle the request",
+        "Error: UPGRADE FAILED: create: failed to create: Internal error occurred: etcdserver: leader changed",
+        "Error: an error on the server (\"unknown\") has prevented the request from succeeding",
+        "Error: read tcp 127.0.0.1:5555->127.0.0.1:6443: read: connection reset by peer",
+    ] {
+        assert_eq!(
+            FailureKind::classify(stderr),
+            FailureKind::ApiTransient,
+            "{stderr}"
+        );
+    }
+    assert_eq!(
+        FailureKind::classify(
+            "Error: Kubernetes cluster unreachable: dial tcp: connection refused"
+        ),
+        FailureKind::ClusterUnreachable
+    );
+    assert_eq!(
+        FailureKind::classify(
+            "Error: UPGRADE FAILED: another operation (install/upgrade/rollback) is in progress"
+        ),
+        FailureKind::OperationInProgress
+    );
+}

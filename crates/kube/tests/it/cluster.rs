@@ -1696,3 +1696,73 @@ spec: {entrypoint: train, templates: [{name: train, container: {image: "python:3
         .await
         .expect("ready once the controllers have reported");
 }
+
+#[tokio::test]
+async fn the_lock_backups_and_verification_wait_out_a_flaky_api_server() {
+    use upgrade_core::executor::Step;
+    use upgrade_kube::backup::{backup, platform_kinds};
+    use upgrade_kube::lock::{LockOptions, UpgradeLock};
+    use upgrade_kube::step::{WorkloadsReadySpec, WorkloadsReadyStep};
+    let sim = sim().await;
+    sim.load_yaml(ISVC_CRD).unwrap();
+    sim.load_yaml(ISVCS).unwrap();
+    let cluster = connect(&sim, Some(sim.url())).await;
+    // Half of these reads and writes fail for now, as while API servers roll.
+    sim.set_faults(
+        FaultConfig {
+            seed: 5,
+            ..FaultConfig::default()
+        }
+        .rule(
+            Some("get"),
+            Some("leases"),
+            0.5,
+            FaultKind::ServiceUnavailable,
+        )
+        .rule(
+            Some("create"),
+            Some("leases"),
+            0.5,
+            FaultKind::InternalError,
+        )
+        .rule(
+            Some("list"),
+            Some("inferenceservices"),
+            0.5,
+            FaultKind::ServiceUnavailable,
+        )
+        .rule(
+            Some("list"),
+            Some("deployments"),
+            0.5,
+            FaultKind::TooManyRequests,
+        ),
+    );
+    let lock = UpgradeLock::acquire(
+        &cluster,
+        LockOptions {
+            ttl: Duration::from_secs(20),
+            ..LockOptions::new("runner-1/run-a")
+        },
+        "preflight",
+    )
+    .await
+    .expect("the lock, once the API server answers");
+    let taken = backup(&cluster, &platform_kinds("kserve")[..1], None)
+        .await
+        .expect("the backup, reads tried again");
+    assert_eq!(taken.objects.len(), 2);
+    let verify = WorkloadsReadyStep {
+        spec: WorkloadsReadySpec {
+            id: "kserve/verify".into(),
+            component: "kserve".into(),
+            namespace: "mlops".into(),
+            kinds: Vec::new(),
+            timeout: Duration::from_secs(5),
+        },
+        cluster: cluster.clone(),
+    };
+    verify.verify().await.expect("verified, reads tried again");
+    sim.set_faults(FaultConfig::default());
+    lock.release().await.unwrap();
+}
