@@ -34,23 +34,75 @@ pub(crate) fn bin_dir() -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_upgrades_the_platform_and_rolls_back_the_failing_upgrade() {
     let ctx = TestContext::new();
+    let work = ctx.root().join("demo");
+    let printed = run_demo(&work, &upgrade_demo::demo::DemoOptions::default()).await;
+    check_the_outcome(&work, &printed);
+}
+
+/// The same demo while the API server fails about 5 % of the reads (get and list) of every
+/// resource with 429, 503, 500 or a dropped connection, seeded: every command still ends as
+/// it does without faults, and the platform ends upgraded. Faults on writes and watches are
+/// not in this run yet (issue 15, item 14): a Helm upgrade whose release-record write fails
+/// is left pending-upgrade, and Helm 4's `--wait` watcher does not recover from a broken
+/// watch; `upgrade-demo --faults` runs them by hand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_completes_while_the_api_server_fails_requests() {
+    let ctx = TestContext::new();
+    let work = ctx.root().join("demo");
+    let options = upgrade_demo::demo::DemoOptions {
+        faults: Some(
+            [
+                "seed=7",
+                "get:*:429=2%,get:*:503=1%,get:*:500=1%,get:*:drop=1%",
+                "list:*:429=2%,list:*:503=1%,list:*:500=1%,list:*:drop=1%",
+            ]
+            .join(",")
+            .parse()
+            .unwrap(),
+        ),
+    };
+    let printed = run_demo(&work, &options).await;
+    assert!(
+        printed.contains("From here on the API server fails requests on purpose"),
+        "{printed}"
+    );
+    check_the_outcome(&work, &printed);
+    // Nothing lost: the live platform is at the targets (the last command compares it with
+    // the lockfile taken before the upgrades).
+    for line in [
+        "cluster.version: locked 1.30 but live 1.31",
+        "components.karpenter.chart_version: locked 1.5.0 but live 1.6.0",
+        "components.kserve.chart_version: locked 0.14.1 but live 0.15.0",
+        "components.argo-workflows.chart_version: locked 0.45.0 but live 0.46.0",
+    ] {
+        assert!(printed.contains(line), "{line} missing:\n{printed}");
+    }
+}
+
+/// Runs the demo in `work`; what it printed.
+async fn run_demo(work: &Path, options: &upgrade_demo::demo::DemoOptions) -> String {
     let tools = upgrade_demo::sample::Tools {
         terraform: upgrade_test::require_tool("terraform"),
         helm: upgrade_test::require_tool("helm4"),
     };
-    let work = ctx.root().join("demo");
     let mut out = Vec::new();
-    let result = upgrade_demo::demo::run(
+    let result = upgrade_demo::demo::run_with(
         &TestContext::workspace_root(),
         &bin_dir(),
         tools,
-        &work,
+        work,
+        options,
         &mut out,
     )
     .await;
     let printed = String::from_utf8_lossy(&out).to_string();
     result.unwrap_or_else(|e| panic!("the demo failed: {e:#}\n{printed}"));
+    printed
+}
 
+/// What every demo run must leave: each command ran with its expected exit code, the
+/// journal has every component's run, the nodes are at 1.31, the failing upgrade rolled back.
+fn check_the_outcome(work: &Path, printed: &str) {
     // Every command ran with the exit code the demo expects, and said so.
     for command in [
         "$ upgrade-lock write",

@@ -102,10 +102,18 @@ impl Cluster {
             path: options.kubeconfig.clone(),
             source: Box::new(source),
         })?;
-        let client = kube::Client::try_from(config).map_err(|source| Error::Client {
-            context: identity.context.clone(),
-            source: Box::new(source),
-        })?;
+        // kube-rs's own stack, with one retry policy under every caller
+        // ([`crate::client_retry`]); the buffer makes the stack cloneable, as retrying needs.
+        let client = kube::client::ClientBuilder::try_from(config)
+            .map_err(|source| Error::Client {
+                context: identity.context.clone(),
+                source: Box::new(source),
+            })?
+            .with_layer(&tower::buffer::BufferLayer::new(1024))
+            .with_layer(&tower::retry::RetryLayer::new(
+                crate::client_retry::TransientRetry::default(),
+            ))
+            .build();
         let cluster = Cluster {
             client,
             identity,

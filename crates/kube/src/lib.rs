@@ -66,6 +66,7 @@
 //! ```
 
 pub mod backup;
+mod client_retry;
 pub mod connect;
 pub mod cordon;
 pub mod drain;
