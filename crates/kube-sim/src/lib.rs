@@ -481,43 +481,32 @@ impl SimCluster {
     /// Makes a node one that Karpenter launched: `karpenter.sh/nodepool=<pool>` instead of the
     /// managed node group label `add_node` gives it (so a node-group roll leaves it alone).
     pub fn make_karpenter_node(&self, name: &str, pool: &str) -> Result<()> {
-        let ty = self.ty("v1", "Node");
-        self.store.mutate(
-            &ty,
-            None,
-            name,
-            Target::Main,
-            &WriteOptions::default(),
-            |n| {
-                karpenter_labels(n, pool);
-                Ok(())
-            },
-        )?;
-        Ok(())
+        self.edit_node(name, |n| karpenter_labels(n, pool))
     }
 
     /// Makes a node self-managed: no managed node group label (as a node of a site's own
     /// Auto Scaling group, which neither EKS nor Karpenter replaces).
     pub fn make_self_managed_node(&self, name: &str) -> Result<()> {
-        let ty = self.ty("v1", "Node");
-        self.store.mutate(
-            &ty,
-            None,
-            name,
-            Target::Main,
-            &WriteOptions::default(),
-            |n| {
-                if let Some(labels) = n["metadata"]["labels"].as_object_mut() {
-                    labels.remove("eks.amazonaws.com/nodegroup");
-                }
-                Ok(())
-            },
-        )?;
-        Ok(())
+        self.edit_node(name, |n| {
+            if let Some(labels) = n["metadata"]["labels"].as_object_mut() {
+                labels.remove("eks.amazonaws.com/nodegroup");
+            }
+        })
     }
 
     /// Marks a node (un)schedulable, as `kubectl cordon`/`uncordon` do.
     pub fn set_unschedulable(&self, name: &str, unschedulable: bool) -> Result<()> {
+        self.edit_node(name, |n| {
+            if unschedulable {
+                n["spec"]["unschedulable"] = json!(true);
+            } else if let Some(spec) = n["spec"].as_object_mut() {
+                spec.remove("unschedulable");
+            }
+        })
+    }
+
+    /// Changes the Node `name` in place with `edit`.
+    fn edit_node(&self, name: &str, edit: impl FnOnce(&mut Value)) -> Result<()> {
         let ty = self.ty("v1", "Node");
         self.store.mutate(
             &ty,
@@ -526,11 +515,7 @@ impl SimCluster {
             Target::Main,
             &WriteOptions::default(),
             |n| {
-                if unschedulable {
-                    n["spec"]["unschedulable"] = json!(true);
-                } else if let Some(spec) = n["spec"].as_object_mut() {
-                    spec.remove("unschedulable");
-                }
+                edit(n);
                 Ok(())
             },
         )?;
