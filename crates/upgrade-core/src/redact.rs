@@ -195,11 +195,14 @@ fn mask_key_values(value: &str) -> String {
         .join(",")
 }
 
-/// The `user:password` part of a URL in `arg`, if any.
+/// The `user:password` part of a URL in `arg`, if any (the URL may sit in quotes or
+/// backticks, as in a report).
 fn url_userinfo(arg: &str) -> Option<&str> {
     let start = arg.find("://")? + 3;
     let rest = &arg[start..];
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let end = rest
+        .find(['/', '?', '#', '"', '\'', '`', ')'])
+        .unwrap_or(rest.len());
     let authority = &rest[..end];
     let at = authority.rfind('@')?;
     Some(&authority[..at])
@@ -370,21 +373,17 @@ fn scrub_word(word: &str, pending_flag_value: &mut bool) -> String {
         .unwrap_or(word.len());
     let (lead, core) = word.split_at(core_start);
     let mut core = core.to_string();
-    if let Some(start) = core.find("://") {
-        let rest = &core[start + 3..];
-        let end = rest
-            .find(['/', '?', '#', '"', '\'', '`', ')'])
-            .unwrap_or(rest.len());
-        if let Some(at) = rest[..end].rfind('@') {
-            let userinfo = &rest[..at];
-            let masked = match userinfo.split_once(':') {
-                Some((_, password)) if is_env_ref(password) => userinfo.to_string(),
-                Some((user, _)) => format!("{user}:{MASK}"),
-                None if is_env_ref(userinfo) => userinfo.to_string(),
-                None => MASK.to_string(),
-            };
-            core = format!("{}{}{}", &core[..start + 3], masked, &rest[at..]);
-        }
+    if let Some(userinfo) = url_userinfo(&core) {
+        let masked = match userinfo.split_once(':') {
+            Some((_, password)) if is_env_ref(password) => userinfo.to_string(),
+            Some((user, _)) => format!("{user}:{MASK}"),
+            None if is_env_ref(userinfo) => userinfo.to_string(),
+            None => MASK.to_string(),
+        };
+        // `userinfo` is a slice of `core`: replace it where it is.
+        let start = userinfo.as_ptr() as usize - core.as_ptr() as usize;
+        let end = start + userinfo.len();
+        core.replace_range(start..end, &masked);
     }
     let (flag, inline) = split_flag(&core);
     if is_secret_flag(flag) {
