@@ -220,9 +220,11 @@ pub fn stop_on_ctrl_c() {
 
 /// Sets up logging on stderr per the flags (`RUST_LOG` overrides the level).
 pub fn init_logging(args: &OutputArgs) {
+    // kube-rs logs every failed request at ERROR, including each one its retry layer sends
+    // again; the error that ends a command says what failed, so those lines wait for -vv.
     let level = match args.verbose {
-        0 => "warn",
-        1 => "info",
+        0 => "warn,kube_client::client::builder=off",
+        1 => "info,kube_client::client::builder=off",
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

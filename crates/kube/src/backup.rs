@@ -171,8 +171,7 @@ pub async fn backup(
             None => Api::all_with(cluster.client().clone(), &ar),
         };
         let params = ListParams::default();
-        let listed =
-            crate::retry::retrying(&format!("list {}", kind.plural), || api.list(&params)).await;
+        let listed = crate::retry::read(&format!("list {}", kind.plural), api.list(&params)).await;
         let list = match listed {
             Ok(list) => list,
             Err(Error::Api { source, .. }) if api_code(&source) == Some(404) => {
@@ -242,7 +241,7 @@ async fn served_versions(cluster: &Cluster, kind: &BackupKind) -> Result<Option<
     }
     let crds: Api<CustomResourceDefinition> = Api::all(cluster.client().clone());
     let name = format!("{}.{}", kind.plural, kind.group);
-    let crd = crate::retry::retrying(&format!("read CRD {name}"), || crds.get_opt(&name)).await?;
+    let crd = crate::retry::read(&format!("read CRD {name}"), crds.get_opt(&name)).await?;
     Ok(crd.map(|crd| {
         crd.spec
             .versions
@@ -279,7 +278,7 @@ pub async fn restore(cluster: &Cluster, backup: &Backup, kinds: &[BackupKind]) -
         // Server-side apply is idempotent: an apply that failed for now is tried again.
         let params = PatchParams::apply(FIELD_MANAGER).force();
         let patch = Patch::Apply(obj);
-        crate::retry::retrying(&format!("restore {kind_name} {name}"), || {
+        crate::retry::idempotent_write(&format!("restore {kind_name} {name}"), || {
             api.patch(name, &params, &patch)
         })
         .await?;

@@ -4,7 +4,8 @@
 //! What is retried follows what is safe: a GET (get, list, and the start of a watch) on 429,
 //! 500, 502, 503, 504 or a broken connection, since reading twice changes nothing; any
 //! other request only on 429, which the API server's priority and fairness returns before
-//! doing anything. A write that failed with a 5xx or a dropped connection may have been
+//! doing anything, except an eviction: its 429 is a PodDisruptionBudget's answer, which the
+//! drain reads, reports and waits out under its own deadline. A write that failed with a 5xx or a dropped connection may have been
 //! carried out, so it goes back to its caller, which knows whether repeating it is safe
 //! (the lease takes itself over by resourceVersion, server-side apply is idempotent).
 
@@ -36,11 +37,11 @@ impl Default for TransientRetry {
     }
 }
 
-/// Whether a request that got `status` (or, for `None`, no answer) is sent again.
-pub(crate) fn worth_again(method: &Method, status: Option<u16>) -> bool {
+/// Whether a request to `path` that got `status` (or, for `None`, no answer) is sent again.
+pub(crate) fn worth_again(method: &Method, path: &str, status: Option<u16>) -> bool {
     let read = method == Method::GET;
     match status {
-        Some(429) => true,
+        Some(429) => !path.ends_with("/eviction"),
         Some(500 | 502 | 503 | 504) => read,
         Some(_) => false,
         None => read,
@@ -61,7 +62,7 @@ impl<Res> tower::retry::Policy<Request<Body>, Response<Res>, BoxError> for Trans
         };
         if self.retries_left == 0
             || status.is_some_and(|s| s < 400)
-            || !worth_again(req.method(), status)
+            || !worth_again(req.method(), req.uri().path(), status)
         {
             return None;
         }
@@ -93,6 +94,7 @@ mod tests {
 
     #[test]
     fn reads_are_retried_on_5xx_and_writes_only_when_throttled() {
+        let path = "/api/v1/namespaces/mlops/configmaps/x";
         for (method, status, again) in [
             (Method::GET, Some(503), true),
             (Method::GET, Some(500), true),
@@ -105,7 +107,18 @@ mod tests {
             (Method::PATCH, None, false),
             (Method::DELETE, Some(429), true),
         ] {
-            assert_eq!(worth_again(&method, status), again, "{method} {status:?}");
+            assert_eq!(
+                worth_again(&method, path, status),
+                again,
+                "{method} {status:?}"
+            );
         }
+    }
+
+    #[test]
+    fn a_refused_eviction_goes_back_to_the_drain() {
+        let eviction = "/api/v1/namespaces/mlops/pods/p-0/eviction";
+        assert!(!worth_again(&Method::POST, eviction, Some(429)));
+        assert!(!worth_again(&Method::POST, eviction, Some(503)));
     }
 }

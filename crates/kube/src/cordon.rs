@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::connect::Cluster;
 use crate::error::Result;
-use crate::retry::retrying;
+use crate::retry::{idempotent_write, read};
 
 /// The annotation marking a cordon this toolkit set.
 pub const CORDONED_BY: &str = "upgrade.mlops.dev/cordoned-by";
@@ -44,7 +44,7 @@ pub enum Uncordoned {
 pub async fn cordon(cluster: &Cluster, node: &str) -> Result<Cordoned> {
     cluster.guard()?;
     let nodes: Api<Node> = Api::all(cluster.client().clone());
-    let current = retrying(&format!("read node {node}"), || nodes.get(node)).await?;
+    let current = read(&format!("read node {node}"), nodes.get(node)).await?;
     let unschedulable = current
         .spec
         .as_ref()
@@ -63,7 +63,7 @@ pub async fn cordon(cluster: &Cluster, node: &str) -> Result<Cordoned> {
     });
     // The merge patch is idempotent, so a transient failure is simply sent again.
     let (params, patch) = (PatchParams::default(), Patch::Merge(&patch));
-    retrying(&format!("cordon node {node}"), || {
+    idempotent_write(&format!("cordon node {node}"), || {
         nodes.patch(node, &params, &patch)
     })
     .await?;
@@ -75,7 +75,7 @@ pub async fn cordon(cluster: &Cluster, node: &str) -> Result<Cordoned> {
 pub async fn uncordon(cluster: &Cluster, node: &str) -> Result<Uncordoned> {
     cluster.guard()?;
     let nodes: Api<Node> = Api::all(cluster.client().clone());
-    let current = retrying(&format!("read node {node}"), || nodes.get(node)).await?;
+    let current = read(&format!("read node {node}"), nodes.get(node)).await?;
     let unschedulable = current
         .spec
         .as_ref()
@@ -93,7 +93,7 @@ pub async fn uncordon(cluster: &Cluster, node: &str) -> Result<Uncordoned> {
         "spec": { "unschedulable": null },
     });
     let (params, patch) = (PatchParams::default(), Patch::Merge(&patch));
-    retrying(&format!("uncordon node {node}"), || {
+    idempotent_write(&format!("uncordon node {node}"), || {
         nodes.patch(node, &params, &patch)
     })
     .await?;

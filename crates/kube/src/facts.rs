@@ -32,7 +32,7 @@ use upgrade_core::version::KubeVersion;
 use crate::connect::Cluster;
 use crate::drain::{BlockReason, BlockedPod, DO_NOT_DISRUPT, DrainOptions, PodPlan, plan_pod};
 use crate::error::{Error, Result};
-use crate::retry::{list_all, list_if_served, list_pages, retrying};
+use crate::retry::{list_all, list_if_served, list_pages, read};
 
 /// Annotations kept on [`PodFacts`]: the ones checks and drains act on. (Keeping all of them
 /// would multiply the memory of 60,000 pods for nothing.)
@@ -119,7 +119,7 @@ pub async fn gather(cluster: &Cluster, options: &GatherOptions) -> Result<Gather
     let now = jiff::Timestamp::now();
     let page = options.page_size.max(1);
 
-    let version = retrying("read the API server version", || client.apiserver_version());
+    let version = read("read the API server version", client.apiserver_version());
     let nodes = list_all::<Node, _>(&client, page, "list nodes", |n| Some(node_facts(&n)));
     let deployments = list_all::<Deployment, _>(&client, page, "list Deployments", |d| {
         Some(deployment_facts(&d))
@@ -726,9 +726,10 @@ fn aggregate_events(events: Vec<EventFacts>) -> Vec<EventFacts> {
 
 async fn kube_proxy_facts(client: &kube::Client) -> Result<Option<KubeProxyFacts>> {
     let daemonsets: Api<DaemonSet> = Api::namespaced(client.clone(), "kube-system");
-    let Some(ds) = retrying("read kube-system/kube-proxy", || {
-        daemonsets.get_opt("kube-proxy")
-    })
+    let Some(ds) = read(
+        "read kube-system/kube-proxy",
+        daemonsets.get_opt("kube-proxy"),
+    )
     .await?
     else {
         return Ok(None);
@@ -748,9 +749,10 @@ async fn kube_proxy_facts(client: &kube::Client) -> Result<Option<KubeProxyFacts
         return Ok(None);
     };
     let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), "kube-system");
-    let config = retrying("read kube-system/kube-proxy-config", || {
-        configmaps.get_opt("kube-proxy-config")
-    })
+    let config = read(
+        "read kube-system/kube-proxy-config",
+        configmaps.get_opt("kube-proxy-config"),
+    )
     .await?;
     Ok(Some(KubeProxyFacts {
         image,

@@ -31,7 +31,7 @@ use std::collections::BTreeMap;
 use crate::connect::Cluster;
 use crate::cordon::cordon;
 use crate::provisioner::Provisioner;
-use crate::retry::{list_all, retrying};
+use crate::retry::{idempotent_write, list_all};
 use crate::rollout::{NodeReplacer, ReplacerError};
 
 /// The placeholder in a command's arguments that stands for the node's name.
@@ -212,7 +212,7 @@ impl Replacer {
         self.cluster.guard()?;
         let nodes: Api<Node> = Api::all(self.cluster.client().clone());
         let params = DeleteParams::default();
-        match retrying(&format!("delete node {node}"), || {
+        match idempotent_write(&format!("delete node {node}"), || {
             nodes.delete(node, &params)
         })
         .await

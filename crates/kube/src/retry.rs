@@ -22,8 +22,31 @@ pub(crate) fn is_transient(err: &kube::Error) -> bool {
     }
 }
 
-/// Runs `call` until it succeeds, fails for good, or has failed transiently [`ATTEMPTS`] times.
-pub(crate) async fn retrying<T, F, Fut>(action: &str, mut call: F) -> Result<T>
+/// One read, with its failure named by `action`. The client's own retry layer
+/// ([`crate::client_retry`]) has already sent a GET again on 429, 5xx and dropped
+/// connections, so a read is not retried a second time here.
+pub(crate) async fn read<T>(
+    action: &str,
+    call: impl Future<Output = std::result::Result<T, kube::Error>>,
+) -> Result<T> {
+    call.await.map_err(|err| Error::api(action, err))
+}
+
+/// Whether a write that failed with `err` may have been carried out and is worth sending
+/// again when it is idempotent: a 5xx or a dropped connection. A 429 is not here: the
+/// client's retry layer already retried it, as the server did nothing.
+fn is_server_failure(err: &kube::Error) -> bool {
+    match api_code(err) {
+        Some(code) => matches!(code, 500 | 502 | 503 | 504),
+        None => matches!(err, kube::Error::HyperError(_) | kube::Error::Service(_)),
+    }
+}
+
+/// Runs an idempotent write (a merge patch to a fixed value, a server-side apply, a delete)
+/// until it succeeds, fails for good, or has failed with a server error [`ATTEMPTS`] times.
+/// Only idempotent writes come here: a non-idempotent one that failed with a 5xx may have
+/// been carried out and goes back to its caller.
+pub(crate) async fn idempotent_write<T, F, Fut>(action: &str, mut call: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = std::result::Result<T, kube::Error>>,
@@ -33,8 +56,8 @@ where
     loop {
         match call().await {
             Ok(value) => return Ok(value),
-            Err(err) if attempt < ATTEMPTS && is_transient(&err) => {
-                tracing::debug!(action, attempt, error = %err, "transient API error; retrying");
+            Err(err) if attempt < ATTEMPTS && is_server_failure(&err) => {
+                tracing::debug!(action, attempt, error = %err, "server error on an idempotent write; sending it again");
                 tokio::time::sleep(pause).await;
                 pause *= 2;
                 attempt += 1;
@@ -93,7 +116,7 @@ where
                 page_params = page_params.continue_token(t);
             }
             let page: std::result::Result<ObjectList<K>, Error> =
-                retrying(action, || api.list(&page_params)).await;
+                read(action, api.list(&page_params)).await;
             let page = match page {
                 Ok(page) => page,
                 Err(Error::Api { ref source, .. })
@@ -141,15 +164,11 @@ pub(crate) async fn list_if_served(
     page_size: u32,
 ) -> Result<Option<Vec<kube::api::DynamicObject>>> {
     let group_version = format!("{group}/{version}");
-    let served = retrying(&format!("discover {group_version}"), || {
-        let client = client.clone();
-        let group_version = group_version.clone();
-        async move {
-            match client.list_api_group_resources(&group_version).await {
-                Ok(list) => Ok(list.resources.iter().any(|r| r.name == plural)),
-                Err(e) if api_code(&e) == Some(404) => Ok(false),
-                Err(e) => Err(e),
-            }
+    let served = read(&format!("discover {group_version}"), async {
+        match client.list_api_group_resources(&group_version).await {
+            Ok(list) => Ok(list.resources.iter().any(|r| r.name == plural)),
+            Err(e) if api_code(&e) == Some(404) => Ok(false),
+            Err(e) => Err(e),
         }
     })
     .await?;
@@ -193,10 +212,21 @@ mod tests {
         }
     }
 
+    #[test]
+    fn writes_are_sent_again_only_after_server_errors() {
+        for code in [500, 502, 503, 504] {
+            assert!(is_server_failure(&status(code)), "{code}");
+        }
+        // 429 was already retried by the client layer; the rest are answers.
+        for code in [400, 403, 404, 409, 422, 429] {
+            assert!(!is_server_failure(&status(code)), "{code}");
+        }
+    }
+
     #[tokio::test]
-    async fn a_transient_failure_is_retried_and_a_permanent_one_is_not() {
+    async fn an_idempotent_write_is_sent_again_after_a_server_error_and_not_after_a_refusal() {
         let mut calls = 0;
-        let value = retrying("read", || {
+        let value = idempotent_write("patch", || {
             calls += 1;
             let fail = calls < 3;
             async move { if fail { Err(status(503)) } else { Ok(7) } }
@@ -206,13 +236,13 @@ mod tests {
         assert_eq!((value, calls), (7, 3));
 
         let mut calls = 0;
-        let err = retrying::<u8, _, _>("read node x", || {
+        let err = idempotent_write::<u8, _, _>("patch node x", || {
             calls += 1;
             async { Err(status(403)) }
         })
         .await
         .unwrap_err();
         assert_eq!(calls, 1);
-        assert!(err.to_string().starts_with("read node x"), "{err}");
+        assert!(err.to_string().starts_with("patch node x"), "{err}");
     }
 }

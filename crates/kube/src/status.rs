@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::connect::Cluster;
 use crate::cordon::FIELD_MANAGER;
 use crate::error::{Error, Result};
-use crate::retry::retrying;
+use crate::retry::{idempotent_write, read};
 
 /// Name of the ConfigMap.
 pub const NAME: &str = "upgrade-status";
@@ -137,7 +137,7 @@ impl UpgradeStatus {
         });
         // A server-side apply of the whole document is idempotent: retried when the server is busy.
         let (params, patch) = (PatchParams::apply(FIELD_MANAGER).force(), Patch::Apply(&cm));
-        retrying("update kube-system/upgrade-status", || {
+        idempotent_write("update kube-system/upgrade-status", || {
             api.patch(NAME, &params, &patch)
         })
         .await?;
@@ -147,8 +147,7 @@ impl UpgradeStatus {
     /// Reads it back (`None` when there is none).
     pub async fn read(cluster: &Cluster) -> Result<Option<UpgradeStatus>> {
         let api: Api<ConfigMap> = Api::namespaced(cluster.client().clone(), "kube-system");
-        let Some(cm) = retrying("read kube-system/upgrade-status", || api.get_opt(NAME)).await?
-        else {
+        let Some(cm) = read("read kube-system/upgrade-status", api.get_opt(NAME)).await? else {
             return Ok(None);
         };
         let json = cm

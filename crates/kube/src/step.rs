@@ -351,8 +351,7 @@ impl NodeRolloutStep {
             kube::Api::all(self.cluster.client().clone());
         let mut chosen = Vec::new();
         for name in below {
-            let node =
-                crate::retry::retrying(&format!("read node {name}"), || nodes.get(&name)).await?;
+            let node = crate::retry::read(&format!("read node {name}"), nodes.get(&name)).await?;
             let provisioner = Provisioner::of(&node);
             let labels = node.metadata.labels.unwrap_or_default();
             if self
@@ -701,9 +700,9 @@ impl WorkloadsReadyStep {
         let deployments: Api<Deployment> =
             Api::namespaced(self.cluster.client().clone(), &self.spec.namespace);
         let params = ListParams::default();
-        let list = crate::retry::retrying(
+        let list = crate::retry::read(
             &format!("list deployments in {}", self.spec.namespace),
-            || deployments.list(&params),
+            deployments.list(&params),
         )
         .await?;
         let mut problems: Vec<String> = list
@@ -722,10 +721,8 @@ impl WorkloadsReadyStep {
         for kind in &self.spec.kinds {
             let api: Api<DynamicObject> =
                 Api::all_with(self.cluster.client().clone(), &kind.api_resource());
-            let list = match crate::retry::retrying(&format!("list {}", kind.plural), || {
-                api.list(&params)
-            })
-            .await
+            let list = match crate::retry::read(&format!("list {}", kind.plural), api.list(&params))
+                .await
             {
                 Ok(list) => list,
                 // A kind the cluster does not serve has nothing to verify.
