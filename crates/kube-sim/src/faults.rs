@@ -34,6 +34,9 @@ pub struct FaultRule {
     pub rate: f64,
     /// How it fails.
     pub kind: FaultKind,
+    /// How many more times the rule may fire (`None`: no limit), so a test can fail exactly
+    /// the next matching request.
+    pub limit: Option<u32>,
 }
 
 /// Faults for the whole server. The default injects nothing.
@@ -61,6 +64,25 @@ impl FaultConfig {
             resource: resource.map(str::to_string),
             rate,
             kind,
+            limit: None,
+        });
+        self
+    }
+
+    /// Adds a rule that fires on the next `times` matching requests, then never again.
+    pub fn next(
+        mut self,
+        verb: Option<&str>,
+        resource: Option<&str>,
+        times: u32,
+        kind: FaultKind,
+    ) -> Self {
+        self.rules.push(FaultRule {
+            verb: verb.map(str::to_string),
+            resource: resource.map(str::to_string),
+            rate: 1.0,
+            kind,
+            limit: Some(times),
         });
         self
     }
@@ -78,8 +100,9 @@ pub struct FaultSpecError {
 
 /// How a fault specification is written (also the error's hint).
 pub const FAULT_SPEC_HELP: &str = "write comma-separated VERB:RESOURCE:KIND=RATE rules (VERB and \
-RESOURCE may be `*`; KIND is 429, 500, 503, drop or drop-response; RATE is 0.05 or 5%), plus \
-optional seed=N and latency=MS, e.g. `seed=7,*:*:503=5%,*:*:drop=5%`";
+RESOURCE may be `*`; KIND is 429, 500, 503, drop or drop-response; RATE is 0.05 or 5%, and \
+`@N` after it fires the rule at most N times), plus optional seed=N and latency=MS, e.g. \
+`seed=7,*:*:503=5%,update:secrets:503=100%@1`";
 
 impl std::str::FromStr for FaultConfig {
     type Err = FaultSpecError;
@@ -109,6 +132,17 @@ impl std::str::FromStr for FaultConfig {
             let (target, rate) = item
                 .split_once('=')
                 .ok_or_else(|| err("it has no `=RATE`"))?;
+            let (rate, limit) = match rate.split_once('@') {
+                Some((rate, times)) => (
+                    rate,
+                    Some(
+                        times
+                            .parse::<u32>()
+                            .map_err(|_| err("the count after `@` is not a whole number"))?,
+                    ),
+                ),
+                None => (rate, None),
+            };
             let rate = match rate.strip_suffix('%') {
                 Some(percent) => percent.parse::<f64>().map(|p| p / 100.0),
                 None => rate.parse::<f64>(),
@@ -150,6 +184,7 @@ impl std::str::FromStr for FaultConfig {
                 resource: any(resource),
                 rate,
                 kind,
+                limit,
             });
         }
         Ok(config)
@@ -180,10 +215,14 @@ impl Faults {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let (config, rng) = &mut *state;
         let latency = config.latency;
-        for rule in &config.rules {
+        for rule in &mut config.rules {
             let verb_ok = rule.verb.as_deref().is_none_or(|v| v == verb);
             let res_ok = rule.resource.as_deref().is_none_or(|r| r == resource);
-            if verb_ok && res_ok && rng.random_bool(rule.rate.clamp(0.0, 1.0)) {
+            let left = rule.limit.is_none_or(|n| n > 0);
+            if verb_ok && res_ok && left && rng.random_bool(rule.rate.clamp(0.0, 1.0)) {
+                if let Some(n) = &mut rule.limit {
+                    *n -= 1;
+                }
                 return (latency, Some(rule.kind));
             }
         }
@@ -237,6 +276,7 @@ mod tests {
             ("pods:500=1%", "it is not VERB:RESOURCE:KIND"),
             ("seed=x", "the seed is not a whole number"),
             ("*:*:500", "it has no `=RATE`"),
+            ("*:*:500=1@x", "the count after `@` is not a whole number"),
         ] {
             let err = bad.parse::<FaultConfig>().unwrap_err().to_string();
             assert!(
@@ -244,5 +284,28 @@ mod tests {
                 "{bad}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn a_limited_rule_fires_exactly_its_count() {
+        let config: FaultConfig = "update:secrets:503=100%@2".parse().unwrap();
+        assert_eq!(config.rules[0].limit, Some(2));
+        let faults = Faults::new(config);
+        let fired: Vec<bool> = (0..4)
+            .map(|_| faults.decide("update", "secrets").1.is_some())
+            .collect();
+        assert_eq!(fired, [true, true, false, false]);
+        let next = Faults::new(FaultConfig::default().next(
+            Some("create"),
+            None,
+            1,
+            FaultKind::InternalError,
+        ));
+        assert_eq!(next.decide("get", "pods").1, None);
+        assert_eq!(
+            next.decide("create", "pods").1,
+            Some(FaultKind::InternalError)
+        );
+        assert_eq!(next.decide("create", "pods").1, None);
     }
 }
