@@ -254,6 +254,20 @@ impl Error {
         }
     }
 
+    /// Whether running the same command again may succeed: the API server failed a request
+    /// for now, either as the failure itself or as the cause of a failure Helm rolled back
+    /// (`--atomic` undoes an upgrade whose object write got a 503; the release is back, so
+    /// the upgrade can simply run again).
+    pub fn worth_running_again(&self) -> bool {
+        match self.failure_kind() {
+            Some(FailureKind::ApiTransient) => true,
+            Some(FailureKind::RolledBack) => self
+                .stderr()
+                .is_some_and(|stderr| FailureKind::names_transient_cause(stderr)),
+            _ => false,
+        }
+    }
+
     /// Helm's stderr (redacted) when it ran.
     pub fn stderr(&self) -> Option<&str> {
         match self {
@@ -375,6 +389,9 @@ const PATTERNS: &[(FailureKind, &[&str])] = &[
             "connection reset by peer",
             "http2: client connection lost",
             "unexpected eof",
+            // Go's HTTP client when the server closed the connection before answering:
+            // `Post "https://…/secrets": EOF`.
+            "\": eof",
         ],
     ),
     (
@@ -443,6 +460,16 @@ const PATTERNS: &[(FailureKind, &[&str])] = &[
 ];
 
 impl FailureKind {
+    /// Whether `stderr` names a transient API failure anywhere (also as the cause of a
+    /// rolled-back operation, which [`classify`](Self::classify) reports as [`RolledBack`](Self::RolledBack)).
+    pub fn names_transient_cause(stderr: &str) -> bool {
+        let text = stderr.to_lowercase();
+        PATTERNS
+            .iter()
+            .filter(|(kind, _)| *kind == FailureKind::ApiTransient)
+            .any(|(_, needles)| needles.iter().any(|needle| text.contains(needle)))
+    }
+
     /// Classifies Helm's stderr (case-insensitive).
     pub fn classify(stderr: &str) -> FailureKind {
         let text = stderr.to_lowercase();

@@ -16,7 +16,7 @@ use crate::chart::{
 use crate::error::{Error, FailureKind, Result};
 use crate::options::{
     self, ListOptions, RollbackOptions, TemplateOptions, UninstallOptions, UpgradeOptions,
-    ValuesStrategy,
+    ValuesStrategy, WaitMode,
 };
 use crate::snapshot::{
     PendingPolicy, ReleaseSnapshot, RestoreAction, RestorePlan, SNAPSHOT_FORMAT, pending_error,
@@ -24,7 +24,8 @@ use crate::snapshot::{
 };
 use crate::storage::StorageDriver;
 use crate::types::{
-    ChartVersionEntry, HistoryEntry, ListEntry, Release, ReleaseMetadata, ReleaseRef, Values,
+    ChartVersionEntry, HistoryEntry, ListEntry, Release, ReleaseMetadata, ReleaseRef,
+    ReleaseStatus, Values,
 };
 use crate::version::HelmVersion;
 
@@ -176,6 +177,10 @@ pub struct UpgradeOutcome {
 /// How many times a Helm command that failed on a transient API error is run in all.
 pub const TRANSIENT_ATTEMPTS: u32 = 5;
 
+/// How many times a restore's Helm command (the way back of a failed upgrade) is run in all:
+/// more than for the upgrade, since giving up leaves the release half-done.
+pub const RESTORE_ATTEMPTS: u32 = 12;
+
 impl Helm {
     /// A builder.
     pub fn builder() -> HelmBuilder {
@@ -262,9 +267,8 @@ impl Helm {
     /// Runs `cmd`, again (up to [`TRANSIENT_ATTEMPTS`] times, backing off) while it fails
     /// because the API server failed a request for now ([`FailureKind::ApiTransient`]):
     /// client-go retries only throttling and 5xx that carry Retry-After, and a dropped
-    /// connection only on reads, so one 500 would otherwise fail a whole upgrade. Running an
-    /// upgrade or rollback again is safe: a failed one is recorded as a failed revision, and
-    /// the next builds on it.
+    /// connection only on reads, so one 500 would otherwise fail a whole upgrade. Commands
+    /// that change a release go through [`run_release_change`](Self::run_release_change).
     async fn run(&self, cmd: &ProcessBuilder) -> Result<upgrade_core::ProcessOutput> {
         tracing::info!(command = %cmd, "helm");
         let mut pause = Duration::from_millis(500);
@@ -286,6 +290,95 @@ impl Helm {
                 }
             }
         }
+    }
+
+    /// Runs `cmd`, which changes `release` (an upgrade or a rollback), again while it fails
+    /// for a transient reason ([`Error::worth_running_again`]), like [`run`](Self::run). A
+    /// failed attempt may leave the release `pending-*`: Helm wrote the pending record, then
+    /// could not write how the operation ended. No Helm is running on it any more (ours
+    /// exited), so before running again that pending revision is settled, and only when it
+    /// is newer than the release was before the first attempt: an older pending revision is
+    /// someone else's and is refused as usual.
+    async fn run_release_change(
+        &self,
+        cmd: &ProcessBuilder,
+        release: &ReleaseRef,
+        attempts: u32,
+    ) -> Result<upgrade_core::ProcessOutput> {
+        tracing::info!(command = %cmd, "helm");
+        let newest_before = self.newest_revision(release).await?;
+        let mut pause = Duration::from_millis(500);
+        let mut attempt = 1;
+        loop {
+            let err = match cmd.exec_async().await {
+                Ok(out) => return Ok(out),
+                Err(e) => Error::from(e),
+            };
+            if attempt >= attempts || !err.worth_running_again() {
+                return Err(err);
+            }
+            tracing::warn!(command = %cmd, attempt, error = %err, "transient API error; running helm again");
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(8));
+            attempt += 1;
+            self.settle_own_pending(release, newest_before).await?;
+        }
+    }
+
+    /// The release's newest revision (`None` when it does not exist).
+    async fn newest_revision(&self, release: &ReleaseRef) -> Result<Option<u32>> {
+        match self.history(release).await {
+            Ok(history) => Ok(history.iter().map(|h| h.revision).max()),
+            Err(err) if err.failure_kind() == Some(crate::FailureKind::ReleaseNotFound) => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Clears a `pending-*` revision newer than `newest_before`, which only our own failed
+    /// attempt can have written: a pending upgrade or rollback is rolled back to the newest
+    /// deployed revision (what Helm's own `--atomic` does), a pending first install is
+    /// uninstalled (what a failed `--atomic` install does).
+    async fn settle_own_pending(
+        &self,
+        release: &ReleaseRef,
+        newest_before: Option<u32>,
+    ) -> Result<()> {
+        let history = match self.history(release).await {
+            Ok(history) => history,
+            Err(err) if err.failure_kind() == Some(crate::FailureKind::ReleaseNotFound) => {
+                return Ok(());
+            }
+            Err(err) => return Err(err),
+        };
+        let Some(last) = history.iter().max_by_key(|h| h.revision) else {
+            return Ok(());
+        };
+        if !last.status.is_pending() || newest_before.is_some_and(|n| last.revision <= n) {
+            return Ok(());
+        }
+        let version = self.version().await?;
+        let cmd = match ReleaseSnapshot::newest_deployed(&history) {
+            Some(deployed) if last.status != ReleaseStatus::PendingInstall => {
+                tracing::warn!(release = %release, pending = last.revision, to = deployed,
+                    "our failed attempt left a pending revision; rolling back to the last deployed one before running again");
+                let o = RollbackOptions {
+                    wait: WaitMode::HooksOnly,
+                    ..RollbackOptions::default()
+                };
+                let mut cmd = self.command(options::rollback_args(version, release, deployed, &o)?);
+                cmd.timeout(o.timeout + Duration::from_secs(60));
+                cmd
+            }
+            _ => {
+                tracing::warn!(release = %release, pending = last.revision,
+                    "our failed first install left a pending revision; uninstalling it before running again");
+                let o = UninstallOptions::default();
+                let mut cmd = self.command(options::uninstall_args(version, release, &o)?);
+                cmd.timeout(o.timeout + Duration::from_secs(60));
+                cmd
+            }
+        };
+        self.run(&cmd).await.map(drop)
     }
 
     async fn run_json<T: serde::de::DeserializeOwned>(
@@ -561,7 +654,10 @@ impl Helm {
         } else {
             self.upgrade_command(release, chart, o).await?
         };
-        self.run_json(&cmd, "helm upgrade JSON").await
+        let out = self
+            .run_release_change(&cmd, release, TRANSIENT_ATTEMPTS)
+            .await?;
+        Ok(cmd.parse_json("helm upgrade JSON", &out.stdout)?)
     }
 
     /// `helm rollback` to an explicit revision, then its status.
@@ -571,10 +667,21 @@ impl Helm {
         revision: u32,
         o: &RollbackOptions,
     ) -> Result<Release> {
+        self.rollback_with(release, revision, o, TRANSIENT_ATTEMPTS)
+            .await
+    }
+
+    async fn rollback_with(
+        &self,
+        release: &ReleaseRef,
+        revision: u32,
+        o: &RollbackOptions,
+        attempts: u32,
+    ) -> Result<Release> {
         let version = self.version().await?;
         let mut cmd = self.command(options::rollback_args(version, release, revision, o)?);
         cmd.timeout(o.timeout + Duration::from_secs(60));
-        self.run(&cmd).await?;
+        self.run_release_change(&cmd, release, attempts).await?;
         self.status(release, None).await
     }
 
@@ -700,13 +807,14 @@ impl Helm {
         if let Some(recovery) = &plan.recover_pending {
             tracing::warn!(release = %release, pending = recovery.revision, to = recovery.rollback_to,
                 "clearing a pending revision under the explicit policy");
-            self.rollback(release, recovery.rollback_to, rollback)
+            self.rollback_with(release, recovery.rollback_to, rollback, RESTORE_ATTEMPTS)
                 .await?;
         }
         let result = match &plan.action {
             RestoreAction::NothingToDo { .. } => self.status(release, None).await?,
             RestoreAction::Rollback { to_revision } => {
-                self.rollback(release, *to_revision, rollback).await?
+                self.rollback_with(release, *to_revision, rollback, RESTORE_ATTEMPTS)
+                    .await?
             }
             RestoreAction::RollForward {
                 chart_name,
@@ -754,7 +862,10 @@ impl Helm {
                 // Values go on stdin: they never appear in argv, logs or errors.
                 cmd.arg("--values").arg("-");
                 cmd.stdin(serde_json::to_vec(&snapshot.user_values).expect("values serialize"));
-                self.run_json(&cmd, "helm upgrade JSON").await?
+                let out = self
+                    .run_release_change(&cmd, release, RESTORE_ATTEMPTS)
+                    .await?;
+                cmd.parse_json("helm upgrade JSON", &out.stdout)?
             }
         };
         Ok((plan, result))

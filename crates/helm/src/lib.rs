@@ -62,7 +62,8 @@ pub use chart::{
 };
 pub use error::{Error, FailureKind, HelmFailure, Result};
 pub use helm::{
-    DEFAULT_READ_TIMEOUT, Helm, HelmBuilder, REDIRECTING_ENV, UpgradeOutcome, ValuesScope,
+    DEFAULT_READ_TIMEOUT, Helm, HelmBuilder, REDIRECTING_ENV, RESTORE_ATTEMPTS, TRANSIENT_ATTEMPTS,
+    UpgradeOutcome, ValuesScope,
 };
 pub use options::{
     DryRun, ForceMode, ListOptions, OnFailure, RollbackOptions, ServerSide, SetKind, SetValue,

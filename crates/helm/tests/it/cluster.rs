@@ -998,6 +998,7 @@ fn api_server_failures_are_told_apart_from_other_failures() {
         "Error: UPGRADE FAILED: create: failed to create: Internal error occurred: etcdserver: leader changed",
         "Error: an error on the server (\"unknown\") has prevented the request from succeeding",
         "Error: read tcp 127.0.0.1:5555->127.0.0.1:6443: read: connection reset by peer",
+        "Error: UPGRADE FAILED: create: failed to create: Post \"https://127.0.0.1:6443/api/v1/namespaces/mlops/secrets\": EOF",
     ] {
         assert_eq!(
             FailureKind::classify(stderr),
@@ -1017,4 +1018,90 @@ fn api_server_failures_are_told_apart_from_other_failures() {
         ),
         FailureKind::OperationInProgress
     );
+}
+
+/// A failed write of the release record is what leaves a release `pending-*` without any Helm
+/// running: the upgrade's objects were applied (or failed to apply) and Helm could not record
+/// how it ended. Run again as it is, the upgrade would stop at "another operation is in
+/// progress"; the wrapper settles its own pending revision first, then runs the upgrade again.
+/// And a failure Helm rolled back (`--atomic`) whose cause was transient is run again too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_revision_left_by_a_failed_record_write_is_settled_before_helm_runs_again() {
+    use kube_sim::{FaultConfig, FaultKind};
+    let ctx = TestContext::new();
+    let sim = start_sim().await;
+    for tool in HELMS {
+        // (what fails: verb, resource, how many times in a row; what Helm does on a failure)
+        let scenarios: [(&str, &[(&str, &str, u32)], OnFailure); 5] = [
+            (
+                "the first watches of the wait",
+                &[("watch", "*", 3)],
+                OnFailure::Rollback,
+            ),
+            (
+                "the record writes after the objects were applied",
+                &[("update", "secrets", 2)],
+                OnFailure::Rollback,
+            ),
+            (
+                "an object write, then Helm's own rollback",
+                &[("patch", "deployments", 1)],
+                OnFailure::Rollback,
+            ),
+            (
+                "an object write and the record of the failure",
+                &[("patch", "deployments", 1), ("update", "secrets", 2)],
+                OnFailure::Fail,
+            ),
+            (
+                "the pending record's creation",
+                &[("create", "secrets", 1)],
+                OnFailure::Fail,
+            ),
+        ];
+        for (index, (what, faults, on_failure)) in scenarios.into_iter().enumerate() {
+            let helm = helm_on(&ctx, tool, &sim);
+            let release = ReleaseRef::new("mlflow", format!("record-{tool}-{index}"));
+            deploy(&helm, &release, &chart("mlflow", "0.16.0")).await;
+            let config =
+                faults
+                    .iter()
+                    .fold(FaultConfig::default(), |config, (verb, resource, times)| {
+                        config.next(
+                            Some(verb),
+                            Some(resource),
+                            *times,
+                            FaultKind::ServiceUnavailable,
+                        )
+                    });
+            sim.set_faults(config);
+            let options = quick(UpgradeOptions {
+                on_failure,
+                ..UpgradeOptions::default()
+            });
+            let upgraded = helm
+                .upgrade(&release, &chart("mlflow", "0.17.0"), &options)
+                .await;
+            sim.set_faults(FaultConfig::default());
+            let history = helm.history(&release).await.unwrap();
+            let upgraded = upgraded.unwrap_or_else(|e| panic!("{tool}, {what}: {e}\n{history:#?}"));
+            assert_eq!(
+                upgraded.info.status,
+                ReleaseStatus::Deployed,
+                "{tool}, {what}"
+            );
+            let now = helm.metadata(&release, None).await.unwrap();
+            assert_eq!(
+                (now.version.as_str(), now.status),
+                ("0.17.0", ReleaseStatus::Deployed),
+                "{tool}, {what}: {history:#?}"
+            );
+            // Helm itself decides by the newest revision; a settled pending one stays in the
+            // history underneath (as after `helm rollback` by hand).
+            helm.preflight(&release)
+                .await
+                .unwrap_or_else(|e| panic!("{tool}, {what}: {e}"));
+        }
+    }
+    sim.shutdown().await;
 }
