@@ -215,20 +215,62 @@ impl UpgradeLock {
     }
 
     /// Releases the lock (deletes the lease if it is still ours).
-    pub async fn release(self) -> Result<()> {
-        let params = DeleteParams {
-            preconditions: Some(Preconditions {
-                resource_version: Some(self.resource_version.clone()),
-                uid: None,
-            }),
-            ..DeleteParams::default()
-        };
-        match self.api.delete(&self.options.name, &params).await {
-            Ok(_) => Ok(()),
-            // Gone or no longer ours: nothing of ours to release.
-            Err(e) if matches!(api_code(&e), Some(404) | Some(409)) => Ok(()),
-            Err(e) => Err(Error::api("release the upgrade lock", e)),
+    ///
+    /// The delete is conditional on the lease's resourceVersion, so sending it again after a
+    /// 5xx or a dropped connection is safe (a delete that went through answers 404 the second
+    /// time). A 409 means the lease changed since we last saw it: a renewal whose answer was
+    /// lost (or cut short when the run ended) bumped it. If it still names us, the delete is
+    /// sent again with its current resourceVersion; otherwise it is not ours to release.
+    pub async fn release(mut self) -> Result<()> {
+        for _ in 0..3 {
+            let params = DeleteParams {
+                preconditions: Some(Preconditions {
+                    resource_version: Some(self.resource_version.clone()),
+                    uid: None,
+                }),
+                ..DeleteParams::default()
+            };
+            let deleted = crate::retry::idempotent_write("release the upgrade lock", || {
+                self.api.delete(&self.options.name, &params)
+            })
+            .await;
+            let code = match &deleted {
+                Ok(_) => return Ok(()),
+                Err(Error::Api { source, .. }) => api_code(source),
+                Err(_) => None,
+            };
+            match code {
+                Some(404) => return Ok(()),
+                Some(409) => {
+                    let current = crate::retry::read(
+                        "read the upgrade lock",
+                        self.api.get_opt(&self.options.name),
+                    )
+                    .await?;
+                    match current {
+                        Some(lease)
+                            if spec_holder(&lease).as_deref()
+                                == Some(self.options.holder.as_str()) =>
+                        {
+                            self.resource_version =
+                                lease.metadata.resource_version.unwrap_or_default();
+                        }
+                        // Gone or someone else's: nothing of ours to release.
+                        _ => return Ok(()),
+                    }
+                }
+                _ => return deleted.map(drop),
+            }
         }
+        Err(Error::api(
+            "release the upgrade lock",
+            kube::Error::Api(Box::new(kube::core::Status {
+                code: 409,
+                reason: "Conflict".into(),
+                message: "the lease kept changing while it was released".into(),
+                ..Default::default()
+            })),
+        ))
     }
 }
 

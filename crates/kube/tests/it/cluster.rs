@@ -1766,3 +1766,68 @@ async fn the_lock_backups_and_verification_wait_out_a_flaky_api_server() {
     sim.set_faults(FaultConfig::default());
     lock.release().await.unwrap();
 }
+
+/// The lock is released even when the API server fails the delete, or when a renewal went
+/// through but its answer was lost (so the lease's resourceVersion moved on without us):
+/// the next run must not find the lock held by a run that has ended.
+#[tokio::test]
+async fn the_lock_is_released_through_server_errors_and_lost_answers() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use upgrade_kube::lock::{LockOptions, UpgradeLock};
+    let sim = sim().await;
+    sim.load_yaml("apiVersion: v1\nkind: Namespace\nmetadata: {name: kube-system}\n")
+        .ok();
+    let cluster = connect(&sim, Some(sim.url())).await;
+    let leases: Api<Lease> = Api::namespaced(cluster.client().clone(), "kube-system");
+    let options = || LockOptions {
+        ttl: Duration::from_secs(60),
+        ..LockOptions::new("runner-1/run-a")
+    };
+
+    // Two 503s on the delete.
+    let held = UpgradeLock::acquire(&cluster, options(), "preflight")
+        .await
+        .unwrap();
+    sim.set_faults(FaultConfig::default().next(
+        Some("delete"),
+        Some("leases"),
+        2,
+        FaultKind::ServiceUnavailable,
+    ));
+    held.release().await.expect("released after the 503s");
+    sim.set_faults(FaultConfig::default());
+    let name = options().name;
+    assert!(leases.get_opt(&name).await.unwrap().is_none(), "lease left");
+
+    // A renewal carried out whose answer never came back.
+    let mut held = UpgradeLock::acquire(&cluster, options(), "preflight")
+        .await
+        .unwrap();
+    sim.set_faults(FaultConfig::default().next(
+        Some("update"),
+        Some("leases"),
+        1,
+        FaultKind::DropResponse,
+    ));
+    held.renew(Some("drain node-a"))
+        .await
+        .expect_err("the answer was lost");
+    sim.set_faults(FaultConfig::default());
+    let lease = leases.get(&name).await.unwrap();
+    assert_eq!(
+        lease
+            .metadata
+            .annotations
+            .unwrap_or_default()
+            .values()
+            .next()
+            .map(String::as_str),
+        Some("drain node-a"),
+        "the renewal went through"
+    );
+    held.release()
+        .await
+        .expect("released with the lease's current version");
+    assert!(leases.get_opt(&name).await.unwrap().is_none(), "lease left");
+    sim.shutdown().await;
+}
