@@ -401,13 +401,18 @@ fn steps(ctx: &FlowContext, checked: &Checked, chart_version: &str) -> Result<Ve
             options: UpgradeOptions {
                 create_namespace: true,
                 values_files: vec![spec.values.clone()],
-                wait: WaitMode::Ready,
+                // Helm 4's watcher (kstatus) leaves an object `Unknown` until its next event
+                // when one status read fails (a 503 listing ReplicaSets, measured on
+                // kube-sim), then waits out the whole timeout and rolls back a healthy
+                // upgrade (upstream helm#32615, #32616); the legacy poller retries 5xx and
+                // 429. Custom resources are checked by the readiness step that follows.
+                wait: WaitMode::ReadyLegacy,
                 timeout: spec.timeout,
                 ..UpgradeOptions::default()
             },
             restore_source: None,
             rollback: RollbackOptions {
-                wait: WaitMode::Ready,
+                wait: WaitMode::ReadyLegacy,
                 timeout: spec.timeout,
                 ..RollbackOptions::default()
             },
