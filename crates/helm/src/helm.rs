@@ -306,7 +306,9 @@ impl Helm {
         attempts: u32,
     ) -> Result<upgrade_core::ProcessOutput> {
         tracing::info!(command = %cmd, "helm");
-        let newest_before = self.newest_revision(release).await?;
+        // Unknown when it cannot be read (the cluster unreachable): the command then fails
+        // with its own error, and nothing is settled.
+        let newest_before = self.newest_revision(release).await.ok();
         let mut pause = Duration::from_millis(500);
         let mut attempt = 1;
         loop {
@@ -321,7 +323,9 @@ impl Helm {
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_secs(8));
             attempt += 1;
-            self.settle_own_pending(release, newest_before).await?;
+            if let Some(newest_before) = newest_before {
+                self.settle_own_pending(release, newest_before).await?;
+            }
         }
     }
 
