@@ -263,7 +263,7 @@ impl Error {
             Some(FailureKind::ApiTransient) => true,
             Some(FailureKind::RolledBack) => self
                 .stderr()
-                .is_some_and(|stderr| FailureKind::names_transient_cause(stderr)),
+                .is_some_and(FailureKind::names_transient_cause),
             _ => false,
         }
     }
