@@ -1020,6 +1020,9 @@ fn api_server_failures_are_told_apart_from_other_failures() {
     );
 }
 
+/// A fault to inject: verb, resource, how many times in a row.
+type Fault = (&'static str, &'static str, u32);
+
 /// A failed write of the release record is what leaves a release `pending-*` without any Helm
 /// running: the upgrade's objects were applied (or failed to apply) and Helm could not record
 /// how it ended. Run again as it is, the upgrade would stop at "another operation is in
@@ -1032,7 +1035,7 @@ async fn a_pending_revision_left_by_a_failed_record_write_is_settled_before_helm
     let sim = start_sim().await;
     for tool in HELMS {
         // (what fails: verb, resource, how many times in a row; what Helm does on a failure)
-        let scenarios: [(&str, &[(&str, &str, u32)], OnFailure); 5] = [
+        let scenarios: [(&str, &[Fault], OnFailure); 5] = [
             (
                 "the first watches of the wait",
                 &[("watch", "*", 3)],
