@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use upgrade_flows::flows::nodes::RolloutSpec;
+use upgrade_flows::flows::nodes::{DrainSpec, RolloutSpec};
 
 use crate::cli::parse_duration;
 
@@ -30,6 +30,24 @@ pub struct RolloutArgs {
     /// Time between the two validations after each batch, e.g. 10s.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
     pub validation_interval: Duration,
+    /// Leave DaemonSet pods on drained nodes (kubectl drain's flag; on unless
+    /// `--ignore-daemonsets=false`, with which they block the drain).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_value_t = true,
+          default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub ignore_daemonsets: bool,
+    /// Evict pods with emptyDir volumes; their data is lost (kubectl drain's flag): for
+    /// scratch space such as the Argo Workflows server's and Argo CD's.
+    #[arg(long)]
+    pub delete_emptydir_data: bool,
+    /// Evict pods no controller recreates and pods annotated karpenter.sh/do-not-disrupt;
+    /// they do not come back (kubectl drain's --force).
+    #[arg(long)]
+    pub force_drain: bool,
+    /// Seconds each evicted pod gets to stop (kubectl drain's flag); -1, the default, uses
+    /// the pod's own terminationGracePeriodSeconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = -1, allow_negative_numbers = true,
+          value_parser = clap::value_parser!(i64).range(-1..))]
+    pub grace_period: i64,
 }
 
 impl RolloutArgs {
@@ -41,6 +59,12 @@ impl RolloutArgs {
             batch_size: self.batch_size,
             pause: self.pause,
             validation_interval: self.validation_interval,
+            drain: DrainSpec {
+                ignore_daemonsets: self.ignore_daemonsets,
+                delete_emptydir_data: self.delete_emptydir_data,
+                force: self.force_drain,
+                grace_period_seconds: u64::try_from(self.grace_period).ok(),
+            },
             ..RolloutSpec::default()
         }
     }

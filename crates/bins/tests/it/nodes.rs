@@ -452,3 +452,120 @@ async fn a_blocked_drain_names_the_pods_and_budgets() {
     );
     assert_eq!(nodes(&sim), untouched(2), "cordons lifted, surge retired");
 }
+
+/// Scratch data in emptyDir (the Argo Workflows server, Argo CD) blocks a drain as in
+/// kubectl, the plan says so, and `--delete-emptydir-data` lets the same rollout through:
+/// predicted, run and recorded with the same drain flags.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emptydir_pods_block_the_drain_until_delete_emptydir_data_is_given() {
+    let ctx = TestContext::new();
+    let sim = cluster_of(2, Kind::Karpenter).await;
+    sim.load_yaml(
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: argo-server, namespace: default}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: argo-server}}
+  template:
+    metadata: {labels: {app: argo-server}}
+    spec:
+      containers:
+      - {name: argo-server, image: "quay.io/argoproj/argocli:v3.7.4", volumeMounts: [{name: tmp, mountPath: /tmp}]}
+      volumes: [{name: tmp, emptyDir: {}}]
+"#,
+    )
+    .unwrap();
+    let server_available = || {
+        sim.get("apps/v1", "Deployment", Some("default"), "argo-server")
+            .map(|d| d["status"]["availableReplicas"].as_i64().unwrap_or(0))
+            .unwrap_or(0)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while server_available() < 1 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(server_available(), 1, "argo-server never came up");
+    let url = sim.url().to_string();
+    let base = [
+        "--selector",
+        "karpenter.sh/nodepool=default",
+        "--timeout",
+        "5s",
+        "--expect-cluster",
+        &url,
+    ];
+    let with = |extra: &[&'static str]| {
+        let mut args: Vec<&str> = base.to_vec();
+        args.extend_from_slice(extra);
+        args
+    };
+
+    let (code, stdout, stderr) = upgrade_nodes(&ctx, &sim, &with(&[])).await;
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("blocked now: default/argo-server-")
+            && stdout.contains("emptyDir data would be lost"),
+        "the plan predicts the blocked drain: {stdout}"
+    );
+    let (code, stdout, stderr) = upgrade_nodes(&ctx, &sim, &with(&["--apply", "--yes"])).await;
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("default/argo-server-") && stdout.contains("emptyDir"),
+        "the run names the pod and why: {stdout}"
+    );
+    assert_eq!(nodes(&sim), untouched(2), "rolled back: {stdout}");
+
+    let (code, stdout, stderr) =
+        upgrade_nodes(&ctx, &sim, &with(&["--delete-emptydir-data"])).await;
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(!stdout.contains("blocked now"), "{stdout}");
+    let (code, stdout, stderr) = upgrade_nodes(
+        &ctx,
+        &sim,
+        &with(&[
+            "--delete-emptydir-data",
+            "--grace-period",
+            "30",
+            "--apply",
+            "--yes",
+        ]),
+    )
+    .await;
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("outcome: completed"), "{stdout}");
+    assert!(
+        nodes(&sim).iter().all(|(_, v, _)| v == V131),
+        "every node replaced: {:?}",
+        nodes(&sim)
+    );
+    assert_eq!(eventually_available(&sim).await, 2);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while server_available() < 1 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(server_available(), 1, "argo-server runs again");
+    // The run record keeps the drain it ran with (what a resume or a rollback reads).
+    let recorded = walk(&ctx.work().join(".upgrade"))
+        .into_iter()
+        .filter_map(|path| std::fs::read_to_string(path).ok())
+        .any(|text| {
+            text.contains("\"delete_emptydir_data\": true")
+                || text.contains("\"delete_emptydir_data\":true")
+        });
+    assert!(recorded, "no run record holds the drain flags");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}

@@ -639,7 +639,12 @@ pub async fn plan(ctx: &FlowContext, spec: &EksHopSpec) -> Result<Planned> {
     .expect("required");
 
     // Preflight: the checks for the hop on live facts.
-    let gathered = gather(ctx.cluster(), &GatherOptions::default())
+    // The drain prediction uses the drain the rollout will run.
+    let options = GatherOptions {
+        drain: spec.rollout.drain.options(spec.timeout),
+        ..GatherOptions::default()
+    };
+    let gathered = gather(ctx.cluster(), &options)
         .await
         .map_err(|e| FlowError::failed("gather the cluster's facts for the preflight", e))?;
     let preflight =

@@ -55,6 +55,10 @@ pub struct RolloutSpec {
     pub pause: Duration,
     /// Time between the two validations after each batch.
     pub validation_interval: Duration,
+    /// What each drain may evict (kubectl drain's flags); the plan's drain prediction and
+    /// the run use the same.
+    #[serde(default)]
+    pub drain: DrainSpec,
 }
 
 impl Default for RolloutSpec {
@@ -66,6 +70,53 @@ impl Default for RolloutSpec {
             batch_size: 1,
             pause: Duration::from_secs(30),
             validation_interval: Duration::from_secs(10),
+            drain: DrainSpec::default(),
+        }
+    }
+}
+
+/// What a drain may evict, with the meaning of kubectl drain's flags of the same names
+/// (seed 004 runs `--ignore-daemonsets --delete-emptydir-data --force --grace-period=300`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DrainSpec {
+    /// Leave DaemonSet pods on the node (`--ignore-daemonsets`); when false they block the
+    /// drain, as in kubectl. On by default: every EKS node runs DaemonSets (aws-node,
+    /// kube-proxy) that would otherwise block every drain.
+    pub ignore_daemonsets: bool,
+    /// Evict pods with emptyDir volumes, whose data is lost (`--delete-emptydir-data`): for
+    /// scratch space such as the Argo Workflows server's or Argo CD's.
+    pub delete_emptydir_data: bool,
+    /// Evict pods no controller recreates, and pods annotated `karpenter.sh/do-not-disrupt`
+    /// (`--force`); they do not come back.
+    pub force: bool,
+    /// Seconds each evicted pod gets to stop (`--grace-period`); `None`: the pod's own
+    /// `terminationGracePeriodSeconds`.
+    pub grace_period_seconds: Option<u64>,
+}
+
+impl Default for DrainSpec {
+    fn default() -> Self {
+        let library = DrainOptions::default();
+        DrainSpec {
+            ignore_daemonsets: library.ignore_daemonsets,
+            delete_emptydir_data: library.delete_emptydir_data,
+            force: library.force,
+            grace_period_seconds: None,
+        }
+    }
+}
+
+impl DrainSpec {
+    /// The drain options, each drain limited to `timeout`.
+    pub fn options(&self, timeout: Duration) -> DrainOptions {
+        DrainOptions {
+            ignore_daemonsets: self.ignore_daemonsets,
+            delete_emptydir_data: self.delete_emptydir_data,
+            force: self.force,
+            grace_period: self.grace_period_seconds.map(Duration::from_secs),
+            timeout,
+            ..DrainOptions::default()
         }
     }
 }
@@ -122,10 +173,7 @@ impl RolloutSpec {
             canary: true,
             canary_soak: Duration::ZERO,
             pause: self.pause,
-            drain: DrainOptions {
-                timeout,
-                ..DrainOptions::default()
-            },
+            drain: self.drain.options(timeout),
             validation: ValidationOptions {
                 passes: 2,
                 interval: self.validation_interval,
@@ -372,7 +420,11 @@ pub async fn plan(ctx: &FlowContext, spec: &NodesSpec) -> Result<Planned> {
     )
     .await?;
     let nodes = step.spec.planned_nodes.clone();
-    let gathered = gather(ctx.cluster(), &GatherOptions::default())
+    let options = GatherOptions {
+        drain: spec.rollout.drain.options(spec.timeout),
+        ..GatherOptions::default()
+    };
+    let gathered = gather(ctx.cluster(), &options)
         .await
         .map_err(|e| FlowError::failed("gather the cluster's facts for the drain prediction", e))?;
     let mut changes = vec![format!(
