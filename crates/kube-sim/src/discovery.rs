@@ -311,6 +311,38 @@ pub fn crd_schemas(crds: &[std::sync::Arc<Value>]) -> Vec<(String, Value)> {
     out
 }
 
+/// The media type of the OpenAPI v2 document in protobuf (gnostic's `openapi_v2.Document`).
+pub const OPENAPI_V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
+
+/// `/openapi/v2` in protobuf: a Swagger 2.0 document with its version and no definitions.
+/// kubectl's schema validation skips kinds a document does not define, so this answers the
+/// fallback it takes for kinds outside `/openapi/v3` without a schema encoder; the JSON form
+/// ([`v2_document`]) and `/openapi/v3` carry the definitions.
+pub fn v2_document_protobuf(git_version: &str) -> Vec<u8> {
+    // Field 1 (swagger) and field 2 (info: title = 1, version = 2), length-delimited.
+    fn field(out: &mut Vec<u8>, number: u8, bytes: &[u8]) {
+        out.push((number << 3) | 2);
+        let mut len = bytes.len();
+        loop {
+            let byte = (len & 0x7f) as u8;
+            len >>= 7;
+            if len == 0 {
+                out.push(byte);
+                break;
+            }
+            out.push(byte | 0x80);
+        }
+        out.extend_from_slice(bytes);
+    }
+    let mut info = Vec::new();
+    field(&mut info, 1, b"Kubernetes");
+    field(&mut info, 2, git_version.as_bytes());
+    let mut document = Vec::new();
+    field(&mut document, 1, b"2.0");
+    field(&mut document, 2, &info);
+    document
+}
+
 /// `/openapi/v2` as JSON: the same paths and parameters in Swagger 2.0 form.
 pub fn v2_document(registry: &Registry, git_version: &str) -> Value {
     let mut paths = serde_json::Map::new();

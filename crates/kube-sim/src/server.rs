@@ -279,10 +279,26 @@ async fn route(
                 .and_then(|h| h.to_str().ok())
                 .unwrap_or("*/*");
             if !(accept.contains("json") || accept.contains("*/*")) {
+                if accept.contains(discovery::OPENAPI_V2_PROTOBUF) {
+                    // What kubectl asks for when a group-version is missing from /openapi/v3
+                    // (an unknown kind, a `kind: List`): the real server answers, and
+                    // kubectl then reports `no matches for kind` from its REST mapping.
+                    let mut resp = bytes_response(
+                        StatusCode::OK,
+                        discovery::v2_document_protobuf(&state.version()),
+                    );
+                    resp.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        // As kube-openapi's handler: Go's mime parser refuses the `@` of
+                        // the media type asked for.
+                        HeaderValue::from_static("application/octet-stream"),
+                    );
+                    return Ok(resp);
+                }
                 return Err(ApiError::new(
                     406,
                     "NotAcceptable",
-                    "only application/json is served for /openapi/v2",
+                    "only application/json and protobuf are served for /openapi/v2",
                 ));
             }
             return ok(discovery::v2_document(&registry, &state.version()));

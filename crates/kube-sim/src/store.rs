@@ -141,6 +141,42 @@ pub fn is_terminating(obj: &Value) -> bool {
     obj["metadata"]["deletionTimestamp"].is_string()
 }
 
+/// Defaults an update strategy as the API server does: type `RollingUpdate` when unset, and
+/// for `RollingUpdate` each of `numbers` the `rollingUpdate` block leaves out.
+fn default_update_strategy(strategy: &mut Value, numbers: &[(&str, Value)]) {
+    if !strategy.is_object() {
+        *strategy = json!({});
+    }
+    if strategy["type"].is_null() {
+        strategy["type"] = json!("RollingUpdate");
+    }
+    if strategy["type"] != "RollingUpdate" {
+        return;
+    }
+    if !strategy["rollingUpdate"].is_object() {
+        strategy["rollingUpdate"] = json!({});
+    }
+    for (field, value) in numbers {
+        if strategy["rollingUpdate"][*field].is_null() {
+            strategy["rollingUpdate"][*field] = value.clone();
+        }
+    }
+}
+
+/// Whether `name` is valid for an object of `group`: RBAC objects take any path segment
+/// name (`system:controller:…`, as the real API server's `ValidateRBACName`), the rest a
+/// DNS subdomain.
+fn valid_name_for(group: &str, name: &str) -> bool {
+    if group == "rbac.authorization.k8s.io" {
+        return !name.is_empty()
+            && name != "."
+            && name != ".."
+            && !name.contains('/')
+            && !name.contains('%');
+    }
+    valid_name(name)
+}
+
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 253
@@ -561,17 +597,23 @@ impl Inner {
             }
             name = format!("{prefix}{}", self.random_suffix(5));
         }
-        if !valid_name(&name) {
+        if !valid_name_for(&ty.group, &name) {
             return Err(ApiError::invalid(
                 &ty.kind,
                 &ty.group,
                 &name,
                 &[(
                     "metadata.name",
-                    format!(
-                        "Invalid value: {name:?}: a lowercase RFC 1123 subdomain must consist of lower case \
-                         alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"
-                    ),
+                    if ty.group == "rbac.authorization.k8s.io" {
+                        format!(
+                            "Invalid value: {name:?}: may not be '.' or '..' and may not contain '/' or '%'"
+                        )
+                    } else {
+                        format!(
+                            "Invalid value: {name:?}: a lowercase RFC 1123 subdomain must consist of lower case \
+                             alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"
+                        )
+                    },
                 )],
             ));
         }
@@ -708,9 +750,12 @@ impl Inner {
                 if spec["replicas"].is_null() {
                     spec["replicas"] = json!(1);
                 }
-                if spec["strategy"].is_null() {
-                    spec["strategy"] = json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}});
-                }
+                // As SetDefaults_Deployment: a strategy given only by type still gets its
+                // rolling-update numbers (Helm 3's --wait dereferences maxUnavailable).
+                default_update_strategy(
+                    &mut spec["strategy"],
+                    &[("maxSurge", json!("25%")), ("maxUnavailable", json!("25%"))],
+                );
                 if spec["revisionHistoryLimit"].is_null() {
                     spec["revisionHistoryLimit"] = json!(10);
                 }
@@ -718,9 +763,30 @@ impl Inner {
                     spec["progressDeadlineSeconds"] = json!(600);
                 }
             }
-            ("apps", "StatefulSet") | ("apps", "ReplicaSet")
-                if obj["spec"]["replicas"].is_null() =>
-            {
+            ("apps", "DaemonSet") => {
+                let spec = &mut obj["spec"];
+                default_update_strategy(
+                    &mut spec["updateStrategy"],
+                    &[("maxUnavailable", json!(1)), ("maxSurge", json!(0))],
+                );
+                if spec["revisionHistoryLimit"].is_null() {
+                    spec["revisionHistoryLimit"] = json!(10);
+                }
+            }
+            ("apps", "StatefulSet") => {
+                let spec = &mut obj["spec"];
+                if spec["replicas"].is_null() {
+                    spec["replicas"] = json!(1);
+                }
+                if spec["podManagementPolicy"].is_null() {
+                    spec["podManagementPolicy"] = json!("OrderedReady");
+                }
+                default_update_strategy(&mut spec["updateStrategy"], &[("partition", json!(0))]);
+                if spec["revisionHistoryLimit"].is_null() {
+                    spec["revisionHistoryLimit"] = json!(10);
+                }
+            }
+            ("apps", "ReplicaSet") if obj["spec"]["replicas"].is_null() => {
                 obj["spec"]["replicas"] = json!(1);
             }
             ("batch", "Job") => {

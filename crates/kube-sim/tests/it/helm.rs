@@ -295,3 +295,78 @@ async fn helm4_upgrade_that_never_gets_ready_times_out_and_rolls_back() {
     assert_eq!(image(&sim), "registry.example/sim-smoke:1.0.0");
     sim.shutdown().await;
 }
+
+/// Workloads whose update strategy gives only its type: the API server fills in the rolling
+/// update's numbers, and Helm 3's `--wait` reads them (it panicked on a nil `maxUnavailable`
+/// before kube-sim defaulted them). Helm 4's legacy waiter reads the same fields.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm_waits_on_workloads_whose_strategy_gives_only_its_type() {
+    let ctx = TestContext::new();
+    let sim = start(&["node-a"]).await;
+    let chart = ctx.work().join("typed-strategy");
+    std::fs::create_dir_all(chart.join("templates")).unwrap();
+    std::fs::write(
+        chart.join("Chart.yaml"),
+        "apiVersion: v2\nname: typed-strategy\nversion: 0.1.0\n",
+    )
+    .unwrap();
+    let template = |kind: &str, field: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: {kind}\nmetadata: {{name: {name}}}\nspec:\n  {field}: {{type: RollingUpdate}}\n  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec:\n      containers: [{{name: c, image: \"nginx:1.27\"}}]\n",
+            name = kind.to_lowercase(),
+        )
+    };
+    std::fs::write(
+        chart.join("templates/workloads.yaml"),
+        [
+            template("Deployment", "strategy"),
+            template("DaemonSet", "updateStrategy"),
+            template("StatefulSet", "updateStrategy"),
+        ]
+        .join("---\n"),
+    )
+    .unwrap();
+    let chart = chart.to_str().unwrap();
+    for (tool, wait) in [("helm3", "--wait"), ("helm4", "--wait=legacy")] {
+        let release = format!("typed-{tool}");
+        ok(
+            &ctx,
+            &sim,
+            tool,
+            &[
+                "install",
+                &release,
+                chart,
+                wait,
+                "--timeout",
+                "60s",
+                "-n",
+                &release,
+                "--create-namespace",
+            ],
+        )
+        .await;
+    }
+    let deployment = sim
+        .get("apps/v1", "Deployment", Some("typed-helm3"), "deployment")
+        .unwrap();
+    assert_eq!(
+        deployment["spec"]["strategy"]["rollingUpdate"],
+        serde_json::json!({"maxSurge": "25%", "maxUnavailable": "25%"})
+    );
+    let daemonset = sim
+        .get("apps/v1", "DaemonSet", Some("typed-helm3"), "daemonset")
+        .unwrap();
+    assert_eq!(
+        daemonset["spec"]["updateStrategy"]["rollingUpdate"],
+        serde_json::json!({"maxSurge": 0, "maxUnavailable": 1})
+    );
+    let statefulset = sim
+        .get("apps/v1", "StatefulSet", Some("typed-helm3"), "statefulset")
+        .unwrap();
+    assert_eq!(
+        statefulset["spec"]["updateStrategy"]["rollingUpdate"],
+        serde_json::json!({"partition": 0})
+    );
+    sim.shutdown().await;
+}

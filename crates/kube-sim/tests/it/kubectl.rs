@@ -327,3 +327,58 @@ async fn kubectl_1_31_applies_and_lists() {
     );
     sim.shutdown().await;
 }
+
+/// What a real API server answers kubectl 1.31 and 1.34 for manifests real charts and
+/// runbooks hold: an unknown kind is `no matches for kind` (not a 406 from the OpenAPI v2
+/// fallback of kubectl's validation), a `kind: List` applies its items, and RBAC names with
+/// `:` (`system:…`) are valid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_kinds_lists_and_rbac_names_are_answered_as_a_real_api_server_does() {
+    let ctx = TestContext::new();
+    let sim = start(&["node-a"]).await;
+    let write = |name: &str, text: &str| {
+        let path = ctx.work().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let unknown = write(
+        "widget.yaml",
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w, namespace: default}\n",
+    );
+    let list = write(
+        "list.yaml",
+        "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: ConfigMap\n  metadata: {name: from-a-list, namespace: default}\n  data: {a: \"1\"}\n",
+    );
+    let role = write(
+        "role.yaml",
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: \"system:mlops:reader\"}\nrules: [{apiGroups: [\"\"], resources: [pods], verbs: [get]}]\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: \"system:mlops:reader\"}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: \"system:mlops:reader\"}\nsubjects: [{kind: Group, name: \"system:authenticated\", apiGroup: rbac.authorization.k8s.io}]\n",
+    );
+    for kubectl in ["kubectl", "kubectl-1.31"] {
+        let out = run(&ctx, &sim, kubectl, &["apply", "-f", &unknown]).await;
+        assert!(!out.status.success(), "{kubectl}");
+        assert!(
+            out.stderr_lossy()
+                .contains(r#"no matches for kind "Widget" in version "example.com/v1""#),
+            "{kubectl}: {}",
+            out.stderr_lossy()
+        );
+        ok(&ctx, &sim, kubectl, &["apply", "-f", &list]).await;
+        ok(&ctx, &sim, kubectl, &["apply", "-f", &role]).await;
+    }
+    let out = ok(&ctx, &sim, "kubectl", &["get", "configmap", "from-a-list"]).await;
+    assert!(out.contains("from-a-list"), "{out}");
+    let out = ok(&ctx, &sim, "kubectl", &["get", "clusterrolebinding"]).await;
+    assert!(out.contains("system:mlops:reader"), "{out}");
+    // Other kinds keep the DNS subdomain rule.
+    let bad = write(
+        "bad.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: \"a:b\", namespace: default}\n",
+    );
+    let out = run(&ctx, &sim, "kubectl", &["apply", "-f", &bad]).await;
+    assert!(
+        out.stderr_lossy().contains("RFC 1123 subdomain"),
+        "{}",
+        out.stderr_lossy()
+    );
+    sim.shutdown().await;
+}
