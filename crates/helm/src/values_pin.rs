@@ -87,6 +87,116 @@ pub fn read(text: &str, key: &[&str]) -> Result<String, PinError> {
         })
 }
 
+/// A value of a values file that pins a version: a tag (`v0.14.1`, `1.5.0`) or an image
+/// reference whose tag is that version (`kserve/kserve-controller:v0.14.1`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VersionPin {
+    /// The key path; a list item is `[N]` (such a pin is found, but not edited here).
+    pub key: Vec<String>,
+    /// The value now.
+    pub value: String,
+    /// Whether [`pin`] can edit it (every segment a mapping key).
+    pub editable: bool,
+}
+
+impl VersionPin {
+    /// The dotted key path.
+    pub fn dotted(&self) -> String {
+        self.key.join(".")
+    }
+
+    /// The value pinning `version` instead, spelled as this one is (a leading `v` kept or
+    /// left out, an image reference's repository kept).
+    pub fn respelled(&self, version: &semver::Version) -> String {
+        let (repository, tag) = match self.value.rsplit_once(':') {
+            Some((repository, tag)) if !tag.contains('/') && looks_like_version(tag) => {
+                (Some(repository), tag)
+            }
+            _ => (None, self.value.as_str()),
+        };
+        let prefix = if tag.starts_with(['v', 'V']) {
+            &tag[..1]
+        } else {
+            ""
+        };
+        let tag = format!("{prefix}{version}");
+        match repository {
+            Some(repository) => format!("{repository}:{tag}"),
+            None => tag,
+        }
+    }
+}
+
+fn looks_like_version(text: &str) -> bool {
+    let body = text.strip_prefix(['v', 'V']).unwrap_or(text);
+    body.starts_with(|c: char| c.is_ascii_digit())
+        && body.contains('.')
+        && upgrade_core::version::parse_loose_semver(body).is_some()
+}
+
+/// Every value of a values file's `text` that pins `version` (spelled with or without a
+/// leading `v`), in key order: the pins an upgrade from `version` must move together.
+/// A digest (`sha256:…`) beside such a tag pins the old image whatever the tag says; it is
+/// returned too, with its own value.
+pub fn version_pins(text: &str, version: &semver::Version) -> Result<Vec<VersionPin>, PinError> {
+    fn walk(
+        value: &serde_json::Value,
+        path: &mut Vec<String>,
+        editable: bool,
+        version: &semver::Version,
+        out: &mut Vec<VersionPin>,
+    ) {
+        match value {
+            serde_json::Value::Object(map) => {
+                let pins_here = map
+                    .values()
+                    .any(|v| v.as_str().is_some_and(|s| pins(s, version)));
+                for (key, child) in map {
+                    path.push(key.clone());
+                    let digest = pins_here
+                        && key == "digest"
+                        && child.as_str().is_some_and(|d| d.starts_with("sha256:"));
+                    if digest {
+                        out.push(VersionPin {
+                            key: path.clone(),
+                            value: child.as_str().unwrap_or_default().to_string(),
+                            editable,
+                        });
+                    } else {
+                        walk(child, path, editable, version, out);
+                    }
+                    path.pop();
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for (index, child) in items.iter().enumerate() {
+                    path.push(format!("[{index}]"));
+                    walk(child, path, false, version, out);
+                    path.pop();
+                }
+            }
+            serde_json::Value::String(text) if pins(text, version) => out.push(VersionPin {
+                key: path.clone(),
+                value: text.clone(),
+                editable,
+            }),
+            _ => {}
+        }
+    }
+    fn pins(text: &str, version: &semver::Version) -> bool {
+        let tag = match text.rsplit_once(':') {
+            Some((_, tag)) if !tag.contains('/') => tag,
+            _ => text,
+        };
+        looks_like_version(tag)
+            && upgrade_core::version::parse_loose_semver(tag).as_ref() == Some(version)
+    }
+    let value = parse(text, "<text>")?;
+    let mut out = Vec::new();
+    walk(&value, &mut Vec::new(), true, version, &mut out);
+    Ok(out)
+}
+
 /// Sets the scalar at `key` to `value` in `text`, keeping everything else byte for byte.
 pub fn pin(text: &str, key: &[&str], value: &str) -> Result<Pinned, PinError> {
     pin_in(text, key, value, "<text>")
@@ -296,11 +406,24 @@ pub struct ValuesPinStep {
     pub key: Vec<String>,
     /// The value to pin.
     pub value: String,
+    /// Other keys pinning the same old version, moved in the same edit (a server image
+    /// beside the controller's, an image reference): key path and value.
+    #[serde(default)]
+    pub also: Vec<(Vec<String>, String)>,
 }
 
 impl ValuesPinStep {
     fn key(&self) -> Vec<&str> {
         self.key.iter().map(String::as_str).collect()
+    }
+
+    /// Every (key, value) this step pins, the main key first.
+    fn pins(&self) -> impl Iterator<Item = (Vec<&str>, &str)> {
+        std::iter::once((self.key(), self.value.as_str())).chain(
+            self.also
+                .iter()
+                .map(|(key, value)| (key.iter().map(String::as_str).collect(), value.as_str())),
+        )
     }
 
     fn write(&self, bytes: &[u8]) -> std::io::Result<()> {
@@ -326,12 +449,11 @@ impl Step for ValuesPinStep {
     }
 
     fn description(&self) -> String {
-        format!(
-            "pin {} = {} in {}",
-            self.key.join("."),
-            self.value,
-            self.path.display()
-        )
+        let pins: Vec<String> = self
+            .pins()
+            .map(|(key, value)| format!("{} = {value}", key.join(".")))
+            .collect();
+        format!("pin {} in {}", pins.join(", "), self.path.display())
     }
 
     fn capture<'a>(&'a self, snapshot: &'a mut SnapshotWriter) -> StepFuture<'a> {
@@ -346,9 +468,12 @@ impl Step for ValuesPinStep {
         Box::pin(async move {
             let text = std::fs::read_to_string(&self.path)?;
             let file = self.path.display().to_string();
-            let pinned = pin_in(&text, &self.key(), &self.value, &file)?;
-            if pinned.text != text {
-                self.write(pinned.text.as_bytes())?;
+            let mut edited = text.clone();
+            for (key, value) in self.pins() {
+                edited = pin_in(&edited, &key, value, &file)?.text;
+            }
+            if edited != text {
+                self.write(edited.as_bytes())?;
             }
             Ok(())
         })
@@ -357,15 +482,16 @@ impl Step for ValuesPinStep {
     fn verify(&self) -> StepFuture<'_> {
         Box::pin(async move {
             let text = std::fs::read_to_string(&self.path)?;
-            let now = read(&text, &self.key())?;
-            if now != self.value {
-                return Err(format!(
-                    "{} holds {} = {now}, not {}",
-                    self.path.display(),
-                    self.key.join("."),
-                    self.value
-                )
-                .into());
+            for (key, value) in self.pins() {
+                let now = read(&text, &key)?;
+                if now != value {
+                    return Err(format!(
+                        "{} holds {} = {now}, not {value}",
+                        self.path.display(),
+                        key.join("."),
+                    )
+                    .into());
+                }
             }
             Ok(())
         })
@@ -447,6 +573,7 @@ mod tests {
             path: path.clone(),
             key: vec!["controller".into(), "image".into(), "tag".into()],
             value: "1.6.0".into(),
+            also: Vec::new(),
         };
         let store = upgrade_core::snapshot::SnapshotStore::open(dir.path().join("s")).unwrap();
         let mut writer = store
@@ -469,5 +596,66 @@ mod tests {
         );
         step.rollback(&snapshot).await.unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), VALUES);
+    }
+
+    #[test]
+    fn every_pin_of_a_version_is_found_and_respelled_as_written() {
+        let text = "controller:\n  image:\n    tag: v3.7.4\n    digest: sha256:abc\nserver:\n  image:\n    tag: \"v3.7.4\"\nexecutor: quay.io/argoproj/argoexec:3.7.4\nregistry: \"registry:5000/x\"\nother: v3.7.40\nsidecars:\n- image: quay.io/argoproj/argocli:v3.7.4\n";
+        let old = semver::Version::new(3, 7, 4);
+        let pins = version_pins(text, &old).unwrap();
+        let found: Vec<(String, &str, bool)> = pins
+            .iter()
+            .map(|p| (p.dotted(), p.value.as_str(), p.editable))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("controller.image.digest".to_string(), "sha256:abc", true),
+                ("controller.image.tag".to_string(), "v3.7.4", true),
+                (
+                    "executor".to_string(),
+                    "quay.io/argoproj/argoexec:3.7.4",
+                    true
+                ),
+                ("server.image.tag".to_string(), "v3.7.4", true),
+                (
+                    "sidecars.[0].image".to_string(),
+                    "quay.io/argoproj/argocli:v3.7.4",
+                    false
+                ),
+            ]
+        );
+        let new = semver::Version::new(3, 7, 11);
+        assert_eq!(pins[1].respelled(&new), "v3.7.11");
+        assert_eq!(pins[2].respelled(&new), "quay.io/argoproj/argoexec:3.7.11");
+    }
+
+    #[tokio::test]
+    async fn a_step_pins_every_key_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("values.yaml");
+        std::fs::write(
+            &path,
+            "controller:\n  image:\n    tag: v3.7.4\nserver:\n  image:\n    tag: v3.7.4 # keep\n",
+        )
+        .unwrap();
+        let step = ValuesPinStep {
+            id: "argo-workflows/pin-image-tag".into(),
+            component: "argo-workflows".into(),
+            path: path.clone(),
+            key: vec!["controller".into(), "image".into(), "tag".into()],
+            value: "v3.7.11".into(),
+            also: vec![(
+                vec!["server".into(), "image".into(), "tag".into()],
+                "v3.7.11".into(),
+            )],
+        };
+        step.apply().await.unwrap();
+        step.verify().await.unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "controller:\n  image:\n    tag: v3.7.11\nserver:\n  image:\n    tag: v3.7.11 # keep\n"
+        );
+        assert!(step.description().contains("server.image.tag = v3.7.11"));
     }
 }

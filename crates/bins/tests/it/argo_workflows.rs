@@ -36,7 +36,10 @@ async fn plans_rejects_bad_values_then_upgrades_with_the_templates_backed_up() {
     let ctx = TestContext::new();
     let sim = support::sim(&ctx, support::V130).await;
     let helm = support::helm(&ctx, &sim);
-    let values = fixture("helm-values/argo-workflows-values.yaml");
+    // A copy: an applied upgrade pins the image tag in it.
+    let values = ctx.work().join("argo-workflows-values.yaml");
+    std::fs::copy(fixture("helm-values/argo-workflows-values.yaml"), &values).unwrap();
+    let values = values.to_string_lossy().into_owned();
     support::install(&helm, &release(), "argo-workflows", "0.45.0", &values).await;
     sim.load_yaml(TEMPLATE)
         .expect("the WorkflowTemplate is created");
@@ -109,8 +112,20 @@ metadata: {name: train-nightly, namespace: mlops}
 spec: {workflowTemplateRef: {name: train-model}}
 "#;
 
-/// Runs `upgrade-argo-workflows` to the 0.46.0 fixture chart; (code, stdout, stderr).
+/// Runs `upgrade-argo-workflows` to the 0.46.0 fixture chart with the image tag of its app;
+/// (code, stdout, stderr).
 fn upgrade(ctx: &TestContext, sim: &kube_sim::SimCluster, args: &[&str]) -> (i32, String, String) {
+    let mut all = vec!["--image-tag", "v3.6.5"];
+    all.extend_from_slice(args);
+    upgrade_as_given(ctx, sim, &all)
+}
+
+/// [`upgrade`] without the image tag.
+fn upgrade_as_given(
+    ctx: &TestContext,
+    sim: &kube_sim::SimCluster,
+    args: &[&str],
+) -> (i32, String, String) {
     let chart_046 = fixture("charts/argo-workflows/0.46.0");
     let mut cmd = ProcessBuilder::new(env!("CARGO_BIN_EXE_upgrade-argo-workflows"));
     ctx.apply_env(&mut cmd);
@@ -123,12 +138,87 @@ fn upgrade(ctx: &TestContext, sim: &kube_sim::SimCluster, args: &[&str]) -> (i32
     upgrade_test::CommandOutput::run(&cmd).parts()
 }
 
+/// Every key pinning the running app version moves with the image tag (seen: the server
+/// left at v3.7.4 under a v3.7.11 controller, and the run said completed); without the tag
+/// each is a blocker, and so is a digest, which wins over any tag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_pin_of_the_running_version_moves_together_or_blocks() {
+    let ctx = TestContext::new();
+    let sim = support::sim(&ctx, support::V130).await;
+    let helm = support::helm(&ctx, &sim);
+    let pinned = "# the platform's pins\ncontroller:\n  image:\n    tag: \"v3.6.2\"\nserver:\n  image:\n    tag: v3.6.2 # the UI\nexecutor:\n  image:\n    registry: quay.io\n    tag: v3.6.2\n";
+    let values = ctx.work().join("argo-workflows-values.yaml");
+    std::fs::write(&values, pinned).unwrap();
+    let values = values.to_string_lossy().into_owned();
+    support::install(&helm, &release(), "argo-workflows", "0.45.0", &values).await;
+    let url = sim.url().to_string();
+
+    let (code, stdout, stderr) = upgrade_as_given(&ctx, &sim, &["--values", &values]);
+    assert_eq!(code, 4, "{stdout}{stderr}");
+    for key in [
+        "controller.image.tag",
+        "server.image.tag",
+        "executor.image.tag",
+    ] {
+        assert!(
+            stdout.contains(&format!("BLOCKER: `{key}` in {values} pins v3.6.2")),
+            "{key}: {stdout}"
+        );
+    }
+
+    let (code, stdout, stderr) = upgrade(&ctx, &sim, &["--values", &values]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains(&format!("{values}: server.image.tag v3.6.2 -> v3.6.5"))
+            && stdout.contains(&format!("{values}: executor.image.tag v3.6.2 -> v3.6.5")),
+        "{stdout}"
+    );
+
+    let with_digest = ctx.work().join("digest-values.yaml");
+    std::fs::write(
+        &with_digest,
+        format!("{pinned}    digest: sha256:0123abcd\n"),
+    )
+    .unwrap();
+    let with_digest = with_digest.to_string_lossy().into_owned();
+    let (code, stdout, stderr) = upgrade(&ctx, &sim, &["--values", &with_digest]);
+    assert_eq!(code, 4, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("`executor.image.digest`")
+            && stdout.contains("pins the digest sha256:0123abcd"),
+        "{stdout}"
+    );
+
+    let (code, stdout, stderr) = upgrade(
+        &ctx,
+        &sim,
+        &[
+            "--values",
+            &values,
+            "--apply",
+            "--yes",
+            "--expect-cluster",
+            &url,
+        ],
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("outcome: completed"), "{stdout}");
+    assert_eq!(
+        std::fs::read_to_string(&values).unwrap(),
+        pinned.replace("v3.6.2", "v3.6.5"),
+        "every pin moved, quotes and comments kept"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_workflow_the_controller_never_picks_up_rolls_the_upgrade_back() {
     let ctx = TestContext::new();
     let sim = support::sim(&ctx, support::V130).await;
     let helm = support::helm(&ctx, &sim);
-    let values = fixture("helm-values/argo-workflows-values.yaml");
+    // A copy: an applied upgrade pins the image tag in it.
+    let values = ctx.work().join("argo-workflows-values.yaml");
+    std::fs::copy(fixture("helm-values/argo-workflows-values.yaml"), &values).unwrap();
+    let values = values.to_string_lossy().into_owned();
     support::install(&helm, &release(), "argo-workflows", "0.45.0", &values).await;
     sim.load_yaml(TEMPLATE).unwrap();
     // Submitted while the controller was being replaced, and never picked up: no phase.

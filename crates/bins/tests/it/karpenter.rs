@@ -208,6 +208,8 @@ async fn plans_then_fails_and_rolls_back_then_upgrades() {
             path(&chart_150),
             "--chart-version",
             "1.5.0",
+            "--image-tag",
+            "1.5.0",
             "--values",
             path(&values),
         ],
@@ -501,6 +503,8 @@ async fn ctrl_c_during_the_helm_upgrade_rolls_it_back_and_exits_130() {
             path(&chart_160),
             "--chart-version",
             "1.6.0",
+            "--image-tag",
+            "1.6.0",
             "--values",
         ])
         .arg(&never_ready)
@@ -543,7 +547,7 @@ async fn ctrl_c_during_the_helm_upgrade_rolls_it_back_and_exits_130() {
     );
     assert!(
         stdout.contains("outcome: stopped on request")
-            && stdout.contains("rolled back 2 step(s)\n"),
+            && stdout.contains("rolled back 3 step(s)\n"),
         "{stdout}"
     );
     let history = p.helm().history(&release()).await.unwrap();

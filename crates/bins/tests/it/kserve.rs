@@ -30,9 +30,19 @@ fn chart(version: &str) -> String {
     dir.to_string_lossy().into_owned()
 }
 
-fn values() -> String {
+fn fixture_values() -> String {
     let file = TestContext::fixtures_dir().join("helm-values/kserve-values.yaml");
     file.to_string_lossy().into_owned()
+}
+
+/// A copy of the fixture values file in `ctx`'s work folder: an applied upgrade pins the
+/// image tag in it.
+fn values_in(ctx: &TestContext) -> String {
+    let copy = ctx.work().join("pinned-kserve-values.yaml");
+    if !copy.exists() {
+        std::fs::copy(fixture_values(), &copy).unwrap();
+    }
+    copy.to_string_lossy().into_owned()
 }
 
 struct Platform {
@@ -47,7 +57,7 @@ impl Platform {
         let ctx = TestContext::new();
         let sim = support::sim(&ctx, support::V130).await;
         let helm = support::helm(&ctx, &sim);
-        support::install(&helm, &release(), "kserve", "0.14.1", &values()).await;
+        support::install(&helm, &release(), "kserve", "0.14.1", &fixture_values()).await;
         sim.load_yaml(ISVC)
             .expect("the InferenceService is created");
         Platform { ctx, sim, helm }
@@ -108,7 +118,7 @@ async fn a_failed_upgrade_gives_the_inference_services_back_then_the_upgrade_suc
     // KServe's controller reports every InferenceService Ready, restored ones included.
     report_ready(kube_sim_isvc_api(&p).await);
     let url = p.sim.url().to_string();
-    let (chart_015, values) = (chart("0.15.0"), values());
+    let (chart_015, values) = (chart("0.15.0"), values_in(&p.ctx));
     let before = p.isvc_storage_uri().expect("the InferenceService exists");
 
     // Plan only.
@@ -118,6 +128,8 @@ async fn a_failed_upgrade_gives_the_inference_services_back_then_the_upgrade_suc
         &chart_015,
         "--chart-version",
         "0.15.0",
+        "--image-tag",
+        "v0.15.0",
         "--values",
         &values,
     ]);
@@ -191,6 +203,8 @@ async fn a_failed_upgrade_gives_the_inference_services_back_then_the_upgrade_suc
         &chart_015,
         "--chart-version",
         "0.15.0",
+        "--image-tag",
+        "v0.15.0",
         "--values",
         &values,
         "--apply",
@@ -218,8 +232,10 @@ async fn an_inference_service_that_never_reports_ready_rolls_the_upgrade_back() 
         &chart("0.15.0"),
         "--chart-version",
         "0.15.0",
+        "--image-tag",
+        "v0.15.0",
         "--values",
-        &values(),
+        &values_in(&p.ctx),
         "--apply",
         "--yes",
         "--expect-cluster",
@@ -286,7 +302,7 @@ async fn bad_input_exits_2_and_changes_nothing() {
     let malformed = p.ctx.work().join("kserve-values.yaml");
     std::fs::write(&malformed, "controller: {image: tag: v0.15.0\n").unwrap();
     let malformed = malformed.to_string_lossy().into_owned();
-    let values = values();
+    let values = values_in(&p.ctx);
     for (args, expected) in [
         (
             vec![
@@ -295,6 +311,8 @@ async fn bad_input_exits_2_and_changes_nothing() {
                 &chart_015,
                 "--chart-version",
                 "0.15.0",
+                "--image-tag",
+                "v0.15.0",
                 "--values",
                 &malformed,
                 "--apply",
@@ -311,6 +329,8 @@ async fn bad_input_exits_2_and_changes_nothing() {
                 &chart_015,
                 "--chart-version",
                 "0.15.0",
+                "--image-tag",
+                "v0.15.0",
                 "--values",
                 &values,
                 "--apply",
@@ -327,6 +347,8 @@ async fn bad_input_exits_2_and_changes_nothing() {
                 "kserve",
                 "--chart-version",
                 "0.15.0",
+                "--image-tag",
+                "v0.15.0",
                 "--values",
                 &values,
             ],
@@ -730,4 +752,100 @@ async fn a_healthy_canary_is_promoted_and_an_erroring_one_goes_back_to_the_stabl
         assert!(stderr.contains(expected), "{stderr}");
         assert_eq!(predictor().await, model("s3://models/iris/v2"));
     }
+}
+
+/// Copies a fixture chart into `dir`, its version spelled with a leading `v` as KServe's
+/// charts until 0.16 do (`version: v0.15.2`).
+fn v_spelled_chart(dir: &std::path::Path, version: &str) -> PathBuf {
+    fn copy(from: &std::path::Path, to: &std::path::Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let target = to.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                copy(&entry.path(), &target);
+            } else {
+                std::fs::copy(entry.path(), target).unwrap();
+            }
+        }
+    }
+    let to = dir.join(format!("kserve-v{version}"));
+    copy(std::path::Path::new(&chart(version)), &to);
+    let chart_yaml = to.join("Chart.yaml");
+    let text = std::fs::read_to_string(&chart_yaml).unwrap();
+    std::fs::write(
+        &chart_yaml,
+        text.replace(
+            &format!("version: {version}"),
+            &format!("version: v{version}"),
+        ),
+    )
+    .unwrap();
+    to
+}
+
+/// Chart versions with a leading `v` (KServe's real charts until 0.16): both spellings of
+/// `--chart-version` plan and run, the report and the verification compare versions, not
+/// spellings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chart_versions_with_a_leading_v_are_accepted_in_both_spellings() {
+    let ctx = TestContext::new();
+    let sim = support::sim(&ctx, support::V130).await;
+    let helm = support::helm(&ctx, &sim);
+    let old = v_spelled_chart(ctx.work(), "0.14.1");
+    let new = v_spelled_chart(ctx.work(), "0.15.0");
+    helm.upgrade(
+        &release(),
+        &upgrade_helm::ChartRef::path(&old),
+        &upgrade_helm::UpgradeOptions {
+            create_namespace: true,
+            values_files: vec![PathBuf::from(fixture_values())],
+            timeout: Duration::from_secs(60),
+            ..upgrade_helm::UpgradeOptions::default()
+        },
+    )
+    .await
+    .expect("the v-spelled chart installs");
+    sim.load_yaml(ISVC).unwrap();
+    let p = Platform { ctx, sim, helm };
+    report_ready(kube_sim_isvc_api(&p).await);
+    let url = p.sim.url().to_string();
+    let new = new.to_string_lossy().into_owned();
+    let values = values_in(&p.ctx);
+    for spelled in ["v0.15.0", "0.15.0"] {
+        let (code, stdout, stderr) = p.run(&[
+            "upgrade",
+            "--chart",
+            &new,
+            "--chart-version",
+            spelled,
+            "--image-tag",
+            "v0.15.0",
+            "--values",
+            &values,
+        ]);
+        assert_eq!(code, 0, "{spelled}: {stdout}{stderr}");
+        assert!(
+            stdout.contains("chart v0.14.1") && stdout.contains("0.15.0 (app v0.15.0)"),
+            "{spelled}: {stdout}"
+        );
+    }
+    let (code, stdout, stderr) = p.run(&[
+        "upgrade",
+        "--chart",
+        &new,
+        "--chart-version",
+        "0.15.0",
+        "--image-tag",
+        "v0.15.0",
+        "--values",
+        &values,
+        "--expect-cluster",
+        &url,
+        "--apply",
+        "--yes",
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("outcome: completed"), "{stdout}");
+    assert_eq!(p.chart_version().await, "v0.15.0");
 }

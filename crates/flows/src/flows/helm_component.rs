@@ -367,9 +367,99 @@ pub fn image_pin_finding(
     })
 }
 
+/// What the values file's other pins of the running version become.
+struct MovedPins {
+    /// Keys the pin step moves with the image tag: key path and new value.
+    also: Vec<(Vec<String>, String)>,
+    /// One line per moved key, for the plan.
+    changes: Vec<String>,
+    /// Keys left pinning the running version.
+    blockers: Vec<String>,
+}
+
+/// Every key of the values file that pins the running app version (a server image beside
+/// the controller's, an image reference, a digest) moves with the image tag, or blocks the
+/// plan: left behind, it keeps part of the component at the old version under the new chart
+/// (seen: Argo Workflows' server at v3.7.4 under a v3.7.11 controller). Without an image tag
+/// every such pin blocks, the main key's too: the chart's new default would be overridden.
+fn other_version_pins(
+    checked: &Checked,
+    live: &upgrade_helm::ReleaseMetadata,
+    compat: &upgrade_helm::ChartCompatibility,
+) -> Result<MovedPins> {
+    let spec = &checked.spec;
+    let mut moved = MovedPins {
+        also: Vec::new(),
+        changes: Vec::new(),
+        blockers: Vec::new(),
+    };
+    // A chart without appVersion (KServe's) versions its images with the chart.
+    let running = Some(live.app_version.as_str())
+        .filter(|a| !a.trim().is_empty())
+        .unwrap_or(&live.version);
+    let target = compat.app_version.as_deref().unwrap_or(&compat.version);
+    let (Some(old), Some(new)) = (parse_loose_semver(running), parse_loose_semver(target)) else {
+        return Ok(moved);
+    };
+    if old == new {
+        return Ok(moved);
+    }
+    let text = std::fs::read_to_string(&spec.values).map_err(|e| {
+        FlowError::invalid(
+            "values",
+            format!("cannot read the values file {}: {e}", spec.values.display()),
+            format!("set {} to the component's values file", field("values")),
+        )
+    })?;
+    let pins = upgrade_helm::values_pin::version_pins(&text, &old)
+        .map_err(|e| FlowError::invalid("values", e.to_string(), "fix the values file"))?;
+    let main_key = spec.image_tag_path();
+    let file = spec.values.display();
+    let tag = spec.image_tag.as_deref().and_then(parse_loose_semver);
+    for pin in pins {
+        let is_main = pin.key == main_key;
+        let is_digest = pin.key.last().is_some_and(|k| k == "digest");
+        match &tag {
+            Some(_) if is_main => {}
+            Some(tag) if pin.editable && !is_digest => {
+                let value = pin.respelled(tag);
+                moved
+                    .changes
+                    .push(format!("{file}: {} {} -> {value}", pin.dotted(), pin.value));
+                moved.also.push((pin.key.clone(), value));
+            }
+            Some(_) if is_digest => moved.blockers.push(format!(
+                "`{}` in {file} pins the digest {} of the {running} image, which wins over any tag: \
+                 set it to the digest of the {target} image, or remove it",
+                pin.dotted(),
+                pin.value
+            )),
+            Some(_) => moved.blockers.push(format!(
+                "`{}` in {file} pins {} (the running version {running}) inside a list, which this \
+                 tool does not edit: change it to {target} by hand, then plan again",
+                pin.dotted(),
+                pin.value
+            )),
+            None => moved.blockers.push(format!(
+                "`{}` in {file} pins {} (the running version {running}) while the chart moves to \
+                 {target}: give the image tag {target} (`--image-tag`, `image_tag` in the spec) to \
+                 move every pin together, or remove the pin to run the chart's default",
+                pin.dotted(),
+                pin.value
+            )),
+        }
+    }
+    Ok(moved)
+}
+
 /// The upgrade's steps from the checked spec: the custom-resource backup, the image-tag pin
 /// (with an image tag), the snapshotted `helm upgrade`, and the verification.
-fn steps(ctx: &FlowContext, checked: &Checked, chart_version: &str) -> Result<Vec<Box<dyn Step>>> {
+fn steps(
+    ctx: &FlowContext,
+    checked: &Checked,
+    chart_version: &str,
+    also_pinned: Vec<(Vec<String>, String)>,
+) -> Result<Vec<Box<dyn Step>>> {
     let spec = &checked.spec;
     let [backup_id, pin_id, upgrade_id, verify_id] = spec.step_ids();
     let release = spec.release_ref();
@@ -390,6 +480,7 @@ fn steps(ctx: &FlowContext, checked: &Checked, chart_version: &str) -> Result<Ve
             path: spec.values.clone(),
             key: spec.image_tag_path(),
             value: tag.clone(),
+            also: also_pinned,
         }));
     }
     steps.push(Box::new(HelmUpgradeStep {
@@ -513,7 +604,12 @@ pub async fn plan(ctx: &FlowContext, spec: &ComponentUpgradeSpec) -> Result<Plan
         &spec.values,
         compat.app_version.as_deref(),
     ));
-    let target_app = compat.app_version.as_deref().unwrap_or("?");
+    // KServe's charts carry no appVersion.
+    let target_app = compat
+        .app_version
+        .as_deref()
+        .filter(|a| !a.trim().is_empty())
+        .unwrap_or("none");
     let change = match &live {
         Some(live) => {
             if parse_loose_semver(&live.version).is_some_and(|from| from > checked.version) {
@@ -525,7 +621,11 @@ pub async fn plan(ctx: &FlowContext, spec: &ComponentUpgradeSpec) -> Result<Plan
             format!(
                 "{release}: chart {} (app {}, revision {}, {}) -> {} (app {target_app}) from {}",
                 live.version,
-                live.app_version,
+                if live.app_version.trim().is_empty() {
+                    "none"
+                } else {
+                    &live.app_version
+                },
                 live.revision,
                 live.status,
                 compat.version,
@@ -546,7 +646,16 @@ pub async fn plan(ctx: &FlowContext, spec: &ComponentUpgradeSpec) -> Result<Plan
             checked.pinned_now.as_deref().unwrap_or("?")
         ));
     }
-    let steps = steps(ctx, &checked, &compat.version)?;
+    let also_pinned = match &live {
+        Some(live) => {
+            let moved = other_version_pins(&checked, live, &compat)?;
+            blockers.extend(moved.blockers);
+            changes.extend(moved.changes);
+            moved.also
+        }
+        None => Vec::new(),
+    };
+    let steps = steps(ctx, &checked, &compat.version, also_pinned)?;
     let refs: Vec<&dyn Step> = steps.iter().map(|s| s.as_ref()).collect();
     let mut plan = Plan::new(
         &spec.command,
