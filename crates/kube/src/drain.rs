@@ -230,7 +230,8 @@ pub fn budgets_for(pod: &Pod, pdbs: &[PodDisruptionBudget]) -> Vec<String> {
 pub async fn drain(cluster: &Cluster, node: &str, options: &DrainOptions) -> Result<DrainReport> {
     let started = Instant::now();
     let deadline = started + options.timeout;
-    crate::cordon::cordon(cluster, node).await?;
+    // A burst of API errors longer than one write's retries is waited out, as for the lists.
+    until_deadline(deadline, || crate::cordon::cordon(cluster, node)).await?;
     let client = cluster.client().clone();
     let pods: Api<Pod> = Api::all(client.clone());
     let on_node_params = ListParams::default().fields(&format!("spec.nodeName={node}"));

@@ -59,14 +59,22 @@ async fn undoes_a_whole_run_and_one_component_and_refuses_bad_input() {
     };
 
     // Two runs: karpenter 1.5.0 -> 1.6.0, then kserve 0.14.1 -> 0.15.0.
-    let (karpenter_chart, karpenter_values) = (
-        fixture("charts/karpenter/1.6.0"),
-        fixture("helm-values/karpenter-values.yaml"),
-    );
+    // Copies of the values files: the runs pin the image tags in them, the rollback puts
+    // them back.
+    let copy = |name: &str| {
+        let to = ctx.work().join(format!("{name}-values.yaml"));
+        std::fs::copy(fixture(&format!("helm-values/{name}-values.yaml")), &to).unwrap();
+        to.to_string_lossy().into_owned()
+    };
+    let (karpenter_chart, karpenter_values) =
+        (fixture("charts/karpenter/1.6.0"), copy("karpenter"));
+    let karpenter_before = std::fs::read_to_string(&karpenter_values).unwrap();
     let mut args = vec![
         "--chart",
         &karpenter_chart,
         "--chart-version",
+        "1.6.0",
+        "--image-tag",
         "1.6.0",
         "--values",
         &karpenter_values,
@@ -75,16 +83,16 @@ async fn undoes_a_whole_run_and_one_component_and_refuses_bad_input() {
     let (code, stdout, stderr) = run(env!("CARGO_BIN_EXE_upgrade-karpenter"), &args);
     assert_eq!(code, 0, "{stdout}{stderr}");
     let karpenter_run = run_id_of(&stdout);
-    let (kserve_chart, kserve_values) = (
-        fixture("charts/kserve/0.15.0"),
-        fixture("helm-values/kserve-values.yaml"),
-    );
+    let (kserve_chart, kserve_values) = (fixture("charts/kserve/0.15.0"), copy("kserve"));
+    let kserve_before = std::fs::read_to_string(&kserve_values).unwrap();
     let mut args = vec![
         "upgrade",
         "--chart",
         &kserve_chart,
         "--chart-version",
         "0.15.0",
+        "--image-tag",
+        "v0.15.0",
         "--values",
         &kserve_values,
     ];
@@ -144,7 +152,7 @@ async fn undoes_a_whole_run_and_one_component_and_refuses_bad_input() {
     );
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(
-        stdout.contains("outcome: rolled back 3 step(s)"),
+        stdout.contains("outcome: rolled back 4 step(s)"),
         "{stdout}"
     );
     assert!(
@@ -152,6 +160,11 @@ async fn undoes_a_whole_run_and_one_component_and_refuses_bad_input() {
         "{stdout}"
     );
     assert_eq!(versions().await, ["1.6.0", "0.14.1"]);
+    assert_eq!(
+        std::fs::read_to_string(&kserve_values).unwrap(),
+        kserve_before,
+        "the pinned values file is back"
+    );
 
     // A whole run, by id.
     let (code, stdout, stderr) = run(
@@ -167,10 +180,15 @@ async fn undoes_a_whole_run_and_one_component_and_refuses_bad_input() {
     );
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(
-        stdout.contains("outcome: rolled back 3 step(s)"),
+        stdout.contains("outcome: rolled back 4 step(s)"),
         "{stdout}"
     );
     assert_eq!(versions().await, ["1.5.0", "0.14.1"]);
+    assert_eq!(
+        std::fs::read_to_string(&karpenter_values).unwrap(),
+        karpenter_before,
+        "the pinned values file is back"
+    );
 
     // A record holding a step kind this rollback cannot rebuild, or of another format.
     let record = ctx
