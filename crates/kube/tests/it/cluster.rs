@@ -507,7 +507,8 @@ fn ready_pods(sim: &SimCluster, namespace: &str, app: &str) -> usize {
         .count()
 }
 
-/// Samples every budget until `done`, returning the violations seen (budget, ready, min).
+/// Samples every budget until `done` and 20 times after, returning the violations seen
+/// (budget, ready, min) and how many samples were taken while the drains ran.
 async fn watch_budgets(
     sim: &SimCluster,
     budgets: &[Budget],
@@ -515,7 +516,14 @@ async fn watch_budgets(
 ) -> (Vec<String>, u32) {
     let mut violations = Vec::new();
     let mut samples = 0;
-    while !done.load(std::sync::atomic::Ordering::SeqCst) {
+    // While the drains run, and for 20 samples after: an eviction the budget should have
+    // refused shows as too few ready pods until the replacement is ready, which can be after
+    // a fast drain has returned.
+    let mut after = 0;
+    while after < 20 {
+        if done.load(std::sync::atomic::Ordering::SeqCst) {
+            after += 1;
+        }
         for b in budgets {
             let ready = ready_pods(sim, &b.namespace, &b.app);
             if ready < b.min_ready {
@@ -528,7 +536,7 @@ async fn watch_budgets(
         samples += 1;
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    (violations, samples)
+    (violations, samples - after)
 }
 
 /// A random budget for `replicas` pods that allows at least one disruption, in one of the
@@ -650,9 +658,10 @@ async fn drain_one_random_cluster(seed: u64) -> (u32, Vec<String>) {
             "seed {seed}: {node} still has pods"
         );
     }
+    // Seed 504 drained in under four 5 ms samples; the samples after the drains cover it.
     assert!(
-        samples > 3,
-        "seed {seed}: the watcher sampled {samples} times"
+        samples >= 1,
+        "seed {seed}: the watcher never sampled while the drains ran"
     );
     sim.shutdown().await;
     (
