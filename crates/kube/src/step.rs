@@ -672,6 +672,11 @@ pub struct WorkloadsReadySpec {
     pub kinds: Vec<BackupKind>,
     /// How long to wait for everything to be ready.
     pub timeout: std::time::Duration,
+    /// The version the component ran before the upgrade (e.g. `0.14.1`): a container of a
+    /// Deployment, StatefulSet or DaemonSet in the namespace still on an image tagged with it
+    /// (`v0.14.1` or `0.14.1`) fails the verification, as a part left behind.
+    #[serde(default)]
+    pub replaced_version: Option<String>,
 }
 
 impl StepSpec for WorkloadsReadySpec {
@@ -718,6 +723,14 @@ impl WorkloadsReadyStep {
                 })
             })
             .collect();
+        if let Some(replaced) = self
+            .spec
+            .replaced_version
+            .as_deref()
+            .and_then(upgrade_core::version::parse_loose_semver)
+        {
+            problems.extend(self.images_left_at(&replaced, &list.items).await?);
+        }
         for kind in &self.spec.kinds {
             let api: Api<DynamicObject> =
                 Api::all_with(self.cluster.client().clone(), &kind.api_resource());
@@ -741,6 +754,85 @@ impl WorkloadsReadyStep {
                         kind.kind,
                         object.metadata.namespace.as_deref().unwrap_or_default(),
                         object.metadata.name.as_deref().unwrap_or_default(),
+                    ));
+                }
+            }
+        }
+        Ok(problems)
+    }
+
+    /// The containers of the namespace's workloads whose image is tagged `replaced`.
+    async fn images_left_at(
+        &self,
+        replaced: &semver::Version,
+        deployments: &[k8s_openapi::api::apps::v1::Deployment],
+    ) -> Result<Vec<String>, crate::Error> {
+        use k8s_openapi::api::apps::v1::{DaemonSet, StatefulSet};
+        use k8s_openapi::api::core::v1::PodTemplateSpec;
+        use kube::api::{Api, ListParams};
+        let ns = &self.spec.namespace;
+        let params = ListParams::default();
+        let statefulsets: Api<StatefulSet> = Api::namespaced(self.cluster.client().clone(), ns);
+        let statefulsets = crate::retry::read(
+            &format!("list statefulsets in {ns}"),
+            statefulsets.list(&params),
+        )
+        .await?;
+        let daemonsets: Api<DaemonSet> = Api::namespaced(self.cluster.client().clone(), ns);
+        let daemonsets = crate::retry::read(
+            &format!("list daemonsets in {ns}"),
+            daemonsets.list(&params),
+        )
+        .await?;
+        let mut workloads: Vec<(&str, &str, Option<&PodTemplateSpec>)> = Vec::new();
+        for d in deployments {
+            let template = d.spec.as_ref().map(|s| &s.template);
+            workloads.push((
+                "Deployment",
+                d.metadata.name.as_deref().unwrap_or_default(),
+                template,
+            ));
+        }
+        for s in &statefulsets.items {
+            let template = s.spec.as_ref().map(|s| &s.template);
+            workloads.push((
+                "StatefulSet",
+                s.metadata.name.as_deref().unwrap_or_default(),
+                template,
+            ));
+        }
+        for d in &daemonsets.items {
+            let template = d.spec.as_ref().map(|s| &s.template);
+            workloads.push((
+                "DaemonSet",
+                d.metadata.name.as_deref().unwrap_or_default(),
+                template,
+            ));
+        }
+        let mut problems = Vec::new();
+        for (kind, name, template) in workloads {
+            let Some(pod) = template.and_then(|t| t.spec.as_ref()) else {
+                continue;
+            };
+            let containers = pod
+                .containers
+                .iter()
+                .chain(pod.init_containers.iter().flatten());
+            for container in containers {
+                let image = container.image.as_deref().unwrap_or_default();
+                let tag = image
+                    .split('@')
+                    .next()
+                    .and_then(|reference| reference.rsplit_once(':'))
+                    .map(|(_, tag)| tag)
+                    .filter(|tag| !tag.contains('/'));
+                if tag
+                    .and_then(upgrade_core::version::parse_loose_semver)
+                    .is_some_and(|v| v == *replaced)
+                {
+                    problems.push(format!(
+                        "{kind} {ns}/{name}: container {} still runs {image}, the version before the upgrade",
+                        container.name
                     ));
                 }
             }

@@ -375,6 +375,9 @@ struct MovedPins {
     changes: Vec<String>,
     /// Keys left pinning the running version.
     blockers: Vec<String>,
+    /// The running version the upgrade replaces, which no workload may still run after it
+    /// (`None` when the version does not change, or the image tag keeps it on purpose).
+    replaced: Option<String>,
 }
 
 /// Every key of the values file that pins the running app version (a server image beside
@@ -392,6 +395,7 @@ fn other_version_pins(
         also: Vec::new(),
         changes: Vec::new(),
         blockers: Vec::new(),
+        replaced: None,
     };
     // A chart without appVersion (KServe's) versions its images with the chart.
     let running = Some(live.app_version.as_str())
@@ -416,6 +420,9 @@ fn other_version_pins(
     let main_key = spec.image_tag_path();
     let file = spec.values.display();
     let tag = spec.image_tag.as_deref().and_then(parse_loose_semver);
+    if tag.as_ref() != Some(&old) {
+        moved.replaced = Some(old.to_string());
+    }
     for pin in pins {
         let is_main = pin.key == main_key;
         let is_digest = pin.key.last().is_some_and(|k| k == "digest");
@@ -459,6 +466,7 @@ fn steps(
     checked: &Checked,
     chart_version: &str,
     also_pinned: Vec<(Vec<String>, String)>,
+    replaced_version: Option<String>,
 ) -> Result<Vec<Box<dyn Step>>> {
     let spec = &checked.spec;
     let [backup_id, pin_id, upgrade_id, verify_id] = spec.step_ids();
@@ -517,6 +525,7 @@ fn steps(
             namespace: release.namespace,
             kinds,
             timeout: spec.timeout,
+            replaced_version,
         },
         cluster: ctx.cluster().clone(),
     }));
@@ -646,16 +655,22 @@ pub async fn plan(ctx: &FlowContext, spec: &ComponentUpgradeSpec) -> Result<Plan
             checked.pinned_now.as_deref().unwrap_or("?")
         ));
     }
-    let also_pinned = match &live {
+    let (also_pinned, replaced_version) = match &live {
         Some(live) => {
             let moved = other_version_pins(&checked, live, &compat)?;
             blockers.extend(moved.blockers);
             changes.extend(moved.changes);
-            moved.also
+            (moved.also, moved.replaced)
         }
-        None => Vec::new(),
+        None => (Vec::new(), None),
     };
-    let steps = steps(ctx, &checked, &compat.version, also_pinned)?;
+    let steps = steps(
+        ctx,
+        &checked,
+        &compat.version,
+        also_pinned,
+        replaced_version,
+    )?;
     let refs: Vec<&dyn Step> = steps.iter().map(|s| s.as_ref()).collect();
     let mut plan = Plan::new(
         &spec.command,

@@ -1506,6 +1506,7 @@ status:
             namespace: "kserve".into(),
             kinds: platform_kinds("kserve"),
             timeout: Duration::from_millis(600),
+            replaced_version: None,
         },
         cluster: cluster.clone(),
     };
@@ -1649,6 +1650,7 @@ spec: {entrypoint: train, templates: [{name: train, container: {image: "python:3
             namespace: "mlops".into(),
             kinds,
             timeout: Duration::from_millis(600),
+            replaced_version: None,
         },
         cluster: cluster.clone(),
     };
@@ -1768,6 +1770,7 @@ async fn the_lock_backups_and_verification_wait_out_a_flaky_api_server() {
             namespace: "mlops".into(),
             kinds: Vec::new(),
             timeout: Duration::from_secs(5),
+            replaced_version: None,
         },
         cluster: cluster.clone(),
     };
@@ -1838,5 +1841,72 @@ async fn the_lock_is_released_through_server_errors_and_lost_answers() {
         .await
         .expect("released with the lease's current version");
     assert!(leases.get_opt(&name).await.unwrap().is_none(), "lease left");
+    sim.shutdown().await;
+}
+
+/// The verification after a component upgrade fails while any container of the
+/// namespace's workloads still runs the version the upgrade replaced (`v0.14.1` or
+/// `0.14.1`), naming it; a sidecar with its own version is not the component's.
+#[tokio::test]
+async fn the_verification_names_containers_left_at_the_replaced_version() {
+    use upgrade_kube::step::{WorkloadsReadySpec, WorkloadsReadyStep};
+    let sim = sim().await;
+    sim.add_node("node-a", "v1.30.4-eks-a737599").unwrap();
+    sim.load_yaml(
+        r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: kserve}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: kserve-controller-manager, namespace: kserve}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: kserve}}
+  template:
+    metadata: {labels: {app: kserve}}
+    spec:
+      containers:
+      - {name: manager, image: "kserve/kserve-controller:v0.15.2"}
+      - {name: kube-rbac-proxy, image: "quay.io/brancz/kube-rbac-proxy:v0.18.0"}
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent, namespace: kserve}
+spec:
+  selector: {matchLabels: {app: agent}}
+  template:
+    metadata: {labels: {app: agent}}
+    spec:
+      containers:
+      - {name: agent, image: "kserve/agent:0.14.1@sha256:0123"}
+"#,
+    )
+    .unwrap();
+    let cluster = connect(&sim, Some(sim.url())).await;
+    let step = |replaced: Option<&str>| WorkloadsReadyStep {
+        spec: WorkloadsReadySpec {
+            id: "kserve/verify".into(),
+            component: "kserve".into(),
+            namespace: "kserve".into(),
+            kinds: Vec::new(),
+            timeout: Duration::from_secs(10),
+            replaced_version: replaced.map(str::to_string),
+        },
+        cluster: cluster.clone(),
+    };
+    eventually("the controller is available", || async {
+        step(None).problems().await.unwrap().is_empty()
+    })
+    .await;
+    let problems = step(Some("v0.14.1")).problems().await.unwrap();
+    assert_eq!(
+        problems,
+        [
+            "DaemonSet kserve/agent: container agent still runs kserve/agent:0.14.1@sha256:0123, the version before the upgrade"
+        ]
+    );
+    assert!(step(Some("0.15.1")).problems().await.unwrap().is_empty());
     sim.shutdown().await;
 }
