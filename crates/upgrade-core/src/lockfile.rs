@@ -220,13 +220,31 @@ impl PlatformLock {
         paths.dedup();
         paths
             .into_iter()
-            .filter(|p| desired.get(*p) != live.get(*p))
+            .filter(|p| !same_value(p, desired.get(*p), live.get(*p)))
             .map(|p| Drift {
                 path: p.clone(),
                 desired: desired.get(p).cloned(),
                 live: live.get(p).cloned(),
             })
             .collect()
+    }
+}
+
+/// Whether a field holds the same value in both: equal text, or, for a version field
+/// (`chart_version`, `app_version`, `version`), one version spelled with and without a
+/// leading `v` (KServe's charts until 0.16 say `v0.15.2`; a lock may say `0.15.2`).
+fn same_value(path: &str, desired: Option<&String>, live: Option<&String>) -> bool {
+    match (desired, live) {
+        (Some(a), Some(b)) if a != b => {
+            let is_version = path
+                .rsplit('.')
+                .next()
+                .is_some_and(|f| f.ends_with("version"));
+            is_version
+                && crate::version::parse_loose_semver(a)
+                    .is_some_and(|v| crate::version::parse_loose_semver(b) == Some(v))
+        }
+        (a, b) => a == b,
     }
 }
 
@@ -329,6 +347,17 @@ mod tests {
         components.karpenter.helm_revision: locked 3 but live 4
         ");
         assert!(desired.diff(&sample()).is_empty());
+    }
+
+    #[test]
+    fn a_version_spelled_with_a_leading_v_is_the_same_version() {
+        let desired = sample();
+        let mut live = sample();
+        let locked = desired.components["karpenter"].chart_version.clone();
+        live.components.get_mut("karpenter").unwrap().chart_version = format!("v{locked}");
+        assert!(desired.diff(&live).is_empty(), "{:?}", desired.diff(&live));
+        live.components.get_mut("karpenter").unwrap().chart_version = "v9.9.9".into();
+        assert_eq!(desired.diff(&live).len(), 1);
     }
 
     #[test]
