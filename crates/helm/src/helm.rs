@@ -484,6 +484,23 @@ impl Helm {
         })
     }
 
+    /// `helm show values`: the chart's own `values.yaml` (its defaults), as JSON; an empty
+    /// file is an empty mapping.
+    pub async fn show_values(&self, chart: &ChartRef) -> Result<serde_json::Value> {
+        let mut args: Vec<OsString> = vec!["show".into(), "values".into()];
+        args.extend(chart.to_args()?);
+        self.chart_flags(chart, &mut args);
+        let cmd = self.read_command(args);
+        let out = self.run(&cmd).await?;
+        let values: serde_json::Value = serde_norway::from_slice(&out.stdout)
+            .map_err(|e| cmd.parse_error("values.yaml (helm show values)", e, &out.stdout))?;
+        Ok(if values.is_null() {
+            serde_json::json!({})
+        } else {
+            values
+        })
+    }
+
     /// `helm show crds`: the CRDs under the chart's `crds/`, which upgrades never update.
     pub async fn show_crds(&self, chart: &ChartRef) -> Result<Vec<CrdInfo>> {
         let mut args: Vec<OsString> = vec!["show".into(), "crds".into()];

@@ -169,8 +169,23 @@ async fn every_pin_of_the_running_version_moves_together_or_blocks() {
     let (code, stdout, stderr) = upgrade(&ctx, &sim, &["--values", &values]);
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(
+        !stdout.contains("`controller.image.tag` is not in"),
+        "the chart has it: {stdout}"
+    );
+    assert!(
         stdout.contains(&format!("{values}: server.image.tag v3.6.2 -> v3.6.5"))
             && stdout.contains(&format!("{values}: executor.image.tag v3.6.2 -> v3.6.5")),
+        "{stdout}"
+    );
+
+    // A key the new chart does not know is named before anything changes.
+    let misspelled = ctx.work().join("misspelled-values.yaml");
+    std::fs::write(&misspelled, format!("{pinned}replicaz: 2\n")).unwrap();
+    let misspelled = misspelled.to_string_lossy().into_owned();
+    let (code, stdout, stderr) = upgrade(&ctx, &sim, &["--values", &misspelled]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("`replicaz` is not in the 0.46.0 chart's values.yaml"),
         "{stdout}"
     );
 

@@ -367,6 +367,51 @@ pub fn image_pin_finding(
     })
 }
 
+/// The keys of `user` that the chart's `defaults` do not have, dotted, not descending into
+/// keys the chart leaves open: an empty or null mapping (`podAnnotations: {}`,
+/// `nodeSelector:`), `global`, and the chart's dependencies (their values live in the
+/// subcharts).
+pub fn unknown_value_keys(
+    user: &serde_json::Value,
+    defaults: &serde_json::Value,
+    dependencies: &[String],
+) -> Vec<String> {
+    fn walk(
+        user: &serde_json::Map<String, serde_json::Value>,
+        defaults: &serde_json::Map<String, serde_json::Value>,
+        path: &str,
+        out: &mut Vec<String>,
+    ) {
+        for (key, value) in user {
+            let dotted = if path.is_empty() {
+                key.clone()
+            } else {
+                format!("{path}.{key}")
+            };
+            match (defaults.get(key), value) {
+                (None, _) => out.push(dotted),
+                (Some(serde_json::Value::Object(chart)), serde_json::Value::Object(mine))
+                    if !chart.is_empty() =>
+                {
+                    walk(mine, chart, &dotted, out)
+                }
+                _ => {}
+            }
+        }
+    }
+    let (Some(user), Some(defaults)) = (user.as_object(), defaults.as_object()) else {
+        return Vec::new();
+    };
+    let open: serde_json::Map<String, serde_json::Value> = user
+        .iter()
+        .filter(|(k, _)| k.as_str() != "global" && !dependencies.contains(k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let mut out = Vec::new();
+    walk(&open, defaults, "", &mut out);
+    out
+}
+
 /// What the values file's other pins of the running version become.
 struct MovedPins {
     /// Keys the pin step moves with the image tag: key path and new value.
@@ -605,6 +650,27 @@ pub async fn plan(ctx: &FlowContext, spec: &ComponentUpgradeSpec) -> Result<Plan
             ),
         ));
     }
+    let defaults = helm
+        .show_values(&checked.chart)
+        .await
+        .map_err(|e| FlowError::failed(format!("read the values of chart {}", checked.chart), e))?;
+    let user_values = read_values(&spec.values)?;
+    let metadata = helm.show_chart(&checked.chart).await.map_err(|e| {
+        FlowError::failed(format!("read the Chart.yaml of chart {}", checked.chart), e)
+    })?;
+    let dependencies: Vec<String> = metadata
+        .dependencies
+        .iter()
+        .map(|d| d.alias.clone().unwrap_or_else(|| d.name.clone()))
+        .collect();
+    for key in unknown_value_keys(&user_values, &defaults, &dependencies) {
+        findings.push(format!(
+            "{}: `{key}` is not in the {} chart's values.yaml (removed, renamed or misspelled?); \
+             Helm passes it to the templates, which ignore it unless they read it",
+            spec.values.display(),
+            compat.version
+        ));
+    }
     let found = check_compatibility(&spec.component, &compat, cluster_minor);
     blockers.extend(found.blockers);
     findings.extend(found.findings);
@@ -748,6 +814,30 @@ mod tests {
             err.to_string().contains("differs from the version"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn keys_the_new_chart_does_not_know_are_named_and_open_maps_accept_anything() {
+        let defaults = serde_json::json!({
+            "controller": {"image": {"tag": "v3.7.11"}, "podAnnotations": {}, "nodeSelector": null},
+            "server": {"enabled": true},
+        });
+        let user = serde_json::json!({
+            "controller": {
+                "image": {"tag": "v3.7.4", "digest": "sha256:1"},
+                "podAnnotations": {"a": "b"},
+                "nodeSelector": {"pool": "system"},
+                "replicaz": 2,
+            },
+            "serverr": {"enabled": false},
+            "global": {"image": {"registry": "quay.io"}},
+            "postgresql": {"enabled": true},
+        });
+        assert_eq!(
+            unknown_value_keys(&user, &defaults, &["postgresql".to_string()]),
+            ["controller.image.digest", "controller.replicaz", "serverr"]
+        );
+        assert!(unknown_value_keys(&defaults, &defaults, &[]).is_empty());
     }
 
     #[test]
