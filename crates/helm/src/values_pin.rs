@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 
 use upgrade_core::executor::{Step, StepFuture, StepRecord, StepSpec};
 use upgrade_core::snapshot::{Snapshot, SnapshotWriter};
+use upgrade_core::version::split_image_tag;
 
 /// Why a value could not be pinned.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -108,10 +109,8 @@ impl VersionPin {
     /// The value pinning `version` instead, spelled as this one is (a leading `v` kept or
     /// left out, an image reference's repository kept).
     pub fn respelled(&self, version: &semver::Version) -> String {
-        let (repository, tag) = match self.value.rsplit_once(':') {
-            Some((repository, tag)) if !tag.contains('/') && looks_like_version(tag) => {
-                (Some(repository), tag)
-            }
+        let (repository, tag) = match split_image_tag(&self.value) {
+            Some((repository, tag)) if looks_like_version(tag) => (Some(repository), tag),
             _ => (None, self.value.as_str()),
         };
         let prefix = if tag.starts_with(['v', 'V']) {
@@ -184,10 +183,7 @@ pub fn version_pins(text: &str, version: &semver::Version) -> Result<Vec<Version
         }
     }
     fn pins(text: &str, version: &semver::Version) -> bool {
-        let tag = match text.rsplit_once(':') {
-            Some((_, tag)) if !tag.contains('/') => tag,
-            _ => text,
-        };
+        let tag = split_image_tag(text).map_or(text, |(_, tag)| tag);
         looks_like_version(tag)
             && upgrade_core::version::parse_loose_semver(tag).as_ref() == Some(version)
     }

@@ -71,20 +71,17 @@ impl FaultConfig {
 
     /// Adds a rule that fires on the next `times` matching requests, then never again.
     pub fn next(
-        mut self,
+        self,
         verb: Option<&str>,
         resource: Option<&str>,
         times: u32,
         kind: FaultKind,
     ) -> Self {
-        self.rules.push(FaultRule {
-            verb: verb.map(str::to_string),
-            resource: resource.map(str::to_string),
-            rate: 1.0,
-            kind,
-            limit: Some(times),
-        });
-        self
+        let mut config = self.rule(verb, resource, 1.0, kind);
+        if let Some(rule) = config.rules.last_mut() {
+            rule.limit = Some(times);
+        }
+        config
     }
 }
 

@@ -784,31 +784,31 @@ impl WorkloadsReadyStep {
             daemonsets.list(&params),
         )
         .await?;
-        let mut workloads: Vec<(&str, &str, Option<&PodTemplateSpec>)> = Vec::new();
-        for d in deployments {
-            let template = d.spec.as_ref().map(|s| &s.template);
-            workloads.push((
-                "Deployment",
-                d.metadata.name.as_deref().unwrap_or_default(),
-                template,
-            ));
-        }
-        for s in &statefulsets.items {
-            let template = s.spec.as_ref().map(|s| &s.template);
-            workloads.push((
-                "StatefulSet",
-                s.metadata.name.as_deref().unwrap_or_default(),
-                template,
-            ));
-        }
-        for d in &daemonsets.items {
-            let template = d.spec.as_ref().map(|s| &s.template);
-            workloads.push((
-                "DaemonSet",
-                d.metadata.name.as_deref().unwrap_or_default(),
-                template,
-            ));
-        }
+        let name = |meta: &kube::api::ObjectMeta| meta.name.clone().unwrap_or_default();
+        let workloads: Vec<(&str, String, Option<&PodTemplateSpec>)> = deployments
+            .iter()
+            .map(|d| {
+                (
+                    "Deployment",
+                    name(&d.metadata),
+                    d.spec.as_ref().map(|s| &s.template),
+                )
+            })
+            .chain(statefulsets.items.iter().map(|s| {
+                (
+                    "StatefulSet",
+                    name(&s.metadata),
+                    s.spec.as_ref().map(|s| &s.template),
+                )
+            }))
+            .chain(daemonsets.items.iter().map(|d| {
+                (
+                    "DaemonSet",
+                    name(&d.metadata),
+                    d.spec.as_ref().map(|s| &s.template),
+                )
+            }))
+            .collect();
         let mut problems = Vec::new();
         for (kind, name, template) in workloads {
             let Some(pod) = template.and_then(|t| t.spec.as_ref()) else {
@@ -820,12 +820,8 @@ impl WorkloadsReadyStep {
                 .chain(pod.init_containers.iter().flatten());
             for container in containers {
                 let image = container.image.as_deref().unwrap_or_default();
-                let tag = image
-                    .split('@')
-                    .next()
-                    .and_then(|reference| reference.rsplit_once(':'))
-                    .map(|(_, tag)| tag)
-                    .filter(|tag| !tag.contains('/'));
+                let without_digest = image.split('@').next().unwrap_or_default();
+                let tag = upgrade_core::version::split_image_tag(without_digest).map(|(_, t)| t);
                 if tag
                     .and_then(upgrade_core::version::parse_loose_semver)
                     .is_some_and(|v| v == *replaced)

@@ -253,6 +253,15 @@ fn version_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D:
     deserializer.deserialize_any(Visitor)
 }
 
+/// Splits an image reference at its tag: `quay.io:443/argoproj/argocli:v3.7.4` →
+/// (`quay.io:443/argoproj/argocli`, `v3.7.4`); `None` when it has no tag (a registry port is
+/// not one). A digest (`@sha256:…`) is the caller's to cut off first.
+pub fn split_image_tag(reference: &str) -> Option<(&str, &str)> {
+    reference
+        .rsplit_once(':')
+        .filter(|(_, tag)| !tag.contains('/'))
+}
+
 /// Parses a free-form application or chart version (`v1.2`, `1.2.3-rc.1`, `0.14`) into semver,
 /// filling a missing minor or patch with 0, as Helm does.
 pub fn parse_loose_semver(input: &str) -> Option<semver::Version> {
