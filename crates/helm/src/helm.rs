@@ -329,13 +329,20 @@ impl Helm {
         }
     }
 
+    /// The release's history, empty when the release does not exist.
+    async fn history_or_empty(&self, release: &ReleaseRef) -> Result<Vec<HistoryEntry>> {
+        match self.history(release).await {
+            Err(err) if err.failure_kind() == Some(crate::FailureKind::ReleaseNotFound) => {
+                Ok(Vec::new())
+            }
+            other => other,
+        }
+    }
+
     /// The release's newest revision (`None` when it does not exist).
     async fn newest_revision(&self, release: &ReleaseRef) -> Result<Option<u32>> {
-        match self.history(release).await {
-            Ok(history) => Ok(history.iter().map(|h| h.revision).max()),
-            Err(err) if err.failure_kind() == Some(crate::FailureKind::ReleaseNotFound) => Ok(None),
-            Err(err) => Err(err),
-        }
+        let history = self.history_or_empty(release).await?;
+        Ok(history.iter().map(|h| h.revision).max())
     }
 
     /// Clears a `pending-*` revision newer than `newest_before`, which only our own failed
@@ -347,13 +354,7 @@ impl Helm {
         release: &ReleaseRef,
         newest_before: Option<u32>,
     ) -> Result<()> {
-        let history = match self.history(release).await {
-            Ok(history) => history,
-            Err(err) if err.failure_kind() == Some(crate::FailureKind::ReleaseNotFound) => {
-                return Ok(());
-            }
-            Err(err) => return Err(err),
-        };
+        let history = self.history_or_empty(release).await?;
         let Some(last) = history.iter().max_by_key(|h| h.revision) else {
             return Ok(());
         };
@@ -719,13 +720,7 @@ impl Helm {
     /// Fails with [`Error::PendingOperation`] when the release's last revision is `pending-*`;
     /// returns the history otherwise (empty when the release does not exist).
     pub async fn preflight(&self, release: &ReleaseRef) -> Result<Vec<HistoryEntry>> {
-        let history = match self.history(release).await {
-            Ok(history) => history,
-            Err(err) if err.failure_kind() == Some(crate::FailureKind::ReleaseNotFound) => {
-                return Ok(Vec::new());
-            }
-            Err(err) => return Err(err),
-        };
+        let history = self.history_or_empty(release).await?;
         match pending_error(release, &history) {
             Some(err) => Err(err),
             None => Ok(history),
@@ -800,13 +795,7 @@ impl Helm {
         snapshot: &ReleaseSnapshot,
         policy: PendingPolicy,
     ) -> Result<RestorePlan> {
-        let history = match self.history(&snapshot.release).await {
-            Ok(history) => history,
-            Err(err) if err.failure_kind() == Some(crate::FailureKind::ReleaseNotFound) => {
-                Vec::new()
-            }
-            Err(err) => return Err(err),
-        };
+        let history = self.history_or_empty(&snapshot.release).await?;
         plan_restore(snapshot, &history, policy)
     }
 

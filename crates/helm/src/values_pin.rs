@@ -133,11 +133,11 @@ fn looks_like_version(text: &str) -> bool {
         && upgrade_core::version::parse_loose_semver(body).is_some()
 }
 
-/// Every value of a values file's `text` that pins `version` (spelled with or without a
+/// Every value of a parsed values file that pins `version` (spelled with or without a
 /// leading `v`), in key order: the pins an upgrade from `version` must move together.
 /// A digest (`sha256:…`) beside such a tag pins the old image whatever the tag says; it is
 /// returned too, with its own value.
-pub fn version_pins(text: &str, version: &semver::Version) -> Result<Vec<VersionPin>, PinError> {
+pub fn version_pins(values: &serde_json::Value, version: &semver::Version) -> Vec<VersionPin> {
     fn walk(
         value: &serde_json::Value,
         path: &mut Vec<String>,
@@ -187,10 +187,9 @@ pub fn version_pins(text: &str, version: &semver::Version) -> Result<Vec<Version
         looks_like_version(tag)
             && upgrade_core::version::parse_loose_semver(tag).as_ref() == Some(version)
     }
-    let value = parse(text, "<text>")?;
     let mut out = Vec::new();
-    walk(&value, &mut Vec::new(), true, version, &mut out);
-    Ok(out)
+    walk(values, &mut Vec::new(), true, version, &mut out);
+    out
 }
 
 /// Sets the scalar at `key` to `value` in `text`, keeping everything else byte for byte.
@@ -598,7 +597,7 @@ mod tests {
     fn every_pin_of_a_version_is_found_and_respelled_as_written() {
         let text = "controller:\n  image:\n    tag: v3.7.4\n    digest: sha256:abc\nserver:\n  image:\n    tag: \"v3.7.4\"\nexecutor: quay.io/argoproj/argoexec:3.7.4\nregistry: \"registry:5000/x\"\nother: v3.7.40\nsidecars:\n- image: quay.io/argoproj/argocli:v3.7.4\n";
         let old = semver::Version::new(3, 7, 4);
-        let pins = version_pins(text, &old).unwrap();
+        let pins = version_pins(&parse(text, "<text>").unwrap(), &old);
         let found: Vec<(String, &str, bool)> = pins
             .iter()
             .map(|p| (p.dotted(), p.value.as_str(), p.editable))

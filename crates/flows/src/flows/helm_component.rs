@@ -432,9 +432,10 @@ struct MovedPins {
 /// every such pin blocks, the main key's too: the chart's new default would be overridden.
 fn other_version_pins(
     checked: &Checked,
+    user_values: &serde_json::Value,
     live: &upgrade_helm::ReleaseMetadata,
     compat: &upgrade_helm::ChartCompatibility,
-) -> Result<MovedPins> {
+) -> MovedPins {
     let spec = &checked.spec;
     let mut moved = MovedPins {
         also: Vec::new(),
@@ -448,20 +449,12 @@ fn other_version_pins(
         .unwrap_or(&live.version);
     let target = compat.app_version.as_deref().unwrap_or(&compat.version);
     let (Some(old), Some(new)) = (parse_loose_semver(running), parse_loose_semver(target)) else {
-        return Ok(moved);
+        return moved;
     };
     if old == new {
-        return Ok(moved);
+        return moved;
     }
-    let text = std::fs::read_to_string(&spec.values).map_err(|e| {
-        FlowError::invalid(
-            "values",
-            format!("cannot read the values file {}: {e}", spec.values.display()),
-            format!("set {} to the component's values file", field("values")),
-        )
-    })?;
-    let pins = upgrade_helm::values_pin::version_pins(&text, &old)
-        .map_err(|e| FlowError::invalid("values", e.to_string(), "fix the values file"))?;
+    let pins = upgrade_helm::values_pin::version_pins(user_values, &old);
     let main_key = spec.image_tag_path();
     let file = spec.values.display();
     let tag = spec.image_tag.as_deref().and_then(parse_loose_semver);
@@ -501,7 +494,7 @@ fn other_version_pins(
             )),
         }
     }
-    Ok(moved)
+    moved
 }
 
 /// The upgrade's steps from the checked spec: the custom-resource backup, the image-tag pin
@@ -723,7 +716,7 @@ pub async fn plan(ctx: &FlowContext, spec: &ComponentUpgradeSpec) -> Result<Plan
     }
     let (also_pinned, replaced_version) = match &live {
         Some(live) => {
-            let moved = other_version_pins(&checked, live, &compat)?;
+            let moved = other_version_pins(&checked, &user_values, live, &compat);
             blockers.extend(moved.blockers);
             changes.extend(moved.changes);
             (moved.also, moved.replaced)
