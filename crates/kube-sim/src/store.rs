@@ -913,6 +913,9 @@ impl Inner {
             }
             crate::validation::normalize(ty, &mut new);
             crate::validation::validate(ty, Some(old), &new)?;
+            if ty.group == "apiextensions.k8s.io" && ty.kind == "CustomResourceDefinition" {
+                crd_status_after_update(&mut new);
+            }
         }
         if spec_of(old) != spec_of(&new) {
             let generation = old["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
@@ -1166,4 +1169,25 @@ pub fn allocate_pod_ip(store: &Store) -> String {
 /// The group of an `apiVersion` (`apps` of `apps/v1`).
 pub fn group_of(api_version: &str) -> &str {
     split_api_version(api_version).0
+}
+
+/// A definition's status after an update, as the API server keeps it: the names it now
+/// accepts, and its storage version added to the versions objects were ever stored at.
+fn crd_status_after_update(crd: &mut Value) {
+    let storage = crd["spec"]["versions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|v| v["storage"].as_bool() == Some(true))
+        .map(|v| v["name"].clone());
+    crd["status"]["acceptedNames"] = crd["spec"]["names"].clone();
+    let stored = &mut crd["status"]["storedVersions"];
+    if !stored.is_array() {
+        *stored = json!([]);
+    }
+    if let (Some(storage), Some(list)) = (storage, stored.as_array_mut())
+        && !list.contains(&storage)
+    {
+        list.push(storage);
+    }
 }

@@ -116,6 +116,31 @@ pub fn validate(ty: &ResourceType, old: Option<&Value>, new: &Value) -> Result<(
                 }
             }
         }
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => {
+            // Objects stored at a version the new definition drops could no longer be read:
+            // the API server refuses it until the version leaves status.storedVersions.
+            let served: Vec<&str> = new["spec"]["versions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v["name"].as_str())
+                .collect();
+            let stored = old["status"]["storedVersions"].as_array();
+            for (i, version) in stored.into_iter().flatten().enumerate() {
+                let version = version.as_str().unwrap_or_default();
+                if !served.contains(&version) {
+                    return Err(ApiError::invalid(
+                        &ty.kind,
+                        &ty.group,
+                        name(new),
+                        &[(
+                            &format!("status.storedVersions[{i}]"),
+                            format!("Invalid value: \"{version}\": must appear in spec.versions"),
+                        )],
+                    ));
+                }
+            }
+        }
         ("", "Service") => {
             let (was, now) = (&old["spec"]["clusterIP"], &new["spec"]["clusterIP"]);
             if !now.is_null() && was != now && was.as_str() != Some("None") {

@@ -306,6 +306,67 @@ async fn crd_kinds_finalizers_and_server_side_apply() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crd_stored_versions_grow_with_the_storage_version_and_guard_their_versions() {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let sim = start(&[]).await;
+    let crds: Api<CustomResourceDefinition> = Api::all(sim.client().expect("client"));
+    let version = |name: &str, storage: bool| {
+        json!({"name": name, "served": true, "storage": storage,
+               "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}})
+    };
+    let crd = |versions: Vec<serde_json::Value>| {
+        json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+               "metadata": {"name": "gadgets.sim.example.com"},
+               "spec": {"group": "sim.example.com", "scope": "Namespaced",
+                        "names": {"kind": "Gadget", "plural": "gadgets"}, "versions": versions}})
+    };
+    let apply = |body: serde_json::Value| {
+        let crds = crds.clone();
+        async move {
+            crds.patch(
+                "gadgets.sim.example.com",
+                &PatchParams::apply("tester").force(),
+                &Patch::Apply(&body),
+            )
+            .await
+        }
+    };
+    let stored = |crd: CustomResourceDefinition| crd.status.unwrap().stored_versions.unwrap();
+    let created = apply(crd(vec![version("v1alpha1", true)]))
+        .await
+        .expect("create");
+    assert_eq!(stored(created), ["v1alpha1"]);
+    // A new storage version is added; the old one stays until a migration removes it.
+    let updated = apply(crd(vec![version("v1alpha1", false), version("v1", true)]))
+        .await
+        .expect("add v1");
+    assert_eq!(stored(updated), ["v1alpha1", "v1"]);
+    let err = apply(crd(vec![version("v1", true)]))
+        .await
+        .expect_err("v1alpha1 is still stored");
+    assert_eq!(api_code(&err), Some(422));
+    assert!(
+        err.to_string().contains(
+            "status.storedVersions[0]: Invalid value: \"v1alpha1\": must appear in spec.versions"
+        ),
+        "{err}"
+    );
+    // Once the migration drops it from the status, the version may go.
+    crds.patch_status(
+        "gadgets.sim.example.com",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"storedVersions": ["v1"]}})),
+    )
+    .await
+    .expect("status");
+    let migrated = apply(crd(vec![version("v1", true)]))
+        .await
+        .expect("drop v1alpha1");
+    assert_eq!(stored(migrated), ["v1"]);
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn injected_faults_are_seeded_and_scoped() {
     let sim = start(&[]).await;
     let cms: Api<ConfigMap> = Api::namespaced(sim.client().expect("client"), "default");
