@@ -17,6 +17,7 @@ use upgrade_core::command_step::CommandStep;
 use upgrade_core::executor::{Step, StepRecord, StepSpec};
 use upgrade_helm::step::{HelmUpgradeSpec, HelmUpgradeStep};
 use upgrade_helm::values_pin::ValuesPinStep;
+use upgrade_kube::crd::{CrdApplySpec, CrdApplyStep};
 use upgrade_kube::job::{TemplateJobSpec, TemplateJobStep};
 use upgrade_kube::step::{
     CrBackupSpec, CrBackupStep, DeploymentImageSpec, DeploymentImageStep, DeploymentScaleSpec,
@@ -286,6 +287,12 @@ impl StepRegistry {
                 cluster: ctx.cluster().clone(),
             }))
         });
+        registry.register(|spec: CrdApplySpec, ctx| {
+            Ok(Box::new(CrdApplyStep {
+                spec,
+                cluster: ctx.cluster().clone(),
+            }))
+        });
         registry.register(|spec: WorkloadsReadySpec, ctx| {
             Ok(Box::new(WorkloadsReadyStep {
                 spec,
@@ -402,6 +409,7 @@ mod tests {
             DeploymentScaleSpec::KIND,
             NodeRolloutSpec::KIND,
             WorkloadsReadySpec::KIND,
+            CrdApplySpec::KIND,
             TemplateJobSpec::KIND,
             TrafficSpec::KIND,
             PromoteSpec::KIND,
@@ -409,6 +417,6 @@ mod tests {
         ] {
             assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
         }
-        assert_eq!(kinds.len(), 15, "{kinds:?}");
+        assert_eq!(kinds.len(), 16, "{kinds:?}");
     }
 }

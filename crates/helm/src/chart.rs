@@ -130,6 +130,63 @@ impl ChartRef {
         }
     }
 
+    /// The chart named `name` published beside this one at `version`, such as the CRD chart
+    /// of a chart that ships its CRDs separately (`karpenter-crd` beside `karpenter`): the
+    /// same repository, OCI path or URL folder with the last name replaced; for a folder on
+    /// disk, the sibling folder or packaged chart with that name (`None` when there is none).
+    pub fn companion(&self, name: &str, version: &str) -> Option<ChartRef> {
+        let source = match &self.source {
+            ChartSource::Repo { repo, .. } => ChartSource::Repo {
+                repo: repo.clone(),
+                chart: name.to_string(),
+            },
+            ChartSource::Oci(oci) => {
+                let (parent, _) = oci.repository.rsplit_once('/').unwrap_or(("", ""));
+                let repository = if parent.is_empty() {
+                    name.to_string()
+                } else {
+                    format!("{parent}/{name}")
+                };
+                ChartSource::Oci(OciReference {
+                    registry: oci.registry.clone(),
+                    repository,
+                    tag: None,
+                    digest: None,
+                })
+            }
+            ChartSource::Path(path) => {
+                let parent = path.parent()?;
+                let packaged = parent.join(format!("{name}-{version}.tgz"));
+                let named_folder = parent.join(name);
+                if named_folder.join("Chart.yaml").is_file() {
+                    ChartSource::Path(named_folder)
+                } else if packaged.is_file() {
+                    ChartSource::Path(packaged)
+                } else {
+                    // A folder named otherwise whose Chart.yaml names the chart.
+                    let mut found = std::fs::read_dir(parent)
+                        .ok()?
+                        .filter_map(|e| e.ok().map(|e| e.path()))
+                        .filter(|dir| {
+                            LocalChart::load(dir)
+                                .is_ok_and(|chart| chart.metadata.name.trim() == name)
+                        })
+                        .collect::<Vec<_>>();
+                    found.sort();
+                    ChartSource::Path(found.into_iter().next()?)
+                }
+            }
+            ChartSource::Url(url) => {
+                let (folder, _) = url.rsplit_once('/')?;
+                ChartSource::Url(format!("{folder}/{name}-{version}.tgz"))
+            }
+        };
+        Some(ChartRef {
+            source,
+            version: Some(version.to_string()),
+        })
+    }
+
     /// The reference as Helm takes it, followed by `--version V` when pinned.
     pub fn to_args(&self) -> Result<Vec<OsString>> {
         let mut argv: Vec<OsString> = Vec::new();
@@ -379,8 +436,9 @@ fn split_documents(yaml: &str) -> Vec<String> {
     documents
 }
 
-/// Extracts the CRDs from multi-document YAML (a `crds/` file or `helm show crds` output).
-pub fn parse_crds(yaml: &str, file: Option<&str>) -> Result<Vec<CrdInfo>> {
+/// The CustomResourceDefinitions in multi-document YAML (a `crds/` file, `helm show crds` or
+/// `helm template` output), whole, in order.
+pub fn manifest_crds(yaml: &str, file: Option<&str>) -> Result<Vec<serde_json::Value>> {
     let mut crds = Vec::new();
     for document in split_documents(yaml) {
         let value: serde_json::Value =
@@ -388,35 +446,45 @@ pub fn parse_crds(yaml: &str, file: Option<&str>) -> Result<Vec<CrdInfo>> {
                 path: PathBuf::from(file.unwrap_or("crds")),
                 message: format!("not valid YAML: {e}"),
             })?;
-        if value.get("kind").and_then(|k| k.as_str()) != Some("CustomResourceDefinition") {
-            continue;
+        if value.get("kind").and_then(|k| k.as_str()) == Some("CustomResourceDefinition") {
+            crds.push(value);
         }
-        let text = |ptr: &str| {
-            value
-                .pointer(ptr)
-                .and_then(|v| v.as_str())
-                .unwrap_or_default()
-                .to_string()
-        };
-        let versions = value
-            .pointer("/spec/versions")
-            .and_then(|v| v.as_array())
-            .map(|list| {
-                list.iter()
-                    .filter(|v| v.get("served").and_then(|s| s.as_bool()).unwrap_or(true))
-                    .filter_map(|v| v.get("name").and_then(|n| n.as_str()).map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default();
-        crds.push(CrdInfo {
-            name: text("/metadata/name"),
-            group: text("/spec/group"),
-            kind: text("/spec/names/kind"),
-            versions,
-            file: file.map(String::from),
-        });
     }
     Ok(crds)
+}
+
+/// Extracts the CRDs from multi-document YAML (a `crds/` file or `helm show crds` output).
+pub fn parse_crds(yaml: &str, file: Option<&str>) -> Result<Vec<CrdInfo>> {
+    let crds = manifest_crds(yaml, file)?;
+    Ok(crds
+        .iter()
+        .map(|value| {
+            let text = |ptr: &str| {
+                value
+                    .pointer(ptr)
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            let versions = value
+                .pointer("/spec/versions")
+                .and_then(|v| v.as_array())
+                .map(|list| {
+                    list.iter()
+                        .filter(|v| v.get("served").and_then(|s| s.as_bool()).unwrap_or(true))
+                        .filter_map(|v| v.get("name").and_then(|n| n.as_str()).map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default();
+            CrdInfo {
+                name: text("/metadata/name"),
+                group: text("/spec/group"),
+                kind: text("/spec/names/kind"),
+                versions,
+                file: file.map(String::from),
+            }
+        })
+        .collect())
 }
 
 /// A chart folder on disk: its Chart.yaml and its `crds/`.

@@ -511,6 +511,15 @@ impl Helm {
         parse_crds(&out.stdout_lossy(), None)
     }
 
+    /// `helm show crds`, whole: the definitions under the chart's `crds/`.
+    pub async fn show_crd_definitions(&self, chart: &ChartRef) -> Result<Vec<serde_json::Value>> {
+        let mut args: Vec<OsString> = vec!["show".into(), "crds".into()];
+        args.extend(chart.to_args()?);
+        self.chart_flags(chart, &mut args);
+        let out = self.run(&self.read_command(args)).await?;
+        crate::chart::manifest_crds(&out.stdout_lossy(), None)
+    }
+
     /// Checks `chart` against a target Kubernetes version (the `gitVersion` the cluster reports,
     /// e.g. `v1.31.2-eks-7f9249a`) the way this Helm will at install time, and lists the CRDs
     /// the upgrade will not update.

@@ -69,6 +69,7 @@ pub mod backup;
 mod client_retry;
 pub mod connect;
 pub mod cordon;
+pub mod crd;
 pub mod drain;
 mod error;
 pub mod facts;

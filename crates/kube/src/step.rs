@@ -677,6 +677,11 @@ pub struct WorkloadsReadySpec {
     /// (`v0.14.1` or `0.14.1`) fails the verification, as a part left behind.
     #[serde(default)]
     pub replaced_version: Option<String>,
+    /// The definitions the chart ships (under `crds/`, in its templates, or in its CRD
+    /// chart): each must be in the cluster as the chart has it, or the upgrade left the
+    /// component's API behind.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub crds: Vec<crate::crd::CrdFingerprint>,
 }
 
 impl StepSpec for WorkloadsReadySpec {
@@ -731,6 +736,7 @@ impl WorkloadsReadyStep {
         {
             problems.extend(self.images_left_at(&replaced, &list.items).await?);
         }
+        problems.extend(crate::crd::not_current(&self.cluster, &self.spec.crds).await?);
         for kind in &self.spec.kinds {
             let api: Api<DynamicObject> =
                 Api::all_with(self.cluster.client().clone(), &kind.api_resource());
@@ -858,6 +864,12 @@ impl Step for WorkloadsReadyStep {
         if !self.spec.kinds.is_empty() {
             let kinds: Vec<&str> = self.spec.kinds.iter().map(|k| k.kind.as_str()).collect();
             what.push_str(&format!(" and every {} is Ready", kinds.join(", ")));
+        }
+        if !self.spec.crds.is_empty() {
+            what.push_str(&format!(
+                ", and the chart's {} CRD(s) are served as it ships them",
+                self.spec.crds.len()
+            ));
         }
         what
     }

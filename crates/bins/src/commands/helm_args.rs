@@ -38,6 +38,11 @@ pub struct HelmArgs {
     /// Where the values file pins the image tag.
     #[arg(long, value_name = "KEY.PATH", default_value = "controller.image.tag")]
     pub image_tag_key: String,
+    /// The chart of the release that holds the component's CRDs (`karpenter-crd`,
+    /// `kserve-crd`), upgraded first to the same version; by default the chart of that name
+    /// beside `--chart` (same repository, OCI path or folder).
+    #[arg(long, value_name = "REF")]
+    pub crd_chart: Option<String>,
 }
 
 impl HelmArgs {
@@ -71,6 +76,7 @@ impl HelmArgs {
             namespace: self.namespace.clone().unwrap_or(seed.namespace),
             image_tag: self.image_tag.clone(),
             image_tag_key: self.image_tag_key.clone(),
+            crd_chart: self.crd_chart.clone(),
             timeout: timeout.unwrap_or(seed.timeout),
             ..seed
         }

@@ -17,10 +17,14 @@ use upgrade_core::executor::Step;
 use upgrade_core::version::{KubeMinor, parse_loose_semver};
 use upgrade_helm::step::{HelmUpgradeSpec, HelmUpgradeStep};
 use upgrade_helm::values_pin::{ValuesPinStep, check_file};
-use upgrade_helm::{ChartRef, ReleaseRef, RollbackOptions, UpgradeOptions, WaitMode};
+use upgrade_helm::{
+    ChartRef, ReleaseRef, RollbackOptions, UpgradeOptions, ValuesStrategy, WaitMode,
+};
 use upgrade_kube::backup::platform_kinds;
+use upgrade_kube::crd::{CrdApplySpec, CrdApplyStep};
 use upgrade_kube::step::{CrBackupSpec, CrBackupStep, WorkloadsReadySpec, WorkloadsReadyStep};
 
+use super::component_crds;
 use crate::context::FlowContext;
 use crate::error::{FlowError, Result, field, one_line};
 use crate::report::Plan;
@@ -56,6 +60,11 @@ pub struct ComponentUpgradeSpec {
     pub image_tag: Option<String>,
     /// Where the values file pins the image tag, dotted (`controller.image.tag`).
     pub image_tag_key: String,
+    /// The chart of the companion CRD release (`karpenter-crd`, `kserve-crd`), when it is not
+    /// published beside [`chart`](Self::chart) under that name; upgraded first, to the same
+    /// version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crd_chart: Option<String>,
     /// How long Helm's wait and the verification may take.
     pub timeout: Duration,
 }
@@ -79,6 +88,7 @@ impl ComponentUpgradeSpec {
             namespace: namespace.into(),
             image_tag: None,
             image_tag_key: "controller.image.tag".into(),
+            crd_chart: None,
             timeout: DEFAULT_TIMEOUT,
         }
     }
@@ -126,12 +136,16 @@ impl ComponentUpgradeSpec {
         ReleaseRef::new(&self.release, &self.namespace)
     }
 
-    /// The ids of its steps, in order (from the component's name only).
-    pub fn step_ids(&self) -> [String; 4] {
+    /// The ids of its steps, in order (from the component's name only): the backup, the
+    /// image-tag pin, the companion CRD release, the `crds/` definitions, the release, the
+    /// verification. A plan leaves out the ones it does not need.
+    pub fn step_ids(&self) -> [String; 6] {
         let name = &self.component;
         [
             format!("{name}/backup"),
             format!("{name}/pin-image-tag"),
+            format!("{name}/crd-release"),
+            format!("{name}/crds"),
             format!("{name}/helm-upgrade"),
             format!("{name}/verify"),
         ]
@@ -147,6 +161,7 @@ impl ComponentUpgradeSpec {
 struct Checked {
     spec: ComponentUpgradeSpec,
     chart: ChartRef,
+    crd_chart: Option<ChartRef>,
     version: semver::Version,
     pinned_now: Option<String>,
 }
@@ -189,13 +204,24 @@ fn validate(spec: &ComponentUpgradeSpec) -> Result<Checked> {
         })?),
         None => check_file(&spec.values, &key).ok(),
     };
-    let chart = chart_ref(&spec.chart, &spec.version)?;
+    let chart = chart_ref("chart", &spec.chart, &spec.version)?;
     if let upgrade_helm::ChartSource::Path(path) = &chart.source {
         spec.chart = path.display().to_string();
     }
+    let crd_chart = match &spec.crd_chart {
+        Some(text) => {
+            let crd_chart = chart_ref("crd_chart", text, &spec.version)?;
+            if let upgrade_helm::ChartSource::Path(path) = &crd_chart.source {
+                spec.crd_chart = Some(path.display().to_string());
+            }
+            Some(crd_chart)
+        }
+        None => None,
+    };
     Ok(Checked {
         spec,
         chart,
+        crd_chart,
         version,
         pinned_now,
     })
@@ -204,10 +230,10 @@ fn validate(spec: &ComponentUpgradeSpec) -> Result<Checked> {
 /// The chart at `version`. A reference naming an existing file or folder, or a path with
 /// more than one `/` (a repo chart has exactly one), is a local chart (made absolute); anything
 /// else is parsed as `oci://...` or `repo/chart`.
-fn chart_ref(text: &str, version: &str) -> Result<ChartRef> {
+fn chart_ref(field_name: &str, text: &str, version: &str) -> Result<ChartRef> {
     let bad = |e: upgrade_helm::Error| {
         FlowError::invalid(
-            "chart",
+            field_name,
             e.to_string(),
             "give `oci://...`, `repo/chart` or a chart folder",
         )
@@ -336,13 +362,7 @@ pub fn check_compatibility(
         }
         None => {}
     }
-    if let Some(crds) = &compat.crds {
-        checked.findings.push(format!(
-            "the chart ships {} CRD(s) under crds/, which helm upgrade never updates; if they changed, apply them first: {}",
-            crds.crds.len(),
-            crds.apply_command
-        ));
-    }
+    // The chart's CRDs are planned by `component_crds` against the live definitions.
     checked
 }
 
@@ -505,9 +525,17 @@ fn steps(
     chart_version: &str,
     also_pinned: Vec<(Vec<String>, String)>,
     replaced_version: Option<String>,
+    crds: component_crds::CrdPlan,
 ) -> Result<Vec<Box<dyn Step>>> {
     let spec = &checked.spec;
-    let [backup_id, pin_id, upgrade_id, verify_id] = spec.step_ids();
+    let [
+        backup_id,
+        pin_id,
+        crd_release_id,
+        crds_id,
+        upgrade_id,
+        verify_id,
+    ] = spec.step_ids();
     let release = spec.release_ref();
     let kinds = platform_kinds(&spec.component);
     let mut steps: Vec<Box<dyn Step>> = vec![Box::new(CrBackupStep {
@@ -527,6 +555,41 @@ fn steps(
             key: spec.image_tag_path(),
             value: tag.clone(),
             also: also_pinned,
+        }));
+    }
+    if let Some(companion) = crds.companion {
+        steps.push(Box::new(HelmUpgradeStep {
+            spec: HelmUpgradeSpec {
+                id: crd_release_id,
+                component: spec.component.clone(),
+                release: companion.release,
+                chart: companion.chart,
+                options: UpgradeOptions {
+                    // Its own values stay (labels or annotations of the definitions); the
+                    // new chart's defaults come with the new version.
+                    values: ValuesStrategy::ResetThenReuse,
+                    wait: WaitMode::ReadyLegacy,
+                    timeout: spec.timeout,
+                    ..UpgradeOptions::default()
+                },
+                restore_source: None,
+                rollback: RollbackOptions {
+                    wait: WaitMode::ReadyLegacy,
+                    timeout: spec.timeout,
+                    ..RollbackOptions::default()
+                },
+            },
+            helm: ctx.helm()?,
+        }));
+    }
+    if !crds.apply.is_empty() {
+        steps.push(Box::new(CrdApplyStep {
+            spec: CrdApplySpec {
+                id: crds_id,
+                component: spec.component.clone(),
+                definitions: crds.apply,
+            },
+            cluster: ctx.cluster().clone(),
         }));
     }
     steps.push(Box::new(HelmUpgradeStep {
@@ -564,6 +627,7 @@ fn steps(
             kinds,
             timeout: spec.timeout,
             replaced_version,
+            crds: crds.expected,
         },
         cluster: ctx.cluster().clone(),
     }));
@@ -723,12 +787,30 @@ pub async fn plan(ctx: &FlowContext, spec: &ComponentUpgradeSpec) -> Result<Plan
         }
         None => (Vec::new(), None),
     };
+    let crds = component_crds::plan(
+        ctx,
+        &helm,
+        &component_crds::CrdInputs {
+            release: &release,
+            chart: &checked.chart,
+            chart_name: &metadata.name,
+            version: &compat.version,
+            values: &spec.values,
+            crd_chart: checked.crd_chart.as_ref(),
+            kube_version: &git_version,
+        },
+    )
+    .await?;
+    changes.extend(crds.changes.iter().cloned());
+    findings.extend(crds.findings.iter().cloned());
+    blockers.extend(crds.blockers.iter().cloned());
     let steps = steps(
         ctx,
         &checked,
         &compat.version,
         also_pinned,
         replaced_version,
+        crds,
     )?;
     let refs: Vec<&dyn Step> = steps.iter().map(|s| s.as_ref()).collect();
     let mut plan = Plan::new(
@@ -784,15 +866,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let local = dir.path().join("karpenter");
         std::fs::create_dir(&local).unwrap();
-        let chart = chart_ref(&local.to_string_lossy(), "1.6.0").unwrap();
+        let chart = chart_ref("chart", &local.to_string_lossy(), "1.6.0").unwrap();
         assert_eq!(chart.source, upgrade_helm::ChartSource::Path(local.clone()));
         assert_eq!(
-            chart_ref("oci://public.ecr.aws/karpenter/karpenter", "1.6.0")
+            chart_ref("chart", "oci://public.ecr.aws/karpenter/karpenter", "1.6.0")
                 .unwrap()
                 .to_string(),
             "oci://public.ecr.aws/karpenter/karpenter@1.6.0"
         );
-        let relative = chart_ref("charts/kserve/0.15.0", "0.15.0").unwrap();
+        let relative = chart_ref("chart", "charts/kserve/0.15.0", "0.15.0").unwrap();
         let upgrade_helm::ChartSource::Path(path) = relative.source else {
             panic!("a path")
         };
@@ -800,9 +882,14 @@ mod tests {
             path.is_absolute() && path.ends_with("charts/kserve/0.15.0"),
             "{path:?}"
         );
-        let err = chart_ref("kserve", "0.15.0").unwrap_err();
+        let err = chart_ref("chart", "kserve", "0.15.0").unwrap_err();
         assert!(err.to_string().starts_with("`chart`: "), "{err}");
-        let err = chart_ref("oci://public.ecr.aws/karpenter/karpenter:1.5.0", "1.6.0").unwrap_err();
+        let err = chart_ref(
+            "chart",
+            "oci://public.ecr.aws/karpenter/karpenter:1.5.0",
+            "1.6.0",
+        )
+        .unwrap_err();
         assert!(
             err.to_string().contains("differs from the version"),
             "{err}"

@@ -12,6 +12,7 @@ use crate::context::FlowContext;
 use crate::error::{FlowError, Result, field};
 
 pub mod canary;
+mod component_crds;
 pub mod eks;
 pub mod helm_component;
 pub mod lock;

@@ -1507,6 +1507,7 @@ status:
             kinds: platform_kinds("kserve"),
             timeout: Duration::from_millis(600),
             replaced_version: None,
+            crds: Vec::new(),
         },
         cluster: cluster.clone(),
     };
@@ -1651,6 +1652,7 @@ spec: {entrypoint: train, templates: [{name: train, container: {image: "python:3
             kinds,
             timeout: Duration::from_millis(600),
             replaced_version: None,
+            crds: Vec::new(),
         },
         cluster: cluster.clone(),
     };
@@ -1771,6 +1773,7 @@ async fn the_lock_backups_and_verification_wait_out_a_flaky_api_server() {
             kinds: Vec::new(),
             timeout: Duration::from_secs(5),
             replaced_version: None,
+            crds: Vec::new(),
         },
         cluster: cluster.clone(),
     };
@@ -1893,6 +1896,7 @@ spec:
             kinds: Vec::new(),
             timeout: Duration::from_secs(10),
             replaced_version: replaced.map(str::to_string),
+            crds: Vec::new(),
         },
         cluster: cluster.clone(),
     };
