@@ -302,6 +302,23 @@ pub fn regex_escape(text: &str) -> String {
     out
 }
 
+/// Copies the folder `from` to `to` (created), files and subfolders, so a test can change a
+/// fixture chart without touching the original.
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("create {}: {e}", to.display()));
+    for entry in std::fs::read_dir(from).unwrap_or_else(|e| panic!("read {}: {e}", from.display()))
+    {
+        let path = entry.expect("a folder entry").path();
+        let target = to.join(path.file_name().expect("a name"));
+        if path.is_dir() {
+            copy_tree(&path, &target);
+        } else {
+            std::fs::copy(&path, &target)
+                .unwrap_or_else(|e| panic!("copy {}: {e}", path.display()));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,6 +2,7 @@
 //! like the commands' runs, with the real helm against kube-sim. One test binary for the
 //! crate.
 
+mod crds;
 mod library;
 mod safety;
 mod world;
