@@ -28,7 +28,8 @@ pub struct BackupKind {
 }
 
 impl BackupKind {
-    fn new(group: &str, version: &str, kind: &str, plural: &str) -> Self {
+    /// A kind by group, version, kind and plural.
+    pub fn new(group: &str, version: &str, kind: &str, plural: &str) -> Self {
         BackupKind {
             group: group.into(),
             version: version.into(),

@@ -165,6 +165,24 @@ pub struct CrdComparison {
     /// The Helm release that owns the live definition (`meta.helm.sh/release-namespace`,
     /// `meta.helm.sh/release-name`).
     pub owner: Option<(String, String)>,
+    /// The kind the live definition serves, at its storage version (for a backup of its
+    /// objects); `None` when it is missing.
+    pub live_kind: Option<crate::backup::BackupKind>,
+}
+
+/// The kind a definition serves at its storage version.
+pub fn storage_kind(definition: &Value) -> Option<crate::backup::BackupKind> {
+    let spec = &definition["spec"];
+    let version = spec["versions"]
+        .as_array()?
+        .iter()
+        .find(|v| v["storage"].as_bool() == Some(true))?;
+    Some(crate::backup::BackupKind::new(
+        spec["group"].as_str()?,
+        version["name"].as_str()?,
+        spec["names"]["kind"].as_str()?,
+        spec["names"]["plural"].as_str()?,
+    ))
 }
 
 /// Compares a chart's definition with the live one (`None`: not in the cluster).
@@ -176,6 +194,7 @@ pub fn compare_definition(new: &Value, live: Option<&Value>) -> CrdComparison {
             state: CrdState::Missing,
             dropped_stored_versions: Vec::new(),
             owner: None,
+            live_kind: None,
         };
     };
     let differences = CrdFingerprint::of(new).differences(&CrdFingerprint::of(live));
@@ -210,6 +229,7 @@ pub fn compare_definition(new: &Value, live: Option<&Value>) -> CrdComparison {
         },
         dropped_stored_versions,
         owner,
+        live_kind: storage_kind(live),
     }
 }
 

@@ -10,6 +10,7 @@ pub mod lock;
 pub mod mlflow;
 pub mod nodes;
 pub mod preflight;
+pub mod release;
 pub mod rollback;
 pub mod rollout_args;
 pub mod tf_providers;

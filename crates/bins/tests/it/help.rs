@@ -31,6 +31,12 @@ fn upgrade_verify() {
 }
 
 #[test]
+fn upgrade_release() {
+    let exe = env!("CARGO_BIN_EXE_upgrade-release");
+    insta::assert_snapshot!("upgrade_release", help(exe, &[]));
+}
+
+#[test]
 fn read_only_commands_offer_no_run_flags() {
     let run_flags = ["--apply", "--yes", "--resume", "--snapshot-dir"];
     for (exe, args) in [
@@ -56,6 +62,7 @@ fn read_only_commands_offer_no_run_flags() {
         env!("CARGO_BIN_EXE_upgrade-mlflow"),
         env!("CARGO_BIN_EXE_upgrade-tf-providers"),
         env!("CARGO_BIN_EXE_upgrade-argo-workflows"),
+        env!("CARGO_BIN_EXE_upgrade-release"),
     ] {
         let text = help(exe, &[]);
         for flag in run_flags {

@@ -11,6 +11,7 @@ use upgrade_core::version::parse_loose_semver;
 use upgrade_helm::{
     ChartRef, Helm, ListOptions, ReleaseRef, TemplateOptions, ValuesScope, chart::manifest_crds,
 };
+use upgrade_kube::backup::BackupKind;
 use upgrade_kube::crd::{CrdComparison, CrdFingerprint, CrdState, compare, crd_name};
 
 use crate::context::FlowContext;
@@ -34,6 +35,8 @@ pub(crate) struct CrdPlan {
     pub apply: Vec<Value>,
     /// Every definition the new charts ship, checked after the upgrade.
     pub expected: Vec<CrdFingerprint>,
+    /// The kinds of those definitions the cluster serves now (for a backup of their objects).
+    pub live_kinds: Vec<BackupKind>,
     /// For the plan.
     pub changes: Vec<String>,
     /// For the plan.
@@ -304,6 +307,7 @@ pub(crate) async fn plan(
             ));
         }
         plan.expected.push(CrdFingerprint::of(definition));
+        plan.live_kinds.extend(comparison.live_kind.clone());
     }
     Ok(plan)
 }

@@ -131,6 +131,20 @@ impl ComponentUpgradeSpec {
         )
     }
 
+    /// Any Helm release (`upgrade-release`): named after the release, with the same backup
+    /// (the objects of every kind its charts define), pins, CRD handling, verification and
+    /// rollback as the platform's components.
+    pub fn release(release: &str, namespace: &str, chart: &str, version: &str) -> Self {
+        Self::seed(
+            release,
+            "upgrade-release",
+            chart,
+            release,
+            namespace,
+            version,
+        )
+    }
+
     /// The release.
     pub fn release_ref(&self) -> ReleaseRef {
         ReleaseRef::new(&self.release, &self.namespace)
@@ -538,15 +552,24 @@ fn steps(
     ] = spec.step_ids();
     let release = spec.release_ref();
     let kinds = platform_kinds(&spec.component);
-    let mut steps: Vec<Box<dyn Step>> = vec![Box::new(CrBackupStep {
-        spec: CrBackupSpec {
-            id: backup_id,
-            component: spec.component.clone(),
-            kinds: kinds.clone(),
-            namespace: None,
-        },
-        cluster: ctx.cluster().clone(),
-    })];
+    // A release the seeds do not name backs up the objects of every kind its charts define.
+    let backup_kinds = if kinds.is_empty() {
+        crds.live_kinds.clone()
+    } else {
+        kinds.clone()
+    };
+    let mut steps: Vec<Box<dyn Step>> = Vec::new();
+    if !backup_kinds.is_empty() {
+        steps.push(Box::new(CrBackupStep {
+            spec: CrBackupSpec {
+                id: backup_id,
+                component: spec.component.clone(),
+                kinds: backup_kinds,
+                namespace: None,
+            },
+            cluster: ctx.cluster().clone(),
+        }));
+    }
     if let Some(tag) = &spec.image_tag {
         steps.push(Box::new(ValuesPinStep {
             id: pin_id,
