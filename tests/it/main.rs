@@ -9,3 +9,4 @@ mod lock_cli;
 mod platform_run;
 mod real_tools;
 mod scripts;
+mod upstream;
