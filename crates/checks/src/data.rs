@@ -292,6 +292,8 @@ struct EksFile {
 struct CompatibilityFile {
     sources: BTreeMap<String, Source>,
     components: Vec<ComponentCompat>,
+    #[serde(default)]
+    upgrade_notes: BTreeMap<String, String>,
 }
 
 /// Where the embedded data ends, for reports and the beyond-the-data warning.
@@ -320,6 +322,9 @@ pub struct Data {
     pub addons: Vec<AddonVersion>,
     /// Component compatibility rows.
     pub components: Vec<ComponentCompat>,
+    /// Each component's upgrade notes (the page to read before a major version change), by
+    /// component.
+    pub upgrade_notes: BTreeMap<String, String>,
 }
 
 impl Data {
@@ -371,6 +376,7 @@ impl Data {
             calendar,
             addons: eks.addons,
             components: compat.components,
+            upgrade_notes: compat.upgrade_notes,
         };
         data.validate()?;
         Ok(data)

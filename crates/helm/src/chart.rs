@@ -436,21 +436,30 @@ fn split_documents(yaml: &str) -> Vec<String> {
     documents
 }
 
-/// The CustomResourceDefinitions in multi-document YAML (a `crds/` file, `helm show crds` or
-/// `helm template` output), whole, in order.
-pub fn manifest_crds(yaml: &str, file: Option<&str>) -> Result<Vec<serde_json::Value>> {
-    let mut crds = Vec::new();
+/// Every object in multi-document YAML (a manifest as `helm template` or `helm get manifest`
+/// prints it), in order; empty documents are skipped.
+pub fn manifest_objects(yaml: &str, file: Option<&str>) -> Result<Vec<serde_json::Value>> {
+    let mut objects = Vec::new();
     for document in split_documents(yaml) {
         let value: serde_json::Value =
             serde_norway::from_str(&document).map_err(|e| Error::Chart {
-                path: PathBuf::from(file.unwrap_or("crds")),
+                path: PathBuf::from(file.unwrap_or("manifest")),
                 message: format!("not valid YAML: {e}"),
             })?;
-        if value.get("kind").and_then(|k| k.as_str()) == Some("CustomResourceDefinition") {
-            crds.push(value);
+        if value.is_object() {
+            objects.push(value);
         }
     }
-    Ok(crds)
+    Ok(objects)
+}
+
+/// The CustomResourceDefinitions in multi-document YAML (a `crds/` file, `helm show crds` or
+/// `helm template` output), whole, in order.
+pub fn manifest_crds(yaml: &str, file: Option<&str>) -> Result<Vec<serde_json::Value>> {
+    Ok(manifest_objects(yaml, Some(file.unwrap_or("crds")))?
+        .into_iter()
+        .filter(|v| v.get("kind").and_then(|k| k.as_str()) == Some("CustomResourceDefinition"))
+        .collect())
 }
 
 /// Extracts the CRDs from multi-document YAML (a `crds/` file or `helm show crds` output).

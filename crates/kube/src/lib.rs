@@ -77,6 +77,7 @@ pub mod health;
 pub mod helm_storage;
 pub mod job;
 pub mod lock;
+pub mod preview;
 pub mod provisioner;
 pub mod replace;
 mod retry;

@@ -55,8 +55,9 @@ pub(crate) struct CrdInputs<'a> {
     pub chart_name: &'a str,
     /// Its version, as the chart spells it.
     pub version: &'a str,
-    /// The user's values file.
-    pub values: &'a std::path::Path,
+    /// The new chart's templates rendered with the user's values (`helm template`), or why
+    /// they could not be.
+    pub rendered: &'a std::result::Result<String, String>,
     /// The companion CRD chart the user named, if any.
     pub crd_chart: Option<&'a ChartRef>,
     /// The cluster's `gitVersion`.
@@ -250,18 +251,8 @@ pub(crate) async fn plan(
     }
 
     // CRDs among the chart's templates: Helm upgrades them with the release.
-    let rendered = helm
-        .template(
-            inputs.release,
-            inputs.chart,
-            &TemplateOptions {
-                kube_version: Some(inputs.kube_version.to_string()),
-                values_files: vec![inputs.values.to_path_buf()],
-                ..TemplateOptions::default()
-            },
-        )
-        .await;
-    match rendered.map(|text| manifest_crds(&text, None)) {
+    let rendered = inputs.rendered.as_ref().map_err(Clone::clone);
+    match rendered.map(|text| manifest_crds(text, None)) {
         Ok(Ok(definitions)) => {
             let definitions: Vec<Value> = definitions
                 .into_iter()
@@ -283,10 +274,14 @@ pub(crate) async fn plan(
                 compared.insert(comparison.name.clone(), (definition, comparison));
             }
         }
-        Ok(Err(e)) | Err(e) => plan.findings.push(format!(
-            "the chart could not be rendered here to find the CRDs in its templates ({}); \
-             the verification checks the CRDs of crds/ and of the CRD chart only",
+        Ok(Err(e)) => plan.findings.push(format!(
+            "the chart's templates could not be read for CRDs ({}); the verification checks \
+             the CRDs of crds/ and of the CRD chart only",
             one_line(&e.to_string())
+        )),
+        Err(e) => plan.findings.push(format!(
+            "the chart could not be rendered here to find the CRDs in its templates ({e}); \
+             the verification checks the CRDs of crds/ and of the CRD chart only"
         )),
     }
 

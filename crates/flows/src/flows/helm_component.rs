@@ -380,6 +380,73 @@ pub fn check_compatibility(
     checked
 }
 
+/// A major version change of the app or the chart (Argo CD v2 → v3, Argo Workflows v3 → v4)
+/// is flagged with the component's upgrade notes (from the embedded data; the chart's own
+/// release notes otherwise): such releases carry breaking changes no check here knows.
+pub fn major_change_finding(
+    component: &str,
+    chart_name: &str,
+    live: &upgrade_helm::ReleaseMetadata,
+    compat: &upgrade_helm::ChartCompatibility,
+) -> Option<String> {
+    let major = |v: &str| parse_loose_semver(v).map(|v| v.major);
+    let live_app = Some(live.app_version.as_str()).filter(|a| !a.trim().is_empty());
+    let new_app = compat
+        .app_version
+        .as_deref()
+        .filter(|a| !a.trim().is_empty());
+    let mut changed = Vec::new();
+    if let (Some(from), Some(to)) = (live_app, new_app)
+        && major(from).is_some_and(|m| Some(m) != major(to))
+    {
+        changed.push(format!("app {from} -> {to}"));
+    }
+    if major(&live.version).is_some_and(|m| Some(m) != major(&compat.version)) {
+        changed.push(format!("chart {} -> {}", live.version, compat.version));
+    }
+    if changed.is_empty() {
+        return None;
+    }
+    let data = Data::embedded();
+    let notes = data
+        .upgrade_notes
+        .get(component)
+        .or_else(|| data.upgrade_notes.get(chart_name))
+        .map(|url| format!("read the upgrade notes first: {url}"))
+        .unwrap_or_else(|| format!("read the release notes of chart {chart_name} first"));
+    Some(format!(
+        "major version change ({}): breaking changes are likely; {notes}",
+        changed.join(", ")
+    ))
+}
+
+/// The values the live release was given that the values file does not give (set by hand
+/// with `--set`, or a file since edited): `helm upgrade --reset-values` drops them.
+pub fn values_dropped(live_user: &serde_json::Value, file: &serde_json::Value) -> Vec<String> {
+    fn walk(live: &serde_json::Value, file: &serde_json::Value, path: &str, out: &mut Vec<String>) {
+        match (live, file) {
+            (serde_json::Value::Object(live), serde_json::Value::Object(file)) => {
+                for (key, value) in live {
+                    let dotted = if path.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{path}.{key}")
+                    };
+                    match file.get(key) {
+                        Some(mine) => walk(value, mine, &dotted, out),
+                        None => out.push(dotted),
+                    }
+                }
+            }
+            (live, file) if live != file => out.push(path.to_string()),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(live_user, file, "", &mut out);
+    out
+}
+
 /// Seed 000 step 1 pins the image tag in the values file; a pin left at another version than
 /// the chart's app is usually a forgotten edit. `pinned` is the tag the upgrade will run.
 pub fn image_pin_finding(
@@ -657,6 +724,87 @@ fn steps(
     Ok(steps)
 }
 
+/// The server's answer to the new manifest before anything changes: every object of the
+/// rendered chart (not its CRDs, planned apart, nor its hooks, which Helm runs apart) as a
+/// dry-run server-side apply against the live one, and the release's objects the new
+/// manifest drops. Lines for the plan's changes, and blockers for the objects the API server
+/// refuses (an immutable field changed: the upgrade would fail there).
+async fn preview(
+    ctx: &FlowContext,
+    helm: &upgrade_helm::Helm,
+    release: &ReleaseRef,
+    rendered: &std::result::Result<String, String>,
+) -> Result<(Vec<String>, Vec<String>)> {
+    let rendered = match rendered {
+        Ok(text) => text,
+        Err(why) => {
+            return Ok((
+                vec![format!(
+                    "preview: the chart could not be rendered here ({why})"
+                )],
+                Vec::new(),
+            ));
+        }
+    };
+    let objects = |text: &str, what: &str| {
+        upgrade_helm::chart::manifest_objects(text, Some(what)).map(|objects| {
+            objects
+                .into_iter()
+                .filter(|o| o["kind"] != "CustomResourceDefinition")
+                .filter(|o| o["metadata"]["annotations"]["helm.sh/hook"].is_null())
+                .collect::<Vec<_>>()
+        })
+    };
+    let new = objects(rendered, "the rendered chart")
+        .map_err(|e| FlowError::failed("read the rendered chart", e))?;
+    let current = helm
+        .manifest(release, None)
+        .await
+        .map_err(|e| FlowError::failed(format!("read the manifest of release {release}"), e))?;
+    let current = objects(&current, "the release's manifest")
+        .map_err(|e| FlowError::failed(format!("read the manifest of release {release}"), e))?;
+    let previewed =
+        upgrade_kube::preview::preview(ctx.cluster(), &new, &current, &release.namespace)
+            .await
+            .map_err(|e| FlowError::failed("preview the upgrade with a server-side dry run", e))?;
+    let mut lines = Vec::new();
+    let mut refused = Vec::new();
+    let mut labels_only = 0;
+    for change in &previewed {
+        match &change.change {
+            // Every object's chart-version label moves with the chart: one line for them all.
+            upgrade_kube::preview::Change::Changed(fields) if fields == &["metadata.labels"] => {
+                labels_only += 1;
+            }
+            upgrade_kube::preview::Change::Changed(fields) if fields.len() > 4 => {
+                lines.push(format!(
+                    "preview: change {} ({}, and {} more)",
+                    change.object,
+                    fields[..4].join(", "),
+                    fields.len() - 4
+                ));
+            }
+            upgrade_kube::preview::Change::Refused(why) => refused.push(format!(
+                "the API server refuses {} in a dry run ({}): the upgrade would fail there; \
+                 an immutable field changed needs the object deleted and recreated, which \
+                 this tool does not do for you",
+                change.object,
+                one_line(why)
+            )),
+            _ => lines.push(format!("preview: {change}")),
+        }
+    }
+    if labels_only > 0 {
+        lines.push(format!(
+            "preview: {labels_only} other object(s) change only their labels (the chart's version)"
+        ));
+    }
+    if previewed.is_empty() {
+        lines.push("preview: the server-side dry run changes no object".to_string());
+    }
+    Ok((lines, refused))
+}
+
 /// Checks the spec without a cluster (files, chart reference, version), so bad input is
 /// reported before connecting; [`plan`] checks it again.
 pub fn check(spec: &ComponentUpgradeSpec) -> Result<()> {
@@ -801,6 +949,33 @@ pub async fn plan(ctx: &FlowContext, spec: &ComponentUpgradeSpec) -> Result<Plan
             checked.pinned_now.as_deref().unwrap_or("?")
         ));
     }
+    if let Some(live) = &live {
+        findings.extend(major_change_finding(
+            &spec.component,
+            metadata.name.trim(),
+            live,
+            &compat,
+        ));
+        let live_values = helm
+            .values(&release, None, upgrade_helm::ValuesScope::User)
+            .await
+            .map_err(|e| FlowError::failed(format!("read the values of release {release}"), e))?;
+        let live_values = serde_json::to_value(&live_values).expect("values serialise");
+        let dropped = values_dropped(&live_values, &user_values);
+        changes.push(format!(
+            "values: --reset-values: the {} chart's defaults, then {} alone{}",
+            compat.version,
+            spec.values.display(),
+            if dropped.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; the release values it changes or lacks (set by hand, or edited since) go: {}",
+                    dropped.join(", ")
+                )
+            }
+        ));
+    }
     let (also_pinned, replaced_version) = match &live {
         Some(live) => {
             let moved = other_version_pins(&checked, &user_values, live, &compat);
@@ -810,6 +985,23 @@ pub async fn plan(ctx: &FlowContext, spec: &ComponentUpgradeSpec) -> Result<Plan
         }
         None => (Vec::new(), None),
     };
+    let rendered = helm
+        .template(
+            &release,
+            &checked.chart,
+            &upgrade_helm::TemplateOptions {
+                kube_version: Some(git_version.clone()),
+                values_files: vec![spec.values.clone()],
+                ..upgrade_helm::TemplateOptions::default()
+            },
+        )
+        .await
+        .map_err(|e| one_line(&e.to_string()));
+    if live.is_some() {
+        let (preview_changes, refused) = preview(ctx, &helm, &release, &rendered).await?;
+        changes.extend(preview_changes);
+        blockers.extend(refused);
+    }
     let crds = component_crds::plan(
         ctx,
         &helm,
@@ -818,7 +1010,7 @@ pub async fn plan(ctx: &FlowContext, spec: &ComponentUpgradeSpec) -> Result<Plan
             chart: &checked.chart,
             chart_name: &metadata.name,
             version: &compat.version,
-            values: &spec.values,
+            rendered: &rendered,
             crd_chart: checked.crd_chart.as_ref(),
             kube_version: &git_version,
         },
@@ -1014,6 +1206,53 @@ mod tests {
         );
         let checked = check_compatibility("karpenter", &compat("9.9.0", None), minor("1.30"));
         assert!(checked.findings[0].contains("no compatibility row for karpenter 9.9.0"));
+    }
+
+    #[test]
+    fn a_major_version_change_is_flagged_with_the_upgrade_notes() {
+        let live: upgrade_helm::ReleaseMetadata = serde_json::from_value(serde_json::json!({
+            "name": "argocd", "chart": "argo-cd", "version": "7.7.23", "appVersion": "v2.13.4",
+            "namespace": "argocd", "revision": 1, "status": "deployed"
+        }))
+        .unwrap();
+        let mut target = compat("v3.0.6", None);
+        target.version = "8.0.17".into();
+        let finding = major_change_finding("argocd", "argo-cd", &live, &target).unwrap();
+        assert!(
+            finding.starts_with(
+                "major version change (app v2.13.4 -> v3.0.6, chart 7.7.23 -> 8.0.17)"
+            ),
+            "{finding}"
+        );
+        assert!(
+            finding.contains(
+                "https://argo-cd.readthedocs.io/en/stable/operator-manual/upgrading/overview/"
+            ),
+            "{finding}"
+        );
+        let finding = major_change_finding("cert-manager-x", "ingress", &live, &target).unwrap();
+        assert!(
+            finding.ends_with("read the release notes of chart ingress first"),
+            "{finding}"
+        );
+        let mut minor = compat("v2.14.0", None);
+        minor.version = "7.8.0".into();
+        assert_eq!(
+            major_change_finding("argocd", "argo-cd", &live, &minor),
+            None
+        );
+    }
+
+    #[test]
+    fn values_the_file_changes_or_lacks_are_named() {
+        let live = serde_json::json!({"controller": {"replicas": 3, "image": {"tag": "1.5.0"}}, "debug": true});
+        let file = serde_json::json!({"controller": {"replicas": 2, "image": {"tag": "1.5.0"}}});
+        assert_eq!(
+            values_dropped(&live, &file),
+            ["controller.replicas", "debug"]
+        );
+        assert!(values_dropped(&file, &file).is_empty());
+        assert!(values_dropped(&serde_json::json!({}), &file).is_empty());
     }
 
     #[test]

@@ -3,3 +3,4 @@
 mod cluster;
 mod crd_step;
 mod job_step;
+mod preview;
