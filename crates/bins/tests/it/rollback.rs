@@ -151,10 +151,12 @@ async fn undoes_a_whole_run_and_one_component_and_refuses_bad_input() {
         ],
     );
     assert_eq!(code, 0, "{stdout}{stderr}");
+    // The fixture's 0.15.0 chart adds a version to a CRD under crds/: that step is undone too.
     assert!(
-        stdout.contains("outcome: rolled back 4 step(s)"),
+        stdout.contains("outcome: rolled back 5 step(s)"),
         "{stdout}"
     );
+    assert!(stdout.contains("[rolled-back] kserve/crds"), "{stdout}");
     assert!(
         stdout.contains("[rolled-back] kserve/helm-upgrade"),
         "{stdout}"
