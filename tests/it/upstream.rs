@@ -64,6 +64,8 @@ struct Case {
     old_app: &'static str,
     /// Installed before anything (cert-manager's CRDs for KServe).
     prerequisites: &'static [&'static str],
+    /// Lines the command's plan must show.
+    plan_says: &'static [&'static str],
 }
 
 const KARPENTER_VALUES: &str =
@@ -83,6 +85,10 @@ fn karpenter(with_crd_chart: bool) -> Case {
         args: &["--image-tag", "1.14.0"],
         old_app: "1.5.0",
         prerequisites: &[],
+        plan_says: &[
+            "create nodeoverlays.karpenter.sh",
+            "create capacitybuffers.autoscaling.x-k8s.io",
+        ],
     }
 }
 
@@ -105,6 +111,7 @@ fn kserve() -> Case {
         ],
         old_app: "v0.14.1",
         prerequisites: &["cert-manager-crds.yaml"],
+        plan_says: &["kserve/kserve-crd: chart kserve-crd v0.14.1 -> v0.15.2 first"],
     }
 }
 
@@ -123,6 +130,7 @@ fn argo_workflows() -> Case {
         args: &["--image-tag", "v3.7.11"],
         old_app: "v3.7.4",
         prerequisites: &[],
+        plan_says: &["server.image.tag v3.7.4 -> v3.7.11"],
     }
 }
 
@@ -140,6 +148,10 @@ fn argo_cd() -> Case {
         args: &[],
         old_app: "v2.13.4",
         prerequisites: &[],
+        plan_says: &[
+            "major version change (app v2.13.4 -> v3.0.6, chart 7.7.23 -> 8.0.17)",
+            "preview: change Deployment argocd/argocd-server",
+        ],
     }
 }
 
@@ -157,6 +169,7 @@ fn mlflow() -> Case {
         args: &[],
         old_app: "2.21.0",
         prerequisites: &[],
+        plan_says: &["preview: change Deployment mlflow/mlflow"],
     }
 }
 
@@ -445,6 +458,12 @@ async fn upgrade_and_roll_back(case: Case, helm_tool: &str) {
         case.command
     );
     assert!(stdout.contains("outcome: completed"), "{stdout}");
+    for line in case.plan_says {
+        assert!(
+            stdout.contains(line),
+            "the plan does not say `{line}`:\n{stdout}"
+        );
+    }
 
     // The live platform is the new one.
     let after = world.state().await;
