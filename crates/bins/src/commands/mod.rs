@@ -11,6 +11,7 @@ pub mod mlflow;
 pub mod nodes;
 pub mod preflight;
 pub mod release;
+pub mod releases;
 pub mod rollback;
 pub mod rollout_args;
 pub mod tf_providers;

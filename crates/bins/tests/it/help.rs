@@ -34,6 +34,8 @@ fn upgrade_verify() {
 fn upgrade_release() {
     let exe = env!("CARGO_BIN_EXE_upgrade-release");
     insta::assert_snapshot!("upgrade_release", help(exe, &[]));
+    let exe = env!("CARGO_BIN_EXE_upgrade-releases");
+    insta::assert_snapshot!("upgrade_releases", help(exe, &[]));
 }
 
 #[test]
@@ -45,6 +47,7 @@ fn read_only_commands_offer_no_run_flags() {
         (env!("CARGO_BIN_EXE_upgrade-lock"), &["diff"][..]),
         (env!("CARGO_BIN_EXE_upgrade-verify"), &["check"][..]),
         (env!("CARGO_BIN_EXE_upgrade-verify"), &["baseline"][..]),
+        (env!("CARGO_BIN_EXE_upgrade-releases"), &[][..]),
     ] {
         let text = help(exe, args);
         for flag in run_flags {

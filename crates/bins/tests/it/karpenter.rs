@@ -558,3 +558,60 @@ async fn ctrl_c_during_the_helm_upgrade_rolls_it_back_and_exits_130() {
         "{history:?}"
     );
 }
+
+/// `upgrade-releases` (read only) on the same platform: the newest chart of a folder or an
+/// index, and the next minors its kubeVersion refuses (exit 3).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_release_report_names_the_newest_chart_and_the_minors_it_refuses() {
+    let p = Platform::start("v1.34.1-eks-a737599").await;
+    let source = p.ctx.work().join("charts");
+    for (version, constraint) in [("1.6.0", ">=1.29.0-0"), ("1.7.0", ">=1.29.0-0 <1.36.0-0")] {
+        let dir = source.join("karpenter").join(version);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("Chart.yaml"),
+            format!(
+                "apiVersion: v2\nname: karpenter\nversion: {version}\nappVersion: {version}\nkubeVersion: \"{constraint}\"\n"
+            ),
+        )
+        .unwrap();
+    }
+    let index = p.ctx.work().join("index.yaml");
+    std::fs::write(
+        &index,
+        "apiVersion: v1\nentries:\n  karpenter:\n    - version: 1.6.0\n      appVersion: 1.6.0\n",
+    )
+    .unwrap();
+    let report = |source_args: &[&str]| {
+        let mut cmd = ProcessBuilder::new(env!("CARGO_BIN_EXE_upgrade-releases"));
+        p.ctx.apply_env(&mut cmd);
+        cmd.arg("--kubeconfig")
+            .arg(p.sim.kubeconfig_path())
+            .args(["--kube-context", kube_sim::CONTEXT_NAME])
+            .args(source_args);
+        upgrade_test::CommandOutput::run(&cmd).parts()
+    };
+    let (code, stdout, stderr) = report(&["--charts", path(&source)]);
+    assert_eq!(code, 3, "{stdout}{stderr}");
+    assert!(
+        stdout.contains(
+            "karpenter/karpenter: karpenter 1.5.0 (app 1.5.0, deployed); newest 1.7.0 (app 1.7.0); kubeVersion: 1.35 ok, 1.36 refused"
+        ),
+        "{stdout}"
+    );
+    let (code, stdout, stderr) = report(&["--index", path(&index), "--output", "json"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        json["releases"][0]["newest"]["version"], "1.6.0",
+        "{stdout}"
+    );
+    assert_eq!(
+        json["releases"][0]["next_minors"][1]["allowed"], true,
+        "{stdout}"
+    );
+    let (code, _, stderr) = report(&["--index", path(&p.ctx.work().join("nope.yaml"))]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--index: cannot read"), "{stderr}");
+    assert_eq!(p.live().await, ("1.5.0".to_string(), 1), "nothing changed");
+}

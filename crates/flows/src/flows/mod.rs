@@ -19,6 +19,7 @@ pub mod lock;
 pub mod mlflow;
 pub mod nodes;
 pub mod preflight;
+pub mod releases;
 pub mod rollback;
 pub mod tf_providers;
 pub mod verify;
