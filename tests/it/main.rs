@@ -7,6 +7,7 @@ mod demo;
 mod embed;
 mod lock_cli;
 mod platform_run;
+mod real_platform;
 mod real_tools;
 mod scripts;
 mod upstream;

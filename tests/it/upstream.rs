@@ -24,23 +24,9 @@ use upgrade_kube::crd::{CrdFingerprint, not_current};
 use upgrade_test::TestContext;
 
 use crate::demo::bin_dir;
+use crate::real_platform::charts_dir;
 
 const SERVER_VERSION: &str = "v1.32.3-eks-4096722";
-
-/// `../shared/upstream/charts` (or `UPGRADE_UPSTREAM_DIR`/charts), which must exist.
-fn charts_dir() -> PathBuf {
-    let upstream = std::env::var_os("UPGRADE_UPSTREAM_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| TestContext::workspace_root().join("../shared/upstream"));
-    let charts = upstream.join("charts");
-    assert!(
-        charts.is_dir(),
-        "the upstream suite needs the upstream charts at {}: put the shared folder beside the \
-         repository (../shared/upstream) or set UPGRADE_UPSTREAM_DIR to its upstream/ folder",
-        charts.display()
-    );
-    charts
-}
 
 /// One chart's upgrade, as a user runs it.
 struct Case {
@@ -558,4 +544,108 @@ upstream_cases! {
     argo_workflows_with_both_images_pinned: argo_workflows();
     argo_cd_major_version: argo_cd();
     mlflow_with_subcharts: mlflow();
+}
+
+/// The node rollout of the real-chart platform (three Karpenter nodes, one minor behind the
+/// control plane) with seed 004's drain flags: every node replaced, every workload ready
+/// again, no budget ever below its minimum (sampled every 20 ms), and the flags recorded in
+/// the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "the upstream suite: ./dev test-upstream"]
+async fn the_real_chart_platform_rolls_its_three_nodes_within_its_budgets() {
+    use crate::real_platform::{CONTROL_PLANE_AT, RealPlatform};
+    let platform = std::sync::Arc::new(RealPlatform::start("helm4").await);
+    // The budgets watched: Karpenter's (from its chart) and MLflow's, both with a status.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let watched: Vec<String> = platform
+            .sim
+            .list("policy/v1", "PodDisruptionBudget", None)
+            .iter()
+            .filter(|b| {
+                b["status"]["desiredHealthy"]
+                    .as_i64()
+                    .is_some_and(|d| d >= 1)
+            })
+            .filter_map(|b| b["metadata"]["name"].as_str().map(str::to_string))
+            .collect();
+        if ["karpenter", "mlflow"]
+            .iter()
+            .all(|b| watched.iter().any(|w| w == b))
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "budgets with a status: {watched:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let watching = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let watcher = {
+        let (platform, watching) = (platform.clone(), watching.clone());
+        tokio::spawn(async move {
+            let mut violations = Vec::new();
+            while watching.load(std::sync::atomic::Ordering::Relaxed) {
+                violations.extend(platform.budgets_below_minimum());
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            violations
+        })
+    };
+    let mut cmd = ProcessBuilder::new(bin_dir().join("upgrade-nodes"));
+    platform.ctx.apply_env(&mut cmd);
+    cmd.arg("--kubeconfig")
+        .arg(platform.sim.kubeconfig_path())
+        .args(["--kube-context", kube_sim::CONTEXT_NAME])
+        .args(["--expect-cluster", platform.sim.url()])
+        .args([
+            "--selector",
+            "karpenter.sh/nodepool=default",
+            "--target",
+            "1.31",
+            "--pause",
+            "1s",
+            "--validation-interval",
+            "1s",
+            "--ignore-daemonsets",
+            "--delete-emptydir-data",
+            "--force-drain",
+            "--grace-period",
+            "300",
+            "--timeout",
+            "5m",
+            "--apply",
+            "--yes",
+        ]);
+    let (code, stdout, stderr) = upgrade_test::CommandOutput::run(&cmd).parts();
+    watching.store(false, std::sync::atomic::Ordering::Relaxed);
+    let violations = watcher.await.unwrap();
+    assert_eq!(code, 0, "upgrade-nodes:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("outcome: completed"), "{stdout}");
+    assert!(
+        violations.is_empty(),
+        "budgets below their minimum: {violations:?}"
+    );
+    let nodes = platform.nodes();
+    assert!(
+        nodes.iter().all(|(_, v)| v == CONTROL_PLANE_AT),
+        "every node replaced: {nodes:?}"
+    );
+    assert!(
+        !nodes.iter().any(|(n, _)| n.starts_with("node-")),
+        "{nodes:?}"
+    );
+    assert!(
+        nodes.iter().any(|(n, _)| n.starts_with("karpenter-")),
+        "{nodes:?}"
+    );
+    platform.wait_ready(Duration::from_secs(60)).await;
+    let records = std::fs::read_dir(platform.ctx.work().join(".upgrade/runs")).unwrap();
+    let record = std::fs::read_to_string(records.flatten().next().unwrap().path()).unwrap();
+    assert!(
+        record.contains("\"delete_emptydir_data\":true")
+            || record.contains("\"delete_emptydir_data\": true"),
+        "the drain flags are recorded: {record}"
+    );
 }
