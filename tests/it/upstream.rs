@@ -649,3 +649,42 @@ async fn the_real_chart_platform_rolls_its_three_nodes_within_its_budgets() {
         "the drain flags are recorded: {record}"
     );
 }
+
+/// Values the new chart's values.schema.json refuses (MLflow's chart has one) block the
+/// plan before anything changes, with Helm's own words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "the upstream suite: ./dev test-upstream"]
+async fn values_the_new_schema_refuses_block_the_plan() {
+    let case = mlflow();
+    let world = World::new("helm4").await;
+    world.install_old(&case).await;
+    let before = world.state().await;
+    std::fs::write(&world.values, "replicaCount: two\n").unwrap();
+    let new_chart = world.chart(&case, case.new, case.chart);
+    let args: Vec<String> = [
+        "--chart",
+        &new_chart.display().to_string(),
+        "--chart-version",
+        case.new,
+        "--values",
+        &world.values.display().to_string(),
+        "--release",
+        case.release,
+        "--namespace",
+        case.namespace,
+        "--apply",
+        "--yes",
+    ]
+    .map(str::to_string)
+    .to_vec();
+    let (code, stdout, stderr) = world.run(case.command, &args);
+    assert_eq!(code, 4, "{stdout}\n{stderr}");
+    let text = format!("{stdout}{stderr}");
+    assert!(
+        text.contains("does not meet the 0.18.0 chart's values.schema.json"),
+        "{text}"
+    );
+    assert!(text.contains("replicaCount"), "{text}");
+    let after = world.state().await;
+    assert_eq!(after.releases, before.releases, "nothing changed");
+}

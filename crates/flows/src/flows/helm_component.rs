@@ -513,6 +513,70 @@ pub fn unknown_value_keys(
     out
 }
 
+/// Every key path of a values tree, dotted, mappings included.
+fn dotted_keys(value: &serde_json::Value) -> Vec<String> {
+    fn walk(value: &serde_json::Value, path: &str, out: &mut Vec<String>) {
+        if let Some(map) = value.as_object() {
+            for (key, child) in map {
+                let dotted = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                out.push(dotted.clone());
+                walk(child, &dotted, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(value, "", &mut out);
+    out
+}
+
+/// What to say about a key of the values file that the new chart's values.yaml lacks: removed
+/// by the new chart (it was in the running chart's values), with the new key of the same name
+/// it was perhaps renamed to; or in neither chart (misspelled?).
+pub fn unknown_key_finding(
+    key: &str,
+    values_file: &Path,
+    version: &str,
+    old_values: Option<&serde_json::Value>,
+    new_defaults: &serde_json::Value,
+) -> String {
+    let file = values_file.display();
+    let pointer =
+        |v: &serde_json::Value| v.pointer(&format!("/{}", key.replace('.', "/"))).is_some();
+    let Some(old) = old_values.filter(|old| pointer(old)) else {
+        return format!(
+            "{file}: `{key}` is in neither the running chart's values nor the {version} chart's \
+             values.yaml (misspelled?); Helm passes it to the templates, which ignore it unless \
+             they read it"
+        );
+    };
+    let old_keys = dotted_keys(old);
+    let last = key.rsplit('.').next().unwrap_or(key);
+    let renamed: Vec<String> = dotted_keys(new_defaults)
+        .into_iter()
+        .filter(|k| !old_keys.contains(k))
+        .filter(|k| k.rsplit('.').next() == Some(last))
+        .collect();
+    let hint = match renamed.as_slice() {
+        [] => String::new(),
+        [one] => format!("; perhaps renamed to `{one}`"),
+        many => format!(
+            "; perhaps renamed to one of {}",
+            many.iter()
+                .map(|k| format!("`{k}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    format!(
+        "{file}: `{key}` was removed from the chart's values in {version}{hint}; the new \
+         templates ignore it unless they read it"
+    )
+}
+
 /// What the values file's other pins of the running version become.
 struct MovedPins {
     /// Keys the pin step moves with the image tag: key path and new value.
@@ -891,12 +955,28 @@ pub async fn plan(ctx: &FlowContext, spec: &ComponentUpgradeSpec) -> Result<Plan
         .iter()
         .map(|d| d.alias.clone().unwrap_or_else(|| d.name.clone()))
         .collect();
-    for key in unknown_value_keys(&user_values, &defaults, &dependencies) {
-        findings.push(format!(
-            "{}: `{key}` is not in the {} chart's values.yaml (removed, renamed or misspelled?); \
-             Helm passes it to the templates, which ignore it unless they read it",
-            spec.values.display(),
-            compat.version
+    let unknown = unknown_value_keys(&user_values, &defaults, &dependencies);
+    // The running chart's values (its defaults with the release's own), to tell a key the new
+    // chart removed from one neither chart has.
+    let old_values = match (&live, unknown.is_empty()) {
+        (Some(_), false) => {
+            let all = helm
+                .values(&release, None, upgrade_helm::ValuesScope::All)
+                .await
+                .map_err(|e| {
+                    FlowError::failed(format!("read the values of release {release}"), e)
+                })?;
+            Some(serde_json::to_value(&all).expect("values serialise"))
+        }
+        _ => None,
+    };
+    for key in unknown {
+        findings.push(unknown_key_finding(
+            &key,
+            &spec.values,
+            &compat.version,
+            old_values.as_ref(),
+            &defaults,
         ));
     }
     let found = check_compatibility(&spec.component, &compat, cluster_minor);
@@ -995,8 +1075,24 @@ pub async fn plan(ctx: &FlowContext, spec: &ComponentUpgradeSpec) -> Result<Plan
                 ..upgrade_helm::TemplateOptions::default()
             },
         )
-        .await
-        .map_err(|e| one_line(&e.to_string()));
+        .await;
+    if let Err(e) = &rendered
+        && e.failure_kind() == Some(upgrade_helm::FailureKind::ValuesSchema)
+    {
+        blockers.push(format!(
+            "{} does not meet the {} chart's values.schema.json, so Helm would refuse the \
+             upgrade: {}",
+            spec.values.display(),
+            compat.version,
+            one_line(&e.to_string())
+        ));
+    }
+    let rendered = rendered.map_err(|e| match e.failure_kind() {
+        Some(upgrade_helm::FailureKind::ValuesSchema) => {
+            "the values do not meet its values.schema.json (see the blockers)".to_string()
+        }
+        _ => one_line(&e.to_string()),
+    });
     if live.is_some() {
         let (preview_changes, refused) = preview(ctx, &helm, &release, &rendered).await?;
         changes.extend(preview_changes);
@@ -1253,6 +1349,25 @@ mod tests {
         );
         assert!(values_dropped(&file, &file).is_empty());
         assert!(values_dropped(&serde_json::json!({}), &file).is_empty());
+    }
+
+    #[test]
+    fn a_key_the_new_chart_dropped_is_told_from_a_misspelled_one() {
+        let file = Path::new("argo-values.yaml");
+        let old =
+            serde_json::json!({"server": {"extraArgs": [], "secure": false}, "controller": {}});
+        let new = serde_json::json!({"server": {"secure": false, "args": {"extraArgs": []}}, "controller": {}});
+        let removed = unknown_key_finding("server.extraArgs", file, "0.47.5", Some(&old), &new);
+        assert_eq!(
+            removed,
+            "argo-values.yaml: `server.extraArgs` was removed from the chart's values in 0.47.5; \
+             perhaps renamed to `server.args.extraArgs`; the new templates ignore it unless they read it"
+        );
+        let typo = unknown_key_finding("server.secur", file, "0.47.5", Some(&old), &new);
+        assert!(
+            typo.contains("is in neither the running chart's values"),
+            "{typo}"
+        );
     }
 
     #[test]
