@@ -185,7 +185,7 @@ async fn every_pin_of_the_running_version_moves_together_or_blocks() {
     let (code, stdout, stderr) = upgrade(&ctx, &sim, &["--values", &misspelled]);
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(
-        stdout.contains("`replicaz` is not in the 0.46.0 chart's values.yaml"),
+        stdout.contains("`replicaz` is in neither the running chart's values nor the 0.46.0 chart's values.yaml (misspelled?)"),
         "{stdout}"
     );
 
