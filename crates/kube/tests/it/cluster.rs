@@ -18,7 +18,7 @@ async fn sim() -> SimCluster {
         .expect("kube-sim starts")
 }
 
-async fn connect(sim: &SimCluster, expect: Option<&str>) -> Cluster {
+pub(crate) async fn connect(sim: &SimCluster, expect: Option<&str>) -> Cluster {
     Cluster::connect(&ConnectOptions {
         kubeconfig: Some(sim.kubeconfig_path().to_path_buf()),
         context: Some(kube_sim::CONTEXT_NAME.into()),

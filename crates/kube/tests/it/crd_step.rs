@@ -7,7 +7,7 @@ use kube_sim::{ControllerConfig, SimCluster};
 use serde_json::{Value, json};
 use upgrade_core::executor::Step;
 use upgrade_core::snapshot::{SnapshotKey, SnapshotStore};
-use upgrade_kube::connect::{Cluster, ConnectOptions};
+use upgrade_kube::connect::Cluster;
 use upgrade_kube::crd::{
     CrdApplySpec, CrdApplyStep, CrdFingerprint, CrdState, compare, live_crd, not_current,
 };
@@ -34,13 +34,7 @@ async fn world() -> (SimCluster, Cluster) {
         .start()
         .await
         .expect("kube-sim starts");
-    let cluster = Cluster::connect(&ConnectOptions {
-        kubeconfig: Some(sim.kubeconfig_path().to_path_buf()),
-        context: Some(kube_sim::CONTEXT_NAME.into()),
-        expect_cluster: Some(sim.url().to_string()),
-    })
-    .await
-    .expect("connects");
+    let cluster = crate::cluster::connect(&sim, Some(sim.url())).await;
     (sim, cluster)
 }
 

@@ -6,7 +6,6 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::Api;
 use kube_sim::{ControllerConfig, SimCluster};
 use serde_json::{Value, json};
-use upgrade_kube::connect::{Cluster, ConnectOptions};
 use upgrade_kube::preview::{Change, preview};
 
 fn deployment(name: &str, app: &str, image: &str) -> Value {
@@ -31,13 +30,7 @@ async fn the_preview_names_each_change_and_what_the_server_refuses() {
         .start()
         .await
         .expect("kube-sim starts");
-    let cluster = Cluster::connect(&ConnectOptions {
-        kubeconfig: Some(sim.kubeconfig_path().to_path_buf()),
-        context: Some(kube_sim::CONTEXT_NAME.into()),
-        expect_cluster: Some(sim.url().to_string()),
-    })
-    .await
-    .unwrap();
+    let cluster = crate::cluster::connect(&sim, Some(sim.url())).await;
     sim.load_yaml("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: web\n")
         .unwrap();
     let current = vec![
