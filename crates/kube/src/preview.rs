@@ -157,15 +157,24 @@ pub async fn preview(
         let name = object["metadata"]["name"].as_str().unwrap_or_default();
         let live = crate::retry::read(&format!("read {object_key}"), api.get_opt(name)).await?;
         let params = PatchParams::apply(FIELD_MANAGER).force().dry_run();
-        let change = match api.patch(name, &params, &Patch::Apply(object)).await {
-            Err(err) if matches!(api_code(&err), Some(400 | 403 | 409 | 415 | 422)) => {
-                let message = match &err {
+        // A dry run changes nothing, so a server error or a lost answer is sent again.
+        let patch = Patch::Apply(object);
+        let dry_run =
+            crate::retry::idempotent_write(&format!("dry-run apply {object_key}"), || {
+                api.patch(name, &params, &patch)
+            })
+            .await;
+        let change = match dry_run {
+            Err(Error::Api { source, .. })
+                if matches!(api_code(&source), Some(400 | 403 | 409 | 415 | 422)) =>
+            {
+                let message = match source.as_ref() {
                     kube::Error::Api(status) => status.message.clone(),
                     other => other.to_string(),
                 };
                 Change::Refused(message)
             }
-            Err(err) => return Err(Error::api(format!("dry-run apply {object_key}"), err)),
+            Err(err) => return Err(err),
             Ok(after) => match live {
                 None => Change::Added,
                 Some(live) => {

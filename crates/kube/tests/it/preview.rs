@@ -30,7 +30,30 @@ async fn the_preview_names_each_change_and_what_the_server_refuses() {
         .start()
         .await
         .expect("kube-sim starts");
-    let cluster = crate::cluster::connect(&sim, Some(sim.url())).await;
+    names_each_change(&sim).await;
+    sim.shutdown().await;
+}
+
+/// The same preview while a third of the dry-run applies fail with a server error or lose
+/// their answer: a dry run changes nothing, so it is sent again rather than failing the plan.
+#[tokio::test]
+async fn the_preview_survives_server_errors_on_its_dry_runs() {
+    let sim = SimCluster::builder()
+        .controllers(ControllerConfig::none())
+        .faults(
+            "seed=3,patch:*:503=15%,patch:*:500=10%,patch:*:drop-response=10%"
+                .parse()
+                .unwrap(),
+        )
+        .start()
+        .await
+        .expect("kube-sim starts");
+    names_each_change(&sim).await;
+    sim.shutdown().await;
+}
+
+async fn names_each_change(sim: &SimCluster) {
+    let cluster = crate::cluster::connect(sim, Some(sim.url())).await;
     sim.load_yaml("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: web\n")
         .unwrap();
     let current = vec![
@@ -71,5 +94,4 @@ async fn the_preview_names_each_change_and_what_the_server_refuses() {
             .as_deref(),
         Some("api:1")
     );
-    sim.shutdown().await;
 }
