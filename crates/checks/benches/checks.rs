@@ -83,6 +83,7 @@ fn synthetic(scale: usize) -> Facts {
             local_storage: i % 7 == 0,
             running_seconds: Some(60),
             termination_grace_period_seconds: None,
+            git_repo_volumes: Vec::new(),
         })
         .collect();
     facts.helm_releases = (0..releases)

@@ -1,7 +1,7 @@
 //! The version data the checks rely on, embedded in the binary, every row with its source and
 //! the day it was checked.
 //!
-//! Three files under `crates/upgrade-core/data/`:
+//! Three files under `crates/checks/data/`:
 //! - `removed_apis.yaml`: API versions removed (or deprecated) per kind, replacement and since
 //!   when the replacement is served (the official migration guide, plus later alpha/beta
 //!   removals from pluto with its known errors corrected);
@@ -14,6 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use serde::{Deserialize, Deserializer, Serialize};
@@ -47,6 +48,33 @@ pub enum DataError {
         what: String,
         /// What is wrong with it.
         reason: String,
+    },
+    /// A data file of a data folder could not be read.
+    #[error("cannot read the data file {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A data folder holds none of the three files.
+    #[error(
+        "{} holds none of removed_apis.yaml, eks.yaml and compatibility.yaml; give the folder that holds the newer data files",
+        dir.display()
+    )]
+    NoDataFiles {
+        /// The folder.
+        dir: PathBuf,
+    },
+    /// A file of a data folder is broken.
+    #[error("in the data folder {}: {source}", dir.display())]
+    InDir {
+        /// The folder.
+        dir: PathBuf,
+        /// What is wrong.
+        #[source]
+        source: Box<DataError>,
     },
 }
 
@@ -200,11 +228,82 @@ pub struct AddonVersion {
     pub addon: String,
     /// The Kubernetes minor.
     pub minor: KubeMinor,
-    /// The add-on version (`v1.11.4-eksbuild.33`).
+    /// The newest documented add-on version (`v1.11.4-eksbuild.33`).
     pub version: String,
+    /// The version EKS installs by default for the minor, when a source gives it.
+    #[serde(default)]
+    pub default_version: Option<String>,
+    /// A caveat about the row.
+    #[serde(default)]
+    pub note: Option<String>,
     /// Key into the file's `sources`.
     pub source: String,
     /// When the row was checked.
+    pub checked: IsoDate,
+}
+
+/// A Kubernetes minor released upstream (or due) that the EKS calendar does not list yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamRelease {
+    /// The Kubernetes minor.
+    pub minor: KubeMinor,
+    /// When upstream released it.
+    #[serde(default)]
+    pub released: Option<IsoDate>,
+    /// When upstream plans to release it (not out yet).
+    #[serde(default)]
+    pub due: Option<IsoDate>,
+    /// Key into the file's `sources`.
+    pub source: String,
+    /// When the row was checked.
+    pub checked: IsoDate,
+}
+
+impl fmt::Display for UpstreamRelease {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.released, &self.due) {
+            (Some(day), _) => write!(
+                f,
+                "Kubernetes {} was released upstream on {day} but is not on EKS yet",
+                self.minor
+            ),
+            (None, Some(day)) => write!(
+                f,
+                "Kubernetes {} is not released yet (due upstream on {day})",
+                self.minor
+            ),
+            (None, None) => write!(f, "Kubernetes {} is not on EKS yet", self.minor),
+        }
+    }
+}
+
+/// An API version served by a component's CRDs (cert-manager, the CSI snapshot CRDs): removed
+/// by a release of that component whatever the cluster's minor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComponentApi {
+    /// `group/version` as written in manifests (`cert-manager.io/v1alpha2`).
+    pub api_version: String,
+    /// The kind (`Issuer`).
+    pub kind: String,
+    /// The component whose releases version it (`cert-manager`).
+    pub component: String,
+    /// The component release that deprecated it, when known.
+    #[serde(default)]
+    pub deprecated_in: Option<String>,
+    /// The first component release that no longer serves it; `None` = deprecated only.
+    #[serde(default)]
+    pub removed_in: Option<String>,
+    /// The `group/version` to migrate to.
+    #[serde(default)]
+    pub replacement: Option<String>,
+    /// A correction or caveat.
+    #[serde(default)]
+    pub note: Option<String>,
+    /// Key into the file's `sources`.
+    pub source: String,
+    /// When the row was checked against its source.
     pub checked: IsoDate,
 }
 
@@ -277,6 +376,8 @@ impl ComponentCompat {
 struct RemovedApisFile {
     sources: BTreeMap<String, Source>,
     apis: Vec<RemovedApi>,
+    #[serde(default)]
+    component_apis: Vec<ComponentApi>,
 }
 
 #[derive(Deserialize)]
@@ -285,6 +386,8 @@ struct EksFile {
     sources: BTreeMap<String, Source>,
     calendar: Vec<EksRelease>,
     addons: Vec<AddonVersion>,
+    #[serde(default)]
+    upstream: Vec<UpstreamRelease>,
 }
 
 #[derive(Deserialize)]
@@ -309,17 +412,38 @@ pub struct Coverage {
     pub checked: IsoDate,
 }
 
-/// All embedded data, validated.
+/// One of the three data files: where it was read from, how new its rows are, its sources.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DataFile {
+    /// `removed_apis.yaml`, `eks.yaml` or `compatibility.yaml`.
+    pub name: &'static str,
+    /// The file read at run time (`--data DIR`); `None` = compiled into the binary.
+    pub path: Option<PathBuf>,
+    /// The most recent `checked` date of its rows.
+    pub checked: Option<IsoDate>,
+    /// How many rows it has.
+    pub rows: usize,
+    /// Its sources, by key.
+    pub sources: Vec<String>,
+}
+
+/// The version data, validated: the embedded files, or newer ones from a folder.
 #[derive(Debug, Clone)]
 pub struct Data {
+    /// The three files the data came from.
+    pub files: Vec<DataFile>,
     /// Sources of every file, by key (keys are unique across files).
     pub sources: BTreeMap<String, Source>,
     /// Removed and deprecated APIs.
     pub removed_apis: Vec<RemovedApi>,
+    /// APIs versioned by a component's releases.
+    pub component_apis: Vec<ComponentApi>,
     /// The EKS support calendar, oldest first.
     pub calendar: Vec<EksRelease>,
     /// EKS add-on versions per minor.
     pub addons: Vec<AddonVersion>,
+    /// Upstream minors newer than the EKS calendar.
+    pub upstream: Vec<UpstreamRelease>,
     /// Component compatibility rows.
     pub components: Vec<ComponentCompat>,
     /// Each component's upgrade notes (the page to read before a major version change), by
@@ -340,6 +464,53 @@ impl Data {
         DATA.get_or_init(|| {
             Data::from_yaml(REMOVED_APIS_YAML, EKS_YAML, COMPATIBILITY_YAML)
                 .unwrap_or_else(|e| panic!("embedded version data is invalid: {e}"))
+        })
+    }
+
+    /// The data of folder `dir` (`--data DIR`): each of the three files it holds replaces the
+    /// embedded one; a file it lacks stays embedded ([`Data::files`] says which is which).
+    pub fn from_dir(dir: &Path) -> Result<Data, DataError> {
+        let read = |name: &str| match std::fs::read_to_string(dir.join(name)) {
+            Ok(text) => Ok(Some(text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(DataError::Read {
+                path: dir.join(name),
+                source,
+            }),
+        };
+        let texts = [
+            read("removed_apis.yaml")?,
+            read("eks.yaml")?,
+            read("compatibility.yaml")?,
+        ];
+        if texts.iter().all(Option::is_none) {
+            return Err(DataError::NoDataFiles {
+                dir: dir.to_path_buf(),
+            });
+        }
+        let mut data = Data::from_yaml(
+            texts[0].as_deref().unwrap_or(REMOVED_APIS_YAML),
+            texts[1].as_deref().unwrap_or(EKS_YAML),
+            texts[2].as_deref().unwrap_or(COMPATIBILITY_YAML),
+        )
+        .map_err(|e| DataError::InDir {
+            dir: dir.to_path_buf(),
+            source: Box::new(e),
+        })?;
+        for (file, text) in data.files.iter_mut().zip(&texts) {
+            if text.is_some() {
+                file.path =
+                    Some(std::path::absolute(dir.join(file.name)).unwrap_or(dir.join(file.name)));
+            }
+        }
+        Ok(data)
+    }
+
+    /// The embedded data, or the folder's when `dir` is given.
+    pub fn load(dir: Option<&Path>) -> Result<std::borrow::Cow<'static, Data>, DataError> {
+        Ok(match dir {
+            Some(dir) => std::borrow::Cow::Owned(Data::from_dir(dir)?),
+            None => std::borrow::Cow::Borrowed(Data::embedded()),
         })
     }
 
@@ -365,7 +536,42 @@ impl Data {
             })?;
         let mut calendar = eks.calendar;
         calendar.sort_by_key(|r| r.minor);
+        let file = |name, checked: Vec<&IsoDate>, sources: &BTreeMap<String, Source>| DataFile {
+            name,
+            path: None,
+            rows: checked.len(),
+            checked: checked.into_iter().max().cloned(),
+            sources: sources.keys().cloned().collect(),
+        };
+        let files = vec![
+            file(
+                "removed_apis.yaml",
+                removed
+                    .apis
+                    .iter()
+                    .map(|r| &r.checked)
+                    .chain(removed.component_apis.iter().map(|r| &r.checked))
+                    .collect(),
+                &removed.sources,
+            ),
+            file(
+                "eks.yaml",
+                calendar
+                    .iter()
+                    .map(|r| &r.checked)
+                    .chain(eks.addons.iter().map(|r| &r.checked))
+                    .chain(eks.upstream.iter().map(|r| &r.checked))
+                    .collect(),
+                &eks.sources,
+            ),
+            file(
+                "compatibility.yaml",
+                compat.components.iter().map(|r| &r.checked).collect(),
+                &compat.sources,
+            ),
+        ];
         let data = Data {
+            files,
             sources: removed
                 .sources
                 .into_iter()
@@ -373,8 +579,10 @@ impl Data {
                 .chain(compat.sources)
                 .collect(),
             removed_apis: removed.apis,
+            component_apis: removed.component_apis,
             calendar,
             addons: eks.addons,
+            upstream: eks.upstream,
             components: compat.components,
             upgrade_notes: compat.upgrade_notes,
         };
@@ -499,8 +707,82 @@ impl Data {
                     format!("unknown source `{}`", r.source),
                 ));
             }
-            if parse_loose_semver(&r.version).is_none() {
+            let versions = std::iter::once(&r.version).chain(&r.default_version);
+            if versions
+                .into_iter()
+                .any(|v| parse_loose_semver(v).is_none())
+            {
                 return Err(invalid("eks.yaml", i, what, "version is not semver".into()));
+            }
+        }
+        for (i, r) in self.upstream.iter().enumerate() {
+            let what = format!("upstream {}", r.minor);
+            if !known(&r.source) {
+                return Err(invalid(
+                    "eks.yaml",
+                    i,
+                    what,
+                    format!("unknown source `{}`", r.source),
+                ));
+            }
+            if self.eks_release(r.minor).is_some() {
+                return Err(invalid(
+                    "eks.yaml",
+                    i,
+                    what,
+                    "the calendar lists it: drop the upstream row".into(),
+                ));
+            }
+            if r.released.is_some() == r.due.is_some() {
+                return Err(invalid(
+                    "eks.yaml",
+                    i,
+                    what,
+                    "give exactly one of `released` and `due`".into(),
+                ));
+            }
+        }
+        for (i, r) in self.component_apis.iter().enumerate() {
+            let what = format!("{} {} ({})", r.api_version, r.kind, r.component);
+            let file = "removed_apis.yaml";
+            if !known(&r.source) {
+                return Err(invalid(
+                    file,
+                    i,
+                    what,
+                    format!("unknown source `{}`", r.source),
+                ));
+            }
+            if self.removed_api(&r.api_version, &r.kind).is_some()
+                || !seen.insert((r.api_version.clone(), r.kind.clone()))
+            {
+                return Err(invalid(
+                    file,
+                    i,
+                    what,
+                    "duplicate apiVersion and kind".into(),
+                ));
+            }
+            let versions = [&r.deprecated_in, &r.removed_in];
+            if versions.iter().all(|v| v.is_none()) {
+                return Err(invalid(
+                    file,
+                    i,
+                    what,
+                    "neither deprecated nor removed".into(),
+                ));
+            }
+            if versions
+                .iter()
+                .filter_map(|v| v.as_deref())
+                .any(|v| parse_loose_semver(v).is_none())
+            {
+                return Err(invalid(
+                    file,
+                    i,
+                    what,
+                    "a component version is not `X.Y` or `X.Y.Z`".into(),
+                ));
             }
         }
         for (i, r) in self.components.iter().enumerate() {
@@ -549,6 +831,8 @@ impl Data {
             .map(|r| &r.checked)
             .chain(self.calendar.iter().map(|r| &r.checked))
             .chain(self.addons.iter().map(|r| &r.checked))
+            .chain(self.upstream.iter().map(|r| &r.checked))
+            .chain(self.component_apis.iter().map(|r| &r.checked))
             .chain(self.components.iter().map(|r| &r.checked))
             .max()
             .cloned()
@@ -575,11 +859,23 @@ impl Data {
         self.coverage().newest_calendar_minor
     }
 
+    /// The component-versioned row for an apiVersion and kind.
+    pub fn component_api(&self, api_version: &str, kind: &str) -> Option<&ComponentApi> {
+        self.component_apis
+            .iter()
+            .find(|r| r.api_version == api_version && r.kind == kind)
+    }
+
     /// The removal row for an apiVersion and kind.
     pub fn removed_api(&self, api_version: &str, kind: &str) -> Option<&RemovedApi> {
         self.removed_apis
             .iter()
             .find(|r| r.api_version == api_version && r.kind == kind)
+    }
+
+    /// The upstream row of a minor the EKS calendar does not list yet.
+    pub fn upstream_release(&self, minor: KubeMinor) -> Option<&UpstreamRelease> {
+        self.upstream.iter().find(|r| r.minor == minor)
     }
 
     /// The calendar row of a minor.
@@ -656,9 +952,58 @@ mod tests {
     fn coverage_names_where_the_data_ends() {
         let c = Data::embedded().coverage();
         assert_eq!(c.newest_calendar_minor, m("1.36"));
-        assert_eq!(c.newest_removal_minor, m("1.36"));
+        assert_eq!(c.newest_removal_minor, m("1.39"));
         assert_eq!(c.newest_compat_minor, m("1.36"));
-        assert_eq!(c.checked.as_str(), "2026-08-22");
+        assert_eq!(c.checked.as_str(), "2026-12-02");
+        let upstream = Data::embedded().upstream_release(m("1.37")).unwrap();
+        assert_eq!(
+            upstream.to_string(),
+            "Kubernetes 1.37 was released upstream on 2026-08-26 but is not on EKS yet"
+        );
+    }
+
+    /// `--data DIR`: a newer eks.yaml (EKS 1.37 released) replaces the embedded one, the two
+    /// files the folder lacks stay embedded, and the files say which came from where.
+    #[test]
+    fn a_data_folder_replaces_the_files_it_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let newer = EKS_YAML
+            .replace(
+                "  - {minor: \"1.37\", released: 2026-08-26, source: k8s-releases, checked: 2026-12-02}\n",
+                "",
+            )
+            .replace(
+                "calendar:\n",
+                "calendar:\n  - {minor: \"1.37\", eks_release: 2027-01-20, end_of_standard_support: 2028-03-20, confidence: official, source: k8s-releases, checked: 2027-01-21}\n",
+            );
+        std::fs::write(dir.path().join("eks.yaml"), &newer).unwrap();
+        let data = Data::from_dir(dir.path()).unwrap();
+        assert!(data.eks_release(m("1.37")).is_some());
+        assert_eq!(data.coverage().newest_calendar_minor, m("1.37"));
+        assert_eq!(data.files[1].name, "eks.yaml");
+        assert!(data.files[1].path.as_ref().unwrap().ends_with("eks.yaml"));
+        assert_eq!(
+            data.files[1].checked.as_ref().unwrap().as_str(),
+            "2027-01-21"
+        );
+        assert!(data.files[0].path.is_none() && data.files[2].path.is_none());
+        assert!(Data::embedded().eks_release(m("1.37")).is_none());
+
+        let empty = tempfile::tempdir().unwrap();
+        let err = Data::from_dir(empty.path()).unwrap_err();
+        assert!(
+            err.to_string().contains("holds none of removed_apis.yaml"),
+            "{err}"
+        );
+        std::fs::write(dir.path().join("eks.yaml"), "calendar: [").unwrap();
+        let err = Data::from_dir(dir.path()).unwrap_err();
+        assert!(
+            err.to_string().starts_with(&format!(
+                "in the data folder {}: data file `eks.yaml` does not parse",
+                dir.path().display()
+            )),
+            "{err}"
+        );
     }
 
     #[test]

@@ -62,6 +62,9 @@ pub struct Facts {
     /// PersistentVolumeClaims.
     #[serde(default)]
     pub pvcs: Vec<PvcFacts>,
+    /// Services with `spec.externalIPs`.
+    #[serde(default)]
+    pub services: Vec<ServiceFacts>,
     /// cert-manager `Certificate`s.
     #[serde(default)]
     pub certificates: Vec<CertificateFacts>,
@@ -440,6 +443,21 @@ pub struct PodFacts {
     /// `spec.terminationGracePeriodSeconds`.
     #[serde(default)]
     pub termination_grace_period_seconds: Option<i64>,
+    /// The names of its `gitRepo` volumes (the kubelet refuses them from 1.36).
+    #[serde(default)]
+    pub git_repo_volumes: Vec<String>,
+}
+
+/// A Service that sets `spec.externalIPs` (the only Services the checks need).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceFacts {
+    /// The namespace.
+    pub namespace: String,
+    /// The name.
+    pub name: String,
+    /// `spec.externalIPs`.
+    pub external_ips: Vec<String>,
 }
 
 /// A PersistentVolumeClaim.

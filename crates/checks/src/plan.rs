@@ -72,6 +72,8 @@ pub enum PlanNote {
         data_ends_at: KubeMinor,
         /// When the data was last checked.
         checked: String,
+        /// What the data knows of the target upstream (released but not on EKS, or due).
+        upstream: Option<String>,
     },
 }
 
@@ -86,10 +88,20 @@ impl fmt::Display for PlanNote {
                 target,
                 data_ends_at,
                 checked,
-            } => write!(
-                f,
-                "the target {target} is beyond the embedded version data, which ends at {data_ends_at} (checked {checked}); removed APIs, support dates and compatibility for newer minors are unknown, not clean"
-            ),
+                upstream,
+            } => {
+                write!(
+                    f,
+                    "the target {target} is beyond the EKS calendar of the version data, which ends at {data_ends_at} (checked {checked})"
+                )?;
+                if let Some(upstream) = upstream {
+                    write!(f, ": {upstream}")?;
+                }
+                write!(
+                    f,
+                    "; its support dates and component compatibility are unknown, not clean"
+                )
+            }
         }
     }
 }
@@ -203,6 +215,7 @@ impl UpgradePlan {
                 target,
                 data_ends_at: coverage.newest_calendar_minor,
                 checked: coverage.checked.to_string(),
+                upstream: data.upstream_release(target).map(ToString::to_string),
             });
         }
         Ok(Self {
@@ -287,13 +300,23 @@ mod tests {
             [PlanNote::BeyondData {
                 target: m(37),
                 data_ends_at: m(36),
-                checked: "2026-08-22".into()
+                checked: "2026-12-02".into(),
+                upstream: Some(
+                    "Kubernetes 1.37 was released upstream on 2026-08-26 but is not on EKS yet"
+                        .into()
+                ),
             }]
         );
         assert!(
-            plan.notes[0]
-                .to_string()
-                .contains("ends at 1.36 (checked 2026-08-22)")
+            plan.notes[0].to_string().contains(
+                "ends at 1.36 (checked 2026-12-02): Kubernetes 1.37 was released upstream"
+            )
+        );
+        let far = UpgradePlan::new(m(35), m(40), Data::embedded()).unwrap();
+        assert!(
+            matches!(&far.notes[0], PlanNote::BeyondData { upstream: None, .. }),
+            "{:?}",
+            far.notes
         );
         // The last known minor itself is inside the data.
         assert!(

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Event, Node, PersistentVolumeClaim, Pod, PodTemplateSpec,
+    ConfigMap, Event, Node, PersistentVolumeClaim, Pod, PodTemplateSpec, Service,
 };
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
@@ -25,7 +25,7 @@ use upgrade_checks::data::IsoDate;
 use upgrade_checks::facts::{
     CertificateFacts, ClusterFacts, ContainerFacts, EventFacts, Facts, IntOrPercent,
     KubeProxyFacts, LabelRequirement, LabelSelector, NodeFacts, NodeProvisioner, OwnerFacts,
-    PdbFacts, PodFacts, PvcFacts, WorkloadFacts, WorkloadKind,
+    PdbFacts, PodFacts, PvcFacts, ServiceFacts, WorkloadFacts, WorkloadKind,
 };
 use upgrade_core::version::KubeVersion;
 
@@ -161,6 +161,17 @@ pub async fn gather(cluster: &Cluster, options: &GatherOptions) -> Result<Gather
         forbidden_is_a_note(listed, "Warning events")
     };
     let kube_proxy = kube_proxy_facts(&client);
+    let services = list_all::<Service, _>(&client, page, "list Services", |s| {
+        let external_ips = s
+            .spec
+            .and_then(|spec| spec.external_ips)
+            .unwrap_or_default();
+        (!external_ips.is_empty()).then(|| ServiceFacts {
+            namespace: s.metadata.namespace.unwrap_or_default(),
+            name: s.metadata.name.unwrap_or_default(),
+            external_ips,
+        })
+    });
     let certificates = certificates(&client, page);
     let helm = async {
         if !options.helm_releases {
@@ -184,6 +195,7 @@ pub async fn gather(cluster: &Cluster, options: &GatherOptions) -> Result<Gather
         pvcs,
         events,
         kube_proxy,
+        services,
         certificates,
         helm,
     ) = tokio::try_join!(
@@ -198,6 +210,7 @@ pub async fn gather(cluster: &Cluster, options: &GatherOptions) -> Result<Gather
         pvcs,
         events,
         kube_proxy,
+        services,
         certificates,
         helm
     )?;
@@ -254,6 +267,7 @@ pub async fn gather(cluster: &Cluster, options: &GatherOptions) -> Result<Gather
         pdbs,
         pods: pod_facts,
         pvcs,
+        services,
         certificates,
         warning_events: aggregate_events(events),
         helm_releases,
@@ -643,6 +657,13 @@ pub fn pod_facts(p: &Pod, now: jiff::Timestamp) -> PodFacts {
             .is_some_and(|vs| vs.iter().any(|v| v.empty_dir.is_some())),
         running_seconds,
         termination_grace_period_seconds: spec.and_then(|s| s.termination_grace_period_seconds),
+        git_repo_volumes: spec
+            .and_then(|s| s.volumes.as_ref())
+            .into_iter()
+            .flatten()
+            .filter(|v| v.git_repo.is_some())
+            .map(|v| v.name.clone())
+            .collect(),
     }
 }
 

@@ -66,6 +66,9 @@ pub struct Args {
     /// Check configuration for the preflight: thresholds, severities, ignores.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// A folder with newer version data files (see upgrade-preflight --data).
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
     /// The limit of each Terraform command.
     #[command(flatten)]
     pub terraform: TerraformTimeoutArgs,
@@ -99,6 +102,7 @@ impl Args {
             },
             rollout: self.rollout.spec(),
             config: self.config.clone(),
+            data: self.data.clone(),
             timeout: self.flags.timeout.timeout.unwrap_or(defaults.timeout),
             ..defaults
         })

@@ -20,8 +20,8 @@ use crate::exit::{CliError, Flags};
 )]
 pub struct Args {
     /// The Kubernetes minor to check the path to, e.g. 1.31 (each minor on the way is checked).
-    #[arg(long, value_name = "MINOR")]
-    pub target: String,
+    #[arg(long, value_name = "MINOR", required_unless_present = "show_data")]
+    pub target: Option<String>,
     /// Read the cluster's facts from a YAML or JSON dump instead of the live cluster named by
     /// --kubeconfig/--kube-context (read only: nothing is changed).
     #[arg(long, value_name = "FILE")]
@@ -29,6 +29,14 @@ pub struct Args {
     /// Check configuration: thresholds, severities, ignores.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// A folder with newer version data (removed_apis.yaml, eks.yaml, compatibility.yaml, in
+    /// the embedded files' format); the files it lacks stay embedded.
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Print each version data file (embedded or from --data): its rows, the newest day a
+    /// row was checked, and its sources; then exit.
+    #[arg(long)]
+    pub show_data: bool,
     /// Which cluster (without --facts).
     #[command(flatten)]
     pub cluster: ClusterArgs,
@@ -44,10 +52,21 @@ impl crate::cli::Command for Args {
 
     async fn run(&self, out: &mut dyn Write) -> Result<u8, CliError> {
         let flags = Flags::default();
+        if self.show_data {
+            let data = preflight::load_data(self.data.as_deref())
+                .map_err(|e| CliError::from_flow(e, &flags))?;
+            let rendered = match self.output.output {
+                OutputFormat::Json => report::data_files_json(&data),
+                _ => report::data_files_text(&data),
+            };
+            print(out, &rendered)?;
+            return Ok(0);
+        }
         let spec = PreflightSpec {
-            target: self.target.clone(),
+            target: self.target.clone().unwrap_or_default(),
             facts: self.facts.clone(),
             config: self.config.clone(),
+            data: self.data.clone(),
         };
         let inputs = preflight::validate(&spec).map_err(|e| CliError::from_flow(e, &flags))?;
         let facts = match &inputs.facts {

@@ -15,13 +15,13 @@ const EKS_VERSIONS_URL: &str =
 pub(super) const CHECKS: &[CheckInfo] = &[
     CheckInfo {
         code: "VER001",
-        title: "Target beyond the embedded version data",
+        title: "Target beyond the version data",
         severity: Severity::Warning,
         category: Category::Versions,
         applies: Applies::ALWAYS,
         inspects: "Whether the target minor is newer than the newest minor in the embedded EKS calendar. Removed APIs, support dates and compatibility for newer minors are unknown, so their checks cannot pass or fail on facts they do not have.",
-        remediation: "Update the data files under `crates/upgrade-core/data/` from their sources (each row names one) and rebuild, or choose a target the data covers.",
-        source: "crates/upgrade-core/data/eks.yaml",
+        remediation: "Give newer data files with `--data DIR` (the format of `crates/checks/data/`; `upgrade-preflight --show-data` prints what is in use and its sources), or choose a target the data covers.",
+        source: "crates/checks/data/eks.yaml",
         run: beyond_data,
     },
     CheckInfo {
@@ -256,7 +256,7 @@ fn version_notes(ctx: &Context<'_>) -> Outcome {
 }
 
 /// The first hop at or after `minor`, where an issue that starts there belongs.
-fn first_hop_from(ctx: &Context<'_>, minor: KubeMinor) -> Option<KubeMinor> {
+pub(super) fn first_hop_from(ctx: &Context<'_>, minor: KubeMinor) -> Option<KubeMinor> {
     ctx.hop_targets().find(|m| *m >= minor)
 }
 

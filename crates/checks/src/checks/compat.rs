@@ -14,7 +14,7 @@ pub(super) const CHECKS: &[CheckInfo] = &[
         applies: Applies::ALWAYS,
         inspects: "Karpenter, KServe and cert-manager versions (from `components`, or the app version of their Helm releases) against the vendor's published supported range, at every minor the control plane passes through. Reports the first hop outside the range and the oldest version line that supports it.",
         remediation: "Upgrade the component to a version that supports both the hop's minor and the current one before that hop (the finding names the oldest such line); upgrade it in steps if no single version spans both.",
-        source: "crates/upgrade-core/data/compatibility.yaml (each row names its source)",
+        source: "crates/checks/data/compatibility.yaml (each row names its source)",
         run: outside_supported,
     },
     CheckInfo {
@@ -25,7 +25,7 @@ pub(super) const CHECKS: &[CheckInfo] = &[
         applies: Applies::ALWAYS,
         inspects: "Argo Workflows, Argo CD, KServe and cert-manager versions against the Kubernetes versions upstream tested or recommends, at every minor the control plane passes through.",
         remediation: "Upgrade the component to a release tested with the hop's minor, or test the combination yourself before the hop.",
-        source: "crates/upgrade-core/data/compatibility.yaml (each row names its source)",
+        source: "crates/checks/data/compatibility.yaml (each row names its source)",
         run: outside_tested,
     },
     CheckInfo {
@@ -35,8 +35,8 @@ pub(super) const CHECKS: &[CheckInfo] = &[
         category: Category::Compatibility,
         applies: Applies::ALWAYS,
         inspects: "Component versions the compatibility data has no row for (newer than the data, or unparsable): their compatibility is unknown, not fine.",
-        remediation: "Check the component's compatibility page (the data file names it) and update `crates/upgrade-core/data/compatibility.yaml`.",
-        source: "crates/upgrade-core/data/compatibility.yaml",
+        remediation: "Check the component's compatibility page (the data file names it) and update `crates/checks/data/compatibility.yaml`.",
+        source: "crates/checks/data/compatibility.yaml",
         run: unknown_versions,
     },
     CheckInfo {
@@ -58,7 +58,7 @@ pub(super) const CHECKS: &[CheckInfo] = &[
         applies: Applies::ALWAYS,
         inspects: "kube-proxy, CoreDNS and VPC CNI add-on versions against the versions documented for the current minor (kube-proxy: same minor as the control plane; CoreDNS: the documented minor line; VPC CNI: not older than the documented version). An add-on behind now means an earlier upgrade was not finished.",
         remediation: "Update the add-on to the version for the current minor first (`aws eks describe-addon-versions --kubernetes-version <minor> --addon-name <addon>`, then `aws eks update-addon`).",
-        source: "crates/upgrade-core/data/eks.yaml (EKS add-on pages)",
+        source: "crates/checks/data/eks.yaml (EKS add-on pages)",
         run: addons_behind,
     },
 ];

@@ -3,6 +3,7 @@
 
 use super::{Applies, Category, CheckInfo, Context, Issue, Outcome, Severity, Subject};
 use crate::facts::{PodFacts, WorkloadKind};
+use upgrade_core::version::KubeMinor;
 
 const DRAIN_URL: &str = "https://kubernetes.io/docs/tasks/administer-cluster/safely-drain-a-node/";
 const MNG_URL: &str =
@@ -63,6 +64,28 @@ pub(super) const CHECKS: &[CheckInfo] = &[
         remediation: "Add a topologySpreadConstraint over `kubernetes.io/hostname` (or `topology.kubernetes.io/zone`).",
         source: "https://kubernetes.io/docs/concepts/scheduling-eviction/topology-spread-constraints/",
         run: not_spread,
+    },
+    CheckInfo {
+        code: "WL004",
+        title: "gitRepo volume on a path to 1.36 or later",
+        severity: Severity::Blocker,
+        category: Category::Workloads,
+        applies: Applies::from_minor(36),
+        inspects: "The volumes of every pod: Kubernetes 1.36 disables the gitRepo volume plugin for good, and the kubelet refuses pods that use one (their controllers cannot start replacements).",
+        remediation: "Clone the repository in an init container into an emptyDir volume shared with the app container, and roll the workload before the 1.36 hop.",
+        source: "https://kubernetes.io/docs/concepts/storage/volumes/#gitrepo",
+        run: git_repo_volumes,
+    },
+    CheckInfo {
+        code: "SVC001",
+        title: "Service with externalIPs on a path to 1.36 or later",
+        severity: Severity::Warning,
+        category: Category::Workloads,
+        applies: Applies::from_minor(36),
+        inspects: "Services that set `spec.externalIPs`: deprecated in Kubernetes 1.36 (the API server warns on every write), removal planned for 1.43; the field has been a known way to intercept cluster traffic (CVE-2020-8554).",
+        remediation: "Move to a LoadBalancer Service or an ingress/Gateway, and restrict the field with an admission policy meanwhile.",
+        source: "https://kubernetes.io/blog/2026/04/22/kubernetes-v1-36-release/",
+        run: external_ips,
     },
     CheckInfo {
         code: "POD001",
@@ -565,6 +588,63 @@ fn drain_blockers(ctx: &Context<'_>) -> Outcome {
                     if pods.len() == 1 { "" } else { "s" }
                 ),
             )
+        })
+        .collect();
+    Outcome::Checked(issues)
+}
+
+fn git_repo_volumes(ctx: &Context<'_>) -> Outcome {
+    let hop = super::cluster::first_hop_from(ctx, KubeMinor::new(1, 36));
+    // One finding per controller (its pods share the template), else per pod.
+    let mut seen = std::collections::BTreeSet::new();
+    let mut issues = Vec::new();
+    for pod in ctx
+        .facts
+        .pods
+        .iter()
+        .filter(|p| !p.git_repo_volumes.is_empty())
+    {
+        let subject = match &pod.controller {
+            Some(owner) => Subject::namespaced(&owner.kind, &pod.namespace, &owner.name),
+            None => Subject::namespaced("Pod", &pod.namespace, &pod.name),
+        };
+        if !seen.insert(subject.clone()) {
+            continue;
+        }
+        let issue = Issue::new(
+            Some(subject),
+            format!(
+                "mounts gitRepo volume(s) {} (pod {}); from 1.36 the kubelet refuses such pods",
+                pod.git_repo_volumes.join(", "),
+                pod.name
+            ),
+        );
+        issues.push(match hop {
+            Some(hop) => issue.at_hop(hop),
+            None => issue,
+        });
+    }
+    Outcome::Checked(issues)
+}
+
+fn external_ips(ctx: &Context<'_>) -> Outcome {
+    let hop = super::cluster::first_hop_from(ctx, KubeMinor::new(1, 36));
+    let issues = ctx
+        .facts
+        .services
+        .iter()
+        .map(|svc| {
+            let issue = Issue::new(
+                Some(Subject::namespaced("Service", &svc.namespace, &svc.name)),
+                format!(
+                    "sets spec.externalIPs ({}), deprecated from 1.36",
+                    svc.external_ips.join(", ")
+                ),
+            );
+            match hop {
+                Some(hop) => issue.at_hop(hop),
+                None => issue,
+            }
         })
         .collect();
     Outcome::Checked(issues)

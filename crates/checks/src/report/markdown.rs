@@ -294,16 +294,21 @@ fn hop_section(
     );
 
     heading(out, "Update the EKS add-ons");
-    let lines: Vec<String> = EKS_ADDONS
+    let rows: Vec<_> = EKS_ADDONS
         .iter()
-        .filter_map(|a| {
-            let version = data.addon_version(a, to)?;
-            Some(format!(
-                "aws eks update-addon --cluster-name {cluster} --addon-name {a} --addon-version {} --resolve-conflicts PRESERVE",
-                version.version
-            ))
+        .filter_map(|a| data.addon_version(a, to))
+        .collect();
+    let lines: Vec<String> = rows
+        .iter()
+        .map(|row| {
+            format!(
+                "aws eks update-addon --cluster-name {cluster} --addon-name {} --addon-version {} --resolve-conflicts PRESERVE",
+                row.addon,
+                row.default_version.as_deref().unwrap_or(&row.version)
+            )
         })
         .collect();
+    let checked = rows.iter().map(|r| &r.checked).max();
     if lines.is_empty() {
         let _ = writeln!(
             out,
@@ -312,8 +317,8 @@ fn hop_section(
     } else {
         let _ = writeln!(
             out,
-            "Versions are the newest documented for {to} (checked {}); prefer what `describe-addon-versions` lists as the default.\n",
-            report.data.checked
+            "Versions are the default where the data has it, else the newest documented for {to} (checked {}); prefer what `describe-addon-versions` lists as the default.\n",
+            checked.map(ToString::to_string).unwrap_or_default()
         );
         code_block(out, "bash", &lines);
     }

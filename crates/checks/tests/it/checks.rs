@@ -190,7 +190,9 @@ fn ver001_target_beyond_the_data() {
     let f = found(&r, "VER001");
     assert_eq!(f[0].severity, Severity::Warning);
     assert!(
-        f[0].message.contains("ends at 1.36 (checked 2026-08-22)"),
+        f[0].message.contains(
+            "ends at 1.36 (checked 2026-12-02): Kubernetes 1.37 was released upstream on 2026-08-26 but is not on EKS yet"
+        ),
         "{}",
         f[0].message
     );
@@ -315,6 +317,46 @@ fn api001_and_002_removal_and_deprecation_boundaries() {
     assert_eq!(f[0].hop.unwrap().to_string(), "1.32");
     assert!(f[0].message.contains("use flowcontrol.apiserver.k8s.io/v1 (served since 1.29, so you can migrate now on 1.30)"), "{}", f[0].message);
     assert!(!fires(&r, "API002"));
+}
+
+/// DRA's resource.k8s.io/v1beta1 (enabled on EKS since 1.33) is served until 1.37 and removed
+/// in 1.38, with resource.k8s.io/v1 as its replacement; v1beta2 goes in 1.39.
+#[test]
+fn dra_beta_apis_are_removed_in_1_38_and_1_39() {
+    let claims = release(
+        "gpu",
+        "",
+        "apiVersion: resource.k8s.io/v1beta1\nkind: ResourceClaim\nmetadata: {name: a}\n---\napiVersion: resource.k8s.io/v1beta2\nkind: DeviceClass\nmetadata: {name: b}",
+    );
+    let releases = format!("helm_releases:\n{claims}");
+    for target in ["1.36", "1.37"] {
+        let r = check("1.35.0", target, &releases);
+        assert!(!fires(&r, "API001"), "no removal by {target}");
+        assert!(
+            found(&r, "API002").iter().any(|f| f
+                .message
+                .contains("ResourceClaim `a` (resource.k8s.io/v1beta1) is deprecated since 1.35 and removed in 1.38; use resource.k8s.io/v1")),
+            "{:?}",
+            found(&r, "API002")
+        );
+    }
+    let r = check("1.35.0", "1.38", &releases);
+    let f = found(&r, "API001");
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!(f[0].hop.unwrap().to_string(), "1.38");
+    assert!(
+        f[0].message
+            .contains("use resource.k8s.io/v1 (served since 1.34, so you can migrate now on 1.35)"),
+        "{}",
+        f[0].message
+    );
+    assert!(
+        found(&r, "API002").iter().any(|f| f.message.contains(
+            "DeviceClass `b` (resource.k8s.io/v1beta2) is deprecated since 1.36 and removed in 1.39"
+        )),
+        "{:?}",
+        found(&r, "API002")
+    );
 }
 
 #[test]
@@ -598,6 +640,38 @@ fn pod(extra: &str) -> String {
     format!(
         "pods:\n  - {{namespace: ns, name: p, phase: Running, controller: {{kind: Job, name: j}}{extra}}}\n"
     )
+}
+
+/// gitRepo volumes block a path through 1.36 (one finding per controller); externalIPs warn.
+#[test]
+fn wl004_git_repo_and_svc001_external_ips_from_1_36() {
+    let facts = "pods:
+  - {namespace: ns, name: web-1, phase: Running, controller: {kind: ReplicaSet, name: web-5d}, git_repo_volumes: [site]}
+  - {namespace: ns, name: web-2, phase: Running, controller: {kind: ReplicaSet, name: web-5d}, git_repo_volumes: [site]}
+  - {namespace: ns, name: clean, phase: Running, controller: {kind: ReplicaSet, name: api-1}}
+services:
+  - {namespace: ns, name: legacy, external_ips: [203.0.113.7]}
+";
+    let r = check("1.34.0", "1.36", facts);
+    let f = found(&r, "WL004");
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!(f[0].severity, Severity::Blocker);
+    assert_eq!(f[0].hop.unwrap().to_string(), "1.36");
+    assert!(
+        f[0].message.contains("gitRepo volume(s) site (pod web-1)"),
+        "{}",
+        f[0].message
+    );
+    let s = found(&r, "SVC001");
+    assert!(
+        s[0].message.contains("spec.externalIPs (203.0.113.7)"),
+        "{}",
+        s[0].message
+    );
+    assert_eq!(r.exit_code(), 4);
+    // A path that stops before 1.36 does not run them.
+    let r = check("1.34.0", "1.35", facts);
+    assert!(not_run(&r, "WL004") && not_run(&r, "SVC001"));
 }
 
 #[test]

@@ -125,6 +125,9 @@ pub struct EksHopSpec {
     /// The preflight's check configuration (thresholds, severities, ignores).
     #[serde(default)]
     pub config: Option<PathBuf>,
+    /// A folder with newer version data files (see the preflight's `data`).
+    #[serde(default)]
+    pub data: Option<PathBuf>,
     /// The limit of each wait (control plane, drains, validation).
     pub timeout: Duration,
 }
@@ -143,6 +146,7 @@ impl EksHopSpec {
             nodes: NodesMode::Rollout,
             rollout: RolloutSpec::default(),
             config: None,
+            data: None,
             timeout: Duration::from_secs(30 * 60),
         }
     }
@@ -159,6 +163,7 @@ struct Inputs {
     addons: Vec<(AddonVar, String)>,
     commands: Option<ReplacerCommands>,
     config: Config,
+    data: std::borrow::Cow<'static, Data>,
 }
 
 fn absolute(path: &std::path::Path) -> PathBuf {
@@ -173,14 +178,21 @@ fn validate(spec: &EksHopSpec) -> Result<Inputs> {
             "give a Kubernetes minor such as 1.31",
         )
     })?;
-    let data = Data::embedded();
+    let data = crate::flows::preflight::load_data(spec.data.as_deref())?;
     if data.eks_release(target).is_none() {
+        let upstream = data
+            .upstream_release(target)
+            .map(|u| format!(" ({u})"))
+            .unwrap_or_default();
         return Err(FlowError::invalid(
             "target",
-            format!("{target}: EKS's release calendar (embedded data) does not list {target}"),
             format!(
-                "pick a minor EKS offers (newest known: {})",
-                data.newest_known_minor()
+                "{target}: the EKS release calendar of the version data does not list {target}{upstream}"
+            ),
+            format!(
+                "pick a minor EKS offers (newest known: {}), or give newer data with {}",
+                data.newest_known_minor(),
+                field("data")
             ),
         ));
     }
@@ -265,6 +277,7 @@ fn validate(spec: &EksHopSpec) -> Result<Inputs> {
         addons,
         commands,
         config,
+        data,
     })
 }
 
@@ -648,7 +661,7 @@ pub async fn plan(ctx: &FlowContext, spec: &EksHopSpec) -> Result<Planned> {
         .await
         .map_err(|e| FlowError::failed("gather the cluster's facts for the preflight", e))?;
     let preflight =
-        upgrade_checks::checks::run(&gathered.facts, target, &inputs.config, Data::embedded())
+        upgrade_checks::checks::run(&gathered.facts, target, &inputs.config, &inputs.data)
             .map_err(|e| FlowError::invalid("target", format!("{target}: {e}"), ""))?;
     let line = |f: &upgrade_checks::checks::Finding| match &f.subject {
         Some(subject) => format!("{} {subject}: {}", f.code, f.message),
@@ -756,6 +769,13 @@ mod tests {
         assert!(err.to_string().starts_with("`target`: one:"), "{err}");
         let err = validate(&spec("1.99")).unwrap_err();
         assert!(err.to_string().contains("does not list 1.99"), "{err}");
+        let err = validate(&spec("1.37")).unwrap_err();
+        assert!(
+            err.to_string().contains(
+                "does not list 1.37 (Kubernetes 1.37 was released upstream on 2026-08-26 but is not on EKS yet)"
+            ),
+            "{err}"
+        );
         let mut missing = spec("1.31");
         missing.cluster_version_var = "version".into();
         let err = validate(&missing).unwrap_err();

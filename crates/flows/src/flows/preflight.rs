@@ -26,6 +26,10 @@ pub struct PreflightSpec {
     /// The check configuration: thresholds, severities, ignores.
     #[serde(default)]
     pub config: Option<PathBuf>,
+    /// A folder with newer version data files (`removed_apis.yaml`, `eks.yaml`,
+    /// `compatibility.yaml`); the files it lacks stay embedded.
+    #[serde(default)]
+    pub data: Option<PathBuf>,
 }
 
 /// The spec checked: the target, the configuration and, when given, the facts file.
@@ -37,6 +41,8 @@ pub struct Inputs {
     pub config: Config,
     /// The facts, when read from a file.
     pub facts: Option<Facts>,
+    /// The version data.
+    pub data: std::borrow::Cow<'static, Data>,
 }
 
 /// Checks the spec without a cluster.
@@ -73,16 +79,29 @@ pub fn validate(spec: &PreflightSpec) -> Result<Inputs> {
             })
         })
         .transpose()?;
+    let data = load_data(spec.data.as_deref())?;
     Ok(Inputs {
         target,
         config,
         facts,
+        data,
+    })
+}
+
+/// The embedded version data, or the folder's (the `data` field of a spec).
+pub fn load_data(dir: Option<&Path>) -> Result<std::borrow::Cow<'static, Data>> {
+    Data::load(dir).map_err(|e| {
+        FlowError::invalid(
+            "data",
+            e.to_string(),
+            "give a folder with valid removed_apis.yaml, eks.yaml or compatibility.yaml files, or leave it out to use the embedded data",
+        )
     })
 }
 
 /// Runs the checks on `facts`.
 pub fn check(facts: &Facts, inputs: &Inputs) -> Result<Report> {
-    upgrade_checks::checks::run(facts, inputs.target, &inputs.config, Data::embedded())
+    upgrade_checks::checks::run(facts, inputs.target, &inputs.config, &inputs.data)
         .map_err(|e| FlowError::invalid("target", format!("{}: {e}", inputs.target), ""))
 }
 

@@ -1092,8 +1092,13 @@ async fn facts_are_gathered_paginated_and_feed_the_checks() {
         "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: data, namespace: mlops}\nspec: {accessModes: [ReadWriteOnce], storageClassName: gp3, resources: {requests: {storage: 1Gi}}}\n",
     )
     .unwrap();
+    // What the 1.36 checks need: a gitRepo volume and a Service with externalIPs.
+    sim.load_yaml(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: docs, namespace: mlops}\nspec:\n  replicas: 1\n  selector: {matchLabels: {app: docs}}\n  template:\n    metadata: {labels: {app: docs}}\n    spec:\n      containers: [{name: c, image: nginx}]\n      volumes: [{name: site, gitRepo: {repository: 'https://example.com/site.git'}}]\n---\napiVersion: v1\nkind: Service\nmetadata: {name: legacy, namespace: mlops}\nspec: {ports: [{port: 80}], externalIPs: [203.0.113.7]}\n",
+    )
+    .unwrap();
     eventually("iris ready", || async {
-        ready_pods(&sim, "mlops", "sklearn-iris") == 2
+        ready_pods(&sim, "mlops", "sklearn-iris") == 2 && ready_pods(&sim, "mlops", "docs") == 1
     })
     .await;
     let cluster = connect(&sim, None).await; // reading needs no expected cluster
@@ -1156,6 +1161,14 @@ async fn facts_are_gathered_paginated_and_feed_the_checks() {
         feast.manifest
     );
     assert_eq!(facts.pvcs.len(), 1, "only claims not Bound");
+    let docs = facts
+        .pods
+        .iter()
+        .find(|p| p.name.starts_with("docs-"))
+        .unwrap();
+    assert_eq!(docs.git_repo_volumes, ["site"]);
+    assert_eq!(facts.services.len(), 1, "only Services with externalIPs");
+    assert_eq!(facts.services[0].external_ips, ["203.0.113.7"]);
     assert!(
         gathered
             .notes
