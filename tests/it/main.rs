@@ -9,5 +9,6 @@ mod lock_cli;
 mod platform_run;
 mod real_platform;
 mod real_tools;
+mod scans;
 mod scripts;
 mod upstream;

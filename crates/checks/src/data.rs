@@ -859,6 +859,29 @@ impl Data {
         self.coverage().newest_calendar_minor
     }
 
+    /// The replacement of `row` for a path to `target`, and the first minor serving it,
+    /// following replacements that are themselves removed by `target`, so the advice survives
+    /// the whole path (flowcontrol v1beta1 → v1beta2 → v1beta3 → v1).
+    pub fn final_replacement<'a>(
+        &'a self,
+        row: &'a RemovedApi,
+        target: KubeMinor,
+    ) -> (Option<&'a str>, Option<KubeMinor>) {
+        let mut replacement = row.replacement.as_deref();
+        let mut available = row.replacement_available_in;
+        for _ in 0..8 {
+            let Some(next) = replacement.and_then(|r| self.removed_api(r, &row.kind)) else {
+                break;
+            };
+            if next.removed_in.is_none_or(|removed| removed > target) {
+                break;
+            }
+            replacement = next.replacement.as_deref();
+            available = next.replacement_available_in;
+        }
+        (replacement, available)
+    }
+
     /// The component-versioned row for an apiVersion and kind.
     pub fn component_api(&self, api_version: &str, kind: &str) -> Option<&ComponentApi> {
         self.component_apis

@@ -14,7 +14,8 @@
 //! - [`facts`]: the plain input structs a live cluster or a YAML dump fills;
 //! - [`manifest`]: reading rendered multi-document manifests;
 //! - [`checks`] and [`config`]: the check registry with stable codes, and its configuration;
-//! - [`report`]: text, JSON, the Markdown upgrade playbook and JUnit XML.
+//! - [`report`]: text, JSON, the Markdown upgrade playbook and JUnit XML;
+//! - [`scan`]: static scans of manifest files and rendered charts for removed APIs, with lines.
 //!
 //! Checking a saved cluster dump against a target:
 //!
@@ -38,6 +39,7 @@ pub mod facts;
 pub mod manifest;
 pub mod plan;
 pub mod report;
+pub mod scan;
 pub mod skew;
 
 pub use checks::{Finding, Report, Severity, run};

@@ -5,7 +5,10 @@
 //! the API server returns, which it converts to the version asked for) is what avoids the
 //! false positives behind most of kubent's and pluto's open issues.
 
+use std::marker::PhantomData;
+
 use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 /// One object found in a manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,7 +23,26 @@ pub struct ManifestObject {
     pub namespace: Option<String>,
     /// The 1-based index of the YAML document it came from.
     pub document: usize,
+    /// Where in the document the object was found.
+    pub origin: Origin,
 }
+
+/// Where an object was found: the document itself, or the copy of it kept in an annotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The object as written.
+    Manifest,
+    /// The object as last applied, kept by `kubectl apply` or kapp in the annotation named: a
+    /// live object read back in the served version can still have been applied (and be
+    /// applied again) with a removed API.
+    Annotation(&'static str),
+}
+
+/// The annotations that keep the last applied object, by the tool that writes them.
+pub const APPLIED_ANNOTATIONS: [&str; 2] = [
+    "kubectl.kubernetes.io/last-applied-configuration",
+    "kapp.k14s.io/original",
+];
 
 /// A document that is not YAML.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +74,70 @@ struct Metadata {
     name: Option<String>,
     #[serde(default)]
     namespace: Option<String>,
+    #[serde(default)]
+    annotations: IfMapping<Applied>,
+}
+
+/// `T` when the YAML node is a mapping; a sequence or scalar in its place is passed over
+/// unread (a JSON array of results, annotations written as a list): such a document is not
+/// a Kubernetes object, and an object is not broken by a malformed annotations field.
+struct IfMapping<T>(Option<T>);
+
+impl<T> Default for IfMapping<T> {
+    fn default() -> Self {
+        IfMapping(None)
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for IfMapping<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MappingVisitor<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for MappingVisitor<T> {
+            type Value = IfMapping<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any YAML node")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(|t| IfMapping(Some(t)))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(IfMapping(None))
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(IfMapping(None))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(IfMapping(None))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(IfMapping(None))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(IfMapping(None))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(IfMapping(None))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(IfMapping(None))
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(IfMapping(None))
+            }
+        }
+        deserializer.deserialize_any(MappingVisitor(PhantomData))
+    }
+}
+
+/// Only the annotations that keep an applied copy; every other key is skipped unread.
+#[derive(Deserialize, Default)]
+struct Applied {
+    #[serde(default, rename = "kubectl.kubernetes.io/last-applied-configuration")]
+    kubectl: Option<String>,
+    #[serde(default, rename = "kapp.k14s.io/original")]
+    kapp: Option<String>,
 }
 
 /// Every object in `text`; empty documents (`---` separators, comments) are skipped.
@@ -69,10 +155,10 @@ pub fn objects_until_error(text: &str) -> (Vec<ManifestObject>, Option<ManifestE
     for (index, document) in serde_norway::Deserializer::from_str(text).enumerate() {
         let document_number = index + 1;
         // Straight into the few fields needed: the rest of each object is skipped, not built.
-        let parsed = Option::<Object>::deserialize(document);
+        let parsed = IfMapping::<Object>::deserialize(document);
         match parsed {
-            Ok(Some(object)) => collect(object, document_number, &mut found),
-            Ok(None) => {}
+            Ok(IfMapping(Some(object))) => collect(object, document_number, &mut found),
+            Ok(IfMapping(None)) => {}
             Err(source) => {
                 let error = ManifestError {
                     document: document_number,
@@ -99,13 +185,50 @@ fn collect(object: Object, document: usize, found: &mut Vec<ManifestObject>) {
             }
             return;
         }
+        let Metadata {
+            name,
+            namespace,
+            annotations,
+        } = metadata;
         found.push(ManifestObject {
-            api_version,
-            kind,
-            name: metadata.name.unwrap_or_default(),
-            namespace: metadata.namespace,
+            api_version: api_version.clone(),
+            kind: kind.clone(),
+            name: name.clone().unwrap_or_default(),
+            namespace: namespace.clone(),
             document,
+            origin: Origin::Manifest,
         });
+        let annotations = annotations.0.unwrap_or_default();
+        let copies = [
+            (APPLIED_ANNOTATIONS[0], annotations.kubectl),
+            (APPLIED_ANNOTATIONS[1], annotations.kapp),
+        ];
+        for (key, text) in copies {
+            // A copy that does not parse is not this object's problem: the object was read.
+            let Some(applied) = text.and_then(|t| serde_json::from_str::<Object>(&t).ok()) else {
+                continue;
+            };
+            let (Some(applied_api), Some(applied_kind)) = (applied.api_version, applied.kind)
+            else {
+                continue;
+            };
+            // The same API as the object itself adds nothing.
+            if applied_api == api_version && applied_kind == kind {
+                continue;
+            }
+            found.push(ManifestObject {
+                api_version: applied_api,
+                kind: applied_kind,
+                name: applied
+                    .metadata
+                    .name
+                    .or_else(|| name.clone())
+                    .unwrap_or_default(),
+                namespace: applied.metadata.namespace.or_else(|| namespace.clone()),
+                document,
+                origin: Origin::Annotation(key),
+            });
+        }
     }
 }
 
@@ -157,6 +280,43 @@ just: a config map body without kind
     }
 
     #[test]
+    fn the_applied_copy_in_an_annotation_is_read_too() {
+        let text = r#"apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: web
+  annotations:
+    kubectl.kubernetes.io/last-applied-configuration: |
+      {"apiVersion":"extensions/v1beta1","kind":"Ingress","metadata":{"name":"web","namespace":"default"}}
+    other: x
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: same
+  annotations:
+    kapp.k14s.io/original: '{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"same"}}'
+"#;
+        let objects = objects(text).unwrap();
+        let summary: Vec<_> = objects
+            .iter()
+            .map(|o| (o.api_version.as_str(), o.origin))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("networking.k8s.io/v1", Origin::Manifest),
+                (
+                    "extensions/v1beta1",
+                    Origin::Annotation("kubectl.kubernetes.io/last-applied-configuration")
+                ),
+                ("apps/v1", Origin::Manifest),
+            ]
+        );
+        assert_eq!(objects[1].namespace.as_deref(), Some("default"));
+    }
+
+    #[test]
     fn a_broken_document_is_named() {
         let err = objects("apiVersion: v1\nkind: A\n---\nkind: [unclosed\n").unwrap_err();
         assert_eq!(err.document, 2);
@@ -164,9 +324,14 @@ just: a config map body without kind
             objects_until_error("apiVersion: v1\nkind: A\n---\nkind: [unclosed\n");
         assert_eq!(before.len(), 1);
         assert_eq!(error.unwrap().document, 2);
-        // Valid YAML that is not an object is refused the same way.
+        // An object whose fields have the wrong types is refused the same way.
         let not_object = objects("apiVersion: v1\nkind: [A, B]\n").unwrap_err();
         assert_eq!(not_object.document, 1);
+        // A document that is not a mapping at all is not a Kubernetes object: passed over.
+        assert!(objects("[{Name: a}]\n---\njust text\n").unwrap().is_empty());
+        // Annotations written as a list do not hide the object.
+        let odd = objects("apiVersion: snapshot.storage.k8s.io/v1beta1\nkind: VolumeSnapshotContent\nmetadata:\n  name: c\n  annotations:\n    - a: b\n").unwrap();
+        assert_eq!(odd[0].name, "c");
         assert!(
             err.to_string()
                 .starts_with("document 2 of the manifest is not a readable Kubernetes object")

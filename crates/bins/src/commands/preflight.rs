@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use upgrade_checks::report;
 use upgrade_flows::flows::preflight::{self, PreflightSpec};
+use upgrade_flows::flows::scan::{self, ScanSpec};
 
 use crate::cli::{ClusterArgs, OutputArgs, OutputFormat, context, print};
 use crate::exit::{CliError, Flags};
@@ -16,7 +17,9 @@ use crate::exit::{CliError, Flags};
     name = "upgrade-preflight",
     version,
     about = "Check a cluster for an upgrade to a target Kubernetes minor, one hop at a time",
-    after_help = "Exit codes: 0 no blockers or warnings, 3 warnings, 4 blockers, 2 bad input.\nCheck reference: docs/checks.md"
+    after_help = "Exit codes: 0 no blockers or warnings, 3 warnings, 4 blockers, 2 bad input.\n\
+                  With --manifests: 4 an API removed by --target, 3 a deprecated one or a file that could not be scanned, 0 none.\n\
+                  Check reference: docs/checks.md"
 )]
 pub struct Args {
     /// The Kubernetes minor to check the path to, e.g. 1.31 (each minor on the way is checked).
@@ -26,6 +29,11 @@ pub struct Args {
     /// --kubeconfig/--kube-context (read only: nothing is changed).
     #[arg(long, value_name = "FILE")]
     pub facts: Option<PathBuf>,
+    /// Scan files and folders instead of a cluster (CI, before the upgrade): YAML and JSON
+    /// manifests, `kind: List`, last-applied annotations, and chart folders (rendered with
+    /// the installed helm for --target); reports removed and deprecated APIs with file and line.
+    #[arg(long, value_name = "PATH", num_args = 1.., conflicts_with = "facts")]
+    pub manifests: Vec<PathBuf>,
     /// Check configuration: thresholds, severities, ignores.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -62,6 +70,9 @@ impl crate::cli::Command for Args {
             print(out, &rendered)?;
             return Ok(0);
         }
+        if !self.manifests.is_empty() {
+            return self.scan(out, &flags).await;
+        }
         let spec = PreflightSpec {
             target: self.target.clone().unwrap_or_default(),
             facts: self.facts.clone(),
@@ -88,5 +99,29 @@ impl crate::cli::Command for Args {
         };
         print(out, &rendered)?;
         Ok(checked.exit_code())
+    }
+}
+
+impl Args {
+    /// `--manifests`: the static scan.
+    async fn scan(&self, out: &mut dyn Write, flags: &Flags) -> Result<u8, CliError> {
+        let flags = flags.clone().rename("paths", "--manifests");
+        let spec = ScanSpec {
+            target: self.target.clone().unwrap_or_default(),
+            paths: self.manifests.clone(),
+            data: self.data.clone(),
+            helm: None,
+        };
+        let report = scan::scan(&spec)
+            .await
+            .map_err(|e| CliError::from_flow(e, &flags))?;
+        let rendered = match self.output.output {
+            OutputFormat::Text => report.text(),
+            OutputFormat::Json => report.json(),
+            OutputFormat::Markdown => report.markdown(),
+            OutputFormat::Junit => report.junit(),
+        };
+        print(out, &rendered)?;
+        Ok(report.exit_code())
     }
 }

@@ -1,7 +1,6 @@
 //! Removed and deprecated APIs in rendered manifests, and Helm chart constraints and states.
 
 use super::{Applies, Category, CheckInfo, Context, Issue, Outcome, Severity, Subject};
-use crate::data::{Data, RemovedApi};
 use crate::manifest::{self, ManifestObject};
 use upgrade_core::constraint::{Constraint, PrereleaseRule, check_kube_version};
 use upgrade_core::version::{KubeMinor, KubeVersion};
@@ -129,29 +128,11 @@ fn describe_object(o: &ManifestObject) -> String {
         Some(ns) => format!("{ns}/{}", o.name),
         None => o.name.clone(),
     };
-    format!("{} `{name}` ({})", o.kind, o.api_version)
-}
-
-/// Follows replacements that are themselves removed by `target`, so the advice survives the
-/// whole path (flowcontrol v1beta1 → v1beta2 → v1beta3 → v1).
-fn final_replacement<'a>(
-    data: &'a Data,
-    row: &'a RemovedApi,
-    target: KubeMinor,
-) -> (Option<&'a str>, Option<KubeMinor>) {
-    let mut replacement = row.replacement.as_deref();
-    let mut available = row.replacement_available_in;
-    for _ in 0..8 {
-        let Some(next) = replacement.and_then(|r| data.removed_api(r, &row.kind)) else {
-            break;
-        };
-        if next.removed_in.is_none_or(|removed| removed > target) {
-            break;
-        }
-        replacement = next.replacement.as_deref();
-        available = next.replacement_available_in;
-    }
-    (replacement, available)
+    let applied = match o.origin {
+        crate::manifest::Origin::Manifest => String::new(),
+        crate::manifest::Origin::Annotation(key) => format!(" as last applied ({key})"),
+    };
+    format!("{} `{name}` ({}){applied}", o.kind, o.api_version)
 }
 
 fn removed_apis(ctx: &Context<'_>) -> Outcome {
@@ -171,7 +152,7 @@ fn removed_apis(ctx: &Context<'_>) -> Outcome {
         } else {
             format!("is removed in {removed}")
         };
-        let advice = match final_replacement(ctx.data, row, target) {
+        let advice = match ctx.data.final_replacement(row, target) {
             (Some(replacement), Some(available)) if available <= current => format!(
                 "use {replacement} (served since {available}, so you can migrate now on {current})"
             ),

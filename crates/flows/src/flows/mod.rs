@@ -21,6 +21,7 @@ pub mod nodes;
 pub mod preflight;
 pub mod releases;
 pub mod rollback;
+pub mod scan;
 pub mod tf_providers;
 pub mod verify;
 
