@@ -26,6 +26,7 @@ use upgrade_test::TestContext;
 use crate::demo::bin_dir;
 use crate::real_platform::charts_dir;
 
+mod release_records;
 mod scans;
 
 const SERVER_VERSION: &str = "v1.32.3-eks-4096722";

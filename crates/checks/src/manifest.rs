@@ -232,6 +232,130 @@ fn collect(object: Object, document: usize, found: &mut Vec<ManifestObject>) {
     }
 }
 
+/// One API to move in a stored manifest: objects of `kind` at `from` go to `to`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ApiMapping {
+    /// The kind (`Deployment`).
+    pub kind: String,
+    /// The removed API version (`extensions/v1beta1`).
+    pub from: String,
+    /// Its replacement (`apps/v1`).
+    pub to: String,
+}
+
+/// The APIs of `text` removed on the way to `target`, each with its replacement (followed
+/// through replacements removed too), as mappings; and the ones that cannot be mapped yet
+/// because the cluster at `current` does not serve their replacement (or there is none).
+pub fn api_mappings(
+    text: &str,
+    data: &crate::data::Data,
+    current: upgrade_core::version::KubeMinor,
+    target: upgrade_core::version::KubeMinor,
+) -> (Vec<ApiMapping>, Vec<String>) {
+    let (mut mappings, mut unmappable) = (Vec::new(), Vec::new());
+    let (found, _) = objects_until_error(text);
+    for object in found.iter().filter(|o| o.origin == Origin::Manifest) {
+        let Some(row) = data.removed_api(&object.api_version, &object.kind) else {
+            continue;
+        };
+        if row.removed_in.is_none_or(|removed| removed > target) {
+            continue;
+        }
+        let mapping = match data.final_replacement(row, target) {
+            (Some(to), available) if available.is_none_or(|a| a <= current) => ApiMapping {
+                kind: object.kind.clone(),
+                from: object.api_version.clone(),
+                to: to.to_string(),
+            },
+            (Some(to), Some(available)) => {
+                unmappable.push(format!(
+                    "{} {} ({}): its replacement {to} is served from {available} only, not by the cluster's {current}",
+                    object.kind, object.name, object.api_version
+                ));
+                continue;
+            }
+            (_, _) => {
+                unmappable.push(format!(
+                    "{} {} ({}): there is no replacement API; remove the object from the chart",
+                    object.kind, object.name, object.api_version
+                ));
+                continue;
+            }
+        };
+        if !mappings.contains(&mapping) {
+            mappings.push(mapping);
+        }
+    }
+    (mappings, unmappable)
+}
+
+/// `text` with the top-level `apiVersion:` of every object matching a mapping rewritten to its
+/// replacement, and a line per object moved (`Deployment web: extensions/v1beta1 -> apps/v1`).
+/// Only the documents of single objects change, line by line: everything else, comments and
+/// `# Source:` lines included, stays byte for byte.
+pub fn map_api_versions(text: &str, mappings: &[ApiMapping]) -> (String, Vec<String>) {
+    let mut out = String::with_capacity(text.len());
+    let mut moved = Vec::new();
+    let mut document = String::new();
+    let flush = |document: &mut String, out: &mut String, moved: &mut Vec<String>| {
+        let (found, _) = objects_until_error(document);
+        let single = match found.as_slice() {
+            [only] if only.origin == Origin::Manifest => Some(only.clone()),
+            [only, rest @ ..] if rest.iter().all(|o| o.origin != Origin::Manifest) => {
+                Some(only.clone())
+            }
+            _ => None,
+        };
+        let mapping = single.as_ref().and_then(|o| {
+            mappings
+                .iter()
+                .find(|m| m.kind == o.kind && m.from == o.api_version)
+        });
+        match (single, mapping) {
+            (Some(object), Some(mapping)) => {
+                let mut done = false;
+                for line in document.split_inclusive('\n') {
+                    let value = line
+                        .strip_prefix("apiVersion:")
+                        .map(|v| v.trim().trim_matches(['"', '\'']));
+                    if !done && value == Some(mapping.from.as_str()) {
+                        let ending = if line.ends_with("\r\n") {
+                            "\r\n"
+                        } else if line.ends_with('\n') {
+                            "\n"
+                        } else {
+                            ""
+                        };
+                        out.push_str(&format!("apiVersion: {}{ending}", mapping.to));
+                        done = true;
+                    } else {
+                        out.push_str(line);
+                    }
+                }
+                if done {
+                    moved.push(format!(
+                        "{} {}: {} -> {}",
+                        object.kind, object.name, mapping.from, mapping.to
+                    ));
+                }
+            }
+            _ => out.push_str(document),
+        }
+        document.clear();
+    };
+    for line in text.split_inclusive('\n') {
+        let bare = line.trim_end_matches(['\n', '\r']);
+        if bare == "---" || bare.starts_with("--- ") {
+            flush(&mut document, &mut out, &mut moved);
+            out.push_str(line);
+        } else {
+            document.push_str(line);
+        }
+    }
+    flush(&mut document, &mut out, &mut moved);
+    (out, moved)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -314,6 +438,42 @@ metadata:
             ]
         );
         assert_eq!(objects[1].namespace.as_deref(), Some("default"));
+    }
+
+    #[test]
+    fn removed_apis_map_to_their_replacement_in_place() {
+        let data = crate::data::Data::embedded();
+        let manifest = "---\n# Source: web/templates/deploy.yaml\napiVersion: extensions/v1beta1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  template:\n    spec:\n      containers: [{name: c, image: nginx}]\n---\n# Source: web/templates/pdb.yaml\napiVersion: policy/v1beta1\nkind: PodDisruptionBudget\nmetadata:\n  name: web\n---\n# Source: web/templates/svc.yaml\napiVersion: v1\nkind: Service\nmetadata:\n  name: web\n";
+        let m = |s: &str| s.parse().unwrap();
+        let (mappings, unmappable) = api_mappings(manifest, data, m("1.24"), m("1.25"));
+        assert!(unmappable.is_empty(), "{unmappable:?}");
+        assert_eq!(mappings.len(), 2);
+        let (mapped, moved) = map_api_versions(manifest, &mappings);
+        assert_eq!(
+            moved,
+            [
+                "Deployment web: extensions/v1beta1 -> apps/v1",
+                "PodDisruptionBudget web: policy/v1beta1 -> policy/v1"
+            ]
+        );
+        assert_eq!(
+            mapped,
+            manifest
+                .replace("apiVersion: extensions/v1beta1", "apiVersion: apps/v1")
+                .replace("apiVersion: policy/v1beta1", "apiVersion: policy/v1")
+        );
+        // Mapping again changes nothing; an older target maps nothing.
+        assert_eq!(map_api_versions(&mapped, &mappings).1.len(), 0);
+        assert!(
+            api_mappings(manifest, data, m("1.14"), m("1.15"))
+                .0
+                .is_empty()
+        );
+        // PodSecurityPolicy has no replacement: named, not mapped.
+        let psp = "apiVersion: policy/v1beta1\nkind: PodSecurityPolicy\nmetadata: {name: p}\n";
+        let (none, why) = api_mappings(psp, data, m("1.24"), m("1.25"));
+        assert!(none.is_empty());
+        assert!(why[0].contains("no replacement API"), "{why:?}");
     }
 
     #[test]

@@ -241,7 +241,23 @@ impl FlowContext {
             return Ok(run.run_id);
         }
         let now = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ");
-        Ok(format!("{component}-{now}"))
+        let base = format!("{component}-{now}");
+        // Two runs of one component within a second (a pipeline's loop) must not share an id:
+        // the second's journal entries and snapshots would land in the first's run.
+        let journal = Journal::runs(&self.state.journal())
+            .map_err(|e| FlowError::failed("read the journal", e))?;
+        let taken = |id: &str| {
+            journal.iter().any(|r| r.run_id == id)
+                || crate::record::RunRecord::path(&self.state.runs(), id).exists()
+                || self.state.snapshots().join(id).exists()
+        };
+        let mut id = base.clone();
+        let mut n = 2;
+        while taken(&id) {
+            id = format!("{base}-{n}");
+            n += 1;
+        }
+        Ok(id)
     }
 }
 

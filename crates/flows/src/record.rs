@@ -19,6 +19,7 @@ use upgrade_helm::step::{HelmUpgradeSpec, HelmUpgradeStep};
 use upgrade_helm::values_pin::ValuesPinStep;
 use upgrade_kube::crd::{CrdApplySpec, CrdApplyStep};
 use upgrade_kube::job::{TemplateJobSpec, TemplateJobStep};
+use upgrade_kube::release_apis::{ReleaseApiMapSpec, ReleaseApiMapStep};
 use upgrade_kube::step::{
     CrBackupSpec, CrBackupStep, DeploymentImageSpec, DeploymentImageStep, DeploymentScaleSpec,
     DeploymentScaleStep, NodeRolloutSpec, NodeRolloutStep, WorkloadsReadySpec, WorkloadsReadyStep,
@@ -293,6 +294,12 @@ impl StepRegistry {
                 cluster: ctx.cluster().clone(),
             }))
         });
+        registry.register(|spec: ReleaseApiMapSpec, ctx| {
+            Ok(Box::new(ReleaseApiMapStep {
+                spec,
+                cluster: ctx.cluster().clone(),
+            }))
+        });
         registry.register(|spec: WorkloadsReadySpec, ctx| {
             Ok(Box::new(WorkloadsReadyStep {
                 spec,
@@ -410,6 +417,7 @@ mod tests {
             NodeRolloutSpec::KIND,
             WorkloadsReadySpec::KIND,
             CrdApplySpec::KIND,
+            ReleaseApiMapSpec::KIND,
             TemplateJobSpec::KIND,
             TrafficSpec::KIND,
             PromoteSpec::KIND,
@@ -417,6 +425,6 @@ mod tests {
         ] {
             assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
         }
-        assert_eq!(kinds.len(), 16, "{kinds:?}");
+        assert_eq!(kinds.len(), 17, "{kinds:?}");
     }
 }

@@ -79,6 +79,7 @@ pub mod job;
 pub mod lock;
 pub mod preview;
 pub mod provisioner;
+pub mod release_apis;
 pub mod replace;
 mod retry;
 pub mod rollout;

@@ -7,6 +7,7 @@ pub mod helm_args;
 pub mod karpenter;
 pub mod kserve;
 pub mod lock;
+pub mod map_apis;
 pub mod mlflow;
 pub mod nodes;
 pub mod preflight;

@@ -36,6 +36,8 @@ fn upgrade_release() {
     insta::assert_snapshot!("upgrade_release", help(exe, &[]));
     let exe = env!("CARGO_BIN_EXE_upgrade-releases");
     insta::assert_snapshot!("upgrade_releases", help(exe, &[]));
+    let exe = env!("CARGO_BIN_EXE_upgrade-map-apis");
+    insta::assert_snapshot!("upgrade_map_apis", help(exe, &[]));
 }
 
 #[test]
@@ -66,6 +68,7 @@ fn read_only_commands_offer_no_run_flags() {
         env!("CARGO_BIN_EXE_upgrade-tf-providers"),
         env!("CARGO_BIN_EXE_upgrade-argo-workflows"),
         env!("CARGO_BIN_EXE_upgrade-release"),
+        env!("CARGO_BIN_EXE_upgrade-map-apis"),
     ] {
         let text = help(exe, &[]);
         for flag in run_flags {
@@ -95,6 +98,7 @@ fn help_and_version_work_on_a_machine_without_the_tools() {
         ("upgrade-karpenter", env!("CARGO_BIN_EXE_upgrade-karpenter")),
         ("upgrade-kserve", env!("CARGO_BIN_EXE_upgrade-kserve")),
         ("upgrade-lock", env!("CARGO_BIN_EXE_upgrade-lock")),
+        ("upgrade-map-apis", env!("CARGO_BIN_EXE_upgrade-map-apis")),
         ("upgrade-mlflow", env!("CARGO_BIN_EXE_upgrade-mlflow")),
         ("upgrade-nodes", env!("CARGO_BIN_EXE_upgrade-nodes")),
         ("upgrade-preflight", env!("CARGO_BIN_EXE_upgrade-preflight")),

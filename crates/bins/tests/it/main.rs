@@ -8,6 +8,7 @@ mod eks;
 mod help;
 mod karpenter;
 mod kserve;
+mod map_apis;
 mod mlflow;
 mod nodes;
 mod preflight;

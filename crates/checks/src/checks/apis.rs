@@ -15,7 +15,7 @@ pub(super) const CHECKS: &[CheckInfo] = &[
         category: Category::Apis,
         applies: Applies::ALWAYS,
         inspects: "Every object of every rendered Helm release manifest and extra manifest: an apiVersion and kind removed at or before the target. The finding names the hop that removes it, the replacement (following replacements that are themselves removed) and whether the replacement is already served by the current version, so the migration can happen before the upgrade.",
-        remediation: "Change the chart or manifest to the replacement apiVersion and redeploy before the hop that removes the old one. If Helm's stored release still holds the removed API after the upgrade, `helm upgrade` fails until the release is rewritten (the helm-mapkubeapis plugin does that).",
+        remediation: "Change the chart or manifest to the replacement apiVersion and redeploy before the hop that removes the old one. If Helm's stored release still holds the removed API, `helm upgrade` fails until the record is rewritten: `upgrade-map-apis --release NAME -n NAMESPACE --target MINOR` does it as a snapshotted, reversible step (what the helm-mapkubeapis plugin does).",
         source: GUIDE_URL,
         run: removed_apis,
     },

@@ -19,6 +19,7 @@ pub mod lock;
 pub mod mlflow;
 pub mod nodes;
 pub mod preflight;
+pub mod release_apis;
 pub mod releases;
 pub mod rollback;
 pub mod scan;
