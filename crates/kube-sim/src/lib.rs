@@ -37,6 +37,7 @@
 
 pub mod controllers;
 mod discovery;
+mod eks;
 pub mod error;
 pub mod faults;
 pub mod fixtures;
@@ -157,6 +158,7 @@ impl SimClusterBuilder {
             faults: faults::Faults::new(self.faults),
             shutdown: shutdown_rx.clone(),
             control_plane_update: std::sync::Mutex::new(std::time::Duration::ZERO),
+            eks: eks::EksState::default(),
         });
         let app = server::router(state.clone());
         let mut server_shutdown = shutdown_rx.clone();
@@ -330,6 +332,24 @@ impl SimCluster {
             .git_version
             .write()
             .unwrap_or_else(|e| e.into_inner()) = version.into();
+    }
+
+    /// The simulated EKS API's endpoint, for `aws eks ... --endpoint-url` (or
+    /// `AWS_ENDPOINT_URL_EKS`): `<url>/eks`. The cluster is named `kube-sim` unless
+    /// [`SimCluster::set_eks`] names it otherwise.
+    pub fn eks_endpoint(&self) -> String {
+        format!("{}/eks", self.url)
+    }
+
+    /// Sets what the simulated AWS knows about the cluster besides the API server (merged
+    /// into what it knows): `name`, `createdVersion`, `insights` (as `DescribeInsight`
+    /// returns them), `addons` (name → `{addonVersion, configurationValues}`),
+    /// `addonVersions` (`DescribeAddonVersions`' `addons`), `nodegroups` (name → version),
+    /// `lastUpgrade` (`{"at": <epoch seconds>, "version": "1.31"}`), `autoUpgraded`. The
+    /// same as `PUT /kube-sim/v1/eks`.
+    pub fn set_eks(&self, state: serde_json::Value) {
+        let body = axum::body::Bytes::from(serde_json::to_vec(&state).unwrap_or_default());
+        let _ = eks::admin(&self.state, &axum::http::Method::PUT, &body);
     }
 
     /// How long a control-plane version update (`PUT /kube-sim/v1/version`, what the

@@ -32,6 +32,8 @@ pub(crate) struct AppState {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// How long a control-plane version update takes (EKS's takes many minutes).
     pub control_plane_update: std::sync::Mutex<std::time::Duration>,
+    /// What the simulated EKS API knows beyond the API server (see [`crate::eks`]).
+    pub eks: crate::eks::EksState,
 }
 
 impl AppState {
@@ -126,14 +128,7 @@ fn admin_version(state: &AppState, method: &Method, body: &Bytes) -> Result<Resp
     })?;
     let next = match (request["gitVersion"].as_str(), request["version"].as_str()) {
         (Some(git), _) if git.starts_with('v') => git.to_string(),
-        // The same minor keeps its patch (a cluster created at what it already runs).
-        (None, Some(minor)) if is_minor(minor) && current.starts_with(&format!("v{minor}.")) => {
-            current.clone()
-        }
-        (None, Some(minor)) if is_minor(minor) => {
-            let suffix = current.find('-').map_or("", |i| &current[i..]);
-            format!("v{minor}.0{suffix}")
-        }
+        (None, Some(minor)) if is_minor(minor) => next_version(&current, minor),
         _ => {
             return Err(ApiError::bad_request(format!(
                 "expected {{\"version\": \"<major>.<minor>\"}} or {{\"gitVersion\": \"v<major>.<minor>.<patch>...\"}}, got {request}"
@@ -141,8 +136,20 @@ fn admin_version(state: &AppState, method: &Method, body: &Bytes) -> Result<Resp
         }
     };
     *state.git_version.write().unwrap_or_else(|e| e.into_inner()) = next.clone();
+    crate::eks::version_changed(state, &current, &next);
     tracing::info!(from = %current, to = %next, "kube-sim control plane version changed");
     Ok(json_response(StatusCode::OK, &json!({"gitVersion": next})))
+}
+
+/// The git version the API server reports at `minor`: the same minor keeps its patch (a
+/// cluster created at what it already runs); a new minor gets patch 0 and keeps the build
+/// suffix.
+pub(crate) fn next_version(current: &str, minor: &str) -> String {
+    if current.starts_with(&format!("v{minor}.")) {
+        return current.to_string();
+    }
+    let suffix = current.find('-').map_or("", |i| &current[i..]);
+    format!("v{minor}.0{suffix}")
 }
 
 /// `PUT /kube-sim/v1/nodegroups/<name>` with `{"version": "1.31"}`: rolls the managed node
@@ -168,13 +175,18 @@ async fn admin_nodegroup(
             ))
         })?
         .to_string();
-    let current = state.version();
-    let kubelet = if current.starts_with(&format!("v{minor}.")) {
-        current
-    } else {
-        let suffix = current.find('-').map_or("", |i| &current[i..]);
-        format!("v{minor}.0{suffix}")
-    };
+    let old = roll_nodegroup(state, group, &minor).await?;
+    Ok(json_response(StatusCode::OK, &json!({"replaced": old})))
+}
+
+/// Replaces the nodes of managed node group `group` that run another minor than `minor`, one
+/// at a time; the names of the nodes replaced.
+pub(crate) async fn roll_nodegroup(
+    state: &AppState,
+    group: &str,
+    minor: &str,
+) -> Result<Vec<String>, ApiError> {
+    let kubelet = next_version(&state.version(), minor);
     let nodes = state
         .store
         .registry()
@@ -206,7 +218,7 @@ async fn admin_nodegroup(
         .await
         .map_err(|e| ApiError::new(500, "InternalError", format!("replacing node {node}: {e}")))?;
     }
-    Ok(json_response(StatusCode::OK, &json!({"replaced": old})))
+    Ok(old)
 }
 
 fn is_minor(text: &str) -> bool {
@@ -256,6 +268,10 @@ async fn route(
         }
         ["kube-sim", "v1", "nodegroups", group] if *method == Method::PUT => {
             return admin_nodegroup(state, group, &body).await;
+        }
+        ["kube-sim", "v1", "eks"] => return Ok(crate::eks::admin(state, method, &body)),
+        ["eks", rest @ ..] => {
+            return Ok(crate::eks::route(state, method, rest, params, &body).await);
         }
         ["healthz"] | ["livez"] | ["readyz"] => {
             return Ok((StatusCode::OK, "ok").into_response());

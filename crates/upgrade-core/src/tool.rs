@@ -48,6 +48,14 @@ pub const KUBECTL: Tool = Tool {
                    in this repository `./dev tools` installs one into .tools/bin",
 };
 
+/// The AWS CLI (v1 or v2).
+pub const AWS: Tool = Tool {
+    program: "aws",
+    override_var: env_vars::AWS_BIN,
+    install_hint: "install the AWS CLI (https://aws.amazon.com/cli/) or set AWS_BIN=/path/to/aws; \
+                   in this repository `./dev tools` installs one into .tools/bin",
+};
+
 impl Tool {
     /// Resolves the program from its override variable or `PATH`.
     pub fn resolve(&self) -> Result<PathBuf, ProcessError> {

@@ -39,6 +39,8 @@ pub const KNOWN_TOOLS: &[&str] = &[
     "helm4",
     "kubectl",
     "kubectl-1.31",
+    "aws",
+    "moto_server",
 ];
 
 /// A temporary root, pinned environment and the real tools, for one test.

@@ -1,0 +1,674 @@
+//! The EKS API as typed calls over the real AWS CLI (`aws eks ... --output json`), run by the
+//! toolkit's one process runner: argv only, a timeout on every call, both pipes drained, the
+//! blocking call off the async runtime.
+//!
+//! The CLI is the transport on purpose: it brings the user's credentials chain, profiles,
+//! SSO and regions as they already use them, and `--endpoint-url` (or `AWS_ENDPOINT_URL_EKS`)
+//! points it at a local simulation in tests. Errors keep AWS's error code apart
+//! ([`Error::Aws`]: `InvalidStateException`, `ResourceNotFoundException`, …) from a CLI that
+//! never ran, timed out, was stopped, or printed something that is not the expected JSON.
+//!
+//! ```no_run
+//! use upgrade_aws::{Eks, InsightFilter};
+//!
+//! # async fn example() -> Result<(), upgrade_aws::Error> {
+//! let eks = Eks::builder("mlops-platform-dev").region("eu-west-1").build()?;
+//! let cluster = eks.describe_cluster().await?;
+//! for insight in eks.list_insights(&InsightFilter::for_version("1.32")).await? {
+//!     println!("{} {}: {}", insight.status(), insight.name, insight.kubernetes_version.as_deref().unwrap_or_default());
+//! }
+//! match eks.update_cluster_version("1.32", false).await {
+//!     Err(e) if e.aws_code() == Some("InvalidStateException") => println!("readiness insights block it"),
+//!     other => println!("{other:?} from {}", cluster.version),
+//! }
+//! # Ok(()) }
+//! ```
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use upgrade_core::ProcessBuilder;
+use upgrade_core::process::{ProcessError, StopSignal, ToolError};
+
+/// What went wrong calling the EKS API.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// AWS answered with an error (the CLI printed `An error occurred (CODE) when calling
+    /// the OPERATION operation: MESSAGE`).
+    #[error("EKS {operation}: {code}: {message}")]
+    Aws {
+        /// The operation, e.g. `UpdateClusterVersion`.
+        operation: String,
+        /// AWS's error code, e.g. `InvalidStateException`.
+        code: String,
+        /// AWS's message.
+        message: String,
+    },
+    /// The CLI failed without an AWS error (credentials, configuration, a bad argument).
+    #[error("the AWS CLI failed: {0}")]
+    Failed(#[source] ProcessError),
+    /// The CLI did not answer within its timeout.
+    #[error("the AWS CLI timed out: {0}")]
+    TimedOut(#[source] ProcessError),
+    /// Stopped on request (Ctrl-C, a lost lease).
+    #[error("the AWS CLI was stopped: {0}")]
+    Stopped(#[source] ProcessError),
+    /// The CLI could not be found or started.
+    #[error("the AWS CLI did not run: {0}")]
+    NotRun(#[source] ProcessError),
+    /// The CLI's output is not what the operation returns.
+    #[error("EKS {operation}: unexpected output: {detail}")]
+    Unparseable {
+        /// The operation.
+        operation: String,
+        /// What did not parse.
+        detail: String,
+    },
+}
+
+impl Error {
+    /// AWS's error code, when AWS answered with one.
+    pub fn aws_code(&self) -> Option<&str> {
+        match self {
+            Error::Aws { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+}
+
+impl ToolError for Error {
+    fn exited(error: ProcessError) -> Self {
+        let stderr = error.stderr().unwrap_or_default().to_string();
+        match parse_aws_error(&stderr) {
+            Some((code, operation, message)) => Error::Aws {
+                operation,
+                code,
+                message,
+            },
+            None => Error::Failed(error),
+        }
+    }
+    fn timed_out(error: ProcessError) -> Self {
+        Error::TimedOut(error)
+    }
+    fn stopped(error: ProcessError) -> Self {
+        Error::Stopped(error)
+    }
+    fn not_run(error: ProcessError) -> Self {
+        Error::NotRun(error)
+    }
+    fn unparseable(error: ProcessError) -> Self {
+        Error::Unparseable {
+            operation: String::new(),
+            detail: error.to_string(),
+        }
+    }
+}
+
+/// `An error occurred (CODE) when calling the OPERATION operation: MESSAGE` → its parts.
+fn parse_aws_error(stderr: &str) -> Option<(String, String, String)> {
+    let line = stderr.lines().find(|l| l.contains("An error occurred ("))?;
+    let rest = &line[line.find("An error occurred (")? + "An error occurred (".len()..];
+    let (code, rest) = rest.split_once(')')?;
+    let rest = rest.trim_start().strip_prefix("when calling the ")?;
+    let (operation, message) = rest.split_once(" operation")?;
+    let message = message.trim_start_matches(|c: char| c == ':' || c.is_whitespace());
+    Some((code.to_string(), operation.to_string(), message.to_string()))
+}
+
+/// The result type of this crate.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Builds an [`Eks`] handle.
+#[derive(Debug, Clone)]
+pub struct EksBuilder {
+    cluster: String,
+    program: Option<PathBuf>,
+    region: Option<String>,
+    profile: Option<String>,
+    endpoint_url: Option<String>,
+    timeout: Duration,
+    stop: Option<StopSignal>,
+    env: Vec<(String, String)>,
+}
+
+impl EksBuilder {
+    /// The `aws` binary (default: `AWS_BIN`, else `aws` on `PATH`).
+    pub fn program(mut self, path: impl Into<PathBuf>) -> Self {
+        self.program = Some(path.into());
+        self
+    }
+
+    /// `--region` (default: the CLI's own configuration).
+    pub fn region(mut self, region: impl Into<String>) -> Self {
+        self.region = Some(region.into());
+        self
+    }
+
+    /// `--profile` (default: the CLI's own configuration).
+    pub fn profile(mut self, profile: impl Into<String>) -> Self {
+        self.profile = Some(profile.into());
+        self
+    }
+
+    /// `--endpoint-url`: another EKS endpoint (a simulation in tests).
+    pub fn endpoint_url(mut self, url: impl Into<String>) -> Self {
+        self.endpoint_url = Some(url.into());
+        self
+    }
+
+    /// The limit of each call (default 2 minutes).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Stops running calls when it fires (Ctrl-C, a lost lease).
+    pub fn stop_signal(mut self, stop: StopSignal) -> Self {
+        self.stop = Some(stop);
+        self
+    }
+
+    /// An environment variable for every call (credentials in tests).
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// The handle; the `aws` binary is resolved now, so a missing one fails here.
+    pub fn build(self) -> Result<Eks> {
+        let program = upgrade_core::tool::AWS
+            .resolve_with(self.program.as_deref())
+            .map_err(Error::NotRun)?;
+        Ok(Eks {
+            inner: Arc::new(Inner {
+                program,
+                cluster: self.cluster,
+                region: self.region,
+                profile: self.profile,
+                endpoint_url: self.endpoint_url,
+                timeout: self.timeout,
+                stop: self.stop,
+                env: self.env,
+            }),
+        })
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    program: PathBuf,
+    cluster: String,
+    region: Option<String>,
+    profile: Option<String>,
+    endpoint_url: Option<String>,
+    timeout: Duration,
+    stop: Option<StopSignal>,
+    env: Vec<(String, String)>,
+}
+
+/// One EKS cluster's API, through the AWS CLI. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Eks {
+    inner: Arc<Inner>,
+}
+
+/// `DescribeCluster`'s cluster, the parts the toolkit reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Cluster {
+    /// The name.
+    pub name: String,
+    /// The Kubernetes minor, e.g. `1.31`.
+    pub version: String,
+    /// `ACTIVE`, `UPDATING`, …
+    pub status: String,
+    /// The platform version, e.g. `eks.12`.
+    #[serde(default)]
+    pub platform_version: Option<String>,
+}
+
+/// One parameter of an update (`Version`, `AddonVersion`, …).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateParam {
+    /// Its type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Its value.
+    #[serde(default)]
+    pub value: Option<String>,
+}
+
+/// An EKS update (`UpdateClusterVersion`, `UpdateAddon`, `DescribeUpdate`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Update {
+    /// Its id.
+    pub id: String,
+    /// `InProgress`, `Successful`, `Failed`, `Cancelled`.
+    pub status: String,
+    /// `VersionUpdate`, `VersionRollback`, `AddonUpdate`, …
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Its parameters.
+    #[serde(default)]
+    pub params: Vec<UpdateParam>,
+    /// Errors of a failed update.
+    #[serde(default)]
+    pub errors: Vec<Value>,
+}
+
+/// The status of an insight or of one resource it checked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InsightStatus {
+    /// `PASSING`, `WARNING`, `ERROR` or `UNKNOWN`.
+    pub status: String,
+    /// Why.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// A client still calling a deprecated API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientStat {
+    /// Its user agent.
+    #[serde(default)]
+    pub user_agent: String,
+    /// Its requests in the last 30 days.
+    #[serde(default)]
+    pub number_of_requests_last30_days: u64,
+    /// Its last request (epoch seconds, as the CLI prints it).
+    #[serde(default)]
+    pub last_request_time: Option<Value>,
+}
+
+/// A deprecated API an insight found in use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeprecationDetail {
+    /// The deprecated API path, e.g. `/apis/flowcontrol.apiserver.k8s.io/v1beta3/flowschemas`.
+    #[serde(default)]
+    pub usage: String,
+    /// Its replacement.
+    #[serde(default)]
+    pub replaced_with: Option<String>,
+    /// The minor that stops serving it.
+    #[serde(default)]
+    pub stop_serving_version: Option<String>,
+    /// Who still calls it.
+    #[serde(default)]
+    pub client_stats: Vec<ClientStat>,
+}
+
+/// An EKS insight (`ListInsights` gives the summary fields, `DescribeInsight` all).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Insight {
+    /// Its id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// `UPGRADE_READINESS`, `ROLLBACK_READINESS` or `MISCONFIGURATION`.
+    pub category: String,
+    /// The minor it is about.
+    #[serde(default)]
+    pub kubernetes_version: Option<String>,
+    /// Its status.
+    pub insight_status: InsightStatus,
+    /// When EKS last refreshed it (epoch seconds).
+    #[serde(default)]
+    pub last_refresh_time: Option<Value>,
+    /// What it checks.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// What to do (`DescribeInsight` only).
+    #[serde(default)]
+    pub recommendation: Option<String>,
+    /// Deprecated APIs in use, with who calls them (`DescribeInsight` only).
+    #[serde(default)]
+    pub category_specific_summary: Option<CategorySummary>,
+}
+
+/// The category-specific part of an insight.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CategorySummary {
+    /// Deprecated APIs in use.
+    #[serde(default)]
+    pub deprecation_details: Vec<DeprecationDetail>,
+}
+
+impl Insight {
+    /// `ERROR`, `WARNING`, `PASSING` or `UNKNOWN`.
+    pub fn status(&self) -> &str {
+        &self.insight_status.status
+    }
+}
+
+/// Which insights to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InsightFilter {
+    /// Categories (empty: all).
+    pub categories: Vec<String>,
+    /// Minors (empty: all).
+    pub kubernetes_versions: Vec<String>,
+}
+
+impl InsightFilter {
+    /// The upgrade-readiness insights for a move to `version`.
+    pub fn for_version(version: &str) -> InsightFilter {
+        InsightFilter {
+            categories: vec!["UPGRADE_READINESS".into()],
+            kubernetes_versions: vec![version.into()],
+        }
+    }
+
+    /// The rollback-readiness insights for a move back to `version`.
+    pub fn for_rollback(version: &str) -> InsightFilter {
+        InsightFilter {
+            categories: vec!["ROLLBACK_READINESS".into()],
+            kubernetes_versions: vec![version.into()],
+        }
+    }
+}
+
+/// `DescribeInsightsRefresh`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InsightsRefresh {
+    /// `IN_PROGRESS`, `FAILED` or `COMPLETED`.
+    pub status: String,
+    /// Its message.
+    #[serde(default)]
+    pub message: Option<String>,
+    /// When it ended (epoch seconds).
+    #[serde(default)]
+    pub ended_at: Option<Value>,
+}
+
+/// A managed add-on (`DescribeAddon`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Addon {
+    /// Its name, e.g. `vpc-cni`.
+    pub addon_name: String,
+    /// Its version.
+    pub addon_version: String,
+    /// `ACTIVE`, `UPDATING`, `DEGRADED`, …
+    pub status: String,
+    /// Its configuration values (JSON or YAML text), when set.
+    #[serde(default)]
+    pub configuration_values: Option<String>,
+    /// The IAM role of its service account, when set.
+    #[serde(default)]
+    pub service_account_role_arn: Option<String>,
+}
+
+impl Eks {
+    /// A builder for cluster `cluster`.
+    pub fn builder(cluster: impl Into<String>) -> EksBuilder {
+        EksBuilder {
+            cluster: cluster.into(),
+            program: None,
+            region: None,
+            profile: None,
+            endpoint_url: None,
+            timeout: Duration::from_secs(120),
+            stop: None,
+            env: Vec::new(),
+        }
+    }
+
+    /// The cluster's name.
+    pub fn cluster(&self) -> &str {
+        &self.inner.cluster
+    }
+
+    /// Runs `aws eks <operation> <args> --output json` and parses its answer.
+    async fn call<T: DeserializeOwned + Send + 'static>(
+        &self,
+        operation: &'static str,
+        args: Vec<String>,
+    ) -> Result<T> {
+        let inner = Arc::clone(&self.inner);
+        let joined = tokio::task::spawn_blocking(move || {
+            let mut cmd = ProcessBuilder::new(&inner.program);
+            cmd.arg("eks").arg(operation).args(&args);
+            cmd.args(["--output", "json"]);
+            if let Some(region) = &inner.region {
+                cmd.args(["--region", region]);
+            }
+            if let Some(profile) = &inner.profile {
+                cmd.args(["--profile", profile]);
+            }
+            if let Some(url) = &inner.endpoint_url {
+                cmd.args(["--endpoint-url", url]);
+            }
+            for (key, value) in &inner.env {
+                cmd.env(key, value);
+            }
+            // The pager would wait for a terminal.
+            cmd.env("AWS_PAGER", "").timeout(inner.timeout);
+            if let Some(stop) = &inner.stop {
+                cmd.stop_signal(stop.clone());
+            }
+            cmd.exec()
+        })
+        .await;
+        let output = match joined {
+            Ok(result) => result.map_err(ProcessError::into_tool_error::<Error>)?,
+            Err(join) => {
+                return Err(Error::Unparseable {
+                    operation: operation.into(),
+                    detail: format!("the call's task failed: {join}"),
+                });
+            }
+        };
+        serde_json::from_slice(&output.stdout).map_err(|e| Error::Unparseable {
+            operation: operation.into(),
+            detail: format!(
+                "{e}: {}",
+                output.stdout_lossy().chars().take(200).collect::<String>()
+            ),
+        })
+    }
+
+    fn cluster_arg(&self, flag: &str) -> Vec<String> {
+        vec![flag.to_string(), self.inner.cluster.clone()]
+    }
+
+    /// `DescribeCluster`.
+    pub async fn describe_cluster(&self) -> Result<Cluster> {
+        let answer: Value = self
+            .call("describe-cluster", self.cluster_arg("--name"))
+            .await?;
+        field(answer, "cluster", "describe-cluster")
+    }
+
+    /// `UpdateClusterVersion` to `version` (the next minor, or the previous one for a
+    /// rollback within EKS's window); `force` overrides readiness insights.
+    pub async fn update_cluster_version(&self, version: &str, force: bool) -> Result<Update> {
+        let mut args = self.cluster_arg("--name");
+        args.extend(["--kubernetes-version".into(), version.into()]);
+        if force {
+            args.push("--force".into());
+        }
+        let answer: Value = self.call("update-cluster-version", args).await?;
+        field(answer, "update", "update-cluster-version")
+    }
+
+    /// `DescribeUpdate` (of the cluster, or of add-on `addon`'s update).
+    pub async fn describe_update(&self, id: &str, addon: Option<&str>) -> Result<Update> {
+        let mut args = self.cluster_arg("--name");
+        args.extend(["--update-id".into(), id.into()]);
+        if let Some(addon) = addon {
+            args.extend(["--addon-name".into(), addon.into()]);
+        }
+        let answer: Value = self.call("describe-update", args).await?;
+        field(answer, "update", "describe-update")
+    }
+
+    /// `ListInsights` with `filter` (every page).
+    pub async fn list_insights(&self, filter: &InsightFilter) -> Result<Vec<Insight>> {
+        let mut args = self.cluster_arg("--cluster-name");
+        let mut parts = Vec::new();
+        if !filter.categories.is_empty() {
+            parts.push(format!("categories={}", filter.categories.join(",")));
+        }
+        if !filter.kubernetes_versions.is_empty() {
+            parts.push(format!(
+                "kubernetesVersions={}",
+                filter.kubernetes_versions.join(",")
+            ));
+        }
+        if !parts.is_empty() {
+            args.extend(["--filter".into(), parts.join(",")]);
+        }
+        let answer: Value = self.call("list-insights", args).await?;
+        field(answer, "insights", "list-insights")
+    }
+
+    /// `DescribeInsight`.
+    pub async fn describe_insight(&self, id: &str) -> Result<Insight> {
+        let mut args = self.cluster_arg("--cluster-name");
+        args.extend(["--id".into(), id.into()]);
+        let answer: Value = self.call("describe-insight", args).await?;
+        field(answer, "insight", "describe-insight")
+    }
+
+    /// `StartInsightsRefresh`.
+    pub async fn start_insights_refresh(&self) -> Result<()> {
+        let _: Value = self
+            .call("start-insights-refresh", self.cluster_arg("--cluster-name"))
+            .await?;
+        Ok(())
+    }
+
+    /// `DescribeInsightsRefresh`.
+    pub async fn describe_insights_refresh(&self) -> Result<InsightsRefresh> {
+        self.call(
+            "describe-insights-refresh",
+            self.cluster_arg("--cluster-name"),
+        )
+        .await
+    }
+
+    /// `DescribeAddon` (`None` when the add-on is not installed as a managed add-on).
+    pub async fn describe_addon(&self, addon: &str) -> Result<Option<Addon>> {
+        let mut args = self.cluster_arg("--cluster-name");
+        args.extend(["--addon-name".into(), addon.into()]);
+        match self.call::<Value>("describe-addon", args).await {
+            Ok(answer) => field(answer, "addon", "describe-addon").map(Some),
+            Err(e) if e.aws_code() == Some("ResourceNotFoundException") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `UpdateAddon` to `version` with `configuration` (when given), resolving conflicts with
+    /// `resolve_conflicts` (`OVERWRITE`, `PRESERVE` or `NONE`).
+    pub async fn update_addon(
+        &self,
+        addon: &str,
+        version: &str,
+        configuration: Option<&str>,
+        resolve_conflicts: &str,
+    ) -> Result<Update> {
+        let mut args = self.cluster_arg("--cluster-name");
+        args.extend([
+            "--addon-name".into(),
+            addon.into(),
+            "--addon-version".into(),
+            version.into(),
+            "--resolve-conflicts".into(),
+            resolve_conflicts.into(),
+        ]);
+        if let Some(config) = configuration {
+            args.extend(["--configuration-values".into(), config.into()]);
+        }
+        let answer: Value = self.call("update-addon", args).await?;
+        field(answer, "update", "update-addon")
+    }
+
+    /// `DescribeAddonVersions` for `kubernetes_version` (of `addon`, or every add-on): the
+    /// CLI's JSON, which `upgrade_checks::addons::AddonCatalog::from_json` reads.
+    pub async fn describe_addon_versions(
+        &self,
+        kubernetes_version: &str,
+        addon: Option<&str>,
+    ) -> Result<Value> {
+        let mut args = vec![
+            "--kubernetes-version".to_string(),
+            kubernetes_version.into(),
+        ];
+        if let Some(addon) = addon {
+            args.extend(["--addon-name".into(), addon.into()]);
+        }
+        self.call("describe-addon-versions", args).await
+    }
+
+    /// `UpdateNodegroupVersion` of managed node group `group` to `version`.
+    pub async fn update_nodegroup_version(&self, group: &str, version: &str) -> Result<Update> {
+        let mut args = self.cluster_arg("--cluster-name");
+        args.extend([
+            "--nodegroup-name".into(),
+            group.into(),
+            "--kubernetes-version".into(),
+            version.into(),
+        ]);
+        let answer: Value = self.call("update-nodegroup-version", args).await?;
+        field(answer, "update", "update-nodegroup-version")
+    }
+
+    /// The managed node groups and their versions (`ListNodegroups`, `DescribeNodegroup`).
+    pub async fn nodegroup_versions(&self) -> Result<Vec<(String, String)>> {
+        let answer: Value = self
+            .call("list-nodegroups", self.cluster_arg("--cluster-name"))
+            .await?;
+        let names: Vec<String> = field(answer, "nodegroups", "list-nodegroups")?;
+        let mut out = Vec::new();
+        for name in names {
+            let mut args = self.cluster_arg("--cluster-name");
+            args.extend(["--nodegroup-name".into(), name.clone()]);
+            let answer: Value = self.call("describe-nodegroup", args).await?;
+            let version = answer["nodegroup"]["version"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            out.push((name, version));
+        }
+        Ok(out)
+    }
+}
+
+/// `answer[key]` as `T`.
+fn field<T: DeserializeOwned>(mut answer: Value, key: &str, operation: &str) -> Result<T> {
+    let value = answer.get_mut(key).map(Value::take).unwrap_or(json!(null));
+    serde_json::from_value(value).map_err(|e| Error::Unparseable {
+        operation: operation.into(),
+        detail: format!("`{key}`: {e}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aws_errors_are_read_from_the_cli_message() {
+        let stderr = "\nAn error occurred (InvalidStateException) when calling the UpdateClusterVersion operation: Amazon EKS detected upgrade readiness issues: x.\n";
+        assert_eq!(
+            parse_aws_error(stderr),
+            Some((
+                "InvalidStateException".into(),
+                "UpdateClusterVersion".into(),
+                "Amazon EKS detected upgrade readiness issues: x.".into()
+            ))
+        );
+        assert_eq!(parse_aws_error("Unable to locate credentials."), None);
+    }
+}

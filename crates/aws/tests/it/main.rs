@@ -1,0 +1,180 @@
+//! The typed EKS API against the real AWS CLI and kube-sim's simulated EKS endpoint, whose
+//! cluster version is the API server's: insights block an update until forced, a rollback
+//! within the window goes back one minor, add-ons update and their versions are checked.
+
+use std::time::Duration;
+
+use kube_sim::{ControllerConfig, SimCluster};
+use serde_json::json;
+use upgrade_aws::{Eks, InsightFilter};
+
+async fn sim() -> SimCluster {
+    SimCluster::builder()
+        .server_version("v1.30.4-eks-a737599")
+        .controllers(ControllerConfig::none())
+        .start()
+        .await
+        .expect("kube-sim starts")
+}
+
+fn eks(sim: &SimCluster) -> Eks {
+    Eks::builder("dev")
+        .program(upgrade_test::require_tool("aws"))
+        .endpoint_url(sim.eks_endpoint())
+        .region("us-east-1")
+        // The CLI signs every request; the simulation accepts any key.
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+fn insight(id: &str, category: &str, version: &str, status: &str) -> serde_json::Value {
+    json!({
+        "id": id, "name": format!("{id} check"), "category": category,
+        "kubernetesVersion": version, "insightStatus": {"status": status, "reason": "seen"},
+        "recommendation": "Move the clients to the replacement API",
+        "categorySpecificSummary": {"deprecationDetails": [{
+            "usage": "/apis/flowcontrol.apiserver.k8s.io/v1beta3/flowschemas",
+            "replacedWith": "/apis/flowcontrol.apiserver.k8s.io/v1/flowschemas",
+            "stopServingVersion": "1.32",
+            "clientStats": [{"userAgent": "argo-cd/v2.13", "numberOfRequestsLast30Days": 12}]}]}
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insights_block_an_update_until_forced_and_a_rollback_goes_back_within_the_window() {
+    let sim = sim().await;
+    sim.set_eks(json!({
+        "name": "dev", "createdVersion": "1.29",
+        "insights": [
+            insight("apis", "UPGRADE_READINESS", "1.31", "ERROR"),
+            insight("addons", "UPGRADE_READINESS", "1.31", "WARNING"),
+            insight("later", "UPGRADE_READINESS", "1.32", "ERROR"),
+        ]
+    }));
+    let eks = eks(&sim);
+    let cluster = eks.describe_cluster().await.unwrap();
+    assert_eq!(
+        (
+            cluster.name.as_str(),
+            cluster.version.as_str(),
+            cluster.status.as_str()
+        ),
+        ("dev", "1.30", "ACTIVE")
+    );
+
+    let listed = eks
+        .list_insights(&InsightFilter::for_version("1.31"))
+        .await
+        .unwrap();
+    let names: Vec<(&str, &str)> = listed.iter().map(|i| (i.id.as_str(), i.status())).collect();
+    assert_eq!(names, [("apis", "ERROR"), ("addons", "WARNING")]);
+    let full = eks.describe_insight("apis").await.unwrap();
+    let detail = &full.category_specific_summary.unwrap().deprecation_details[0];
+    assert_eq!(detail.client_stats[0].user_agent, "argo-cd/v2.13");
+    assert_eq!(detail.client_stats[0].number_of_requests_last30_days, 12);
+
+    let refused = eks.update_cluster_version("1.31", false).await.unwrap_err();
+    assert_eq!(
+        refused.aws_code(),
+        Some("InvalidStateException"),
+        "{refused}"
+    );
+    assert!(refused.to_string().contains("apis check"), "{refused}");
+    assert_eq!(
+        sim.server_version(),
+        "v1.30.4-eks-a737599",
+        "nothing changed"
+    );
+
+    let update = eks.update_cluster_version("1.31", true).await.unwrap();
+    assert_eq!(update.kind, "VersionUpdate");
+    let done = eks.describe_update(&update.id, None).await.unwrap();
+    assert_eq!(done.status, "Successful");
+    assert_eq!(
+        sim.server_version(),
+        "v1.31.0-eks-a737599",
+        "the API server moved"
+    );
+
+    // Back one minor within the window: a VersionRollback.
+    let back = eks.update_cluster_version("1.30", false).await.unwrap();
+    assert_eq!(back.kind, "VersionRollback");
+    assert_eq!(eks.describe_cluster().await.unwrap().version, "1.30");
+    // Not below the version the cluster was rolled back to without an upgrade to it.
+    let err = eks.update_cluster_version("1.29", false).await.unwrap_err();
+    assert_eq!(err.aws_code(), Some("InvalidRequestException"), "{err}");
+    // Skipping a minor is refused the way EKS refuses it.
+    let err = eks.update_cluster_version("1.32", false).await.unwrap_err();
+    assert_eq!(err.aws_code(), Some("InvalidParameterException"), "{err}");
+
+    eks.start_insights_refresh().await.unwrap();
+    assert_eq!(
+        eks.describe_insights_refresh().await.unwrap().status,
+        "COMPLETED"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn managed_addons_are_described_updated_and_checked_against_the_catalog() {
+    let sim = sim().await;
+    sim.set_eks(json!({
+        "name": "dev",
+        "addons": {"vpc-cni": {"addonVersion": "v1.19.0-eksbuild.1", "configurationValues": "{\"env\":{\"WARM_IP_TARGET\":\"5\"}}"}},
+        "addonVersions": [{"addonName": "vpc-cni", "addonVersions": [
+            {"addonVersion": "v1.20.1-eksbuild.3", "compatibilities": [{"clusterVersion": "1.30", "defaultVersion": true}, {"clusterVersion": "1.31", "defaultVersion": true}]},
+            {"addonVersion": "v1.19.0-eksbuild.1", "compatibilities": [{"clusterVersion": "1.30", "defaultVersion": false}]}
+        ]}]
+    }));
+    let eks = eks(&sim);
+    let addon = eks.describe_addon("vpc-cni").await.unwrap().unwrap();
+    assert_eq!(addon.addon_version, "v1.19.0-eksbuild.1");
+    assert_eq!(addon.status, "ACTIVE");
+    assert!(eks.describe_addon("coredns").await.unwrap().is_none());
+    let catalog = eks
+        .describe_addon_versions("1.31", Some("vpc-cni"))
+        .await
+        .unwrap();
+    assert_eq!(
+        catalog["addons"][0]["addonVersions"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    let update = eks
+        .update_addon(
+            "vpc-cni",
+            "v1.20.1-eksbuild.3",
+            addon.configuration_values.as_deref(),
+            "PRESERVE",
+        )
+        .await
+        .unwrap();
+    assert_eq!(update.kind, "AddonUpdate");
+    let now = eks.describe_addon("vpc-cni").await.unwrap().unwrap();
+    assert_eq!(now.addon_version, "v1.20.1-eksbuild.3");
+    assert_eq!(now.configuration_values, addon.configuration_values, "kept");
+    let err = eks
+        .update_addon("vpc-cni", "v9.9.9-eksbuild.1", None, "PRESERVE")
+        .await
+        .unwrap_err();
+    assert_eq!(err.aws_code(), Some("InvalidParameterException"), "{err}");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_missing_cli_is_told_apart_from_an_aws_error() {
+    let err = Eks::builder("dev")
+        .program("/nonexistent/aws")
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, upgrade_aws::Error::NotRun(_)), "{err:?}");
+    assert_eq!(err.aws_code(), None);
+}
