@@ -101,6 +101,14 @@ impl SimResource {
                         attr(String, Required, "Kubernetes minor version, e.g. 1.30."),
                     ),
                     (
+                        "force_update_version",
+                        attr(
+                            AttributeType::Bool,
+                            Optional,
+                            "Override upgrade-blocking readiness insights on a version update.",
+                        ),
+                    ),
+                    (
                         "tags",
                         attr(AttributeType::Map(Box::new(String)), Optional, "Tags."),
                     ),
@@ -436,6 +444,19 @@ impl Resource for SimResource {
         if self.0 == Kind::Cluster {
             let version = text(&state, "version").unwrap_or_default();
             control_plane_now_at(diags, &version).await?;
+            // The simulated EKS API learns the cluster's name and the version it was created
+            // at (no rollback below it), as EKS knows them.
+            let name = text(&state, "name").unwrap_or_default();
+            tell_eks(
+                diags,
+                serde_json::json!({"name": name, "createdVersion": version}),
+            )
+            .await?;
+        }
+        if self.0 == Kind::NodeGroup {
+            let group = text(&state, "node_group_name").unwrap_or_default();
+            let version = text(&state, "version").unwrap_or_default();
+            tell_eks(diags, serde_json::json!({"nodegroups": {group: version}})).await?;
         }
         Some((state, private))
     }
@@ -471,7 +492,12 @@ impl Resource for SimResource {
                 return None;
             }
             if from != to {
-                control_plane_now_at(diags, &to).await?;
+                let name = text(&prior, "name").unwrap_or_default();
+                let force = matches!(
+                    field(&planned, "force_update_version"),
+                    ValueAny::Bool(true)
+                );
+                update_cluster_version(diags, &name, &to, force).await?;
             }
         }
         if self.0 == Kind::NodeGroup {
@@ -486,6 +512,7 @@ impl Resource for SimResource {
                     &format!("node group {group}"),
                 )
                 .await?;
+                tell_eks(diags, serde_json::json!({"nodegroups": {group: to}})).await?;
             }
         }
         let mut state = planned;
@@ -513,6 +540,115 @@ const SIM_KUBE_URL: &str = "UPGRADE_SIM_KUBE_URL";
 /// to tell. A cluster that cannot be told fails the apply, as a failed update would.
 async fn control_plane_now_at(diags: &mut Diagnostics, version: &str) -> Option<()> {
     tell_sim(diags, "/kube-sim/v1/version", version, "control plane").await
+}
+
+/// `UpdateClusterVersion` on the simulated EKS API, as the AWS provider calls it: EKS's own
+/// answer decides (one minor forward, the 7-day rollback, readiness insights that block
+/// unless `force`), and its error is reported the way the AWS provider reports it.
+async fn update_cluster_version(
+    diags: &mut Diagnostics,
+    name: &str,
+    version: &str,
+    force: bool,
+) -> Option<()> {
+    let Ok(base) = std::env::var(SIM_KUBE_URL) else {
+        return Some(());
+    };
+    let base = base.trim_end_matches('/').to_string();
+    // What a refresh would have read: a control plane already at the version (a run that
+    // was cut off after EKS finished) needs no update.
+    let live = async {
+        reqwest::get(format!("{base}/kube-sim/v1/version"))
+            .await?
+            .json::<serde_json::Value>()
+            .await
+    }
+    .await;
+    if let Ok(live) = live
+        && live["gitVersion"].as_str().is_some_and(|v| {
+            v.trim_start_matches('v')
+                .starts_with(&format!("{version}."))
+        })
+    {
+        return Some(());
+    }
+    let url = format!("{base}/eks/clusters/{name}/updates");
+    let answer = async {
+        let response = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(600))
+            .build()?
+            .post(&url)
+            .json(&serde_json::json!({ "version": version, "force": force }))
+            .send()
+            .await?;
+        let status = response.status();
+        let kind = response
+            .headers()
+            .get("x-amzn-ErrorType")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        Ok::<_, reqwest::Error>((status, kind, body))
+    }
+    .await;
+    match answer {
+        Ok((status, _, _)) if status.is_success() => Some(()),
+        Ok((status, kind, body)) => {
+            diags.add_error(Diagnostic {
+                summary: format!(
+                    "updating EKS Cluster ({name}) version: operation error EKS: \
+                     UpdateClusterVersion, https response error StatusCode: {}, {}: {}",
+                    status.as_u16(),
+                    kind.unwrap_or_else(|| "ServerException".into()),
+                    body["message"].as_str().unwrap_or_default()
+                )
+                .into(),
+                detail: "".into(),
+                attribute: AttributePath::root(),
+            });
+            None
+        }
+        Err(e) => {
+            diags.add_error(Diagnostic {
+                summary: format!("the simulated EKS API at {base} did not answer: {e}").into(),
+                detail: format!("check {SIM_KUBE_URL} names a running kube-sim").into(),
+                attribute: AttributePath::root(),
+            });
+            None
+        }
+    }
+}
+
+/// Merges `state` into what the simulated EKS API knows (`PUT /kube-sim/v1/eks`).
+async fn tell_eks(diags: &mut Diagnostics, state: serde_json::Value) -> Option<()> {
+    let Ok(base) = std::env::var(SIM_KUBE_URL) else {
+        return Some(());
+    };
+    let url = format!("{}/kube-sim/v1/eks", base.trim_end_matches('/'));
+    let result = async {
+        reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(60))
+            .build()?
+            .put(&url)
+            .json(&state)
+            .send()
+            .await?
+            .error_for_status()
+            .map(|_| ())
+    }
+    .await;
+    match result {
+        Ok(()) => Some(()),
+        Err(e) => {
+            diags.add_error(Diagnostic {
+                summary: format!("the simulated EKS API at {base} did not take {state}: {e}")
+                    .into(),
+                detail: format!("check {SIM_KUBE_URL} names a running kube-sim").into(),
+                attribute: AttributePath::root(),
+            });
+            None
+        }
+    }
 }
 
 /// `PUT`s `{"version": ...}` to `path` on the simulated cluster (no-op without

@@ -342,6 +342,39 @@ pub struct Failure {
     pub stderr: String,
 }
 
+impl Failure {
+    /// For a failed `apply`: whether it changed nothing, i.e. its `-json` stream reports no
+    /// resource change completed (the provider refused the first one, as EKS refuses
+    /// `UpdateClusterVersion` on readiness insights). A stream without any `apply_start`
+    /// is not taken as proof: nothing is known then.
+    pub fn applied_nothing(&self) -> bool {
+        if self.subcommand != "apply" {
+            return false;
+        }
+        let kinds: Vec<String> = self
+            .stdout
+            .lines()
+            .filter_map(
+                |line| match crate::diagnostics::UiMessage::parse_line(line) {
+                    crate::diagnostics::UiMessage::Other { kind, .. } => Some(kind),
+                    _ => None,
+                },
+            )
+            .collect();
+        kinds.iter().any(|k| k == "apply_start") && !kinds.iter().any(|k| k == "apply_complete")
+    }
+
+    /// The error diagnostics' summaries, joined (what the provider said).
+    pub fn error_summaries(&self) -> String {
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity == "error")
+            .map(|d| d.summary.as_str())
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&render_failed(

@@ -152,7 +152,10 @@ impl Step for TfvarsChangeStep {
                 vars.write()?;
             }
             self.tf.init(InitOptions::default()).await?;
-            plan_review_apply(&self.tf, &self.spec.policy).await
+            match plan_review_apply(&self.tf, &self.spec.policy).await {
+                Err(e) => Err(not_applied(e)),
+                ok => ok,
+            }
         })
     }
 
@@ -299,4 +302,22 @@ async fn converged(tf: &AsyncTerraform, policy: &ApplyPolicy) -> Result<(), Step
 
 fn io_error(path: &Path, e: std::io::Error) -> StepError {
     format!("{}: {e}", path.display()).into()
+}
+
+/// An apply that the provider refused before any resource changed becomes
+/// [`NotApplied`](upgrade_core::executor::NotApplied), with the provider's words first, so
+/// the run rolls the step's file back even when the step is irreversible.
+fn not_applied(error: StepError) -> StepError {
+    let refused = match error.downcast_ref::<crate::Error>() {
+        Some(crate::Error::Failed(failure)) if failure.applied_nothing() => {
+            Some(failure.error_summaries())
+        }
+        _ => None,
+    };
+    match refused {
+        Some(summaries) => Box::new(upgrade_core::executor::NotApplied(format!(
+            "terraform apply changed nothing: {summaries}\n{error}"
+        ))),
+        None => error,
+    }
 }

@@ -29,6 +29,20 @@ use crate::snapshot::{Snapshot, SnapshotError, SnapshotKey, SnapshotStore, Snaps
 /// A step's failure (any error; its Display should name the problem and the fix).
 pub type StepError = Box<dyn std::error::Error + Send + Sync>;
 
+/// A step's failure that is known to have changed nothing (the tool refused before any
+/// change, e.g. EKS refusing `UpdateClusterVersion`): even an irreversible step is then
+/// rolled back (its files put back), since there is nothing in the world to undo.
+#[derive(Debug)]
+pub struct NotApplied(pub String);
+
+impl std::fmt::Display for NotApplied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NotApplied {}
+
 /// What a step's async operations return.
 pub type StepFuture<'a> = Pin<Box<dyn Future<Output = Result<(), StepError>> + Send + 'a>>;
 
@@ -439,6 +453,7 @@ impl Executor {
         step: &str,
         error: StepError,
     ) -> Result<RunOutcome, RunError> {
+        let applied_nothing = error.downcast_ref::<NotApplied>().is_some();
         let error = error.to_string();
         tracing::error!(step, %error, "step failed");
         self.journal.append(
@@ -465,7 +480,10 @@ impl Executor {
                 }
                 let fresh = Journal::run(self.journal.path(), &state.run_id)?.expect("run exists");
                 let reason = format!("step `{step}` failed: {error}");
-                let rollback = self.undo(&fresh, None, steps, &reason).await?;
+                let not_applied = applied_nothing.then_some(step);
+                let rollback = self
+                    .undo_inner(&fresh, None, steps, &reason, not_applied)
+                    .await?;
                 let outcome = if rollback.blocked.is_some() {
                     Outcome::Stopped
                 } else {
@@ -489,6 +507,19 @@ impl Executor {
         steps: &[&dyn Step],
         reason: &str,
     ) -> Result<RollbackReport, RunError> {
+        self.undo_inner(state, component, steps, reason, None).await
+    }
+
+    /// [`undo`](Self::undo); `not_applied` names a failed step known to have changed nothing,
+    /// which is rolled back even when irreversible.
+    async fn undo_inner(
+        &mut self,
+        state: &RunState,
+        component: Option<&str>,
+        steps: &[&dyn Step],
+        reason: &str,
+        not_applied: Option<&str>,
+    ) -> Result<RollbackReport, RunError> {
         let run_id = state.run_id.clone();
         self.journal.append(
             &run_id,
@@ -510,7 +541,7 @@ impl Executor {
             // The first step that cannot be undone stops the rollback; why is journaled.
             let blocked = if self.stop.is_stopped() {
                 Some(stopped_rollback(&run_id, id, self.stop.is_aborted()))
-            } else if let Some(why) = step.irreversible() {
+            } else if let Some(why) = step.irreversible().filter(|_| not_applied != Some(id)) {
                 Some(format!(
                     "`{id}` cannot be undone ({why}); it and every step before it stay applied. \
                      To go back, follow the documented recovery for it (for EKS: a new cluster \

@@ -29,6 +29,7 @@ pub enum Nodes {
     about = "Upgrade an EKS cluster one Kubernetes minor: preflight, control plane via Terraform, nodes, add-ons, post-checks",
     after_help = "EKS moves one minor per hop: --target must be the live minor + 1 (run again for the next).\n\
                   The control-plane step cannot be undone: a failure after it rolls back the later steps and stops there.\n\
+                  EKS Upgrade Insights for the target are read through the AWS CLI when the EKS cluster is known: an ERROR one blocks (EKS refuses the update) unless --force.\n\
                   Add-on versions are chosen while planning and recorded, so upgrade-rollback needs no `aws`.\n\
                   Exit codes: 0 done (or planned), 1 failed and rolled back, 2 bad input (nothing changed), 3 done with post-check warnings, 4 preflight blockers (nothing changed), 5 failed with a recorded way back (e.g. after the control plane), 130 stopped by Ctrl-C."
 )]
@@ -69,12 +70,56 @@ pub struct Args {
     /// A folder with newer version data files (see upgrade-preflight --data).
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
+    /// EKS's own API (Upgrade Insights) through the AWS CLI.
+    #[command(flatten)]
+    pub eks_api: EksApiArgs,
+    /// Go past ERROR upgrade-readiness insights (EKS's force on UpdateClusterVersion), set
+    /// through --force-update-var for this update only and recorded in the run.
+    #[arg(long)]
+    pub force: bool,
+    /// The tfvars variable your Terraform passes to aws_eks_cluster's force_update_version.
+    #[arg(long, value_name = "NAME", default_value = "force_update_version")]
+    pub force_update_var: String,
     /// The limit of each Terraform command.
     #[command(flatten)]
     pub terraform: TerraformTimeoutArgs,
     /// Cluster, run, timeout and output flags.
     #[command(flatten)]
     pub flags: ChangeFlags,
+}
+
+/// How the command reaches EKS's own API.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EksApiArgs {
+    /// The EKS cluster name (default: the one the kubeconfig names, from its ARN or its
+    /// `aws eks get-token --cluster-name`); Upgrade Insights are read for it.
+    #[arg(long, value_name = "NAME")]
+    pub eks_cluster: Option<String>,
+    /// The AWS region (default: the kubeconfig ARN's, else the AWS CLI's configuration).
+    #[arg(long, value_name = "REGION")]
+    pub aws_region: Option<String>,
+    /// The AWS CLI profile.
+    #[arg(long, value_name = "NAME")]
+    pub aws_profile: Option<String>,
+    /// Another EKS endpoint (a VPC endpoint; a simulation in tests).
+    #[arg(long, value_name = "URL")]
+    pub aws_endpoint_url: Option<String>,
+    /// Do not read EKS Upgrade Insights (the plan says they were not read).
+    #[arg(long)]
+    pub skip_insights: bool,
+}
+
+impl EksApiArgs {
+    /// The spec part.
+    pub fn spec(&self) -> upgrade_flows::flows::insights::EksApi {
+        upgrade_flows::flows::insights::EksApi {
+            cluster_name: self.eks_cluster.clone(),
+            region: self.aws_region.clone(),
+            profile: self.aws_profile.clone(),
+            endpoint_url: self.aws_endpoint_url.clone(),
+            skip_insights: self.skip_insights,
+        }
+    }
 }
 
 impl Args {
@@ -103,6 +148,9 @@ impl Args {
             rollout: self.rollout.spec(),
             config: self.config.clone(),
             data: self.data.clone(),
+            eks_api: self.eks_api.spec(),
+            force: self.force,
+            force_update_var: self.force_update_var.clone(),
             timeout: self.flags.timeout.timeout.unwrap_or(defaults.timeout),
             ..defaults
         })

@@ -776,3 +776,123 @@ async fn bad_input_exits_2_and_changes_nothing() {
     );
     assert_eq!(world.sim.server_version(), V130);
 }
+
+/// An ERROR upgrade-readiness insight read from the simulated EKS API through the real AWS
+/// CLI blocks the hop before anything changes, naming the insight, what to do and who still
+/// calls the API; EKS itself refuses the update the same way when the insights are skipped;
+/// `--force` goes past it for this update only, recorded in the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_insight_blocks_the_hop_until_forced() {
+    let world = World::new(1, Nodes::Managed).await;
+    world.sim.set_eks(serde_json::json!({"insights": [
+        {"id": "apis-131", "name": "Deprecated APIs removed in Kubernetes v1.31",
+         "category": "UPGRADE_READINESS", "kubernetesVersion": "1.31",
+         "lastRefreshTime": 1_600_000_000,
+         "insightStatus": {"status": "ERROR", "reason": "Deprecated API usage detected within last 30 days."},
+         "recommendation": "Update manifests and API clients to use newer Kubernetes APIs if applicable before upgrading to Kubernetes v1.31.",
+         "categorySpecificSummary": {"deprecationDetails": [{
+             "usage": "/apis/flowcontrol.apiserver.k8s.io/v1beta3/flowschemas",
+             "replacedWith": "/apis/flowcontrol.apiserver.k8s.io/v1/flowschemas",
+             "stopServingVersion": "1.32",
+             "clientStats": [{"userAgent": "argo-cd-application-controller", "numberOfRequestsLast30Days": 731}]}]}},
+        {"id": "kubelet-skew", "name": "Kubelet version skew", "category": "UPGRADE_READINESS",
+         "kubernetesVersion": "1.31", "lastRefreshTime": 1_600_000_000,
+         "insightStatus": {"status": "WARNING", "reason": "Node kubelet versions could not be determined."}}
+    ]}));
+    let url = world.sim.url().to_string();
+    let endpoint = world.sim.eks_endpoint();
+    let aws = [
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_CONFIG_FILE", "/dev/null"),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
+    ];
+    let hop = |extra: &[&str]| {
+        let mut args: Vec<String> = [
+            "--target",
+            "1.31",
+            "--nodes",
+            "managed",
+            "--expect-cluster",
+            &url,
+            "--eks-cluster",
+            "mlops-platform-dev",
+            "--aws-region",
+            "us-east-1",
+            "--aws-endpoint-url",
+            &endpoint,
+        ]
+        .map(str::to_string)
+        .to_vec();
+        args.extend(extra.iter().map(|a| a.to_string()));
+        args
+    };
+    let before = world.files();
+    let args = hop(&["--apply", "--yes"]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, stdout, stderr) = world.eks(&refs, &aws).await;
+    assert_eq!(code, 4, "{stdout}{stderr}");
+    for expected in [
+        "EKS Upgrade Insights for 1.31 on mlops-platform-dev: 2 read, 0 passing",
+        "EKS insight \"Deprecated APIs removed in Kubernetes v1.31\" (apis-131) is ERROR for 1.31: Deprecated API usage detected within last 30 days.",
+        "/apis/flowcontrol.apiserver.k8s.io/v1beta3/flowschemas -> /apis/flowcontrol.apiserver.k8s.io/v1/flowschemas, not served from 1.32, still called by argo-cd-application-controller (731 request(s) in 30 days)",
+        "EKS refuses UpdateClusterVersion (InvalidStateException) until it passes",
+        "EKS insight \"Kubelet version skew\" (kubelet-skew) is WARNING for 1.31",
+    ] {
+        assert!(stdout.contains(expected), "{expected} missing:\n{stdout}");
+    }
+    assert_eq!(world.files(), before, "blocked: nothing changed");
+    assert_eq!(world.sim.server_version(), V130);
+    // The stale insights (refreshed long ago) were refreshed before they were read.
+    let state = reqwest_free_get(&format!("{url}/kube-sim/v1/eks"));
+    assert!(state.contains("\"lastRefreshTime\""), "{state}");
+
+    // Skipped, the hop runs into EKS's own refusal, through Terraform, and rolls back.
+    let args = hop(&["--skip-insights", "--apply", "--yes"]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, stdout, stderr) = world.eks(&refs, &aws).await;
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        format!("{stdout}{stderr}").contains("InvalidStateException: Amazon EKS detected upgrade readiness issues: Deprecated APIs removed in Kubernetes v1.31"),
+        "{stdout}{stderr}"
+    );
+    assert!(
+        stdout.contains("rolled back 1 step(s)") && !stdout.contains("rollback stopped"),
+        "EKS changed nothing, so the control-plane step's file is put back: {stdout}"
+    );
+    assert_eq!(world.files().0, before.0, "the tfvars are back");
+    assert_eq!(world.sim.server_version(), V130);
+
+    // Forced: past the insight, for this update only.
+    let args = hop(&["--force", "--apply", "--yes"]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, stdout, stderr) = world.eks(&refs, &aws).await;
+    assert!(code == 0 || code == 3, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("(forced past it: `force` is set"),
+        "{stdout}"
+    );
+    assert_eq!(world.sim.server_version(), "v1.31.0-eks-a737599");
+    let tfvars = std::fs::read_to_string(world.tfvars()).unwrap();
+    assert!(
+        tfvars.contains("force_update_version = \"false\""),
+        "off again after the hop: {tfvars}"
+    );
+    let runs = std::fs::read_dir(world.ctx.work().join(".upgrade/runs")).unwrap();
+    let forced = runs
+        .map(|r| std::fs::read_to_string(r.unwrap().path()).unwrap())
+        .any(|record| record.contains("\"force\": true") || record.contains("\"force\":true"));
+    assert!(forced, "the run records that it forced the update");
+}
+
+/// A GET without an HTTP client crate: `curl`-free, through the AWS-less std library.
+fn reqwest_free_get(url: &str) -> String {
+    use std::io::{Read, Write};
+    let rest = url.trim_start_matches("http://");
+    let (host, path) = rest.split_once('/').map_or((rest, ""), |(h, p)| (h, p));
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    write!(stream, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+}

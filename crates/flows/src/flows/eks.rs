@@ -128,6 +128,18 @@ pub struct EksHopSpec {
     /// A folder with newer version data files (see the preflight's `data`).
     #[serde(default)]
     pub data: Option<PathBuf>,
+    /// EKS's own API (Upgrade Insights), reached through the AWS CLI.
+    #[serde(default)]
+    pub eks_api: crate::flows::insights::EksApi,
+    /// Go past `ERROR` upgrade-readiness insights: EKS's `force` on `UpdateClusterVersion`,
+    /// set through [`EksHopSpec::force_update_var`] before the control plane moves, and
+    /// recorded in the run. Only when asked.
+    #[serde(default)]
+    pub force: bool,
+    /// The tfvars variable the Terraform environment passes to `aws_eks_cluster`'s
+    /// `force_update_version` (used with `force`).
+    #[serde(default = "default_force_update_var")]
+    pub force_update_var: String,
     /// The limit of each wait (control plane, drains, validation).
     pub timeout: Duration,
 }
@@ -147,9 +159,16 @@ impl EksHopSpec {
             rollout: RolloutSpec::default(),
             config: None,
             data: None,
+            eks_api: crate::flows::insights::EksApi::default(),
+            force: false,
+            force_update_var: default_force_update_var(),
             timeout: Duration::from_secs(30 * 60),
         }
     }
+}
+
+fn default_force_update_var() -> String {
+    "force_update_version".into()
 }
 
 /// The spec checked against its files, without touching the cluster.
@@ -559,7 +578,18 @@ async fn build_steps(
             tf: tf.clone(),
         }) as Box<dyn Step>
     };
-    let mut steps: Vec<Box<dyn Step>> = vec![
+    let mut steps: Vec<Box<dyn Step>> = Vec::new();
+    if spec.force {
+        // EKS's `force` for this update only: set before the control plane moves, off again
+        // right after it; the rollback puts the file back.
+        steps.push(tfvars_step(
+            format!("eks/force-update-{target}"),
+            &spec.force_update_var,
+            "true".into(),
+            None,
+        ));
+    }
+    steps.extend([
         tfvars_step(
             format!("eks/control-plane-{target}"),
             &spec.cluster_version_var,
@@ -577,7 +607,16 @@ async fn build_steps(
             },
             ctx,
         )),
-    ];
+    ]);
+    if spec.force {
+        // Off again once the control plane moved: a later hop is never forced by accident.
+        steps.push(tfvars_step(
+            format!("eks/force-reset-{target}"),
+            &spec.force_update_var,
+            "false".into(),
+            None,
+        ));
+    }
     steps.push(Box::new(node_rollout(ctx, spec, inputs, run_id).await?));
     for m in moves {
         // Kept when unchanged too, so the step list depends on the spec only.
@@ -680,6 +719,19 @@ pub async fn plan(ctx: &FlowContext, spec: &EksHopSpec) -> Result<Planned> {
         .map(line)
         .collect();
 
+    // EKS's own readiness checks for the target (it refuses the update on an ERROR one).
+    let insights = crate::flows::insights::for_hop(ctx, &spec.eks_api, target).await;
+    if spec.force {
+        findings.extend(insights.errors.iter().map(|e| {
+            format!("{e} (forced past it: `force` is set, EKS will not refuse the update)")
+        }));
+    } else {
+        blockers.extend(insights.errors.iter().map(|e| {
+            format!("{e}; EKS refuses UpdateClusterVersion (InvalidStateException) until it passes: fix it, or force the update knowingly (`force`, --force)")
+        }));
+    }
+    findings.extend(insights.warnings.iter().cloned());
+
     let run_id = ctx.new_run_id(COMPONENT)?;
     let steps = build_steps(ctx, spec, &inputs, &moves, &run_id).await?;
     let mut changes = vec![format!(
@@ -688,6 +740,14 @@ pub async fn plan(ctx: &FlowContext, spec: &EksHopSpec) -> Result<Planned> {
         spec.cluster_version_var,
         inputs.tfvars.display()
     )];
+    changes.extend(insights.notes.iter().cloned());
+    if spec.force {
+        changes.push(format!(
+            "force: {} = \"true\" in {} before the control plane moves (EKS's force on UpdateClusterVersion; recorded in the run)",
+            spec.force_update_var,
+            inputs.tfvars.display()
+        ));
+    }
     if spec.nodes == NodesMode::Managed {
         changes.push(format!(
             "nodes: managed node groups follow the cluster version in Terraform ({})",

@@ -15,6 +15,7 @@ pub mod canary;
 mod component_crds;
 pub mod eks;
 pub mod helm_component;
+pub mod insights;
 pub mod lock;
 pub mod mlflow;
 pub mod nodes;
