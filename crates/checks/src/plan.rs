@@ -21,7 +21,7 @@ pub const OLDEST_SUPPORTED: KubeMinor = KubeMinor::new(1, 28);
 pub enum PlanError {
     /// The target is not newer than the current version.
     #[error(
-        "the target {target} is not newer than the current version {current}; nothing to upgrade (control planes cannot be downgraded)"
+        "the target {target} is not newer than the current version {current}; nothing to upgrade (going back one minor is EKS's version rollback: upgrade-rollback of the hop's run, within 7 days)"
     )]
     NotNewer {
         /// The current minor.

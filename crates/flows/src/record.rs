@@ -32,6 +32,7 @@ use upgrade_verify::step::ProbeStep;
 
 use crate::context::FlowContext;
 use crate::error::{FlowError, Result};
+use crate::flows::control_plane::{ControlPlaneSpec, ControlPlaneStep};
 use crate::flows::eks::{ControlPlaneWaitSpec, ControlPlaneWaitStep};
 
 /// The record format this version writes and reads.
@@ -324,6 +325,15 @@ impl StepRegistry {
                     .with_stop_signal(ctx.stop_signal().clone()),
             ))
         });
+        registry.register(|spec: ControlPlaneSpec, ctx| {
+            let tf = ctx.terraform("terraform_dir", &spec.change.terraform_dir)?;
+            Ok(Box::new(ControlPlaneStep::new(
+                spec,
+                tf,
+                ctx.cluster().clone(),
+                ctx.events_handle(),
+            )))
+        });
         registry.register(|spec: ControlPlaneWaitSpec, ctx| {
             Ok(Box::new(ControlPlaneWaitStep::new(spec, ctx)))
         });
@@ -422,9 +432,10 @@ mod tests {
             TrafficSpec::KIND,
             PromoteSpec::KIND,
             ControlPlaneWaitSpec::KIND,
+            ControlPlaneSpec::KIND,
         ] {
             assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
         }
-        assert_eq!(kinds.len(), 17, "{kinds:?}");
+        assert_eq!(kinds.len(), 18, "{kinds:?}");
     }
 }

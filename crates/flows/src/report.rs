@@ -430,7 +430,7 @@ mod tests {
                     id: "eks/control-plane-1.31".into(),
                     component: "eks".into(),
                     description: "cluster_version = 1.31 in terraform.tfvars | apply".into(),
-                    irreversible: Some("EKS cannot downgrade a control plane".into()),
+                    irreversible: Some("EKS rolls a control plane back only through its API, and the EKS cluster name is unknown".into()),
                     status: if applied { "verified" } else { "planned" }.into(),
                 },
                 StepLine {
@@ -464,7 +464,7 @@ mod tests {
             serde_json::from_str(&report(true).render(Format::Json)).unwrap();
         assert_eq!(
             json["steps"][0]["irreversible"],
-            "EKS cannot downgrade a control plane"
+            "EKS rolls a control plane back only through its API, and the EKS cluster name is unknown"
         );
         assert_eq!(json["steps"][1]["status"], "rolled-back");
         insta::assert_snapshot!("run_junit", report(true).render(Format::Junit));

@@ -343,10 +343,11 @@ fn minor_version(version: &str) -> Option<(u64, u64)> {
     Some((major, minor))
 }
 
-/// EKS moves a control plane one minor version at a time, never backwards.
+/// EKS moves a control plane one minor version at a time; one minor back only as a version
+/// rollback, which the (simulated) EKS API itself allows or refuses (its 7-day window).
 fn eks_allows_version_update(from: &str, to: &str) -> bool {
     match (minor_version(from), minor_version(to)) {
-        (Some((fa, fi)), Some((ta, ti))) => fa == ta && (ti == fi || ti == fi + 1),
+        (Some((fa, fi)), Some((ta, ti))) => fa == ta && (ti == fi || ti == fi + 1 || ti + 1 == fi),
         _ => false,
     }
 }
@@ -789,7 +790,9 @@ mod tests {
         assert!(eks_allows_version_update("1.29", "1.30"));
         assert!(eks_allows_version_update("1.30", "1.30"));
         assert!(!eks_allows_version_update("1.29", "1.31"));
-        assert!(!eks_allows_version_update("1.30", "1.29"));
+        // One back is EKS's version rollback: the (simulated) EKS API decides (its window).
+        assert!(eks_allows_version_update("1.30", "1.29"));
+        assert!(!eks_allows_version_update("1.30", "1.28"));
         assert!(!eks_allows_version_update("1.30", "2.0"));
         assert!(!eks_allows_version_update("latest", "1.30"));
     }

@@ -896,3 +896,115 @@ fn reqwest_free_get(url: &str) -> String {
     stream.read_to_string(&mut answer).unwrap();
     answer
 }
+
+/// Within EKS's 7-day window the control-plane step is undone: `upgrade-rollback` (with the
+/// real AWS CLI against the simulated EKS API) moves the managed node group back first, then
+/// rolls the control plane back to 1.30, and puts the tfvars back; past the window EKS refuses
+/// and the rollback stops there with the recorded way back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_inside_the_window_brings_the_control_plane_back() {
+    let world = World::new(1, Nodes::Managed).await;
+    let url = world.sim.url().to_string();
+    let endpoint = world.sim.eks_endpoint();
+    let aws = [
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_CONFIG_FILE", "/dev/null"),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
+    ];
+    let before = world.files();
+    let (code, stdout, stderr) = world
+        .eks(
+            &[
+                "--target",
+                "1.31",
+                "--nodes",
+                "managed",
+                "--expect-cluster",
+                &url,
+                "--eks-cluster",
+                "mlops-platform-dev",
+                "--aws-region",
+                "us-east-1",
+                "--aws-endpoint-url",
+                &endpoint,
+                "--apply",
+                "--yes",
+            ],
+            &aws,
+        )
+        .await;
+    assert!(code == 0 || code == 3, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("control plane reversible with EKS's version rollback of mlops-platform-dev for 7 days after the update"),
+        "{stdout}"
+    );
+    let run = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("run: "))
+        .unwrap()
+        .to_string();
+    assert_eq!(world.sim.server_version(), "v1.31.0-eks-a737599");
+    assert_eq!(world.node_versions()[0].1, "v1.31.0-eks-a737599");
+
+    let rollback = |run: String| {
+        let mut cmd = ProcessBuilder::new(env!("CARGO_BIN_EXE_upgrade-rollback"));
+        world.ctx.apply_env(&mut cmd);
+        cmd.arg("--kubeconfig")
+            .arg(world.sim.kubeconfig_path())
+            .args([
+                "--kube-context",
+                kube_sim::CONTEXT_NAME,
+                "--expect-cluster",
+                &url,
+            ])
+            .arg("--snapshot-dir")
+            .arg(world.ctx.work().join(".upgrade"))
+            .args(["--run", &run, "--apply", "--yes"])
+            .env("TF_CLI_CONFIG_FILE", &world.rc)
+            .env("UPGRADE_SIM_KUBE_URL", world.sim.url())
+            .timeout(Duration::from_secs(240));
+        for (k, v) in aws {
+            cmd.env(k, v);
+        }
+        async move { upgrade_test::CommandOutput::run_async(&cmd).await.parts() }
+    };
+
+    // Past the window (the upgrade finished 8 days ago), EKS refuses: the rollback stops at
+    // the control plane with the way back recorded.
+    let eight_days_ago = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        - 8 * 24 * 3600;
+    world
+        .sim
+        .set_eks(serde_json::json!({"lastUpgrade": {"at": eight_days_ago, "version": "1.31"}}));
+    let (code, stdout, stderr) = rollback(run.clone()).await;
+    assert_eq!(code, 5, "{stdout}{stderr}");
+    assert!(
+        format!("{stdout}{stderr}").contains("Version rollback window has expired"),
+        "{stdout}{stderr}"
+    );
+    assert_eq!(world.sim.server_version(), "v1.31.0-eks-a737599");
+
+    // Inside the window: back to 1.30, the node group first.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    world
+        .sim
+        .set_eks(serde_json::json!({"lastUpgrade": {"at": now - 3600, "version": "1.31"}}));
+    let (code, stdout, stderr) = rollback(run).await;
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(world.sim.server_version(), "v1.30.0-eks-a737599");
+    let nodes = world.node_versions();
+    assert!(
+        nodes.iter().all(|(_, v, _)| v.starts_with("v1.30.")),
+        "the node group went back first: {nodes:?}"
+    );
+    assert_eq!(world.files().0, before.0, "the tfvars are back at 1.30");
+    let eks_state = reqwest_free_get(&format!("{url}/kube-sim/v1/eks"));
+    assert!(eks_state.contains("VersionRollback"), "{eks_state}");
+}

@@ -107,7 +107,7 @@ pub fn playbook(report: &Report, facts: &Facts) -> String {
         let _ = writeln!(out, "> **Note:** {note}\n");
     }
 
-    out.push_str("## Path\n\nEKS upgrades the control plane one minor at a time and cannot roll it back.\n\n");
+    out.push_str("## Path\n\nEKS upgrades the control plane one minor at a time; it rolls one back by one minor only within 7 days of an in-place upgrade (managed node groups first).\n\n");
     out.push_str(
         "| hop | control plane | EKS standard support ends | findings |\n|---|---|---|---|\n",
     );
@@ -387,5 +387,5 @@ fn hop_section(
         out,
         "Every node must report kubelet {to} before the next hop.\n"
     );
-    out.push_str("### Rollback\n\nEKS control plane upgrades cannot be rolled back. If issues occur: create a new cluster with the previous version, restore workloads from backup, and move DNS/routing to the new cluster. Helm releases roll back with `helm rollback <release> -n <namespace>`.\n\n");
+    out.push_str("### Rollback\n\nWithin 7 days of the upgrade, EKS rolls the control plane back one minor (`aws eks update-cluster-version --kubernetes-version <previous>`, update type `VersionRollback`): move managed node groups back first (`aws eks update-nodegroup-version`), and self-managed nodes and add-ons yourself, since EKS does not; rollback-readiness insights can refuse it. `upgrade-rollback --run <id>` does this for a hop run by `upgrade-eks`. After the window, or for a cluster created at that version or upgraded by EKS itself: create a new cluster with the previous version, restore workloads from backup, and move DNS/routing to it. Helm releases roll back with `helm rollback <release> -n <namespace>`.\n\n");
 }

@@ -14,7 +14,7 @@ fn m(s: &str) -> KubeMinor {
 #[test]
 fn plan_errors() {
     insta::assert_snapshot!(Hop::new(m("1.29"), m("1.31")).unwrap_err(), @"a single upgrade from 1.29 to 1.31 skips 1 minor version(s); EKS and Kubernetes upgrade one minor at a time (1.29 → 1.30 first)");
-    insta::assert_snapshot!(UpgradePlan::new(m("1.31"), m("1.30"), Data::embedded()).unwrap_err(), @"the target 1.30 is not newer than the current version 1.31; nothing to upgrade (control planes cannot be downgraded)");
+    insta::assert_snapshot!(UpgradePlan::new(m("1.31"), m("1.30"), Data::embedded()).unwrap_err(), @"the target 1.30 is not newer than the current version 1.31; nothing to upgrade (going back one minor is EKS's version rollback: upgrade-rollback of the hop's run, within 7 days)");
 }
 
 #[test]

@@ -589,15 +589,35 @@ async fn build_steps(
             None,
         ));
     }
+    // Reversible with EKS's version rollback when the run knows the EKS cluster to call.
+    let eks_api = resolved_eks_api(ctx, &spec.eks_api);
+    let irreversible = eks_api.cluster_name.is_none().then(|| {
+        format!(
+            "EKS rolls a control plane back from {target} only through its API, and the EKS cluster name is unknown (give --eks-cluster to make this step reversible for 7 days)"
+        )
+    });
+    let change = TfvarsChangeSpec {
+        id: format!("eks/control-plane-{target}"),
+        component: COMPONENT.into(),
+        terraform_dir: inputs.terraform_dir.clone(),
+        tfvars: inputs.tfvars.clone(),
+        variable: spec.cluster_version_var.clone(),
+        value: target.to_string(),
+        irreversible,
+        policy: policy.clone(),
+    };
     steps.extend([
-        tfvars_step(
-            format!("eks/control-plane-{target}"),
-            &spec.cluster_version_var,
-            target.to_string(),
-            Some(format!(
-                "EKS cannot move a control plane back from {target}"
-            )),
-        ),
+        Box::new(crate::flows::control_plane::ControlPlaneStep::new(
+            crate::flows::control_plane::ControlPlaneSpec {
+                change,
+                previous: inputs.tfvars_minor,
+                target,
+                eks_api,
+            },
+            tf.clone(),
+            ctx.cluster().clone(),
+            ctx.events_handle(),
+        )) as Box<dyn Step>,
         Box::new(ControlPlaneWaitStep::new(
             ControlPlaneWaitSpec {
                 id: format!("eks/wait-control-plane-{target}"),
@@ -628,6 +648,28 @@ async fn build_steps(
         ));
     }
     Ok(steps)
+}
+
+/// The EKS API settings with the cluster name and region filled in from the kubeconfig, as
+/// the run records them (a rollback days later needs them without the kubeconfig).
+fn resolved_eks_api(
+    ctx: &FlowContext,
+    api: &crate::flows::insights::EksApi,
+) -> crate::flows::insights::EksApi {
+    let identity = ctx.cluster().identity();
+    let mut resolved = api.clone();
+    if resolved.cluster_name.is_none() {
+        resolved.cluster_name = identity.eks_cluster_name.clone();
+    }
+    if resolved.region.is_none() {
+        resolved.region = identity
+            .kubeconfig_cluster
+            .strip_prefix("arn:aws:eks:")
+            .and_then(|rest| rest.split(':').next())
+            .filter(|r| !r.is_empty())
+            .map(str::to_string);
+    }
+    resolved
 }
 
 /// Checks the spec against its files without a cluster; [`plan`] checks it again.
@@ -741,6 +783,18 @@ pub async fn plan(ctx: &FlowContext, spec: &EksHopSpec) -> Result<Planned> {
         inputs.tfvars.display()
     )];
     changes.extend(insights.notes.iter().cloned());
+    let window_ends = jiff::Timestamp::now()
+        .checked_add(jiff::SignedDuration::from_secs(
+            crate::flows::control_plane::ROLLBACK_WINDOW.as_secs() as i64,
+        ))
+        .map(|t| t.strftime("%Y-%m-%d").to_string())
+        .unwrap_or_default();
+    changes.push(match resolved_eks_api(ctx, &spec.eks_api).cluster_name {
+        Some(name) => format!(
+            "control plane reversible with EKS's version rollback of {name} for 7 days after the update (until about {window_ends}): upgrade-rollback moves managed node groups back first, then the control plane; EKS does not roll back add-ons or other nodes, so their steps are undone before it; after the window it cannot be undone"
+        ),
+        None => "control plane cannot be undone by this run: the EKS cluster name is unknown (give --eks-cluster to make it reversible for 7 days with EKS's version rollback)".to_string(),
+    });
     if spec.force {
         changes.push(format!(
             "force: {} = \"true\" in {} before the control plane moves (EKS's force on UpdateClusterVersion; recorded in the run)",

@@ -13,6 +13,7 @@ use crate::error::{FlowError, Result, field};
 
 pub mod canary;
 mod component_crds;
+pub mod control_plane;
 pub mod eks;
 pub mod helm_component;
 pub mod insights;
