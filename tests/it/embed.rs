@@ -95,9 +95,19 @@ async fn the_example_runs_and_upgrade_rollback_undoes_its_runs_from_their_record
     std::fs::remove_file(&done.addon_versions).unwrap();
     let elsewhere = ctx.root().join("elsewhere");
     std::fs::create_dir_all(&elsewhere).unwrap();
+    // The tools without `aws` (./dev tools installs one): the rollback must not need it.
+    let no_aws = ctx.root().join("bin-without-aws");
+    std::fs::create_dir_all(&no_aws).unwrap();
+    for entry in std::fs::read_dir(TestContext::tools_bin_dir()).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        if name != "aws" && name != "moto_server" {
+            std::os::unix::fs::symlink(entry.path(), no_aws.join(&name)).unwrap();
+        }
+    }
     let mut cmd = ProcessBuilder::new(crate::demo::bin_dir().join("upgrade-rollback"));
     cmd.cwd(&elsewhere)
-        .env("PATH", TestContext::tools_bin_dir())
+        .env("PATH", &no_aws)
         .env("HOME", done.platform.home())
         .env("HELM_BIN", &tools.helm)
         .env("TERRAFORM_BIN", &tools.terraform)
@@ -119,7 +129,7 @@ async fn the_example_runs_and_upgrade_rollback_undoes_its_runs_from_their_record
         .args(["--run", &done.eks_run, "--apply", "--yes"])
         .timeout(Duration::from_secs(300));
     assert!(
-        which_aws(&TestContext::tools_bin_dir()).is_none(),
+        which_aws(&no_aws).is_none(),
         "the rollback runs without aws"
     );
     let out = cmd.output().unwrap();

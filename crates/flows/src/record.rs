@@ -34,6 +34,7 @@ use crate::context::FlowContext;
 use crate::error::{FlowError, Result};
 use crate::flows::control_plane::{ControlPlaneSpec, ControlPlaneStep};
 use crate::flows::eks::{ControlPlaneWaitSpec, ControlPlaneWaitStep};
+use crate::flows::managed_addons::{ManagedAddonSpec, ManagedAddonStep};
 
 /// The record format this version writes and reads.
 pub const RECORD_FORMAT: u32 = 1;
@@ -334,6 +335,13 @@ impl StepRegistry {
                 ctx.events_handle(),
             )))
         });
+        registry.register(|spec: ManagedAddonSpec, ctx| {
+            Ok(Box::new(ManagedAddonStep::new(
+                spec,
+                ctx.events_handle(),
+                ctx.stop_signal().clone(),
+            )))
+        });
         registry.register(|spec: ControlPlaneWaitSpec, ctx| {
             Ok(Box::new(ControlPlaneWaitStep::new(spec, ctx)))
         });
@@ -433,9 +441,10 @@ mod tests {
             PromoteSpec::KIND,
             ControlPlaneWaitSpec::KIND,
             ControlPlaneSpec::KIND,
+            ManagedAddonSpec::KIND,
         ] {
             assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
         }
-        assert_eq!(kinds.len(), 18, "{kinds:?}");
+        assert_eq!(kinds.len(), 19, "{kinds:?}");
     }
 }

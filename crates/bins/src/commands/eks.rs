@@ -50,6 +50,13 @@ pub struct Args {
     /// coredns=coredns_version. Repeatable.
     #[arg(long = "addon", value_name = "NAME=VARIABLE")]
     pub addons: Vec<String>,
+    /// An EKS managed add-on moved through EKS's API (UpdateAddon, wait until ACTIVE, the
+    /// previous version and configuration restored by a rollback), e.g. vpc-cni. Repeatable.
+    #[arg(long = "managed-addon", value_name = "NAME")]
+    pub managed_addons: Vec<String>,
+    /// What EKS does with managed add-on fields changed by hand.
+    #[arg(long, value_name = "MODE", default_value = "PRESERVE", value_parser = ["PRESERVE", "OVERWRITE", "NONE"])]
+    pub resolve_conflicts: String,
     /// `aws eks describe-addon-versions` JSON (default: run `aws` for the target when on PATH).
     #[arg(long, value_name = "FILE")]
     pub addon_versions: Option<PathBuf>,
@@ -151,6 +158,8 @@ impl Args {
             eks_api: self.eks_api.spec(),
             force: self.force,
             force_update_var: self.force_update_var.clone(),
+            managed_addons: self.managed_addons.clone(),
+            resolve_conflicts: self.resolve_conflicts.clone(),
             timeout: self.flags.timeout.timeout.unwrap_or(defaults.timeout),
             ..defaults
         })

@@ -904,6 +904,17 @@ fn reqwest_free_get(url: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rollback_inside_the_window_brings_the_control_plane_back() {
     let world = World::new(1, Nodes::Managed).await;
+    // vpc-cni is an EKS managed add-on (not in the tfvars), with a configuration of its own.
+    world.sim.set_eks(serde_json::json!({
+        "addons": {"vpc-cni": {"addonVersion": "v1.19.0-eksbuild.1",
+                               "configurationValues": "{\"env\":{\"WARM_IP_TARGET\":\"5\"}}"}},
+        "addonVersions": [{"addonName": "vpc-cni", "addonVersions": [
+            {"addonVersion": "v1.20.1-eksbuild.3", "compatibilities": [
+                {"clusterVersion": "1.31", "defaultVersion": true},
+                {"clusterVersion": "1.30", "defaultVersion": true}]},
+            {"addonVersion": "v1.19.0-eksbuild.1", "compatibilities": [
+                {"clusterVersion": "1.30", "defaultVersion": false}]}]}]
+    }));
     let url = world.sim.url().to_string();
     let endpoint = world.sim.eks_endpoint();
     let aws = [
@@ -928,6 +939,8 @@ async fn a_rollback_inside_the_window_brings_the_control_plane_back() {
                 "us-east-1",
                 "--aws-endpoint-url",
                 &endpoint,
+                "--managed-addon",
+                "vpc-cni",
                 "--apply",
                 "--yes",
             ],
@@ -938,6 +951,22 @@ async fn a_rollback_inside_the_window_brings_the_control_plane_back() {
     assert!(
         stdout.contains("control plane reversible with EKS's version rollback of mlops-platform-dev for 7 days after the update"),
         "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "managed add-on vpc-cni v1.19.0-eksbuild.1 -> v1.20.1-eksbuild.3 (the default for 1.31"
+        ),
+        "{stdout}"
+    );
+    let addon = |state: &str| -> serde_json::Value {
+        let body = state.split("\r\n\r\n").nth(1).unwrap_or_default();
+        serde_json::from_str::<serde_json::Value>(body).unwrap()["addons"]["vpc-cni"].clone()
+    };
+    let moved = addon(&reqwest_free_get(&format!("{url}/kube-sim/v1/eks")));
+    assert_eq!(moved["addonVersion"], "v1.20.1-eksbuild.3");
+    assert_eq!(
+        moved["configurationValues"], "{\"env\":{\"WARM_IP_TARGET\":\"5\"}}",
+        "kept"
     );
     let run = stdout
         .lines()
@@ -1007,4 +1036,11 @@ async fn a_rollback_inside_the_window_brings_the_control_plane_back() {
     assert_eq!(world.files().0, before.0, "the tfvars are back at 1.30");
     let eks_state = reqwest_free_get(&format!("{url}/kube-sim/v1/eks"));
     assert!(eks_state.contains("VersionRollback"), "{eks_state}");
+    // The managed add-on is back at its version and configuration before.
+    let back = addon(&eks_state);
+    assert_eq!(back["addonVersion"], "v1.19.0-eksbuild.1");
+    assert_eq!(
+        back["configurationValues"],
+        "{\"env\":{\"WARM_IP_TARGET\":\"5\"}}"
+    );
 }

@@ -142,7 +142,7 @@ impl ControlPlaneStep {
                 day(closes)
             ));
         }
-        let eks = self.spec.eks_api.handle_for_rollback()?;
+        let eks = self.spec.eks_api.recorded_handle()?;
         let live = eks.describe_cluster().await.map_err(|e| e.to_string())?;
         if live.version == previous.to_string() {
             return Ok(());
@@ -197,27 +197,6 @@ fn day(epoch: i64) -> String {
     jiff::Timestamp::from_second(epoch)
         .map(|t| t.strftime("%Y-%m-%d %H:%M UTC").to_string())
         .unwrap_or_else(|_| epoch.to_string())
-}
-
-impl EksApi {
-    /// The handle for a rollback, where the cluster name was resolved while planning.
-    fn handle_for_rollback(&self) -> Result<upgrade_aws::Eks, String> {
-        let name = self.cluster_name.clone().ok_or_else(|| {
-            "EKS's version rollback needs the EKS cluster name, which the run did not record"
-                .to_string()
-        })?;
-        let mut builder = upgrade_aws::Eks::builder(name);
-        if let Some(region) = &self.region {
-            builder = builder.region(region);
-        }
-        if let Some(profile) = &self.profile {
-            builder = builder.profile(profile);
-        }
-        if let Some(url) = &self.endpoint_url {
-            builder = builder.endpoint_url(url);
-        }
-        builder.build().map_err(|e| e.to_string())
-    }
 }
 
 impl Step for ControlPlaneStep {

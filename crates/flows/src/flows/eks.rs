@@ -140,6 +140,14 @@ pub struct EksHopSpec {
     /// `force_update_version` (used with `force`).
     #[serde(default = "default_force_update_var")]
     pub force_update_var: String,
+    /// EKS managed add-ons moved through EKS's API (`UpdateAddon`), not the tfvars, e.g.
+    /// `vpc-cni`, `aws-ebs-csi-driver`.
+    #[serde(default)]
+    pub managed_addons: Vec<String>,
+    /// What EKS does with add-on fields changed by hand: `PRESERVE` (default), `OVERWRITE`
+    /// or `NONE`.
+    #[serde(default = "default_resolve_conflicts")]
+    pub resolve_conflicts: String,
     /// The limit of each wait (control plane, drains, validation).
     pub timeout: Duration,
 }
@@ -162,6 +170,8 @@ impl EksHopSpec {
             eks_api: crate::flows::insights::EksApi::default(),
             force: false,
             force_update_var: default_force_update_var(),
+            managed_addons: Vec::new(),
+            resolve_conflicts: default_resolve_conflicts(),
             timeout: Duration::from_secs(30 * 60),
         }
     }
@@ -169,6 +179,10 @@ impl EksHopSpec {
 
 fn default_force_update_var() -> String {
     "force_update_version".into()
+}
+
+fn default_resolve_conflicts() -> String {
+    "PRESERVE".into()
 }
 
 /// The spec checked against its files, without touching the cluster.
@@ -305,17 +319,8 @@ fn addon_catalog(spec: &EksHopSpec, target: KubeMinor) -> Result<Option<AddonCat
     if spec.addons.is_empty() {
         return Ok(None);
     }
-    let (text, from) = match &spec.addon_versions {
-        AddonVersions::File(path) => (
-            std::fs::read_to_string(path).map_err(|e| {
-                FlowError::invalid(
-                    "addon_versions",
-                    format!("cannot read {}: {e}", path.display()),
-                    "fix the path",
-                )
-            })?,
-            path.display().to_string(),
-        ),
+    let (text, from): (String, String) = match &spec.addon_versions {
+        AddonVersions::File(_) => return addon_catalog_file(spec).map(Some),
         AddonVersions::Aws => {
             let aws = which::which("aws").map_err(|_| {
                 FlowError::invalid(
@@ -354,6 +359,22 @@ fn addon_catalog(spec: &EksHopSpec, target: KubeMinor) -> Result<Option<AddonCat
     let catalog = AddonCatalog::from_json(&text)
         .map_err(|e| FlowError::invalid("addon_versions", format!("{from}: {e}"), ""))?;
     Ok(Some(catalog))
+}
+
+/// The catalog from the add-on versions file (`AddonVersions::File`).
+fn addon_catalog_file(spec: &EksHopSpec) -> Result<AddonCatalog> {
+    let AddonVersions::File(path) = &spec.addon_versions else {
+        unreachable!("called for a file only");
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        FlowError::invalid(
+            "addon_versions",
+            format!("cannot read {}: {e}", path.display()),
+            "fix the path",
+        )
+    })?;
+    AddonCatalog::from_json(&text)
+        .map_err(|e| FlowError::invalid("addon_versions", format!("{}: {e}", path.display()), ""))
 }
 
 /// One add-on's move: the add-on, its version now, the version to set, and why.
@@ -555,6 +576,7 @@ async fn build_steps(
     spec: &EksHopSpec,
     inputs: &Inputs,
     moves: &[AddonMove],
+    managed: &[AddonMove],
     run_id: &str,
 ) -> Result<Vec<Box<dyn Step>>> {
     let tf = ctx.terraform("terraform_dir", &inputs.terraform_dir)?;
@@ -647,7 +669,107 @@ async fn build_steps(
             None,
         ));
     }
+    let eks_api = resolved_eks_api(ctx, &spec.eks_api);
+    for m in managed {
+        steps.push(Box::new(
+            crate::flows::managed_addons::ManagedAddonStep::new(
+                crate::flows::managed_addons::ManagedAddonSpec {
+                    id: format!("eks/managed-addon-{}-{target}", m.addon.name),
+                    component: COMPONENT.into(),
+                    eks_api: eks_api.clone(),
+                    addon: m.addon.name.clone(),
+                    version: m.version.clone(),
+                    resolve_conflicts: spec.resolve_conflicts.clone(),
+                    timeout: spec.timeout,
+                },
+                ctx.events_handle(),
+                ctx.stop_signal().clone(),
+            ),
+        ));
+    }
     Ok(steps)
+}
+
+/// The managed add-ons' moves: each one's live version (`DescribeAddon`) and the version for
+/// the target from the catalog (the file, else `DescribeAddonVersions` through the AWS CLI),
+/// and the blockers of add-ons only a downgrade would move.
+async fn managed_addon_moves(
+    ctx: &FlowContext,
+    spec: &EksHopSpec,
+    target: KubeMinor,
+) -> Result<(Vec<AddonMove>, Vec<String>)> {
+    if spec.managed_addons.is_empty() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    if !["PRESERVE", "OVERWRITE", "NONE"].contains(&spec.resolve_conflicts.as_str()) {
+        return Err(FlowError::invalid(
+            "resolve_conflicts",
+            format!(
+                "`{}` is not PRESERVE, OVERWRITE or NONE",
+                spec.resolve_conflicts
+            ),
+            "PRESERVE keeps fields changed by hand (EKS refuses the update on a conflict); OVERWRITE replaces them",
+        ));
+    }
+    let api = resolved_eks_api(ctx, &spec.eks_api);
+    let eks = api.recorded_handle().map_err(|why| {
+        FlowError::invalid(
+            "managed_addons",
+            why,
+            format!(
+                "name the EKS cluster ({}, --eks-cluster) to move managed add-ons",
+                field("eks_api")
+            ),
+        )
+    })?;
+    let catalog = match &spec.addon_versions {
+        AddonVersions::File(_) => addon_catalog_file(spec)?,
+        AddonVersions::Aws => {
+            let json = eks
+                .describe_addon_versions(&target.to_string(), None)
+                .await
+                .map_err(|e| FlowError::failed("read the add-on versions from EKS", e))?;
+            AddonCatalog::from_json(&json.to_string())
+                .map_err(|e| FlowError::failed("read the add-on versions from EKS", e))?
+        }
+    };
+    let (mut moves, mut blockers) = (Vec::new(), Vec::new());
+    for name in &spec.managed_addons {
+        let live = eks
+            .describe_addon(name)
+            .await
+            .map_err(|e| FlowError::failed(format!("describe add-on {name}"), e))?
+            .ok_or_else(|| {
+                FlowError::invalid(
+                    "managed_addons",
+                    format!("{name} is not installed as an EKS managed add-on of {}", eks.cluster()),
+                    "check the name (aws eks list-addons), or manage its version in the tfvars with --addon",
+                )
+            })?;
+        let addon = AddonVar {
+            name: name.clone(),
+            variable: String::new(),
+        };
+        match catalog.choose(name, &live.addon_version, target, spec.allow_addon_downgrade) {
+            Ok(choice) => moves.push(AddonMove {
+                addon,
+                current: live.addon_version.clone(),
+                version: choice.version,
+                why: choice.why,
+            }),
+            Err(why @ NoAddonChoice::OnlyDowngrades { .. }) => blockers.push(format!(
+                "managed add-on {name}: {why}; allow it (`allow_addon_downgrade`, `--allow-addon-downgrade`) if that is intended"
+            )),
+            Err(why @ NoAddonChoice::NotListed { .. }) => {
+                return Err(FlowError::invalid(
+                    "managed_addons",
+                    format!("add-on {name}: {why}"),
+                    format!("check the name, or fetch the list for {target} again"),
+                ));
+            }
+        }
+    }
+    Ok((moves, blockers))
 }
 
 /// The EKS API settings with the cluster name and region filled in from the kubeconfig, as
@@ -774,8 +896,11 @@ pub async fn plan(ctx: &FlowContext, spec: &EksHopSpec) -> Result<Planned> {
     }
     findings.extend(insights.warnings.iter().cloned());
 
+    let (managed, managed_downgrades) = managed_addon_moves(ctx, spec, target).await?;
+    blockers.extend(managed_downgrades);
+
     let run_id = ctx.new_run_id(COMPONENT)?;
-    let steps = build_steps(ctx, spec, &inputs, &moves, &run_id).await?;
+    let steps = build_steps(ctx, spec, &inputs, &moves, &managed, &run_id).await?;
     let mut changes = vec![format!(
         "control plane {} -> {target} ({} = \"{target}\" in {}; Terraform manages it as {binding})",
         live.minor,
@@ -836,6 +961,19 @@ pub async fn plan(ctx: &FlowContext, spec: &EksHopSpec) -> Result<Planned> {
             format!(
                 "add-on {} {} -> {} ({})",
                 m.addon.name, m.current, m.version, m.why
+            )
+        });
+    }
+    for m in &managed {
+        changes.push(if m.version == m.current {
+            format!(
+                "managed add-on {} stays at {} ({})",
+                m.addon.name, m.version, m.why
+            )
+        } else {
+            format!(
+                "managed add-on {} {} -> {} ({}; UpdateAddon, resolve conflicts {}, configuration kept; the rollback puts back the version and configuration before)",
+                m.addon.name, m.current, m.version, m.why, spec.resolve_conflicts
             )
         });
     }

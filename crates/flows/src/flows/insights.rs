@@ -81,6 +81,27 @@ impl EksApi {
     }
 }
 
+impl EksApi {
+    /// The handle from the settings alone, as a run recorded them (a rollback days later has
+    /// no kubeconfig to fill them in from).
+    pub(crate) fn recorded_handle(&self) -> Result<Eks, String> {
+        let name = self.cluster_name.clone().ok_or_else(|| {
+            "the run did not record the EKS cluster name, so EKS's API cannot be called".to_string()
+        })?;
+        let mut builder = Eks::builder(name);
+        if let Some(region) = &self.region {
+            builder = builder.region(region);
+        }
+        if let Some(profile) = &self.profile {
+            builder = builder.profile(profile);
+        }
+        if let Some(url) = &self.endpoint_url {
+            builder = builder.endpoint_url(url);
+        }
+        builder.build().map_err(|e| e.to_string())
+    }
+}
+
 /// Reads the upgrade-readiness insights for a hop to `target`.
 pub async fn for_hop(ctx: &FlowContext, api: &EksApi, target: KubeMinor) -> InsightReport {
     let mut report = InsightReport::default();

@@ -18,6 +18,7 @@ pub mod eks;
 pub mod helm_component;
 pub mod insights;
 pub mod lock;
+pub mod managed_addons;
 pub mod mlflow;
 pub mod nodes;
 pub mod preflight;
