@@ -772,6 +772,63 @@ async fn managed_addon_moves(
     Ok((moves, blockers))
 }
 
+/// The reviewed Terraform plan of the hop's change (the cluster version, and `force` when
+/// set) on a scratch copy of the environment, so the plan shows what the apply will do before
+/// `--apply`; `None` when the tfvars file lives outside the environment's folder.
+async fn terraform_preview(
+    ctx: &FlowContext,
+    spec: &EksHopSpec,
+    inputs: &Inputs,
+) -> Result<Option<crate::flows::tf_providers::RenderedReview>> {
+    let Ok(relative) = inputs.tfvars.strip_prefix(&inputs.terraform_dir) else {
+        return Ok(None);
+    };
+    let scratch = tempfile::Builder::new()
+        .prefix("upgrade-eks-plan-")
+        .tempdir()
+        .map_err(|e| FlowError::failed("create a temporary folder", e))?;
+    let copy = scratch.path().join("env");
+    crate::flows::tf_providers::copy_for_preview(&inputs.terraform_dir, &copy).map_err(|e| {
+        FlowError::failed(
+            format!("copy {} for the plan", inputs.terraform_dir.display()),
+            e,
+        )
+    })?;
+    let copied_tfvars = copy.join(relative);
+    let edit = || -> std::result::Result<(), upgrade_tf::Error> {
+        let mut vars = HclFile::read(&copied_tfvars)?;
+        vars.set_string(&spec.cluster_version_var, &inputs.target.to_string())?;
+        if spec.force {
+            vars.set_string(&spec.force_update_var, "true")?;
+        }
+        vars.write()
+    };
+    edit().map_err(|e| FlowError::failed("edit the copied tfvars", e))?;
+    let tf = ctx.terraform("terraform_dir", &copy)?;
+    tf.init(upgrade_tf::InitOptions::default())
+        .await
+        .map_err(|e| FlowError::failed("terraform init (plan preview)", e))?;
+    let run = tf
+        .plan(upgrade_tf::PlanOptions::default())
+        .await
+        .map_err(|e| FlowError::failed("terraform plan (plan preview)", e))?;
+    if !run.has_changes {
+        return Ok(Some(crate::flows::tf_providers::RenderedReview {
+            summary: "terraform plan of the hop: no changes".into(),
+            changes: Vec::new(),
+            blockers: Vec::new(),
+        }));
+    }
+    let reviewed = tf
+        .review(run.plan, review_rules())
+        .await
+        .map_err(|e| FlowError::failed("review the plan", e))?;
+    Ok(Some(crate::flows::tf_providers::render_review(
+        reviewed.review(),
+        "of the hop",
+    )))
+}
+
 /// The EKS API settings with the cluster name and region filled in from the kubeconfig, as
 /// the run records them (a rollback days later needs them without the kubeconfig).
 fn resolved_eks_api(
@@ -976,6 +1033,12 @@ pub async fn plan(ctx: &FlowContext, spec: &EksHopSpec) -> Result<Planned> {
                 m.addon.name, m.current, m.version, m.why, spec.resolve_conflicts
             )
         });
+    }
+    // What the apply will do, from Terraform itself, before anything changes.
+    if let Some(preview) = terraform_preview(ctx, spec, &inputs).await? {
+        changes.push(preview.summary);
+        changes.extend(preview.changes.into_iter().map(|c| format!("  {c}")));
+        blockers.extend(preview.blockers);
     }
     let refs: Vec<&dyn Step> = steps.iter().map(|s| s.as_ref()).collect();
     let mut plan = Plan::new("upgrade-eks", ctx.cluster_name(), run_id, &refs);

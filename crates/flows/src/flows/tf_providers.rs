@@ -386,13 +386,29 @@ fn preview_blocking(
     let reviewed = tf
         .review(&planned.plan, &spec.rules())
         .map_err(|e| FlowError::failed("review the plan", e))?;
-    let review = reviewed.review();
-    let c = &review.counts;
+    let rendered = render_review(reviewed.review(), "after the upgrade");
     Ok(Preview {
         from,
         to,
+        summary: rendered.summary,
+        changes: rendered.changes,
+        blockers: rendered.blockers,
+    })
+}
+
+/// A reviewed Terraform plan as plan lines: the counts, one line per change, the blockers.
+pub(crate) struct RenderedReview {
+    pub summary: String,
+    pub changes: Vec<String>,
+    pub blockers: Vec<String>,
+}
+
+/// Renders a plan review for a flow's plan (`when` says which plan, e.g. "after the upgrade").
+pub(crate) fn render_review(review: &upgrade_tf::review::PlanReview, when: &str) -> RenderedReview {
+    let c = &review.counts;
+    RenderedReview {
         summary: format!(
-            "terraform plan after the upgrade: {} to create, {} to update in place, {} to replace, {} to delete",
+            "terraform plan {when}: {} to create, {} to update in place, {} to replace, {} to delete",
             c.create, c.update, c.replace, c.delete
         ),
         changes: review
@@ -412,13 +428,13 @@ fn preview_blocking(
             })
             .collect(),
         blockers: review.blocker_lines(),
-    })
+    }
 }
 
 /// Copies the environment for a plan, leaving out the installed provider binaries (init
 /// installs them again, from the plugin cache when one is set) but keeping the backend
 /// settings and modules in `.terraform`.
-fn copy_for_preview(source: &Path, dest: &Path) -> std::io::Result<()> {
+pub(crate) fn copy_for_preview(source: &Path, dest: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dest)?;
     for entry in std::fs::read_dir(source)? {
         let entry = entry?;
