@@ -30,6 +30,9 @@ pub struct Planned {
     spec: serde_json::Value,
     post_checks: Vec<PostCheck>,
     refusal: Option<FlowError>,
+    /// Stop at a failed step instead of rolling the run back (multi-hop EKS runs: the hops
+    /// done stay, `--resume` continues at the failed one).
+    stop_on_failure: bool,
 }
 
 impl std::fmt::Debug for Planned {
@@ -59,7 +62,15 @@ impl Planned {
             spec: serde_json::to_value(spec).expect("a flow spec serialises"),
             post_checks: Vec::new(),
             refusal: None,
+            stop_on_failure: false,
         }
+    }
+
+    /// (chainable) Stop at a failed step, leaving what was done recorded for `--resume` or
+    /// `upgrade-rollback`, instead of rolling back by itself.
+    pub(crate) fn stopping_on_failure(mut self) -> Planned {
+        self.stop_on_failure = true;
+        self
     }
 
     /// (chainable) A reason the plan may be shown but not applied (bad input that only
@@ -109,7 +120,13 @@ impl Planned {
         let (flow, command, spec) = (self.flow, &self.plan.command, &self.spec);
         let (refs, observed, run_id) = (&refs, &observed, &run_id);
         let stops_before = ctx.stop_signal().requests();
-        let (outcome, lock_lost) = with_upgrade_lock(ctx, run_id, |mut executor| async move {
+        let on_failure = if self.stop_on_failure {
+            upgrade_core::executor::OnFailure::Stop
+        } else {
+            upgrade_core::executor::OnFailure::RollBack
+        };
+        let (outcome, lock_lost) = with_upgrade_lock(ctx, run_id, |executor| async move {
+            let mut executor = executor.on_failure(on_failure);
             match executor.unfinished()? {
                 None => {
                     RunRecord::new(ctx, run_id, flow, command, spec.clone(), refs)

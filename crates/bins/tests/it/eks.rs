@@ -675,12 +675,6 @@ async fn bad_input_exits_2_and_changes_nothing() {
     let apply = ["--expect-cluster", url.as_str(), "--apply", "--yes"];
     let cases: Vec<Case> = vec![
         (
-            "skipped minor",
-            vec!["--target", "1.32"],
-            vec![],
-            "hop to 1.31 first",
-        ),
-        (
             "not a minor",
             vec!["--target", "1.x"],
             vec![],
@@ -1043,4 +1037,89 @@ async fn a_rollback_inside_the_window_brings_the_control_plane_back() {
         back["configurationValues"],
         "{\"env\":{\"WARM_IP_TARGET\":\"5\"}}"
     );
+}
+
+/// `--target 1.33` on a 1.30 cluster: every hop in one run. EKS refuses the second hop's
+/// update (an ERROR insight the plan did not read: `--skip-insights`), so the run stops at
+/// that hop with the first one done and recorded; once the insight passes, `--resume`
+/// continues at the failed hop and finishes at 1.33.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multi_hop_run_stops_at_the_failed_hop_and_resumes_there() {
+    let world = World::new(1, Nodes::Managed).await;
+    world.sim.set_eks(serde_json::json!({"insights": [
+        {"id": "apis-132", "name": "Deprecated APIs removed in Kubernetes v1.32",
+         "category": "UPGRADE_READINESS", "kubernetesVersion": "1.32",
+         "insightStatus": {"status": "ERROR", "reason": "flowcontrol v1beta3 in use"}}
+    ]}));
+    let url = world.sim.url().to_string();
+    let endpoint = world.sim.eks_endpoint();
+    let aws = [
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_CONFIG_FILE", "/dev/null"),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
+    ];
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> = [
+            "--target",
+            "1.33",
+            "--nodes",
+            "managed",
+            "--expect-cluster",
+            &url,
+            "--eks-cluster",
+            "mlops-platform-dev",
+            "--aws-region",
+            "us-east-1",
+            "--aws-endpoint-url",
+            &endpoint,
+            "--skip-insights",
+            "--apply",
+            "--yes",
+        ]
+        .map(str::to_string)
+        .to_vec();
+        a.extend(extra.iter().map(|e| e.to_string()));
+        a
+    };
+    let first = args(&[]);
+    let refs: Vec<&str> = first.iter().map(String::as_str).collect();
+    let (code, stdout, stderr) = world.eks(&refs, &aws).await;
+    assert_eq!(code, 5, "{stdout}{stderr}");
+    for expected in [
+        "3 hops in one run: 1.30 -> 1.31 -> 1.32 -> 1.33",
+        "hop 1.31 -> 1.32:",
+        "[verified] eks/control-plane-1.31",
+        "[verified] eks/wait-control-plane-1.31",
+        "failed at eks/control-plane-1.32",
+    ] {
+        assert!(stdout.contains(expected), "{expected} missing:\n{stdout}");
+    }
+    assert!(
+        format!("{stdout}{stderr}").contains("InvalidStateException"),
+        "{stdout}{stderr}"
+    );
+    assert_eq!(
+        world.sim.server_version(),
+        "v1.31.0-eks-a737599",
+        "hop 1 done, kept"
+    );
+
+    // The insight passes now; the run resumes at the failed hop.
+    world.sim.set_eks(serde_json::json!({"insights": []}));
+    let again = args(&["--resume"]);
+    let refs: Vec<&str> = again.iter().map(String::as_str).collect();
+    let (code, stdout, stderr) = world.eks(&refs, &aws).await;
+    assert!(code == 0 || code == 3, "{stdout}{stderr}");
+    assert_eq!(world.sim.server_version(), "v1.33.0-eks-a737599");
+    assert!(
+        world
+            .node_versions()
+            .iter()
+            .all(|(_, v, _)| v.starts_with("v1.33.")),
+        "{:?}",
+        world.node_versions()
+    );
+    let tfvars = std::fs::read_to_string(world.tfvars()).unwrap();
+    assert!(tfvars.contains("cluster_version = \"1.33\""), "{tfvars}");
 }

@@ -697,6 +697,7 @@ async fn managed_addon_moves(
     ctx: &FlowContext,
     spec: &EksHopSpec,
     target: KubeMinor,
+    chosen_before: &std::collections::BTreeMap<String, String>,
 ) -> Result<(Vec<AddonMove>, Vec<String>)> {
     if spec.managed_addons.is_empty() {
         return Ok((Vec::new(), Vec::new()));
@@ -750,10 +751,15 @@ async fn managed_addon_moves(
             name: name.clone(),
             variable: String::new(),
         };
-        match catalog.choose(name, &live.addon_version, target, spec.allow_addon_downgrade) {
+        // A later hop starts from the version the previous hop sets.
+        let current = chosen_before
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| live.addon_version.clone());
+        match catalog.choose(name, &current, target, spec.allow_addon_downgrade) {
             Ok(choice) => moves.push(AddonMove {
                 addon,
-                current: live.addon_version.clone(),
+                current: current.clone(),
                 version: choice.version,
                 why: choice.why,
             }),
@@ -770,6 +776,33 @@ async fn managed_addon_moves(
         }
     }
     Ok((moves, blockers))
+}
+
+/// Where the unfinished run being resumed started: the `previous` minor of its first
+/// control-plane step (`None` when not resuming an EKS run).
+fn resumed_start(ctx: &FlowContext) -> Result<Option<KubeMinor>> {
+    if !ctx.resume() {
+        return Ok(None);
+    }
+    let Some(run) = upgrade_core::journal::Journal::unfinished(&ctx.state().journal())
+        .map_err(|e| FlowError::failed("read the journal", e))?
+    else {
+        return Ok(None);
+    };
+    let Ok(record) = crate::record::RunRecord::read(&ctx.state().runs(), &run.run_id) else {
+        return Ok(None);
+    };
+    Ok(record
+        .steps
+        .iter()
+        .filter(|s| s.record.kind == crate::flows::control_plane::ControlPlaneSpec::KIND)
+        .filter_map(|s| {
+            s.record.spec["previous"]
+                .as_str()?
+                .parse::<KubeMinor>()
+                .ok()
+        })
+        .min())
 }
 
 /// The reviewed Terraform plan of the hop's change (the cluster version, and `force` when
@@ -860,8 +893,6 @@ pub fn check(spec: &EksHopSpec) -> Result<()> {
 /// preflight's blockers and warnings, the add-on versions chosen, the steps built.
 pub async fn plan(ctx: &FlowContext, spec: &EksHopSpec) -> Result<Planned> {
     let inputs = validate(spec)?;
-    let catalog = addon_catalog(spec, inputs.target)?;
-    let (moves, downgrades) = addon_moves(&inputs, catalog.as_ref(), spec.allow_addon_downgrade)?;
     let target = inputs.target;
     let live = crate::flows::live_version(ctx).await?;
     if target <= live.minor {
@@ -871,22 +902,11 @@ pub async fn plan(ctx: &FlowContext, spec: &EksHopSpec) -> Result<Planned> {
             "pick a newer minor",
         ));
     }
-    if live.minor.next() != target {
-        return Err(FlowError::invalid(
-            "target",
-            format!(
-                "{target} skips a minor: EKS moves one minor at a time and the control plane runs {}",
-                live.minor
-            ),
-            format!(
-                "hop to {} first (set {} to {}), then to {target}",
-                live.minor.next(),
-                field("target"),
-                live.minor.next()
-            ),
-        ));
-    }
-    if inputs.tfvars_minor != live.minor {
+    // A resumed run replans from where it started (its step ids must be the same), and its
+    // failed step may have moved the tfvars one minor ahead of the control plane.
+    let start = resumed_start(ctx)?.unwrap_or(live.minor);
+    let ahead_by_the_failed_step = ctx.resume() && inputs.tfvars_minor == live.minor.next();
+    if inputs.tfvars_minor != live.minor && !ahead_by_the_failed_step {
         return Err(FlowError::invalid(
             "tfvars",
             format!(
@@ -898,6 +918,15 @@ pub async fn plan(ctx: &FlowContext, spec: &EksHopSpec) -> Result<Planned> {
             ),
             "reconcile the two (terraform plan) before upgrading",
         ));
+    }
+    // The first hop's add-on versions before anything else runs (a missing `aws` or file is
+    // bad input, named before Terraform is looked for).
+    let mut first_catalog = Some(addon_catalog(spec, start.next())?);
+    // EKS moves one minor at a time: a farther target is every hop on the way, in one run.
+    let mut hops = vec![start.next()];
+    while *hops.last().expect("one hop") < target {
+        let next = hops.last().expect("one hop").next();
+        hops.push(next);
     }
 
     // The Terraform environment must be this cluster's, before anything plans with it.
@@ -911,7 +940,7 @@ pub async fn plan(ctx: &FlowContext, spec: &EksHopSpec) -> Result<Planned> {
     )?
     .expect("required");
 
-    // Preflight: the checks for the hop on live facts.
+    // Preflight: the checks for every hop of the path on live facts.
     // The drain prediction uses the drain the rollout will run.
     let options = GatherOptions {
         drain: spec.rollout.drain.options(spec.timeout),
@@ -940,31 +969,21 @@ pub async fn plan(ctx: &FlowContext, spec: &EksHopSpec) -> Result<Planned> {
         .map(line)
         .collect();
 
-    // EKS's own readiness checks for the target (it refuses the update on an ERROR one).
-    let insights = crate::flows::insights::for_hop(ctx, &spec.eks_api, target).await;
-    if spec.force {
-        findings.extend(insights.errors.iter().map(|e| {
-            format!("{e} (forced past it: `force` is set, EKS will not refuse the update)")
-        }));
-    } else {
-        blockers.extend(insights.errors.iter().map(|e| {
-            format!("{e}; EKS refuses UpdateClusterVersion (InvalidStateException) until it passes: fix it, or force the update knowingly (`force`, --force)")
-        }));
-    }
-    findings.extend(insights.warnings.iter().cloned());
-
-    let (managed, managed_downgrades) = managed_addon_moves(ctx, spec, target).await?;
-    blockers.extend(managed_downgrades);
-
     let run_id = ctx.new_run_id(COMPONENT)?;
-    let steps = build_steps(ctx, spec, &inputs, &moves, &managed, &run_id).await?;
-    let mut changes = vec![format!(
-        "control plane {} -> {target} ({} = \"{target}\" in {}; Terraform manages it as {binding})",
-        live.minor,
-        spec.cluster_version_var,
-        inputs.tfvars.display()
-    )];
-    changes.extend(insights.notes.iter().cloned());
+    let multi = hops.len() > 1;
+    let mut steps: Vec<Box<dyn Step>> = Vec::new();
+    let mut changes = Vec::new();
+    if multi {
+        changes.push(format!(
+            "{} hops in one run: {}; a failure stops the run at its hop (the hops done stay, recorded): --resume continues there, upgrade-rollback undoes it",
+            hops.len(),
+            std::iter::once(start)
+                .chain(hops.iter().copied())
+                .map(|m| m.to_string())
+                .collect::<Vec<_>>()
+                .join(" -> ")
+        ));
+    }
     let window_ends = jiff::Timestamp::now()
         .checked_add(jiff::SignedDuration::from_secs(
             crate::flows::control_plane::ROLLBACK_WINDOW.as_secs() as i64,
@@ -979,7 +998,7 @@ pub async fn plan(ctx: &FlowContext, spec: &EksHopSpec) -> Result<Planned> {
     });
     if spec.force {
         changes.push(format!(
-            "force: {} = \"true\" in {} before the control plane moves (EKS's force on UpdateClusterVersion; recorded in the run)",
+            "force: {} = \"true\" in {} before each control-plane update, off right after (EKS's force on UpdateClusterVersion; recorded in the run)",
             spec.force_update_var,
             inputs.tfvars.display()
         ));
@@ -990,52 +1009,121 @@ pub async fn plan(ctx: &FlowContext, spec: &EksHopSpec) -> Result<Planned> {
             inputs.terraform_dir.display()
         ));
     }
-    let nodes = node_rollout(ctx, spec, &inputs, &run_id).await?;
-    let rolled = &nodes.spec.planned_nodes;
-    changes.push(format!(
-        "nodes: replace {} node(s) below {target}: {}",
-        rolled.len(),
-        if rolled.is_empty() {
-            "none".to_string()
+
+    // Each hop: its add-on versions from the previous hop's, its insights, its steps.
+    let mut addon_now = inputs.addons.clone();
+    let mut managed_now: std::collections::BTreeMap<String, String> = Default::default();
+    let mut first_inputs = None;
+    for (i, &hop) in hops.iter().enumerate() {
+        let previous = if i == 0 { start } else { hops[i - 1] };
+        let hop_inputs = Inputs {
+            target: hop,
+            tfvars_minor: previous,
+            addons: addon_now.clone(),
+            ..inputs.clone()
+        };
+        let prefix = if multi {
+            changes.push(format!("hop {previous} -> {hop}:"));
+            "  "
         } else {
-            rolled.join(", ")
+            ""
+        };
+        let catalog = match first_catalog.take() {
+            Some(first) => first,
+            None => addon_catalog(spec, hop)?,
+        };
+        let (moves, downgrades) =
+            addon_moves(&hop_inputs, catalog.as_ref(), spec.allow_addon_downgrade)?;
+        blockers.extend(downgrades);
+        addon_now = moves
+            .iter()
+            .map(|m| (m.addon.clone(), m.version.clone()))
+            .collect();
+
+        // EKS's own readiness checks for the hop (it refuses the update on an ERROR one).
+        let insights = crate::flows::insights::for_hop(ctx, &spec.eks_api, hop).await;
+        if spec.force {
+            findings.extend(insights.errors.iter().map(|e| {
+                format!("{e} (forced past it: `force` is set, EKS will not refuse the update)")
+            }));
+        } else {
+            blockers.extend(insights.errors.iter().map(|e| {
+                format!("{e}; EKS refuses UpdateClusterVersion (InvalidStateException) until it passes: fix it, or force the update knowingly (`force`, --force)")
+            }));
         }
-    ));
-    changes.extend(
-        drain_predictions(&gathered, rolled)
-            .into_iter()
-            .filter(|line| line.contains("blocked now"))
-            .map(|line| format!("  {line}")),
-    );
-    let (node_blockers, node_findings) = replacement_notes(&nodes).await?;
-    blockers.extend(downgrades);
-    blockers.extend(node_blockers);
-    findings.extend(node_findings);
-    for m in &moves {
-        changes.push(if m.version == m.current {
-            format!("add-on {} stays at {} ({})", m.addon.name, m.version, m.why)
-        } else {
-            format!(
-                "add-on {} {} -> {} ({})",
-                m.addon.name, m.current, m.version, m.why
-            )
-        });
+        findings.extend(insights.warnings.iter().cloned());
+
+        let (managed, managed_downgrades) =
+            managed_addon_moves(ctx, spec, hop, &managed_now).await?;
+        blockers.extend(managed_downgrades);
+        for m in &managed {
+            managed_now.insert(m.addon.name.clone(), m.version.clone());
+        }
+        steps.extend(build_steps(ctx, spec, &hop_inputs, &moves, &managed, &run_id).await?);
+
+        changes.push(format!(
+            "{prefix}control plane {previous} -> {hop} ({} = \"{hop}\" in {}; Terraform manages it as {binding})",
+            spec.cluster_version_var,
+            inputs.tfvars.display()
+        ));
+        changes.extend(insights.notes.iter().map(|n| format!("{prefix}{n}")));
+        let nodes = node_rollout(ctx, spec, &hop_inputs, &run_id).await?;
+        let rolled = &nodes.spec.planned_nodes;
+        changes.push(format!(
+            "{prefix}nodes: replace {} node(s) below {hop}: {}",
+            rolled.len(),
+            if rolled.is_empty() {
+                "none".to_string()
+            } else {
+                rolled.join(", ")
+            }
+        ));
+        if i == 0 {
+            changes.extend(
+                drain_predictions(&gathered, rolled)
+                    .into_iter()
+                    .filter(|line| line.contains("blocked now"))
+                    .map(|line| format!("{prefix}  {line}")),
+            );
+            let (node_blockers, node_findings) = replacement_notes(&nodes).await?;
+            blockers.extend(node_blockers);
+            findings.extend(node_findings);
+        }
+        for m in &moves {
+            changes.push(if m.version == m.current {
+                format!(
+                    "{prefix}add-on {} stays at {} ({})",
+                    m.addon.name, m.version, m.why
+                )
+            } else {
+                format!(
+                    "{prefix}add-on {} {} -> {} ({})",
+                    m.addon.name, m.current, m.version, m.why
+                )
+            });
+        }
+        for m in &managed {
+            changes.push(if m.version == m.current {
+                format!(
+                    "{prefix}managed add-on {} stays at {} ({})",
+                    m.addon.name, m.version, m.why
+                )
+            } else {
+                format!(
+                    "{prefix}managed add-on {} {} -> {} ({}; UpdateAddon, resolve conflicts {}, configuration kept; the rollback puts back the version and configuration before)",
+                    m.addon.name, m.current, m.version, m.why, spec.resolve_conflicts
+                )
+            });
+        }
+        if i == 0 {
+            first_inputs = Some(hop_inputs);
+        }
     }
-    for m in &managed {
-        changes.push(if m.version == m.current {
-            format!(
-                "managed add-on {} stays at {} ({})",
-                m.addon.name, m.version, m.why
-            )
-        } else {
-            format!(
-                "managed add-on {} {} -> {} ({}; UpdateAddon, resolve conflicts {}, configuration kept; the rollback puts back the version and configuration before)",
-                m.addon.name, m.current, m.version, m.why, spec.resolve_conflicts
-            )
-        });
-    }
-    // What the apply will do, from Terraform itself, before anything changes.
-    if let Some(preview) = terraform_preview(ctx, spec, &inputs).await? {
+    // What the first hop's apply will do, from Terraform itself, before anything changes
+    // (the later hops' plans depend on the state the earlier ones leave).
+    if let Some(first) = &first_inputs
+        && let Some(preview) = terraform_preview(ctx, spec, first).await?
+    {
         changes.push(preview.summary);
         changes.extend(preview.changes.into_iter().map(|c| format!("  {c}")));
         blockers.extend(preview.blockers);
@@ -1048,7 +1136,13 @@ pub async fn plan(ctx: &FlowContext, spec: &EksHopSpec) -> Result<Planned> {
     let mut recorded = spec.clone();
     recorded.terraform_dir = inputs.terraform_dir.clone();
     recorded.tfvars = Some(inputs.tfvars.clone());
-    Ok(Planned::new(FLOW, &recorded, plan, steps).with_post_checks(vec![PostCheck::ClusterHealth]))
+    let planned =
+        Planned::new(FLOW, &recorded, plan, steps).with_post_checks(vec![PostCheck::ClusterHealth]);
+    Ok(if multi {
+        planned.stopping_on_failure()
+    } else {
+        planned
+    })
 }
 
 #[cfg(test)]
