@@ -27,14 +27,15 @@ pub enum Nodes {
     name = "upgrade-eks",
     version,
     about = "Upgrade an EKS cluster one Kubernetes minor: preflight, control plane via Terraform, nodes, add-ons, post-checks",
-    after_help = "EKS moves one minor per hop: --target must be the live minor + 1 (run again for the next).\n\
-                  The control-plane step cannot be undone: a failure after it rolls back the later steps and stops there.\n\
+    after_help = "EKS moves one minor per hop: a --target further than the live minor + 1 runs every hop on the way as one run; a failure stops it at its hop (the hops done stay): --resume continues there.\n\
+                  The control-plane step is undone with EKS's version rollback for 7 days when the EKS cluster is known (--eks-cluster or the kubeconfig's ARN), managed node groups first; otherwise, or after the window, a failure after it rolls back the later steps and stops there.\n\
                   EKS Upgrade Insights for the target are read through the AWS CLI when the EKS cluster is known: an ERROR one blocks (EKS refuses the update) unless --force.\n\
                   Add-on versions are chosen while planning and recorded, so upgrade-rollback needs no `aws`.\n\
                   Exit codes: 0 done (or planned), 1 failed and rolled back, 2 bad input (nothing changed), 3 done with post-check warnings, 4 preflight blockers (nothing changed), 5 failed with a recorded way back (e.g. after the control plane), 130 stopped by Ctrl-C."
 )]
 pub struct Args {
-    /// The Kubernetes minor to move to: the live minor + 1, e.g. 1.31.
+    /// The Kubernetes minor to move to, e.g. 1.31 (the live minor + 1), or further: every hop
+    /// on the way, in one run.
     #[arg(long, value_name = "MINOR")]
     pub target: String,
     /// The Terraform environment that owns the cluster.
