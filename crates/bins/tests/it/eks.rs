@@ -1123,3 +1123,122 @@ async fn a_multi_hop_run_stops_at_the_failed_hop_and_resumes_there() {
     let tfvars = std::fs::read_to_string(world.tfvars()).unwrap();
     assert!(tfvars.contains("cluster_version = \"1.33\""), "{tfvars}");
 }
+
+/// 1.30 → 1.34 in one run, killed (SIGKILL, no chance to clean up) at the boundary between
+/// the first and the second hop, then resumed with `--resume`: it repeats nothing done and
+/// finishes at 1.34 with the managed node group's node at 1.34.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_to_1_34_killed_at_a_hop_boundary_resumes_and_finishes() {
+    let world = World::new(1, Nodes::Managed).await;
+    let url = world.sim.url().to_string();
+    let endpoint = world.sim.eks_endpoint();
+    let args: Vec<String> = [
+        "--target",
+        "1.34",
+        "--nodes",
+        "managed",
+        "--expect-cluster",
+        &url,
+        "--eks-cluster",
+        "mlops-platform-dev",
+        "--aws-region",
+        "us-east-1",
+        "--aws-endpoint-url",
+        &endpoint,
+        "--apply",
+        "--yes",
+    ]
+    .map(str::to_string)
+    .to_vec();
+    let state = world.ctx.work().join(".upgrade");
+    // The same command line and environment as `World::eks`, as a child we can kill.
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_upgrade-eks"));
+    let mut runner = ProcessBuilder::new(env!("CARGO_BIN_EXE_upgrade-eks"));
+    world.ctx.apply_env(&mut runner);
+    for (key, value) in runner.get_envs() {
+        match value {
+            Some(v) => cmd.env(key, v),
+            None => cmd.env_remove(key),
+        };
+    }
+    cmd.arg("--kubeconfig")
+        .arg(world.sim.kubeconfig_path())
+        .args(["--kube-context", kube_sim::CONTEXT_NAME, "--terraform-dir"])
+        .arg(&world.dir)
+        .arg("--snapshot-dir")
+        .arg(&state)
+        .args(&args)
+        .env("TF_CLI_CONFIG_FILE", &world.rc)
+        .env("UPGRADE_SIM_KUBE_URL", world.sim.url())
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    // The boundary: the first hop's last step verified.
+    let journal = state.join("journal.jsonl");
+    let boundary = || {
+        std::fs::read_to_string(&journal).is_ok_and(|text| {
+            text.lines().any(|l| {
+                l.contains("\"event\":\"verified\"") && l.contains("\"step\":\"eks/nodes-1.31\"")
+            })
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    while !boundary() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before the first hop's boundary"
+        );
+        assert!(std::time::Instant::now() < deadline, "no hop boundary");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let version = world.sim.server_version();
+    assert!(
+        version.starts_with("v1.31.") || version.starts_with("v1.32."),
+        "killed between the hops: {version}"
+    );
+
+    // Without --resume nothing new starts; with it, the run finishes.
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let aws = [
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_CONFIG_FILE", "/dev/null"),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
+    ];
+    // (refused by the unfinished run in the journal, or by its upgrade lease)
+    let (code, stdout, stderr) = world.eks(&refs, &aws).await;
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    let mut resumed = refs.clone();
+    resumed.push("--resume");
+    // The killed run's upgrade lease frees itself at its expiry (a minute): until then the
+    // resume is refused naming it, as it must be (the holder could be alive elsewhere).
+    let deadline = std::time::Instant::now() + Duration::from_secs(150);
+    let (code, stdout, stderr) = loop {
+        let (code, stdout, stderr) = world.eks(&resumed, &aws).await;
+        if code == 2 && stderr.contains("upgrade lock") && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            continue;
+        }
+        break (code, stdout, stderr);
+    };
+    assert!(code == 0 || code == 3, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("4 hops in one run: 1.30 -> 1.31 -> 1.32 -> 1.33 -> 1.34"),
+        "{stdout}"
+    );
+    assert_eq!(world.sim.server_version(), "v1.34.0-eks-a737599");
+    assert!(
+        world
+            .node_versions()
+            .iter()
+            .all(|(_, v, _)| v.starts_with("v1.34.")),
+        "{:?}",
+        world.node_versions()
+    );
+}
