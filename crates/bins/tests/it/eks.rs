@@ -1151,7 +1151,11 @@ async fn a_run_to_1_34_killed_at_a_hop_boundary_resumes_and_finishes() {
     .map(str::to_string)
     .to_vec();
     let state = world.ctx.work().join(".upgrade");
-    // The same command line and environment as `World::eks`, as a child we can kill.
+    // The same command line and environment as `World::eks`, as a child we can kill. The
+    // runner has no "hand me the child" API on purpose, and its stop is graceful (SIGINT,
+    // then a kill of the whole group after a grace period); a crash is one SIGKILL to the
+    // command alone, at a moment the test picks, so std's Command is used here.
+    #[allow(clippy::disallowed_methods)]
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_upgrade-eks"));
     let mut runner = ProcessBuilder::new(env!("CARGO_BIN_EXE_upgrade-eks"));
     world.ctx.apply_env(&mut runner);
