@@ -32,6 +32,7 @@ use upgrade_verify::step::ProbeStep;
 
 use crate::context::FlowContext;
 use crate::error::{FlowError, Result};
+use crate::flows::bluegreen::{GreenVarsSpec, GreenVarsStep};
 use crate::flows::control_plane::{ControlPlaneSpec, ControlPlaneStep};
 use crate::flows::eks::{ControlPlaneWaitSpec, ControlPlaneWaitStep};
 use crate::flows::managed_addons::{ManagedAddonSpec, ManagedAddonStep};
@@ -342,6 +343,10 @@ impl StepRegistry {
                 ctx.stop_signal().clone(),
             )))
         });
+        registry.register(|spec: GreenVarsSpec, ctx| {
+            let tf = ctx.terraform("blue_terraform_dir", &spec.blue_terraform_dir)?;
+            Ok(Box::new(GreenVarsStep::new(spec, tf)))
+        });
         registry.register(|spec: ControlPlaneWaitSpec, ctx| {
             Ok(Box::new(ControlPlaneWaitStep::new(spec, ctx)))
         });
@@ -442,9 +447,10 @@ mod tests {
             ControlPlaneWaitSpec::KIND,
             ControlPlaneSpec::KIND,
             ManagedAddonSpec::KIND,
+            GreenVarsSpec::KIND,
         ] {
             assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
         }
-        assert_eq!(kinds.len(), 19, "{kinds:?}");
+        assert_eq!(kinds.len(), 20, "{kinds:?}");
     }
 }

@@ -2,6 +2,7 @@
 //! renders the outcome.
 
 pub mod argo_workflows;
+pub mod bluegreen;
 pub mod eks;
 pub mod helm_args;
 pub mod karpenter;

@@ -15,7 +15,7 @@ use upgrade_test::TestContext;
 const V130: &str = "v1.30.4-eks-a737599";
 
 /// The simulated AWS provider, built once (a no-op when the workspace build made it).
-fn provider_mirror() -> &'static Path {
+pub(crate) fn provider_mirror() -> &'static Path {
     static MIRROR: OnceLock<PathBuf> = OnceLock::new();
     MIRROR.get_or_init(|| {
         let exe = std::env::current_exe().unwrap();

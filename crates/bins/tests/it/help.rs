@@ -38,6 +38,9 @@ fn upgrade_release() {
     insta::assert_snapshot!("upgrade_releases", help(exe, &[]));
     let exe = env!("CARGO_BIN_EXE_upgrade-map-apis");
     insta::assert_snapshot!("upgrade_map_apis", help(exe, &[]));
+    let exe = env!("CARGO_BIN_EXE_upgrade-bluegreen");
+    insta::assert_snapshot!("upgrade_bluegreen", help(exe, &[]));
+    insta::assert_snapshot!("upgrade_bluegreen_inputs", help(exe, &["inputs"]));
 }
 
 #[test]
@@ -97,6 +100,7 @@ fn help_and_version_work_on_a_machine_without_the_tools() {
         ("upgrade-eks", env!("CARGO_BIN_EXE_upgrade-eks")),
         ("upgrade-karpenter", env!("CARGO_BIN_EXE_upgrade-karpenter")),
         ("upgrade-kserve", env!("CARGO_BIN_EXE_upgrade-kserve")),
+        ("upgrade-bluegreen", env!("CARGO_BIN_EXE_upgrade-bluegreen")),
         ("upgrade-lock", env!("CARGO_BIN_EXE_upgrade-lock")),
         ("upgrade-map-apis", env!("CARGO_BIN_EXE_upgrade-map-apis")),
         ("upgrade-mlflow", env!("CARGO_BIN_EXE_upgrade-mlflow")),

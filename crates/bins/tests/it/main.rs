@@ -4,6 +4,7 @@
 mod support;
 
 mod argo_workflows;
+mod bluegreen;
 mod eks;
 mod help;
 mod karpenter;

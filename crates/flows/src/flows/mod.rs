@@ -11,6 +11,7 @@ use upgrade_tf::State;
 use crate::context::FlowContext;
 use crate::error::{FlowError, Result, field};
 
+pub mod bluegreen;
 pub mod canary;
 mod component_crds;
 pub mod control_plane;

@@ -1,0 +1,121 @@
+//! `upgrade-bluegreen`: the blue/green cluster upgrade of seeds 001 and 003, one subcommand
+//! per stage. Built so far: `inputs` (the green environment's variables from blue's
+//! Terraform outputs).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+
+use upgrade_flows::flows::bluegreen::{self, InputsSpec};
+
+use crate::cli::{ClusterArgs, OutputArgs, RunArgs, context, execute};
+use crate::exit::{CliError, Flags};
+
+/// `upgrade-bluegreen`: upgrade by building a green cluster beside blue.
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "upgrade-bluegreen",
+    version,
+    about = "Blue/green cluster upgrade (build green beside blue, move state, switch, fail back)",
+    after_help = "Exit codes: 0 done (or planned), 1 failed and rolled back, 2 bad input (nothing changed), 4 blocked, 130 stopped by Ctrl-C."
+)]
+pub struct Args {
+    /// The stage.
+    #[command(subcommand)]
+    pub stage: Stage,
+    /// Which cluster: blue (listed after each stage's own flags).
+    #[command(flatten, next_display_order = 1000)]
+    pub cluster: ClusterArgs,
+    /// How the run runs.
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Output and logging.
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// The stages.
+#[derive(Debug, clap::Subcommand)]
+pub enum Stage {
+    /// Write the green environment's variables file from blue's Terraform outputs (VPC,
+    /// subnets, security group, EFS/FSx, S3, RDS, Cognito) and green's own values.
+    Inputs(InputsArgs),
+}
+
+/// `inputs`' flags.
+#[derive(Debug, clap::Args)]
+pub struct InputsArgs {
+    /// The blue deployment's Terraform folder.
+    #[arg(long, value_name = "DIR")]
+    pub blue_terraform_dir: PathBuf,
+    /// The green deployment's Terraform folder.
+    #[arg(long, value_name = "DIR")]
+    pub green_terraform_dir: PathBuf,
+    /// The variables file to write (default: GREEN_DIR/bluegreen.auto.tfvars.json).
+    #[arg(long, value_name = "FILE")]
+    pub green_vars_file: Option<PathBuf>,
+    /// The green cluster's name.
+    #[arg(long, value_name = "NAME")]
+    pub green_cluster: String,
+    /// The green cluster's Kubernetes minor.
+    #[arg(long, value_name = "MINOR")]
+    pub eks_version: String,
+    /// The green stage (the CNAME's stage part).
+    #[arg(long, value_name = "STAGE")]
+    pub stage: Option<String>,
+    /// The redirect alias the switch points traffic through.
+    #[arg(long, value_name = "NAME")]
+    pub redirect_alias: Option<String>,
+    /// The Velero (transfer) bucket.
+    #[arg(long, value_name = "BUCKET")]
+    pub velero_bucket: Option<String>,
+    /// Blue uses Cognito: its user pool and certificate outputs are required.
+    #[arg(long)]
+    pub cognito: bool,
+    /// The blue output that holds a green variable, when not the default, e.g.
+    /// src_vpc_id=main_vpc_id. Repeatable.
+    #[arg(long = "output-for", value_name = "VARIABLE=OUTPUT")]
+    pub outputs: Vec<String>,
+}
+
+impl crate::cli::Command for Args {
+    fn output(&self) -> &OutputArgs {
+        &self.output
+    }
+
+    async fn run(&self, out: &mut dyn Write) -> Result<u8, CliError> {
+        let flags = Flags::default()
+            .rename("outputs", "--output-for")
+            .rename("green_cluster_name", "--green-cluster");
+        match &self.stage {
+            Stage::Inputs(args) => {
+                let mut outputs = BTreeMap::new();
+                for pair in &args.outputs {
+                    let Some((var, output)) = pair.split_once('=') else {
+                        return Err(CliError::usage(format!(
+                            "--output-for {pair}: write VARIABLE=OUTPUT, e.g. src_vpc_id=main_vpc_id"
+                        )));
+                    };
+                    outputs.insert(var.to_string(), output.to_string());
+                }
+                let spec = InputsSpec {
+                    blue_terraform_dir: args.blue_terraform_dir.clone(),
+                    green_terraform_dir: args.green_terraform_dir.clone(),
+                    green_vars_file: args.green_vars_file.clone(),
+                    green_cluster_name: args.green_cluster.clone(),
+                    eks_version: args.eks_version.clone(),
+                    stage: args.stage.clone(),
+                    redirect_alias: args.redirect_alias.clone(),
+                    velero_bucket: args.velero_bucket.clone(),
+                    cognito: args.cognito,
+                    outputs,
+                };
+                let ctx = context("upgrade-bluegreen", &self.cluster, Some(&self.run)).await?;
+                let planned = bluegreen::plan_inputs(&ctx, &spec)
+                    .await
+                    .map_err(|e| CliError::from_flow(e, &flags))?;
+                execute(&ctx, planned, &self.run, &self.output, &flags, out).await
+            }
+        }
+    }
+}
