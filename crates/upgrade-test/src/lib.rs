@@ -22,9 +22,11 @@ use std::path::{Path, PathBuf};
 
 use upgrade_core::ProcessBuilder;
 
+pub mod moto;
 pub mod output;
 pub mod sim_mirror;
 
+pub use moto::MotoServer;
 pub use output::CommandOutput;
 pub use sim_mirror::{sim_mirror, use_sim_mirror};
 

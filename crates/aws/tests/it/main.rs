@@ -178,3 +178,103 @@ async fn a_missing_cli_is_told_apart_from_an_aws_error() {
     assert!(matches!(err, upgrade_aws::Error::NotRun(_)), "{err:?}");
     assert_eq!(err.aws_code(), None);
 }
+
+/// The AWS side of blue/green runs on moto's server: the real AWS CLI creates and reads an S3
+/// bucket, an IAM role's trust policy, an RDS instance and its snapshot, a Route 53 zone and
+/// record, and an AWS Backup vault there (the services the blue/green flow drives).
+#[test]
+fn the_aws_cli_runs_against_moto_for_the_blue_green_services() {
+    let moto = upgrade_test::MotoServer::start();
+    let aws = |args: &[&str]| -> serde_json::Value {
+        let mut cmd = upgrade_core::ProcessBuilder::new(upgrade_test::require_tool("aws"));
+        for (key, value) in moto.aws_env() {
+            cmd.env(key, value);
+        }
+        cmd.args(args)
+            .args(["--output", "json", "--endpoint-url", moto.url()])
+            .env("AWS_PAGER", "")
+            .timeout(Duration::from_secs(60));
+        let out = cmd.exec().unwrap_or_else(|e| panic!("aws {args:?}: {e}"));
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+    };
+    aws(&["s3api", "create-bucket", "--bucket", "mlops-blue-artifacts"]);
+    let buckets = aws(&["s3api", "list-buckets"]);
+    assert_eq!(buckets["Buckets"][0]["Name"], "mlops-blue-artifacts");
+
+    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Federated":"arn:aws:iam::123456789012:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/BLUE"},"Action":"sts:AssumeRoleWithWebIdentity"}]}"#;
+    aws(&[
+        "iam",
+        "create-role",
+        "--role-name",
+        "kf-profile",
+        "--assume-role-policy-document",
+        trust,
+    ]);
+    let role = aws(&["iam", "get-role", "--role-name", "kf-profile"]);
+    assert!(
+        role["Role"]["AssumeRolePolicyDocument"]
+            .to_string()
+            .contains("id/BLUE")
+    );
+
+    aws(&[
+        "rds",
+        "create-db-instance",
+        "--db-instance-identifier",
+        "mlops-blue",
+        "--engine",
+        "mysql",
+        "--db-instance-class",
+        "db.t3.micro",
+        "--master-username",
+        "admin",
+        "--master-user-password",
+        "not-a-real-password",
+        "--allocated-storage",
+        "20",
+    ]);
+    aws(&[
+        "rds",
+        "create-db-snapshot",
+        "--db-instance-identifier",
+        "mlops-blue",
+        "--db-snapshot-identifier",
+        "mlops-blue-before-green",
+    ]);
+    let snapshots = aws(&[
+        "rds",
+        "describe-db-snapshots",
+        "--db-instance-identifier",
+        "mlops-blue",
+    ]);
+    assert!(
+        snapshots["DBSnapshots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["DBSnapshotIdentifier"] == "mlops-blue-before-green"),
+        "{snapshots}"
+    );
+
+    let zone = aws(&[
+        "route53",
+        "create-hosted-zone",
+        "--name",
+        "platform.example.com",
+        "--caller-reference",
+        "blue-green-test",
+    ]);
+    assert!(zone["HostedZone"]["Id"].as_str().is_some(), "{zone}");
+
+    aws(&[
+        "backup",
+        "create-backup-vault",
+        "--backup-vault-name",
+        "mlops-vault",
+    ]);
+    let vaults = aws(&["backup", "list-backup-vaults"]);
+    assert_eq!(
+        vaults["BackupVaultList"][0]["BackupVaultName"],
+        "mlops-vault"
+    );
+}

@@ -1,0 +1,77 @@
+//! moto's server (PyPI `moto[server]`, installed by `./dev tools`) on a loopback port: the
+//! AWS services the real AWS CLI talks to in tests (S3, RDS, IAM, Route 53, ELBv2, Backup),
+//! stopped when dropped.
+
+use std::time::{Duration, Instant};
+
+use upgrade_core::ProcessBuilder;
+use upgrade_core::process::StopSignal;
+
+/// A running moto server.
+pub struct MotoServer {
+    url: String,
+    stop: StopSignal,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl MotoServer {
+    /// Starts `moto_server` on a free loopback port and waits until it answers (panics,
+    /// naming `./dev tools`, when it is not installed or does not start).
+    pub fn start() -> MotoServer {
+        let program = crate::require_tool("moto_server");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let stop = StopSignal::new();
+        let mut cmd = ProcessBuilder::new(program);
+        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stop_signal(stop.clone())
+            .timeout(Duration::from_secs(3600))
+            .grace_period(Duration::from_secs(2));
+        let thread = std::thread::spawn(move || {
+            let _ = cmd.output();
+        });
+        let server = MotoServer {
+            url: format!("http://127.0.0.1:{port}"),
+            stop,
+            thread: Some(thread),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not start on port {port} within a minute"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        server
+    }
+
+    /// `http://127.0.0.1:<port>`, for `aws --endpoint-url` (awscli v1 honours
+    /// `AWS_ENDPOINT_URL` for some services only, so pass the flag).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The environment that points the AWS CLI at this server with test credentials.
+    pub fn aws_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.url.clone()),
+            ("AWS_ACCESS_KEY_ID", "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+            ("AWS_DEFAULT_REGION", "us-east-1".into()),
+            ("AWS_CONFIG_FILE", "/dev/null".into()),
+            ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null".into()),
+        ]
+    }
+}
+
+impl Drop for MotoServer {
+    fn drop(&mut self) {
+        self.stop.stop();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
