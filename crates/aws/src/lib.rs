@@ -180,6 +180,13 @@ impl EksBuilder {
         self
     }
 
+    /// An IAM handle with these settings (see [`Iam::builder`]).
+    pub fn build_iam(self) -> Result<Iam> {
+        Ok(Iam {
+            inner: self.build()?.inner,
+        })
+    }
+
     /// The handle; the `aws` binary is resolved now, so a missing one fails here.
     pub fn build(self) -> Result<Eks> {
         let program = upgrade_core::tool::AWS
@@ -210,6 +217,65 @@ struct Inner {
     timeout: Duration,
     stop: Option<StopSignal>,
     env: Vec<(String, String)>,
+}
+
+/// IAM through the AWS CLI (the trust policies of IRSA roles). Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Iam {
+    inner: Arc<Inner>,
+}
+
+impl Iam {
+    /// A builder with the same settings as [`Eks::builder`] (no cluster).
+    pub fn builder() -> EksBuilder {
+        Eks::builder("")
+    }
+
+    /// The role's trust policy (`get-role`'s `AssumeRolePolicyDocument`), as JSON.
+    pub async fn trust_policy(&self, role: &str) -> Result<Value> {
+        let answer: Value = call_service(
+            &self.inner,
+            "iam",
+            "get-role",
+            vec!["--role-name".into(), role.into()],
+        )
+        .await?;
+        let document = &answer["Role"]["AssumeRolePolicyDocument"];
+        // The CLI decodes the URL-encoded document into JSON; some versions leave it text.
+        match document {
+            Value::String(text) => serde_json::from_str(text).map_err(|e| Error::Unparseable {
+                operation: "get-role".into(),
+                detail: format!("the trust policy is not JSON: {e}"),
+            }),
+            Value::Object(_) => Ok(document.clone()),
+            _ => Err(Error::Unparseable {
+                operation: "get-role".into(),
+                detail: "no AssumeRolePolicyDocument".into(),
+            }),
+        }
+    }
+
+    /// Replaces the role's trust policy (`update-assume-role-policy`).
+    pub async fn set_trust_policy(&self, role: &str, document: &Value) -> Result<()> {
+        let _: Value = call_service(
+            &self.inner,
+            "iam",
+            "update-assume-role-policy",
+            vec![
+                "--role-name".into(),
+                role.into(),
+                "--policy-document".into(),
+                document.to_string(),
+            ],
+        )
+        .await
+        .or_else(|e| match e {
+            // The command prints nothing on success, which is not JSON.
+            Error::Unparseable { .. } => Ok(Value::Null),
+            other => Err(other),
+        })?;
+        Ok(())
+    }
 }
 
 /// One EKS cluster's API, through the AWS CLI. Cheap to clone.
@@ -435,47 +501,7 @@ impl Eks {
         operation: &'static str,
         args: Vec<String>,
     ) -> Result<T> {
-        let inner = Arc::clone(&self.inner);
-        let joined = tokio::task::spawn_blocking(move || {
-            let mut cmd = ProcessBuilder::new(&inner.program);
-            cmd.arg("eks").arg(operation).args(&args);
-            cmd.args(["--output", "json"]);
-            if let Some(region) = &inner.region {
-                cmd.args(["--region", region]);
-            }
-            if let Some(profile) = &inner.profile {
-                cmd.args(["--profile", profile]);
-            }
-            if let Some(url) = &inner.endpoint_url {
-                cmd.args(["--endpoint-url", url]);
-            }
-            for (key, value) in &inner.env {
-                cmd.env(key, value);
-            }
-            // The pager would wait for a terminal.
-            cmd.env("AWS_PAGER", "").timeout(inner.timeout);
-            if let Some(stop) = &inner.stop {
-                cmd.stop_signal(stop.clone());
-            }
-            cmd.exec()
-        })
-        .await;
-        let output = match joined {
-            Ok(result) => result.map_err(ProcessError::into_tool_error::<Error>)?,
-            Err(join) => {
-                return Err(Error::Unparseable {
-                    operation: operation.into(),
-                    detail: format!("the call's task failed: {join}"),
-                });
-            }
-        };
-        serde_json::from_slice(&output.stdout).map_err(|e| Error::Unparseable {
-            operation: operation.into(),
-            detail: format!(
-                "{e}: {}",
-                output.stdout_lossy().chars().take(200).collect::<String>()
-            ),
-        })
+        call_service(&self.inner, "eks", operation, args).await
     }
 
     fn cluster_arg(&self, flag: &str) -> Vec<String> {
@@ -643,6 +669,58 @@ impl Eks {
         }
         Ok(out)
     }
+}
+
+/// Runs `aws <service> <operation> <args> --output json` with the handle's settings and
+/// parses its answer; the one way this crate runs the CLI.
+async fn call_service<T: DeserializeOwned + Send + 'static>(
+    inner: &Arc<Inner>,
+    service: &'static str,
+    operation: &'static str,
+    args: Vec<String>,
+) -> Result<T> {
+    let inner = Arc::clone(inner);
+    let joined = tokio::task::spawn_blocking(move || {
+        let mut cmd = ProcessBuilder::new(&inner.program);
+        cmd.arg(service).arg(operation).args(&args);
+
+        cmd.args(["--output", "json"]);
+        if let Some(region) = &inner.region {
+            cmd.args(["--region", region]);
+        }
+        if let Some(profile) = &inner.profile {
+            cmd.args(["--profile", profile]);
+        }
+        if let Some(url) = &inner.endpoint_url {
+            cmd.args(["--endpoint-url", url]);
+        }
+        for (key, value) in &inner.env {
+            cmd.env(key, value);
+        }
+        // The pager would wait for a terminal.
+        cmd.env("AWS_PAGER", "").timeout(inner.timeout);
+        if let Some(stop) = &inner.stop {
+            cmd.stop_signal(stop.clone());
+        }
+        cmd.exec()
+    })
+    .await;
+    let output = match joined {
+        Ok(result) => result.map_err(ProcessError::into_tool_error::<Error>)?,
+        Err(join) => {
+            return Err(Error::Unparseable {
+                operation: operation.into(),
+                detail: format!("the call's task failed: {join}"),
+            });
+        }
+    };
+    serde_json::from_slice(&output.stdout).map_err(|e| Error::Unparseable {
+        operation: operation.into(),
+        detail: format!(
+            "{e}: {}",
+            output.stdout_lossy().chars().take(200).collect::<String>()
+        ),
+    })
 }
 
 /// `answer[key]` as `T`.

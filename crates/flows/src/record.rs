@@ -32,7 +32,7 @@ use upgrade_verify::step::ProbeStep;
 
 use crate::context::FlowContext;
 use crate::error::{FlowError, Result};
-use crate::flows::bluegreen::{GreenVarsSpec, GreenVarsStep};
+use crate::flows::bluegreen::{GreenVarsSpec, GreenVarsStep, IrsaTrustSpec, IrsaTrustStep};
 use crate::flows::control_plane::{ControlPlaneSpec, ControlPlaneStep};
 use crate::flows::eks::{ControlPlaneWaitSpec, ControlPlaneWaitStep};
 use crate::flows::managed_addons::{ManagedAddonSpec, ManagedAddonStep};
@@ -347,6 +347,7 @@ impl StepRegistry {
             let tf = ctx.terraform("blue_terraform_dir", &spec.blue_terraform_dir)?;
             Ok(Box::new(GreenVarsStep::new(spec, tf)))
         });
+        registry.register(|spec: IrsaTrustSpec, _| Ok(Box::new(IrsaTrustStep::new(spec))));
         registry.register(|spec: ControlPlaneWaitSpec, ctx| {
             Ok(Box::new(ControlPlaneWaitStep::new(spec, ctx)))
         });
@@ -448,9 +449,10 @@ mod tests {
             ControlPlaneSpec::KIND,
             ManagedAddonSpec::KIND,
             GreenVarsSpec::KIND,
+            IrsaTrustSpec::KIND,
         ] {
             assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
         }
-        assert_eq!(kinds.len(), 20, "{kinds:?}");
+        assert_eq!(kinds.len(), 21, "{kinds:?}");
     }
 }

@@ -1,12 +1,12 @@
 //! `upgrade-bluegreen`: the blue/green cluster upgrade of seeds 001 and 003, one subcommand
 //! per stage. Built so far: `inputs` (the green environment's variables from blue's
-//! Terraform outputs).
+//! Terraform outputs) and `irsa` (green's OIDC provider in the profile roles' trust).
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 
-use upgrade_flows::flows::bluegreen::{self, InputsSpec};
+use upgrade_flows::flows::bluegreen::{self, AwsSettings, InputsSpec, IrsaSpec};
 
 use crate::cli::{ClusterArgs, OutputArgs, RunArgs, context, execute};
 use crate::exit::{CliError, Flags};
@@ -40,6 +40,29 @@ pub enum Stage {
     /// Write the green environment's variables file from blue's Terraform outputs (VPC,
     /// subnets, security group, EFS/FSx, S3, RDS, Cognito) and green's own values.
     Inputs(InputsArgs),
+    /// Add the green cluster's OIDC provider to the trust policy of each profile role
+    /// (IRSA), beside blue's; reversible.
+    Irsa(IrsaArgs),
+}
+
+/// `irsa`'s flags.
+#[derive(Debug, clap::Args)]
+pub struct IrsaArgs {
+    /// A role the profiles' service accounts assume. Repeatable.
+    #[arg(long = "role", value_name = "NAME", required = true)]
+    pub roles: Vec<String>,
+    /// The green cluster's IAM OIDC provider ARN.
+    #[arg(long, value_name = "ARN")]
+    pub green_oidc_provider_arn: String,
+    /// The AWS region.
+    #[arg(long, value_name = "REGION")]
+    pub aws_region: Option<String>,
+    /// The AWS CLI profile.
+    #[arg(long, value_name = "NAME")]
+    pub aws_profile: Option<String>,
+    /// Another IAM endpoint (moto in tests).
+    #[arg(long, value_name = "URL")]
+    pub aws_endpoint_url: Option<String>,
 }
 
 /// `inputs`' flags.
@@ -112,6 +135,22 @@ impl crate::cli::Command for Args {
                 };
                 let ctx = context("upgrade-bluegreen", &self.cluster, Some(&self.run)).await?;
                 let planned = bluegreen::plan_inputs(&ctx, &spec)
+                    .await
+                    .map_err(|e| CliError::from_flow(e, &flags))?;
+                execute(&ctx, planned, &self.run, &self.output, &flags, out).await
+            }
+            Stage::Irsa(args) => {
+                let spec = IrsaSpec {
+                    roles: args.roles.clone(),
+                    green_oidc_provider_arn: args.green_oidc_provider_arn.clone(),
+                    aws: AwsSettings {
+                        region: args.aws_region.clone(),
+                        profile: args.aws_profile.clone(),
+                        endpoint_url: args.aws_endpoint_url.clone(),
+                    },
+                };
+                let ctx = context("upgrade-bluegreen", &self.cluster, Some(&self.run)).await?;
+                let planned = bluegreen::plan_irsa(&ctx, &spec)
                     .await
                     .map_err(|e| CliError::from_flow(e, &flags))?;
                 execute(&ctx, planned, &self.run, &self.output, &flags, out).await

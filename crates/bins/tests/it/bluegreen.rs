@@ -184,3 +184,136 @@ async fn inputs_come_from_blues_outputs_and_secrets_stay_in_the_file() {
     assert!(!file.exists(), "the file the run created is gone again");
     sim.shutdown().await;
 }
+
+/// `upgrade-bluegreen irsa` with the real AWS CLI against moto's IAM: the green provider is
+/// trusted beside blue's (conditions moved to green's issuer), a role that is not an IRSA role
+/// blocks, and `upgrade-rollback` puts the policy back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn irsa_trusts_green_beside_blue_and_rolls_back() {
+    let ctx = TestContext::new();
+    let sim = SimCluster::builder()
+        .controllers(ControllerConfig::none())
+        .kubeconfig_path(ctx.root().join("kubeconfig.yaml"))
+        .start()
+        .await
+        .unwrap();
+    let moto = upgrade_test::MotoServer::start();
+    let blue = "arn:aws:iam::123456789012:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/BLUE";
+    let green = "arn:aws:iam::123456789012:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/GREEN";
+    let aws = |args: &[&str]| {
+        let mut cmd = ProcessBuilder::new(ctx.require_tool("aws"));
+        for (k, v) in moto.aws_env() {
+            cmd.env(k, v);
+        }
+        cmd.args(args)
+            .args(["--endpoint-url", moto.url(), "--output", "json"]);
+        cmd.exec().unwrap_or_else(|e| panic!("{e}"))
+    };
+    let trust = serde_json::json!({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"Federated": blue},
+        "Action": "sts:AssumeRoleWithWebIdentity",
+        "Condition": {"StringEquals": {
+            "oidc.eks.us-east-1.amazonaws.com/id/BLUE:sub": "system:serviceaccount:kubeflow-user:default-editor"}}}]});
+    aws(&[
+        "iam",
+        "create-role",
+        "--role-name",
+        "kf-user",
+        "--assume-role-policy-document",
+        &trust.to_string(),
+    ]);
+    let ec2 = serde_json::json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]});
+    aws(&[
+        "iam",
+        "create-role",
+        "--role-name",
+        "nodes",
+        "--assume-role-policy-document",
+        &ec2.to_string(),
+    ]);
+    let policy = |role: &str| -> serde_json::Value {
+        let out = aws(&["iam", "get-role", "--role-name", role]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["Role"]["AssumeRolePolicyDocument"].clone()
+    };
+    let run = |exe: &str, args: &[&str]| {
+        let mut cmd = ProcessBuilder::new(exe);
+        ctx.apply_env(&mut cmd);
+        for (k, v) in moto.aws_env() {
+            cmd.env(k, v);
+        }
+        cmd.arg("--kubeconfig")
+            .arg(sim.kubeconfig_path())
+            .args([
+                "--kube-context",
+                kube_sim::CONTEXT_NAME,
+                "--expect-cluster",
+                sim.url(),
+            ])
+            .arg("--snapshot-dir")
+            .arg(ctx.work().join(".upgrade"))
+            .args(args);
+        upgrade_test::CommandOutput::run(&cmd).parts()
+    };
+    let exe = env!("CARGO_BIN_EXE_upgrade-bluegreen");
+    let irsa = |roles: &[&str], apply: bool| -> Vec<String> {
+        let mut a: Vec<String> = vec!["irsa".into()];
+        for role in roles {
+            a.extend(["--role".to_string(), role.to_string()]);
+        }
+        a.extend(
+            [
+                "--green-oidc-provider-arn",
+                green,
+                "--aws-endpoint-url",
+                moto.url(),
+            ]
+            .map(str::to_string),
+        );
+        if apply {
+            a.extend(["--apply".into(), "--yes".into()]);
+        }
+        a
+    };
+    // A role that is not an IRSA role blocks; a bad ARN is bad input.
+    let args = irsa(&["kf-user", "nodes"], true);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, stdout, stderr) = run(exe, &refs);
+    assert_eq!(code, 4, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("role nodes: the trust policy trusts no OIDC provider"),
+        "{stdout}"
+    );
+    let before = policy("kf-user");
+
+    let args = irsa(&["kf-user"], true);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, stdout, stderr) = run(exe, &refs);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let after = policy("kf-user").to_string();
+    assert!(
+        after.contains("id/BLUE") && after.contains("id/GREEN"),
+        "{after}"
+    );
+    assert!(
+        after.contains("oidc.eks.us-east-1.amazonaws.com/id/GREEN:sub"),
+        "the condition moved to green's issuer: {after}"
+    );
+    let run_id = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("run: "))
+        .unwrap()
+        .to_string();
+    let (code, stdout, stderr) = run(
+        env!("CARGO_BIN_EXE_upgrade-rollback"),
+        &["--run", &run_id, "--apply", "--yes"],
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(
+        policy("kf-user"),
+        before,
+        "the trust policy is back as it was"
+    );
+    sim.shutdown().await;
+}
