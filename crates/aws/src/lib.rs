@@ -180,6 +180,13 @@ impl EksBuilder {
         self
     }
 
+    /// A Route 53 handle with these settings (see [`Route53::builder`]).
+    pub fn build_route53(self) -> Result<Route53> {
+        Ok(Route53 {
+            inner: self.build()?.inner,
+        })
+    }
+
     /// An IAM handle with these settings (see [`Iam::builder`]).
     pub fn build_iam(self) -> Result<Iam> {
         Ok(Iam {
@@ -274,6 +281,68 @@ impl Iam {
             Error::Unparseable { .. } => Ok(Value::Null),
             other => Err(other),
         })?;
+        Ok(())
+    }
+}
+
+/// Route 53 through the AWS CLI (the DNS record a blue/green switch moves). Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Route53 {
+    inner: Arc<Inner>,
+}
+
+impl Route53 {
+    /// A builder with the same settings as [`Eks::builder`] (no cluster).
+    pub fn builder() -> EksBuilder {
+        Eks::builder("")
+    }
+
+    /// The record set `name` of `kind` (`CNAME`, `A`, …) in hosted zone `zone`, as Route 53
+    /// returns it (`Name`, `Type`, `TTL`, `ResourceRecords` or `AliasTarget`), when it exists.
+    pub async fn record(&self, zone: &str, name: &str, kind: &str) -> Result<Option<Value>> {
+        let answer: Value = call_service(
+            &self.inner,
+            "route53",
+            "list-resource-record-sets",
+            vec![
+                "--hosted-zone-id".into(),
+                zone.into(),
+                "--start-record-name".into(),
+                name.into(),
+                "--start-record-type".into(),
+                kind.into(),
+                "--max-items".into(),
+                "1".into(),
+            ],
+        )
+        .await?;
+        let wanted = name.trim_end_matches('.');
+        Ok(answer["ResourceRecordSets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| {
+                r["Name"].as_str().map(|n| n.trim_end_matches('.')) == Some(wanted)
+                    && r["Type"] == kind
+            })
+            .cloned())
+    }
+
+    /// `UPSERT`s `record` (a record set as [`record`](Self::record) returns it).
+    pub async fn upsert(&self, zone: &str, record: &Value) -> Result<()> {
+        let batch = json!({"Changes": [{"Action": "UPSERT", "ResourceRecordSet": record}]});
+        let _: Value = call_service(
+            &self.inner,
+            "route53",
+            "change-resource-record-sets",
+            vec![
+                "--hosted-zone-id".into(),
+                zone.into(),
+                "--change-batch".into(),
+                batch.to_string(),
+            ],
+        )
+        .await?;
         Ok(())
     }
 }

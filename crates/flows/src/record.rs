@@ -32,7 +32,9 @@ use upgrade_verify::step::ProbeStep;
 
 use crate::context::FlowContext;
 use crate::error::{FlowError, Result};
-use crate::flows::bluegreen::{GreenVarsSpec, GreenVarsStep, IrsaTrustSpec, IrsaTrustStep};
+use crate::flows::bluegreen::{
+    GreenVarsSpec, GreenVarsStep, IrsaTrustSpec, IrsaTrustStep, SwitchStep, SwitchStepSpec,
+};
 use crate::flows::control_plane::{ControlPlaneSpec, ControlPlaneStep};
 use crate::flows::eks::{ControlPlaneWaitSpec, ControlPlaneWaitStep};
 use crate::flows::managed_addons::{ManagedAddonSpec, ManagedAddonStep};
@@ -348,6 +350,7 @@ impl StepRegistry {
             Ok(Box::new(GreenVarsStep::new(spec, tf)))
         });
         registry.register(|spec: IrsaTrustSpec, _| Ok(Box::new(IrsaTrustStep::new(spec))));
+        registry.register(|spec: SwitchStepSpec, _| Ok(Box::new(SwitchStep::new(spec))));
         registry.register(|spec: ControlPlaneWaitSpec, ctx| {
             Ok(Box::new(ControlPlaneWaitStep::new(spec, ctx)))
         });
@@ -450,9 +453,10 @@ mod tests {
             ManagedAddonSpec::KIND,
             GreenVarsSpec::KIND,
             IrsaTrustSpec::KIND,
+            SwitchStepSpec::KIND,
         ] {
             assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
         }
-        assert_eq!(kinds.len(), 21, "{kinds:?}");
+        assert_eq!(kinds.len(), 22, "{kinds:?}");
     }
 }

@@ -1,12 +1,13 @@
 //! `upgrade-bluegreen`: the blue/green cluster upgrade of seeds 001 and 003, one subcommand
 //! per stage. Built so far: `inputs` (the green environment's variables from blue's
-//! Terraform outputs) and `irsa` (green's OIDC provider in the profile roles' trust).
+//! Terraform outputs), `irsa` (green's OIDC provider in the profile roles' trust), `switch`
+//! (the DNS record to green, inside the maintenance window) and `failback` (back to blue).
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 
-use upgrade_flows::flows::bluegreen::{self, AwsSettings, InputsSpec, IrsaSpec};
+use upgrade_flows::flows::bluegreen::{self, AwsSettings, InputsSpec, IrsaSpec, SwitchSpec};
 
 use crate::cli::{ClusterArgs, OutputArgs, RunArgs, context, execute};
 use crate::exit::{CliError, Flags};
@@ -43,6 +44,44 @@ pub enum Stage {
     /// Add the green cluster's OIDC provider to the trust policy of each profile role
     /// (IRSA), beside blue's; reversible.
     Irsa(IrsaArgs),
+    /// Point the platform's DNS record (Route 53) from blue to green, inside the
+    /// maintenance window; `failback` undoes it.
+    Switch(SwitchArgs),
+    /// Point the DNS record back at blue: the rollback of the latest switch.
+    Failback,
+}
+
+/// `switch`'s flags.
+#[derive(Debug, clap::Args)]
+pub struct SwitchArgs {
+    /// The Route 53 hosted zone id.
+    #[arg(long, value_name = "ID")]
+    pub zone_id: String,
+    /// The record users reach the platform by.
+    #[arg(long, value_name = "NAME")]
+    pub record: String,
+    /// Its type.
+    #[arg(long, value_name = "TYPE", default_value = "CNAME")]
+    pub record_type: String,
+    /// Green's address (its load balancer's DNS name).
+    #[arg(long, value_name = "DNS_NAME")]
+    pub green_target: String,
+    /// The maintenance window, START/END in RFC 3339 (e.g.
+    /// 2026-12-05T22:00:00Z/2026-12-06T02:00:00Z); a switch outside it is refused.
+    #[arg(long, value_name = "START/END")]
+    pub window: Option<String>,
+    /// Switch outside the window anyway (recorded in the run).
+    #[arg(long)]
+    pub force_window: bool,
+    /// The AWS region.
+    #[arg(long, value_name = "REGION")]
+    pub aws_region: Option<String>,
+    /// The AWS CLI profile.
+    #[arg(long, value_name = "NAME")]
+    pub aws_profile: Option<String>,
+    /// Another Route 53 endpoint (moto in tests).
+    #[arg(long, value_name = "URL")]
+    pub aws_endpoint_url: Option<String>,
 }
 
 /// `irsa`'s flags.
@@ -154,6 +193,44 @@ impl crate::cli::Command for Args {
                     .await
                     .map_err(|e| CliError::from_flow(e, &flags))?;
                 execute(&ctx, planned, &self.run, &self.output, &flags, out).await
+            }
+            Stage::Switch(args) => {
+                let window = args
+                    .window
+                    .as_deref()
+                    .map(|w| w.parse())
+                    .transpose()
+                    .map_err(|e: String| CliError::usage(format!("--window: {e}")))?;
+                let spec = SwitchSpec {
+                    zone_id: args.zone_id.clone(),
+                    record_name: args.record.clone(),
+                    record_type: args.record_type.clone(),
+                    green_target: args.green_target.clone(),
+                    window,
+                    force_window: args.force_window,
+                    aws: AwsSettings {
+                        region: args.aws_region.clone(),
+                        profile: args.aws_profile.clone(),
+                        endpoint_url: args.aws_endpoint_url.clone(),
+                    },
+                };
+                let ctx = context("upgrade-bluegreen", &self.cluster, Some(&self.run)).await?;
+                let planned = bluegreen::plan_switch(&ctx, &spec)
+                    .await
+                    .map_err(|e| CliError::from_flow(e, &flags))?;
+                execute(&ctx, planned, &self.run, &self.output, &flags, out).await
+            }
+            Stage::Failback => {
+                let state = upgrade_flows::StateDir::new(&self.run.snapshot_dir);
+                let run_id = bluegreen::latest_switch_run(&state)
+                    .map_err(|e| CliError::from_flow(e, &flags))?;
+                let spec = upgrade_flows::flows::rollback::RollbackSpec {
+                    run_id: Some(run_id),
+                    component: None,
+                };
+                let ctx = context("upgrade-bluegreen", &self.cluster, Some(&self.run)).await?;
+                crate::commands::rollback::undo(&ctx, &spec, &self.run, &self.output, &flags, out)
+                    .await
             }
         }
     }

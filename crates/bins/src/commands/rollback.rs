@@ -66,33 +66,46 @@ impl crate::cli::Command for Args {
             resume: false,
         };
         let ctx = context("upgrade-rollback", &self.cluster, Some(&run)).await?;
-        let planned = rollback::plan(&ctx, &spec)
-            .await
-            .map_err(|e| CliError::from_flow(e, &flags))?;
-        let format = Format::from(self.output.output);
-        if !self.apply {
-            let mut report = RunReport::of_plan(planned.plan());
-            report.outcome = format!(
-                "dry run: nothing was changed; re-run with --apply to undo {} step(s)",
-                planned.undoable()
-            );
+        undo(&ctx, &spec, &run, &self.output, &flags, out).await
+    }
+}
+
+/// Plans the rollback of `spec`'s run and, with `--apply`, undoes it: the one path
+/// `upgrade-rollback` and `upgrade-bluegreen failback` share.
+pub(crate) async fn undo(
+    ctx: &upgrade_flows::FlowContext,
+    spec: &RollbackSpec,
+    run: &crate::cli::RunArgs,
+    output: &OutputArgs,
+    flags: &Flags,
+    out: &mut dyn Write,
+) -> Result<u8, CliError> {
+    let planned = rollback::plan(ctx, spec)
+        .await
+        .map_err(|e| CliError::from_flow(e, flags))?;
+    let format = Format::from(output.output);
+    if !run.apply {
+        let mut report = RunReport::of_plan(planned.plan());
+        report.outcome = format!(
+            "dry run: nothing was changed; re-run with --apply to undo {} step(s)",
+            planned.undoable()
+        );
+        print(out, &report.render(format))?;
+        return Ok(0);
+    }
+    if !run.yes {
+        crate::cli::confirm(planned.plan(), out)?;
+    }
+    match planned.apply(ctx).await {
+        Ok(report) => {
             print(out, &report.render(format))?;
-            return Ok(0);
+            Ok(report.exit_code())
         }
-        if !self.yes {
-            crate::cli::confirm(planned.plan(), out)?;
-        }
-        match planned.apply(&ctx).await {
-            Ok(report) => {
+        Err(err) => {
+            if let Some(report) = err.report() {
                 print(out, &report.render(format))?;
-                Ok(report.exit_code())
             }
-            Err(err) => {
-                if let Some(report) = err.report() {
-                    print(out, &report.render(format))?;
-                }
-                Err(CliError::from_flow(err, &flags))
-            }
+            Err(CliError::from_flow(err, flags))
         }
     }
 }

@@ -317,3 +317,143 @@ async fn irsa_trusts_green_beside_blue_and_rolls_back() {
     );
     sim.shutdown().await;
 }
+
+/// `switch` moves the platform's CNAME (moto's Route 53, the real AWS CLI) from blue to green
+/// inside the maintenance window, refuses outside it unless forced, and `failback` points it
+/// back at blue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switch_and_failback_move_the_record_inside_the_window() {
+    let ctx = TestContext::new();
+    let sim = SimCluster::builder()
+        .controllers(ControllerConfig::none())
+        .kubeconfig_path(ctx.root().join("kubeconfig.yaml"))
+        .start()
+        .await
+        .unwrap();
+    let moto = upgrade_test::MotoServer::start();
+    let aws = |args: &[&str]| -> serde_json::Value {
+        let mut cmd = ProcessBuilder::new(ctx.require_tool("aws"));
+        for (k, v) in moto.aws_env() {
+            cmd.env(k, v);
+        }
+        cmd.args(args)
+            .args(["--endpoint-url", moto.url(), "--output", "json"]);
+        let out = cmd.exec().unwrap_or_else(|e| panic!("{e}"));
+        serde_json::from_slice(&out.stdout).unwrap_or_default()
+    };
+    let zone = aws(&[
+        "route53",
+        "create-hosted-zone",
+        "--name",
+        "platform.example.com",
+        "--caller-reference",
+        "bluegreen-switch",
+    ]);
+    let zone_id = zone["HostedZone"]["Id"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("/hostedzone/")
+        .to_string();
+    let blue_record = serde_json::json!({"Changes": [{"Action": "CREATE", "ResourceRecordSet": {
+        "Name": "kubeflow.platform.example.com", "Type": "CNAME", "TTL": 60,
+        "ResourceRecords": [{"Value": "blue-alb.us-east-1.elb.amazonaws.com"}]}}]});
+    aws(&[
+        "route53",
+        "change-resource-record-sets",
+        "--hosted-zone-id",
+        &zone_id,
+        "--change-batch",
+        &blue_record.to_string(),
+    ]);
+    let points_at = || -> String {
+        let sets = aws(&[
+            "route53",
+            "list-resource-record-sets",
+            "--hosted-zone-id",
+            &zone_id,
+        ]);
+        sets["ResourceRecordSets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["Type"] == "CNAME")
+            .map(|r| {
+                r["ResourceRecords"][0]["Value"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .unwrap()
+    };
+    let run = |args: &[&str]| {
+        let mut cmd = ProcessBuilder::new(env!("CARGO_BIN_EXE_upgrade-bluegreen"));
+        ctx.apply_env(&mut cmd);
+        for (k, v) in moto.aws_env() {
+            cmd.env(k, v);
+        }
+        cmd.arg("--kubeconfig")
+            .arg(sim.kubeconfig_path())
+            .args([
+                "--kube-context",
+                kube_sim::CONTEXT_NAME,
+                "--expect-cluster",
+                sim.url(),
+            ])
+            .arg("--snapshot-dir")
+            .arg(ctx.work().join(".upgrade"))
+            .args(args);
+        upgrade_test::CommandOutput::run(&cmd).parts()
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let rfc = |secs: i64| jiff::Timestamp::from_second(secs).unwrap().to_string();
+    let switch = |window: &str, extra: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> = [
+            "switch",
+            "--zone-id",
+            &zone_id,
+            "--record",
+            "kubeflow.platform.example.com",
+            "--green-target",
+            "green-alb.us-east-1.elb.amazonaws.com",
+            "--window",
+            window,
+            "--aws-endpoint-url",
+            moto.url(),
+            "--apply",
+            "--yes",
+        ]
+        .map(str::to_string)
+        .to_vec();
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    // Outside the window (tomorrow): refused, nothing changed.
+    let tomorrow = format!("{}/{}", rfc(now + 86_400), rfc(now + 90_000));
+    let args = switch(&tomorrow, &[]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, stdout, stderr) = run(&refs);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("outside the maintenance window") && stderr.contains("--force-window"),
+        "{stderr}"
+    );
+    assert_eq!(points_at(), "blue-alb.us-east-1.elb.amazonaws.com");
+
+    // Inside it: green.
+    let open = format!("{}/{}", rfc(now - 600), rfc(now + 3600));
+    let args = switch(&open, &[]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, stdout, stderr) = run(&refs);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("blue-alb.us-east-1.elb.amazonaws.com (blue) -> green-alb.us-east-1.elb.amazonaws.com (green)"), "{stdout}");
+    assert_eq!(points_at(), "green-alb.us-east-1.elb.amazonaws.com");
+
+    // Fail back: blue again.
+    let (code, stdout, stderr) = run(&["failback", "--apply", "--yes"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(points_at(), "blue-alb.us-east-1.elb.amazonaws.com");
+    sim.shutdown().await;
+}
