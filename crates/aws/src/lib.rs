@@ -162,6 +162,26 @@ impl EksBuilder {
         self
     }
 
+    /// `--region`, `--profile` and `--endpoint-url` where given (a caller's optional
+    /// settings, applied in one place).
+    pub fn settings(
+        mut self,
+        region: Option<&str>,
+        profile: Option<&str>,
+        endpoint_url: Option<&str>,
+    ) -> Self {
+        if let Some(region) = region {
+            self = self.region(region);
+        }
+        if let Some(profile) = profile {
+            self = self.profile(profile);
+        }
+        if let Some(url) = endpoint_url {
+            self = self.endpoint_url(url);
+        }
+        self
+    }
+
     /// The limit of each call (default 2 minutes).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;

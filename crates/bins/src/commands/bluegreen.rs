@@ -73,15 +73,33 @@ pub struct SwitchArgs {
     /// Switch outside the window anyway (recorded in the run).
     #[arg(long)]
     pub force_window: bool,
+    /// How to reach AWS.
+    #[command(flatten)]
+    pub aws: AwsArgs,
+}
+
+/// How a stage reaches AWS (the AWS CLI's settings).
+#[derive(Debug, clap::Args)]
+pub struct AwsArgs {
     /// The AWS region.
     #[arg(long, value_name = "REGION")]
     pub aws_region: Option<String>,
     /// The AWS CLI profile.
     #[arg(long, value_name = "NAME")]
     pub aws_profile: Option<String>,
-    /// Another Route 53 endpoint (moto in tests).
+    /// Another AWS endpoint (moto in tests).
     #[arg(long, value_name = "URL")]
     pub aws_endpoint_url: Option<String>,
+}
+
+impl AwsArgs {
+    fn settings(&self) -> AwsSettings {
+        AwsSettings {
+            region: self.aws_region.clone(),
+            profile: self.aws_profile.clone(),
+            endpoint_url: self.aws_endpoint_url.clone(),
+        }
+    }
 }
 
 /// `irsa`'s flags.
@@ -93,15 +111,9 @@ pub struct IrsaArgs {
     /// The green cluster's IAM OIDC provider ARN.
     #[arg(long, value_name = "ARN")]
     pub green_oidc_provider_arn: String,
-    /// The AWS region.
-    #[arg(long, value_name = "REGION")]
-    pub aws_region: Option<String>,
-    /// The AWS CLI profile.
-    #[arg(long, value_name = "NAME")]
-    pub aws_profile: Option<String>,
-    /// Another IAM endpoint (moto in tests).
-    #[arg(long, value_name = "URL")]
-    pub aws_endpoint_url: Option<String>,
+    /// How to reach AWS.
+    #[command(flatten)]
+    pub aws: AwsArgs,
 }
 
 /// `inputs`' flags.
@@ -182,11 +194,7 @@ impl crate::cli::Command for Args {
                 let spec = IrsaSpec {
                     roles: args.roles.clone(),
                     green_oidc_provider_arn: args.green_oidc_provider_arn.clone(),
-                    aws: AwsSettings {
-                        region: args.aws_region.clone(),
-                        profile: args.aws_profile.clone(),
-                        endpoint_url: args.aws_endpoint_url.clone(),
-                    },
+                    aws: args.aws.settings(),
                 };
                 let ctx = context("upgrade-bluegreen", &self.cluster, Some(&self.run)).await?;
                 let planned = bluegreen::plan_irsa(&ctx, &spec)
@@ -208,11 +216,7 @@ impl crate::cli::Command for Args {
                     green_target: args.green_target.clone(),
                     window,
                     force_window: args.force_window,
-                    aws: AwsSettings {
-                        region: args.aws_region.clone(),
-                        profile: args.aws_profile.clone(),
-                        endpoint_url: args.aws_endpoint_url.clone(),
-                    },
+                    aws: args.aws.settings(),
                 };
                 let ctx = context("upgrade-bluegreen", &self.cluster, Some(&self.run)).await?;
                 let planned = bluegreen::plan_switch(&ctx, &spec)

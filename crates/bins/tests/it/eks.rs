@@ -14,6 +14,15 @@ use upgrade_test::TestContext;
 
 const V130: &str = "v1.30.4-eks-a737599";
 
+/// The AWS CLI's environment for the simulated EKS API: any key is accepted, and no local
+/// configuration may leak in.
+const AWS_TEST_ENV: [(&str, &str); 4] = [
+    ("AWS_ACCESS_KEY_ID", "testing"),
+    ("AWS_SECRET_ACCESS_KEY", "testing"),
+    ("AWS_CONFIG_FILE", "/dev/null"),
+    ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
+];
+
 /// The simulated AWS provider, built once (a no-op when the workspace build made it).
 pub(crate) fn provider_mirror() -> &'static Path {
     static MIRROR: OnceLock<PathBuf> = OnceLock::new();
@@ -795,12 +804,7 @@ async fn an_error_insight_blocks_the_hop_until_forced() {
     ]}));
     let url = world.sim.url().to_string();
     let endpoint = world.sim.eks_endpoint();
-    let aws = [
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
-        ("AWS_CONFIG_FILE", "/dev/null"),
-        ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
-    ];
+    let aws = AWS_TEST_ENV;
     let hop = |extra: &[&str]| {
         let mut args: Vec<String> = [
             "--target",
@@ -911,12 +915,7 @@ async fn a_rollback_inside_the_window_brings_the_control_plane_back() {
     }));
     let url = world.sim.url().to_string();
     let endpoint = world.sim.eks_endpoint();
-    let aws = [
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
-        ("AWS_CONFIG_FILE", "/dev/null"),
-        ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
-    ];
+    let aws = AWS_TEST_ENV;
     let before = world.files();
     let (code, stdout, stderr) = world
         .eks(
@@ -1053,12 +1052,7 @@ async fn a_multi_hop_run_stops_at_the_failed_hop_and_resumes_there() {
     ]}));
     let url = world.sim.url().to_string();
     let endpoint = world.sim.eks_endpoint();
-    let aws = [
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
-        ("AWS_CONFIG_FILE", "/dev/null"),
-        ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
-    ];
+    let aws = AWS_TEST_ENV;
     let args = |extra: &[&str]| -> Vec<String> {
         let mut a: Vec<String> = [
             "--target",
@@ -1174,10 +1168,7 @@ async fn a_run_to_1_34_killed_at_a_hop_boundary_resumes_and_finishes() {
         .args(&args)
         .env("TF_CLI_CONFIG_FILE", &world.rc)
         .env("UPGRADE_SIM_KUBE_URL", world.sim.url())
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .envs(AWS_TEST_ENV)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
     let mut child = cmd.spawn().unwrap();
@@ -1209,12 +1200,7 @@ async fn a_run_to_1_34_killed_at_a_hop_boundary_resumes_and_finishes() {
 
     // Without --resume nothing new starts; with it, the run finishes.
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let aws = [
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
-        ("AWS_CONFIG_FILE", "/dev/null"),
-        ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
-    ];
+    let aws = AWS_TEST_ENV;
     // (refused by the unfinished run in the journal, or by its upgrade lease)
     let (code, stdout, stderr) = world.eks(&refs, &aws).await;
     assert_eq!(code, 2, "{stdout}{stderr}");

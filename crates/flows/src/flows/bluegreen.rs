@@ -441,18 +441,16 @@ pub struct AwsSettings {
 }
 
 impl AwsSettings {
+    fn builder(&self) -> upgrade_aws::EksBuilder {
+        upgrade_aws::Eks::builder("").settings(
+            self.region.as_deref(),
+            self.profile.as_deref(),
+            self.endpoint_url.as_deref(),
+        )
+    }
+
     fn iam(&self) -> std::result::Result<upgrade_aws::Iam, String> {
-        let mut builder = upgrade_aws::Iam::builder();
-        if let Some(region) = &self.region {
-            builder = builder.region(region);
-        }
-        if let Some(profile) = &self.profile {
-            builder = builder.profile(profile);
-        }
-        if let Some(url) = &self.endpoint_url {
-            builder = builder.endpoint_url(url);
-        }
-        builder.build_iam().map_err(|e| e.to_string())
+        self.builder().build_iam().map_err(|e| e.to_string())
     }
 }
 
@@ -686,17 +684,7 @@ pub const SWITCH_FLOW: &str = "bluegreen-switch";
 
 impl AwsSettings {
     fn route53(&self) -> std::result::Result<upgrade_aws::Route53, String> {
-        let mut builder = upgrade_aws::Route53::builder();
-        if let Some(region) = &self.region {
-            builder = builder.region(region);
-        }
-        if let Some(profile) = &self.profile {
-            builder = builder.profile(profile);
-        }
-        if let Some(url) = &self.endpoint_url {
-            builder = builder.endpoint_url(url);
-        }
-        builder.build_route53().map_err(|e| e.to_string())
+        self.builder().build_route53().map_err(|e| e.to_string())
     }
 }
 

@@ -15,7 +15,6 @@ use upgrade_checks::addons::{AddonCatalog, NoAddonChoice};
 use upgrade_checks::checks::Severity;
 use upgrade_checks::config::Config;
 use upgrade_checks::data::Data;
-use upgrade_core::ProcessBuilder;
 use upgrade_core::executor::{Step, StepFuture, StepRecord, StepSpec};
 use upgrade_core::snapshot::{Snapshot, SnapshotWriter};
 use upgrade_core::version::KubeMinor;
@@ -315,49 +314,54 @@ fn validate(spec: &EksHopSpec) -> Result<Inputs> {
 }
 
 /// The add-on catalog for the target: the file, else `aws eks describe-addon-versions`.
-fn addon_catalog(spec: &EksHopSpec, target: KubeMinor) -> Result<Option<AddonCatalog>> {
+async fn addon_catalog(
+    ctx: &FlowContext,
+    spec: &EksHopSpec,
+    target: KubeMinor,
+) -> Result<Option<AddonCatalog>> {
     if spec.addons.is_empty() {
         return Ok(None);
     }
-    let (text, from): (String, String) = match &spec.addon_versions {
-        AddonVersions::File(_) => return addon_catalog_file(spec).map(Some),
-        AddonVersions::Aws => {
-            let aws = which::which("aws").map_err(|_| {
-                FlowError::invalid(
-                    "addon_versions",
-                    "the add-on versions are needed and `aws` is not on PATH",
-                    format!(
-                        "give {} (the JSON of `aws eks describe-addon-versions --kubernetes-version {target}`), or put `aws` on PATH",
-                        field("addon_versions")
-                    ),
-                )
-            })?;
-            let mut cmd = ProcessBuilder::new(aws);
-            cmd.args([
-                "eks",
-                "describe-addon-versions",
-                "--kubernetes-version",
-                &target.to_string(),
-                "--output",
-                "json",
-            ])
-            .timeout(Duration::from_secs(120))
-            .capture_limit(usize::MAX);
-            let out = cmd.exec().map_err(|e| {
-                FlowError::invalid(
-                    "addon_versions",
-                    format!("aws eks describe-addon-versions failed: {e}"),
-                    format!(
-                        "check your AWS credentials, or give {} as a file",
-                        field("addon_versions")
-                    ),
-                )
-            })?;
-            (out.stdout_lossy(), "aws eks describe-addon-versions".into())
-        }
-    };
-    let catalog = AddonCatalog::from_json(&text)
-        .map_err(|e| FlowError::invalid("addon_versions", format!("{from}: {e}"), ""))?;
+    if let AddonVersions::File(_) = &spec.addon_versions {
+        return addon_catalog_file(spec).map(Some);
+    }
+    // `DescribeAddonVersions` needs no cluster name, only the CLI's settings.
+    let eks = spec
+        .eks_api
+        .resolved(ctx)
+        .builder(String::new())
+        .timeout(Duration::from_secs(120))
+        .build()
+        .map_err(|_| {
+            FlowError::invalid(
+                "addon_versions",
+                "the add-on versions are needed and `aws` is not on PATH",
+                format!(
+                    "give {} (the JSON of `aws eks describe-addon-versions --kubernetes-version {target}`), or put `aws` on PATH",
+                    field("addon_versions")
+                ),
+            )
+        })?;
+    let json = eks
+        .describe_addon_versions(&target.to_string(), None)
+        .await
+        .map_err(|e| {
+            FlowError::invalid(
+                "addon_versions",
+                format!("aws eks describe-addon-versions failed: {e}"),
+                format!(
+                    "check your AWS credentials, or give {} as a file",
+                    field("addon_versions")
+                ),
+            )
+        })?;
+    let catalog = AddonCatalog::from_json(&json.to_string()).map_err(|e| {
+        FlowError::invalid(
+            "addon_versions",
+            format!("aws eks describe-addon-versions: {e}"),
+            "",
+        )
+    })?;
     Ok(Some(catalog))
 }
 
@@ -612,7 +616,7 @@ async fn build_steps(
         ));
     }
     // Reversible with EKS's version rollback when the run knows the EKS cluster to call.
-    let eks_api = resolved_eks_api(ctx, &spec.eks_api);
+    let eks_api = spec.eks_api.resolved(ctx);
     let irreversible = eks_api.cluster_name.is_none().then(|| {
         format!(
             "EKS rolls a control plane back from {target} only through its API, and the EKS cluster name is unknown (give --eks-cluster to make this step reversible for 7 days)"
@@ -669,7 +673,7 @@ async fn build_steps(
             None,
         ));
     }
-    let eks_api = resolved_eks_api(ctx, &spec.eks_api);
+    let eks_api = spec.eks_api.resolved(ctx);
     for m in managed {
         steps.push(Box::new(
             crate::flows::managed_addons::ManagedAddonStep::new(
@@ -712,7 +716,7 @@ async fn managed_addon_moves(
             "PRESERVE keeps fields changed by hand (EKS refuses the update on a conflict); OVERWRITE replaces them",
         ));
     }
-    let api = resolved_eks_api(ctx, &spec.eks_api);
+    let api = spec.eks_api.resolved(ctx);
     let eks = api.recorded_handle().map_err(|why| {
         FlowError::invalid(
             "managed_addons",
@@ -862,28 +866,6 @@ async fn terraform_preview(
     )))
 }
 
-/// The EKS API settings with the cluster name and region filled in from the kubeconfig, as
-/// the run records them (a rollback days later needs them without the kubeconfig).
-fn resolved_eks_api(
-    ctx: &FlowContext,
-    api: &crate::flows::insights::EksApi,
-) -> crate::flows::insights::EksApi {
-    let identity = ctx.cluster().identity();
-    let mut resolved = api.clone();
-    if resolved.cluster_name.is_none() {
-        resolved.cluster_name = identity.eks_cluster_name.clone();
-    }
-    if resolved.region.is_none() {
-        resolved.region = identity
-            .kubeconfig_cluster
-            .strip_prefix("arn:aws:eks:")
-            .and_then(|rest| rest.split(':').next())
-            .filter(|r| !r.is_empty())
-            .map(str::to_string);
-    }
-    resolved
-}
-
 /// Checks the spec against its files without a cluster; [`plan`] checks it again.
 pub fn check(spec: &EksHopSpec) -> Result<()> {
     validate(spec).map(drop)
@@ -921,7 +903,7 @@ pub async fn plan(ctx: &FlowContext, spec: &EksHopSpec) -> Result<Planned> {
     }
     // The first hop's add-on versions before anything else runs (a missing `aws` or file is
     // bad input, named before Terraform is looked for).
-    let mut first_catalog = Some(addon_catalog(spec, start.next())?);
+    let mut first_catalog = Some(addon_catalog(ctx, spec, start.next()).await?);
     // EKS moves one minor at a time: a farther target is every hop on the way, in one run.
     let mut hops = vec![start.next()];
     while *hops.last().expect("one hop") < target {
@@ -990,7 +972,7 @@ pub async fn plan(ctx: &FlowContext, spec: &EksHopSpec) -> Result<Planned> {
         ))
         .map(|t| t.strftime("%Y-%m-%d").to_string())
         .unwrap_or_default();
-    changes.push(match resolved_eks_api(ctx, &spec.eks_api).cluster_name {
+    changes.push(match spec.eks_api.resolved(ctx).cluster_name {
         Some(name) => format!(
             "control plane reversible with EKS's version rollback of {name} for 7 days after the update (until about {window_ends}): upgrade-rollback moves managed node groups back first, then the control plane; EKS does not roll back add-ons or other nodes, so their steps are undone before it; after the window it cannot be undone"
         ),
@@ -1030,7 +1012,7 @@ pub async fn plan(ctx: &FlowContext, spec: &EksHopSpec) -> Result<Planned> {
         };
         let catalog = match first_catalog.take() {
             Some(first) => first,
-            None => addon_catalog(spec, hop)?,
+            None => addon_catalog(ctx, spec, hop).await?,
         };
         let (moves, downgrades) =
             addon_moves(&hop_inputs, catalog.as_ref(), spec.allow_addon_downgrade)?;

@@ -49,56 +49,55 @@ pub struct InsightReport {
 const STALE_AFTER_SECS: i64 = 24 * 3600;
 
 impl EksApi {
+    /// The settings with the cluster name and region filled in from the kubeconfig (its ARN,
+    /// or `aws eks get-token --cluster-name`), as a run records them: a rollback days later
+    /// has no kubeconfig to fill them in from.
+    pub fn resolved(&self, ctx: &FlowContext) -> EksApi {
+        let identity = ctx.cluster().identity();
+        let mut resolved = self.clone();
+        if resolved.cluster_name.is_none() {
+            resolved.cluster_name = identity.eks_cluster_name.clone();
+        }
+        if resolved.region.is_none() {
+            resolved.region = identity
+                .kubeconfig_cluster
+                .strip_prefix("arn:aws:eks:")
+                .and_then(|rest| rest.split(':').next())
+                .filter(|r| !r.is_empty())
+                .map(str::to_string);
+        }
+        resolved
+    }
+
+    /// A CLI builder for cluster `name` with these settings.
+    pub(crate) fn builder(&self, name: String) -> upgrade_aws::EksBuilder {
+        Eks::builder(name).settings(
+            self.region.as_deref(),
+            self.profile.as_deref(),
+            self.endpoint_url.as_deref(),
+        )
+    }
+
     /// The EKS handle for the context's cluster, or why there is none.
     pub fn handle(&self, ctx: &FlowContext) -> Result<Eks, String> {
-        let identity = ctx.cluster().identity();
-        let name = self
-            .cluster_name
-            .clone()
-            .or_else(|| identity.eks_cluster_name.clone())
-            .ok_or_else(|| {
-                "the EKS cluster name is unknown (the kubeconfig names no EKS cluster); give it with --eks-cluster".to_string()
-            })?;
-        let mut builder = Eks::builder(name)
+        let resolved = self.resolved(ctx);
+        let name = resolved.cluster_name.clone().ok_or_else(|| {
+            "the EKS cluster name is unknown (the kubeconfig names no EKS cluster); give it with --eks-cluster".to_string()
+        })?;
+        resolved
+            .builder(name)
             .stop_signal(ctx.stop_signal().clone())
-            .timeout(Duration::from_secs(120));
-        let arn_region = identity
-            .kubeconfig_cluster
-            .strip_prefix("arn:aws:eks:")
-            .and_then(|rest| rest.split(':').next())
-            .filter(|r| !r.is_empty())
-            .map(str::to_string);
-        if let Some(region) = self.region.clone().or(arn_region) {
-            builder = builder.region(region);
-        }
-        if let Some(profile) = &self.profile {
-            builder = builder.profile(profile);
-        }
-        if let Some(url) = &self.endpoint_url {
-            builder = builder.endpoint_url(url);
-        }
-        builder.build().map_err(|e| e.to_string())
+            .timeout(Duration::from_secs(120))
+            .build()
+            .map_err(|e| e.to_string())
     }
-}
 
-impl EksApi {
-    /// The handle from the settings alone, as a run recorded them (a rollback days later has
-    /// no kubeconfig to fill them in from).
+    /// The handle from the settings alone, as a run recorded them.
     pub(crate) fn recorded_handle(&self) -> Result<Eks, String> {
         let name = self.cluster_name.clone().ok_or_else(|| {
             "the run did not record the EKS cluster name, so EKS's API cannot be called".to_string()
         })?;
-        let mut builder = Eks::builder(name);
-        if let Some(region) = &self.region {
-            builder = builder.region(region);
-        }
-        if let Some(profile) = &self.profile {
-            builder = builder.profile(profile);
-        }
-        if let Some(url) = &self.endpoint_url {
-            builder = builder.endpoint_url(url);
-        }
-        builder.build().map_err(|e| e.to_string())
+        self.builder(name).build().map_err(|e| e.to_string())
     }
 }
 
