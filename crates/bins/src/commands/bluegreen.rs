@@ -3,7 +3,6 @@
 //! Terraform outputs), `irsa` (green's OIDC provider in the profile roles' trust), `switch`
 //! (the DNS record to green, inside the maintenance window) and `failback` (back to blue).
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -68,8 +67,8 @@ pub struct SwitchArgs {
     pub green_target: String,
     /// The maintenance window, START/END in RFC 3339 (e.g.
     /// 2026-12-05T22:00:00Z/2026-12-06T02:00:00Z); a switch outside it is refused.
-    #[arg(long, value_name = "START/END")]
-    pub window: Option<String>,
+    #[arg(long, value_name = "START/END", value_parser = |w: &str| w.parse::<bluegreen::Window>())]
+    pub window: Option<bluegreen::Window>,
     /// Switch outside the window anyway (recorded in the run).
     #[arg(long)]
     pub force_window: bool,
@@ -148,8 +147,8 @@ pub struct InputsArgs {
     pub cognito: bool,
     /// The blue output that holds a green variable, when not the default, e.g.
     /// src_vpc_id=main_vpc_id. Repeatable.
-    #[arg(long = "output-for", value_name = "VARIABLE=OUTPUT")]
-    pub outputs: Vec<String>,
+    #[arg(long = "output-for", value_name = "VARIABLE=OUTPUT", value_parser = variable_output)]
+    pub outputs: Vec<(String, String)>,
 }
 
 impl crate::cli::Command for Args {
@@ -161,81 +160,81 @@ impl crate::cli::Command for Args {
         let flags = Flags::default()
             .rename("outputs", "--output-for")
             .rename("green_cluster_name", "--green-cluster");
-        match &self.stage {
-            Stage::Inputs(args) => {
-                let mut outputs = BTreeMap::new();
-                for pair in &args.outputs {
-                    let Some((var, output)) = pair.split_once('=') else {
-                        return Err(CliError::usage(format!(
-                            "--output-for {pair}: write VARIABLE=OUTPUT, e.g. src_vpc_id=main_vpc_id"
-                        )));
-                    };
-                    outputs.insert(var.to_string(), output.to_string());
-                }
-                let spec = InputsSpec {
-                    blue_terraform_dir: args.blue_terraform_dir.clone(),
-                    green_terraform_dir: args.green_terraform_dir.clone(),
-                    green_vars_file: args.green_vars_file.clone(),
-                    green_cluster_name: args.green_cluster.clone(),
-                    eks_version: args.eks_version.clone(),
-                    stage: args.stage.clone(),
-                    redirect_alias: args.redirect_alias.clone(),
-                    velero_bucket: args.velero_bucket.clone(),
-                    cognito: args.cognito,
-                    outputs,
-                };
-                let ctx = context("upgrade-bluegreen", &self.cluster, Some(&self.run)).await?;
-                let planned = bluegreen::plan_inputs(&ctx, &spec)
-                    .await
-                    .map_err(|e| CliError::from_flow(e, &flags))?;
-                execute(&ctx, planned, &self.run, &self.output, &flags, out).await
-            }
-            Stage::Irsa(args) => {
-                let spec = IrsaSpec {
-                    roles: args.roles.clone(),
-                    green_oidc_provider_arn: args.green_oidc_provider_arn.clone(),
-                    aws: args.aws.settings(),
-                };
-                let ctx = context("upgrade-bluegreen", &self.cluster, Some(&self.run)).await?;
-                let planned = bluegreen::plan_irsa(&ctx, &spec)
-                    .await
-                    .map_err(|e| CliError::from_flow(e, &flags))?;
-                execute(&ctx, planned, &self.run, &self.output, &flags, out).await
-            }
-            Stage::Switch(args) => {
-                let window = args
-                    .window
-                    .as_deref()
-                    .map(|w| w.parse())
-                    .transpose()
-                    .map_err(|e: String| CliError::usage(format!("--window: {e}")))?;
-                let spec = SwitchSpec {
-                    zone_id: args.zone_id.clone(),
-                    record_name: args.record.clone(),
-                    record_type: args.record_type.clone(),
-                    green_target: args.green_target.clone(),
-                    window,
-                    force_window: args.force_window,
-                    aws: args.aws.settings(),
-                };
-                let ctx = context("upgrade-bluegreen", &self.cluster, Some(&self.run)).await?;
-                let planned = bluegreen::plan_switch(&ctx, &spec)
-                    .await
-                    .map_err(|e| CliError::from_flow(e, &flags))?;
-                execute(&ctx, planned, &self.run, &self.output, &flags, out).await
-            }
-            Stage::Failback => {
-                let state = upgrade_flows::StateDir::new(&self.run.snapshot_dir);
-                let run_id = bluegreen::latest_switch_run(&state)
-                    .map_err(|e| CliError::from_flow(e, &flags))?;
-                let spec = upgrade_flows::flows::rollback::RollbackSpec {
-                    run_id: Some(run_id),
-                    component: None,
-                };
-                let ctx = context("upgrade-bluegreen", &self.cluster, Some(&self.run)).await?;
-                crate::commands::rollback::undo(&ctx, &spec, &self.run, &self.output, &flags, out)
-                    .await
-            }
+        if let Stage::Failback = self.stage {
+            // The switch to undo is found before connecting.
+            let state = upgrade_flows::StateDir::new(&self.run.snapshot_dir);
+            let run_id =
+                bluegreen::latest_switch_run(&state).map_err(|e| CliError::from_flow(e, &flags))?;
+            let spec = upgrade_flows::flows::rollback::RollbackSpec {
+                run_id: Some(run_id),
+                component: None,
+            };
+            let ctx = context("upgrade-bluegreen", &self.cluster, Some(&self.run)).await?;
+            return crate::commands::rollback::undo(
+                &ctx,
+                &spec,
+                &self.run,
+                &self.output,
+                &flags,
+                out,
+            )
+            .await;
+        }
+        let ctx = context("upgrade-bluegreen", &self.cluster, Some(&self.run)).await?;
+        let planned = match &self.stage {
+            Stage::Inputs(a) => bluegreen::plan_inputs(&ctx, &a.spec()).await,
+            Stage::Irsa(a) => bluegreen::plan_irsa(&ctx, &a.spec()).await,
+            Stage::Switch(a) => bluegreen::plan_switch(&ctx, &a.spec()).await,
+            Stage::Failback => unreachable!("handled above"),
+        }
+        .map_err(|e| CliError::from_flow(e, &flags))?;
+        execute(&ctx, planned, &self.run, &self.output, &flags, out).await
+    }
+}
+
+fn variable_output(pair: &str) -> Result<(String, String), String> {
+    pair.split_once('=')
+        .map(|(var, output)| (var.to_string(), output.to_string()))
+        .ok_or_else(|| format!("write VARIABLE=OUTPUT, e.g. src_vpc_id=main_vpc_id, not `{pair}`"))
+}
+
+impl InputsArgs {
+    fn spec(&self) -> InputsSpec {
+        InputsSpec {
+            blue_terraform_dir: self.blue_terraform_dir.clone(),
+            green_terraform_dir: self.green_terraform_dir.clone(),
+            green_vars_file: self.green_vars_file.clone(),
+            green_cluster_name: self.green_cluster.clone(),
+            eks_version: self.eks_version.clone(),
+            stage: self.stage.clone(),
+            redirect_alias: self.redirect_alias.clone(),
+            velero_bucket: self.velero_bucket.clone(),
+            cognito: self.cognito,
+            outputs: self.outputs.iter().cloned().collect(),
+        }
+    }
+}
+
+impl IrsaArgs {
+    fn spec(&self) -> IrsaSpec {
+        IrsaSpec {
+            roles: self.roles.clone(),
+            green_oidc_provider_arn: self.green_oidc_provider_arn.clone(),
+            aws: self.aws.settings(),
+        }
+    }
+}
+
+impl SwitchArgs {
+    fn spec(&self) -> SwitchSpec {
+        SwitchSpec {
+            zone_id: self.zone_id.clone(),
+            record_name: self.record.clone(),
+            record_type: self.record_type.clone(),
+            green_target: self.green_target.clone(),
+            window: self.window.clone(),
+            force_window: self.force_window,
+            aws: self.aws.settings(),
         }
     }
 }
