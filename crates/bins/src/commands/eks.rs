@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use upgrade_flows::flows::eks::{self, AddonVar, AddonVersions, EksHopSpec, NodesMode};
 
 use crate::cli::{ChangeFlags, OutputArgs, TerraformTimeoutArgs, context_with, execute};
+use crate::commands::aws_args::EksApiArgs;
 use crate::commands::rollout_args::RolloutArgs;
 use crate::exit::{CliError, Flags};
 
@@ -94,40 +95,6 @@ pub struct Args {
     /// Cluster, run, timeout and output flags.
     #[command(flatten)]
     pub flags: ChangeFlags,
-}
-
-/// How the command reaches EKS's own API.
-#[derive(Debug, Clone, clap::Args)]
-pub struct EksApiArgs {
-    /// The EKS cluster name (default: the one the kubeconfig names, from its ARN or its
-    /// `aws eks get-token --cluster-name`); Upgrade Insights are read for it.
-    #[arg(long, value_name = "NAME")]
-    pub eks_cluster: Option<String>,
-    /// The AWS region (default: the kubeconfig ARN's, else the AWS CLI's configuration).
-    #[arg(long, value_name = "REGION")]
-    pub aws_region: Option<String>,
-    /// The AWS CLI profile.
-    #[arg(long, value_name = "NAME")]
-    pub aws_profile: Option<String>,
-    /// Another EKS endpoint (a VPC endpoint; a simulation in tests).
-    #[arg(long, value_name = "URL")]
-    pub aws_endpoint_url: Option<String>,
-    /// Do not read EKS Upgrade Insights (the plan says they were not read).
-    #[arg(long)]
-    pub skip_insights: bool,
-}
-
-impl EksApiArgs {
-    /// The spec part.
-    pub fn spec(&self) -> upgrade_flows::flows::insights::EksApi {
-        upgrade_flows::flows::insights::EksApi {
-            cluster_name: self.eks_cluster.clone(),
-            region: self.aws_region.clone(),
-            profile: self.aws_profile.clone(),
-            endpoint_url: self.aws_endpoint_url.clone(),
-            skip_insights: self.skip_insights,
-        }
-    }
 }
 
 impl Args {

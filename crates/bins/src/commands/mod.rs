@@ -2,6 +2,7 @@
 //! renders the outcome.
 
 pub mod argo_workflows;
+pub mod aws_args;
 pub mod bluegreen;
 pub mod eks;
 pub mod helm_args;

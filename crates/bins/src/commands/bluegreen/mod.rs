@@ -1,0 +1,100 @@
+//! `upgrade-bluegreen`: the blue/green cluster upgrade of seeds 001 and 003, one subcommand
+//! per stage. Built so far: `inputs` (the green environment's variables from blue's
+//! Terraform outputs), `irsa` (green's OIDC provider in the profile roles' trust), `switch`
+//! (the DNS record to green, inside the maintenance window) and `failback` (back to blue).
+
+use std::io::Write;
+use upgrade_flows::flows::bluegreen;
+
+pub use crate::commands::aws_args::AwsArgs;
+
+pub use inputs::InputsArgs;
+pub use irsa::IrsaArgs;
+pub use switch::SwitchArgs;
+
+mod inputs;
+mod irsa;
+mod switch;
+
+use crate::cli::{ClusterArgs, OutputArgs, RunArgs, context, execute};
+use crate::exit::{CliError, Flags};
+
+/// `upgrade-bluegreen`: upgrade by building a green cluster beside blue.
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "upgrade-bluegreen",
+    version,
+    about = "Blue/green cluster upgrade (build green beside blue, move state, switch, fail back)",
+    after_help = "Exit codes: 0 done (or planned), 1 failed and rolled back, 2 bad input (nothing changed), 4 blocked, 130 stopped by Ctrl-C."
+)]
+pub struct Args {
+    /// The stage.
+    #[command(subcommand)]
+    pub stage: Stage,
+    /// Which cluster: blue (listed after each stage's own flags).
+    #[command(flatten, next_display_order = 1000)]
+    pub cluster: ClusterArgs,
+    /// How the run runs.
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Output and logging.
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// The stages.
+#[derive(Debug, clap::Subcommand)]
+pub enum Stage {
+    /// Write the green environment's variables file from blue's Terraform outputs (VPC,
+    /// subnets, security group, EFS/FSx, S3, RDS, Cognito) and green's own values.
+    Inputs(InputsArgs),
+    /// Add the green cluster's OIDC provider to the trust policy of each profile role
+    /// (IRSA), beside blue's; reversible.
+    Irsa(IrsaArgs),
+    /// Point the platform's DNS record (Route 53) from blue to green, inside the
+    /// maintenance window; `failback` undoes it.
+    Switch(SwitchArgs),
+    /// Point the DNS record back at blue: the rollback of the latest switch.
+    Failback,
+}
+
+impl crate::cli::Command for Args {
+    fn output(&self) -> &OutputArgs {
+        &self.output
+    }
+
+    async fn run(&self, out: &mut dyn Write) -> Result<u8, CliError> {
+        let flags = Flags::default()
+            .rename("outputs", "--output-for")
+            .rename("green_cluster_name", "--green-cluster");
+        if let Stage::Failback = self.stage {
+            // The switch to undo is found before connecting.
+            let state = upgrade_flows::StateDir::new(&self.run.snapshot_dir);
+            let run_id =
+                bluegreen::latest_switch_run(&state).map_err(|e| CliError::from_flow(e, &flags))?;
+            let spec = upgrade_flows::flows::rollback::RollbackSpec {
+                run_id: Some(run_id),
+                component: None,
+            };
+            let ctx = context("upgrade-bluegreen", &self.cluster, Some(&self.run)).await?;
+            return crate::commands::rollback::undo(
+                &ctx,
+                &spec,
+                &self.run,
+                &self.output,
+                &flags,
+                out,
+            )
+            .await;
+        }
+        let ctx = context("upgrade-bluegreen", &self.cluster, Some(&self.run)).await?;
+        let planned = match &self.stage {
+            Stage::Inputs(a) => bluegreen::plan_inputs(&ctx, &a.spec()).await,
+            Stage::Irsa(a) => bluegreen::plan_irsa(&ctx, &a.spec()).await,
+            Stage::Switch(a) => bluegreen::plan_switch(&ctx, &a.spec()).await,
+            Stage::Failback => unreachable!("handled above"),
+        }
+        .map_err(|e| CliError::from_flow(e, &flags))?;
+        execute(&ctx, planned, &self.run, &self.output, &flags, out).await
+    }
+}

@@ -1,0 +1,55 @@
+//! Blue/green cluster upgrades (seeds 001 and 003): a green cluster built beside the blue
+//! one, state moved, traffic switched, fail-back possible. One module per stage of seed
+//! 001, each planned as a run of its own whose steps are journaled and, where the world
+//! allows it, reversible:
+//!
+//! - [`inputs`]: the green environment's variables from blue's Terraform outputs;
+//! - [`irsa`]: green's OIDC provider in the profile roles' trust policies;
+//! - [`switch`]: the platform's DNS record from blue to green (its rollback is the fail-back).
+
+use serde::{Deserialize, Serialize};
+
+pub mod inputs;
+pub mod irsa;
+pub mod switch;
+
+pub use inputs::{
+    BLUE_OUTPUTS, COGNITO_OUTPUTS, FLOW, GreenVarsSpec, GreenVarsStep, InputsSpec,
+    OPTIONAL_OUTPUTS, plan_inputs,
+};
+pub use irsa::{IRSA_FLOW, IrsaSpec, IrsaTrustSpec, IrsaTrustStep, plan_irsa};
+pub use switch::{
+    SWITCH_FLOW, SwitchSpec, SwitchStep, SwitchStepSpec, Window, latest_switch_run, plan_switch,
+};
+
+/// How a stage reaches AWS (the AWS CLI's settings).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AwsSettings {
+    /// The region.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// The CLI profile.
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// Another endpoint (moto in tests).
+    #[serde(default)]
+    pub endpoint_url: Option<String>,
+}
+
+impl AwsSettings {
+    pub(crate) fn builder(&self) -> upgrade_aws::EksBuilder {
+        upgrade_aws::Eks::builder("").settings(
+            self.region.as_deref(),
+            self.profile.as_deref(),
+            self.endpoint_url.as_deref(),
+        )
+    }
+
+    pub(crate) fn iam(&self) -> std::result::Result<upgrade_aws::Iam, String> {
+        self.builder().build_iam().map_err(|e| e.to_string())
+    }
+
+    pub(crate) fn route53(&self) -> std::result::Result<upgrade_aws::Route53, String> {
+        self.builder().build_route53().map_err(|e| e.to_string())
+    }
+}

@@ -1,0 +1,315 @@
+//! Seed 001's step 10: the switch, and the fail-back as its rollback.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use upgrade_core::executor::{Step, StepFuture, StepRecord, StepSpec};
+use upgrade_core::snapshot::{Snapshot, SnapshotWriter};
+
+use crate::context::FlowContext;
+use crate::error::{FlowError, Result, field};
+use crate::report::Plan;
+use crate::run::Planned;
+
+use super::AwsSettings;
+
+/// The flow name of the switch in run records (its rollback is the fail-back).
+pub const SWITCH_FLOW: &str = "bluegreen-switch";
+
+/// A maintenance window, `START/END` in RFC 3339 (`2026-12-05T22:00:00Z/2026-12-06T02:00:00Z`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Window {
+    /// When it opens.
+    pub start: jiff::Timestamp,
+    /// When it closes.
+    pub end: jiff::Timestamp,
+}
+
+impl std::str::FromStr for Window {
+    type Err = String;
+    fn from_str(text: &str) -> std::result::Result<Window, String> {
+        let (start, end) = text
+            .split_once('/')
+            .ok_or_else(|| format!("`{text}` is not START/END"))?;
+        let parse = |t: &str| {
+            t.trim()
+                .parse::<jiff::Timestamp>()
+                .map_err(|e| format!("`{t}` is not an RFC 3339 time: {e}"))
+        };
+        let window = Window {
+            start: parse(start)?,
+            end: parse(end)?,
+        };
+        if window.end <= window.start {
+            return Err(format!("`{text}` ends before it starts"));
+        }
+        Ok(window)
+    }
+}
+
+/// The switch of seed 001's step 10: the DNS record users reach the platform by moves from
+/// blue to green, inside the maintenance window; its rollback (`failback`) points it back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwitchSpec {
+    /// The Route 53 hosted zone.
+    pub zone_id: String,
+    /// The record users reach the platform by, e.g. `kubeflow.platform.example.com`.
+    pub record_name: String,
+    /// Its type (`CNAME` by default).
+    #[serde(default = "default_record_type")]
+    pub record_type: String,
+    /// Green's address (the green load balancer's DNS name).
+    pub green_target: String,
+    /// The maintenance window the switch must happen in.
+    #[serde(default)]
+    pub window: Option<Window>,
+    /// Switch outside the window anyway (recorded).
+    #[serde(default)]
+    pub force_window: bool,
+    /// How to reach Route 53.
+    #[serde(default)]
+    pub aws: AwsSettings,
+}
+
+fn default_record_type() -> String {
+    "CNAME".into()
+}
+
+/// What [`SwitchStep`] changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwitchStepSpec {
+    /// Step id.
+    pub id: String,
+    /// The zone.
+    pub zone_id: String,
+    /// The record set pointing at green (name, type, TTL, value).
+    pub green_record: Value,
+    /// How to reach Route 53.
+    pub aws: AwsSettings,
+}
+
+impl StepSpec for SwitchStepSpec {
+    const KIND: &'static str = "bluegreen-switch-dns";
+}
+
+/// Points the record at green; the rollback points it back at what it was (blue).
+pub struct SwitchStep {
+    spec: SwitchStepSpec,
+}
+
+impl SwitchStep {
+    /// The step of `spec`.
+    pub fn new(spec: SwitchStepSpec) -> SwitchStep {
+        SwitchStep { spec }
+    }
+
+    fn name_and_type(&self) -> (String, String) {
+        (
+            self.spec.green_record["Name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            self.spec.green_record["Type"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        )
+    }
+}
+
+const RECORD_FILE: &str = "record-before.json";
+
+impl Step for SwitchStep {
+    fn id(&self) -> &str {
+        &self.spec.id
+    }
+
+    fn component(&self) -> &str {
+        "bluegreen"
+    }
+
+    fn record(&self) -> StepRecord {
+        StepRecord::of(&self.spec)
+    }
+
+    fn description(&self) -> String {
+        let (name, kind) = self.name_and_type();
+        format!(
+            "point {kind} {name} at green ({})",
+            self.spec.green_record["ResourceRecords"][0]["Value"]
+                .as_str()
+                .unwrap_or_default()
+        )
+    }
+
+    fn capture<'a>(&'a self, snapshot: &'a mut SnapshotWriter) -> StepFuture<'a> {
+        Box::pin(async move {
+            let (name, kind) = self.name_and_type();
+            let before = self
+                .spec
+                .aws
+                .route53()?
+                .record(&self.spec.zone_id, &name, &kind)
+                .await?
+                .ok_or_else(|| format!("{kind} {name} does not exist any more"))?;
+            snapshot.put_json(RECORD_FILE, &before)?;
+            Ok(())
+        })
+    }
+
+    fn apply(&self) -> StepFuture<'_> {
+        Box::pin(async move {
+            self.spec
+                .aws
+                .route53()?
+                .upsert(&self.spec.zone_id, &self.spec.green_record)
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn verify(&self) -> StepFuture<'_> {
+        Box::pin(async move {
+            let (name, kind) = self.name_and_type();
+            let now = self
+                .spec
+                .aws
+                .route53()?
+                .record(&self.spec.zone_id, &name, &kind)
+                .await?;
+            let points = |r: &Value| r["ResourceRecords"].clone();
+            if now.as_ref().map(points) != Some(points(&self.spec.green_record)) {
+                return Err(format!("{kind} {name} does not point at green: {now:?}").into());
+            }
+            Ok(())
+        })
+    }
+
+    fn rollback<'a>(&'a self, snapshot: &'a Snapshot) -> StepFuture<'a> {
+        Box::pin(async move {
+            let before: Value = snapshot.get_json(RECORD_FILE)?;
+            self.spec
+                .aws
+                .route53()?
+                .upsert(&self.spec.zone_id, &before)
+                .await?;
+            Ok(())
+        })
+    }
+}
+
+/// Plans the switch: the window checked (outside it is bad input unless forced), the record
+/// read (it must exist: blue's), green's record built from it (same name, type and TTL).
+pub async fn plan_switch(ctx: &FlowContext, spec: &SwitchSpec) -> Result<Planned> {
+    let now = jiff::Timestamp::now();
+    let mut findings = Vec::new();
+    match (&spec.window, spec.force_window) {
+        (Some(w), false) if now < w.start || now > w.end => {
+            return Err(FlowError::invalid(
+                "window",
+                format!(
+                    "it is {} now, outside the maintenance window {} to {}",
+                    now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    w.start,
+                    w.end
+                ),
+                format!(
+                    "switch inside the window, or knowingly outside it with {}",
+                    field("force_window")
+                ),
+            ));
+        }
+        (Some(w), true) if now < w.start || now > w.end => findings.push(format!(
+            "switching outside the maintenance window {} to {} (forced; recorded in the run)",
+            w.start, w.end
+        )),
+        (None, _) => findings.push("no maintenance window given".into()),
+        _ => {}
+    }
+    let route53 = spec
+        .aws
+        .route53()
+        .map_err(|e| FlowError::invalid("aws", e, "install the AWS CLI or set AWS_BIN"))?;
+    let blue = route53
+        .record(&spec.zone_id, &spec.record_name, &spec.record_type)
+        .await
+        .map_err(|e| {
+            FlowError::failed(format!("read {} {}", spec.record_type, spec.record_name), e)
+        })?
+        .ok_or_else(|| {
+            FlowError::invalid(
+                "record_name",
+                format!(
+                    "hosted zone {} has no {} record {}",
+                    spec.zone_id, spec.record_type, spec.record_name
+                ),
+                "name the record users reach blue by",
+            )
+        })?;
+    let blue_value = blue["ResourceRecords"][0]["Value"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    if blue_value == spec.green_target {
+        return Err(FlowError::invalid(
+            "green_target",
+            format!(
+                "{} already points at {}",
+                spec.record_name, spec.green_target
+            ),
+            "nothing to switch; fail back with `upgrade-bluegreen failback`",
+        ));
+    }
+    let mut green = blue.clone();
+    green["ResourceRecords"] = json!([{ "Value": spec.green_target }]);
+    let step = SwitchStep::new(SwitchStepSpec {
+        id: "bluegreen/switch".into(),
+        zone_id: spec.zone_id.clone(),
+        green_record: green,
+        aws: spec.aws.clone(),
+    });
+    let refs: [&dyn Step; 1] = [&step];
+    let mut plan = Plan::new(
+        "upgrade-bluegreen",
+        ctx.cluster_name(),
+        ctx.new_run_id("bluegreen-switch")?,
+        &refs,
+    );
+    plan.changes = vec![format!(
+        "{} {}: {blue_value} (blue) -> {} (green); `upgrade-bluegreen failback` points it back",
+        spec.record_type, spec.record_name, spec.green_target
+    )];
+    plan.findings = findings;
+    Ok(Planned::new(SWITCH_FLOW, spec, plan, vec![Box::new(step)]))
+}
+
+/// The latest switch run recorded in `state` (what `failback` undoes).
+pub fn latest_switch_run(state: &crate::context::StateDir) -> Result<String> {
+    let dir = state.runs();
+    let entries = std::fs::read_dir(&dir).map_err(|e| {
+        FlowError::invalid(
+            "snapshot_dir",
+            format!("no run records in {}: {e}", dir.display()),
+            "give the --snapshot-dir the switch ran with",
+        )
+    })?;
+    let mut switches: Vec<(jiff::Timestamp, String)> = Vec::new();
+    for entry in entries.flatten() {
+        let Ok(text) = std::fs::read_to_string(entry.path()) else {
+            continue;
+        };
+        let Ok(record) = crate::record::RunRecord::parse(&text, &entry.path()) else {
+            continue;
+        };
+        if record.flow == SWITCH_FLOW {
+            switches.push((record.created, record.run_id));
+        }
+    }
+    switches.sort();
+    switches.pop().map(|(_, id)| id).ok_or_else(|| {
+        FlowError::invalid(
+            "snapshot_dir",
+            format!("{} records no switch to fail back from", dir.display()),
+            "run `upgrade-bluegreen switch` first, or give the --snapshot-dir it ran with",
+        )
+    })
+}
