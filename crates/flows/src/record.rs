@@ -34,6 +34,7 @@ use crate::context::FlowContext;
 use crate::error::{FlowError, Result};
 use crate::flows::bluegreen::{
     GreenVarsSpec, GreenVarsStep, IrsaTrustSpec, IrsaTrustStep, SwitchStep, SwitchStepSpec,
+    TransferStep, TransferStepSpec,
 };
 use crate::flows::control_plane::{ControlPlaneSpec, ControlPlaneStep};
 use crate::flows::eks::{ControlPlaneWaitSpec, ControlPlaneWaitStep};
@@ -351,6 +352,13 @@ impl StepRegistry {
         });
         registry.register(|spec: IrsaTrustSpec, _| Ok(Box::new(IrsaTrustStep::new(spec))));
         registry.register(|spec: SwitchStepSpec, _| Ok(Box::new(SwitchStep::new(spec))));
+        registry.register(|spec: TransferStepSpec, ctx| {
+            Ok(Box::new(TransferStep::new(
+                spec,
+                ctx.cluster().clone(),
+                ctx.events_handle(),
+            )))
+        });
         registry.register(|spec: ControlPlaneWaitSpec, ctx| {
             Ok(Box::new(ControlPlaneWaitStep::new(spec, ctx)))
         });
@@ -457,6 +465,6 @@ mod tests {
         ] {
             assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
         }
-        assert_eq!(kinds.len(), 22, "{kinds:?}");
+        assert_eq!(kinds.len(), 23, "{kinds:?}");
     }
 }

@@ -86,5 +86,6 @@ pub mod rollout;
 pub mod selector;
 pub mod status;
 pub mod step;
+pub mod transfer;
 
 pub use error::{Error, Result};

@@ -92,10 +92,73 @@ where
     }
 }
 
-/// Lists everything `params` selects, `page_size` objects per request (`limit` + `continue`),
-/// handing each page's objects to `keep` so a caller can convert and drop them page by page
-/// (60,000 pods never sit in memory as full objects). A continue token that expired (410
-/// Gone) restarts the list once from the beginning, as kubectl does.
+/// One list, a page at a time (`limit` + `continue`), so a caller can convert and drop each
+/// page before the next (60,000 pods never sit in memory as full objects). A continue token
+/// that expired (410 Gone) restarts the list once from the beginning, as kubectl does:
+/// [`Pages::restarted`] tells the caller that pages it saw may come again.
+pub(crate) struct Pages<K> {
+    api: Api<K>,
+    params: ListParams,
+    page_size: u32,
+    action: String,
+    token: Option<String>,
+    done: bool,
+    restarted: bool,
+}
+
+impl<K> Pages<K>
+where
+    K: Clone + DeserializeOwned + std::fmt::Debug,
+{
+    pub(crate) fn new(api: Api<K>, params: &ListParams, page_size: u32, action: &str) -> Self {
+        Pages {
+            api,
+            params: params.clone(),
+            page_size,
+            action: action.to_string(),
+            token: None,
+            done: false,
+            restarted: false,
+        }
+    }
+
+    /// Whether the list started over after an expired continue token.
+    pub(crate) fn restarted(&self) -> bool {
+        self.restarted
+    }
+
+    /// The next page, or `None` after the last.
+    pub(crate) async fn next(&mut self) -> Result<Option<Vec<K>>> {
+        loop {
+            if self.done {
+                return Ok(None);
+            }
+            let mut page_params = self.params.clone().limit(self.page_size);
+            if let Some(t) = &self.token {
+                page_params = page_params.continue_token(t);
+            }
+            let page: std::result::Result<ObjectList<K>, Error> =
+                read(&self.action, self.api.list(&page_params)).await;
+            match page {
+                Ok(page) => {
+                    self.token = page.metadata.continue_.clone().filter(|t| !t.is_empty());
+                    self.done = self.token.is_none();
+                    return Ok(Some(page.items));
+                }
+                Err(Error::Api { ref source, .. })
+                    if !self.restarted && self.token.is_some() && api_code(source) == Some(410) =>
+                {
+                    self.restarted = true;
+                    self.token = None;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// Lists everything `params` selects through [`Pages`], handing each object to `keep` so a
+/// caller can convert and drop them page by page.
 pub(crate) async fn list_pages<K, T>(
     api: Api<K>,
     params: &ListParams,
@@ -106,34 +169,18 @@ pub(crate) async fn list_pages<K, T>(
 where
     K: Clone + DeserializeOwned + std::fmt::Debug,
 {
+    let mut pages = Pages::new(api, params, page_size, action);
+    let mut out = Vec::new();
     let mut restarted = false;
-    'restart: loop {
-        let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let mut page_params = params.clone().limit(page_size);
-            if let Some(t) = &token {
-                page_params = page_params.continue_token(t);
-            }
-            let page: std::result::Result<ObjectList<K>, Error> =
-                read(action, api.list(&page_params)).await;
-            let page = match page {
-                Ok(page) => page,
-                Err(Error::Api { ref source, .. })
-                    if !restarted && token.is_some() && api_code(source) == Some(410) =>
-                {
-                    restarted = true;
-                    continue 'restart;
-                }
-                Err(e) => return Err(e),
-            };
-            token = page.metadata.continue_.clone().filter(|t| !t.is_empty());
-            out.extend(page.items.into_iter().filter_map(&mut keep));
-            if token.is_none() {
-                return Ok(out);
-            }
+    while let Some(page) = pages.next().await? {
+        if pages.restarted() && !restarted {
+            // Started over: what was kept so far comes again.
+            restarted = true;
+            out.clear();
         }
+        out.extend(page.into_iter().filter_map(&mut keep));
     }
+    Ok(out)
 }
 
 /// [`list_pages`] over every namespace, with no selector.

@@ -457,3 +457,220 @@ async fn switch_and_failback_move_the_record_inside_the_window() {
     assert_eq!(points_at(), "blue-alb.us-east-1.elb.amazonaws.com");
     sim.shutdown().await;
 }
+
+/// Two kube-sim clusters, blue with a Kubeflow user namespace (`fixtures/bluegreen`), green
+/// with the platform's CRDs and one profile of its own.
+async fn blue_and_green(ctx: &TestContext) -> (SimCluster, SimCluster) {
+    let start = |name: &str| {
+        SimCluster::builder()
+            .controllers(ControllerConfig::none())
+            .kubeconfig_path(ctx.root().join(format!("{name}.kubeconfig")))
+            .start()
+    };
+    let (blue, green) = (start("blue").await.unwrap(), start("green").await.unwrap());
+    let fixtures = TestContext::fixtures_dir().join("bluegreen");
+    let crds = std::fs::read_to_string(fixtures.join("kubeflow-crds.yaml")).unwrap();
+    for sim in [&blue, &green] {
+        sim.load_yaml(&crds).unwrap();
+    }
+    blue.load_yaml(&std::fs::read_to_string(fixtures.join("blue-user-namespace.yaml")).unwrap())
+        .unwrap();
+    green
+        .load_yaml(
+            "apiVersion: kubeflow.org/v1\nkind: Profile\nmetadata: {name: kubeflow-user-example-com}\nspec: {owner: {kind: User, name: green-admin@example.com}}\n",
+        )
+        .unwrap();
+    (blue, green)
+}
+
+/// `upgrade-bluegreen transfer` from blue to green with seed 001's Velero scope: the user
+/// namespace's objects move (the EFS volume re-bound by handle and never reclaimed by green,
+/// the StatefulSet's pod left to its controller, the EBS claim blocked until a fresh volume is
+/// allowed, another team's namespace left, green's own profile kept); bad input changes
+/// nothing; `upgrade-rollback` deletes what the transfer created and keeps what green had.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfer_moves_the_user_namespace_with_velero_scope_and_is_undone() {
+    let ctx = TestContext::new();
+    let (blue, green) = blue_and_green(&ctx).await;
+    let run = |exe: &str, args: &[&str]| {
+        let mut cmd = ProcessBuilder::new(exe);
+        ctx.apply_env(&mut cmd);
+        cmd.arg("--kubeconfig")
+            .arg(blue.kubeconfig_path())
+            .args(["--kube-context", kube_sim::CONTEXT_NAME])
+            .arg("--snapshot-dir")
+            .arg(ctx.work().join(".upgrade"))
+            .args(args)
+            .timeout(Duration::from_secs(120));
+        upgrade_test::CommandOutput::run(&cmd).parts()
+    };
+    let exe = env!("CARGO_BIN_EXE_upgrade-bluegreen");
+    let green_kubeconfig = green.kubeconfig_path().display().to_string();
+    let transfer_to = |green_url: &str, namespace: &str, kubeconfig: &str, extra: &[&str]| {
+        let mut a: Vec<String> = [
+            "transfer",
+            "--green-kubeconfig",
+            kubeconfig,
+            "--green-cluster",
+            green_url,
+            "--namespace",
+            namespace,
+        ]
+        .map(str::to_string)
+        .to_vec();
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let transfer = |namespace: &str, kubeconfig: &str, extra: &[&str]| {
+        transfer_to(green.url(), namespace, kubeconfig, extra)
+    };
+    let call = |args: Vec<String>| {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(exe, &refs)
+    };
+    let user = "kubeflow-user-example-com";
+    let green_objects = || green.dump_yaml();
+    let before = green_objects();
+
+    // The EBS claim's data cannot move: blocked, named with the fix.
+    let (code, stdout, stderr) = call(transfer(user, &green_kubeconfig, &[]));
+    assert_eq!(code, 4, "{stdout}{stderr}");
+    let text = format!("{stdout}{stderr}");
+    assert!(
+        text.contains(&format!(
+            "claim {user}/scratch is bound to ebs-scratch on ebs.csi.aws.com"
+        )) && text.contains("--allow-fresh-volumes"),
+        "{text}"
+    );
+    // Bad input: a namespace blue lacks; a green context that reaches blue; green named as blue.
+    let blue_kubeconfig = blue.kubeconfig_path().display().to_string();
+    for (args, names) in [
+        (
+            transfer("nope", &green_kubeconfig, &[]),
+            "namespace nope does not exist",
+        ),
+        (
+            transfer(user, &blue_kubeconfig, &[]),
+            "reaches `http://127.0.0.1",
+        ),
+        (
+            transfer_to(blue.url(), user, &blue_kubeconfig, &[]),
+            "reaches the run's own cluster",
+        ),
+    ] {
+        let (code, stdout, stderr) = call(args);
+        assert_eq!(code, 2, "{stdout}{stderr}");
+        assert!(stderr.contains(names), "{names}: {stderr}");
+    }
+    assert_eq!(green_objects(), before, "plans and refusals change nothing");
+
+    // The plan, allowed a fresh volume: what moves, what is skipped and why.
+    let (code, stdout, stderr) = call(transfer(
+        user,
+        &green_kubeconfig,
+        &["--allow-fresh-volumes"],
+    ));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    for expected in [
+        "copy 11 objects from blue",
+        "re-bind efs-mynb (efs.csi.aws.com fs-0e1f2a3b::fsap-0123) for claim kubeflow-user-example-com/mynb-volume",
+        "skipped pods kubeflow-user-example-com/mynb-0: owned by StatefulSet mynb: its controller recreates it on the target; its volumes mynb-volume are moved with their claims",
+        "skipped persistentvolumes ebs-scratch: not a shared file system (ebs.csi.aws.com)",
+        "blue does not serve `image`",
+        "copied unbound, green gives it a new, empty volume (allowed)",
+    ] {
+        assert!(stdout.contains(expected), "{expected} missing:\n{stdout}");
+    }
+    assert_eq!(green_objects(), before);
+
+    let (code, stdout, stderr) = call(transfer(
+        user,
+        &green_kubeconfig,
+        &[
+            "--allow-fresh-volumes",
+            "--expect-cluster",
+            blue.url(),
+            "--apply",
+            "--yes",
+        ],
+    ));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        format!("{stdout}{stderr}").contains("10 created on green, 1 kept as green had them (profiles.kubeflow.org kubeflow-user-example-com)"),
+        "{stdout}{stderr}"
+    );
+    let get = |api: &str, kind: &str, ns: Option<&str>, name: &str| green.get(api, kind, ns, name);
+    let ns = get("v1", "Namespace", None, user).unwrap();
+    assert_eq!(ns["metadata"]["annotations"]["owner"], "user@example.com");
+    assert_eq!(
+        ns["metadata"]["annotations"]["upgrade.mlops.dev/transferred-from"],
+        blue.url().trim_end_matches('/')
+    );
+    let pv = get("v1", "PersistentVolume", None, "efs-mynb").unwrap();
+    assert_eq!(pv["spec"]["persistentVolumeReclaimPolicy"], "Retain");
+    assert_eq!(pv["spec"]["csi"]["volumeHandle"], "fs-0e1f2a3b::fsap-0123");
+    assert!(pv["spec"]["claimRef"].get("uid").is_none(), "{pv}");
+    assert!(get("v1", "PersistentVolume", None, "ebs-scratch").is_err());
+    let claim = |name| get("v1", "PersistentVolumeClaim", Some(user), name).unwrap();
+    assert_eq!(claim("mynb-volume")["spec"]["volumeName"], "efs-mynb");
+    assert!(claim("scratch")["spec"].get("volumeName").is_none());
+    assert!(
+        get("v1", "Pod", Some(user), "mynb-0").is_err(),
+        "left to the controller"
+    );
+    let shell = get("v1", "Pod", Some(user), "debug-shell").unwrap();
+    assert!(shell["spec"].get("nodeName").is_none(), "{shell}");
+    assert_eq!(shell["spec"]["volumes"], serde_json::json!([]));
+    let sa = get("v1", "ServiceAccount", Some(user), "default-editor").unwrap();
+    assert_eq!(
+        sa["secrets"],
+        serde_json::json!([{"name": "registry-pull"}])
+    );
+    assert!(get("kubeflow.org/v1", "Notebook", Some(user), "mynb").is_ok());
+    assert!(
+        get(
+            "serving.kserve.io/v1beta1",
+            "InferenceService",
+            Some(user),
+            "sklearn-iris"
+        )
+        .is_ok()
+    );
+    assert!(get("v1", "ConfigMap", Some(user), "notebook-settings").is_ok());
+    assert!(
+        get("v1", "Namespace", None, "team-b").is_err(),
+        "not in scope"
+    );
+    assert!(get("v1", "ConfigMap", Some("team-b"), "team-b-settings").is_err());
+    assert!(
+        get("kubeflow.org/v1", "Profile", None, "team-b").is_ok(),
+        "cluster resources"
+    );
+    assert_eq!(
+        get("kubeflow.org/v1", "Profile", None, user).unwrap()["spec"]["owner"]["name"],
+        "green-admin@example.com",
+        "what green had is kept"
+    );
+
+    // Rolled back: green as it was.
+    let run_id = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("run: "))
+        .unwrap()
+        .to_string();
+    let (code, stdout, stderr) = run(
+        env!("CARGO_BIN_EXE_upgrade-rollback"),
+        &[
+            "--expect-cluster",
+            blue.url(),
+            "--run",
+            &run_id,
+            "--apply",
+            "--yes",
+        ],
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(green_objects(), before, "{stdout}{stderr}");
+    blue.shutdown().await;
+    green.shutdown().await;
+}

@@ -1,9 +1,11 @@
 //! `upgrade-bluegreen`: the blue/green cluster upgrade of seeds 001 and 003, one subcommand
 //! per stage. Built so far: `inputs` (the green environment's variables from blue's
-//! Terraform outputs), `irsa` (green's OIDC provider in the profile roles' trust), `switch`
-//! (the DNS record to green, inside the maintenance window) and `failback` (back to blue).
+//! Terraform outputs), `transfer` (the user namespaces' objects from blue to green), `irsa`
+//! (green's OIDC provider in the profile roles' trust), `switch` (the DNS record to green,
+//! inside the maintenance window) and `failback` (back to blue).
 
 use std::io::Write;
+
 use upgrade_flows::flows::bluegreen;
 
 pub use crate::commands::aws_args::AwsArgs;
@@ -11,10 +13,12 @@ pub use crate::commands::aws_args::AwsArgs;
 pub use inputs::InputsArgs;
 pub use irsa::IrsaArgs;
 pub use switch::SwitchArgs;
+pub use transfer::TransferArgs;
 
 mod inputs;
 mod irsa;
 mod switch;
+mod transfer;
 
 use crate::cli::{ClusterArgs, OutputArgs, RunArgs, context, execute};
 use crate::exit::{CliError, Flags};
@@ -48,6 +52,10 @@ pub enum Stage {
     /// Write the green environment's variables file from blue's Terraform outputs (VPC,
     /// subnets, security group, EFS/FSx, S3, RDS, Cognito) and green's own values.
     Inputs(InputsArgs),
+    /// Copy the user namespaces' objects (seed 001's Velero scope: claims and their
+    /// shared-file-system volumes, profiles, notebooks, InferenceServices, config maps,
+    /// service accounts, bare pods) from blue to green; reversible.
+    Transfer(TransferArgs),
     /// Add the green cluster's OIDC provider to the trust policy of each profile role
     /// (IRSA), beside blue's; reversible.
     Irsa(IrsaArgs),
@@ -66,7 +74,10 @@ impl crate::cli::Command for Args {
     async fn run(&self, out: &mut dyn Write) -> Result<u8, CliError> {
         let flags = Flags::default()
             .rename("outputs", "--output-for")
-            .rename("green_cluster_name", "--green-cluster");
+            .rename("green_cluster_name", "--green-cluster")
+            .rename("green", "--green-context")
+            .rename("namespaces", "--namespace")
+            .rename("kinds", "--kind");
         if let Stage::Failback = self.stage {
             // The switch to undo is found before connecting.
             let state = upgrade_flows::StateDir::new(&self.run.snapshot_dir);
@@ -90,6 +101,9 @@ impl crate::cli::Command for Args {
         let ctx = context("upgrade-bluegreen", &self.cluster, Some(&self.run)).await?;
         let planned = match &self.stage {
             Stage::Inputs(a) => bluegreen::plan_inputs(&ctx, &a.spec()).await,
+            Stage::Transfer(a) => {
+                bluegreen::plan_transfer(&ctx, &a.spec(self.cluster.kubeconfig.as_ref())).await
+            }
             Stage::Irsa(a) => bluegreen::plan_irsa(&ctx, &a.spec()).await,
             Stage::Switch(a) => bluegreen::plan_switch(&ctx, &a.spec()).await,
             Stage::Failback => unreachable!("handled above"),

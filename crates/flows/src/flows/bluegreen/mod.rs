@@ -5,6 +5,7 @@
 //!
 //! - [`inputs`]: the green environment's variables from blue's Terraform outputs;
 //! - [`irsa`]: green's OIDC provider in the profile roles' trust policies;
+//! - [`transfer`]: the user namespaces' objects from blue to green (seed 001's Velero step);
 //! - [`switch`]: the platform's DNS record from blue to green (its rollback is the fail-back).
 
 use serde::{Deserialize, Serialize};
@@ -12,6 +13,7 @@ use serde::{Deserialize, Serialize};
 pub mod inputs;
 pub mod irsa;
 pub mod switch;
+pub mod transfer;
 
 pub use inputs::{
     BLUE_OUTPUTS, COGNITO_OUTPUTS, FLOW, GreenVarsSpec, GreenVarsStep, InputsSpec,
@@ -20,6 +22,9 @@ pub use inputs::{
 pub use irsa::{IRSA_FLOW, IrsaSpec, IrsaTrustSpec, IrsaTrustStep, plan_irsa};
 pub use switch::{
     SWITCH_FLOW, SwitchSpec, SwitchStep, SwitchStepSpec, Window, latest_switch_run, plan_switch,
+};
+pub use transfer::{
+    GreenCluster, TRANSFER_FLOW, TransferSpec, TransferStep, TransferStepSpec, plan_transfer,
 };
 
 /// How a stage reaches AWS (the AWS CLI's settings).
