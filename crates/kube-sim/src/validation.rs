@@ -25,6 +25,21 @@ fn immutable(ty: &ResourceType, obj: &Value, field: &str, value: &Value) -> ApiE
 
 /// Rewrites what the server stores differently from what it was sent.
 pub fn normalize(ty: &ResourceType, obj: &mut Value) {
+    // ObjectMeta's maps and lists are `omitempty`: an empty one (a patch that removed the
+    // last annotation) is not stored.
+    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        for field in ["labels", "annotations", "finalizers", "ownerReferences"] {
+            let empty = match meta.get(field) {
+                Some(Value::Object(m)) => m.is_empty(),
+                Some(Value::Array(a)) => a.is_empty(),
+                Some(Value::Null) => true,
+                _ => false,
+            };
+            if empty {
+                meta.remove(field);
+            }
+        }
+    }
     if ty.group.is_empty()
         && ty.kind == "Secret"
         && let Some(string_data) = obj.get_mut("stringData").map(Value::take)

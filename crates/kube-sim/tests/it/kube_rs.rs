@@ -696,3 +696,27 @@ async fn immutable_fields_and_validation_errors_match_upstream() {
     assert_eq!(stored.data.expect("data")["user"].0, b"admin");
     sim.shutdown().await;
 }
+
+/// ObjectMeta's maps and lists are `omitempty` on a real API server: a merge patch that
+/// removes the last annotation, label or finalizer leaves no empty map or list behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_metadata_maps_and_lists_are_not_stored() {
+    let sim = start(&[]).await;
+    let api: Api<ConfigMap> = Api::namespaced(sim.client().unwrap(), "default");
+    let cm: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": "c", "annotations": {"a": "1"}, "labels": {"l": "1"},
+            "finalizers": ["example.com/keep"]},
+    }))
+    .unwrap();
+    api.create(&PostParams::default(), &cm).await.unwrap();
+    let patch =
+        json!({"metadata": {"annotations": {"a": null}, "labels": {"l": null}, "finalizers": []}});
+    api.patch("c", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let stored = sim.get("v1", "ConfigMap", Some("default"), "c").unwrap();
+    for field in ["annotations", "labels", "finalizers"] {
+        assert!(stored["metadata"].get(field).is_none(), "{field}: {stored}");
+    }
+    sim.shutdown().await;
+}
