@@ -33,8 +33,8 @@ use upgrade_verify::step::ProbeStep;
 use crate::context::FlowContext;
 use crate::error::{FlowError, Result};
 use crate::flows::bluegreen::{
-    GreenVarsSpec, GreenVarsStep, IrsaTrustSpec, IrsaTrustStep, SwitchStep, SwitchStepSpec,
-    TransferStep, TransferStepSpec,
+    AckAdoptSpec, AckAdoptStep, AckProtectSpec, AckProtectStep, GreenVarsSpec, GreenVarsStep,
+    IrsaTrustSpec, IrsaTrustStep, SwitchStep, SwitchStepSpec, TransferStep, TransferStepSpec,
 };
 use crate::flows::control_plane::{ControlPlaneSpec, ControlPlaneStep};
 use crate::flows::eks::{ControlPlaneWaitSpec, ControlPlaneWaitStep};
@@ -352,6 +352,12 @@ impl StepRegistry {
         });
         registry.register(|spec: IrsaTrustSpec, _| Ok(Box::new(IrsaTrustStep::new(spec))));
         registry.register(|spec: SwitchStepSpec, _| Ok(Box::new(SwitchStep::new(spec))));
+        registry.register(|spec: AckProtectSpec, ctx| {
+            Ok(Box::new(AckProtectStep::new(spec, ctx.cluster().clone())))
+        });
+        registry.register(|spec: AckAdoptSpec, ctx| {
+            Ok(Box::new(AckAdoptStep::new(spec, ctx.stop_signal().clone())))
+        });
         registry.register(|spec: TransferStepSpec, ctx| {
             Ok(Box::new(TransferStep::new(
                 spec,
@@ -465,6 +471,6 @@ mod tests {
         ] {
             assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
         }
-        assert_eq!(kinds.len(), 23, "{kinds:?}");
+        assert_eq!(kinds.len(), 25, "{kinds:?}");
     }
 }

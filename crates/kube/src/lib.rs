@@ -65,6 +65,7 @@
 //! # }
 //! ```
 
+pub mod ack;
 pub mod backup;
 mod client_retry;
 pub mod connect;

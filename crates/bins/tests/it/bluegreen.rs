@@ -674,3 +674,156 @@ async fn transfer_moves_the_user_namespace_with_velero_scope_and_is_undone() {
     blue.shutdown().await;
     green.shutdown().await;
 }
+
+/// `upgrade-bluegreen ack`: blue's SageMaker endpoint resources protected the way the ACK
+/// runtime allows (the annotation above 0.22.1, the finalizer removed at or below), green
+/// adopting each endpoint by its SageMaker name; green without the ACK runtime blocks; a bad
+/// version changes nothing; `upgrade-rollback` puts both clusters back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ack_protects_blues_endpoints_and_adopts_them_on_green() {
+    let ctx = TestContext::new();
+    let (blue, green) = blue_and_green(&ctx).await;
+    let fixtures = TestContext::fixtures_dir().join("bluegreen");
+    let ack_crds = std::fs::read_to_string(fixtures.join("ack-crds.yaml")).unwrap();
+    blue.load_yaml(&ack_crds).unwrap();
+    blue.load_yaml(
+        &std::fs::read_to_string(fixtures.join("blue-sagemaker-endpoints.yaml")).unwrap(),
+    )
+    .unwrap();
+    let run = |exe: &str, args: &[&str]| {
+        let mut cmd = ProcessBuilder::new(exe);
+        ctx.apply_env(&mut cmd);
+        cmd.arg("--kubeconfig")
+            .arg(blue.kubeconfig_path())
+            .args(["--kube-context", kube_sim::CONTEXT_NAME])
+            .arg("--snapshot-dir")
+            .arg(ctx.work().join(".upgrade"))
+            .args(args)
+            .timeout(Duration::from_secs(120));
+        upgrade_test::CommandOutput::run(&cmd).parts()
+    };
+    let exe = env!("CARGO_BIN_EXE_upgrade-bluegreen");
+    let green_kubeconfig = green.kubeconfig_path().display().to_string();
+    let ack = |runtime: &str, apply: bool| {
+        let mut a = vec![
+            "ack",
+            "--green-kubeconfig",
+            &green_kubeconfig,
+            "--green-cluster",
+            green.url(),
+            "--ack-runtime",
+            runtime,
+        ];
+        if apply {
+            a.extend(["--expect-cluster", blue.url(), "--apply", "--yes"]);
+        }
+        run(exe, &a)
+    };
+    let protection = || {
+        blue.list(
+            "sagemaker.services.k8s.aws/v1alpha1",
+            "Endpoint",
+            Some("ml-serving"),
+        )
+        .into_iter()
+        .map(|e| {
+            (
+                e["metadata"]["name"].as_str().unwrap().to_string(),
+                e["metadata"]["annotations"].clone(),
+                e["metadata"]["finalizers"].clone(),
+            )
+        })
+        .collect::<Vec<_>>()
+    };
+    let blue_before = protection();
+
+    let (code, stdout, stderr) = ack("0.26.0", false);
+    assert_eq!(code, 4, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("green does not serve adoptedresources.services.k8s.aws"),
+        "{stdout}"
+    );
+    green.load_yaml(&ack_crds).unwrap();
+    let (code, stdout, stderr) = ack("0.26.0", false);
+    assert_eq!(code, 4, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("namespace ml-serving does not exist on green: move it first"),
+        "{stdout}"
+    );
+    green
+        .load_yaml("apiVersion: v1\nkind: Namespace\nmetadata: {name: ml-serving}\n")
+        .unwrap();
+    let green_before = green.dump_yaml();
+    let (code, stdout, stderr) = ack("latest", false);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(stderr.contains("`latest` is not a version"), "{stderr}");
+
+    for (runtime, annotated) in [("v0.26.0", true), ("0.21.0", false)] {
+        let (code, stdout, stderr) = ack(runtime, true);
+        assert_eq!(code, 0, "{stdout}{stderr}");
+        assert!(
+            stdout.contains("endpoint ml-serving/churn (SageMaker churn-prod): protected on blue, adopted on green as ml-serving/churn-adopted"),
+            "{stdout}"
+        );
+        for (name, annotations, finalizers) in protection() {
+            if annotated {
+                assert_eq!(
+                    annotations["services.k8s.aws/deletion-policy"], "retain",
+                    "{name}"
+                );
+                assert_eq!(
+                    finalizers,
+                    serde_json::json!(["finalizers.sagemaker.services.k8s.aws/Endpoint"])
+                );
+            } else {
+                assert!(
+                    annotations
+                        .get("services.k8s.aws/deletion-policy")
+                        .is_none(),
+                    "{name}"
+                );
+                assert!(finalizers.is_null(), "{name}: {finalizers}");
+            }
+        }
+        let adopted = green.list(
+            "services.k8s.aws/v1alpha1",
+            "AdoptedResource",
+            Some("ml-serving"),
+        );
+        let names: Vec<&str> = adopted
+            .iter()
+            .map(|a| a["spec"]["aws"]["nameOrID"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["churn-prod", "fraud-prod"]);
+        assert_eq!(
+            adopted[0]["spec"]["kubernetes"]["metadata"]["annotations"]["services.k8s.aws/deletion-policy"],
+            "retain"
+        );
+        assert_eq!(
+            adopted[0]["spec"]["kubernetes"]["metadata"]["labels"]["team"],
+            "growth"
+        );
+
+        let run_id = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("run: "))
+            .unwrap()
+            .to_string();
+        let (code, stdout, stderr) = run(
+            env!("CARGO_BIN_EXE_upgrade-rollback"),
+            &[
+                "--expect-cluster",
+                blue.url(),
+                "--run",
+                &run_id,
+                "--apply",
+                "--yes",
+            ],
+        );
+        assert_eq!(code, 0, "{stdout}{stderr}");
+        assert_eq!(protection(), blue_before, "blue as it was");
+        assert_eq!(green.dump_yaml(), green_before, "green as it was");
+    }
+    blue.shutdown().await;
+    green.shutdown().await;
+}

@@ -1,6 +1,7 @@
 //! `upgrade-bluegreen`: the blue/green cluster upgrade of seeds 001 and 003, one subcommand
 //! per stage. Built so far: `inputs` (the green environment's variables from blue's
-//! Terraform outputs), `transfer` (the user namespaces' objects from blue to green), `irsa`
+//! Terraform outputs), `transfer` (the user namespaces' objects from blue to green), `ack` (SageMaker
+//! endpoints protected on blue, adopted on green), `irsa`
 //! (green's OIDC provider in the profile roles' trust), `switch` (the DNS record to green,
 //! inside the maintenance window) and `failback` (back to blue).
 
@@ -10,18 +11,52 @@ use upgrade_flows::flows::bluegreen;
 
 pub use crate::commands::aws_args::AwsArgs;
 
+pub use ack::AckArgs;
 pub use inputs::InputsArgs;
 pub use irsa::IrsaArgs;
 pub use switch::SwitchArgs;
 pub use transfer::TransferArgs;
 
+mod ack;
 mod inputs;
 mod irsa;
 mod switch;
 mod transfer;
 
+use std::path::PathBuf;
+
+use upgrade_flows::flows::bluegreen::GreenCluster;
+
 use crate::cli::{ClusterArgs, OutputArgs, RunArgs, context, execute};
 use crate::exit::{CliError, Flags};
+
+/// How a stage reaches the green cluster.
+#[derive(Debug, clap::Args)]
+pub struct GreenArgs {
+    /// The green cluster's kubeconfig (default: the one blue's comes from).
+    #[arg(long, value_name = "FILE")]
+    pub green_kubeconfig: Option<PathBuf>,
+    /// The green cluster's context in it.
+    #[arg(long, value_name = "NAME")]
+    pub green_context: Option<String>,
+    /// The green cluster changes are allowed on (EKS name, kubeconfig cluster or API URL).
+    #[arg(long, value_name = "NAME")]
+    pub green_cluster: String,
+}
+
+impl GreenArgs {
+    /// The green cluster, its kubeconfig defaulting to blue's.
+    pub fn cluster(&self, blue_kubeconfig: Option<&PathBuf>) -> GreenCluster {
+        GreenCluster {
+            kubeconfig: self
+                .green_kubeconfig
+                .clone()
+                .or_else(|| blue_kubeconfig.cloned()),
+            context: self.green_context.clone(),
+            expect_cluster: self.green_cluster.clone(),
+        }
+    }
+}
 
 /// `upgrade-bluegreen`: upgrade by building a green cluster beside blue.
 #[derive(Debug, clap::Parser)]
@@ -59,6 +94,10 @@ pub enum Stage {
     /// Add the green cluster's OIDC provider to the trust policy of each profile role
     /// (IRSA), beside blue's; reversible.
     Irsa(IrsaArgs),
+    /// Keep blue's ACK SageMaker endpoint resources from deleting their endpoints
+    /// (deletion-policy retain, or the finalizer removed on ACK runtime <= 0.22.1) and adopt
+    /// each endpoint on green; reversible.
+    Ack(AckArgs),
     /// Point the platform's DNS record (Route 53) from blue to green, inside the
     /// maintenance window; `failback` undoes it.
     Switch(SwitchArgs),
@@ -103,6 +142,9 @@ impl crate::cli::Command for Args {
             Stage::Inputs(a) => bluegreen::plan_inputs(&ctx, &a.spec()).await,
             Stage::Transfer(a) => {
                 bluegreen::plan_transfer(&ctx, &a.spec(self.cluster.kubeconfig.as_ref())).await
+            }
+            Stage::Ack(a) => {
+                bluegreen::plan_ack(&ctx, &a.spec(self.cluster.kubeconfig.as_ref())).await
             }
             Stage::Irsa(a) => bluegreen::plan_irsa(&ctx, &a.spec()).await,
             Stage::Switch(a) => bluegreen::plan_switch(&ctx, &a.spec()).await,

@@ -2,21 +2,17 @@
 
 use std::path::PathBuf;
 
-use upgrade_flows::flows::bluegreen::{GreenCluster, TransferSpec};
+use upgrade_flows::flows::bluegreen::TransferSpec;
+
+use super::GreenArgs;
 use upgrade_kube::transfer::{SEED_KINDS, SHARED_FILE_SYSTEM_DRIVERS};
 
 /// `transfer`'s flags.
 #[derive(Debug, clap::Args)]
 pub struct TransferArgs {
-    /// The green cluster's kubeconfig (default: the one blue's comes from).
-    #[arg(long, value_name = "FILE")]
-    pub green_kubeconfig: Option<PathBuf>,
-    /// The green cluster's context in it.
-    #[arg(long, value_name = "NAME")]
-    pub green_context: Option<String>,
-    /// The green cluster changes are allowed on (EKS name, kubeconfig cluster or API URL).
-    #[arg(long, value_name = "NAME")]
-    pub green_cluster: String,
+    /// The green cluster.
+    #[command(flatten)]
+    pub green: GreenArgs,
     /// A user namespace to move. Repeatable.
     #[arg(long = "namespace", value_name = "NS", required = true)]
     pub namespaces: Vec<String>,
@@ -41,14 +37,7 @@ pub struct TransferArgs {
 impl TransferArgs {
     pub(crate) fn spec(&self, blue_kubeconfig: Option<&PathBuf>) -> TransferSpec {
         TransferSpec {
-            green: GreenCluster {
-                kubeconfig: self
-                    .green_kubeconfig
-                    .clone()
-                    .or_else(|| blue_kubeconfig.cloned()),
-                context: self.green_context.clone(),
-                expect_cluster: self.green_cluster.clone(),
-            },
+            green: self.green.cluster(blue_kubeconfig),
             namespaces: self.namespaces.clone(),
             kinds: self.kinds.clone(),
             include_cluster_resources: !self.no_cluster_resources,

@@ -6,15 +6,20 @@
 //! - [`inputs`]: the green environment's variables from blue's Terraform outputs;
 //! - [`irsa`]: green's OIDC provider in the profile roles' trust policies;
 //! - [`transfer`]: the user namespaces' objects from blue to green (seed 001's Velero step);
+//! - [`ack`]: blue's ACK SageMaker endpoints protected, green adopting them;
 //! - [`switch`]: the platform's DNS record from blue to green (its rollback is the fail-back).
 
 use serde::{Deserialize, Serialize};
 
+pub mod ack;
 pub mod inputs;
 pub mod irsa;
 pub mod switch;
 pub mod transfer;
 
+pub use ack::{
+    ACK_FLOW, AckAdoptSpec, AckAdoptStep, AckProtectSpec, AckProtectStep, AckSpec, plan_ack,
+};
 pub use inputs::{
     BLUE_OUTPUTS, COGNITO_OUTPUTS, FLOW, GreenVarsSpec, GreenVarsStep, InputsSpec,
     OPTIONAL_OUTPUTS, plan_inputs,

@@ -243,24 +243,13 @@ impl Step for TransferStep {
     }
 }
 
-/// Plans the transfer: green connected and told apart from blue, the scope resolved on blue,
-/// each object decided (moved, or skipped with the reason), what green lacks blocks.
-pub async fn plan_transfer(ctx: &FlowContext, spec: &TransferSpec) -> Result<Planned> {
-    if spec.namespaces.is_empty() {
-        return Err(FlowError::invalid(
-            "namespaces",
-            "no namespace given",
-            "name each user namespace to move (--namespace)",
-        ));
-    }
-    if let Some(ack) = spec.kinds.iter().find(|k| k.contains("services.k8s.aws")) {
-        return Err(FlowError::invalid(
-            "kinds",
-            format!("`{ack}` is an ACK kind: a copy on green would create a second AWS resource"),
-            "leave ACK kinds out; `upgrade-bluegreen ack` protects them on blue and adopts them on green",
-        ));
-    }
-    let mut green_spec = spec.green.clone();
+/// Connects to green (its kubeconfig made absolute for the run record), refusing a context
+/// that is not the green cluster named, or that is the run's own (blue) cluster.
+pub(crate) async fn connect_green(
+    ctx: &FlowContext,
+    green: &GreenCluster,
+) -> Result<(GreenCluster, Cluster)> {
+    let mut green_spec = green.clone();
     if let Some(path) = &green_spec.kubeconfig {
         green_spec.kubeconfig = Some(std::path::absolute(path).unwrap_or_else(|_| path.clone()));
     }
@@ -287,6 +276,28 @@ pub async fn plan_transfer(ctx: &FlowContext, spec: &TransferSpec) -> Result<Pla
             "point --green-context (and --green-kubeconfig) at the green cluster",
         ));
     }
+    Ok((green_spec, green))
+}
+
+/// Plans the transfer: green connected and told apart from blue, the scope resolved on blue,
+/// each object decided (moved, or skipped with the reason), what green lacks blocks.
+pub async fn plan_transfer(ctx: &FlowContext, spec: &TransferSpec) -> Result<Planned> {
+    if spec.namespaces.is_empty() {
+        return Err(FlowError::invalid(
+            "namespaces",
+            "no namespace given",
+            "name each user namespace to move (--namespace)",
+        ));
+    }
+    if let Some(ack) = spec.kinds.iter().find(|k| k.contains("services.k8s.aws")) {
+        return Err(FlowError::invalid(
+            "kinds",
+            format!("`{ack}` is an ACK kind: a copy on green would create a second AWS resource"),
+            "leave ACK kinds out; `upgrade-bluegreen ack` protects them on blue and adopts them on green",
+        ));
+    }
+    let (green_spec, green) = connect_green(ctx, &spec.green).await?;
+    let blue = ctx.cluster();
     let scope = TransferScope {
         namespaces: spec.namespaces.clone(),
         kinds: spec.kinds.clone(),
