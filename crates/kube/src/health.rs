@@ -116,6 +116,21 @@ fn key(namespace: Option<&str>, name: Option<&str>) -> String {
     }
 }
 
+/// Every KServe InferenceService (`namespace`, `name`); none when KServe is not installed.
+pub async fn inference_services(cluster: &Cluster) -> Result<Vec<(String, String)>> {
+    let listed = list_if_served(cluster.client(), INFERENCE_SERVICE, PAGE).await?;
+    Ok(listed
+        .unwrap_or_default()
+        .into_iter()
+        .map(|o| {
+            (
+                o.metadata.namespace.unwrap_or_default(),
+                o.metadata.name.unwrap_or_default(),
+            )
+        })
+        .collect())
+}
+
 /// Runs every health check concurrently and returns all findings.
 pub async fn check(cluster: &Cluster) -> Result<HealthReport> {
     let client = cluster.client();

@@ -324,11 +324,12 @@ async fn irsa_trusts_green_beside_blue_and_rolls_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn switch_and_failback_move_the_record_inside_the_window() {
     let ctx = TestContext::new();
-    let sim = SimCluster::builder()
-        .controllers(ControllerConfig::none())
-        .kubeconfig_path(ctx.root().join("kubeconfig.yaml"))
-        .start()
-        .await
+    let (sim, green) = blue_and_green(&ctx).await;
+    // A model on green that nothing has called yet, and not Ready.
+    green
+        .load_yaml(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: serving}\n---\napiVersion: serving.kserve.io/v1beta1\nkind: InferenceService\nmetadata: {name: sklearn-iris, namespace: serving}\nspec: {predictor: {model: {modelFormat: {name: sklearn}}}}\n",
+        )
         .unwrap();
     let moto = upgrade_test::MotoServer::start();
     let aws = |args: &[&str]| -> serde_json::Value {
@@ -430,6 +431,75 @@ async fn switch_and_failback_move_the_record_inside_the_window() {
         a.extend(extra.iter().map(|s| s.to_string()));
         a
     };
+    let open = format!("{}/{}", rfc(now - 600), rfc(now + 3600));
+    // Before green is verified: refused, nothing changed.
+    let args = switch(&open, &[]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, stdout, stderr) = run(&refs);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("green has not been verified") && stderr.contains("verify-green"),
+        "{stderr}"
+    );
+    assert_eq!(points_at(), "blue-alb.us-east-1.elb.amazonaws.com");
+
+    // Green verified: the model is neither Ready nor called, so it fails and the switch is
+    // still refused, naming why.
+    let config = ctx.work().join("green-checks.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "probes:\n- name: green-api\n  check: {{type: http, url: \"{}/version\"}}\n",
+            green.url().trim_end_matches('/')
+        ),
+    )
+    .unwrap();
+    let green_kubeconfig = green.kubeconfig_path().display().to_string();
+    let config_arg = config.display().to_string();
+    let verify = [
+        "verify-green",
+        "--green-kubeconfig",
+        &green_kubeconfig,
+        "--green-cluster",
+        green.url(),
+        "--config",
+        &config_arg,
+    ];
+    let (code, stdout, stderr) = run(&verify);
+    assert_eq!(code, 4, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("predict serving/sklearn-iris")
+            && stdout.contains("InferenceService not ready"),
+        "{stdout}"
+    );
+    let (code, stdout, stderr) = run(&refs);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("green's verification of") && stderr.contains("no probe calls it"),
+        "{stderr}"
+    );
+
+    // The model removed from green (not serving yet), verified again: it passes.
+    let isvcs: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(
+        green.client().unwrap(),
+        "serving",
+        &kube::api::ApiResource::from_gvk_with_plural(
+            &kube::api::GroupVersionKind::gvk("serving.kserve.io", "v1beta1", "InferenceService"),
+            "inferenceservices",
+        ),
+    );
+    isvcs
+        .delete("sklearn-iris", &Default::default())
+        .await
+        .unwrap();
+    let (code, stdout, stderr) = run(&verify);
+    // Warnings only: the health checks of kinds green does not serve (cert-manager, Argo CD).
+    assert_eq!(code, 3, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("PASS green-api") && stdout.contains("0 failed"),
+        "{stdout}"
+    );
+
     // Outside the window (tomorrow): refused, nothing changed.
     let tomorrow = format!("{}/{}", rfc(now + 86_400), rfc(now + 90_000));
     let args = switch(&tomorrow, &[]);
@@ -443,12 +513,12 @@ async fn switch_and_failback_move_the_record_inside_the_window() {
     assert_eq!(points_at(), "blue-alb.us-east-1.elb.amazonaws.com");
 
     // Inside it: green.
-    let open = format!("{}/{}", rfc(now - 600), rfc(now + 3600));
     let args = switch(&open, &[]);
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let (code, stdout, stderr) = run(&refs);
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stdout.contains("blue-alb.us-east-1.elb.amazonaws.com (blue) -> green-alb.us-east-1.elb.amazonaws.com (green)"), "{stdout}");
+    assert!(stdout.contains("checks, with warnings)"), "{stdout}");
     assert_eq!(points_at(), "green-alb.us-east-1.elb.amazonaws.com");
 
     // Fail back: blue again.
@@ -456,6 +526,7 @@ async fn switch_and_failback_move_the_record_inside_the_window() {
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert_eq!(points_at(), "blue-alb.us-east-1.elb.amazonaws.com");
     sim.shutdown().await;
+    green.shutdown().await;
 }
 
 /// Two kube-sim clusters, blue with a Kubeflow user namespace (`fixtures/bluegreen`), green

@@ -16,12 +16,14 @@ pub use inputs::InputsArgs;
 pub use irsa::IrsaArgs;
 pub use switch::SwitchArgs;
 pub use transfer::TransferArgs;
+pub use verify_green::VerifyGreenArgs;
 
 mod ack;
 mod inputs;
 mod irsa;
 mod switch;
 mod transfer;
+mod verify_green;
 
 use std::path::PathBuf;
 
@@ -98,6 +100,9 @@ pub enum Stage {
     /// (deletion-policy retain, or the finalizer removed on ACK runtime <= 0.22.1) and adopt
     /// each endpoint on green; reversible.
     Ack(AckArgs),
+    /// Check green before traffic moves: its health, a predict call for each
+    /// InferenceService, the configured probes; recorded, and required by `switch`.
+    VerifyGreen(VerifyGreenArgs),
     /// Point the platform's DNS record (Route 53) from blue to green, inside the
     /// maintenance window; `failback` undoes it.
     Switch(SwitchArgs),
@@ -138,6 +143,18 @@ impl crate::cli::Command for Args {
             .await;
         }
         let ctx = context("upgrade-bluegreen", &self.cluster, Some(&self.run)).await?;
+        if let Stage::VerifyGreen(a) = &self.stage {
+            let spec = a.spec(self.cluster.kubeconfig.as_ref(), &flags)?;
+            let verification = bluegreen::verify_green(&ctx, &spec)
+                .await
+                .map_err(|e| CliError::from_flow(e, &flags))?;
+            let rendered = match self.output.output {
+                crate::cli::OutputFormat::Json => verification.report.json(),
+                _ => verification.report.text(),
+            };
+            crate::cli::print(out, &rendered)?;
+            return Ok(verification.report.exit_code());
+        }
         let planned = match &self.stage {
             Stage::Inputs(a) => bluegreen::plan_inputs(&ctx, &a.spec()).await,
             Stage::Transfer(a) => {
@@ -148,7 +165,7 @@ impl crate::cli::Command for Args {
             }
             Stage::Irsa(a) => bluegreen::plan_irsa(&ctx, &a.spec()).await,
             Stage::Switch(a) => bluegreen::plan_switch(&ctx, &a.spec()).await,
-            Stage::Failback => unreachable!("handled above"),
+            Stage::Failback | Stage::VerifyGreen(_) => unreachable!("handled above"),
         }
         .map_err(|e| CliError::from_flow(e, &flags))?;
         execute(&ctx, planned, &self.run, &self.output, &flags, out).await

@@ -7,6 +7,7 @@
 //! - [`irsa`]: green's OIDC provider in the profile roles' trust policies;
 //! - [`transfer`]: the user namespaces' objects from blue to green (seed 001's Velero step);
 //! - [`ack`]: blue's ACK SageMaker endpoints protected, green adopting them;
+//! - [`verify_green`]: green's health, a predict call per InferenceService, the user's probes;
 //! - [`switch`]: the platform's DNS record from blue to green (its rollback is the fail-back).
 
 use serde::{Deserialize, Serialize};
@@ -16,6 +17,7 @@ pub mod inputs;
 pub mod irsa;
 pub mod switch;
 pub mod transfer;
+pub mod verify_green;
 
 pub use ack::{
     ACK_FLOW, AckAdoptSpec, AckAdoptStep, AckProtectSpec, AckProtectStep, AckSpec, plan_ack,
@@ -31,6 +33,7 @@ pub use switch::{
 pub use transfer::{
     GreenCluster, TRANSFER_FLOW, TransferSpec, TransferStep, TransferStepSpec, plan_transfer,
 };
+pub use verify_green::{GreenVerification, VerifyGreenSpec, require_verified_green, verify_green};
 
 /// How a stage reaches AWS (the AWS CLI's settings).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

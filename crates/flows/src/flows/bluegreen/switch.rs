@@ -197,7 +197,8 @@ impl Step for SwitchStep {
     }
 }
 
-/// Plans the switch: the window checked (outside it is bad input unless forced), the record
+/// Plans the switch: green's passing verification required ([`super::require_verified_green`]),
+/// the window checked (outside it is bad input unless forced), the record
 /// read (it must exist: blue's), green's record built from it (same name, type and TTL).
 pub async fn plan_switch(ctx: &FlowContext, spec: &SwitchSpec) -> Result<Planned> {
     let now = jiff::Timestamp::now();
@@ -225,6 +226,18 @@ pub async fn plan_switch(ctx: &FlowContext, spec: &SwitchSpec) -> Result<Planned
         (None, _) => findings.push("no maintenance window given".into()),
         _ => {}
     }
+    // Traffic moves only to a green that passed its verification since it last changed.
+    let verified = super::require_verified_green(ctx.state())?;
+    findings.push(format!(
+        "green {} verified at {} ({} checks{})",
+        verified.green_cluster,
+        verified.verified_at,
+        verified.report.findings.len(),
+        match verified.report.worst() {
+            Some(upgrade_verify::Status::Warn) => ", with warnings",
+            _ => ", all passed",
+        }
+    ));
     let route53 = spec
         .aws
         .route53()
