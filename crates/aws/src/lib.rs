@@ -207,6 +207,13 @@ impl EksBuilder {
         })
     }
 
+    /// An ELBv2 handle with these settings (see [`Elbv2::builder`]).
+    pub fn build_elbv2(self) -> Result<Elbv2> {
+        Ok(Elbv2 {
+            inner: self.build()?.inner,
+        })
+    }
+
     /// An IAM handle with these settings (see [`Iam::builder`]).
     pub fn build_iam(self) -> Result<Iam> {
         Ok(Iam {
@@ -360,6 +367,56 @@ impl Route53 {
                 zone.into(),
                 "--change-batch".into(),
                 batch.to_string(),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// Elastic Load Balancing v2 through the AWS CLI (the ALB listener rule a blue/green switch
+/// moves). Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Elbv2 {
+    inner: Arc<Inner>,
+}
+
+impl Elbv2 {
+    /// A builder with the same settings as [`Eks::builder`] (no cluster).
+    pub fn builder() -> EksBuilder {
+        Eks::builder("")
+    }
+
+    /// The listener rule `arn` as `describe-rules` returns it (`Conditions`, `Actions`, …).
+    pub async fn rule(&self, arn: &str) -> Result<Value> {
+        let answer: Value = call_service(
+            &self.inner,
+            "elbv2",
+            "describe-rules",
+            vec!["--rule-arns".into(), arn.into()],
+        )
+        .await?;
+        answer["Rules"]
+            .as_array()
+            .and_then(|rules| rules.first())
+            .cloned()
+            .ok_or_else(|| Error::Unparseable {
+                operation: "describe-rules".into(),
+                detail: format!("no rule {arn} in the answer"),
+            })
+    }
+
+    /// Replaces the actions of rule `arn` (`modify-rule --actions`).
+    pub async fn set_rule_actions(&self, arn: &str, actions: &Value) -> Result<()> {
+        let _: Value = call_service(
+            &self.inner,
+            "elbv2",
+            "modify-rule",
+            vec![
+                "--rule-arn".into(),
+                arn.into(),
+                "--actions".into(),
+                actions.to_string(),
             ],
         )
         .await?;

@@ -33,8 +33,9 @@ use upgrade_verify::step::ProbeStep;
 use crate::context::FlowContext;
 use crate::error::{FlowError, Result};
 use crate::flows::bluegreen::{
-    AckAdoptSpec, AckAdoptStep, AckProtectSpec, AckProtectStep, GreenVarsSpec, GreenVarsStep,
-    IrsaTrustSpec, IrsaTrustStep, SwitchStep, SwitchStepSpec, TransferStep, TransferStepSpec,
+    AckAdoptSpec, AckAdoptStep, AckProtectSpec, AckProtectStep, AlbRuleSpec, AlbRuleStep,
+    GreenVarsSpec, GreenVarsStep, IrsaTrustSpec, IrsaTrustStep, SwitchStep, SwitchStepSpec,
+    TransferStep, TransferStepSpec,
 };
 use crate::flows::control_plane::{ControlPlaneSpec, ControlPlaneStep};
 use crate::flows::eks::{ControlPlaneWaitSpec, ControlPlaneWaitStep};
@@ -352,6 +353,7 @@ impl StepRegistry {
         });
         registry.register(|spec: IrsaTrustSpec, _| Ok(Box::new(IrsaTrustStep::new(spec))));
         registry.register(|spec: SwitchStepSpec, _| Ok(Box::new(SwitchStep::new(spec))));
+        registry.register(|spec: AlbRuleSpec, _| Ok(Box::new(AlbRuleStep::new(spec))));
         registry.register(|spec: AckProtectSpec, ctx| {
             Ok(Box::new(AckProtectStep::new(spec, ctx.cluster().clone())))
         });
@@ -471,6 +473,6 @@ mod tests {
         ] {
             assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
         }
-        assert_eq!(kinds.len(), 25, "{kinds:?}");
+        assert_eq!(kinds.len(), 26, "{kinds:?}");
     }
 }

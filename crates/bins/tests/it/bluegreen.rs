@@ -318,7 +318,8 @@ async fn irsa_trusts_green_beside_blue_and_rolls_back() {
     sim.shutdown().await;
 }
 
-/// `switch` moves the platform's CNAME (moto's Route 53, the real AWS CLI) from blue to green
+/// `switch`, refused until green passed `verify-green`, moves the ALB listener rule's redirect
+/// (moto's ELBv2) and the platform's CNAME (moto's Route 53, the real AWS CLI) from blue to green
 /// inside the maintenance window, refuses outside it unless forced, and `failback` points it
 /// back at blue.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -386,6 +387,75 @@ async fn switch_and_failback_move_the_record_inside_the_window() {
             })
             .unwrap()
     };
+    // The ALB whose listener rule redirects users to the active cluster (seed 001).
+    let vpc = aws(&["ec2", "create-vpc", "--cidr-block", "10.0.0.0/16"]);
+    let vpc_id = vpc["Vpc"]["VpcId"].as_str().unwrap().to_string();
+    let subnets: Vec<String> = [("10.0.1.0/24", "us-east-1a"), ("10.0.2.0/24", "us-east-1b")]
+        .iter()
+        .map(|(cidr, zone)| {
+            let subnet = aws(&[
+                "ec2",
+                "create-subnet",
+                "--vpc-id",
+                &vpc_id,
+                "--cidr-block",
+                cidr,
+                "--availability-zone",
+                zone,
+            ]);
+            subnet["Subnet"]["SubnetId"].as_str().unwrap().to_string()
+        })
+        .collect();
+    let lb = aws(&[
+        "elbv2",
+        "create-load-balancer",
+        "--name",
+        "platform-redirect",
+        "--subnets",
+        &subnets[0],
+        &subnets[1],
+    ]);
+    let lb_arn = lb["LoadBalancers"][0]["LoadBalancerArn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let listener = aws(&[
+        "elbv2",
+        "create-listener",
+        "--load-balancer-arn",
+        &lb_arn,
+        "--protocol",
+        "HTTP",
+        "--port",
+        "80",
+        "--default-actions",
+        r#"[{"Type":"fixed-response","FixedResponseConfig":{"StatusCode":"404"}}]"#,
+    ]);
+    let listener_arn = listener["Listeners"][0]["ListenerArn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let rule = aws(&[
+        "elbv2",
+        "create-rule",
+        "--listener-arn",
+        &listener_arn,
+        "--priority",
+        "10",
+        "--conditions",
+        r#"[{"Field":"host-header","Values":["kflive.platform.example.com"]}]"#,
+        "--actions",
+        r##"[{"Type":"redirect","RedirectConfig":{"Protocol":"HTTPS","Port":"443","Host":"kubeflow.blue.platform.example.com","Path":"/#{path}","Query":"#{query}","StatusCode":"HTTP_302"}}]"##,
+    ]);
+    let rule_arn = rule["Rules"][0]["RuleArn"].as_str().unwrap().to_string();
+    let redirects_to = || -> String {
+        let rules = aws(&["elbv2", "describe-rules", "--rule-arns", &rule_arn]);
+        rules["Rules"][0]["Actions"][0]["RedirectConfig"]["Host"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(redirects_to(), "kubeflow.blue.platform.example.com");
     let run = |args: &[&str]| {
         let mut cmd = ProcessBuilder::new(env!("CARGO_BIN_EXE_upgrade-bluegreen"));
         ctx.apply_env(&mut cmd);
@@ -419,6 +489,10 @@ async fn switch_and_failback_move_the_record_inside_the_window() {
             "kubeflow.platform.example.com",
             "--green-target",
             "green-alb.us-east-1.elb.amazonaws.com",
+            "--listener-rule-arn",
+            &rule_arn,
+            "--green-host",
+            "kubeflow.green.platform.example.com",
             "--window",
             window,
             "--aws-endpoint-url",
@@ -519,12 +593,15 @@ async fn switch_and_failback_move_the_record_inside_the_window() {
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stdout.contains("blue-alb.us-east-1.elb.amazonaws.com (blue) -> green-alb.us-east-1.elb.amazonaws.com (green)"), "{stdout}");
     assert!(stdout.contains("checks, with warnings)"), "{stdout}");
+    assert!(stdout.contains("redirect kubeflow.blue.platform.example.com (blue) -> kubeflow.green.platform.example.com (green)"), "{stdout}");
     assert_eq!(points_at(), "green-alb.us-east-1.elb.amazonaws.com");
+    assert_eq!(redirects_to(), "kubeflow.green.platform.example.com");
 
     // Fail back: blue again.
     let (code, stdout, stderr) = run(&["failback", "--apply", "--yes"]);
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert_eq!(points_at(), "blue-alb.us-east-1.elb.amazonaws.com");
+    assert_eq!(redirects_to(), "kubeflow.blue.platform.example.com");
     sim.shutdown().await;
     green.shutdown().await;
 }

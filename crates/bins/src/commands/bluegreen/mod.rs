@@ -121,7 +121,8 @@ impl crate::cli::Command for Args {
             .rename("green_cluster_name", "--green-cluster")
             .rename("green", "--green-context")
             .rename("namespaces", "--namespace")
-            .rename("kinds", "--kind");
+            .rename("kinds", "--kind")
+            .rename("record_name", "--record");
         if let Stage::Failback = self.stage {
             // The switch to undo is found before connecting.
             let state = upgrade_flows::StateDir::new(&self.run.snapshot_dir);

@@ -4,21 +4,27 @@ use upgrade_flows::flows::bluegreen::{self, SwitchSpec};
 
 use super::AwsArgs;
 
-/// `switch`'s flags.
+/// `switch`'s flags: the ALB listener rule, the DNS record, or both.
 #[derive(Debug, clap::Args)]
 pub struct SwitchArgs {
-    /// The Route 53 hosted zone id.
-    #[arg(long, value_name = "ID")]
-    pub zone_id: String,
-    /// The record users reach the platform by.
-    #[arg(long, value_name = "NAME")]
-    pub record: String,
+    /// The ALB listener rule that redirects users to the active cluster.
+    #[arg(long, value_name = "ARN", requires = "green_host")]
+    pub listener_rule_arn: Option<String>,
+    /// Green's host for the rule's redirect.
+    #[arg(long, value_name = "HOST", requires = "listener_rule_arn")]
+    pub green_host: Option<String>,
+    /// The Route 53 hosted zone id of the record.
+    #[arg(long, value_name = "ID", requires_all = ["record", "green_target"])]
+    pub zone_id: Option<String>,
+    /// The record to move (the platform's, or a model-serving CNAME).
+    #[arg(long, value_name = "NAME", requires = "zone_id")]
+    pub record: Option<String>,
     /// Its type.
     #[arg(long, value_name = "TYPE", default_value = "CNAME")]
     pub record_type: String,
-    /// Green's address (its load balancer's DNS name).
-    #[arg(long, value_name = "DNS_NAME")]
-    pub green_target: String,
+    /// The record's green value (green's load balancer or ingress DNS name).
+    #[arg(long, value_name = "DNS_NAME", requires = "zone_id")]
+    pub green_target: Option<String>,
     /// The maintenance window, START/END in RFC 3339 (e.g.
     /// 2026-12-05T22:00:00Z/2026-12-06T02:00:00Z); a switch outside it is refused.
     #[arg(long, value_name = "START/END", value_parser = |w: &str| w.parse::<bluegreen::Window>())]
@@ -34,6 +40,8 @@ pub struct SwitchArgs {
 impl SwitchArgs {
     pub(crate) fn spec(&self) -> SwitchSpec {
         SwitchSpec {
+            listener_rule_arn: self.listener_rule_arn.clone(),
+            green_host: self.green_host.clone(),
             zone_id: self.zone_id.clone(),
             record_name: self.record.clone(),
             record_type: self.record_type.clone(),

@@ -13,6 +13,7 @@
 use serde::{Deserialize, Serialize};
 
 pub mod ack;
+pub mod alb;
 pub mod inputs;
 pub mod irsa;
 pub mod switch;
@@ -22,6 +23,7 @@ pub mod verify_green;
 pub use ack::{
     ACK_FLOW, AckAdoptSpec, AckAdoptStep, AckProtectSpec, AckProtectStep, AckSpec, plan_ack,
 };
+pub use alb::{AlbRuleSpec, AlbRuleStep};
 pub use inputs::{
     BLUE_OUTPUTS, COGNITO_OUTPUTS, FLOW, GreenVarsSpec, GreenVarsStep, InputsSpec,
     OPTIONAL_OUTPUTS, plan_inputs,
@@ -60,6 +62,10 @@ impl AwsSettings {
 
     pub(crate) fn iam(&self) -> std::result::Result<upgrade_aws::Iam, String> {
         self.builder().build_iam().map_err(|e| e.to_string())
+    }
+
+    pub(crate) fn elbv2(&self) -> std::result::Result<upgrade_aws::Elbv2, String> {
+        self.builder().build_elbv2().map_err(|e| e.to_string())
     }
 
     pub(crate) fn route53(&self) -> std::result::Result<upgrade_aws::Route53, String> {

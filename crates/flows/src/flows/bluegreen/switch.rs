@@ -46,19 +46,29 @@ impl std::str::FromStr for Window {
     }
 }
 
-/// The switch of seed 001's step 10: the DNS record users reach the platform by moves from
-/// blue to green, inside the maintenance window; its rollback (`failback`) points it back.
+/// The switch of seed 001's step 10, inside the maintenance window: the ALB listener rule that
+/// redirects users, and/or a DNS record (the platform's, or a model-serving CNAME), move from
+/// blue to green; its rollback (`failback`) points them back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SwitchSpec {
-    /// The Route 53 hosted zone.
-    pub zone_id: String,
-    /// The record users reach the platform by, e.g. `kubeflow.platform.example.com`.
-    pub record_name: String,
+    /// The ALB listener rule that redirects users to the active cluster.
+    #[serde(default)]
+    pub listener_rule_arn: Option<String>,
+    /// Green's host for that rule's redirect (e.g. `kubeflow.green.platform.example.com`).
+    #[serde(default)]
+    pub green_host: Option<String>,
+    /// The Route 53 hosted zone of the record.
+    #[serde(default)]
+    pub zone_id: Option<String>,
+    /// The record to move, e.g. `kubeflow.platform.example.com` or a model-serving CNAME.
+    #[serde(default)]
+    pub record_name: Option<String>,
     /// Its type (`CNAME` by default).
     #[serde(default = "default_record_type")]
     pub record_type: String,
-    /// Green's address (the green load balancer's DNS name).
-    pub green_target: String,
+    /// The record's green value (green's load balancer or ingress DNS name).
+    #[serde(default)]
+    pub green_target: Option<String>,
     /// The maintenance window the switch must happen in.
     #[serde(default)]
     pub window: Option<Window>,
@@ -238,22 +248,94 @@ pub async fn plan_switch(ctx: &FlowContext, spec: &SwitchSpec) -> Result<Planned
             _ => ", all passed",
         }
     ));
+    let mut steps: Vec<Box<dyn Step>> = Vec::new();
+    let mut changes = Vec::new();
+    match (&spec.listener_rule_arn, &spec.green_host) {
+        (Some(rule), Some(host)) => {
+            let (step, change) = super::alb::plan_rule(rule, host, &spec.aws).await?;
+            steps.push(Box::new(step));
+            changes.push(change);
+        }
+        (None, None) => {}
+        _ => {
+            return Err(FlowError::invalid(
+                "listener_rule_arn",
+                "the listener rule and green's host go together",
+                format!(
+                    "give both {} and {}",
+                    field("listener_rule_arn"),
+                    field("green_host")
+                ),
+            ));
+        }
+    }
+    match (&spec.zone_id, &spec.record_name, &spec.green_target) {
+        (Some(zone_id), Some(record_name), Some(green_target)) => {
+            let (step, change) = plan_record(spec, zone_id, record_name, green_target).await?;
+            steps.push(Box::new(step));
+            changes.push(change);
+        }
+        (None, None, None) => {}
+        _ => {
+            return Err(FlowError::invalid(
+                "record_name",
+                "the hosted zone, the record and its green value go together",
+                format!(
+                    "give {}, {} and {}",
+                    field("zone_id"),
+                    field("record_name"),
+                    field("green_target")
+                ),
+            ));
+        }
+    }
+    if steps.is_empty() {
+        return Err(FlowError::invalid(
+            "listener_rule_arn",
+            "nothing to switch",
+            format!(
+                "give the ALB listener rule ({}, {}) and/or the DNS record ({}, {}, {})",
+                field("listener_rule_arn"),
+                field("green_host"),
+                field("zone_id"),
+                field("record_name"),
+                field("green_target")
+            ),
+        ));
+    }
+    let refs: Vec<&dyn Step> = steps.iter().map(|s| s.as_ref()).collect();
+    let mut plan = Plan::new(
+        "upgrade-bluegreen",
+        ctx.cluster_name(),
+        ctx.new_run_id("bluegreen-switch")?,
+        &refs,
+    );
+    plan.changes = changes;
+    plan.findings = findings;
+    Ok(Planned::new(SWITCH_FLOW, spec, plan, steps))
+}
+
+/// Plans the DNS record's move: it must exist (blue's) and not point at green already.
+async fn plan_record(
+    spec: &SwitchSpec,
+    zone_id: &str,
+    record_name: &str,
+    green_target: &str,
+) -> Result<(SwitchStep, String)> {
     let route53 = spec
         .aws
         .route53()
         .map_err(|e| FlowError::invalid("aws", e, "install the AWS CLI or set AWS_BIN"))?;
     let blue = route53
-        .record(&spec.zone_id, &spec.record_name, &spec.record_type)
+        .record(zone_id, record_name, &spec.record_type)
         .await
-        .map_err(|e| {
-            FlowError::failed(format!("read {} {}", spec.record_type, spec.record_name), e)
-        })?
+        .map_err(|e| FlowError::failed(format!("read {} {}", spec.record_type, record_name), e))?
         .ok_or_else(|| {
             FlowError::invalid(
                 "record_name",
                 format!(
                     "hosted zone {} has no {} record {}",
-                    spec.zone_id, spec.record_type, spec.record_name
+                    zone_id, spec.record_type, record_name
                 ),
                 "name the record users reach blue by",
             )
@@ -262,37 +344,26 @@ pub async fn plan_switch(ctx: &FlowContext, spec: &SwitchSpec) -> Result<Planned
         .as_str()
         .unwrap_or_default()
         .to_string();
-    if blue_value == spec.green_target {
+    if blue_value == green_target {
         return Err(FlowError::invalid(
             "green_target",
-            format!(
-                "{} already points at {}",
-                spec.record_name, spec.green_target
-            ),
+            format!("{} already points at {}", record_name, green_target),
             "nothing to switch; fail back with `upgrade-bluegreen failback`",
         ));
     }
     let mut green = blue.clone();
-    green["ResourceRecords"] = json!([{ "Value": spec.green_target }]);
+    green["ResourceRecords"] = json!([{ "Value": green_target }]);
     let step = SwitchStep::new(SwitchStepSpec {
         id: "bluegreen/switch".into(),
-        zone_id: spec.zone_id.clone(),
+        zone_id: zone_id.to_string(),
         green_record: green,
         aws: spec.aws.clone(),
     });
-    let refs: [&dyn Step; 1] = [&step];
-    let mut plan = Plan::new(
-        "upgrade-bluegreen",
-        ctx.cluster_name(),
-        ctx.new_run_id("bluegreen-switch")?,
-        &refs,
+    let change = format!(
+        "{} {record_name}: {blue_value} (blue) -> {green_target} (green); `upgrade-bluegreen failback` points it back",
+        spec.record_type
     );
-    plan.changes = vec![format!(
-        "{} {}: {blue_value} (blue) -> {} (green); `upgrade-bluegreen failback` points it back",
-        spec.record_type, spec.record_name, spec.green_target
-    )];
-    plan.findings = findings;
-    Ok(Planned::new(SWITCH_FLOW, spec, plan, vec![Box::new(step)]))
+    Ok((step, change))
 }
 
 /// The latest switch run recorded in `state` (what `failback` undoes).
