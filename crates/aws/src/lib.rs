@@ -214,6 +214,20 @@ impl EksBuilder {
         })
     }
 
+    /// An RDS handle with these settings.
+    pub fn build_rds(self) -> Result<Rds> {
+        Ok(Rds {
+            inner: self.build()?.inner,
+        })
+    }
+
+    /// An S3 handle with these settings.
+    pub fn build_s3(self) -> Result<S3> {
+        Ok(S3 {
+            inner: self.build()?.inner,
+        })
+    }
+
     /// An IAM handle with these settings (see [`Iam::builder`]).
     pub fn build_iam(self) -> Result<Iam> {
         Ok(Iam {
@@ -421,6 +435,235 @@ impl Elbv2 {
         )
         .await?;
         Ok(())
+    }
+}
+
+/// RDS through the AWS CLI (a blue/green clone of the platform's database). Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Rds {
+    inner: Arc<Inner>,
+}
+
+fn strings(values: &[&str]) -> Vec<String> {
+    values.iter().map(|v| v.to_string()).collect()
+}
+
+impl Rds {
+    /// The instance as `describe-db-instances` returns it, when it exists.
+    pub async fn instance(&self, id: &str) -> Result<Option<Value>> {
+        match call_service::<Value>(
+            &self.inner,
+            "rds",
+            "describe-db-instances",
+            strings(&["--db-instance-identifier", id]),
+        )
+        .await
+        {
+            Ok(answer) => Ok(answer["DBInstances"].get(0).cloned()),
+            Err(e) if e.aws_code() == Some("DBInstanceNotFound") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The snapshot as `describe-db-snapshots` returns it, when it exists.
+    pub async fn snapshot(&self, id: &str) -> Result<Option<Value>> {
+        match call_service::<Value>(
+            &self.inner,
+            "rds",
+            "describe-db-snapshots",
+            strings(&["--db-snapshot-identifier", id]),
+        )
+        .await
+        {
+            Ok(answer) => Ok(answer["DBSnapshots"].get(0).cloned()),
+            Err(e) if e.aws_code() == Some("DBSnapshotNotFound") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Starts a manual snapshot of `instance`.
+    pub async fn create_snapshot(&self, instance: &str, snapshot: &str) -> Result<()> {
+        call_quiet(
+            &self.inner,
+            "rds",
+            "create-db-snapshot",
+            strings(&[
+                "--db-instance-identifier",
+                instance,
+                "--db-snapshot-identifier",
+                snapshot,
+            ]),
+        )
+        .await
+    }
+
+    /// Restores `snapshot` into a new instance `id` configured like `like` (class, subnet
+    /// group, security groups, parameter group, Multi-AZ, public access).
+    pub async fn restore(&self, snapshot: &str, id: &str, like: &Value) -> Result<()> {
+        let mut args = strings(&[
+            "--db-instance-identifier",
+            id,
+            "--db-snapshot-identifier",
+            snapshot,
+        ]);
+        let text = |v: &Value| v.as_str().map(str::to_string);
+        if let Some(class) = text(&like["DBInstanceClass"]) {
+            args.extend(["--db-instance-class".into(), class]);
+        }
+        if let Some(group) = text(&like["DBSubnetGroup"]["DBSubnetGroupName"]) {
+            args.extend(["--db-subnet-group-name".into(), group]);
+        }
+        let groups: Vec<String> = like["VpcSecurityGroups"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|g| text(&g["VpcSecurityGroupId"]))
+            .collect();
+        if !groups.is_empty() {
+            args.push("--vpc-security-group-ids".into());
+            args.extend(groups);
+        }
+        if let Some(group) = like["DBParameterGroups"][0]["DBParameterGroupName"].as_str() {
+            args.extend(["--db-parameter-group-name".into(), group.into()]);
+        }
+        args.push(
+            if like["MultiAZ"] == true {
+                "--multi-az"
+            } else {
+                "--no-multi-az"
+            }
+            .into(),
+        );
+        args.push(
+            if like["PubliclyAccessible"] == true {
+                "--publicly-accessible"
+            } else {
+                "--no-publicly-accessible"
+            }
+            .into(),
+        );
+        call_quiet(
+            &self.inner,
+            "rds",
+            "restore-db-instance-from-db-snapshot",
+            args,
+        )
+        .await
+    }
+
+    /// Deletes instance `id` without a final snapshot (a clone this tool made).
+    pub async fn delete_instance(&self, id: &str) -> Result<()> {
+        call_quiet(
+            &self.inner,
+            "rds",
+            "delete-db-instance",
+            strings(&["--db-instance-identifier", id, "--skip-final-snapshot"]),
+        )
+        .await
+    }
+
+    /// Deletes snapshot `id` (one this tool made).
+    pub async fn delete_snapshot(&self, id: &str) -> Result<()> {
+        call_quiet(
+            &self.inner,
+            "rds",
+            "delete-db-snapshot",
+            strings(&["--db-snapshot-identifier", id]),
+        )
+        .await
+    }
+}
+
+/// S3 through the AWS CLI (a blue/green copy of the platform's bucket). Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct S3 {
+    inner: Arc<Inner>,
+}
+
+impl S3 {
+    /// Whether `bucket` exists (and is reachable).
+    pub async fn exists(&self, bucket: &str) -> Result<bool> {
+        match call_quiet(
+            &self.inner,
+            "s3api",
+            "head-bucket",
+            strings(&["--bucket", bucket]),
+        )
+        .await
+        {
+            Ok(()) => Ok(true),
+            Err(e) if matches!(e.aws_code(), Some("404" | "NoSuchBucket" | "NotFound")) => {
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every object key of `bucket` with its ETag, sorted by key.
+    pub async fn objects(&self, bucket: &str) -> Result<Vec<(String, String)>> {
+        let answer: Value = call_service(
+            &self.inner,
+            "s3api",
+            "list-objects-v2",
+            strings(&["--bucket", bucket]),
+        )
+        .await
+        .or_else(|e| match e {
+            // An empty bucket's answer is empty.
+            Error::Unparseable { .. } => Ok(Value::Null),
+            other => Err(other),
+        })?;
+        let mut out: Vec<(String, String)> = answer["Contents"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|o| {
+                (
+                    o["Key"].as_str().unwrap_or_default().to_string(),
+                    o["ETag"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// Creates `bucket` (in the handle's region).
+    pub async fn create_bucket(&self, bucket: &str) -> Result<()> {
+        let mut args = strings(&["--bucket", bucket]);
+        if let Some(region) = self.inner.region.as_deref().filter(|r| *r != "us-east-1") {
+            args.extend([
+                "--create-bucket-configuration".into(),
+                format!("LocationConstraint={region}"),
+            ]);
+        }
+        call_quiet(&self.inner, "s3api", "create-bucket", args).await
+    }
+
+    /// Copies every object of `from` into `to` (`aws s3 sync`, server-side copies).
+    pub async fn sync(&self, from: &str, to: &str) -> Result<()> {
+        call_quiet(
+            &self.inner,
+            "s3",
+            "sync",
+            vec![
+                format!("s3://{from}"),
+                format!("s3://{to}"),
+                "--only-show-errors".into(),
+            ],
+        )
+        .await
+    }
+
+    /// Empties and deletes `bucket` (one this tool made).
+    pub async fn delete_bucket(&self, bucket: &str) -> Result<()> {
+        call_quiet(
+            &self.inner,
+            "s3",
+            "rb",
+            vec![format!("s3://{bucket}"), "--force".into()],
+        )
+        .await
     }
 }
 
@@ -825,6 +1068,33 @@ async fn call_service<T: DeserializeOwned + Send + 'static>(
     operation: &'static str,
     args: Vec<String>,
 ) -> Result<T> {
+    let output = run_cli(inner, service, operation, args).await?;
+    serde_json::from_slice(&output.stdout).map_err(|e| Error::Unparseable {
+        operation: operation.into(),
+        detail: format!(
+            "{e}: {}",
+            output.stdout_lossy().chars().take(200).collect::<String>()
+        ),
+    })
+}
+
+/// [`call_service`] for an operation that answers with nothing (or text) on success.
+async fn call_quiet(
+    inner: &Arc<Inner>,
+    service: &'static str,
+    operation: &'static str,
+    args: Vec<String>,
+) -> Result<()> {
+    run_cli(inner, service, operation, args).await.map(drop)
+}
+
+/// Runs the CLI; a failure is told apart (not run, AWS error, timeout, stopped).
+async fn run_cli(
+    inner: &Arc<Inner>,
+    service: &'static str,
+    operation: &'static str,
+    args: Vec<String>,
+) -> Result<upgrade_core::ProcessOutput> {
     let inner = Arc::clone(inner);
     let joined = tokio::task::spawn_blocking(move || {
         let mut cmd = ProcessBuilder::new(&inner.program);
@@ -851,22 +1121,13 @@ async fn call_service<T: DeserializeOwned + Send + 'static>(
         cmd.exec()
     })
     .await;
-    let output = match joined {
-        Ok(result) => result.map_err(ProcessError::into_tool_error::<Error>)?,
-        Err(join) => {
-            return Err(Error::Unparseable {
-                operation: operation.into(),
-                detail: format!("the call's task failed: {join}"),
-            });
-        }
-    };
-    serde_json::from_slice(&output.stdout).map_err(|e| Error::Unparseable {
-        operation: operation.into(),
-        detail: format!(
-            "{e}: {}",
-            output.stdout_lossy().chars().take(200).collect::<String>()
-        ),
-    })
+    match joined {
+        Ok(result) => result.map_err(ProcessError::into_tool_error::<Error>),
+        Err(join) => Err(Error::Unparseable {
+            operation: operation.into(),
+            detail: format!("the call's task failed: {join}"),
+        }),
+    }
 }
 
 /// `answer[key]` as `T`.

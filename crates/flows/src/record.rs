@@ -37,6 +37,7 @@ use crate::flows::bluegreen::{
     GreenVarsSpec, GreenVarsStep, IrsaTrustSpec, IrsaTrustStep, SwitchStep, SwitchStepSpec,
     TransferStep, TransferStepSpec,
 };
+use crate::flows::bluegreen::{RdsCloneSpec, RdsCloneStep, S3CopySpec, S3CopyStep};
 use crate::flows::control_plane::{ControlPlaneSpec, ControlPlaneStep};
 use crate::flows::eks::{ControlPlaneWaitSpec, ControlPlaneWaitStep};
 use crate::flows::managed_addons::{ManagedAddonSpec, ManagedAddonStep};
@@ -354,6 +355,8 @@ impl StepRegistry {
         registry.register(|spec: IrsaTrustSpec, _| Ok(Box::new(IrsaTrustStep::new(spec))));
         registry.register(|spec: SwitchStepSpec, _| Ok(Box::new(SwitchStep::new(spec))));
         registry.register(|spec: AlbRuleSpec, _| Ok(Box::new(AlbRuleStep::new(spec))));
+        registry.register(|spec: RdsCloneSpec, _| Ok(Box::new(RdsCloneStep::new(spec))));
+        registry.register(|spec: S3CopySpec, _| Ok(Box::new(S3CopyStep::new(spec))));
         registry.register(|spec: AckProtectSpec, ctx| {
             Ok(Box::new(AckProtectStep::new(spec, ctx.cluster().clone())))
         });
@@ -473,6 +476,6 @@ mod tests {
         ] {
             assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
         }
-        assert_eq!(kinds.len(), 26, "{kinds:?}");
+        assert_eq!(kinds.len(), 28, "{kinds:?}");
     }
 }

@@ -975,3 +975,199 @@ async fn ack_protects_blues_endpoints_and_adopts_them_on_green() {
     blue.shutdown().await;
     green.shutdown().await;
 }
+
+/// `upgrade-bluegreen storage` against moto's RDS and S3 through the real AWS CLI: blue's
+/// instance is snapshotted and restored as a clone configured like it, its bucket copied;
+/// names that are blue's or taken are refused; `upgrade-rollback` deletes the clone, its
+/// snapshot and the copy, and blue's stores stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_clones_rds_and_copies_s3_and_rolls_back() {
+    let ctx = TestContext::new();
+    let sim = SimCluster::builder()
+        .controllers(ControllerConfig::none())
+        .kubeconfig_path(ctx.root().join("kubeconfig.yaml"))
+        .start()
+        .await
+        .unwrap();
+    let moto = upgrade_test::MotoServer::start();
+    let aws = |args: &[&str]| -> serde_json::Value {
+        let mut cmd = ProcessBuilder::new(ctx.require_tool("aws"));
+        for (k, v) in moto.aws_env() {
+            cmd.env(k, v);
+        }
+        cmd.args(args)
+            .args(["--endpoint-url", moto.url(), "--output", "json"]);
+        let out = cmd.exec().unwrap_or_else(|e| panic!("{e}"));
+        serde_json::from_slice(&out.stdout).unwrap_or_default()
+    };
+    for id in ["mlops-blue", "mlops-taken"] {
+        aws(&[
+            "rds",
+            "create-db-instance",
+            "--db-instance-identifier",
+            id,
+            "--engine",
+            "mysql",
+            "--db-instance-class",
+            "db.t3.medium",
+            "--allocated-storage",
+            "20",
+            "--master-username",
+            "admin",
+            "--master-user-password",
+            "not-a-secret-1",
+        ]);
+    }
+    aws(&["s3api", "create-bucket", "--bucket", "mlops-blue-artifacts"]);
+    let body = ctx.work().join("model.bin");
+    std::fs::write(&body, b"weights").unwrap();
+    for key in [
+        "models/iris/v1/model.bin",
+        "models/churn/v3/model.bin",
+        "mlflow/1/meta.yaml",
+    ] {
+        aws(&[
+            "s3api",
+            "put-object",
+            "--bucket",
+            "mlops-blue-artifacts",
+            "--key",
+            key,
+            "--body",
+            &body.display().to_string(),
+        ]);
+    }
+    let run = |exe: &str, args: &[&str]| {
+        let mut cmd = ProcessBuilder::new(exe);
+        ctx.apply_env(&mut cmd);
+        for (k, v) in moto.aws_env() {
+            cmd.env(k, v);
+        }
+        cmd.arg("--kubeconfig")
+            .arg(sim.kubeconfig_path())
+            .args([
+                "--kube-context",
+                kube_sim::CONTEXT_NAME,
+                "--expect-cluster",
+                sim.url(),
+            ])
+            .arg("--snapshot-dir")
+            .arg(ctx.work().join(".upgrade"))
+            .args(args)
+            .timeout(Duration::from_secs(120));
+        upgrade_test::CommandOutput::run(&cmd).parts()
+    };
+    let exe = env!("CARGO_BIN_EXE_upgrade-bluegreen");
+    let storage = |rds_clone: &str, s3_clone: &str, extra: &[&str]| {
+        let mut a = vec![
+            "storage",
+            "--rds-instance",
+            "mlops-blue",
+            "--rds-clone",
+            rds_clone,
+            "--s3-bucket",
+            "mlops-blue-artifacts",
+            "--s3-clone",
+            s3_clone,
+            "--aws-endpoint-url",
+            moto.url(),
+        ];
+        a.extend(extra);
+        run(exe, &a)
+    };
+    let instances = || -> Vec<String> {
+        let mut ids: Vec<String> = aws(&["rds", "describe-db-instances"])["DBInstances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["DBInstanceIdentifier"].as_str().unwrap().to_string())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let buckets = || -> Vec<String> {
+        aws(&["s3api", "list-buckets"])["Buckets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["Name"].as_str().unwrap().to_string())
+            .collect()
+    };
+
+    let (code, stdout, stderr) = storage("mlops-blue", "mlops-green-artifacts", &[]);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(stderr.contains("is blue's own instance"), "{stderr}");
+    let (code, stdout, stderr) = storage("mlops-taken", "mlops-green-artifacts", &[]);
+    assert_eq!(code, 4, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("RDS instance mlops-taken exists already"),
+        "{stdout}"
+    );
+    assert_eq!(instances(), ["mlops-blue", "mlops-taken"]);
+
+    let (code, stdout, stderr) = storage(
+        "mlops-green",
+        "mlops-green-artifacts",
+        &["--apply", "--yes"],
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("copy the 3 objects of mlops-blue-artifacts"),
+        "{stdout}"
+    );
+    assert_eq!(instances(), ["mlops-blue", "mlops-green", "mlops-taken"]);
+    let clone = aws(&[
+        "rds",
+        "describe-db-instances",
+        "--db-instance-identifier",
+        "mlops-green",
+    ]);
+    assert_eq!(clone["DBInstances"][0]["DBInstanceClass"], "db.t3.medium");
+    let snapshots = aws(&[
+        "rds",
+        "describe-db-snapshots",
+        "--db-instance-identifier",
+        "mlops-blue",
+        "--snapshot-type",
+        "manual",
+    ]);
+    assert_eq!(
+        snapshots["DBSnapshots"].as_array().unwrap().len(),
+        1,
+        "{snapshots}"
+    );
+    let copied = aws(&[
+        "s3api",
+        "list-objects-v2",
+        "--bucket",
+        "mlops-green-artifacts",
+    ]);
+    assert_eq!(copied["Contents"].as_array().unwrap().len(), 3, "{copied}");
+
+    let run_id = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("run: "))
+        .unwrap()
+        .to_string();
+    let (code, stdout, stderr) = run(
+        env!("CARGO_BIN_EXE_upgrade-rollback"),
+        &["--run", &run_id, "--apply", "--yes"],
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(instances(), ["mlops-blue", "mlops-taken"]);
+    assert_eq!(buckets(), ["mlops-blue-artifacts"]);
+    let snapshots = aws(&[
+        "rds",
+        "describe-db-snapshots",
+        "--db-instance-identifier",
+        "mlops-blue",
+        "--snapshot-type",
+        "manual",
+    ]);
+    assert_eq!(
+        snapshots["DBSnapshots"],
+        serde_json::json!([]),
+        "{snapshots}"
+    );
+    sim.shutdown().await;
+}

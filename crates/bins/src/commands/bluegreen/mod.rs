@@ -12,53 +12,25 @@ use upgrade_flows::flows::bluegreen;
 pub use crate::commands::aws_args::AwsArgs;
 
 pub use ack::AckArgs;
+pub use green::GreenArgs;
 pub use inputs::InputsArgs;
 pub use irsa::IrsaArgs;
+pub use storage::StorageArgs;
 pub use switch::SwitchArgs;
 pub use transfer::TransferArgs;
 pub use verify_green::VerifyGreenArgs;
 
 mod ack;
+mod green;
 mod inputs;
 mod irsa;
+mod storage;
 mod switch;
 mod transfer;
 mod verify_green;
 
-use std::path::PathBuf;
-
-use upgrade_flows::flows::bluegreen::GreenCluster;
-
 use crate::cli::{ClusterArgs, OutputArgs, RunArgs, context, execute};
 use crate::exit::{CliError, Flags};
-
-/// How a stage reaches the green cluster.
-#[derive(Debug, clap::Args)]
-pub struct GreenArgs {
-    /// The green cluster's kubeconfig (default: the one blue's comes from).
-    #[arg(long, value_name = "FILE")]
-    pub green_kubeconfig: Option<PathBuf>,
-    /// The green cluster's context in it.
-    #[arg(long, value_name = "NAME")]
-    pub green_context: Option<String>,
-    /// The green cluster changes are allowed on (EKS name, kubeconfig cluster or API URL).
-    #[arg(long, value_name = "NAME")]
-    pub green_cluster: String,
-}
-
-impl GreenArgs {
-    /// The green cluster, its kubeconfig defaulting to blue's.
-    pub fn cluster(&self, blue_kubeconfig: Option<&PathBuf>) -> GreenCluster {
-        GreenCluster {
-            kubeconfig: self
-                .green_kubeconfig
-                .clone()
-                .or_else(|| blue_kubeconfig.cloned()),
-            context: self.green_context.clone(),
-            expect_cluster: self.green_cluster.clone(),
-        }
-    }
-}
 
 /// `upgrade-bluegreen`: upgrade by building a green cluster beside blue.
 #[derive(Debug, clap::Parser)]
@@ -89,6 +61,9 @@ pub enum Stage {
     /// Write the green environment's variables file from blue's Terraform outputs (VPC,
     /// subnets, security group, EFS/FSx, S3, RDS, Cognito) and green's own values.
     Inputs(InputsArgs),
+    /// Clone blue's RDS instance (snapshot, restore like it) and/or copy its S3 bucket for
+    /// green; reversible (the clones are deleted).
+    Storage(StorageArgs),
     /// Copy the user namespaces' objects (seed 001's Velero scope: claims and their
     /// shared-file-system volumes, profiles, notebooks, InferenceServices, config maps,
     /// service accounts, bare pods) from blue to green; reversible.
@@ -164,6 +139,7 @@ impl crate::cli::Command for Args {
             Stage::Ack(a) => {
                 bluegreen::plan_ack(&ctx, &a.spec(self.cluster.kubeconfig.as_ref())).await
             }
+            Stage::Storage(a) => bluegreen::plan_storage(&ctx, &a.spec()).await,
             Stage::Irsa(a) => bluegreen::plan_irsa(&ctx, &a.spec()).await,
             Stage::Switch(a) => bluegreen::plan_switch(&ctx, &a.spec()).await,
             Stage::Failback | Stage::VerifyGreen(_) => unreachable!("handled above"),

@@ -4,6 +4,7 @@
 //! allows it, reversible:
 //!
 //! - [`inputs`]: the green environment's variables from blue's Terraform outputs;
+//! - [`storage`]: optional clones of blue's RDS instance and S3 bucket for green;
 //! - [`irsa`]: green's OIDC provider in the profile roles' trust policies;
 //! - [`transfer`]: the user namespaces' objects from blue to green (seed 001's Velero step);
 //! - [`ack`]: blue's ACK SageMaker endpoints protected, green adopting them;
@@ -16,6 +17,7 @@ pub mod ack;
 pub mod alb;
 pub mod inputs;
 pub mod irsa;
+pub mod storage;
 pub mod switch;
 pub mod transfer;
 pub mod verify_green;
@@ -29,6 +31,9 @@ pub use inputs::{
     OPTIONAL_OUTPUTS, plan_inputs,
 };
 pub use irsa::{IRSA_FLOW, IrsaSpec, IrsaTrustSpec, IrsaTrustStep, plan_irsa};
+pub use storage::{
+    RdsCloneSpec, RdsCloneStep, S3CopySpec, S3CopyStep, STORAGE_FLOW, StorageSpec, plan_storage,
+};
 pub use switch::{
     SWITCH_FLOW, SwitchSpec, SwitchStep, SwitchStepSpec, Window, latest_switch_run, plan_switch,
 };
@@ -66,6 +71,14 @@ impl AwsSettings {
 
     pub(crate) fn elbv2(&self) -> std::result::Result<upgrade_aws::Elbv2, String> {
         self.builder().build_elbv2().map_err(|e| e.to_string())
+    }
+
+    pub(crate) fn rds(&self) -> std::result::Result<upgrade_aws::Rds, String> {
+        self.builder().build_rds().map_err(|e| e.to_string())
+    }
+
+    pub(crate) fn s3(&self) -> std::result::Result<upgrade_aws::S3, String> {
+        self.builder().build_s3().map_err(|e| e.to_string())
     }
 
     pub(crate) fn route53(&self) -> std::result::Result<upgrade_aws::Route53, String> {
