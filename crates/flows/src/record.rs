@@ -37,7 +37,9 @@ use crate::flows::bluegreen::{
     GreenVarsSpec, GreenVarsStep, IrsaTrustSpec, IrsaTrustStep, SwitchStep, SwitchStepSpec,
     TransferStep, TransferStepSpec,
 };
-use crate::flows::bluegreen::{RdsCloneSpec, RdsCloneStep, S3CopySpec, S3CopyStep};
+use crate::flows::bluegreen::{
+    RdsCloneSpec, RdsCloneStep, RetireStep, RetireStepSpec, S3CopySpec, S3CopyStep,
+};
 use crate::flows::control_plane::{ControlPlaneSpec, ControlPlaneStep};
 use crate::flows::eks::{ControlPlaneWaitSpec, ControlPlaneWaitStep};
 use crate::flows::managed_addons::{ManagedAddonSpec, ManagedAddonStep};
@@ -357,6 +359,10 @@ impl StepRegistry {
         registry.register(|spec: AlbRuleSpec, _| Ok(Box::new(AlbRuleStep::new(spec))));
         registry.register(|spec: RdsCloneSpec, _| Ok(Box::new(RdsCloneStep::new(spec))));
         registry.register(|spec: S3CopySpec, _| Ok(Box::new(S3CopyStep::new(spec))));
+        registry.register(|spec: RetireStepSpec, ctx| {
+            let tf = ctx.terraform("blue_terraform_dir", &spec.blue_terraform_dir)?;
+            Ok(Box::new(RetireStep::new(spec, tf)))
+        });
         registry.register(|spec: AckProtectSpec, ctx| {
             Ok(Box::new(AckProtectStep::new(spec, ctx.cluster().clone())))
         });
@@ -476,6 +482,6 @@ mod tests {
         ] {
             assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
         }
-        assert_eq!(kinds.len(), 28, "{kinds:?}");
+        assert_eq!(kinds.len(), 29, "{kinds:?}");
     }
 }

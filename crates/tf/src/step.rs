@@ -278,7 +278,9 @@ fn restore_files(tf: &AsyncTerraform, edited: &Path, snapshot: &Snapshot) -> Res
     Ok(())
 }
 
-async fn plan_review_apply(tf: &AsyncTerraform, policy: &ApplyPolicy) -> Result<(), StepError> {
+/// Plans with `policy`'s options, reviews the plan against its rules (a plan with blockers
+/// is never applied) and applies it; a plan without changes applies nothing.
+pub async fn plan_review_apply(tf: &AsyncTerraform, policy: &ApplyPolicy) -> Result<(), StepError> {
     let run = tf.plan(policy.plan.clone()).await?;
     if !run.has_changes {
         return Ok(());

@@ -456,9 +456,31 @@ async fn switch_and_failback_move_the_record_inside_the_window() {
             .to_string()
     };
     assert_eq!(redirects_to(), "kubeflow.blue.platform.example.com");
+    // Blue's Terraform deployment (real terraform, the simulated AWS provider), for retire.
+    let blue_tf = ctx.copy_fixture("terraform/environments/blue");
+    let rc = ctx.root().join("terraformrc");
+    std::fs::write(
+        &rc,
+        upgrade_tf_sim_provider::cli_config(crate::eks::provider_mirror()),
+    )
+    .unwrap();
+    for args in [
+        &["init", "-input=false"][..],
+        &["apply", "-auto-approve", "-input=false"],
+    ] {
+        let mut tf = ctx.command("terraform");
+        tf.args(args)
+            .cwd(&blue_tf)
+            .env("TF_CLI_CONFIG_FILE", &rc)
+            .env("UPGRADE_SIM_KUBE_URL", sim.url())
+            .timeout(Duration::from_secs(120));
+        tf.exec_async().await.unwrap_or_else(|e| panic!("{e}"));
+    }
     let run = |args: &[&str]| {
         let mut cmd = ProcessBuilder::new(env!("CARGO_BIN_EXE_upgrade-bluegreen"));
         ctx.apply_env(&mut cmd);
+        cmd.env("TF_CLI_CONFIG_FILE", &rc)
+            .env("UPGRADE_SIM_KUBE_URL", sim.url());
         for (k, v) in moto.aws_env() {
             cmd.env(k, v);
         }
@@ -602,6 +624,96 @@ async fn switch_and_failback_move_the_record_inside_the_window() {
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert_eq!(points_at(), "blue-alb.us-east-1.elb.amazonaws.com");
     assert_eq!(redirects_to(), "kubeflow.blue.platform.example.com");
+
+    // Retire: refused while blue serves (failed back), then during the soak.
+    let blue_dir = blue_tf.display().to_string();
+    let retire = |extra: &[&str]| {
+        let mut a = vec![
+            "retire",
+            "--blue-terraform-dir",
+            &blue_dir,
+            "--confirm-cluster",
+            sim.url(),
+        ];
+        a.extend(extra);
+        run(&a)
+    };
+    let (code, stdout, stderr) = retire(&[]);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("is not in effect (failed or failed back)"),
+        "{stderr}"
+    );
+    let (code, stdout, stderr) = run(&refs);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let (code, stdout, stderr) = retire(&[]);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("the soak ends at") && stderr.contains("--soak-minutes"),
+        "{stderr}"
+    );
+    let (code, stdout, stderr) = run(&[
+        "retire",
+        "--blue-terraform-dir",
+        &blue_dir,
+        "--confirm-cluster",
+        "mlops-platform-green",
+        "--soak-minutes",
+        "0",
+    ]);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("does not name the connected (blue) cluster"),
+        "{stderr}"
+    );
+    // Keeping the add-on while its cluster goes: the destroy would take it along, so it blocks.
+    let (code, stdout, stderr) =
+        retire(&["--soak-minutes", "0", "--keep", "aws_eks_addon.coredns"]);
+    assert_eq!(code, 4, "{stdout}{stderr}");
+    assert!(stdout.contains("aws_eks_addon.coredns"), "{stdout}");
+    let (code, stdout, stderr) = retire(&["--soak-minutes", "0", "--apply", "--yes"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("aws_eks_cluster.this delete") && stdout.contains("irreversible"),
+        "{stdout}"
+    );
+    let mut list = ctx.command("terraform");
+    list.args(["state", "list"])
+        .cwd(&blue_tf)
+        .env("TF_CLI_CONFIG_FILE", &rc);
+    let listed = list
+        .exec_async()
+        .await
+        .map(|o| o.stdout_lossy())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(listed.trim(), "", "blue's state is empty: {listed}");
+    // Nothing brings blue back: the rollback says so and changes nothing.
+    let retire_id = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("run: "))
+        .unwrap()
+        .to_string();
+    let mut rollback = ProcessBuilder::new(env!("CARGO_BIN_EXE_upgrade-rollback"));
+    ctx.apply_env(&mut rollback);
+    rollback
+        .arg("--kubeconfig")
+        .arg(sim.kubeconfig_path())
+        .args([
+            "--kube-context",
+            kube_sim::CONTEXT_NAME,
+            "--expect-cluster",
+            sim.url(),
+        ])
+        .arg("--snapshot-dir")
+        .arg(ctx.work().join(".upgrade"))
+        .args(["--run", &retire_id, "--apply", "--yes"])
+        .env("TF_CLI_CONFIG_FILE", &rc);
+    let (code, stdout, stderr) = upgrade_test::CommandOutput::run(&rollback).parts();
+    assert_eq!(code, 5, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("`bluegreen/retire` cannot be undone"),
+        "{stderr}"
+    );
     sim.shutdown().await;
     green.shutdown().await;
 }

@@ -15,6 +15,7 @@ pub use ack::AckArgs;
 pub use green::GreenArgs;
 pub use inputs::InputsArgs;
 pub use irsa::IrsaArgs;
+pub use retire::RetireArgs;
 pub use storage::StorageArgs;
 pub use switch::SwitchArgs;
 pub use transfer::TransferArgs;
@@ -24,6 +25,7 @@ mod ack;
 mod green;
 mod inputs;
 mod irsa;
+mod retire;
 mod storage;
 mod switch;
 mod transfer;
@@ -83,6 +85,10 @@ pub enum Stage {
     Switch(SwitchArgs),
     /// Point the DNS record back at blue: the rollback of the latest switch.
     Failback,
+    /// Delete blue (a targeted terraform destroy) once the latest switch has soaked,
+    /// keeping the backup vault, the VPC, security groups and the stores green uses.
+    /// Irreversible.
+    Retire(RetireArgs),
 }
 
 impl crate::cli::Command for Args {
@@ -97,7 +103,8 @@ impl crate::cli::Command for Args {
             .rename("green", "--green-context")
             .rename("namespaces", "--namespace")
             .rename("kinds", "--kind")
-            .rename("record_name", "--record");
+            .rename("record_name", "--record")
+            .rename("confirm_cluster", "--confirm-cluster");
         if let Stage::Failback = self.stage {
             // The switch to undo is found before connecting.
             let state = upgrade_flows::StateDir::new(&self.run.snapshot_dir);
@@ -139,6 +146,7 @@ impl crate::cli::Command for Args {
             Stage::Ack(a) => {
                 bluegreen::plan_ack(&ctx, &a.spec(self.cluster.kubeconfig.as_ref())).await
             }
+            Stage::Retire(a) => bluegreen::plan_retire(&ctx, &a.spec()).await,
             Stage::Storage(a) => bluegreen::plan_storage(&ctx, &a.spec()).await,
             Stage::Irsa(a) => bluegreen::plan_irsa(&ctx, &a.spec()).await,
             Stage::Switch(a) => bluegreen::plan_switch(&ctx, &a.spec()).await,

@@ -9,6 +9,7 @@
 //! - [`transfer`]: the user namespaces' objects from blue to green (seed 001's Velero step);
 //! - [`ack`]: blue's ACK SageMaker endpoints protected, green adopting them;
 //! - [`verify_green`]: green's health, a predict call per InferenceService, the user's probes;
+//! - [`retire`]: blue deleted after the soak, keeping what the guide and green need;
 //! - [`switch`]: the platform's DNS record from blue to green (its rollback is the fail-back).
 
 use serde::{Deserialize, Serialize};
@@ -17,6 +18,7 @@ pub mod ack;
 pub mod alb;
 pub mod inputs;
 pub mod irsa;
+pub mod retire;
 pub mod storage;
 pub mod switch;
 pub mod transfer;
@@ -31,6 +33,7 @@ pub use inputs::{
     OPTIONAL_OUTPUTS, plan_inputs,
 };
 pub use irsa::{IRSA_FLOW, IrsaSpec, IrsaTrustSpec, IrsaTrustStep, plan_irsa};
+pub use retire::{KEPT_TYPES, RETIRE_FLOW, RetireSpec, RetireStep, RetireStepSpec, plan_retire};
 pub use storage::{
     RdsCloneSpec, RdsCloneStep, S3CopySpec, S3CopyStep, STORAGE_FLOW, StorageSpec, plan_storage,
 };
