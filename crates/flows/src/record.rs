@@ -38,7 +38,8 @@ use crate::flows::bluegreen::{
     TransferStep, TransferStepSpec,
 };
 use crate::flows::bluegreen::{
-    RdsCloneSpec, RdsCloneStep, RetireStep, RetireStepSpec, S3CopySpec, S3CopyStep,
+    ConfigMapSpec, ConfigMapStep, RdsCloneSpec, RdsCloneStep, RetireStep, RetireStepSpec,
+    S3CopySpec, S3CopyStep,
 };
 use crate::flows::control_plane::{ControlPlaneSpec, ControlPlaneStep};
 use crate::flows::eks::{ControlPlaneWaitSpec, ControlPlaneWaitStep};
@@ -359,6 +360,12 @@ impl StepRegistry {
         registry.register(|spec: AlbRuleSpec, _| Ok(Box::new(AlbRuleStep::new(spec))));
         registry.register(|spec: RdsCloneSpec, _| Ok(Box::new(RdsCloneStep::new(spec))));
         registry.register(|spec: S3CopySpec, _| Ok(Box::new(S3CopyStep::new(spec))));
+        registry.register(|spec: ConfigMapSpec, ctx| {
+            Ok(Box::new(ConfigMapStep::new(
+                spec,
+                ctx.stop_signal().clone(),
+            )))
+        });
         registry.register(|spec: RetireStepSpec, ctx| {
             let tf = ctx.terraform("blue_terraform_dir", &spec.blue_terraform_dir)?;
             Ok(Box::new(RetireStep::new(spec, tf)))
@@ -482,6 +489,6 @@ mod tests {
         ] {
             assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
         }
-        assert_eq!(kinds.len(), 29, "{kinds:?}");
+        assert_eq!(kinds.len(), 30, "{kinds:?}");
     }
 }

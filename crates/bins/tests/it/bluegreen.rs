@@ -1283,3 +1283,105 @@ async fn storage_clones_rds_and_copies_s3_and_rolls_back() {
     );
     sim.shutdown().await;
 }
+
+/// `upgrade-bluegreen configure`: Knative's domain and seed 001's Prometheus scrape jobs set
+/// on green (a ConfigMap green lacks is refused first), then put back by `upgrade-rollback`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configure_sets_knative_domain_and_scrape_jobs_on_green_and_rolls_back() {
+    let ctx = TestContext::new();
+    let (blue, green) = blue_and_green(&ctx).await;
+    let run = |exe: &str, args: &[&str]| {
+        let mut cmd = ProcessBuilder::new(exe);
+        ctx.apply_env(&mut cmd);
+        cmd.arg("--kubeconfig")
+            .arg(blue.kubeconfig_path())
+            .args([
+                "--kube-context",
+                kube_sim::CONTEXT_NAME,
+                "--expect-cluster",
+                blue.url(),
+            ])
+            .arg("--snapshot-dir")
+            .arg(ctx.work().join(".upgrade"))
+            .args(args)
+            .timeout(Duration::from_secs(120));
+        upgrade_test::CommandOutput::run(&cmd).parts()
+    };
+    let exe = env!("CARGO_BIN_EXE_upgrade-bluegreen");
+    let green_kubeconfig = green.kubeconfig_path().display().to_string();
+    let configure = |extra: &[&str]| {
+        let mut a = vec![
+            "configure",
+            "--green-kubeconfig",
+            &green_kubeconfig,
+            "--green-cluster",
+            green.url(),
+            "--knative-domain",
+            "platform.example.com",
+            "--prometheus-config",
+            "prometheus/prometheus-server",
+        ];
+        a.extend(extra);
+        run(exe, &a)
+    };
+    let (code, stdout, stderr) = configure(&[]);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("green has no ConfigMap knative-serving/config-domain"),
+        "{stderr}"
+    );
+    green
+        .load_yaml(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: knative-serving}\n---\n\
+             apiVersion: v1\nkind: ConfigMap\nmetadata: {name: config-domain, namespace: knative-serving}\n\
+             data: {_example: \"# the default domain\"}\n---\n\
+             apiVersion: v1\nkind: Namespace\nmetadata: {name: prometheus}\n---\n\
+             apiVersion: v1\nkind: ConfigMap\nmetadata: {name: prometheus-server, namespace: prometheus}\n\
+             data:\n  prometheus.yml: |\n    scrape_configs:\n    - job_name: kubernetes-pods\n",
+        )
+        .unwrap();
+    let data = |ns: &str, name: &str| {
+        green.get("v1", "ConfigMap", Some(ns), name).unwrap()["data"].clone()
+    };
+    let before = (
+        data("knative-serving", "config-domain"),
+        data("prometheus", "prometheus-server"),
+    );
+    let (code, stdout, stderr) = configure(&["--apply", "--yes"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(
+        data("knative-serving", "config-domain")["platform.example.com"],
+        ""
+    );
+    let prometheus = data("prometheus", "prometheus-server")["prometheus.yml"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for job in [
+        "kubernetes-pods",
+        "ml-pipeline",
+        "katib-controller",
+        "notebook-controller",
+    ] {
+        assert!(prometheus.contains(job), "{job}: {prometheus}");
+    }
+    let run_id = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("run: "))
+        .unwrap()
+        .to_string();
+    let (code, stdout, stderr) = run(
+        env!("CARGO_BIN_EXE_upgrade-rollback"),
+        &["--run", &run_id, "--apply", "--yes"],
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(
+        (
+            data("knative-serving", "config-domain"),
+            data("prometheus", "prometheus-server")
+        ),
+        before
+    );
+    blue.shutdown().await;
+    green.shutdown().await;
+}

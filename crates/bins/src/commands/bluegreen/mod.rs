@@ -12,6 +12,7 @@ use upgrade_flows::flows::bluegreen;
 pub use crate::commands::aws_args::AwsArgs;
 
 pub use ack::AckArgs;
+pub use configure::ConfigureArgs;
 pub use green::GreenArgs;
 pub use inputs::InputsArgs;
 pub use irsa::IrsaArgs;
@@ -22,6 +23,7 @@ pub use transfer::TransferArgs;
 pub use verify_green::VerifyGreenArgs;
 
 mod ack;
+mod configure;
 mod green;
 mod inputs;
 mod irsa;
@@ -73,6 +75,9 @@ pub enum Stage {
     /// Add the green cluster's OIDC provider to the trust policy of each profile role
     /// (IRSA), beside blue's; reversible.
     Irsa(IrsaArgs),
+    /// Configure green as seed 001 does: Knative's domain, Prometheus scrape jobs;
+    /// reversible.
+    Configure(ConfigureArgs),
     /// Keep blue's ACK SageMaker endpoint resources from deleting their endpoints
     /// (deletion-policy retain, or the finalizer removed on ACK runtime <= 0.22.1) and adopt
     /// each endpoint on green; reversible.
@@ -142,6 +147,9 @@ impl crate::cli::Command for Args {
             Stage::Inputs(a) => bluegreen::plan_inputs(&ctx, &a.spec()).await,
             Stage::Transfer(a) => {
                 bluegreen::plan_transfer(&ctx, &a.spec(self.cluster.kubeconfig.as_ref())).await
+            }
+            Stage::Configure(a) => {
+                bluegreen::plan_configure(&ctx, &a.spec(self.cluster.kubeconfig.as_ref())).await
             }
             Stage::Ack(a) => {
                 bluegreen::plan_ack(&ctx, &a.spec(self.cluster.kubeconfig.as_ref())).await

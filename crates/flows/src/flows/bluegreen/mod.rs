@@ -5,6 +5,7 @@
 //!
 //! - [`inputs`]: the green environment's variables from blue's Terraform outputs;
 //! - [`storage`]: optional clones of blue's RDS instance and S3 bucket for green;
+//! - [`configure`]: green's Knative domain and Prometheus scrape jobs;
 //! - [`irsa`]: green's OIDC provider in the profile roles' trust policies;
 //! - [`transfer`]: the user namespaces' objects from blue to green (seed 001's Velero step);
 //! - [`ack`]: blue's ACK SageMaker endpoints protected, green adopting them;
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod ack;
 pub mod alb;
+pub mod configure;
 pub mod inputs;
 pub mod irsa;
 pub mod retire;
@@ -28,6 +30,7 @@ pub use ack::{
     ACK_FLOW, AckAdoptSpec, AckAdoptStep, AckProtectSpec, AckProtectStep, AckSpec, plan_ack,
 };
 pub use alb::{AlbRuleSpec, AlbRuleStep};
+pub use configure::{CONFIGURE_FLOW, ConfigMapSpec, ConfigMapStep, ConfigureSpec, plan_configure};
 pub use inputs::{
     BLUE_OUTPUTS, COGNITO_OUTPUTS, FLOW, GreenVarsSpec, GreenVarsStep, InputsSpec,
     OPTIONAL_OUTPUTS, plan_inputs,
