@@ -38,8 +38,9 @@ use crate::flows::bluegreen::{
     TransferStep, TransferStepSpec,
 };
 use crate::flows::bluegreen::{
-    ConfigMapSpec, ConfigMapStep, RdsCloneSpec, RdsCloneStep, RetireStep, RetireStepSpec,
-    S3CopySpec, S3CopyStep,
+    ConfigMapSpec, ConfigMapStep, GreenApiSpec, GreenApiStep, GreenTerraformSpec,
+    GreenTerraformStep, RdsCloneSpec, RdsCloneStep, RetireStep, RetireStepSpec, S3CopySpec,
+    S3CopyStep,
 };
 use crate::flows::control_plane::{ControlPlaneSpec, ControlPlaneStep};
 use crate::flows::eks::{ControlPlaneWaitSpec, ControlPlaneWaitStep};
@@ -360,6 +361,13 @@ impl StepRegistry {
         registry.register(|spec: AlbRuleSpec, _| Ok(Box::new(AlbRuleStep::new(spec))));
         registry.register(|spec: RdsCloneSpec, _| Ok(Box::new(RdsCloneStep::new(spec))));
         registry.register(|spec: S3CopySpec, _| Ok(Box::new(S3CopyStep::new(spec))));
+        registry.register(|spec: GreenTerraformSpec, ctx| {
+            let tf = ctx.terraform("green_terraform_dir", &spec.green_terraform_dir)?;
+            Ok(Box::new(GreenTerraformStep::new(spec, tf)))
+        });
+        registry.register(|spec: GreenApiSpec, ctx| {
+            Ok(Box::new(GreenApiStep::new(spec, ctx.stop_signal().clone())))
+        });
         registry.register(|spec: ConfigMapSpec, ctx| {
             Ok(Box::new(ConfigMapStep::new(
                 spec,
@@ -489,6 +497,6 @@ mod tests {
         ] {
             assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
         }
-        assert_eq!(kinds.len(), 30, "{kinds:?}");
+        assert_eq!(kinds.len(), 32, "{kinds:?}");
     }
 }

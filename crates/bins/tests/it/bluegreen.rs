@@ -1385,3 +1385,143 @@ async fn configure_sets_knative_domain_and_scrape_jobs_on_green_and_rolls_back()
     blue.shutdown().await;
     green.shutdown().await;
 }
+
+/// `upgrade-bluegreen green-up`: the green environment (its variables from `inputs`) planned
+/// and reviewed on a copy, applied with the real terraform (the simulated AWS provider creates
+/// green's cluster, whose API server is a second kube-sim at 1.31), green's API server awaited
+/// at 1.31; `upgrade-rollback` destroys what the apply created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn green_up_creates_green_from_its_terraform_and_rolls_back() {
+    let ctx = TestContext::new();
+    let start = |name: &str, version: &str| {
+        SimCluster::builder()
+            .server_version(version)
+            .controllers(ControllerConfig::fast())
+            .kubeconfig_path(ctx.root().join(format!("{name}.kubeconfig")))
+            .start()
+    };
+    let blue = start("blue", "v1.30.4-eks-a737599").await.unwrap();
+    let green = start("green", "v1.31.2-eks-7f9249a").await.unwrap();
+    let blue_tf = ctx.copy_fixture("terraform/environments/blue");
+    let green_tf = ctx.copy_fixture("terraform/environments/green");
+    let rc = ctx.root().join("terraformrc");
+    std::fs::write(
+        &rc,
+        upgrade_tf_sim_provider::cli_config(crate::eks::provider_mirror()),
+    )
+    .unwrap();
+    let terraform = |dir: &std::path::Path, sim: &SimCluster, args: &[&str]| {
+        let mut tf = ctx.command("terraform");
+        tf.args(args)
+            .cwd(dir)
+            .env("TF_CLI_CONFIG_FILE", &rc)
+            .env("UPGRADE_SIM_KUBE_URL", sim.url())
+            .timeout(Duration::from_secs(120));
+        tf.exec().unwrap_or_else(|e| panic!("{e}")).stdout_lossy()
+    };
+    terraform(&blue_tf, &blue, &["init", "-input=false"]);
+    terraform(&blue_tf, &blue, &["apply", "-auto-approve", "-input=false"]);
+    let run = |exe: &str, sim: &SimCluster, args: &[&str]| {
+        let mut cmd = ProcessBuilder::new(exe);
+        ctx.apply_env(&mut cmd);
+        cmd.arg("--kubeconfig")
+            .arg(blue.kubeconfig_path())
+            .args([
+                "--kube-context",
+                kube_sim::CONTEXT_NAME,
+                "--expect-cluster",
+                blue.url(),
+            ])
+            .arg("--snapshot-dir")
+            .arg(ctx.work().join(".upgrade"))
+            .args(args)
+            .env("TF_CLI_CONFIG_FILE", &rc)
+            .env("UPGRADE_SIM_KUBE_URL", sim.url())
+            .timeout(Duration::from_secs(180));
+        upgrade_test::CommandOutput::run(&cmd).parts()
+    };
+    let exe = env!("CARGO_BIN_EXE_upgrade-bluegreen");
+    let (green_dir, blue_dir) = (
+        green_tf.display().to_string(),
+        blue_tf.display().to_string(),
+    );
+    let green_kubeconfig = green.kubeconfig_path().display().to_string();
+    let green_up = |extra: &[&str]| {
+        let mut a = vec![
+            "green-up",
+            "--green-terraform-dir",
+            &green_dir,
+            "--green-kubeconfig",
+            &green_kubeconfig,
+            "--green-cluster",
+            green.url(),
+        ];
+        a.extend(extra);
+        run(exe, &green, &a)
+    };
+    let (code, stdout, stderr) = green_up(&[]);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("bluegreen.auto.tfvars.json is missing")
+            && stderr.contains("upgrade-bluegreen inputs"),
+        "{stderr}"
+    );
+    let (code, stdout, stderr) = run(
+        exe,
+        &blue,
+        &[
+            "inputs",
+            "--blue-terraform-dir",
+            &blue_dir,
+            "--green-terraform-dir",
+            &green_dir,
+            "--green-cluster",
+            "mlops-platform-green",
+            "--eks-version",
+            "1.31",
+            "--apply",
+            "--yes",
+        ],
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+
+    let (code, stdout, stderr) = green_up(&[]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("aws_eks_cluster.this create"), "{stdout}");
+    assert!(
+        !green_tf.join("terraform.tfstate").exists() && !green_tf.join(".terraform").exists(),
+        "a plan changes nothing in green's folder"
+    );
+    let (code, stdout, stderr) = green_up(&["--apply", "--yes"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("wait until green's API server") && stdout.contains("at 1.31"),
+        "{stdout}"
+    );
+    let listed = terraform(&green_tf, &green, &["state", "list"]);
+    for address in [
+        "aws_eks_cluster.this",
+        "aws_eks_node_group.default",
+        "aws_eks_addon.coredns",
+    ] {
+        assert!(listed.contains(address), "{address}: {listed}");
+    }
+    let run_id = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("run: "))
+        .unwrap()
+        .to_string();
+    let (code, stdout, stderr) = run(
+        env!("CARGO_BIN_EXE_upgrade-rollback"),
+        &green,
+        &["--run", &run_id, "--apply", "--yes"],
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(
+        terraform(&green_tf, &green, &["state", "list"]).trim(),
+        "",
+        "green destroyed"
+    );
+    blue.shutdown().await;
+    green.shutdown().await;
+}

@@ -14,6 +14,7 @@ pub use crate::commands::aws_args::AwsArgs;
 pub use ack::AckArgs;
 pub use configure::ConfigureArgs;
 pub use green::GreenArgs;
+pub use green_up::GreenUpArgs;
 pub use inputs::InputsArgs;
 pub use irsa::IrsaArgs;
 pub use retire::RetireArgs;
@@ -25,6 +26,7 @@ pub use verify_green::VerifyGreenArgs;
 mod ack;
 mod configure;
 mod green;
+mod green_up;
 mod inputs;
 mod irsa;
 mod retire;
@@ -68,6 +70,9 @@ pub enum Stage {
     /// Clone blue's RDS instance (snapshot, restore like it) and/or copy its S3 bucket for
     /// green; reversible (the clones are deleted).
     Storage(StorageArgs),
+    /// Create green from its Terraform (a reviewed plan, then the apply) and wait for its
+    /// API server; the rollback destroys what the apply created.
+    GreenUp(GreenUpArgs),
     /// Copy the user namespaces' objects (seed 001's Velero scope: claims and their
     /// shared-file-system volumes, profiles, notebooks, InferenceServices, config maps,
     /// service accounts, bare pods) from blue to green; reversible.
@@ -147,6 +152,9 @@ impl crate::cli::Command for Args {
             Stage::Inputs(a) => bluegreen::plan_inputs(&ctx, &a.spec()).await,
             Stage::Transfer(a) => {
                 bluegreen::plan_transfer(&ctx, &a.spec(self.cluster.kubeconfig.as_ref())).await
+            }
+            Stage::GreenUp(a) => {
+                bluegreen::plan_green_up(&ctx, &a.spec(self.cluster.kubeconfig.as_ref())).await
             }
             Stage::Configure(a) => {
                 bluegreen::plan_configure(&ctx, &a.spec(self.cluster.kubeconfig.as_ref())).await

@@ -7,6 +7,7 @@
 //! - [`storage`]: optional clones of blue's RDS instance and S3 bucket for green;
 //! - [`configure`]: green's Knative domain and Prometheus scrape jobs;
 //! - [`irsa`]: green's OIDC provider in the profile roles' trust policies;
+//! - [`green_up`]: green's Terraform (reviewed plan, apply) and the wait for its API server;
 //! - [`transfer`]: the user namespaces' objects from blue to green (seed 001's Velero step);
 //! - [`ack`]: blue's ACK SageMaker endpoints protected, green adopting them;
 //! - [`verify_green`]: green's health, a predict call per InferenceService, the user's probes;
@@ -18,6 +19,7 @@ use serde::{Deserialize, Serialize};
 pub mod ack;
 pub mod alb;
 pub mod configure;
+pub mod green_up;
 pub mod inputs;
 pub mod irsa;
 pub mod retire;
@@ -31,6 +33,10 @@ pub use ack::{
 };
 pub use alb::{AlbRuleSpec, AlbRuleStep};
 pub use configure::{CONFIGURE_FLOW, ConfigMapSpec, ConfigMapStep, ConfigureSpec, plan_configure};
+pub use green_up::{
+    GREEN_UP_FLOW, GreenApiSpec, GreenApiStep, GreenTerraformSpec, GreenTerraformStep, GreenUpSpec,
+    plan_green_up,
+};
 pub use inputs::{
     BLUE_OUTPUTS, COGNITO_OUTPUTS, FLOW, GreenVarsSpec, GreenVarsStep, InputsSpec,
     OPTIONAL_OUTPUTS, plan_inputs,

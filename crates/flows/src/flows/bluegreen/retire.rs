@@ -197,7 +197,7 @@ impl Step for RetireStep {
 }
 
 /// Every managed resource of `state` as (address without index, type).
-fn managed_addresses(state: &upgrade_tf::terraform::State) -> Vec<(String, String)> {
+pub(crate) fn managed_addresses(state: &upgrade_tf::terraform::State) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = state
         .resources
         .iter()
