@@ -77,12 +77,12 @@ pub enum Stage {
     /// shared-file-system volumes, profiles, notebooks, InferenceServices, config maps,
     /// service accounts, bare pods) from blue to green; reversible.
     Transfer(TransferArgs),
-    /// Add the green cluster's OIDC provider to the trust policy of each profile role
-    /// (IRSA), beside blue's; reversible.
-    Irsa(IrsaArgs),
     /// Configure green as seed 001 does: Knative's domain, Prometheus scrape jobs;
     /// reversible.
     Configure(ConfigureArgs),
+    /// Add the green cluster's OIDC provider to the trust policy of each profile role
+    /// (IRSA), beside blue's; reversible.
+    Irsa(IrsaArgs),
     /// Keep blue's ACK SageMaker endpoint resources from deleting their endpoints
     /// (deletion-policy retain, or the finalizer removed on ACK runtime <= 0.22.1) and adopt
     /// each endpoint on green; reversible.
@@ -90,10 +90,12 @@ pub enum Stage {
     /// Check green before traffic moves: its health, a predict call for each
     /// InferenceService, the configured probes; recorded, and required by `switch`.
     VerifyGreen(VerifyGreenArgs),
-    /// Point the platform's DNS record (Route 53) from blue to green, inside the
-    /// maintenance window; `failback` undoes it.
+    /// Point the ALB listener rule's redirect and/or a DNS record (Route 53) from blue to
+    /// green, inside the maintenance window, once green passed `verify-green`; `failback`
+    /// undoes it.
     Switch(SwitchArgs),
-    /// Point the DNS record back at blue: the rollback of the latest switch.
+    /// Point the listener rule and the DNS record back at blue: the rollback of the latest
+    /// switch.
     Failback,
     /// Delete blue (a targeted terraform destroy) once the latest switch has soaked,
     /// keeping the backup vault, the VPC, security groups and the stores green uses.
