@@ -2,6 +2,7 @@
 //!
 //! One test binary with a module per area (as cargo and uv do).
 
+mod bluegreen_run;
 mod crate_graph;
 mod demo;
 mod embed;

@@ -138,6 +138,7 @@ pub(crate) async fn plan_rule(
     rule_arn: &str,
     green_host: &str,
     aws: &AwsSettings,
+    resuming: bool,
 ) -> Result<(AlbRuleStep, String)> {
     let elbv2 = aws
         .elbv2()
@@ -161,7 +162,8 @@ pub(crate) async fn plan_rule(
             "give the rule that redirects users to the active cluster's host",
         ));
     }
-    if blue_hosts.iter().all(|h| h == green_host) {
+    // A resumed switch re-plans after its own change: the rule redirects to green then.
+    if blue_hosts.iter().all(|h| h == green_host) && !resuming {
         return Err(FlowError::invalid(
             "green_host",
             format!("listener rule {rule_arn} redirects to {green_host} already"),

@@ -266,21 +266,25 @@ pub async fn plan_configure(ctx: &FlowContext, spec: &ConfigureSpec) -> Result<P
     if let Some(domain) = &spec.knative_domain {
         let key = "knative-serving/config-domain";
         let cm = read(key).await?;
+        // The step is planned even when green has the value: a resumed run re-plans after
+        // its own change, and must plan the same steps; setting it again changes nothing.
         if cm.data.unwrap_or_default().contains_key(domain) {
-            changes.push(format!("{key}: {domain} is the domain already"));
+            changes.push(format!(
+                "{key}: {domain} is the domain already (set again, no change)"
+            ));
         } else {
             changes.push(format!("{key}: default domain {domain}"));
-            steps.push(Box::new(ConfigMapStep::new(
-                ConfigMapSpec {
-                    id: "bluegreen/knative-domain".into(),
-                    green: green_spec.clone(),
-                    config_map: key.into(),
-                    data: BTreeMap::from([(domain.clone(), String::new())]),
-                    purpose: "Knative's domain".into(),
-                },
-                ctx.stop_signal().clone(),
-            )));
         }
+        steps.push(Box::new(ConfigMapStep::new(
+            ConfigMapSpec {
+                id: "bluegreen/knative-domain".into(),
+                green: green_spec.clone(),
+                config_map: key.into(),
+                data: BTreeMap::from([(domain.clone(), String::new())]),
+                purpose: "Knative's domain".into(),
+            },
+            ctx.stop_signal().clone(),
+        )));
     }
     if let Some(key) = &spec.prometheus_config {
         let cm = read(key).await?;
@@ -290,31 +294,37 @@ pub async fn plan_configure(ctx: &FlowContext, spec: &ConfigureSpec) -> Result<P
             .get("prometheus.yml")
             .cloned()
             .unwrap_or_default();
-        match with_scrape_jobs(&text).map_err(|e| {
+        let (yaml, change) = match with_scrape_jobs(&text).map_err(|e| {
             FlowError::invalid(
                 "prometheus_config",
                 format!("{key}: {e}"),
                 "fix the ConfigMap",
             )
         })? {
-            Some((yaml, added)) => {
-                changes.push(format!(
+            Some((yaml, added)) => (
+                yaml,
+                format!(
                     "{key}: add scrape jobs {} (the file is rewritten: comments are not kept)",
                     added.join(", ")
-                ));
-                steps.push(Box::new(ConfigMapStep::new(
-                    ConfigMapSpec {
-                        id: "bluegreen/prometheus-scrape-jobs".into(),
-                        green: green_spec.clone(),
-                        config_map: key.clone(),
-                        data: BTreeMap::from([("prometheus.yml".to_string(), yaml)]),
-                        purpose: "Prometheus scrape jobs".into(),
-                    },
-                    ctx.stop_signal().clone(),
-                )));
-            }
-            None => changes.push(format!("{key}: has seed 001's scrape jobs already")),
-        }
+                ),
+            ),
+            // Planned anyway (see above): a resumed run re-plans after its own change.
+            None => (
+                text,
+                format!("{key}: has seed 001's scrape jobs already (no change)"),
+            ),
+        };
+        changes.push(change);
+        steps.push(Box::new(ConfigMapStep::new(
+            ConfigMapSpec {
+                id: "bluegreen/prometheus-scrape-jobs".into(),
+                green: green_spec.clone(),
+                config_map: key.clone(),
+                data: BTreeMap::from([("prometheus.yml".to_string(), yaml)]),
+                purpose: "Prometheus scrape jobs".into(),
+            },
+            ctx.stop_signal().clone(),
+        )));
     }
     let refs: Vec<&dyn Step> = steps.iter().map(|s| s.as_ref()).collect();
     let mut plan = Plan::new(

@@ -252,7 +252,7 @@ pub async fn plan_switch(ctx: &FlowContext, spec: &SwitchSpec) -> Result<Planned
     let mut changes = Vec::new();
     match (&spec.listener_rule_arn, &spec.green_host) {
         (Some(rule), Some(host)) => {
-            let (step, change) = super::alb::plan_rule(rule, host, &spec.aws).await?;
+            let (step, change) = super::alb::plan_rule(rule, host, &spec.aws, ctx.resume()).await?;
             steps.push(Box::new(step));
             changes.push(change);
         }
@@ -271,7 +271,8 @@ pub async fn plan_switch(ctx: &FlowContext, spec: &SwitchSpec) -> Result<Planned
     }
     match (&spec.zone_id, &spec.record_name, &spec.green_target) {
         (Some(zone_id), Some(record_name), Some(green_target)) => {
-            let (step, change) = plan_record(spec, zone_id, record_name, green_target).await?;
+            let (step, change) =
+                plan_record(spec, zone_id, record_name, green_target, ctx.resume()).await?;
             steps.push(Box::new(step));
             changes.push(change);
         }
@@ -321,6 +322,7 @@ async fn plan_record(
     zone_id: &str,
     record_name: &str,
     green_target: &str,
+    resuming: bool,
 ) -> Result<(SwitchStep, String)> {
     let route53 = spec
         .aws
@@ -344,7 +346,8 @@ async fn plan_record(
         .as_str()
         .unwrap_or_default()
         .to_string();
-    if blue_value == green_target {
+    // A resumed switch re-plans after its own change: the record points at green then.
+    if blue_value == green_target && !resuming {
         return Err(FlowError::invalid(
             "green_target",
             format!("{} already points at {}", record_name, green_target),

@@ -1,0 +1,328 @@
+//! The blue/green stages that change clusters (transfer, ACK, configure), each killed at
+//! every step boundary, then resumed (it must finish as an unkilled run does) or rolled back
+//! (blue and green must be back exactly as they were).
+//!
+//! The kill is real: the test binary re-executes itself as the run (`bluegreen_run_child`)
+//! with `BLUEGREEN_RUN_KILL_AT`, which it turns into the executor's `kill_at` option. Both
+//! kube-sims live in the parent, so the clusters outlive the killed run.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use kube_sim::{ControllerConfig, SimCluster};
+use serde_json::Value;
+use upgrade_core::ProcessBuilder;
+use upgrade_core::executor::{Boundary, ExecutorOptions};
+use upgrade_flows::context::FlowContext;
+use upgrade_flows::flows::bluegreen::{
+    AckSpec, ConfigureSpec, GreenCluster, TransferSpec, plan_ack, plan_configure, plan_transfer,
+};
+use upgrade_flows::flows::rollback::{self, RollbackSpec};
+use upgrade_flows::run::Planned;
+use upgrade_kube::connect::ConnectOptions;
+use upgrade_test::TestContext;
+
+/// The upgrade lock's TTL in these runs; the parent waits it out after each kill.
+const LOCK_TTL: Duration = Duration::from_secs(1);
+
+const CHILD_VAR: &str = "BLUEGREEN_RUN_CHILD_DIR";
+/// `<stage>:<step>:<boundary>` where the child run kills itself (the test's own variable).
+const KILL_AT_VAR: &str = "BLUEGREEN_RUN_KILL_AT";
+
+/// Each stage and its steps, in run order.
+const STAGES: &[(&str, &[&str])] = &[
+    ("transfer", &["bluegreen/transfer"]),
+    ("ack", &["bluegreen/ack-protect", "bluegreen/ack-adopt"]),
+    (
+        "configure",
+        &[
+            "bluegreen/knative-domain",
+            "bluegreen/prometheus-scrape-jobs",
+        ],
+    ),
+];
+
+/// Blue and green on kube-sim, as the bins tests build them, with the ACK kinds, the
+/// endpoints, the namespace and the ConfigMaps the three stages need.
+async fn clusters(root: &Path) -> (SimCluster, SimCluster) {
+    std::fs::create_dir_all(root).unwrap();
+    let start = |name: &str| {
+        SimCluster::builder()
+            .controllers(ControllerConfig::none())
+            .kubeconfig_path(root.join(format!("{name}.kubeconfig")))
+            .start()
+    };
+    let (blue, green) = (start("blue").await.unwrap(), start("green").await.unwrap());
+    let fixtures = TestContext::fixtures_dir().join("bluegreen");
+    let read = |name: &str| std::fs::read_to_string(fixtures.join(name)).unwrap();
+    for sim in [&blue, &green] {
+        sim.load_yaml(&read("kubeflow-crds.yaml")).unwrap();
+        sim.load_yaml(&read("ack-crds.yaml")).unwrap();
+    }
+    blue.load_yaml(&read("blue-user-namespace.yaml")).unwrap();
+    blue.load_yaml(&read("blue-sagemaker-endpoints.yaml"))
+        .unwrap();
+    green
+        .load_yaml(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: ml-serving}\n---\n\
+             apiVersion: v1\nkind: Namespace\nmetadata: {name: knative-serving}\n---\n\
+             apiVersion: v1\nkind: ConfigMap\nmetadata: {name: config-domain, namespace: knative-serving}\n\
+             data: {_example: \"# the default domain\"}\n---\n\
+             apiVersion: v1\nkind: Namespace\nmetadata: {name: prometheus}\n---\n\
+             apiVersion: v1\nkind: ConfigMap\nmetadata: {name: prometheus-server, namespace: prometheus}\n\
+             data:\n  prometheus.yml: |\n    scrape_configs:\n    - job_name: kubernetes-pods\n",
+        )
+        .unwrap();
+    std::fs::write(root.join("blue.url"), blue.url()).unwrap();
+    std::fs::write(root.join("green.url"), green.url()).unwrap();
+    (blue, green)
+}
+
+async fn context(root: &Path, resume: bool, kill_at: Option<(String, Boundary)>) -> FlowContext {
+    let blue_url = std::fs::read_to_string(root.join("blue.url")).unwrap();
+    FlowContext::connect(ConnectOptions {
+        kubeconfig: Some(root.join("blue.kubeconfig")),
+        context: Some(kube_sim::CONTEXT_NAME.into()),
+        expect_cluster: Some(blue_url),
+    })
+    .await
+    .unwrap()
+    .state_dir(root.join(".upgrade"))
+    // A killed run's lock frees itself after its TTL; a short one keeps the test short.
+    .lock_ttl(LOCK_TTL)
+    .resume(resume)
+    .executor_options(ExecutorOptions { kill_at })
+    .build()
+}
+
+async fn plan(root: &Path, ctx: &FlowContext, stage: &str) -> Planned {
+    let green = GreenCluster {
+        kubeconfig: Some(root.join("green.kubeconfig")),
+        context: Some(kube_sim::CONTEXT_NAME.into()),
+        expect_cluster: std::fs::read_to_string(root.join("green.url")).unwrap(),
+    };
+    match stage {
+        "transfer" => {
+            let spec: TransferSpec = serde_json::from_value(serde_json::json!({
+                "green": green,
+                "namespaces": ["kubeflow-user-example-com"],
+                "allow_fresh_volumes": true,
+            }))
+            .unwrap();
+            plan_transfer(ctx, &spec).await
+        }
+        "ack" => {
+            plan_ack(
+                ctx,
+                &AckSpec {
+                    green,
+                    ack_runtime: "0.26.0".into(),
+                },
+            )
+            .await
+        }
+        "configure" => {
+            plan_configure(
+                ctx,
+                &ConfigureSpec {
+                    green,
+                    knative_domain: Some("platform.example.com".into()),
+                    prometheus_config: Some("prometheus/prometheus-server".into()),
+                },
+            )
+            .await
+        }
+        other => panic!("no stage {other}"),
+    }
+    .unwrap_or_else(|e| panic!("{stage}: {e}"))
+}
+
+/// The run as a separate process (the test binary re-executed with `CHILD_VAR` set).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bluegreen_run_child() {
+    let Some(root) = std::env::var_os(CHILD_VAR) else {
+        return; // an ordinary test run: nothing to do
+    };
+    let root = PathBuf::from(root);
+    let spec = std::env::var(KILL_AT_VAR).unwrap();
+    let (stage, rest) = spec.split_once(':').unwrap();
+    let (step, boundary) = rest.rsplit_once(':').unwrap();
+    let kill_at = Some((step.to_string(), Boundary::from_name(boundary).unwrap()));
+    let ctx = context(&root, false, kill_at).await;
+    let planned = plan(&root, &ctx, stage).await;
+    let report = planned.apply(&ctx).await;
+    panic!("the run was to be killed at {spec}, but ended: {report:?}");
+}
+
+async fn kill_run_at(root: &Path, stage: &str, step: &str, boundary: Boundary) {
+    let mut child = ProcessBuilder::new(std::env::current_exe().unwrap());
+    child
+        .args([
+            "bluegreen_run::bluegreen_run_child",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_VAR, root)
+        .env(KILL_AT_VAR, format!("{stage}:{step}:{}", boundary.name()))
+        .timeout(Duration::from_secs(120));
+    match child.output_async().await {
+        Ok(out) if out.status.code().is_none() => {}
+        Ok(out) => panic!(
+            "the run was to be killed at {stage}:{step}:{} but exited with {}:\n{}\n{}",
+            boundary.name(),
+            out.status,
+            out.stdout_lossy(),
+            out.stderr_lossy()
+        ),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// Every object of `sim` without what the server sets and without the run's own bookkeeping
+/// (the upgrade lock and status in kube-system), the clusters' URLs written as BLUE and
+/// GREEN, sorted: two clusters with the same fingerprint hold the same objects.
+fn fingerprint(sim: &SimCluster, blue: &SimCluster, green: &SimCluster) -> Vec<Value> {
+    use serde::Deserialize;
+    let url = |s: &SimCluster| s.url().trim_end_matches('/').to_string();
+    let text = sim
+        .dump_yaml()
+        .replace(&url(blue), "BLUE")
+        .replace(&url(green), "GREEN");
+    let mut objects: Vec<Value> = serde_norway::Deserializer::from_str(&text)
+        .filter_map(|doc| Value::deserialize(doc).ok())
+        .filter(|o| o.is_object())
+        .map(|mut o| {
+            if let Some(meta) = o["metadata"].as_object_mut() {
+                for field in [
+                    "uid",
+                    "resourceVersion",
+                    "creationTimestamp",
+                    "managedFields",
+                    "generation",
+                ] {
+                    meta.remove(field);
+                }
+            }
+            without_times(&mut o);
+            o
+        })
+        .filter(|o| o["metadata"]["namespace"] != "kube-system" && o["kind"] != "Event")
+        .collect();
+    objects.sort_by_key(|o| o.to_string());
+    objects
+}
+
+/// Removes the times conditions carry (a CRD's, set when it was loaded).
+fn without_times(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            map.retain(|k, _| !k.starts_with("last") || !k.ends_with("Time"));
+            map.values_mut().for_each(without_times);
+        }
+        Value::Array(items) => items.iter_mut().for_each(without_times),
+        _ => {}
+    }
+}
+
+/// The objects one side has and the other not (both clusters), for the failure message.
+fn differences(a: &(Vec<Value>, Vec<Value>), b: &(Vec<Value>, Vec<Value>)) -> String {
+    let only = |x: &[Value], y: &[Value]| -> Vec<String> {
+        x.iter()
+            .filter(|o| !y.contains(o))
+            .map(Value::to_string)
+            .collect()
+    };
+    format!(
+        "now only {:?}; expected only {:?}",
+        [only(&a.0, &b.0), only(&a.1, &b.1)].concat(),
+        [only(&b.0, &a.0), only(&b.1, &a.1)].concat()
+    )
+}
+
+/// What an unkilled run of `stage` leaves behind: blue's and green's fingerprints.
+async fn reference(root: &Path, stage: &str) -> (Vec<Value>, Vec<Value>) {
+    let (blue, green) = clusters(root).await;
+    let ctx = context(root, false, None).await;
+    plan(root, &ctx, stage).await.apply(&ctx).await.unwrap();
+    let after = (
+        fingerprint(&blue, &blue, &green),
+        fingerprint(&green, &blue, &green),
+    );
+    blue.shutdown().await;
+    green.shutdown().await;
+    after
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_step_boundary_of_the_bluegreen_stages_survives_a_kill() {
+    let ctx = TestContext::new();
+    let (mut scenarios, mut failures) = (0, Vec::new());
+    for (stage, steps) in STAGES {
+        let after = reference(&ctx.root().join(format!("{stage}-ref")), stage).await;
+        for step in *steps {
+            for boundary in Boundary::FORWARD {
+                for resume in [true, false] {
+                    scenarios += 1;
+                    let name = format!("{stage}:{step}:{}", boundary.name());
+                    let root = ctx.root().join(format!(
+                        "{}-{}-{}",
+                        step.replace('/', "_"),
+                        boundary.name(),
+                        u8::from(resume)
+                    ));
+                    let (blue, green) = clusters(&root).await;
+                    let before = (
+                        fingerprint(&blue, &blue, &green),
+                        fingerprint(&green, &blue, &green),
+                    );
+                    kill_run_at(&root, stage, step, boundary).await;
+                    tokio::time::sleep(LOCK_TTL + Duration::from_millis(300)).await;
+                    if resume {
+                        let run = context(&root, true, None).await;
+                        let outcome = plan(&root, &run, stage).await.apply(&run).await;
+                        let now = (
+                            fingerprint(&blue, &blue, &green),
+                            fingerprint(&green, &blue, &green),
+                        );
+                        if outcome.is_err() || now != after {
+                            failures.push(format!(
+                                "{name} resume: {:?}; same as an unkilled run: blue {}, green {}; differs: {}",
+                                outcome.err().map(|e| e.to_string()),
+                                now.0 == after.0,
+                                now.1 == after.1,
+                                differences(&now, &after)
+                            ));
+                        }
+                    } else {
+                        let run = context(&root, false, None).await;
+                        let undo = rollback::plan(&run, &RollbackSpec::default())
+                            .await
+                            .unwrap_or_else(|e| panic!("{name}: {e}"));
+                        let outcome = undo.apply(&run).await;
+                        let now = (
+                            fingerprint(&blue, &blue, &green),
+                            fingerprint(&green, &blue, &green),
+                        );
+                        if outcome.is_err() || now != before {
+                            failures.push(format!(
+                                "{name} rollback: {:?}; back as before: blue {}, green {}; differs: {}",
+                                outcome.err().map(|e| e.to_string()),
+                                now.0 == before.0,
+                                now.1 == before.1,
+                                differences(&now, &before)
+                            ));
+                        }
+                    }
+                    blue.shutdown().await;
+                    green.shutdown().await;
+                }
+            }
+        }
+    }
+    println!(
+        "blue/green stages: {} of {scenarios} kill points survived",
+        scenarios - failures.len()
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
