@@ -143,6 +143,9 @@ async fn bluegreen_run_child() {
     let Some(root) = std::env::var_os(CHILD_VAR) else {
         return; // an ordinary test run: nothing to do
     };
+    if std::env::var_os("STORAGE_RUN_SPEC").is_some() {
+        return; // the storage child's run
+    }
     let root = PathBuf::from(root);
     let spec = std::env::var(KILL_AT_VAR).unwrap();
     let (stage, rest) = spec.split_once(':').unwrap();
@@ -325,4 +328,234 @@ async fn every_step_boundary_of_the_bluegreen_stages_survives_a_kill() {
         scenarios - failures.len()
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The storage stage against moto (RDS clone, S3 copy), killed at every step boundary, then
+/// resumed with `upgrade-bluegreen storage --resume` or undone with `upgrade-rollback`: the
+/// clone, its snapshot and the copy exist after a resume, and none of them after a rollback;
+/// blue's instance and bucket stay throughout. Each scenario uses its own names on one moto.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_step_boundary_of_the_storage_stage_survives_a_kill() {
+    let ctx = TestContext::new();
+    let moto = upgrade_test::MotoServer::start();
+    let aws = |args: &[&str]| -> Value {
+        let mut cmd = ProcessBuilder::new(ctx.require_tool("aws"));
+        for (k, v) in moto.aws_env() {
+            cmd.env(k, v);
+        }
+        cmd.args(args)
+            .args(["--endpoint-url", moto.url(), "--output", "json"]);
+        let out = cmd.exec().unwrap_or_else(|e| panic!("{e}"));
+        serde_json::from_slice(&out.stdout).unwrap_or_default()
+    };
+    let body = ctx.root().join("object.bin");
+    std::fs::write(&body, b"weights").unwrap();
+    let mut failures = Vec::new();
+    let mut scenarios = 0;
+    for step in ["bluegreen/rds-clone", "bluegreen/s3-copy"] {
+        for boundary in Boundary::FORWARD {
+            for resume in [true, false] {
+                scenarios += 1;
+                let n = scenarios;
+                let root = ctx.root().join(format!("storage-{n}"));
+                let (blue, green) = clusters(&root).await;
+                let (db, db_clone) = (format!("blue-db-{n}"), format!("green-db-{n}"));
+                let (bucket, copy) = (format!("blue-bucket-{n}"), format!("green-bucket-{n}"));
+                aws(&[
+                    "rds",
+                    "create-db-instance",
+                    "--db-instance-identifier",
+                    &db,
+                    "--engine",
+                    "postgres",
+                    "--db-instance-class",
+                    "db.t3.medium",
+                    "--allocated-storage",
+                    "20",
+                    "--master-username",
+                    "admin",
+                    "--master-user-password",
+                    "not-a-secret-1",
+                ]);
+                aws(&["s3api", "create-bucket", "--bucket", &bucket]);
+                for key in ["a/model.bin", "b/model.bin"] {
+                    aws(&[
+                        "s3api",
+                        "put-object",
+                        "--bucket",
+                        &bucket,
+                        "--key",
+                        key,
+                        "--body",
+                        &body.display().to_string(),
+                    ]);
+                }
+                let state = || {
+                    let instance = |id: &str| {
+                        aws(&["rds", "describe-db-instances"])["DBInstances"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .any(|i| i["DBInstanceIdentifier"] == id)
+                    };
+                    let snapshots = aws(&[
+                        "rds",
+                        "describe-db-snapshots",
+                        "--db-instance-identifier",
+                        &db,
+                        "--snapshot-type",
+                        "manual",
+                    ])["DBSnapshots"]
+                        .as_array()
+                        .map(Vec::len)
+                        .unwrap_or(0);
+                    let buckets: Vec<String> = aws(&["s3api", "list-buckets"])["Buckets"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|b| b["Name"].as_str().unwrap().to_string())
+                        .collect();
+                    let copied = if buckets.contains(&copy) {
+                        aws(&["s3api", "list-objects-v2", "--bucket", &copy])["Contents"]
+                            .as_array()
+                            .map(Vec::len)
+                            .unwrap_or(0)
+                    } else {
+                        0
+                    };
+                    (
+                        instance(&db),
+                        instance(&db_clone),
+                        snapshots,
+                        buckets.contains(&bucket),
+                        buckets.contains(&copy),
+                        copied,
+                    )
+                };
+                let spec_args = [
+                    "storage",
+                    "--rds-instance",
+                    &db,
+                    "--rds-clone",
+                    &db_clone,
+                    "--s3-bucket",
+                    &bucket,
+                    "--s3-clone",
+                    &copy,
+                    "--aws-endpoint-url",
+                    moto.url(),
+                ];
+                // The kill: the test binary as the run, with moto's environment.
+                let mut child = ProcessBuilder::new(std::env::current_exe().unwrap());
+                child
+                    .args([
+                        "bluegreen_run::storage_run_child",
+                        "--exact",
+                        "--nocapture",
+                        "--test-threads=1",
+                    ])
+                    .env(CHILD_VAR, &root)
+                    .env(KILL_AT_VAR, format!("storage:{step}:{}", boundary.name()))
+                    .env("STORAGE_RUN_SPEC", spec_args[1..].join(" "))
+                    .timeout(Duration::from_secs(120));
+                for (k, v) in moto.aws_env() {
+                    child.env(k, v);
+                }
+                let out = child.output_async().await.unwrap();
+                assert!(
+                    out.status.code().is_none(),
+                    "{step}:{}: not killed: {}\n{}",
+                    boundary.name(),
+                    out.stdout_lossy(),
+                    out.stderr_lossy()
+                );
+                tokio::time::sleep(LOCK_TTL + Duration::from_millis(300)).await;
+                let command = |exe: &str, args: &[&str]| {
+                    let mut cmd = ProcessBuilder::new(crate::demo::bin_dir().join(exe));
+                    ctx.apply_env(&mut cmd);
+                    for (k, v) in moto.aws_env() {
+                        cmd.env(k, v);
+                    }
+                    cmd.arg("--kubeconfig")
+                        .arg(root.join("blue.kubeconfig"))
+                        .args([
+                            "--kube-context",
+                            kube_sim::CONTEXT_NAME,
+                            "--expect-cluster",
+                            blue.url(),
+                        ])
+                        .arg("--snapshot-dir")
+                        .arg(root.join(".upgrade"))
+                        .args(args)
+                        .timeout(Duration::from_secs(120));
+                    upgrade_test::CommandOutput::run(&cmd).parts()
+                };
+                let name = format!("{step}:{}", boundary.name());
+                if resume {
+                    let mut args = spec_args.to_vec();
+                    args.extend(["--resume", "--apply", "--yes"]);
+                    let (code, stdout, stderr) = command("upgrade-bluegreen", &args);
+                    let now = state();
+                    if code != 0 || now != (true, true, 1, true, true, 2) {
+                        failures.push(format!(
+                            "{name} resume: exit {code}, state {now:?}\n{stdout}{stderr}"
+                        ));
+                    }
+                } else {
+                    let (code, stdout, stderr) = command("upgrade-rollback", &["--apply", "--yes"]);
+                    let now = state();
+                    if code != 0 || now != (true, false, 0, true, false, 0) {
+                        failures.push(format!(
+                            "{name} rollback: exit {code}, state {now:?}\n{stdout}{stderr}"
+                        ));
+                    }
+                }
+                blue.shutdown().await;
+                green.shutdown().await;
+            }
+        }
+    }
+    println!(
+        "storage stage: {} of {scenarios} kill points survived",
+        scenarios - failures.len()
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The storage run as a separate process (see the test above).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_run_child() {
+    let (Some(root), Ok(spec)) = (
+        std::env::var_os(CHILD_VAR),
+        std::env::var("STORAGE_RUN_SPEC"),
+    ) else {
+        return; // an ordinary test run: nothing to do
+    };
+    let root = PathBuf::from(root);
+    let kill = std::env::var(KILL_AT_VAR).unwrap();
+    let (_, rest) = kill.split_once(':').unwrap();
+    let (step, boundary) = rest.rsplit_once(':').unwrap();
+    let kill_at = Some((step.to_string(), Boundary::from_name(boundary).unwrap()));
+    let ctx = context(&root, false, kill_at).await;
+    let words: Vec<&str> = spec.split(' ').collect();
+    let value = |flag: &str| {
+        let i = words.iter().position(|w| *w == flag).unwrap();
+        Some(words[i + 1].to_string())
+    };
+    let spec = upgrade_flows::flows::bluegreen::StorageSpec {
+        rds_instance: value("--rds-instance"),
+        rds_clone: value("--rds-clone"),
+        s3_bucket: value("--s3-bucket"),
+        s3_clone: value("--s3-clone"),
+        wait_minutes: 5,
+        aws: upgrade_flows::flows::bluegreen::AwsSettings {
+            endpoint_url: value("--aws-endpoint-url"),
+            ..Default::default()
+        },
+    };
+    let planned = upgrade_flows::flows::bluegreen::plan_storage(&ctx, &spec)
+        .await
+        .unwrap();
+    let report = planned.apply(&ctx).await;
+    panic!("the run was to be killed at {kill}, but ended: {report:?}");
 }

@@ -356,11 +356,13 @@ pub async fn plan_storage(ctx: &FlowContext, spec: &StorageSpec) -> Result<Plann
                         "name blue's instance (aws rds describe-db-instances)",
                     )
                 })?;
-            if rds
-                .instance(clone)
-                .await
-                .map_err(|e| FlowError::failed(format!("read RDS instance {clone}"), e))?
-                .is_some()
+            // A resumed run re-plans after its own clone was (partly) made: that one is ours.
+            if !ctx.resume()
+                && rds
+                    .instance(clone)
+                    .await
+                    .map_err(|e| FlowError::failed(format!("read RDS instance {clone}"), e))?
+                    .is_some()
             {
                 blockers.push(format!("RDS instance {clone} exists already: name a new one (the rollback deletes the clone)"));
             }
@@ -425,7 +427,7 @@ pub async fn plan_storage(ctx: &FlowContext, spec: &StorageSpec) -> Result<Plann
                     "name blue's bucket",
                 ));
             }
-            if exists(clone.clone()).await? {
+            if !ctx.resume() && exists(clone.clone()).await? {
                 blockers.push(format!(
                     "bucket {clone} exists already: name a new one (the rollback deletes the copy)"
                 ));
