@@ -143,8 +143,10 @@ async fn bluegreen_run_child() {
     let Some(root) = std::env::var_os(CHILD_VAR) else {
         return; // an ordinary test run: nothing to do
     };
-    if std::env::var_os("STORAGE_RUN_SPEC").is_some() {
-        return; // the storage child's run
+    if std::env::var_os("STORAGE_RUN_SPEC").is_some()
+        || std::env::var_os("SWITCH_RUN_SPEC").is_some()
+    {
+        return; // the storage or switch child's run
     }
     let root = PathBuf::from(root);
     let spec = std::env::var(KILL_AT_VAR).unwrap();
@@ -554,6 +556,308 @@ async fn storage_run_child() {
         },
     };
     let planned = upgrade_flows::flows::bluegreen::plan_storage(&ctx, &spec)
+        .await
+        .unwrap();
+    let report = planned.apply(&ctx).await;
+    panic!("the run was to be killed at {kill}, but ended: {report:?}");
+}
+
+/// The switch against moto (the ALB listener rule, then the Route 53 record), killed at every
+/// step boundary, then resumed with `upgrade-bluegreen switch --resume` (both point at green)
+/// or undone with `upgrade-rollback` (both point at blue again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_step_boundary_of_the_switch_survives_a_kill() {
+    let ctx = TestContext::new();
+    let moto = upgrade_test::MotoServer::start();
+    let aws = |args: &[&str]| -> Value {
+        let mut cmd = ProcessBuilder::new(ctx.require_tool("aws"));
+        for (k, v) in moto.aws_env() {
+            cmd.env(k, v);
+        }
+        cmd.args(args)
+            .args(["--endpoint-url", moto.url(), "--output", "json"]);
+        let out = cmd.exec().unwrap_or_else(|e| panic!("{e}"));
+        serde_json::from_slice(&out.stdout).unwrap_or_default()
+    };
+    let vpc = aws(&["ec2", "create-vpc", "--cidr-block", "10.0.0.0/16"]);
+    let vpc_id = vpc["Vpc"]["VpcId"].as_str().unwrap().to_string();
+    let subnets: Vec<String> = [("10.0.1.0/24", "us-east-1a"), ("10.0.2.0/24", "us-east-1b")]
+        .iter()
+        .map(|(cidr, zone)| {
+            aws(&[
+                "ec2",
+                "create-subnet",
+                "--vpc-id",
+                &vpc_id,
+                "--cidr-block",
+                cidr,
+                "--availability-zone",
+                zone,
+            ])["Subnet"]["SubnetId"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let (mut scenarios, mut failures) = (0, Vec::new());
+    for step in ["bluegreen/switch-alb", "bluegreen/switch"] {
+        for boundary in Boundary::FORWARD {
+            for resume in [true, false] {
+                scenarios += 1;
+                let n = scenarios;
+                let root = ctx.root().join(format!("switch-{n}"));
+                let (blue, green) = clusters(&root).await;
+                let lb = aws(&[
+                    "elbv2",
+                    "create-load-balancer",
+                    "--name",
+                    &format!("redirect-{n}"),
+                    "--subnets",
+                    &subnets[0],
+                    &subnets[1],
+                ]);
+                let lb_arn = lb["LoadBalancers"][0]["LoadBalancerArn"]
+                    .as_str()
+                    .unwrap()
+                    .to_string();
+                let listener = aws(&[
+                    "elbv2",
+                    "create-listener",
+                    "--load-balancer-arn",
+                    &lb_arn,
+                    "--protocol",
+                    "HTTP",
+                    "--port",
+                    "80",
+                    "--default-actions",
+                    r#"[{"Type":"fixed-response","FixedResponseConfig":{"StatusCode":"404"}}]"#,
+                ]);
+                let listener_arn = listener["Listeners"][0]["ListenerArn"]
+                    .as_str()
+                    .unwrap()
+                    .to_string();
+                let rule = aws(&[
+                    "elbv2",
+                    "create-rule",
+                    "--listener-arn",
+                    &listener_arn,
+                    "--priority",
+                    "10",
+                    "--conditions",
+                    r#"[{"Field":"host-header","Values":["kflive.example.com"]}]"#,
+                    "--actions",
+                    r#"[{"Type":"redirect","RedirectConfig":{"Host":"kubeflow.blue.example.com","StatusCode":"HTTP_302"}}]"#,
+                ]);
+                let rule_arn = rule["Rules"][0]["RuleArn"].as_str().unwrap().to_string();
+                let zone = aws(&[
+                    "route53",
+                    "create-hosted-zone",
+                    "--name",
+                    &format!("z{n}.example.com"),
+                    "--caller-reference",
+                    &format!("switch-{n}"),
+                ]);
+                let zone_id = zone["HostedZone"]["Id"]
+                    .as_str()
+                    .unwrap()
+                    .trim_start_matches("/hostedzone/")
+                    .to_string();
+                let record = format!("serving.z{n}.example.com");
+                let batch = serde_json::json!({"Changes": [{"Action": "CREATE", "ResourceRecordSet": {
+                    "Name": record, "Type": "CNAME", "TTL": 60,
+                    "ResourceRecords": [{"Value": "blue-ingress.example.com"}]}}]});
+                aws(&[
+                    "route53",
+                    "change-resource-record-sets",
+                    "--hosted-zone-id",
+                    &zone_id,
+                    "--change-batch",
+                    &batch.to_string(),
+                ]);
+                let points = || {
+                    let host = aws(&["elbv2", "describe-rules", "--rule-arns", &rule_arn])["Rules"]
+                        [0]["Actions"][0]["RedirectConfig"]["Host"]
+                        .as_str()
+                        .unwrap()
+                        .to_string();
+                    let sets = aws(&[
+                        "route53",
+                        "list-resource-record-sets",
+                        "--hosted-zone-id",
+                        &zone_id,
+                    ]);
+                    let value = sets["ResourceRecordSets"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .find(|r| r["Type"] == "CNAME")
+                        .map(|r| {
+                            r["ResourceRecords"][0]["Value"]
+                                .as_str()
+                                .unwrap()
+                                .to_string()
+                        })
+                        .unwrap();
+                    (host, value)
+                };
+                let command = |exe: &str, args: &[&str]| {
+                    let mut cmd = ProcessBuilder::new(crate::demo::bin_dir().join(exe));
+                    ctx.apply_env(&mut cmd);
+                    for (k, v) in moto.aws_env() {
+                        cmd.env(k, v);
+                    }
+                    cmd.arg("--kubeconfig")
+                        .arg(root.join("blue.kubeconfig"))
+                        .args([
+                            "--kube-context",
+                            kube_sim::CONTEXT_NAME,
+                            "--expect-cluster",
+                            blue.url(),
+                        ])
+                        .arg("--snapshot-dir")
+                        .arg(root.join(".upgrade"))
+                        .args(args)
+                        .timeout(Duration::from_secs(120));
+                    upgrade_test::CommandOutput::run(&cmd).parts()
+                };
+                // Green verified first (the switch requires it).
+                let config = root.join("checks.yaml");
+                std::fs::write(
+                    &config,
+                    format!(
+                        "probes:\n- name: green-api\n  check: {{type: http, url: \"{}/version\"}}\n",
+                        green.url().trim_end_matches('/')
+                    ),
+                )
+                .unwrap();
+                let green_kubeconfig = root.join("green.kubeconfig").display().to_string();
+                let (code, stdout, stderr) = command(
+                    "upgrade-bluegreen",
+                    &[
+                        "verify-green",
+                        "--green-kubeconfig",
+                        &green_kubeconfig,
+                        "--green-cluster",
+                        green.url(),
+                        "--config",
+                        &config.display().to_string(),
+                    ],
+                );
+                assert!(code == 0 || code == 3, "{stdout}{stderr}");
+                let spec_args = [
+                    "switch",
+                    "--listener-rule-arn",
+                    &rule_arn,
+                    "--green-host",
+                    "kubeflow.green.example.com",
+                    "--zone-id",
+                    &zone_id,
+                    "--record",
+                    &record,
+                    "--green-target",
+                    "green-ingress.example.com",
+                    "--aws-endpoint-url",
+                    moto.url(),
+                ];
+                let mut child = ProcessBuilder::new(std::env::current_exe().unwrap());
+                child
+                    .args([
+                        "bluegreen_run::switch_run_child",
+                        "--exact",
+                        "--nocapture",
+                        "--test-threads=1",
+                    ])
+                    .env(CHILD_VAR, &root)
+                    .env(KILL_AT_VAR, format!("switch:{step}:{}", boundary.name()))
+                    .env("SWITCH_RUN_SPEC", spec_args[1..].join(" "))
+                    .timeout(Duration::from_secs(120));
+                for (k, v) in moto.aws_env() {
+                    child.env(k, v);
+                }
+                let out = child.output_async().await.unwrap();
+                assert!(
+                    out.status.code().is_none(),
+                    "{step}:{}: not killed: {}\n{}",
+                    boundary.name(),
+                    out.stdout_lossy(),
+                    out.stderr_lossy()
+                );
+                tokio::time::sleep(LOCK_TTL + Duration::from_millis(300)).await;
+                let name = format!("{step}:{}", boundary.name());
+                if resume {
+                    let mut args = spec_args.to_vec();
+                    args.extend(["--resume", "--apply", "--yes"]);
+                    let (code, stdout, stderr) = command("upgrade-bluegreen", &args);
+                    let now = points();
+                    let green_now = (
+                        "kubeflow.green.example.com".to_string(),
+                        "green-ingress.example.com".to_string(),
+                    );
+                    if code != 0 || now != green_now {
+                        failures.push(format!(
+                            "{name} resume: exit {code}, {now:?}\n{stdout}{stderr}"
+                        ));
+                    }
+                } else {
+                    let (code, stdout, stderr) = command("upgrade-rollback", &["--apply", "--yes"]);
+                    let now = points();
+                    let blue_now = (
+                        "kubeflow.blue.example.com".to_string(),
+                        "blue-ingress.example.com".to_string(),
+                    );
+                    if code != 0 || now != blue_now {
+                        failures.push(format!(
+                            "{name} rollback: exit {code}, {now:?}\n{stdout}{stderr}"
+                        ));
+                    }
+                }
+                blue.shutdown().await;
+                green.shutdown().await;
+            }
+        }
+    }
+    println!(
+        "switch: {} of {scenarios} kill points survived",
+        scenarios - failures.len()
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The switch run as a separate process (see the test above).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switch_run_child() {
+    let (Some(root), Ok(spec)) = (
+        std::env::var_os(CHILD_VAR),
+        std::env::var("SWITCH_RUN_SPEC"),
+    ) else {
+        return; // an ordinary test run: nothing to do
+    };
+    let root = PathBuf::from(root);
+    let kill = std::env::var(KILL_AT_VAR).unwrap();
+    let (_, rest) = kill.split_once(':').unwrap();
+    let (step, boundary) = rest.rsplit_once(':').unwrap();
+    let kill_at = Some((step.to_string(), Boundary::from_name(boundary).unwrap()));
+    let ctx = context(&root, false, kill_at).await;
+    let words: Vec<&str> = spec.split(' ').collect();
+    let value = |flag: &str| {
+        let i = words.iter().position(|w| *w == flag).unwrap();
+        Some(words[i + 1].to_string())
+    };
+    let spec = upgrade_flows::flows::bluegreen::SwitchSpec {
+        listener_rule_arn: value("--listener-rule-arn"),
+        green_host: value("--green-host"),
+        zone_id: value("--zone-id"),
+        record_name: value("--record"),
+        record_type: "CNAME".into(),
+        green_target: value("--green-target"),
+        window: None,
+        force_window: false,
+        aws: upgrade_flows::flows::bluegreen::AwsSettings {
+            endpoint_url: value("--aws-endpoint-url"),
+            ..Default::default()
+        },
+    };
+    let planned = upgrade_flows::flows::bluegreen::plan_switch(&ctx, &spec)
         .await
         .unwrap();
     let report = planned.apply(&ctx).await;
