@@ -5,13 +5,12 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::sync::OnceCell;
 use upgrade_core::executor::{Step, StepFuture, StepRecord, StepSpec};
 use upgrade_core::snapshot::{Snapshot, SnapshotWriter};
 use upgrade_kube::ack::{self, ADOPTED_RESOURCE, ENDPOINT, Protection, ProtectionState};
 use upgrade_kube::connect::Cluster;
 
-use super::transfer::{GreenCluster, connect_green};
+use super::transfer::{GreenCluster, LazyGreen, connect_green};
 use crate::context::FlowContext;
 use crate::error::{FlowError, Result};
 use crate::report::Plan;
@@ -147,31 +146,18 @@ impl StepSpec for AckAdoptSpec {
 /// Creates the adopted resources on green; the rollback deletes the ones it created.
 pub struct AckAdoptStep {
     spec: AckAdoptSpec,
-    green: OnceCell<Cluster>,
-    stop: upgrade_core::process::StopSignal,
+    green: LazyGreen,
 }
 
 impl AckAdoptStep {
     /// The step of `spec`; green is connected on first use.
     pub fn new(spec: AckAdoptSpec, stop: upgrade_core::process::StopSignal) -> AckAdoptStep {
-        AckAdoptStep {
-            spec,
-            green: OnceCell::new(),
-            stop,
-        }
+        let green = LazyGreen::new(spec.green.clone(), stop);
+        AckAdoptStep { spec, green }
     }
 
     async fn green(&self) -> std::result::Result<&Cluster, upgrade_kube::Error> {
-        self.green
-            .get_or_try_init(|| async {
-                Ok(self
-                    .spec
-                    .green
-                    .connect()
-                    .await?
-                    .with_stop_signal(self.stop.clone()))
-            })
-            .await
+        self.green.get().await
     }
 
     fn keys(&self) -> Vec<String> {

@@ -9,13 +9,11 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tokio::sync::OnceCell;
 use upgrade_core::executor::{Step, StepFuture, StepRecord, StepSpec};
 use upgrade_core::process::StopSignal;
 use upgrade_core::snapshot::{Snapshot, SnapshotWriter};
-use upgrade_kube::connect::Cluster;
 
-use super::transfer::{GreenCluster, connect_green};
+use super::transfer::{GreenCluster, LazyGreen, connect_green};
 use crate::context::FlowContext;
 use crate::error::{FlowError, Result};
 use crate::report::Plan;
@@ -71,32 +69,18 @@ impl StepSpec for ConfigMapSpec {
 /// removes a key that was not there).
 pub struct ConfigMapStep {
     spec: ConfigMapSpec,
-    green: OnceCell<Cluster>,
-    stop: StopSignal,
+    green: LazyGreen,
 }
 
 impl ConfigMapStep {
     /// The step of `spec`; green is connected on first use.
     pub fn new(spec: ConfigMapSpec, stop: StopSignal) -> ConfigMapStep {
-        ConfigMapStep {
-            spec,
-            green: OnceCell::new(),
-            stop,
-        }
+        let green = LazyGreen::new(spec.green.clone(), stop);
+        ConfigMapStep { spec, green }
     }
 
     async fn api(&self) -> std::result::Result<(Api<ConfigMap>, &str), upgrade_kube::Error> {
-        let green = self
-            .green
-            .get_or_try_init(|| async {
-                Ok(self
-                    .spec
-                    .green
-                    .connect()
-                    .await?
-                    .with_stop_signal(self.stop.clone()))
-            })
-            .await?;
+        let green = self.green.get().await?;
         green.guard()?;
         let (ns, name) = self
             .spec

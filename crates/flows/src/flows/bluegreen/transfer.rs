@@ -11,6 +11,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
 use upgrade_core::executor::{Step, StepFuture, StepRecord, StepSpec};
+use upgrade_core::process::StopSignal;
 use upgrade_core::snapshot::{Snapshot, SnapshotWriter};
 use upgrade_kube::connect::{Cluster, ConnectOptions};
 use upgrade_kube::transfer::{self, KindSlice, TransferScope};
@@ -49,6 +50,36 @@ impl GreenCluster {
     /// Connects, refusing a context that is not the expected green cluster.
     pub async fn connect(&self) -> std::result::Result<Cluster, upgrade_kube::Error> {
         Cluster::connect(&self.options()).await
+    }
+}
+
+/// Green as a step reaches it: connected on first use (a step rebuilt from a run record
+/// makes no network call until it runs), stopped with the run.
+pub(crate) struct LazyGreen {
+    green: GreenCluster,
+    stop: StopSignal,
+    cluster: OnceCell<Cluster>,
+}
+
+impl LazyGreen {
+    pub(crate) fn new(green: GreenCluster, stop: StopSignal) -> LazyGreen {
+        LazyGreen {
+            green,
+            stop,
+            cluster: OnceCell::new(),
+        }
+    }
+
+    pub(crate) async fn get(&self) -> std::result::Result<&Cluster, upgrade_kube::Error> {
+        self.cluster
+            .get_or_try_init(|| async {
+                Ok(self
+                    .green
+                    .connect()
+                    .await?
+                    .with_stop_signal(self.stop.clone()))
+            })
+            .await
     }
 }
 
@@ -111,7 +142,7 @@ impl StepSpec for TransferStepSpec {
 pub struct TransferStep {
     spec: TransferStepSpec,
     blue: Cluster,
-    green: OnceCell<Cluster>,
+    green: LazyGreen,
     events: Arc<dyn EventSink>,
 }
 
@@ -120,21 +151,17 @@ const PRESENT_FILE: &str = "green-present-before.json";
 impl TransferStep {
     /// The step of `spec`, reading from `blue`; green is connected on first use.
     pub fn new(spec: TransferStepSpec, blue: Cluster, events: Arc<dyn EventSink>) -> TransferStep {
+        let green = LazyGreen::new(spec.green.clone(), blue.stop_signal().clone());
         TransferStep {
             spec,
             blue,
-            green: OnceCell::new(),
+            green,
             events,
         }
     }
 
     async fn green(&self) -> std::result::Result<&Cluster, upgrade_kube::Error> {
-        self.green
-            .get_or_try_init(|| async {
-                let green = self.spec.green.connect().await?;
-                Ok(green.with_stop_signal(self.blue.stop_signal().clone()))
-            })
-            .await
+        self.green.get().await
     }
 
     fn count(&self) -> usize {
