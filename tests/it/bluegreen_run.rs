@@ -340,16 +340,7 @@ async fn every_step_boundary_of_the_bluegreen_stages_survives_a_kill() {
 async fn every_step_boundary_of_the_storage_stage_survives_a_kill() {
     let ctx = TestContext::new();
     let moto = upgrade_test::MotoServer::start();
-    let aws = |args: &[&str]| -> Value {
-        let mut cmd = ProcessBuilder::new(ctx.require_tool("aws"));
-        for (k, v) in moto.aws_env() {
-            cmd.env(k, v);
-        }
-        cmd.args(args)
-            .args(["--endpoint-url", moto.url(), "--output", "json"]);
-        let out = cmd.exec().unwrap_or_else(|e| panic!("{e}"));
-        serde_json::from_slice(&out.stdout).unwrap_or_default()
-    };
+    let aws = |args: &[&str]| moto.aws(args);
     let body = ctx.root().join("object.bin");
     std::fs::write(&body, b"weights").unwrap();
     let mut failures = Vec::new();
@@ -569,16 +560,7 @@ async fn storage_run_child() {
 async fn every_step_boundary_of_the_switch_survives_a_kill() {
     let ctx = TestContext::new();
     let moto = upgrade_test::MotoServer::start();
-    let aws = |args: &[&str]| -> Value {
-        let mut cmd = ProcessBuilder::new(ctx.require_tool("aws"));
-        for (k, v) in moto.aws_env() {
-            cmd.env(k, v);
-        }
-        cmd.args(args)
-            .args(["--endpoint-url", moto.url(), "--output", "json"]);
-        let out = cmd.exec().unwrap_or_else(|e| panic!("{e}"));
-        serde_json::from_slice(&out.stdout).unwrap_or_default()
-    };
+    let aws = |args: &[&str]| moto.aws(args);
     let vpc = aws(&["ec2", "create-vpc", "--cidr-block", "10.0.0.0/16"]);
     let vpc_id = vpc["Vpc"]["VpcId"].as_str().unwrap().to_string();
     let subnets: Vec<String> = [("10.0.1.0/24", "us-east-1a"), ("10.0.2.0/24", "us-east-1b")]

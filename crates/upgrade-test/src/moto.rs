@@ -54,6 +54,22 @@ impl MotoServer {
         &self.url
     }
 
+    /// Runs the real AWS CLI against this server (`aws ARGS --endpoint-url URL --output
+    /// json`) and returns its answer (null when it printed nothing); panics naming the
+    /// command when it fails.
+    pub fn aws(&self, args: &[&str]) -> serde_json::Value {
+        let mut cmd = ProcessBuilder::new(crate::require_tool("aws"));
+        for (key, value) in self.aws_env() {
+            cmd.env(key, value);
+        }
+        cmd.args(args)
+            .args(["--endpoint-url", &self.url, "--output", "json"])
+            .env("AWS_PAGER", "")
+            .timeout(Duration::from_secs(60));
+        let out = cmd.exec().unwrap_or_else(|e| panic!("aws {args:?}: {e}"));
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+    }
+
     /// The environment that points the AWS CLI at this server with test credentials.
     pub fn aws_env(&self) -> Vec<(&'static str, String)> {
         vec![

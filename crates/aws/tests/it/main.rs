@@ -185,18 +185,7 @@ async fn a_missing_cli_is_told_apart_from_an_aws_error() {
 #[test]
 fn the_aws_cli_runs_against_moto_for_the_blue_green_services() {
     let moto = upgrade_test::MotoServer::start();
-    let aws = |args: &[&str]| -> serde_json::Value {
-        let mut cmd = upgrade_core::ProcessBuilder::new(upgrade_test::require_tool("aws"));
-        for (key, value) in moto.aws_env() {
-            cmd.env(key, value);
-        }
-        cmd.args(args)
-            .args(["--output", "json", "--endpoint-url", moto.url()])
-            .env("AWS_PAGER", "")
-            .timeout(Duration::from_secs(60));
-        let out = cmd.exec().unwrap_or_else(|e| panic!("aws {args:?}: {e}"));
-        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
-    };
+    let aws = |args: &[&str]| moto.aws(args);
     aws(&["s3api", "create-bucket", "--bucket", "mlops-blue-artifacts"]);
     let buckets = aws(&["s3api", "list-buckets"]);
     assert_eq!(buckets["Buckets"][0]["Name"], "mlops-blue-artifacts");

@@ -200,15 +200,7 @@ async fn irsa_trusts_green_beside_blue_and_rolls_back() {
     let moto = upgrade_test::MotoServer::start();
     let blue = "arn:aws:iam::123456789012:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/BLUE";
     let green = "arn:aws:iam::123456789012:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/GREEN";
-    let aws = |args: &[&str]| {
-        let mut cmd = ProcessBuilder::new(ctx.require_tool("aws"));
-        for (k, v) in moto.aws_env() {
-            cmd.env(k, v);
-        }
-        cmd.args(args)
-            .args(["--endpoint-url", moto.url(), "--output", "json"]);
-        cmd.exec().unwrap_or_else(|e| panic!("{e}"))
-    };
+    let aws = |args: &[&str]| moto.aws(args);
     let trust = serde_json::json!({"Version": "2012-10-17", "Statement": [{
         "Effect": "Allow", "Principal": {"Federated": blue},
         "Action": "sts:AssumeRoleWithWebIdentity",
@@ -233,9 +225,7 @@ async fn irsa_trusts_green_beside_blue_and_rolls_back() {
         &ec2.to_string(),
     ]);
     let policy = |role: &str| -> serde_json::Value {
-        let out = aws(&["iam", "get-role", "--role-name", role]);
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        v["Role"]["AssumeRolePolicyDocument"].clone()
+        aws(&["iam", "get-role", "--role-name", role])["Role"]["AssumeRolePolicyDocument"].clone()
     };
     let run = |exe: &str, args: &[&str]| {
         let mut cmd = ProcessBuilder::new(exe);
@@ -333,16 +323,7 @@ async fn switch_and_failback_move_the_record_inside_the_window() {
         )
         .unwrap();
     let moto = upgrade_test::MotoServer::start();
-    let aws = |args: &[&str]| -> serde_json::Value {
-        let mut cmd = ProcessBuilder::new(ctx.require_tool("aws"));
-        for (k, v) in moto.aws_env() {
-            cmd.env(k, v);
-        }
-        cmd.args(args)
-            .args(["--endpoint-url", moto.url(), "--output", "json"]);
-        let out = cmd.exec().unwrap_or_else(|e| panic!("{e}"));
-        serde_json::from_slice(&out.stdout).unwrap_or_default()
-    };
+    let aws = |args: &[&str]| moto.aws(args);
     let zone = aws(&[
         "route53",
         "create-hosted-zone",
@@ -1102,16 +1083,7 @@ async fn storage_clones_rds_and_copies_s3_and_rolls_back() {
         .await
         .unwrap();
     let moto = upgrade_test::MotoServer::start();
-    let aws = |args: &[&str]| -> serde_json::Value {
-        let mut cmd = ProcessBuilder::new(ctx.require_tool("aws"));
-        for (k, v) in moto.aws_env() {
-            cmd.env(k, v);
-        }
-        cmd.args(args)
-            .args(["--endpoint-url", moto.url(), "--output", "json"]);
-        let out = cmd.exec().unwrap_or_else(|e| panic!("{e}"));
-        serde_json::from_slice(&out.stdout).unwrap_or_default()
-    };
+    let aws = |args: &[&str]| moto.aws(args);
     for id in ["mlops-blue", "mlops-taken"] {
         aws(&[
             "rds",
