@@ -28,6 +28,8 @@ const LOCK_TTL: Duration = Duration::from_secs(1);
 const CHILD_VAR: &str = "BLUEGREEN_RUN_CHILD_DIR";
 /// `<stage>:<step>:<boundary>` where the child run kills itself (the test's own variable).
 const KILL_AT_VAR: &str = "BLUEGREEN_RUN_KILL_AT";
+/// The storage or switch command's flags, for the child to plan the same run.
+const ARGS_VAR: &str = "BLUEGREEN_RUN_ARGS";
 
 /// Each stage and its steps, in run order.
 const STAGES: &[(&str, &[&str])] = &[
@@ -143,23 +145,73 @@ async fn bluegreen_run_child() {
     let Some(root) = std::env::var_os(CHILD_VAR) else {
         return; // an ordinary test run: nothing to do
     };
-    if std::env::var_os("STORAGE_RUN_SPEC").is_some()
-        || std::env::var_os("SWITCH_RUN_SPEC").is_some()
-    {
-        return; // the storage or switch child's run
-    }
     let root = PathBuf::from(root);
     let spec = std::env::var(KILL_AT_VAR).unwrap();
     let (stage, rest) = spec.split_once(':').unwrap();
     let (step, boundary) = rest.rsplit_once(':').unwrap();
     let kill_at = Some((step.to_string(), Boundary::from_name(boundary).unwrap()));
     let ctx = context(&root, false, kill_at).await;
-    let planned = plan(&root, &ctx, stage).await;
+    let planned = match std::env::var(ARGS_VAR) {
+        Ok(args) => plan_aws_stage(&ctx, stage, &args).await,
+        Err(_) => plan(&root, &ctx, stage).await,
+    };
     let report = planned.apply(&ctx).await;
     panic!("the run was to be killed at {spec}, but ended: {report:?}");
 }
 
-async fn kill_run_at(root: &Path, stage: &str, step: &str, boundary: Boundary) {
+/// The storage or switch stage from its command's flags (`--flag value ...`).
+async fn plan_aws_stage(ctx: &FlowContext, stage: &str, args: &str) -> Planned {
+    use upgrade_flows::flows::bluegreen::{AwsSettings, StorageSpec, SwitchSpec};
+    let words: Vec<&str> = args.split(' ').collect();
+    let value = |flag: &str| {
+        let i = words.iter().position(|w| *w == flag)?;
+        Some(words[i + 1].to_string())
+    };
+    let aws = AwsSettings {
+        endpoint_url: value("--aws-endpoint-url"),
+        ..Default::default()
+    };
+    match stage {
+        "storage" => {
+            let spec = StorageSpec {
+                rds_instance: value("--rds-instance"),
+                rds_clone: value("--rds-clone"),
+                s3_bucket: value("--s3-bucket"),
+                s3_clone: value("--s3-clone"),
+                wait_minutes: 5,
+                aws,
+            };
+            upgrade_flows::flows::bluegreen::plan_storage(ctx, &spec).await
+        }
+        "switch" => {
+            let spec = SwitchSpec {
+                listener_rule_arn: value("--listener-rule-arn"),
+                green_host: value("--green-host"),
+                zone_id: value("--zone-id"),
+                record_name: value("--record"),
+                record_type: "CNAME".into(),
+                green_target: value("--green-target"),
+                window: None,
+                force_window: false,
+                aws,
+            };
+            upgrade_flows::flows::bluegreen::plan_switch(ctx, &spec).await
+        }
+        other => panic!("no AWS stage {other}"),
+    }
+    .unwrap_or_else(|e| panic!("{stage}: {e}"))
+}
+
+/// Runs `stage` as the child (with `args`, the command's flags, for the AWS stages, and
+/// `env`), which must die at `step`'s `boundary`; then waits out the dead run's lock.
+async fn kill_run_at(
+    root: &Path,
+    stage: &str,
+    step: &str,
+    boundary: Boundary,
+    args: Option<String>,
+    env: Vec<(&'static str, String)>,
+) {
     let mut child = ProcessBuilder::new(std::env::current_exe().unwrap());
     child
         .args([
@@ -171,6 +223,12 @@ async fn kill_run_at(root: &Path, stage: &str, step: &str, boundary: Boundary) {
         .env(CHILD_VAR, root)
         .env(KILL_AT_VAR, format!("{stage}:{step}:{}", boundary.name()))
         .timeout(Duration::from_secs(120));
+    if let Some(args) = args {
+        child.env(ARGS_VAR, args);
+    }
+    for (key, value) in env {
+        child.env(key, value);
+    }
     match child.output_async().await {
         Ok(out) if out.status.code().is_none() => {}
         Ok(out) => panic!(
@@ -182,6 +240,36 @@ async fn kill_run_at(root: &Path, stage: &str, step: &str, boundary: Boundary) {
         ),
         Err(e) => panic!("{e}"),
     }
+    tokio::time::sleep(LOCK_TTL + Duration::from_millis(300)).await;
+}
+
+/// Runs the project's binary `exe` on blue (and moto) with the scenario's state folder.
+fn run_binary(
+    ctx: &TestContext,
+    moto: &upgrade_test::MotoServer,
+    root: &Path,
+    blue: &SimCluster,
+    exe: &str,
+    args: &[&str],
+) -> (i32, String, String) {
+    let mut cmd = ProcessBuilder::new(crate::demo::bin_dir().join(exe));
+    ctx.apply_env(&mut cmd);
+    for (k, v) in moto.aws_env() {
+        cmd.env(k, v);
+    }
+    cmd.arg("--kubeconfig")
+        .arg(root.join("blue.kubeconfig"))
+        .args([
+            "--kube-context",
+            kube_sim::CONTEXT_NAME,
+            "--expect-cluster",
+            blue.url(),
+        ])
+        .arg("--snapshot-dir")
+        .arg(root.join(".upgrade"))
+        .args(args)
+        .timeout(Duration::from_secs(120));
+    upgrade_test::CommandOutput::run(&cmd).parts()
 }
 
 /// Every object of `sim` without what the server sets and without the run's own bookkeeping
@@ -281,8 +369,7 @@ async fn every_step_boundary_of_the_bluegreen_stages_survives_a_kill() {
                         fingerprint(&blue, &blue, &green),
                         fingerprint(&green, &blue, &green),
                     );
-                    kill_run_at(&root, stage, step, boundary).await;
-                    tokio::time::sleep(LOCK_TTL + Duration::from_millis(300)).await;
+                    kill_run_at(&root, stage, step, boundary, None, Vec::new()).await;
                     if resume {
                         let run = context(&root, true, None).await;
                         let outcome = plan(&root, &run, stage).await.apply(&run).await;
@@ -438,51 +525,10 @@ async fn every_step_boundary_of_the_storage_stage_survives_a_kill() {
                     "--aws-endpoint-url",
                     moto.url(),
                 ];
-                // The kill: the test binary as the run, with moto's environment.
-                let mut child = ProcessBuilder::new(std::env::current_exe().unwrap());
-                child
-                    .args([
-                        "bluegreen_run::storage_run_child",
-                        "--exact",
-                        "--nocapture",
-                        "--test-threads=1",
-                    ])
-                    .env(CHILD_VAR, &root)
-                    .env(KILL_AT_VAR, format!("storage:{step}:{}", boundary.name()))
-                    .env("STORAGE_RUN_SPEC", spec_args[1..].join(" "))
-                    .timeout(Duration::from_secs(120));
-                for (k, v) in moto.aws_env() {
-                    child.env(k, v);
-                }
-                let out = child.output_async().await.unwrap();
-                assert!(
-                    out.status.code().is_none(),
-                    "{step}:{}: not killed: {}\n{}",
-                    boundary.name(),
-                    out.stdout_lossy(),
-                    out.stderr_lossy()
-                );
-                tokio::time::sleep(LOCK_TTL + Duration::from_millis(300)).await;
-                let command = |exe: &str, args: &[&str]| {
-                    let mut cmd = ProcessBuilder::new(crate::demo::bin_dir().join(exe));
-                    ctx.apply_env(&mut cmd);
-                    for (k, v) in moto.aws_env() {
-                        cmd.env(k, v);
-                    }
-                    cmd.arg("--kubeconfig")
-                        .arg(root.join("blue.kubeconfig"))
-                        .args([
-                            "--kube-context",
-                            kube_sim::CONTEXT_NAME,
-                            "--expect-cluster",
-                            blue.url(),
-                        ])
-                        .arg("--snapshot-dir")
-                        .arg(root.join(".upgrade"))
-                        .args(args)
-                        .timeout(Duration::from_secs(120));
-                    upgrade_test::CommandOutput::run(&cmd).parts()
-                };
+                let args = Some(spec_args[1..].join(" "));
+                kill_run_at(&root, "storage", step, boundary, args, moto.aws_env()).await;
+                let command =
+                    |exe: &str, args: &[&str]| run_binary(&ctx, &moto, &root, &blue, exe, args);
                 let name = format!("{step}:{}", boundary.name());
                 if resume {
                     let mut args = spec_args.to_vec();
@@ -513,44 +559,6 @@ async fn every_step_boundary_of_the_storage_stage_survives_a_kill() {
         scenarios - failures.len()
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-}
-
-/// The storage run as a separate process (see the test above).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn storage_run_child() {
-    let (Some(root), Ok(spec)) = (
-        std::env::var_os(CHILD_VAR),
-        std::env::var("STORAGE_RUN_SPEC"),
-    ) else {
-        return; // an ordinary test run: nothing to do
-    };
-    let root = PathBuf::from(root);
-    let kill = std::env::var(KILL_AT_VAR).unwrap();
-    let (_, rest) = kill.split_once(':').unwrap();
-    let (step, boundary) = rest.rsplit_once(':').unwrap();
-    let kill_at = Some((step.to_string(), Boundary::from_name(boundary).unwrap()));
-    let ctx = context(&root, false, kill_at).await;
-    let words: Vec<&str> = spec.split(' ').collect();
-    let value = |flag: &str| {
-        let i = words.iter().position(|w| *w == flag).unwrap();
-        Some(words[i + 1].to_string())
-    };
-    let spec = upgrade_flows::flows::bluegreen::StorageSpec {
-        rds_instance: value("--rds-instance"),
-        rds_clone: value("--rds-clone"),
-        s3_bucket: value("--s3-bucket"),
-        s3_clone: value("--s3-clone"),
-        wait_minutes: 5,
-        aws: upgrade_flows::flows::bluegreen::AwsSettings {
-            endpoint_url: value("--aws-endpoint-url"),
-            ..Default::default()
-        },
-    };
-    let planned = upgrade_flows::flows::bluegreen::plan_storage(&ctx, &spec)
-        .await
-        .unwrap();
-    let report = planned.apply(&ctx).await;
-    panic!("the run was to be killed at {kill}, but ended: {report:?}");
 }
 
 /// The switch against moto (the ALB listener rule, then the Route 53 record), killed at every
@@ -682,26 +690,8 @@ async fn every_step_boundary_of_the_switch_survives_a_kill() {
                         .unwrap();
                     (host, value)
                 };
-                let command = |exe: &str, args: &[&str]| {
-                    let mut cmd = ProcessBuilder::new(crate::demo::bin_dir().join(exe));
-                    ctx.apply_env(&mut cmd);
-                    for (k, v) in moto.aws_env() {
-                        cmd.env(k, v);
-                    }
-                    cmd.arg("--kubeconfig")
-                        .arg(root.join("blue.kubeconfig"))
-                        .args([
-                            "--kube-context",
-                            kube_sim::CONTEXT_NAME,
-                            "--expect-cluster",
-                            blue.url(),
-                        ])
-                        .arg("--snapshot-dir")
-                        .arg(root.join(".upgrade"))
-                        .args(args)
-                        .timeout(Duration::from_secs(120));
-                    upgrade_test::CommandOutput::run(&cmd).parts()
-                };
+                let command =
+                    |exe: &str, args: &[&str]| run_binary(&ctx, &moto, &root, &blue, exe, args);
                 // Green verified first (the switch requires it).
                 let config = root.join("checks.yaml");
                 std::fs::write(
@@ -741,30 +731,8 @@ async fn every_step_boundary_of_the_switch_survives_a_kill() {
                     "--aws-endpoint-url",
                     moto.url(),
                 ];
-                let mut child = ProcessBuilder::new(std::env::current_exe().unwrap());
-                child
-                    .args([
-                        "bluegreen_run::switch_run_child",
-                        "--exact",
-                        "--nocapture",
-                        "--test-threads=1",
-                    ])
-                    .env(CHILD_VAR, &root)
-                    .env(KILL_AT_VAR, format!("switch:{step}:{}", boundary.name()))
-                    .env("SWITCH_RUN_SPEC", spec_args[1..].join(" "))
-                    .timeout(Duration::from_secs(120));
-                for (k, v) in moto.aws_env() {
-                    child.env(k, v);
-                }
-                let out = child.output_async().await.unwrap();
-                assert!(
-                    out.status.code().is_none(),
-                    "{step}:{}: not killed: {}\n{}",
-                    boundary.name(),
-                    out.stdout_lossy(),
-                    out.stderr_lossy()
-                );
-                tokio::time::sleep(LOCK_TTL + Duration::from_millis(300)).await;
+                let args = Some(spec_args[1..].join(" "));
+                kill_run_at(&root, "switch", step, boundary, args, moto.aws_env()).await;
                 let name = format!("{step}:{}", boundary.name());
                 if resume {
                     let mut args = spec_args.to_vec();
@@ -803,45 +771,4 @@ async fn every_step_boundary_of_the_switch_survives_a_kill() {
         scenarios - failures.len()
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-}
-
-/// The switch run as a separate process (see the test above).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn switch_run_child() {
-    let (Some(root), Ok(spec)) = (
-        std::env::var_os(CHILD_VAR),
-        std::env::var("SWITCH_RUN_SPEC"),
-    ) else {
-        return; // an ordinary test run: nothing to do
-    };
-    let root = PathBuf::from(root);
-    let kill = std::env::var(KILL_AT_VAR).unwrap();
-    let (_, rest) = kill.split_once(':').unwrap();
-    let (step, boundary) = rest.rsplit_once(':').unwrap();
-    let kill_at = Some((step.to_string(), Boundary::from_name(boundary).unwrap()));
-    let ctx = context(&root, false, kill_at).await;
-    let words: Vec<&str> = spec.split(' ').collect();
-    let value = |flag: &str| {
-        let i = words.iter().position(|w| *w == flag).unwrap();
-        Some(words[i + 1].to_string())
-    };
-    let spec = upgrade_flows::flows::bluegreen::SwitchSpec {
-        listener_rule_arn: value("--listener-rule-arn"),
-        green_host: value("--green-host"),
-        zone_id: value("--zone-id"),
-        record_name: value("--record"),
-        record_type: "CNAME".into(),
-        green_target: value("--green-target"),
-        window: None,
-        force_window: false,
-        aws: upgrade_flows::flows::bluegreen::AwsSettings {
-            endpoint_url: value("--aws-endpoint-url"),
-            ..Default::default()
-        },
-    };
-    let planned = upgrade_flows::flows::bluegreen::plan_switch(&ctx, &spec)
-        .await
-        .unwrap();
-    let report = planned.apply(&ctx).await;
-    panic!("the run was to be killed at {kill}, but ended: {report:?}");
 }
