@@ -132,6 +132,7 @@ pub struct EksBuilder {
     region: Option<String>,
     profile: Option<String>,
     endpoint_url: Option<String>,
+    service_endpoints: std::collections::BTreeMap<String, String>,
     timeout: Duration,
     stop: Option<StopSignal>,
     env: Vec<(String, String)>,
@@ -159,6 +160,14 @@ impl EksBuilder {
     /// `--endpoint-url`: another EKS endpoint (a simulation in tests).
     pub fn endpoint_url(mut self, url: impl Into<String>) -> Self {
         self.endpoint_url = Some(url.into());
+        self
+    }
+
+    /// `--endpoint-url` for one service's calls only (`backup`, `s3api`, …), before
+    /// [`endpoint_url`](Self::endpoint_url): a VPC endpoint per service, or a simulation of a
+    /// service the local AWS stand-in lacks.
+    pub fn service_endpoint(mut self, service: impl Into<String>, url: impl Into<String>) -> Self {
+        self.service_endpoints.insert(service.into(), url.into());
         self
     }
 
@@ -228,6 +237,20 @@ impl EksBuilder {
         })
     }
 
+    /// An AWS Backup handle with these settings.
+    pub fn build_backup(self) -> Result<Backup> {
+        Ok(Backup {
+            inner: self.build()?.inner,
+        })
+    }
+
+    /// An EFS handle with these settings.
+    pub fn build_efs(self) -> Result<Efs> {
+        Ok(Efs {
+            inner: self.build()?.inner,
+        })
+    }
+
     /// An IAM handle with these settings (see [`Iam::builder`]).
     pub fn build_iam(self) -> Result<Iam> {
         Ok(Iam {
@@ -247,6 +270,7 @@ impl EksBuilder {
                 region: self.region,
                 profile: self.profile,
                 endpoint_url: self.endpoint_url,
+                service_endpoints: self.service_endpoints,
                 timeout: self.timeout,
                 stop: self.stop,
                 env: self.env,
@@ -262,6 +286,7 @@ struct Inner {
     region: Option<String>,
     profile: Option<String>,
     endpoint_url: Option<String>,
+    service_endpoints: std::collections::BTreeMap<String, String>,
     timeout: Duration,
     stop: Option<StopSignal>,
     env: Vec<(String, String)>,
@@ -667,6 +692,99 @@ impl S3 {
     }
 }
 
+/// AWS Backup through the AWS CLI: on-demand backup jobs into a vault (seed 001's
+/// `snapshot-state.sh`). Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Backup {
+    inner: Arc<Inner>,
+}
+
+impl Backup {
+    /// The vault (`describe-backup-vault`), or `None` when there is none of that name.
+    pub async fn vault(&self, name: &str) -> Result<Option<Value>> {
+        not_found_is_none(
+            call_service(
+                &self.inner,
+                "backup",
+                "describe-backup-vault",
+                strings(&["--backup-vault-name", name]),
+            )
+            .await,
+        )
+    }
+
+    /// Starts an on-demand backup of `resource_arn` into `vault` as `role_arn`; the same
+    /// `idempotency_token` answers with the job it started before (a resumed run starts no
+    /// second job). Returns `start-backup-job`'s answer (`BackupJobId`, `RecoveryPointArn`).
+    pub async fn start_job(
+        &self,
+        vault: &str,
+        resource_arn: &str,
+        role_arn: &str,
+        idempotency_token: &str,
+    ) -> Result<Value> {
+        call_service(
+            &self.inner,
+            "backup",
+            "start-backup-job",
+            strings(&[
+                "--backup-vault-name",
+                vault,
+                "--resource-arn",
+                resource_arn,
+                "--iam-role-arn",
+                role_arn,
+                "--idempotency-token",
+                idempotency_token,
+            ]),
+        )
+        .await
+    }
+
+    /// The job (`describe-backup-job`: `State`, `StatusMessage`, `RecoveryPointArn`, …).
+    pub async fn job(&self, id: &str) -> Result<Value> {
+        call_service(
+            &self.inner,
+            "backup",
+            "describe-backup-job",
+            strings(&["--backup-job-id", id]),
+        )
+        .await
+    }
+}
+
+/// EFS through the AWS CLI (whether a file system exists). Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Efs {
+    inner: Arc<Inner>,
+}
+
+impl Efs {
+    /// The file system, or `None` when there is none with that id.
+    pub async fn file_system(&self, id: &str) -> Result<Option<Value>> {
+        let answer = not_found_is_none(
+            call_service::<Value>(
+                &self.inner,
+                "efs",
+                "describe-file-systems",
+                strings(&["--file-system-id", id]),
+            )
+            .await,
+        )?;
+        Ok(answer.and_then(|a| a["FileSystems"].get(0).cloned()))
+    }
+}
+
+/// An AWS "not found" error as `None`.
+fn not_found_is_none(answer: Result<Value>) -> Result<Option<Value>> {
+    match answer {
+        Ok(value) => Ok(Some(value)),
+        // ResourceNotFoundException, FileSystemNotFound, …
+        Err(e) if e.aws_code().is_some_and(|code| code.contains("NotFound")) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// One EKS cluster's API, through the AWS CLI. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Eks {
@@ -873,6 +991,7 @@ impl Eks {
             region: None,
             profile: None,
             endpoint_url: None,
+            service_endpoints: Default::default(),
             timeout: Duration::from_secs(120),
             stop: None,
             env: Vec::new(),
@@ -1107,7 +1226,11 @@ async fn run_cli(
         if let Some(profile) = &inner.profile {
             cmd.args(["--profile", profile]);
         }
-        if let Some(url) = &inner.endpoint_url {
+        if let Some(url) = inner
+            .service_endpoints
+            .get(service)
+            .or(inner.endpoint_url.as_ref())
+        {
             cmd.args(["--endpoint-url", url]);
         }
         for (key, value) in &inner.env {

@@ -38,9 +38,9 @@ use crate::flows::bluegreen::{
     TransferStep, TransferStepSpec,
 };
 use crate::flows::bluegreen::{
-    ConfigMapSpec, ConfigMapStep, GreenApiSpec, GreenApiStep, GreenTerraformSpec,
-    GreenTerraformStep, RdsCloneSpec, RdsCloneStep, RetireStep, RetireStepSpec, S3CopySpec,
-    S3CopyStep,
+    BackupJobsSpec, BackupJobsStep, ConfigMapSpec, ConfigMapStep, GreenApiSpec, GreenApiStep,
+    GreenTerraformSpec, GreenTerraformStep, RdsCloneSpec, RdsCloneStep, RetireStep, RetireStepSpec,
+    S3CopySpec, S3CopyStep,
 };
 use crate::flows::control_plane::{ControlPlaneSpec, ControlPlaneStep};
 use crate::flows::eks::{ControlPlaneWaitSpec, ControlPlaneWaitStep};
@@ -361,6 +361,7 @@ impl StepRegistry {
         registry.register(|spec: AlbRuleSpec, _| Ok(Box::new(AlbRuleStep::new(spec))));
         registry.register(|spec: RdsCloneSpec, _| Ok(Box::new(RdsCloneStep::new(spec))));
         registry.register(|spec: S3CopySpec, _| Ok(Box::new(S3CopyStep::new(spec))));
+        registry.register(|spec: BackupJobsSpec, _| Ok(Box::new(BackupJobsStep::new(spec))));
         registry.register(|spec: GreenTerraformSpec, ctx| {
             let tf = ctx.terraform("green_terraform_dir", &spec.green_terraform_dir)?;
             Ok(Box::new(GreenTerraformStep::new(spec, tf)))
@@ -497,6 +498,6 @@ mod tests {
         ] {
             assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
         }
-        assert_eq!(kinds.len(), 32, "{kinds:?}");
+        assert_eq!(kinds.len(), 33, "{kinds:?}");
     }
 }

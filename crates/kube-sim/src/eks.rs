@@ -59,14 +59,14 @@ struct EksData {
     nodegroups: BTreeMap<String, String>,
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or_default()
 }
 
-fn reply(code: StatusCode, body: &Value) -> Response {
+pub(crate) fn reply(code: StatusCode, body: &Value) -> Response {
     let mut resp = Response::new(Body::from(serde_json::to_vec(body).unwrap_or_default()));
     *resp.status_mut() = code;
     resp.headers_mut().insert(
@@ -76,12 +76,12 @@ fn reply(code: StatusCode, body: &Value) -> Response {
     resp
 }
 
-fn ok(body: Value) -> Response {
+pub(crate) fn ok(body: Value) -> Response {
     reply(StatusCode::OK, &body)
 }
 
 /// A rest-json error, as EKS answers it.
-fn aws_error(code: u16, kind: &str, message: impl Into<String>) -> Response {
+pub(crate) fn aws_error(code: u16, kind: &str, message: impl Into<String>) -> Response {
     let message = message.into();
     let mut resp = reply(
         StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST),
@@ -422,7 +422,7 @@ async fn update_cluster_version(state: &AppState, name: &str, request: &Value) -
     ok(json!({"update": answer}))
 }
 
-fn now_nanos() -> u128 {
+pub(crate) fn now_nanos() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())

@@ -35,6 +35,7 @@
 //! # }
 //! ```
 
+mod backup;
 pub mod controllers;
 mod discovery;
 mod eks;
@@ -159,6 +160,7 @@ impl SimClusterBuilder {
             shutdown: shutdown_rx.clone(),
             control_plane_update: std::sync::Mutex::new(std::time::Duration::ZERO),
             eks: eks::EksState::default(),
+            backup: backup::BackupState::default(),
         });
         let app = server::router(state.clone());
         let mut server_shutdown = shutdown_rx.clone();
@@ -350,6 +352,19 @@ impl SimCluster {
     pub fn set_eks(&self, state: serde_json::Value) {
         let body = axum::body::Bytes::from(serde_json::to_vec(&state).unwrap_or_default());
         let _ = eks::admin(&self.state, &axum::http::Method::PUT, &body);
+    }
+
+    /// The simulated AWS Backup's endpoint (the on-demand backup jobs moto lacks, and their
+    /// vaults), for `aws backup ... --endpoint-url`: `<url>/backup`.
+    pub fn backup_endpoint(&self) -> String {
+        format!("{}/backup", self.url)
+    }
+
+    /// Sets how the simulated AWS Backup behaves: `failResources` (ARNs whose jobs fail),
+    /// `jobSeconds` (how long a job runs, default 1). The same as `PUT /kube-sim/v1/backup`.
+    pub fn set_backup(&self, settings: serde_json::Value) {
+        let body = axum::body::Bytes::from(serde_json::to_vec(&settings).unwrap_or_default());
+        let _ = backup::admin(&self.state, &axum::http::Method::PUT, &body);
     }
 
     /// How long a control-plane version update (`PUT /kube-sim/v1/version`, what the

@@ -34,6 +34,8 @@ pub(crate) struct AppState {
     pub control_plane_update: std::sync::Mutex<std::time::Duration>,
     /// What the simulated EKS API knows beyond the API server (see [`crate::eks`]).
     pub eks: crate::eks::EksState,
+    /// What the simulated AWS Backup holds (see [`crate::backup`]).
+    pub backup: crate::backup::BackupState,
 }
 
 impl AppState {
@@ -270,6 +272,8 @@ async fn route(
             return admin_nodegroup(state, group, &body).await;
         }
         ["kube-sim", "v1", "eks"] => return Ok(crate::eks::admin(state, method, &body)),
+        ["kube-sim", "v1", "backup"] => return Ok(crate::backup::admin(state, method, &body)),
+        ["backup", rest @ ..] => return Ok(crate::backup::route(state, method, rest, &body)),
         ["eks", rest @ ..] => {
             return Ok(crate::eks::route(state, method, rest, params, &body).await);
         }

@@ -58,12 +58,18 @@ impl MotoServer {
     /// json`) and returns its answer (null when it printed nothing); panics naming the
     /// command when it fails.
     pub fn aws(&self, args: &[&str]) -> serde_json::Value {
+        self.aws_at(&self.url, args)
+    }
+
+    /// [`MotoServer::aws`] against another endpoint with the same test credentials (a
+    /// simulated service moto lacks, such as kube-sim's `/backup`).
+    pub fn aws_at(&self, endpoint: &str, args: &[&str]) -> serde_json::Value {
         let mut cmd = ProcessBuilder::new(crate::require_tool("aws"));
         for (key, value) in self.aws_env() {
             cmd.env(key, value);
         }
         cmd.args(args)
-            .args(["--endpoint-url", &self.url, "--output", "json"])
+            .args(["--endpoint-url", endpoint, "--output", "json"])
             .env("AWS_PAGER", "")
             .timeout(Duration::from_secs(60));
         let out = cmd.exec().unwrap_or_else(|e| panic!("aws {args:?}: {e}"));

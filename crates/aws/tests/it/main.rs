@@ -267,3 +267,106 @@ fn the_aws_cli_runs_against_moto_for_the_blue_green_services() {
         "mlops-vault"
     );
 }
+
+/// On-demand AWS Backup jobs (seed 001's snapshot-state.sh): moto 5.2 has no backup jobs, so
+/// `backup` goes to kube-sim's simulated endpoint while EFS stays on moto, through one handle
+/// with a per-service endpoint. A job runs, then completes; its idempotency token answers
+/// with the same job; a missing vault, a role that is no ARN and a resource set to fail are
+/// AWS's errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_jobs_run_on_the_simulated_endpoint_beside_moto() {
+    let sim = sim().await;
+    sim.set_backup(json!({"jobSeconds": 4}));
+    let moto = upgrade_test::MotoServer::start();
+    let file_system = moto.aws(&["efs", "create-file-system", "--creation-token", "kf"]);
+    let fs_id = file_system["FileSystemId"].as_str().unwrap().to_string();
+    let fs_arn = file_system["FileSystemArn"].as_str().unwrap().to_string();
+    let mut builder = Eks::builder("")
+        .program(upgrade_test::require_tool("aws"))
+        .endpoint_url(moto.url())
+        .service_endpoint("backup", sim.backup_endpoint())
+        .timeout(Duration::from_secs(60));
+    for (key, value) in moto.aws_env() {
+        builder = builder.env(key, value);
+    }
+    let backup = builder.clone().build_backup().unwrap();
+    let efs = builder.build_efs().unwrap();
+
+    assert_eq!(
+        efs.file_system(&fs_id).await.unwrap().unwrap()["FileSystemArn"],
+        fs_arn.as_str()
+    );
+    assert!(efs.file_system("fs-00000000").await.unwrap().is_none());
+
+    assert!(backup.vault("kubeflow-vault").await.unwrap().is_none());
+    let role = "arn:aws:iam::123456789012:role/kubeflow-backup";
+    let missing = backup
+        .start_job("kubeflow-vault", &fs_arn, role, "t-1")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        missing.aws_code(),
+        Some("ResourceNotFoundException"),
+        "{missing}"
+    );
+
+    let vault = moto.aws_at(
+        &sim.backup_endpoint(),
+        &[
+            "backup",
+            "create-backup-vault",
+            "--backup-vault-name",
+            "kubeflow-vault",
+        ],
+    );
+    assert_eq!(vault["BackupVaultName"], "kubeflow-vault", "{vault}");
+    assert!(backup.vault("kubeflow-vault").await.unwrap().is_some());
+    let not_arn = backup
+        .start_job("kubeflow-vault", &fs_arn, "kubeflow-backup", "t-2")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        not_arn.aws_code(),
+        Some("InvalidParameterValueException"),
+        "{not_arn}"
+    );
+
+    let started = backup
+        .start_job("kubeflow-vault", &fs_arn, role, "run-1-0")
+        .await
+        .unwrap();
+    let id = started["BackupJobId"].as_str().unwrap().to_string();
+    let again = backup
+        .start_job("kubeflow-vault", &fs_arn, role, "run-1-0")
+        .await
+        .unwrap();
+    assert_eq!(
+        again["BackupJobId"],
+        id.as_str(),
+        "the same token answers with the same job"
+    );
+    assert_eq!(backup.job(&id).await.unwrap()["State"], "RUNNING");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let done = loop {
+        let job = backup.job(&id).await.unwrap();
+        if job["State"] != "RUNNING" || std::time::Instant::now() > deadline {
+            break job;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(done["State"], "COMPLETED", "{done}");
+    assert_eq!(done["ResourceType"], "EFS");
+
+    let bucket = "arn:aws:s3:::kubeflow-artifacts";
+    sim.set_backup(json!({"failResources": [bucket], "jobSeconds": 0}));
+    let failing = backup
+        .start_job("kubeflow-vault", bucket, role, "run-1-1")
+        .await
+        .unwrap();
+    let failed = backup
+        .job(failing["BackupJobId"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(failed["State"], "FAILED", "{failed}");
+    assert!(failed["StatusMessage"].as_str().unwrap().contains(bucket));
+}

@@ -14,6 +14,21 @@ pub struct AwsArgs {
     /// Another AWS endpoint (a VPC endpoint; moto or a simulation in tests).
     #[arg(long, value_name = "URL")]
     pub aws_endpoint_url: Option<String>,
+    /// Another endpoint for one service, before --aws-endpoint-url (repeat; e.g.
+    /// `backup=https://backup.vpce.example`).
+    #[arg(long, value_name = "SERVICE=URL", value_parser = service_endpoint)]
+    pub aws_service_endpoint: Vec<(String, String)>,
+}
+
+fn service_endpoint(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((service, url)) if !service.is_empty() && !url.is_empty() => {
+            Ok((service.to_string(), url.to_string()))
+        }
+        _ => Err(format!(
+            "`{text}` is not SERVICE=URL (for example backup=http://127.0.0.1:4566)"
+        )),
+    }
 }
 
 impl AwsArgs {
@@ -23,6 +38,7 @@ impl AwsArgs {
             region: self.aws_region.clone(),
             profile: self.aws_profile.clone(),
             endpoint_url: self.aws_endpoint_url.clone(),
+            service_endpoints: self.aws_service_endpoint.iter().cloned().collect(),
         }
     }
 }

@@ -10,6 +10,8 @@ use kube_sim::{ControllerConfig, SimCluster};
 use upgrade_core::ProcessBuilder;
 use upgrade_test::TestContext;
 
+use crate::eks::reqwest_free_get;
+
 const SECRET: &str = "mlops-blue-rds-secret-7Qz9Xw";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1252,6 +1254,226 @@ async fn storage_clones_rds_and_copies_s3_and_rolls_back() {
         snapshots["DBSnapshots"],
         serde_json::json!([]),
         "{snapshots}"
+    );
+    sim.shutdown().await;
+}
+
+/// `upgrade-bluegreen storage --backup-vault`: seed 001's on-demand backup of blue's bucket,
+/// database and file system (S3, RDS, EFS and IAM on moto; the backup jobs, which moto
+/// lacks, on kube-sim's simulated AWS Backup). A missing vault or role, a role that is no
+/// ARN, a store that does not exist and an ARN of no supported type exit 2 with no job
+/// started; the run waits for every job; a failing job fails the run (exit 1); the rollback
+/// keeps the recovery points.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_backs_up_blues_stores_into_the_vault_and_waits_for_the_jobs() {
+    let ctx = TestContext::new();
+    let sim = SimCluster::builder()
+        .controllers(ControllerConfig::none())
+        .kubeconfig_path(ctx.root().join("kubeconfig.yaml"))
+        .start()
+        .await
+        .unwrap();
+    sim.set_backup(serde_json::json!({"jobSeconds": 3}));
+    let moto = upgrade_test::MotoServer::start();
+    let aws = |args: &[&str]| moto.aws(args);
+    aws(&["s3api", "create-bucket", "--bucket", "kf-artifacts"]);
+    aws(&[
+        "rds",
+        "create-db-instance",
+        "--db-instance-identifier",
+        "kf-db",
+        "--engine",
+        "mysql",
+        "--db-instance-class",
+        "db.t3.medium",
+        "--allocated-storage",
+        "20",
+        "--master-username",
+        "admin",
+        "--master-user-password",
+        "not-a-secret-1",
+    ]);
+    let db_arn = aws(&[
+        "rds",
+        "describe-db-instances",
+        "--db-instance-identifier",
+        "kf-db",
+    ])["DBInstances"][0]["DBInstanceArn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let efs_arn = aws(&["efs", "create-file-system", "--creation-token", "kf"])["FileSystemArn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"backup.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+    let role_arn = aws(&[
+        "iam",
+        "create-role",
+        "--role-name",
+        "kf-backup",
+        "--assume-role-policy-document",
+        trust,
+    ])["Role"]["Arn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let backup_api = sim.backup_endpoint();
+    let vault = |name: &str| {
+        moto.aws_at(
+            &backup_api,
+            &[
+                "backup",
+                "describe-backup-vault",
+                "--backup-vault-name",
+                name,
+            ],
+        )
+    };
+    moto.aws_at(
+        &backup_api,
+        &[
+            "backup",
+            "create-backup-vault",
+            "--backup-vault-name",
+            "kf-vault",
+        ],
+    );
+    let points = || {
+        vault("kf-vault")["NumberOfRecoveryPoints"]
+            .as_u64()
+            .unwrap()
+    };
+
+    let run = |exe: &str, args: &[&str]| {
+        let mut cmd = ProcessBuilder::new(exe);
+        ctx.apply_env(&mut cmd);
+        for (k, v) in moto.aws_env() {
+            cmd.env(k, v);
+        }
+        cmd.arg("--kubeconfig")
+            .arg(sim.kubeconfig_path())
+            .args([
+                "--kube-context",
+                kube_sim::CONTEXT_NAME,
+                "--expect-cluster",
+                sim.url(),
+            ])
+            .arg("--snapshot-dir")
+            .arg(ctx.work().join(".upgrade"))
+            .args(args)
+            .timeout(Duration::from_secs(120));
+        upgrade_test::CommandOutput::run(&cmd).parts()
+    };
+    let exe = env!("CARGO_BIN_EXE_upgrade-bluegreen");
+    let service_endpoint = format!("backup={backup_api}");
+    let backup = |vault: &str, role: &str, resources: &[&str], extra: &[&str]| {
+        let mut a = vec![
+            "storage",
+            "--backup-vault",
+            vault,
+            "--backup-role-arn",
+            role,
+            "--aws-endpoint-url",
+            moto.url(),
+            "--aws-service-endpoint",
+            &service_endpoint,
+        ];
+        for r in resources {
+            a.extend(["--backup-resource", r]);
+        }
+        a.extend(extra);
+        run(exe, &a)
+    };
+    let stores = [
+        "arn:aws:s3:::kf-artifacts",
+        db_arn.as_str(),
+        efs_arn.as_str(),
+    ];
+
+    for (vault, role, resources, expected) in [
+        (
+            "kf-missing",
+            role_arn.as_str(),
+            &stores[..],
+            "there is no backup vault kf-missing",
+        ),
+        (
+            "kf-vault",
+            "kf-backup",
+            &stores[..],
+            "kf-backup is not an IAM role ARN",
+        ),
+        (
+            "kf-vault",
+            "arn:aws:iam::123456789012:role/kf-gone",
+            &stores[..],
+            "there is no role kf-gone",
+        ),
+        (
+            "kf-vault",
+            role_arn.as_str(),
+            &["arn:aws:s3:::kf-gone"][..],
+            "there is no bucket kf-gone",
+        ),
+        (
+            "kf-vault",
+            role_arn.as_str(),
+            &["arn:aws:sqs:us-east-1:123456789012:q"][..],
+            "is not the ARN of a store AWS Backup backs up",
+        ),
+    ] {
+        let (code, stdout, stderr) = backup(vault, role, resources, &["--apply", "--yes"]);
+        assert_eq!(code, 2, "{expected}: {stdout}{stderr}");
+        assert!(stderr.contains(expected), "{expected}: {stderr}");
+    }
+    assert_eq!(points(), 0, "a refused run starts no job");
+
+    let (code, stdout, stderr) = backup("kf-vault", &role_arn, &stores, &[]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("AWS Backup: on-demand jobs for arn:aws:s3:::kf-artifacts"),
+        "{stdout}"
+    );
+    assert_eq!(points(), 0, "a plan starts no job");
+
+    let started = std::time::Instant::now();
+    let (code, stdout, stderr) = backup("kf-vault", &role_arn, &stores, &["--apply", "--yes"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "the run waited for the jobs"
+    );
+    assert_eq!(points(), 3);
+    let state = reqwest_free_get(&format!("{}/kube-sim/v1/backup", sim.url()));
+    assert_eq!(
+        state.matches("\"State\":\"COMPLETED\"").count(),
+        3,
+        "{state}"
+    );
+
+    let run_id = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("run: "))
+        .unwrap()
+        .to_string();
+    let (code, stdout, stderr) = run(
+        env!("CARGO_BIN_EXE_upgrade-rollback"),
+        &["--run", &run_id, "--apply", "--yes"],
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(points(), 3, "the rollback keeps the recovery points");
+
+    sim.set_backup(serde_json::json!({"failResources": [db_arn], "jobSeconds": 0}));
+    let (code, stdout, stderr) = backup("kf-vault", &role_arn, &stores, &["--apply", "--yes"]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        format!("{stdout}{stderr}").contains(&format!("the backup of {db_arn}")),
+        "{stdout}{stderr}"
+    );
+    assert!(
+        format!("{stdout}{stderr}").contains("ended FAILED"),
+        "{stdout}{stderr}"
     );
     sim.shutdown().await;
 }

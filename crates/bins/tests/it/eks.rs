@@ -884,7 +884,7 @@ async fn an_error_insight_blocks_the_hop_until_forced() {
 }
 
 /// A GET without an HTTP client crate: `curl`-free, through the AWS-less std library.
-fn reqwest_free_get(url: &str) -> String {
+pub(crate) fn reqwest_free_get(url: &str) -> String {
     use std::io::{Read, Write};
     let rest = url.trim_start_matches("http://");
     let (host, path) = rest.split_once('/').map_or((rest, ""), |(h, p)| (h, p));

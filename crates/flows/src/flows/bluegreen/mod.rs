@@ -4,7 +4,8 @@
 //! allows it, reversible:
 //!
 //! - [`inputs`]: the green environment's variables from blue's Terraform outputs;
-//! - [`storage`]: optional clones of blue's RDS instance and S3 bucket for green;
+//! - [`storage`]: optional clones of blue's RDS instance and S3 bucket for green, and the
+//!   on-demand backup of blue's stores ([`backup`]);
 //! - [`configure`]: green's Knative domain and Prometheus scrape jobs;
 //! - [`irsa`]: green's OIDC provider in the profile roles' trust policies;
 //! - [`green_up`]: green's Terraform (reviewed plan, apply) and the wait for its API server;
@@ -18,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod ack;
 pub mod alb;
+pub mod backup;
 pub mod configure;
 pub mod green_up;
 pub mod inputs;
@@ -32,6 +34,7 @@ pub use ack::{
     ACK_FLOW, AckAdoptSpec, AckAdoptStep, AckProtectSpec, AckProtectStep, AckSpec, plan_ack,
 };
 pub use alb::{AlbRuleSpec, AlbRuleStep};
+pub use backup::{BackupJobsSpec, BackupJobsStep, BackupSpec};
 pub use configure::{CONFIGURE_FLOW, ConfigMapSpec, ConfigMapStep, ConfigureSpec, plan_configure};
 pub use green_up::{
     GREEN_UP_FLOW, GreenApiSpec, GreenApiStep, GreenTerraformSpec, GreenTerraformStep, GreenUpSpec,
@@ -66,15 +69,31 @@ pub struct AwsSettings {
     /// Another endpoint (moto in tests).
     #[serde(default)]
     pub endpoint_url: Option<String>,
+    /// Another endpoint for one service (service → URL: a VPC endpoint, or a simulation of
+    /// a service the local stand-in lacks), before `endpoint_url`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub service_endpoints: std::collections::BTreeMap<String, String>,
 }
 
 impl AwsSettings {
     pub(crate) fn builder(&self) -> upgrade_aws::EksBuilder {
-        upgrade_aws::Eks::builder("").settings(
+        let mut builder = upgrade_aws::Eks::builder("").settings(
             self.region.as_deref(),
             self.profile.as_deref(),
             self.endpoint_url.as_deref(),
-        )
+        );
+        for (service, url) in &self.service_endpoints {
+            builder = builder.service_endpoint(service, url);
+        }
+        builder
+    }
+
+    pub(crate) fn backup(&self) -> std::result::Result<upgrade_aws::Backup, String> {
+        self.builder().build_backup().map_err(|e| e.to_string())
+    }
+
+    pub(crate) fn efs(&self) -> std::result::Result<upgrade_aws::Efs, String> {
+        self.builder().build_efs().map_err(|e| e.to_string())
     }
 
     pub(crate) fn iam(&self) -> std::result::Result<upgrade_aws::Iam, String> {

@@ -34,7 +34,10 @@ pub struct StorageSpec {
     /// The copy's bucket name.
     #[serde(default)]
     pub s3_clone: Option<String>,
-    /// How long a snapshot or an instance may take to become available (minutes).
+    /// An on-demand AWS Backup of blue's stores into the vault, first.
+    #[serde(default)]
+    pub backup: Option<super::BackupSpec>,
+    /// How long a snapshot, an instance or a backup job may take (minutes).
     #[serde(default = "default_wait_minutes")]
     pub wait_minutes: u64,
     /// How to reach AWS.
@@ -335,6 +338,12 @@ pub async fn plan_storage(ctx: &FlowContext, spec: &StorageSpec) -> Result<Plann
     let mut steps: Vec<Box<dyn Step>> = Vec::new();
     let (mut changes, mut blockers) = (Vec::new(), Vec::new());
     let run_id = ctx.new_run_id("bluegreen-storage")?;
+    if let Some(backup) = &spec.backup {
+        let (step, change) =
+            super::backup::plan_backup(backup, &run_id, spec.wait_minutes, &spec.aws).await?;
+        changes.push(change);
+        steps.push(Box::new(step));
+    }
     match (&spec.rds_instance, &spec.rds_clone) {
         (Some(instance), Some(clone)) => {
             if instance == clone {
@@ -459,9 +468,10 @@ pub async fn plan_storage(ctx: &FlowContext, spec: &StorageSpec) -> Result<Plann
     if steps.is_empty() {
         return Err(FlowError::invalid(
             "rds_instance",
-            "nothing to clone",
+            "nothing to back up or clone",
             format!(
-                "give {} and {}, and/or {} and {}",
+                "give {}, and/or {} and {}, and/or {} and {}",
+                field("backup"),
                 field("rds_instance"),
                 field("rds_clone"),
                 field("s3_bucket"),
