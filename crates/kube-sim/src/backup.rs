@@ -80,6 +80,12 @@ pub(crate) fn admin(state: &AppState, method: &Method, body: &Bytes) -> Response
     ok(json!({"vaults": data.vaults.values().collect::<Vec<_>>(), "jobs": jobs}))
 }
 
+/// Every job, as `DescribeBackupJob` answers now.
+pub(crate) fn jobs(state: &AppState) -> Vec<Value> {
+    let data = state.backup.data();
+    data.jobs.keys().map(|id| job_now(&data, id)).collect()
+}
+
 /// The resource type Backup gives an ARN, or `None` for one it does not back up.
 fn resource_type(arn: &str) -> Option<&'static str> {
     let service = arn.strip_prefix("arn:aws:")?.split(':').next()?;

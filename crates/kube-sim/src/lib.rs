@@ -367,6 +367,11 @@ impl SimCluster {
         let _ = backup::admin(&self.state, &axum::http::Method::PUT, &body);
     }
 
+    /// Every backup job the simulated AWS Backup ran, as `DescribeBackupJob` answers now.
+    pub fn backup_jobs(&self) -> Vec<serde_json::Value> {
+        backup::jobs(&self.state)
+    }
+
     /// How long a control-plane version update (`PUT /kube-sim/v1/version`, what the
     /// simulated Terraform provider sends) takes before it answers; zero by default. EKS's
     /// takes many minutes, which is what a Terraform timeout must cope with.
