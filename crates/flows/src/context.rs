@@ -195,16 +195,29 @@ impl FlowContext {
         if let Some(helm) = self.helm.get() {
             return Ok(Arc::clone(helm));
         }
-        let mut builder = Helm::builder().context(&self.cluster.identity().context);
-        if let Some(path) = &self.connect.kubeconfig {
+        let helm = self.helm_for(
+            self.connect.kubeconfig.as_deref(),
+            Some(&self.cluster.identity().context),
+        )?;
+        Ok(Arc::clone(self.helm.get_or_init(|| helm)))
+    }
+
+    /// A Helm like [`helm`](Self::helm) (the same program, stopped with the run) bound to
+    /// another cluster's kubeconfig and context (the kubeconfig's current one when `None`):
+    /// a blue/green run's green cluster.
+    pub fn helm_for(&self, kubeconfig: Option<&Path>, context: Option<&str>) -> Result<Arc<Helm>> {
+        let mut builder = Helm::builder();
+        if let Some(context) = context {
+            builder = builder.context(context);
+        }
+        if let Some(path) = kubeconfig {
             builder = builder.kubeconfig(path);
         }
         if let Some(program) = &self.helm_program {
             builder = builder.program(program);
         }
         builder = builder.stop_signal(self.stop.clone());
-        let helm = Arc::new(builder.build().map_err(FlowError::input)?);
-        Ok(Arc::clone(self.helm.get_or_init(|| helm)))
+        Ok(Arc::new(builder.build().map_err(FlowError::input)?))
     }
 
     /// A Terraform handle on `dir`; a missing terraform or folder is bad input naming `field`.

@@ -39,8 +39,8 @@ use crate::flows::bluegreen::{
 };
 use crate::flows::bluegreen::{
     BackupJobsSpec, BackupJobsStep, ConfigMapSpec, ConfigMapStep, GreenApiSpec, GreenApiStep,
-    GreenTerraformSpec, GreenTerraformStep, RdsCloneSpec, RdsCloneStep, RetireStep, RetireStepSpec,
-    S3CopySpec, S3CopyStep,
+    GreenHelmSpec, GreenHelmStep, GreenTerraformSpec, GreenTerraformStep, RdsCloneSpec,
+    RdsCloneStep, RetireStep, RetireStepSpec, S3CopySpec, S3CopyStep,
 };
 use crate::flows::control_plane::{ControlPlaneSpec, ControlPlaneStep};
 use crate::flows::eks::{ControlPlaneWaitSpec, ControlPlaneWaitStep};
@@ -362,6 +362,18 @@ impl StepRegistry {
         registry.register(|spec: RdsCloneSpec, _| Ok(Box::new(RdsCloneStep::new(spec))));
         registry.register(|spec: S3CopySpec, _| Ok(Box::new(S3CopyStep::new(spec))));
         registry.register(|spec: BackupJobsSpec, _| Ok(Box::new(BackupJobsStep::new(spec))));
+        registry.register(|spec: GreenHelmSpec, ctx| {
+            let green = ctx.helm_for(
+                spec.green.kubeconfig.as_deref(),
+                spec.green.context.as_deref(),
+            )?;
+            Ok(Box::new(GreenHelmStep::new(
+                spec,
+                green,
+                ctx.helm()?,
+                ctx.stop_signal().clone(),
+            )))
+        });
         registry.register(|spec: GreenTerraformSpec, ctx| {
             let tf = ctx.terraform("green_terraform_dir", &spec.green_terraform_dir)?;
             Ok(Box::new(GreenTerraformStep::new(spec, tf)))
@@ -498,6 +510,6 @@ mod tests {
         ] {
             assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
         }
-        assert_eq!(kinds.len(), 33, "{kinds:?}");
+        assert_eq!(kinds.len(), 34, "{kinds:?}");
     }
 }

@@ -1478,6 +1478,218 @@ async fn storage_backs_up_blues_stores_into_the_vault_and_waits_for_the_jobs() {
     sim.shutdown().await;
 }
 
+/// `upgrade-bluegreen platform` (seed 001's step 4, second half): blue's MLflow release
+/// installed on green (real helm, two kube-sims) at the chart version blue runs, with blue's
+/// values and green's values file on top; blue's secret values reach green but never the
+/// output or the state folder. Bad flags, a release blue lacks and the wrong green cluster
+/// exit 2; a chart whose kubeVersion refuses green and a release green has already block
+/// (exit 4); `upgrade-rollback` uninstalls it from green.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn platform_installs_blues_releases_on_green_and_rolls_back() {
+    let ctx = TestContext::new();
+    let start = |name: &str, version: &str| {
+        SimCluster::builder()
+            .server_version(version)
+            .controllers(ControllerConfig::fast())
+            .kubeconfig_path(ctx.root().join(format!("{name}.kubeconfig")))
+            .start()
+    };
+    let blue = start("blue", "v1.30.4-eks-a737599").await.unwrap();
+    let green = start("green", "v1.31.2-eks-7f9249a").await.unwrap();
+    blue.add_node("blue-node", "v1.30.4-eks-a737599").unwrap();
+    green.add_node("green-node", "v1.31.2-eks-7f9249a").unwrap();
+    let chart = TestContext::fixtures_dir().join("charts/mlflow/0.16.0");
+    let helm = |sim: &SimCluster, args: &[&str]| {
+        let mut cmd = ctx.command("helm");
+        cmd.args(args)
+            .arg("--kubeconfig")
+            .arg(sim.kubeconfig_path())
+            .timeout(Duration::from_secs(120));
+        cmd.exec()
+            .unwrap_or_else(|e| panic!("helm {args:?}: {e}"))
+            .stdout_lossy()
+    };
+    let secret = "blue-db-password-Zk81";
+    helm(
+        &blue,
+        &[
+            "install",
+            "mlflow",
+            &chart.display().to_string(),
+            "-n",
+            "mlops",
+            "--create-namespace",
+            "--wait",
+            "--set",
+            &format!("db.password={secret}"),
+            "--set",
+            "settings.clusterName=blue",
+        ],
+    );
+    let green_values = ctx.work().join("green-mlflow.yaml");
+    std::fs::write(&green_values, "settings:\n  clusterName: green\n").unwrap();
+    let state = ctx.work().join(".upgrade");
+    let run = |exe: &str, args: &[&str]| {
+        let mut cmd = ProcessBuilder::new(exe);
+        ctx.apply_env(&mut cmd);
+        cmd.arg("--kubeconfig")
+            .arg(blue.kubeconfig_path())
+            .args([
+                "--kube-context",
+                kube_sim::CONTEXT_NAME,
+                "--expect-cluster",
+                blue.url(),
+            ])
+            .arg("--snapshot-dir")
+            .arg(&state)
+            .args(args)
+            .timeout(Duration::from_secs(240));
+        upgrade_test::CommandOutput::run(&cmd).parts()
+    };
+    let exe = env!("CARGO_BIN_EXE_upgrade-bluegreen");
+    let green_kubeconfig = green.kubeconfig_path().display().to_string();
+    let release = format!("mlops/mlflow={}", chart.display());
+    let values = format!("mlflow={}", green_values.display());
+    let platform = |release: &str, green_cluster: &str, extra: &[&str]| {
+        let mut a = vec![
+            "platform",
+            "--green-kubeconfig",
+            &green_kubeconfig,
+            "--green-cluster",
+            green_cluster,
+            "--release",
+            release,
+        ];
+        a.extend(extra);
+        run(exe, &a)
+    };
+
+    for (release, green_cluster, extra, expected) in [
+        (
+            "mlflow",
+            green.url(),
+            &[][..],
+            "is not NAMESPACE/NAME=CHART",
+        ),
+        (
+            release.as_str(),
+            green.url(),
+            &["--values", "kserve=x.yaml"][..],
+            "--values kserve: no --release of that name",
+        ),
+        (
+            &format!("mlops/tracking={}", chart.display()),
+            green.url(),
+            &[][..],
+            "blue runs no release mlops/tracking",
+        ),
+        (
+            release.as_str(),
+            blue.url(),
+            &[][..],
+            "not the green cluster",
+        ),
+    ] {
+        let (code, stdout, stderr) = platform(release, green_cluster, extra);
+        assert_eq!(code, 2, "{expected}: {stdout}{stderr}");
+        assert!(stderr.contains(expected), "{expected}: {stderr}");
+    }
+
+    let (code, stdout, stderr) = platform(&release, green.url(), &["--values", &values]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("green: install mlops/mlflow from mlflow 0.16.0, with blue's values and"),
+        "{stdout}"
+    );
+
+    // A chart whose kubeVersion stops below green's minor blocks.
+    let old = ctx.copy_fixture("charts/mlflow/0.16.0");
+    let chart_yaml = old.join("Chart.yaml");
+    let text = std::fs::read_to_string(&chart_yaml).unwrap();
+    std::fs::write(&chart_yaml, format!("{text}kubeVersion: \"<1.31.0-0\"\n")).unwrap();
+    let (code, stdout, stderr) = platform(
+        &format!("mlops/mlflow={}", old.display()),
+        green.url(),
+        &["--apply", "--yes"],
+    );
+    assert_eq!(code, 4, "{stdout}{stderr}");
+    assert!(stdout.contains("does not install on green"), "{stdout}");
+
+    let (code, stdout, stderr) = platform(
+        &release,
+        green.url(),
+        &["--values", &values, "--apply", "--yes"],
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let on_green: serde_json::Value = serde_json::from_str(&helm(
+        &green,
+        &["get", "values", "mlflow", "-n", "mlops", "-o", "json"],
+    ))
+    .unwrap();
+    assert_eq!(
+        on_green["db"]["password"], secret,
+        "blue's values reach green"
+    );
+    assert_eq!(
+        on_green["settings"]["clusterName"], "green",
+        "green's file wins"
+    );
+    let listed = helm(&green, &["list", "-n", "mlops", "-o", "json"]);
+    assert!(listed.contains("\"chart\":\"mlflow-0.16.0\""), "{listed}");
+    assert!(!format!("{stdout}{stderr}").contains(secret));
+    for entry in walk(&state) {
+        let text = std::fs::read_to_string(&entry).unwrap_or_default();
+        assert!(
+            !text.contains(secret),
+            "blue's secret in {}",
+            entry.display()
+        );
+    }
+
+    let (code, stdout, stderr) = platform(
+        &release,
+        green.url(),
+        &["--values", &values, "--apply", "--yes"],
+    );
+    assert_eq!(code, 4, "{stdout}{stderr}");
+    assert!(stdout.contains("is installed on green already"), "{stdout}");
+
+    let run_id = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("run: "))
+        .unwrap()
+        .to_string();
+    let _ = run_id;
+    let (code, stdout, stderr) = run(
+        env!("CARGO_BIN_EXE_upgrade-rollback"),
+        &["--apply", "--yes"],
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let listed = helm(&green, &["list", "-A", "-o", "json"]);
+    assert_eq!(listed.trim(), "[]", "uninstalled from green");
+    let listed = helm(&blue, &["list", "-A", "-o", "json"]);
+    assert!(
+        listed.contains("mlflow"),
+        "blue keeps its release: {listed}"
+    );
+    blue.shutdown().await;
+    green.shutdown().await;
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
 /// `upgrade-bluegreen configure`: Knative's domain and seed 001's Prometheus scrape jobs set
 /// on green (a ConfigMap green lacks is refused first), then put back by `upgrade-rollback`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,9 +1,6 @@
 //! `upgrade-bluegreen`: the blue/green cluster upgrade of seeds 001 and 003, one subcommand
-//! per stage. Built so far: `inputs` (the green environment's variables from blue's
-//! Terraform outputs), `transfer` (the user namespaces' objects from blue to green), `ack` (SageMaker
-//! endpoints protected on blue, adopted on green), `irsa`
-//! (green's OIDC provider in the profile roles' trust), `switch` (the DNS record to green,
-//! inside the maintenance window) and `failback` (back to blue).
+//! per stage, in the seed's order: `inputs`, `storage`, `green-up`, `platform`, `transfer`,
+//! `configure`, `irsa`, `ack`, `verify-green`, `switch`/`failback`, `retire`.
 
 use std::io::Write;
 
@@ -17,6 +14,7 @@ pub use green::GreenArgs;
 pub use green_up::GreenUpArgs;
 pub use inputs::InputsArgs;
 pub use irsa::IrsaArgs;
+pub use platform::PlatformArgs;
 pub use retire::RetireArgs;
 pub use storage::StorageArgs;
 pub use switch::SwitchArgs;
@@ -29,6 +27,7 @@ mod green;
 mod green_up;
 mod inputs;
 mod irsa;
+mod platform;
 mod retire;
 mod storage;
 mod switch;
@@ -73,6 +72,10 @@ pub enum Stage {
     /// Create green from its Terraform (a reviewed plan, then the apply) and wait for its
     /// API server; the rollback destroys what the apply created.
     GreenUp(GreenUpArgs),
+    /// Install the platform's Helm releases on green as blue runs them (blue's values and
+    /// chart versions unless others are named, green's values files on top); reversible
+    /// (each release is uninstalled).
+    Platform(PlatformArgs),
     /// Copy the user namespaces' objects (seed 001's Velero scope: claims and their
     /// shared-file-system volumes, profiles, notebooks, InferenceServices, config maps,
     /// service accounts, bare pods) from blue to green; reversible.
@@ -157,6 +160,10 @@ impl crate::cli::Command for Args {
             }
             Stage::GreenUp(a) => {
                 bluegreen::plan_green_up(&ctx, &a.spec(self.cluster.kubeconfig.as_ref())).await
+            }
+            Stage::Platform(a) => {
+                let spec = a.spec(self.cluster.kubeconfig.as_ref())?;
+                bluegreen::plan_platform(&ctx, &spec).await
             }
             Stage::Configure(a) => {
                 bluegreen::plan_configure(&ctx, &a.spec(self.cluster.kubeconfig.as_ref())).await

@@ -9,6 +9,7 @@
 //! - [`configure`]: green's Knative domain and Prometheus scrape jobs;
 //! - [`irsa`]: green's OIDC provider in the profile roles' trust policies;
 //! - [`green_up`]: green's Terraform (reviewed plan, apply) and the wait for its API server;
+//! - [`platform`]: the platform's Helm releases on green, with blue's values under green's;
 //! - [`transfer`]: the user namespaces' objects from blue to green (seed 001's Velero step);
 //! - [`ack`]: blue's ACK SageMaker endpoints protected, green adopting them;
 //! - [`verify_green`]: green's health, a predict call per InferenceService, the user's probes;
@@ -24,6 +25,7 @@ pub mod configure;
 pub mod green_up;
 pub mod inputs;
 pub mod irsa;
+pub mod platform;
 pub mod retire;
 pub mod storage;
 pub mod switch;
@@ -45,6 +47,9 @@ pub use inputs::{
     OPTIONAL_OUTPUTS, plan_inputs,
 };
 pub use irsa::{IRSA_FLOW, IrsaSpec, IrsaTrustSpec, IrsaTrustStep, plan_irsa};
+pub use platform::{
+    GreenHelmSpec, GreenHelmStep, GreenRelease, PLATFORM_FLOW, PlatformSpec, plan_platform,
+};
 pub use retire::{KEPT_TYPES, RETIRE_FLOW, RetireSpec, RetireStep, RetireStepSpec, plan_retire};
 pub use storage::{
     RdsCloneSpec, RdsCloneStep, S3CopySpec, S3CopyStep, STORAGE_FLOW, StorageSpec, plan_storage,
