@@ -37,6 +37,38 @@ async fn the_demo_upgrades_the_platform_and_rolls_back_the_failing_upgrade() {
     let work = ctx.root().join("demo");
     let printed = run_demo(&work, &upgrade_demo::demo::DemoOptions::default()).await;
     check_the_outcome(&work, &printed);
+    check_the_bluegreen_scene(&work, &printed);
+}
+
+/// The blue/green scene: every stage ran as its own recorded run, green's variables name
+/// 1.31, the record pointed at green after the switch and at blue after the fail-back.
+fn check_the_bluegreen_scene(work: &Path, printed: &str) {
+    let journal = Journal::read_entries(&work.join("bluegreen/.upgrade/journal.jsonl")).unwrap();
+    for prefix in [
+        "bluegreen-inputs-",
+        "bluegreen-storage-",
+        "bluegreen-green-up-",
+        "bluegreen-platform-",
+        "bluegreen-transfer-",
+        "bluegreen-switch-",
+    ] {
+        assert!(
+            journal.iter().any(|e| e.run_id.starts_with(prefix)),
+            "no {prefix}* run in the blue/green journal"
+        );
+    }
+    let vars =
+        std::fs::read_to_string(work.join("bluegreen/terraform/green/bluegreen.auto.tfvars.json"))
+            .unwrap();
+    assert!(vars.contains("\"eks_version\": \"1.31\""), "{vars}");
+    let switched = printed
+        .find("kubeflow.platform.example.com -> green-alb.us-east-1.elb.amazonaws.com")
+        .unwrap_or_else(|| panic!("the switch did not reach green:\n{printed}"));
+    let failed_back = printed
+        .find("kubeflow.platform.example.com -> blue-alb.us-east-1.elb.amazonaws.com (failed back")
+        .unwrap_or_else(|| panic!("no fail-back to blue:\n{printed}"));
+    assert!(switched < failed_back);
+    assert!(printed.contains("PASS predict-sklearn-iris"), "{printed}");
 }
 
 /// The same demo while the API server fails requests on purpose, seeded: about 5 % of the
@@ -62,6 +94,7 @@ async fn the_demo_completes_while_the_api_server_fails_requests() {
             .parse()
             .unwrap(),
         ),
+        without_bluegreen: true,
     };
     let printed = run_demo(&work, &options).await;
     assert!(

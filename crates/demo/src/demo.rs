@@ -32,24 +32,31 @@ const CHANGING: &[&str] = &[
     "upgrade-mlflow",
     "upgrade-tf-providers",
     "upgrade-rollback",
+    "upgrade-bluegreen",
 ];
 
 /// Runs one command the way a person would, showing its command line, its report and its
 /// exit code.
-struct Shell<'a> {
-    bin_dir: PathBuf,
-    cwd: PathBuf,
-    env: Vec<(OsString, OsString)>,
+pub(crate) struct Shell<'a> {
+    pub(crate) bin_dir: PathBuf,
+    pub(crate) cwd: PathBuf,
+    pub(crate) env: Vec<(OsString, OsString)>,
     /// The cluster flags every command here takes.
-    cluster: Vec<String>,
+    pub(crate) cluster: Vec<String>,
     /// Where runs keep their journal, snapshots and records.
-    state: PathBuf,
+    pub(crate) state: PathBuf,
     /// The platform lockfile (`upgrade-lock`).
-    lockfile: PathBuf,
-    out: &'a mut dyn Write,
+    pub(crate) lockfile: PathBuf,
+    pub(crate) out: &'a mut dyn Write,
 }
 
 impl Shell<'_> {
+    /// Sets (or replaces) one environment variable of the commands that follow.
+    pub(crate) fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.into(), value.into()));
+    }
+
     /// The flags added to `command`: the cluster's, and the state folder or the lockfile
     /// for the commands that have them.
     fn common(&self, command: &str) -> Vec<String> {
@@ -97,7 +104,12 @@ impl Shell<'_> {
     }
 
     /// Like [`run`](Self::run), failing the demo unless the exit code is one of `expected`.
-    fn expect(&mut self, expected: &[i32], command: &str, args: &[&str]) -> anyhow::Result<i32> {
+    pub(crate) fn expect(
+        &mut self,
+        expected: &[i32],
+        command: &str,
+        args: &[&str],
+    ) -> anyhow::Result<i32> {
         let code = self.run(command, args)?;
         anyhow::ensure!(
             expected.contains(&code),
@@ -113,6 +125,9 @@ pub struct DemoOptions {
     /// API faults the simulated cluster injects once the platform is deployed, for every
     /// command of the demo (e.g. 10 % of 429, 5xx and dropped connections on every resource).
     pub faults: Option<kube_sim::FaultConfig>,
+    /// Leave out the blue/green scene (its clusters never get the faults above, so a run
+    /// with faults has nothing to add there).
+    pub without_bluegreen: bool,
 }
 
 /// Runs the demo in `work` (kept afterwards) with the commands built in `bin_dir` and the real
@@ -426,6 +441,17 @@ pub async fn run_with(
     shell.expect(&[0, 3], "upgrade-lock", &["diff"])?;
 
     let out = shell.out;
+    if !options.without_bluegreen {
+        crate::bluegreen::scene(
+            repo_root,
+            &shell.bin_dir,
+            &tools,
+            &eks.cli_config,
+            work,
+            out,
+        )
+        .await?;
+    }
     writeln!(out, "\nLockfile:  {}", platform.lockfile().display())?;
     writeln!(out, "Journal:   {}", state.join("journal.jsonl").display())?;
     writeln!(out, "Snapshots: {}", state.join("snapshots").display())?;
@@ -443,15 +469,16 @@ pub async fn run_with(
     Ok(())
 }
 
-/// A real MLflow tracking server on a free local port, stopped when dropped.
-struct MlflowServer {
-    url: String,
+/// A server from the verification venv (MLflow's tracking server, a KServe model server) on
+/// a free local port, stopped when dropped.
+pub(crate) struct VenvServer {
     stop: upgrade_core::process::StopSignal,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-impl MlflowServer {
-    async fn start(repo_root: &Path, work: &Path) -> anyhow::Result<MlflowServer> {
+impl VenvServer {
+    /// The venv's python, as a command to add the server's arguments to.
+    pub(crate) fn command(repo_root: &Path) -> anyhow::Result<ProcessBuilder> {
         let python = std::env::var_os(upgrade_core::env_vars::UPGRADE_TOOLS_DIR)
             .map(PathBuf::from)
             .unwrap_or_else(|| repo_root.join(".tools"))
@@ -461,11 +488,64 @@ impl MlflowServer {
             "the verification venv is missing ({}); run ./dev tools",
             python.display()
         );
+        Ok(ProcessBuilder::new(python))
+    }
+
+    /// Starts `cmd` and waits until `ready` passes (a minute at most).
+    pub(crate) async fn start(
+        what: &str,
+        mut cmd: ProcessBuilder,
+        ready: upgrade_verify::probe::Check,
+    ) -> anyhow::Result<VenvServer> {
+        let stop = upgrade_core::process::StopSignal::new();
+        cmd.stop_signal(stop.clone())
+            .timeout(std::time::Duration::from_secs(1800))
+            .grace_period(std::time::Duration::from_secs(5));
+        let thread = std::thread::spawn(move || {
+            let _ = cmd.output();
+        });
+        let server = VenvServer {
+            stop,
+            thread: Some(thread),
+        };
+        let prober = upgrade_verify::probe::Prober::new()?;
+        let spec = upgrade_verify::probe::ProbeSpec::new(what, ready).with_retry(
+            upgrade_verify::probe::Retry {
+                attempts: 120,
+                backoff: std::time::Duration::from_millis(500),
+                max_backoff: std::time::Duration::from_secs(1),
+            },
+        );
+        let finding = prober.run(&spec).await;
+        anyhow::ensure!(
+            finding.status == upgrade_verify::Status::Pass,
+            "{what} did not start: {finding:?}"
+        );
+        Ok(server)
+    }
+}
+
+impl Drop for VenvServer {
+    fn drop(&mut self) {
+        self.stop.stop();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A real MLflow tracking server on a free local port.
+struct MlflowServer {
+    url: String,
+    _server: VenvServer,
+}
+
+impl MlflowServer {
+    async fn start(repo_root: &Path, work: &Path) -> anyhow::Result<MlflowServer> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
-        let stop = upgrade_core::process::StopSignal::new();
-        let mut cmd = ProcessBuilder::new(&python);
+        let mut cmd = VenvServer::command(repo_root)?;
         cmd.args(["-m", "mlflow", "server", "--backend-store-uri"])
             .arg(format!(
                 "sqlite:///{}",
@@ -480,44 +560,19 @@ impl MlflowServer {
                 &port.to_string(),
                 "--workers",
                 "1",
-            ])
-            .stop_signal(stop.clone())
-            .timeout(std::time::Duration::from_secs(1800))
-            .grace_period(std::time::Duration::from_secs(5));
+            ]);
         std::fs::create_dir_all(work.join("mlflow"))?;
-        let thread = std::thread::spawn(move || {
-            let _ = cmd.output();
-        });
-        let server = MlflowServer {
-            url: format!("http://127.0.0.1:{port}"),
-            stop,
-            thread: Some(thread),
-        };
-        let prober = upgrade_verify::probe::Prober::new()?;
-        let spec = upgrade_verify::probe::ProbeSpec::new(
-            "mlflow",
-            upgrade_verify::probe::Check::mlflow_health(&server.url),
+        let url = format!("http://127.0.0.1:{port}");
+        let server = VenvServer::start(
+            "the MLflow server",
+            cmd,
+            upgrade_verify::probe::Check::mlflow_health(&url),
         )
-        .with_retry(upgrade_verify::probe::Retry {
-            attempts: 120,
-            backoff: std::time::Duration::from_millis(500),
-            max_backoff: std::time::Duration::from_secs(1),
-        });
-        let finding = prober.run(&spec).await;
-        anyhow::ensure!(
-            finding.status == upgrade_verify::Status::Pass,
-            "the MLflow server did not start: {finding:?}"
-        );
-        Ok(server)
-    }
-}
-
-impl Drop for MlflowServer {
-    fn drop(&mut self) {
-        self.stop.stop();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        .await?;
+        Ok(MlflowServer {
+            url,
+            _server: server,
+        })
     }
 }
 

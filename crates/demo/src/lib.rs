@@ -3,5 +3,6 @@
 //! and helm. Nothing here ships in the `upgrade-*` commands: they depend on neither the
 //! simulator nor the simulated provider.
 
+mod bluegreen;
 pub mod demo;
 pub mod sample;

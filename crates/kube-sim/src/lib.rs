@@ -466,6 +466,35 @@ impl SimCluster {
         }
     }
 
+    /// Sets an object's `.status` (what a controller kube-sim does not run, such as KServe's,
+    /// would write), through the status subresource's rules.
+    pub fn set_status(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+        status: Value,
+    ) -> Result<()> {
+        let ty = self
+            .store
+            .registry()
+            .lookup_kind(api_version, kind)
+            .ok_or_else(|| error::ApiError::not_found(api_version, kind, name))?;
+        self.store.mutate(
+            &ty,
+            namespace,
+            name,
+            Target::Status,
+            &WriteOptions::default(),
+            |o| {
+                o["status"] = status;
+                Ok(())
+            },
+        )?;
+        Ok(())
+    }
+
     /// Adds a Ready node with this kubelet (and kube-proxy) version.
     pub fn add_node(&self, name: &str, kubelet_version: &str) -> Result<Value> {
         let ty = self.ty("v1", "Node");

@@ -42,6 +42,7 @@ async fn main() -> ExitCode {
         };
         let options = upgrade_demo::demo::DemoOptions {
             faults: args.faults,
+            without_bluegreen: false,
         };
         upgrade_demo::demo::run_with(
             &repo_root,

@@ -409,7 +409,7 @@ pub async fn plan_inputs(ctx: &FlowContext, spec: &InputsSpec) -> Result<Planned
     let mut plan = Plan::new(
         "upgrade-bluegreen",
         ctx.cluster_name(),
-        ctx.new_run_id("bluegreen")?,
+        ctx.new_run_id("bluegreen-inputs")?,
         &refs,
     );
     plan.changes = changes;

@@ -230,7 +230,7 @@ pub async fn plan_irsa(ctx: &FlowContext, spec: &IrsaSpec) -> Result<Planned> {
     let mut plan = Plan::new(
         "upgrade-bluegreen",
         ctx.cluster_name(),
-        ctx.new_run_id("bluegreen")?,
+        ctx.new_run_id("bluegreen-irsa")?,
         &refs,
     );
     plan.changes = changes;
