@@ -130,6 +130,12 @@ async fn plan(root: &Path, ctx: &FlowContext, stage: &str) -> Planned {
                     green,
                     knative_domain: Some("platform.example.com".into()),
                     prometheus_config: Some("prometheus/prometheus-server".into()),
+                    copy_from_blue: Vec::new(),
+                    fsx_permissions: Vec::new(),
+                    permissions_image:
+                        upgrade_flows::flows::bluegreen::fsx::DEFAULT_PERMISSIONS_IMAGE.into(),
+                    permissions_command:
+                        upgrade_flows::flows::bluegreen::fsx::DEFAULT_PERMISSIONS_COMMAND.into(),
                 },
             )
             .await

@@ -38,9 +38,10 @@ use crate::flows::bluegreen::{
     TransferStep, TransferStepSpec,
 };
 use crate::flows::bluegreen::{
-    BackupJobsSpec, BackupJobsStep, ConfigMapSpec, ConfigMapStep, GreenApiSpec, GreenApiStep,
-    GreenHelmSpec, GreenHelmStep, GreenTerraformSpec, GreenTerraformStep, RdsCloneSpec,
-    RdsCloneStep, RetireStep, RetireStepSpec, S3CopySpec, S3CopyStep,
+    BackupJobsSpec, BackupJobsStep, ConfigMapSpec, ConfigMapStep, FsxPermissionsSpec,
+    FsxPermissionsStep, GreenApiSpec, GreenApiStep, GreenHelmSpec, GreenHelmStep,
+    GreenTerraformSpec, GreenTerraformStep, RdsCloneSpec, RdsCloneStep, RetireStep, RetireStepSpec,
+    S3CopySpec, S3CopyStep,
 };
 use crate::flows::control_plane::{ControlPlaneSpec, ControlPlaneStep};
 use crate::flows::eks::{ControlPlaneWaitSpec, ControlPlaneWaitStep};
@@ -362,6 +363,12 @@ impl StepRegistry {
         registry.register(|spec: RdsCloneSpec, _| Ok(Box::new(RdsCloneStep::new(spec))));
         registry.register(|spec: S3CopySpec, _| Ok(Box::new(S3CopyStep::new(spec))));
         registry.register(|spec: BackupJobsSpec, _| Ok(Box::new(BackupJobsStep::new(spec))));
+        registry.register(|spec: FsxPermissionsSpec, ctx| {
+            Ok(Box::new(FsxPermissionsStep::new(
+                spec,
+                ctx.stop_signal().clone(),
+            )))
+        });
         registry.register(|spec: GreenHelmSpec, ctx| {
             let green = ctx.helm_for(
                 spec.green.kubeconfig.as_deref(),
@@ -510,6 +517,6 @@ mod tests {
         ] {
             assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
         }
-        assert_eq!(kinds.len(), 34, "{kinds:?}");
+        assert_eq!(kinds.len(), 35, "{kinds:?}");
     }
 }

@@ -1792,6 +1792,200 @@ async fn configure_sets_knative_domain_and_scrape_jobs_on_green_and_rolls_back()
     green.shutdown().await;
 }
 
+/// `upgrade-bluegreen configure`, seed 001's other green settings: blue's model-serving
+/// ingress (its certificate annotation) and an Istio authorization policy copied to green as
+/// they are, and the FSx permissions Job run on green against the moved claim. An object
+/// blue lacks, a kind blue does not serve and a claim green lacks exit 2; a kind green does
+/// not serve blocks (exit 4); `upgrade-rollback` deletes the copies and the Job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configure_copies_ingress_and_policy_from_blue_and_runs_fsx_permissions() {
+    let ctx = TestContext::new();
+    let blue = SimCluster::builder()
+        .controllers(ControllerConfig::none())
+        .kubeconfig_path(ctx.root().join("blue.kubeconfig"))
+        .start()
+        .await
+        .unwrap();
+    let green = SimCluster::builder()
+        .controllers(ControllerConfig::fast())
+        .kubeconfig_path(ctx.root().join("green.kubeconfig"))
+        .start()
+        .await
+        .unwrap();
+    green
+        .add_node("green-node", kube_sim::DEFAULT_SERVER_VERSION)
+        .unwrap();
+    let policy_crd = "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: authorizationpolicies.security.istio.io}\nspec:\n  group: security.istio.io\n  scope: Namespaced\n  names: {plural: authorizationpolicies, singular: authorizationpolicy, kind: AuthorizationPolicy, listKind: AuthorizationPolicyList}\n  versions:\n  - name: v1\n    served: true\n    storage: true\n    schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}\n";
+    blue.load_yaml(policy_crd).unwrap();
+    blue.load_yaml(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: istio-system}\n---\n\
+         apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: istio-ingress\n  namespace: istio-system\n  annotations:\n    alb.ingress.kubernetes.io/certificate-arn: arn:aws:acm:us-east-1:123456789012:certificate/kf\n    alb.ingress.kubernetes.io/scheme: internet-facing\nspec:\n  ingressClassName: alb\n  rules:\n  - host: \"*.platform.example.com\"\n    http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: istio-ingressgateway, port: {number: 80}}}}]}\n---\n\
+         apiVersion: v1\nkind: Namespace\nmetadata: {name: kubeflow-user-example-com}\n---\n\
+         apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: allow-predictor, namespace: kubeflow-user-example-com}\nspec:\n  action: ALLOW\n  selector: {matchLabels: {serving.knative.dev/service: sklearn-iris-predictor}}\n  rules: [{to: [{operation: {paths: [/v1/models/*, /v2/models/*]}}]}]\n",
+    )
+    .unwrap();
+    green
+        .load_yaml(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: istio-system}\n---\n\
+             apiVersion: v1\nkind: Namespace\nmetadata: {name: kubeflow-user-example-com}\n---\n\
+             apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: fsx-claim, namespace: kubeflow-user-example-com}\nspec: {accessModes: [ReadWriteMany], storageClassName: fsx-sc, resources: {requests: {storage: 1200Gi}}}\n",
+        )
+        .unwrap();
+    let run = |exe: &str, args: &[&str]| {
+        let mut cmd = ProcessBuilder::new(exe);
+        ctx.apply_env(&mut cmd);
+        cmd.arg("--kubeconfig")
+            .arg(blue.kubeconfig_path())
+            .args([
+                "--kube-context",
+                kube_sim::CONTEXT_NAME,
+                "--expect-cluster",
+                blue.url(),
+            ])
+            .arg("--snapshot-dir")
+            .arg(ctx.work().join(".upgrade"))
+            .args(args)
+            .timeout(Duration::from_secs(120));
+        upgrade_test::CommandOutput::run(&cmd).parts()
+    };
+    let exe = env!("CARGO_BIN_EXE_upgrade-bluegreen");
+    let green_kubeconfig = green.kubeconfig_path().display().to_string();
+    let configure = |objects: &[&str], claims: &[&str], extra: &[&str]| {
+        let mut a = vec![
+            "configure",
+            "--green-kubeconfig",
+            &green_kubeconfig,
+            "--green-cluster",
+            green.url(),
+        ];
+        for o in objects {
+            a.extend(["--copy-from-blue", o]);
+        }
+        for c in claims {
+            a.extend(["--fsx-permissions", c]);
+        }
+        a.extend(extra);
+        run(exe, &a)
+    };
+    let ingress = "ingresses/istio-system/istio-ingress";
+    let policy =
+        "authorizationpolicies.security.istio.io/kubeflow-user-example-com/allow-predictor";
+    let claim = "kubeflow-user-example-com/fsx-claim";
+    for (objects, claims, expected) in [
+        (
+            &["ingresses/istio-system/missing"][..],
+            &[][..],
+            "blue has no ingresses.networking.k8s.io istio-system/missing",
+        ),
+        (
+            &["gateways.example.io/x/y"][..],
+            &[][..],
+            "blue does not serve `gateways.example.io`",
+        ),
+        (&["ingresses/istio-ingress"][..], &[][..], "is namespaced"),
+        (
+            &[][..],
+            &["kubeflow-user-example-com/nope"][..],
+            "green has no claim kubeflow-user-example-com/nope",
+        ),
+    ] {
+        let (code, stdout, stderr) = configure(objects, claims, &["--apply", "--yes"]);
+        assert_eq!(code, 2, "{expected}: {stdout}{stderr}");
+        assert!(stderr.contains(expected), "{expected}: {stderr}");
+    }
+    let (code, stdout, stderr) = configure(&[ingress, policy], &[claim], &["--apply", "--yes"]);
+    assert_eq!(code, 4, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("green does not serve authorizationpolicies.security.istio.io"),
+        "{stdout}"
+    );
+    assert!(
+        green
+            .list("networking.k8s.io/v1", "Ingress", None)
+            .is_empty(),
+        "nothing changed"
+    );
+
+    green.load_yaml(policy_crd).unwrap();
+    let (code, stdout, stderr) = configure(&[ingress, policy], &[claim], &["--apply", "--yes"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let copied = green
+        .get(
+            "networking.k8s.io/v1",
+            "Ingress",
+            Some("istio-system"),
+            "istio-ingress",
+        )
+        .unwrap();
+    assert_eq!(
+        copied["metadata"]["annotations"]["alb.ingress.kubernetes.io/certificate-arn"],
+        "arn:aws:acm:us-east-1:123456789012:certificate/kf"
+    );
+    let copied_policy = green
+        .get(
+            "security.istio.io/v1",
+            "AuthorizationPolicy",
+            Some("kubeflow-user-example-com"),
+            "allow-predictor",
+        )
+        .unwrap();
+    assert_eq!(copied_policy["spec"]["action"], "ALLOW");
+    let job = green
+        .get(
+            "batch/v1",
+            "Job",
+            Some("kubeflow-user-example-com"),
+            "fsx-permissions-fsx-claim",
+        )
+        .unwrap();
+    assert_eq!(
+        job["spec"]["template"]["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"],
+        "fsx-claim"
+    );
+    assert!(
+        job["status"]["succeeded"].as_i64().unwrap_or(0) >= 1,
+        "{job}"
+    );
+
+    let (code, stdout, stderr) = run(
+        env!("CARGO_BIN_EXE_upgrade-rollback"),
+        &["--apply", "--yes"],
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        green
+            .list("networking.k8s.io/v1", "Ingress", None)
+            .is_empty()
+    );
+    assert!(
+        green
+            .list("security.istio.io/v1", "AuthorizationPolicy", None)
+            .is_empty()
+    );
+    assert!(
+        green
+            .get(
+                "batch/v1",
+                "Job",
+                Some("kubeflow-user-example-com"),
+                "fsx-permissions-fsx-claim"
+            )
+            .is_err()
+            || green
+                .list("batch/v1", "Job", None)
+                .iter()
+                .all(|j| !j["metadata"]["deletionTimestamp"].is_null()),
+        "the Job is deleted"
+    );
+    assert_eq!(
+        blue.list("networking.k8s.io/v1", "Ingress", None).len(),
+        1,
+        "blue keeps its own"
+    );
+    blue.shutdown().await;
+    green.shutdown().await;
+}
+
 /// `upgrade-bluegreen green-up`: the green environment (its variables from `inputs`) planned
 /// and reviewed on a copy, applied with the real terraform (the simulated AWS provider creates
 /// green's cluster, whose API server is a second kube-sim at 1.31), green's API server awaited

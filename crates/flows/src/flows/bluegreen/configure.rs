@@ -1,7 +1,9 @@
 //! Seed 001's green configuration: Knative's `config-domain` set to the platform's subdomain
 //! (so model-serving hosts match the certificate and the CNAMEs), and the Prometheus scrape
-//! jobs the guide adds (ml-pipeline, katib-controller, notebook-controller). Each is a change
-//! of one ConfigMap on green, snapshotted and put back by the rollback.
+//! jobs the guide adds (ml-pipeline, katib-controller, notebook-controller), each a change of
+//! one ConfigMap on green, snapshotted and put back by the rollback; blue's model-serving
+//! ingress and authorization policies copied to green as they are (the same certificate),
+//! deleted again by the rollback; and the FSx permissions Job of [`super::fsx`].
 
 use std::collections::BTreeMap;
 
@@ -44,6 +46,30 @@ pub struct ConfigureSpec {
     /// key `prometheus.yml`), e.g. `prometheus/prometheus-server`.
     #[serde(default)]
     pub prometheus_config: Option<String>,
+    /// Objects copied from blue as they are, `resource/namespace/name` (or `resource/name`
+    /// when cluster-scoped), e.g. the model-serving ingress
+    /// `ingresses/istio-system/istio-ingress` and the authorization policies
+    /// `authorizationpolicies.security.istio.io/kubeflow-user-example-com/allow-predictor`.
+    #[serde(default)]
+    pub copy_from_blue: Vec<String>,
+    /// Shared-file-system claims on green (`namespace/name`) whose root gets the notebook
+    /// user's ownership (seed 001's FSx permissions).
+    #[serde(default)]
+    pub fsx_permissions: Vec<String>,
+    /// The image of the permissions Job.
+    #[serde(default = "default_permissions_image")]
+    pub permissions_image: String,
+    /// The permissions Job's shell command (the volume is at `/data`).
+    #[serde(default = "default_permissions_command")]
+    pub permissions_command: String,
+}
+
+fn default_permissions_image() -> String {
+    super::fsx::DEFAULT_PERMISSIONS_IMAGE.into()
+}
+
+fn default_permissions_command() -> String {
+    super::fsx::DEFAULT_PERMISSIONS_COMMAND.into()
 }
 
 /// What [`ConfigMapStep`] sets.
@@ -220,11 +246,15 @@ fn with_scrape_jobs(
 
 /// Plans green's configuration: each ConfigMap must exist on green (the platform installed).
 pub async fn plan_configure(ctx: &FlowContext, spec: &ConfigureSpec) -> Result<Planned> {
-    if spec.knative_domain.is_none() && spec.prometheus_config.is_none() {
+    if spec.knative_domain.is_none()
+        && spec.prometheus_config.is_none()
+        && spec.copy_from_blue.is_empty()
+        && spec.fsx_permissions.is_empty()
+    {
         return Err(FlowError::invalid(
             "knative_domain",
             "nothing to configure",
-            "give Knative's domain (--knative-domain) and/or the Prometheus ConfigMap (--prometheus-config)",
+            "give Knative's domain (--knative-domain), the Prometheus ConfigMap (--prometheus-config), objects to copy from blue (--copy-from-blue) and/or FSx claims (--fsx-permissions)",
         ));
     }
     let (green_spec, green) = connect_green(ctx, &spec.green).await?;
@@ -310,6 +340,56 @@ pub async fn plan_configure(ctx: &FlowContext, spec: &ConfigureSpec) -> Result<P
             ctx.stop_signal().clone(),
         )));
     }
+    let mut findings = Vec::new();
+    let mut blockers = Vec::new();
+    if !spec.copy_from_blue.is_empty() {
+        let (step, change, found, blocked) =
+            plan_copy_from_blue(ctx, &green_spec, &green, &spec.copy_from_blue).await?;
+        steps.push(Box::new(step));
+        changes.push(change);
+        findings.extend(found);
+        blockers.extend(blocked);
+    }
+    for claim in &spec.fsx_permissions {
+        let (ns, name) = claim.split_once('/').ok_or_else(|| {
+            FlowError::invalid(
+                "fsx_permissions",
+                format!("`{claim}` is not NAMESPACE/CLAIM"),
+                "name each claim as NAMESPACE/NAME",
+            )
+        })?;
+        let claims: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
+            Api::namespaced(green.client().clone(), ns);
+        if claims
+            .get_opt(name)
+            .await
+            .map_err(|e| FlowError::failed(format!("read claim {claim} on green"), e))?
+            .is_none()
+        {
+            return Err(FlowError::invalid(
+                "fsx_permissions",
+                format!("green has no claim {claim}"),
+                "move the user namespace first (upgrade-bluegreen transfer) or name a claim green has",
+            ));
+        }
+        let job_name: String = format!("fsx-permissions-{name}").chars().take(63).collect();
+        changes.push(format!(
+            "claim {claim}: Job {job_name} runs `{}` with the volume at /data (the ownership change stays after a rollback)",
+            spec.permissions_command
+        ));
+        steps.push(Box::new(super::fsx::FsxPermissionsStep::new(
+            super::fsx::FsxPermissionsSpec {
+                id: format!("bluegreen/fsx-permissions/{ns}/{name}"),
+                green: green_spec.clone(),
+                claim: claim.clone(),
+                job_name: job_name.trim_end_matches('-').to_string(),
+                image: spec.permissions_image.clone(),
+                command: spec.permissions_command.clone(),
+                timeout_secs: 600,
+            },
+            ctx.stop_signal().clone(),
+        )));
+    }
     let refs: Vec<&dyn Step> = steps.iter().map(|s| s.as_ref()).collect();
     let mut plan = Plan::new(
         "upgrade-bluegreen",
@@ -318,9 +398,147 @@ pub async fn plan_configure(ctx: &FlowContext, spec: &ConfigureSpec) -> Result<P
         &refs,
     );
     plan.changes = changes;
+    plan.findings = findings;
+    plan.blockers = blockers;
     let mut recorded = spec.clone();
     recorded.green = green_spec;
     Ok(Planned::new(CONFIGURE_FLOW, &recorded, plan, steps))
+}
+
+/// Blue's named objects as one copy step (the transfer's, so the rollback deletes only what
+/// it created): each must exist on blue; a kind green does not serve blocks; an object green
+/// has already is kept and said so. Returns the step, its change line, findings, blockers.
+async fn plan_copy_from_blue(
+    ctx: &FlowContext,
+    green_spec: &GreenCluster,
+    green: &upgrade_kube::connect::Cluster,
+    wanted: &[String],
+) -> Result<(super::TransferStep, String, Vec<String>, Vec<String>)> {
+    use upgrade_kube::transfer::{self, KindSlice};
+    let bad = |object: &str| {
+        FlowError::invalid(
+            "copy_from_blue",
+            format!("`{object}` is not RESOURCE/NAMESPACE/NAME or RESOURCE/NAME"),
+            "name the object as kubectl does, e.g. ingresses/istio-system/istio-ingress",
+        )
+    };
+    let mut asked: Vec<(String, String)> = Vec::new();
+    for object in wanted {
+        let (resource, key) = object.split_once('/').ok_or_else(|| bad(object))?;
+        if key.is_empty() || key.split('/').count() > 2 {
+            return Err(bad(object));
+        }
+        asked.push((resource.to_string(), key.to_string()));
+    }
+    let blue = ctx.cluster();
+    let names: Vec<String> = asked.iter().map(|(r, _)| r.clone()).collect();
+    // Each name resolved on its own, so short names and singulars map to their kind.
+    let mut kinds: BTreeMap<String, transfer::TransferKind> = BTreeMap::new();
+    for name in &names {
+        if kinds.contains_key(name) {
+            continue;
+        }
+        let (resolved, _) = transfer::resolve_kinds(blue, std::slice::from_ref(name))
+            .await
+            .map_err(FlowError::from)?;
+        let kind = resolved.into_iter().next().ok_or_else(|| {
+            FlowError::invalid(
+                "copy_from_blue",
+                format!("blue does not serve `{name}`"),
+                "name a kind blue serves (kubectl api-resources)",
+            )
+        })?;
+        kinds.insert(name.clone(), kind);
+    }
+    let mut slices: Vec<KindSlice> = Vec::new();
+    for (resource, key) in &asked {
+        let kind = kinds[resource].clone();
+        if kind.namespaced != key.contains('/') {
+            return Err(FlowError::invalid(
+                "copy_from_blue",
+                format!(
+                    "{} is {}: name it as {}",
+                    kind.resource(),
+                    if kind.namespaced {
+                        "namespaced"
+                    } else {
+                        "cluster-scoped"
+                    },
+                    if kind.namespaced {
+                        "RESOURCE/NAMESPACE/NAME"
+                    } else {
+                        "RESOURCE/NAME"
+                    }
+                ),
+                "correct --copy-from-blue",
+            ));
+        }
+        match slices.iter_mut().find(|s| s.kind == kind) {
+            Some(slice) => slice.objects.push(key.clone()),
+            None => slices.push(KindSlice {
+                kind,
+                objects: vec![key.clone()],
+            }),
+        }
+    }
+    let on_blue = transfer::present(blue, &slices)
+        .await
+        .map_err(FlowError::from)?;
+    for slice in &slices {
+        for object in &slice.objects {
+            let key = format!("{} {object}", slice.kind.resource());
+            if !on_blue.contains(&key) {
+                return Err(FlowError::invalid(
+                    "copy_from_blue",
+                    format!("blue has no {key}"),
+                    "name an object blue has",
+                ));
+            }
+        }
+    }
+    let (_, green_lacks) = transfer::resolve_kinds(green, &names)
+        .await
+        .map_err(FlowError::from)?;
+    let blockers: Vec<String> = green_lacks
+        .iter()
+        .map(|k| {
+            format!(
+                "green does not serve {k}: install the component that defines it on green first"
+            )
+        })
+        .collect();
+    let findings: Vec<String> = if blockers.is_empty() {
+        transfer::present(green, &slices)
+            .await
+            .map_err(FlowError::from)?
+            .into_iter()
+            .map(|k| format!("green has {k} already: kept as it is"))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let change = format!(
+        "copy from blue as they are: {}",
+        slices
+            .iter()
+            .flat_map(|s| s
+                .objects
+                .iter()
+                .map(move |o| format!("{} {o}", s.kind.resource())))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let step = super::TransferStep::new(
+        super::TransferStepSpec {
+            id: "bluegreen/copy-from-blue".into(),
+            green: green_spec.clone(),
+            slices,
+            fresh_claims: Default::default(),
+        },
+        blue.clone(),
+        ctx.events_handle(),
+    );
+    Ok((step, change, findings, blockers))
 }
 
 #[cfg(test)]

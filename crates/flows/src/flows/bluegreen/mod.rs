@@ -22,6 +22,7 @@ pub mod ack;
 pub mod alb;
 pub mod backup;
 pub mod configure;
+pub mod fsx;
 pub mod green_up;
 pub mod inputs;
 pub mod irsa;
@@ -38,6 +39,7 @@ pub use ack::{
 pub use alb::{AlbRuleSpec, AlbRuleStep};
 pub use backup::{BackupJobsSpec, BackupJobsStep, BackupSpec};
 pub use configure::{CONFIGURE_FLOW, ConfigMapSpec, ConfigMapStep, ConfigureSpec, plan_configure};
+pub use fsx::{FsxPermissionsSpec, FsxPermissionsStep};
 pub use green_up::{
     GREEN_UP_FLOW, GreenApiSpec, GreenApiStep, GreenTerraformSpec, GreenTerraformStep, GreenUpSpec,
     plan_green_up,
