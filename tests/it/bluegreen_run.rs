@@ -1,6 +1,7 @@
-//! The blue/green stages that change clusters (transfer, ACK, configure), each killed at
-//! every step boundary, then resumed (it must finish as an unkilled run does) or rolled back
-//! (blue and green must be back exactly as they were).
+//! The blue/green stages, each killed at every step boundary, then resumed (it must finish
+//! as an unkilled run does) or rolled back (blue, green and AWS back as they were): the
+//! cluster stages (transfer, ACK, configure) compared object by object, the platform's Helm
+//! install on green, and the AWS stages (storage, IRSA, switch) against moto.
 //!
 //! The kill is real: the test binary re-executes itself as the run (`bluegreen_run_child`)
 //! with `BLUEGREEN_RUN_KILL_AT`, which it turns into the executor's `kill_at` option. Both
@@ -40,6 +41,7 @@ const STAGES: &[(&str, &[&str])] = &[
         &[
             "bluegreen/knative-domain",
             "bluegreen/prometheus-scrape-jobs",
+            "bluegreen/copy-from-blue",
         ],
     ),
 ];
@@ -64,9 +66,17 @@ async fn clusters(root: &Path) -> (SimCluster, SimCluster) {
     blue.load_yaml(&read("blue-user-namespace.yaml")).unwrap();
     blue.load_yaml(&read("blue-sagemaker-endpoints.yaml"))
         .unwrap();
+    // The model-serving ingress configure copies to green.
+    blue.load_yaml(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: istio-system}\n---\n\
+         apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: istio-ingress, namespace: istio-system, annotations: {alb.ingress.kubernetes.io/certificate-arn: arn:aws:acm:us-east-1:123456789012:certificate/kf}}\n\
+         spec: {rules: [{host: \"*.platform.example.com\"}]}\n",
+    )
+    .unwrap();
     green
         .load_yaml(
             "apiVersion: v1\nkind: Namespace\nmetadata: {name: ml-serving}\n---\n\
+             apiVersion: v1\nkind: Namespace\nmetadata: {name: istio-system}\n---\n\
              apiVersion: v1\nkind: Namespace\nmetadata: {name: knative-serving}\n---\n\
              apiVersion: v1\nkind: ConfigMap\nmetadata: {name: config-domain, namespace: knative-serving}\n\
              data: {_example: \"# the default domain\"}\n---\n\
@@ -130,7 +140,7 @@ async fn plan(root: &Path, ctx: &FlowContext, stage: &str) -> Planned {
                     green,
                     knative_domain: Some("platform.example.com".into()),
                     prometheus_config: Some("prometheus/prometheus-server".into()),
-                    copy_from_blue: Vec::new(),
+                    copy_from_blue: vec!["ingresses/istio-system/istio-ingress".into()],
                     fsx_permissions: Vec::new(),
                     permissions_image:
                         upgrade_flows::flows::bluegreen::fsx::DEFAULT_PERMISSIONS_IMAGE.into(),
@@ -216,6 +226,32 @@ async fn plan_aws_stage(ctx: &FlowContext, stage: &str, args: &str) -> Planned {
                 aws,
             };
             upgrade_flows::flows::bluegreen::plan_switch(ctx, &spec).await
+        }
+        "irsa" => {
+            let spec = upgrade_flows::flows::bluegreen::IrsaSpec {
+                roles: value("--role").into_iter().collect(),
+                green_oidc_provider_arn: value("--green-oidc-provider-arn").unwrap_or_default(),
+                aws,
+            };
+            upgrade_flows::flows::bluegreen::plan_irsa(ctx, &spec).await
+        }
+        "platform" => {
+            use upgrade_flows::flows::bluegreen::{GreenRelease, PlatformSpec};
+            let spec = PlatformSpec {
+                green: GreenCluster {
+                    kubeconfig: value("--green-kubeconfig").map(PathBuf::from),
+                    context: Some(kube_sim::CONTEXT_NAME.into()),
+                    expect_cluster: value("--green-cluster").unwrap(),
+                },
+                releases: vec![GreenRelease {
+                    release: upgrade_helm::ReleaseRef::new("mlflow", "mlops"),
+                    chart: upgrade_helm::ChartRef::path(value("--chart").unwrap()),
+                    values_files: Vec::new(),
+                    blue_values: true,
+                }],
+                timeout_secs: 120,
+            };
+            upgrade_flows::flows::bluegreen::plan_platform(ctx, &spec).await
         }
         other => panic!("no AWS stage {other}"),
     }
@@ -832,6 +868,254 @@ async fn every_step_boundary_of_the_switch_survives_a_kill() {
     }
     println!(
         "switch: {} of {scenarios} kill points survived",
+        scenarios - failures.len()
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The IRSA trust change against moto's IAM, killed at every step boundary, then resumed
+/// with `upgrade-bluegreen irsa --resume` (the role trusts blue and green, the condition on
+/// green's issuer) or undone with `upgrade-rollback` (the trust policy exactly as before).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_step_boundary_of_the_irsa_stage_survives_a_kill() {
+    let ctx = TestContext::new();
+    let moto = upgrade_test::MotoServer::start();
+    let aws = |args: &[&str]| moto.aws(args);
+    let blue_oidc =
+        "arn:aws:iam::123456789012:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/BLUE";
+    let green_oidc =
+        "arn:aws:iam::123456789012:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/GREEN";
+    let (mut scenarios, mut failures) = (0, Vec::new());
+    for boundary in Boundary::FORWARD {
+        for resume in [true, false] {
+            scenarios += 1;
+            let n = scenarios;
+            let root = ctx.root().join(format!("irsa-{n}"));
+            let (blue, green) = clusters(&root).await;
+            let role = format!("kf-user-{n}");
+            let trust = serde_json::json!({"Version": "2012-10-17", "Statement": [{
+                "Effect": "Allow", "Principal": {"Federated": blue_oidc},
+                "Action": "sts:AssumeRoleWithWebIdentity",
+                "Condition": {"StringEquals": {
+                    "oidc.eks.us-east-1.amazonaws.com/id/BLUE:sub": "system:serviceaccount:kubeflow-user:default-editor"}}}]});
+            aws(&[
+                "iam",
+                "create-role",
+                "--role-name",
+                &role,
+                "--assume-role-policy-document",
+                &trust.to_string(),
+            ]);
+            let policy = || -> Value {
+                aws(&["iam", "get-role", "--role-name", &role])["Role"]["AssumeRolePolicyDocument"]
+                    .clone()
+            };
+            let before = policy();
+            let spec_args = [
+                "irsa",
+                "--role",
+                &role,
+                "--green-oidc-provider-arn",
+                green_oidc,
+                "--aws-endpoint-url",
+                moto.url(),
+            ];
+            let args = Some(spec_args[1..].join(" "));
+            let step = "bluegreen/irsa-trust";
+            kill_run_at(&root, "irsa", step, boundary, args, moto.aws_env()).await;
+            let name = format!("{step}:{}", boundary.name());
+            if resume {
+                let mut args = spec_args.to_vec();
+                args.extend(["--resume", "--apply", "--yes"]);
+                let (code, stdout, stderr) =
+                    run_binary(&ctx, &moto, &root, &blue, "upgrade-bluegreen", &args);
+                let now = policy().to_string();
+                let trusts_both = now.contains("id/BLUE") && now.contains("id/GREEN");
+                let green_condition = now.contains("oidc.eks.us-east-1.amazonaws.com/id/GREEN:sub");
+                if code != 0 || !trusts_both || !green_condition {
+                    failures.push(format!(
+                        "{name} resume: exit {code}, policy {now}\n{stdout}{stderr}"
+                    ));
+                }
+            } else {
+                let (code, stdout, stderr) = run_binary(
+                    &ctx,
+                    &moto,
+                    &root,
+                    &blue,
+                    "upgrade-rollback",
+                    &["--apply", "--yes"],
+                );
+                let now = policy();
+                if code != 0 || now != before {
+                    failures.push(format!(
+                        "{name} rollback: exit {code}, policy {now}\n{stdout}{stderr}"
+                    ));
+                }
+            }
+            blue.shutdown().await;
+            green.shutdown().await;
+        }
+    }
+    println!(
+        "irsa stage: {} of {scenarios} kill points survived",
+        scenarios - failures.len()
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The platform's Helm install on green (blue's MLflow release with its values, real helm,
+/// kube-sims with controllers), killed at every step boundary, then resumed with
+/// `upgrade-bluegreen platform --resume` (green runs the release at blue's chart version
+/// with blue's values, one deployed revision) or undone with `upgrade-rollback` (green has
+/// no release and no workload of it); blue keeps its release throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_step_boundary_of_the_platform_stage_survives_a_kill() {
+    let ctx = TestContext::new();
+    let helm_bin = upgrade_test::require_tool("helm");
+    let chart = TestContext::fixtures_dir().join("charts/mlflow/0.16.0");
+    let (mut scenarios, mut failures) = (0, Vec::new());
+    let step = "bluegreen/helm/mlops/mlflow";
+    for boundary in Boundary::FORWARD {
+        for resume in [true, false] {
+            scenarios += 1;
+            let root = ctx.root().join(format!("platform-{scenarios}"));
+            std::fs::create_dir_all(&root).unwrap();
+            let start = |name: &str, version: &str| {
+                SimCluster::builder()
+                    .server_version(version)
+                    .controllers(ControllerConfig::fast())
+                    .kubeconfig_path(root.join(format!("{name}.kubeconfig")))
+                    .start()
+            };
+            let blue = start("blue", "v1.30.4-eks-a737599").await.unwrap();
+            let green = start("green", "v1.31.2-eks-7f9249a").await.unwrap();
+            blue.add_node("blue-node", "v1.30.4-eks-a737599").unwrap();
+            green.add_node("green-node", "v1.31.2-eks-7f9249a").unwrap();
+            std::fs::write(root.join("blue.url"), blue.url()).unwrap();
+            std::fs::write(root.join("green.url"), green.url()).unwrap();
+            let helm = |sim: &SimCluster, args: &[&str]| -> String {
+                let mut cmd = ctx.command("helm");
+                cmd.args(args)
+                    .arg("--kubeconfig")
+                    .arg(sim.kubeconfig_path())
+                    .timeout(Duration::from_secs(120));
+                cmd.exec()
+                    .unwrap_or_else(|e| panic!("helm {args:?}: {e}"))
+                    .stdout_lossy()
+            };
+            helm(
+                &blue,
+                &[
+                    "install",
+                    "mlflow",
+                    &chart.display().to_string(),
+                    "-n",
+                    "mlops",
+                    "--create-namespace",
+                    "--wait",
+                    "--set",
+                    "db.password=blue-secret",
+                ],
+            );
+            let green_kubeconfig = root.join("green.kubeconfig").display().to_string();
+            let release = format!("mlops/mlflow={}", chart.display());
+            let chart_text = chart.display().to_string();
+            let child_args = [
+                "--green-kubeconfig",
+                green_kubeconfig.as_str(),
+                "--green-cluster",
+                green.url(),
+                "--chart",
+                chart_text.as_str(),
+            ]
+            .join(" ");
+            let env = vec![("HELM_BIN", helm_bin.display().to_string())];
+            kill_run_at(&root, "platform", step, boundary, Some(child_args), env).await;
+            let name = format!("{step}:{}", boundary.name());
+            let state = || {
+                let listed: Value =
+                    serde_json::from_str(&helm(&green, &["list", "-n", "mlops", "-o", "json"]))
+                        .unwrap();
+                let release = listed.as_array().and_then(|l| l.first()).map(|r| {
+                    (
+                        r["chart"].as_str().unwrap_or("").to_string(),
+                        r["status"].as_str().unwrap_or("").to_string(),
+                    )
+                });
+                let password = release.as_ref().map(|_| {
+                    serde_json::from_str::<Value>(&helm(
+                        &green,
+                        &["get", "values", "mlflow", "-n", "mlops", "-o", "json"],
+                    ))
+                    .unwrap()["db"]["password"]
+                        .clone()
+                });
+                let deployments = green.list("apps/v1", "Deployment", Some("mlops")).len();
+                (release, password, deployments)
+            };
+            let args = [
+                "platform",
+                "--green-kubeconfig",
+                &green_kubeconfig,
+                "--green-cluster",
+                green.url(),
+                "--release",
+                &release,
+                "--apply",
+                "--yes",
+            ];
+            let run = |exe: &str, args: &[&str]| {
+                let mut cmd = ProcessBuilder::new(crate::demo::bin_dir().join(exe));
+                ctx.apply_env(&mut cmd);
+                cmd.arg("--kubeconfig")
+                    .arg(root.join("blue.kubeconfig"))
+                    .args([
+                        "--kube-context",
+                        kube_sim::CONTEXT_NAME,
+                        "--expect-cluster",
+                        blue.url(),
+                    ])
+                    .arg("--snapshot-dir")
+                    .arg(root.join(".upgrade"))
+                    .args(args)
+                    .timeout(Duration::from_secs(180));
+                upgrade_test::CommandOutput::run(&cmd).parts()
+            };
+            if resume {
+                let mut resumed = args.to_vec();
+                resumed.push("--resume");
+                let (code, stdout, stderr) = run("upgrade-bluegreen", &resumed);
+                let now = state();
+                let expected = (
+                    Some(("mlflow-0.16.0".to_string(), "deployed".to_string())),
+                    Some(Value::from("blue-secret")),
+                    1,
+                );
+                if code != 0 || now != expected {
+                    failures.push(format!(
+                        "{name} resume: exit {code}, state {now:?}\n{stdout}{stderr}"
+                    ));
+                }
+            } else {
+                let (code, stdout, stderr) = run("upgrade-rollback", &["--apply", "--yes"]);
+                let now = state();
+                if code != 0 || now != (None, None, 0) {
+                    failures.push(format!(
+                        "{name} rollback: exit {code}, state {now:?}\n{stdout}{stderr}"
+                    ));
+                }
+            }
+            assert!(
+                helm(&blue, &["list", "-n", "mlops"]).contains("mlflow"),
+                "blue keeps its release"
+            );
+            blue.shutdown().await;
+            green.shutdown().await;
+        }
+    }
+    println!(
+        "platform stage: {} of {scenarios} kill points survived",
         scenarios - failures.len()
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
