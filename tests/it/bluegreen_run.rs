@@ -253,6 +253,18 @@ async fn plan_aws_stage(ctx: &FlowContext, stage: &str, args: &str) -> Planned {
             };
             upgrade_flows::flows::bluegreen::plan_platform(ctx, &spec).await
         }
+        "green-up" => {
+            let spec = upgrade_flows::flows::bluegreen::GreenUpSpec {
+                green_terraform_dir: PathBuf::from(value("--green-terraform-dir").unwrap()),
+                green: GreenCluster {
+                    kubeconfig: value("--green-kubeconfig").map(PathBuf::from),
+                    context: Some(kube_sim::CONTEXT_NAME.into()),
+                    expect_cluster: value("--green-cluster").unwrap(),
+                },
+                wait_minutes: 2,
+            };
+            upgrade_flows::flows::bluegreen::plan_green_up(ctx, &spec).await
+        }
         other => panic!("no AWS stage {other}"),
     }
     .unwrap_or_else(|e| panic!("{stage}: {e}"))
@@ -1116,6 +1128,186 @@ async fn every_step_boundary_of_the_platform_stage_survives_a_kill() {
     }
     println!(
         "platform stage: {} of {scenarios} kill points survived",
+        scenarios - failures.len()
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Green's Terraform and the wait for its API server (real terraform, the simulated AWS
+/// provider on green's simulated EKS API), killed at every step boundary, then resumed with
+/// `upgrade-bluegreen green-up --resume` (green's state holds the cluster, its node group and
+/// add-on) or undone with `upgrade-rollback` (green's state is empty again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_step_boundary_of_the_green_up_stage_survives_a_kill() {
+    let ctx = TestContext::new();
+    let terraform = upgrade_test::require_tool("terraform");
+    let rc = ctx.root().join("terraformrc");
+    std::fs::write(
+        &rc,
+        upgrade_tf_sim_provider::cli_config(upgrade_test::sim_mirror()),
+    )
+    .unwrap();
+    let tf = |dir: &Path, sim_url: &str, args: &[&str]| -> String {
+        let mut cmd = ctx.command("terraform");
+        cmd.args(args)
+            .cwd(dir)
+            .env("TF_CLI_CONFIG_FILE", &rc)
+            .env(upgrade_tf_sim_provider::SIM_KUBE_URL_VAR, sim_url)
+            .timeout(Duration::from_secs(120));
+        cmd.exec()
+            .unwrap_or_else(|e| panic!("terraform {args:?}: {e}"))
+            .stdout_lossy()
+    };
+    // Green's variables, once, from blue's applied deployment (`upgrade-bluegreen inputs`).
+    let template = ctx.root().join("template");
+    let (template_blue, _) = clusters(&template).await;
+    let blue_tf = ctx.copy_fixture("terraform/environments/blue");
+    let green_template = ctx.copy_fixture("terraform/environments/green");
+    tf(&blue_tf, template_blue.url(), &["init", "-input=false"]);
+    tf(
+        &blue_tf,
+        template_blue.url(),
+        &["apply", "-auto-approve", "-input=false"],
+    );
+    let run = |root: &Path, blue_url: &str, sim_url: &str, exe: &str, args: &[&str]| {
+        let mut cmd = ProcessBuilder::new(crate::demo::bin_dir().join(exe));
+        ctx.apply_env(&mut cmd);
+        cmd.env("TF_CLI_CONFIG_FILE", &rc)
+            .env(upgrade_tf_sim_provider::SIM_KUBE_URL_VAR, sim_url)
+            .arg("--kubeconfig")
+            .arg(root.join("blue.kubeconfig"))
+            .args([
+                "--kube-context",
+                kube_sim::CONTEXT_NAME,
+                "--expect-cluster",
+                blue_url,
+            ])
+            .arg("--snapshot-dir")
+            .arg(root.join(".upgrade"))
+            .args(args)
+            .timeout(Duration::from_secs(180));
+        upgrade_test::CommandOutput::run(&cmd).parts()
+    };
+    let (code, stdout, stderr) = run(
+        &template,
+        template_blue.url(),
+        template_blue.url(),
+        "upgrade-bluegreen",
+        &[
+            "inputs",
+            "--blue-terraform-dir",
+            &blue_tf.display().to_string(),
+            "--green-terraform-dir",
+            &green_template.display().to_string(),
+            "--green-cluster",
+            "mlops-platform-green",
+            "--eks-version",
+            "1.31",
+            "--apply",
+            "--yes",
+        ],
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    template_blue.shutdown().await;
+
+    let (mut scenarios, mut failures) = (0, Vec::new());
+    for step in ["bluegreen/green-terraform", "bluegreen/green-api"] {
+        for boundary in Boundary::FORWARD {
+            for resume in [true, false] {
+                scenarios += 1;
+                let root = ctx.root().join(format!("green-up-{scenarios}"));
+                let (blue, _) = clusters(&root).await;
+                let green = SimCluster::builder()
+                    .server_version("v1.31.2-eks-7f9249a")
+                    .controllers(ControllerConfig::none())
+                    .kubeconfig_path(root.join("green-131.kubeconfig"))
+                    .start()
+                    .await
+                    .unwrap();
+                let green_tf = root.join("green-tf");
+                std::fs::create_dir_all(&green_tf).unwrap();
+                for entry in std::fs::read_dir(&green_template).unwrap() {
+                    let entry = entry.unwrap();
+                    if entry.path().is_file() {
+                        std::fs::copy(entry.path(), green_tf.join(entry.file_name())).unwrap();
+                    }
+                }
+                let green_kubeconfig = green.kubeconfig_path().display().to_string();
+                let green_dir = green_tf.display().to_string();
+                let flags = [
+                    "--green-terraform-dir",
+                    green_dir.as_str(),
+                    "--green-kubeconfig",
+                    green_kubeconfig.as_str(),
+                    "--green-cluster",
+                    green.url(),
+                ];
+                let env = vec![
+                    ("TERRAFORM_BIN", terraform.display().to_string()),
+                    ("TF_CLI_CONFIG_FILE", rc.display().to_string()),
+                    (
+                        upgrade_tf_sim_provider::SIM_KUBE_URL_VAR,
+                        green.url().to_string(),
+                    ),
+                ];
+                kill_run_at(
+                    &root,
+                    "green-up",
+                    step,
+                    boundary,
+                    Some(flags.join(" ")),
+                    env,
+                )
+                .await;
+                let name = format!("{step}:{}", boundary.name());
+                let listed = || {
+                    if green_tf.join("terraform.tfstate").exists() {
+                        tf(&green_tf, green.url(), &["state", "list"])
+                    } else {
+                        String::new()
+                    }
+                };
+                let mut args = vec!["green-up"];
+                args.extend(flags);
+                if resume {
+                    args.extend(["--resume", "--apply", "--yes"]);
+                    let (code, stdout, stderr) =
+                        run(&root, blue.url(), green.url(), "upgrade-bluegreen", &args);
+                    let now = listed();
+                    let complete = [
+                        "aws_eks_cluster.this",
+                        "aws_eks_node_group.default",
+                        "aws_eks_addon.coredns",
+                    ]
+                    .iter()
+                    .all(|a| now.contains(a));
+                    if code != 0 || !complete {
+                        failures.push(format!(
+                            "{name} resume: exit {code}, state {now:?}\n{stdout}{stderr}"
+                        ));
+                    }
+                } else {
+                    let (code, stdout, stderr) = run(
+                        &root,
+                        blue.url(),
+                        green.url(),
+                        "upgrade-rollback",
+                        &["--apply", "--yes"],
+                    );
+                    let now = listed();
+                    if code != 0 || !now.trim().is_empty() {
+                        failures.push(format!(
+                            "{name} rollback: exit {code}, state {now:?}\n{stdout}{stderr}"
+                        ));
+                    }
+                }
+                blue.shutdown().await;
+                green.shutdown().await;
+            }
+        }
+    }
+    println!(
+        "green-up stage: {} of {scenarios} kill points survived",
         scenarios - failures.len()
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
