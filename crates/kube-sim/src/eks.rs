@@ -11,7 +11,9 @@
 //! `PUT /kube-sim/v1/version`, so Terraform and `aws` see one cluster; a node group update
 //! rolls the group's nodes as `PUT /kube-sim/v1/nodegroups/<name>` does. Tests set what AWS
 //! would know on its own (the insights, the add-on catalog, when and at which version the
-//! cluster was created) through `PUT /kube-sim/v1/eks`.
+//! cluster was created) through `PUT /kube-sim/v1/eks`; the simulated provider's destroy of
+//! the cluster sets `deleted`, after which EKS no longer finds it (the API server itself
+//! keeps answering: nothing stops a kube-sim).
 //!
 //! Errors are rest-json: the status code, `x-amzn-ErrorType` and `{"message": ...}`, so the
 //! CLI prints `An error occurred (InvalidStateException) when calling ...` as it does for EKS.
@@ -57,6 +59,9 @@ struct EksData {
     addon_catalog: Vec<Value>,
     /// Managed node groups, by name, with their version.
     nodegroups: BTreeMap<String, String>,
+    /// Whether the cluster was deleted (the simulated provider destroyed it): EKS answers
+    /// `ResourceNotFoundException` for it from then on.
+    deleted: bool,
 }
 
 pub(crate) fn now() -> i64 {
@@ -131,6 +136,14 @@ pub(crate) fn admin(state: &AppState, method: &Method, body: &Bytes) -> Response
         if let Some(v) = request["createdVersion"].as_str() {
             data.created_version = Some(v.to_string());
         }
+        if let Some(deleted) = request["deleted"].as_bool() {
+            data.deleted = deleted;
+        }
+        if let Some(list) = request["removeNodegroups"].as_array() {
+            for group in list.iter().filter_map(Value::as_str) {
+                data.nodegroups.remove(group);
+            }
+        }
         if let Some(list) = request["insights"].as_array() {
             data.insights = list.clone();
         }
@@ -168,6 +181,7 @@ pub(crate) fn admin(state: &AppState, method: &Method, body: &Bytes) -> Response
     ok(json!({
         "name": data.name, "createdVersion": data.created_version, "insights": data.insights,
         "addons": data.addons, "nodegroups": data.nodegroups, "updates": data.updates,
+        "deleted": data.deleted,
     }))
 }
 
@@ -218,7 +232,7 @@ pub(crate) async fn route(
         .name
         .clone()
         .unwrap_or_else(|| "kube-sim".into());
-    if *name != cluster_name {
+    if *name != cluster_name || state.eks.data().deleted {
         return aws_error(
             404,
             "ResourceNotFoundException",

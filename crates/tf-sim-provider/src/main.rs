@@ -450,7 +450,7 @@ impl Resource for SimResource {
             let name = text(&state, "name").unwrap_or_default();
             tell_eks(
                 diags,
-                serde_json::json!({"name": name, "createdVersion": version}),
+                serde_json::json!({"name": name, "createdVersion": version, "deleted": false}),
             )
             .await?;
         }
@@ -523,12 +523,20 @@ impl Resource for SimResource {
 
     async fn destroy<'a>(
         &self,
-        _diags: &mut Diagnostics,
-        _prior: Self::State<'a>,
+        diags: &mut Diagnostics,
+        prior: Self::State<'a>,
         _private: Self::PrivateState<'a>,
         _meta: Self::ProviderMetaState<'a>,
     ) -> Option<()> {
-        Some(())
+        // EKS forgets what was deleted: the simulated EKS API answers ResourceNotFound.
+        match self.0 {
+            Kind::Cluster => tell_eks(diags, serde_json::json!({"deleted": true})).await,
+            Kind::NodeGroup => {
+                let group = text(&prior, "node_group_name").unwrap_or_default();
+                tell_eks(diags, serde_json::json!({"removeNodegroups": [group]})).await
+            }
+            _ => Some(()),
+        }
     }
 }
 

@@ -670,6 +670,10 @@ async fn switch_and_failback_move_the_record_inside_the_window() {
         .map(|o| o.stdout_lossy())
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(listed.trim(), "", "blue's state is empty: {listed}");
+    // The simulated EKS API no longer finds blue's cluster, as EKS would not.
+    let eks_state = reqwest_free_get(&format!("{}/kube-sim/v1/eks", sim.url()));
+    assert!(eks_state.contains("\"deleted\":true"), "{eks_state}");
+    assert!(eks_state.contains("\"nodegroups\":{}"), "{eks_state}");
     // Nothing brings blue back: the rollback says so and changes nothing.
     let retire_id = stdout
         .lines()
