@@ -635,6 +635,15 @@ async fn switch_and_failback_move_the_record_inside_the_window() {
         stderr.contains("the soak ends at") && stderr.contains("--soak-minutes"),
         "{stderr}"
     );
+    // The soak is over, but green has not been checked since traffic moved to it.
+    let (code, stdout, stderr) = retire(&["--soak-minutes", "0"]);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("has not passed verify-green since the switch"),
+        "{stderr}"
+    );
+    let (code, stdout, stderr) = run(&verify);
+    assert_eq!(code, 3, "{stdout}{stderr}");
     let (code, stdout, stderr) = run(&[
         "retire",
         "--blue-terraform-dir",

@@ -273,6 +273,18 @@ pub async fn plan_retire(ctx: &FlowContext, spec: &RetireSpec) -> Result<Planned
         ));
     }
 
+    // The soak's checks: green passed `verify-green` again since traffic moved to it.
+    let verified_since_switch = super::require_verified_green(ctx.state())
+        .ok()
+        .filter(|v| v.verified_at > switched_at);
+    if verified_since_switch.is_none() {
+        return Err(FlowError::invalid(
+            "green",
+            format!("green has not passed verify-green since the switch at {switched_at}"),
+            "run `upgrade-bluegreen verify-green` now (the soak's checks) and retire once it passes",
+        ));
+    }
+
     let dir = std::path::absolute(&spec.blue_terraform_dir)
         .unwrap_or_else(|_| spec.blue_terraform_dir.clone());
     let tf = ctx.terraform("blue_terraform_dir", &dir)?;
