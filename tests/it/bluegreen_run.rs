@@ -221,6 +221,7 @@ async fn plan_aws_stage(ctx: &FlowContext, stage: &str, args: &str) -> Planned {
                 record_name: value("--record"),
                 record_type: "CNAME".into(),
                 green_target: value("--green-target"),
+                serving_records: Vec::new(),
                 window: None,
                 force_window: false,
                 aws,

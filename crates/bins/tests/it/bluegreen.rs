@@ -350,6 +350,44 @@ async fn switch_and_failback_move_the_record_inside_the_window() {
         "--change-batch",
         &blue_record.to_string(),
     ]);
+    // A model-serving CNAME (seed 001's "Add DNS records"), pointing at blue's ingress.
+    let serving = "*.kubeflow-user-example-com.platform.example.com";
+    let serving_record = serde_json::json!({"Changes": [{"Action": "CREATE", "ResourceRecordSet": {
+        "Name": serving, "Type": "CNAME", "TTL": 60,
+        "ResourceRecords": [{"Value": "blue-ingress.us-east-1.elb.amazonaws.com"}]}}]});
+    aws(&[
+        "route53",
+        "change-resource-record-sets",
+        "--hosted-zone-id",
+        &zone_id,
+        "--change-batch",
+        &serving_record.to_string(),
+    ]);
+    let serving_points_at = || -> String {
+        let sets = aws(&[
+            "route53",
+            "list-resource-record-sets",
+            "--hosted-zone-id",
+            &zone_id,
+        ]);
+        sets["ResourceRecordSets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| {
+                r["Name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("kubeflow-user-example-com")
+            })
+            .map(|r| {
+                r["ResourceRecords"][0]["Value"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .unwrap()
+    };
     let points_at = || -> String {
         let sets = aws(&[
             "route53",
@@ -361,7 +399,7 @@ async fn switch_and_failback_move_the_record_inside_the_window() {
             .as_array()
             .unwrap()
             .iter()
-            .find(|r| r["Type"] == "CNAME")
+            .find(|r| r["Type"] == "CNAME" && r["Name"] == "kubeflow.platform.example.com.")
             .map(|r| {
                 r["ResourceRecords"][0]["Value"]
                     .as_str()
@@ -498,6 +536,8 @@ async fn switch_and_failback_move_the_record_inside_the_window() {
             &rule_arn,
             "--green-host",
             "kubeflow.green.platform.example.com",
+            "--serving-record",
+            "*.kubeflow-user-example-com.platform.example.com=green-ingress.us-east-1.elb.amazonaws.com",
             "--window",
             window,
             "--aws-endpoint-url",
@@ -601,12 +641,20 @@ async fn switch_and_failback_move_the_record_inside_the_window() {
     assert!(stdout.contains("redirect kubeflow.blue.platform.example.com (blue) -> kubeflow.green.platform.example.com (green)"), "{stdout}");
     assert_eq!(points_at(), "green-alb.us-east-1.elb.amazonaws.com");
     assert_eq!(redirects_to(), "kubeflow.green.platform.example.com");
+    assert_eq!(
+        serving_points_at(),
+        "green-ingress.us-east-1.elb.amazonaws.com"
+    );
 
     // Fail back: blue again.
     let (code, stdout, stderr) = run(&["failback", "--apply", "--yes"]);
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert_eq!(points_at(), "blue-alb.us-east-1.elb.amazonaws.com");
     assert_eq!(redirects_to(), "kubeflow.blue.platform.example.com");
+    assert_eq!(
+        serving_points_at(),
+        "blue-ingress.us-east-1.elb.amazonaws.com"
+    );
 
     // Retire: refused while blue serves (failed back), then during the soak.
     let blue_dir = blue_tf.display().to_string();

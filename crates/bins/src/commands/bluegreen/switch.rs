@@ -14,7 +14,7 @@ pub struct SwitchArgs {
     #[arg(long, value_name = "HOST", requires = "listener_rule_arn")]
     pub green_host: Option<String>,
     /// The Route 53 hosted zone id of the record.
-    #[arg(long, value_name = "ID", requires_all = ["record", "green_target"])]
+    #[arg(long, value_name = "ID")]
     pub zone_id: Option<String>,
     /// The record to move (the platform's, or a model-serving CNAME).
     #[arg(long, value_name = "NAME", requires = "zone_id")]
@@ -25,6 +25,10 @@ pub struct SwitchArgs {
     /// The record's green value (green's load balancer or ingress DNS name).
     #[arg(long, value_name = "DNS_NAME", requires = "zone_id")]
     pub green_target: Option<String>,
+    /// A model-serving CNAME in the same zone moved to green's ingress with the platform's
+    /// record: NAME=GREEN_DNS_NAME. Repeat.
+    #[arg(long, value_name = "NAME=DNS_NAME", requires = "zone_id", value_parser = serving_record)]
+    pub serving_record: Vec<bluegreen::ServingRecord>,
     /// The maintenance window, START/END in RFC 3339 (e.g.
     /// 2026-12-05T22:00:00Z/2026-12-06T02:00:00Z); a switch outside it is refused.
     #[arg(long, value_name = "START/END", value_parser = |w: &str| w.parse::<bluegreen::Window>())]
@@ -46,9 +50,22 @@ impl SwitchArgs {
             record_name: self.record.clone(),
             record_type: self.record_type.clone(),
             green_target: self.green_target.clone(),
+            serving_records: self.serving_record.clone(),
             window: self.window.clone(),
             force_window: self.force_window,
             aws: self.aws.settings(),
         }
+    }
+}
+
+fn serving_record(text: &str) -> Result<bluegreen::ServingRecord, String> {
+    match text.split_once('=') {
+        Some((name, target)) if !name.is_empty() && !target.is_empty() => {
+            Ok(bluegreen::ServingRecord {
+                name: name.to_string(),
+                green_target: target.to_string(),
+            })
+        }
+        _ => Err(format!("`{text}` is not NAME=GREEN_DNS_NAME")),
     }
 }

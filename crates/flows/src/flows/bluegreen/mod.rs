@@ -57,7 +57,8 @@ pub use storage::{
     RdsCloneSpec, RdsCloneStep, S3CopySpec, S3CopyStep, STORAGE_FLOW, StorageSpec, plan_storage,
 };
 pub use switch::{
-    SWITCH_FLOW, SwitchSpec, SwitchStep, SwitchStepSpec, Window, latest_switch_run, plan_switch,
+    SWITCH_FLOW, ServingRecord, SwitchSpec, SwitchStep, SwitchStepSpec, Window, latest_switch_run,
+    plan_switch,
 };
 pub use transfer::{
     GreenCluster, TRANSFER_FLOW, TransferSpec, TransferStep, TransferStepSpec, plan_transfer,

@@ -69,6 +69,11 @@ pub struct SwitchSpec {
     /// The record's green value (green's load balancer or ingress DNS name).
     #[serde(default)]
     pub green_target: Option<String>,
+    /// Model-serving CNAMEs in the same zone, each moved to green's ingress with the
+    /// platform's record (seed 001's "update the CNAME record ... to the ingress for the new
+    /// cluster").
+    #[serde(default)]
+    pub serving_records: Vec<ServingRecord>,
     /// The maintenance window the switch must happen in.
     #[serde(default)]
     pub window: Option<Window>,
@@ -82,6 +87,15 @@ pub struct SwitchSpec {
 
 fn default_record_type() -> String {
     "CNAME".into()
+}
+
+/// A model-serving CNAME and its green value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServingRecord {
+    /// The record, e.g. `*.kubeflow-user-example-com.platform.example.com`.
+    pub name: String,
+    /// Green's ingress DNS name.
+    pub green_target: String,
 }
 
 /// What [`SwitchStep`] changes.
@@ -271,12 +285,20 @@ pub async fn plan_switch(ctx: &FlowContext, spec: &SwitchSpec) -> Result<Planned
     }
     match (&spec.zone_id, &spec.record_name, &spec.green_target) {
         (Some(zone_id), Some(record_name), Some(green_target)) => {
-            let (step, change) =
-                plan_record(spec, zone_id, record_name, green_target, ctx.resume()).await?;
+            let (step, change) = plan_record(
+                spec,
+                zone_id,
+                (record_name, &spec.record_type, green_target),
+                "bluegreen/switch".into(),
+                ctx.resume(),
+            )
+            .await?;
             steps.push(Box::new(step));
             changes.push(change);
         }
         (None, None, None) => {}
+        // The zone for the model-serving records alone.
+        (Some(_), None, None) if !spec.serving_records.is_empty() => {}
         _ => {
             return Err(FlowError::invalid(
                 "record_name",
@@ -288,6 +310,30 @@ pub async fn plan_switch(ctx: &FlowContext, spec: &SwitchSpec) -> Result<Planned
                     field("green_target")
                 ),
             ));
+        }
+    }
+    if !spec.serving_records.is_empty() {
+        let zone_id = spec.zone_id.as_deref().ok_or_else(|| {
+            FlowError::invalid(
+                "serving_records",
+                "the model-serving records need their hosted zone",
+                format!("give {}", field("zone_id")),
+            )
+        })?;
+        for record in &spec.serving_records {
+            let (step, change) = plan_record(
+                spec,
+                zone_id,
+                (&record.name, "CNAME", &record.green_target),
+                format!(
+                    "bluegreen/switch-serving/{}",
+                    record.name.trim_end_matches('.')
+                ),
+                ctx.resume(),
+            )
+            .await?;
+            steps.push(Box::new(step));
+            changes.push(change);
         }
     }
     if steps.is_empty() {
@@ -320,8 +366,8 @@ pub async fn plan_switch(ctx: &FlowContext, spec: &SwitchSpec) -> Result<Planned
 async fn plan_record(
     spec: &SwitchSpec,
     zone_id: &str,
-    record_name: &str,
-    green_target: &str,
+    (record_name, record_type, green_target): (&str, &str, &str),
+    id: String,
     resuming: bool,
 ) -> Result<(SwitchStep, String)> {
     let route53 = spec
@@ -329,16 +375,13 @@ async fn plan_record(
         .route53()
         .map_err(|e| FlowError::invalid("aws", e, "install the AWS CLI or set AWS_BIN"))?;
     let blue = route53
-        .record(zone_id, record_name, &spec.record_type)
+        .record(zone_id, record_name, record_type)
         .await
-        .map_err(|e| FlowError::failed(format!("read {} {}", spec.record_type, record_name), e))?
+        .map_err(|e| FlowError::failed(format!("read {record_type} {record_name}"), e))?
         .ok_or_else(|| {
             FlowError::invalid(
                 "record_name",
-                format!(
-                    "hosted zone {} has no {} record {}",
-                    zone_id, spec.record_type, record_name
-                ),
+                format!("hosted zone {zone_id} has no {record_type} record {record_name}"),
                 "name the record users reach blue by",
             )
         })?;
@@ -357,14 +400,13 @@ async fn plan_record(
     let mut green = blue.clone();
     green["ResourceRecords"] = json!([{ "Value": green_target }]);
     let step = SwitchStep::new(SwitchStepSpec {
-        id: "bluegreen/switch".into(),
+        id,
         zone_id: zone_id.to_string(),
         green_record: green,
         aws: spec.aws.clone(),
     });
     let change = format!(
-        "{} {record_name}: {blue_value} (blue) -> {green_target} (green); `upgrade-bluegreen failback` points it back",
-        spec.record_type
+        "{record_type} {record_name}: {blue_value} (blue) -> {green_target} (green); `upgrade-bluegreen failback` points it back"
     );
     Ok((step, change))
 }
