@@ -318,11 +318,15 @@ pub(crate) async fn scene(
         upgrade_verify::probe::Check::http_get(format!("{model_url}/v1/models/sklearn-iris")),
     )
     .await?;
+    // Green's MLflow (the release the platform stage installed) answers through a real
+    // tracking server: its health and an experiment read.
+    let mlflow = crate::demo::MlflowServer::start(repo_root, &root).await?;
     let checks = root.join("green-checks.yaml");
     std::fs::write(
         &checks,
         format!(
-            "probes:\n- name: predict-sklearn-iris\n  check: {{type: kserve-v1, url: \"{model_url}\", model: sklearn-iris}}\n- name: green-api\n  check: {{type: http, url: \"{}/version\"}}\n",
+            "probes:\n- name: predict-sklearn-iris\n  check: {{type: kserve-v1, url: \"{model_url}\", model: sklearn-iris}}\n- name: mlflow-health\n  check: {{type: mlflow-health, url: \"{0}\"}}\n- name: mlflow-experiment\n  check: {{type: mlflow-experiment, url: \"{0}\", experiment: Default}}\n- name: green-api\n  check: {{type: http, url: \"{1}/version\"}}\n",
+            mlflow.url,
             green.url().trim_end_matches('/')
         ),
     )?;

@@ -535,13 +535,13 @@ impl Drop for VenvServer {
 }
 
 /// A real MLflow tracking server on a free local port.
-struct MlflowServer {
-    url: String,
+pub(crate) struct MlflowServer {
+    pub(crate) url: String,
     _server: VenvServer,
 }
 
 impl MlflowServer {
-    async fn start(repo_root: &Path, work: &Path) -> anyhow::Result<MlflowServer> {
+    pub(crate) async fn start(repo_root: &Path, work: &Path) -> anyhow::Result<MlflowServer> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();

@@ -105,6 +105,57 @@ pub async fn verify_green(ctx: &FlowContext, spec: &VerifyGreenSpec) -> Result<G
             )]);
         }
     }
+    // MLflow on green: its health and an experiment read (seed 001's step 9) must be probed.
+    let deployments: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
+        kube::Api::all(green.client().clone());
+    let listed = deployments
+        .list(&Default::default())
+        .await
+        .map_err(|e| FlowError::failed("list green's Deployments", e))?;
+    let runs_mlflow: Vec<String> = listed
+        .items
+        .iter()
+        .filter(|d| {
+            d.spec
+                .as_ref()
+                .and_then(|s| s.template.spec.as_ref())
+                .is_some_and(|pod| {
+                    pod.containers
+                        .iter()
+                        .any(|c| is_mlflow_image(c.image.as_deref()))
+                })
+        })
+        .map(|d| {
+            format!(
+                "{}/{}",
+                d.metadata.namespace.as_deref().unwrap_or_default(),
+                d.metadata.name.as_deref().unwrap_or_default()
+            )
+        })
+        .collect();
+    if !runs_mlflow.is_empty() {
+        let has = |wanted: fn(&Check) -> bool| spec.config.probes.iter().any(|p| wanted(&p.check));
+        for (name, probed) in [
+            (
+                "MLflow health",
+                has(|c| matches!(c, Check::MlflowHealth { .. })),
+            ),
+            (
+                "MLflow experiment read",
+                has(|c| matches!(c, Check::MlflowExperiment { .. })),
+            ),
+        ] {
+            if !probed {
+                report.extend([Finding::new(
+                    name,
+                    Status::Fail,
+                    format!("MLflow on green ({})", runs_mlflow.join(", ")),
+                    "an mlflow-health and an mlflow-experiment probe in the verification config",
+                    "no probe calls it",
+                )]);
+            }
+        }
+    }
     let probes = upgrade_verify::verify(
         &VerifyConfig {
             probes: spec.config.probes.clone(),
@@ -130,6 +181,18 @@ pub async fn verify_green(ctx: &FlowContext, spec: &VerifyGreenSpec) -> Result<G
     upgrade_core::atomic_file::write(&path, &text)
         .map_err(|e| FlowError::failed(format!("write {}", path.display()), e))?;
     Ok(verification)
+}
+
+/// Whether `image` is MLflow's server (`…/mlflow:<tag>`, not an exporter or a sidecar
+/// named after it).
+fn is_mlflow_image(image: Option<&str>) -> bool {
+    let Some(image) = image else { return false };
+    let without_digest = image.split('@').next().unwrap_or(image);
+    let path = match without_digest.rsplit_once(':') {
+        Some((path, tag)) if !tag.contains('/') => path,
+        _ => without_digest,
+    };
+    path.rsplit('/').next() == Some("mlflow")
 }
 
 /// The latest verification of green, which must have passed and be newer than every
@@ -254,5 +317,25 @@ mod tests {
                 && err.contains("bluegreen-transfer-1"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn mlflow_server_images_are_told_from_others() {
+        for image in [
+            "ghcr.io/mlflow/mlflow:2.22.0",
+            "mlflow",
+            "registry.local:5000/ml/mlflow:v3",
+            "ghcr.io/mlflow/mlflow@sha256:abc",
+        ] {
+            assert!(is_mlflow_image(Some(image)), "{image}");
+        }
+        for image in [
+            "ghcr.io/acme/mlflow-exporter:1.0",
+            "busybox:1.36",
+            "registry.local:5000/mlflowx",
+        ] {
+            assert!(!is_mlflow_image(Some(image)), "{image}");
+        }
+        assert!(!is_mlflow_image(None));
     }
 }
