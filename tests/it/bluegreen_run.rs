@@ -266,6 +266,15 @@ async fn plan_aws_stage(ctx: &FlowContext, stage: &str, args: &str) -> Planned {
             };
             upgrade_flows::flows::bluegreen::plan_green_up(ctx, &spec).await
         }
+        "retire" => {
+            let spec = upgrade_flows::flows::bluegreen::RetireSpec {
+                blue_terraform_dir: PathBuf::from(value("--blue-terraform-dir").unwrap()),
+                confirm_cluster: value("--confirm-cluster").unwrap(),
+                soak_minutes: 0,
+                keep: Vec::new(),
+            };
+            upgrade_flows::flows::bluegreen::plan_retire(ctx, &spec).await
+        }
         other => panic!("no AWS stage {other}"),
     }
     .unwrap_or_else(|e| panic!("{stage}: {e}"))
@@ -1312,4 +1321,240 @@ async fn every_step_boundary_of_the_green_up_stage_survives_a_kill() {
         scenarios - failures.len()
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Retire (irreversible: a targeted destroy of blue's Terraform state after a verified soak),
+/// killed at every step boundary: resumed with `upgrade-bluegreen retire --resume` it
+/// finishes the destroy (blue's state empty); `upgrade-rollback` either finds nothing applied
+/// (blue intact, exit 0) or stops with exit 5 because nothing brings blue back, changing
+/// nothing. Each scenario starts from the same recorded switch and verification (a template
+/// state folder and blue's applied deployment, copied).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_step_boundary_of_retire_resumes_or_stops_with_a_recorded_way_back() {
+    let ctx = TestContext::new();
+    let terraform = upgrade_test::require_tool("terraform");
+    let moto = upgrade_test::MotoServer::start();
+    let rc = ctx.root().join("terraformrc");
+    std::fs::write(
+        &rc,
+        upgrade_tf_sim_provider::cli_config(upgrade_test::sim_mirror()),
+    )
+    .unwrap();
+    let tf = |dir: &Path, sim_url: &str, args: &[&str]| -> String {
+        let mut cmd = ctx.command("terraform");
+        cmd.args(args)
+            .cwd(dir)
+            .env("TF_CLI_CONFIG_FILE", &rc)
+            .env(upgrade_tf_sim_provider::SIM_KUBE_URL_VAR, sim_url)
+            .timeout(Duration::from_secs(120));
+        cmd.exec()
+            .unwrap_or_else(|e| panic!("terraform {args:?}: {e}"))
+            .stdout_lossy()
+    };
+    let run = |root: &Path, blue_url: &str, exe: &str, args: &[&str]| {
+        let mut cmd = ProcessBuilder::new(crate::demo::bin_dir().join(exe));
+        ctx.apply_env(&mut cmd);
+        for (k, v) in moto.aws_env() {
+            cmd.env(k, v);
+        }
+        cmd.env("TF_CLI_CONFIG_FILE", &rc)
+            .env(upgrade_tf_sim_provider::SIM_KUBE_URL_VAR, blue_url)
+            .arg("--kubeconfig")
+            .arg(root.join("blue.kubeconfig"))
+            .args([
+                "--kube-context",
+                kube_sim::CONTEXT_NAME,
+                "--expect-cluster",
+                blue_url,
+            ])
+            .arg("--snapshot-dir")
+            .arg(root.join(".upgrade"))
+            .args(args)
+            .timeout(Duration::from_secs(180));
+        upgrade_test::CommandOutput::run(&cmd).parts()
+    };
+    // The template: blue's deployment applied, green verified, the record switched to green,
+    // green verified again (the soak's checks).
+    let template = ctx.root().join("template");
+    let (template_blue, template_green) = clusters(&template).await;
+    let blue_tf = template.join("blue-tf");
+    std::fs::create_dir_all(&blue_tf).unwrap();
+    for entry in
+        std::fs::read_dir(TestContext::fixtures_dir().join("terraform/environments/blue")).unwrap()
+    {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), blue_tf.join(entry.file_name())).unwrap();
+    }
+    tf(&blue_tf, template_blue.url(), &["init", "-input=false"]);
+    tf(
+        &blue_tf,
+        template_blue.url(),
+        &["apply", "-auto-approve", "-input=false"],
+    );
+    let full = tf(&blue_tf, template_blue.url(), &["state", "list"]);
+    assert!(full.contains("aws_eks_cluster.this"), "{full}");
+    let zone = moto.aws(&[
+        "route53",
+        "create-hosted-zone",
+        "--name",
+        "platform.example.com",
+        "--caller-reference",
+        "retire",
+    ])["HostedZone"]["Id"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("/hostedzone/")
+        .to_string();
+    let record = serde_json::json!({"Changes": [{"Action": "CREATE", "ResourceRecordSet": {
+        "Name": "kubeflow.platform.example.com", "Type": "CNAME", "TTL": 60,
+        "ResourceRecords": [{"Value": "blue-alb.us-east-1.elb.amazonaws.com"}]}}]});
+    moto.aws(&[
+        "route53",
+        "change-resource-record-sets",
+        "--hosted-zone-id",
+        &zone,
+        "--change-batch",
+        &record.to_string(),
+    ]);
+    let checks = template.join("checks.yaml");
+    std::fs::write(
+        &checks,
+        format!(
+            "probes:\n- name: green-api\n  check: {{type: http, url: \"{}/version\"}}\n",
+            template_green.url().trim_end_matches('/')
+        ),
+    )
+    .unwrap();
+    let green_kubeconfig = template.join("green.kubeconfig").display().to_string();
+    let checks = checks.display().to_string();
+    let verify = [
+        "verify-green",
+        "--green-kubeconfig",
+        &green_kubeconfig,
+        "--green-cluster",
+        template_green.url(),
+        "--config",
+        &checks,
+    ];
+    let now = jiff::Timestamp::now();
+    let window = format!(
+        "{}/{}",
+        now - jiff::SignedDuration::from_mins(5),
+        now + jiff::SignedDuration::from_hours(2)
+    );
+    for args in [
+        &verify[..],
+        &[
+            "switch",
+            "--zone-id",
+            &zone,
+            "--record",
+            "kubeflow.platform.example.com",
+            "--green-target",
+            "green-alb.us-east-1.elb.amazonaws.com",
+            "--window",
+            &window,
+            "--aws-endpoint-url",
+            moto.url(),
+            "--apply",
+            "--yes",
+        ][..],
+        &verify[..],
+    ] {
+        let (code, stdout, stderr) = run(&template, template_blue.url(), "upgrade-bluegreen", args);
+        assert!(code == 0 || code == 3, "{args:?}: {stdout}{stderr}");
+    }
+    template_blue.shutdown().await;
+    template_green.shutdown().await;
+
+    let (mut scenarios, mut failures) = (0, Vec::new());
+    let step = "bluegreen/retire";
+    for boundary in Boundary::FORWARD {
+        for resume in [true, false] {
+            scenarios += 1;
+            let root = ctx.root().join(format!("retire-{scenarios}"));
+            let (blue, green) = clusters(&root).await;
+            for folder in [".upgrade", "blue-tf"] {
+                copy_tree(&template.join(folder), &root.join(folder));
+            }
+            let scenario_tf = root.join("blue-tf");
+            let dir = scenario_tf.display().to_string();
+            let env = vec![
+                ("TERRAFORM_BIN", terraform.display().to_string()),
+                ("TF_CLI_CONFIG_FILE", rc.display().to_string()),
+                (
+                    upgrade_tf_sim_provider::SIM_KUBE_URL_VAR,
+                    blue.url().to_string(),
+                ),
+            ];
+            let flags = format!(
+                "--blue-terraform-dir {dir} --confirm-cluster {}",
+                blue.url()
+            );
+            kill_run_at(&root, "retire", step, boundary, Some(flags), env).await;
+            let name = format!("{step}:{}", boundary.name());
+            let listed = || tf(&scenario_tf, blue.url(), &["state", "list"]);
+            let after_kill = listed();
+            if resume {
+                let (code, stdout, stderr) = run(
+                    &root,
+                    blue.url(),
+                    "upgrade-bluegreen",
+                    &[
+                        "retire",
+                        "--blue-terraform-dir",
+                        &dir,
+                        "--confirm-cluster",
+                        blue.url(),
+                        "--soak-minutes",
+                        "0",
+                        "--resume",
+                        "--apply",
+                        "--yes",
+                    ],
+                );
+                let now = listed();
+                if code != 0 || !now.trim().is_empty() {
+                    failures.push(format!(
+                        "{name} resume: exit {code}, state {now:?}\n{stdout}{stderr}"
+                    ));
+                }
+            } else {
+                let (code, stdout, stderr) =
+                    run(&root, blue.url(), "upgrade-rollback", &["--apply", "--yes"]);
+                let now = listed();
+                let nothing_applied = code == 0 && now == full;
+                let stopped = code == 5 && now == after_kill && stderr.contains("cannot be undone");
+                if !(nothing_applied || stopped) {
+                    failures.push(format!(
+                        "{name} rollback: exit {code}, state {now:?}\n{stdout}{stderr}"
+                    ));
+                }
+            }
+            blue.shutdown().await;
+            green.shutdown().await;
+        }
+    }
+    println!(
+        "retire: {} of {scenarios} kill points resumed or stopped with a way back",
+        scenarios - failures.len()
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Copies `from` into `to` (created), symbolic links as links.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let (source, target) = (entry.path(), to.join(entry.file_name()));
+        let kind = entry.file_type().unwrap();
+        if kind.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&source).unwrap(), &target).unwrap();
+        } else if kind.is_dir() {
+            copy_tree(&source, &target);
+        } else {
+            std::fs::copy(&source, &target).unwrap();
+        }
+    }
 }

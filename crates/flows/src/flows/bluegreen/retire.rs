@@ -218,6 +218,26 @@ pub(crate) fn managed_addresses(state: &upgrade_tf::terraform::State) -> Vec<(St
     out
 }
 
+/// The retire step of the unfinished run a resume continues, if that is one.
+fn resumed_retirement(ctx: &FlowContext) -> Result<Option<RetireStepSpec>> {
+    if !ctx.resume() {
+        return Ok(None);
+    }
+    let Some(run) = upgrade_core::journal::Journal::unfinished(&ctx.state().journal())
+        .map_err(|e| FlowError::failed("read the journal", e))?
+    else {
+        return Ok(None);
+    };
+    let Ok(record) = crate::record::RunRecord::read(&ctx.state().runs(), &run.run_id) else {
+        return Ok(None);
+    };
+    Ok(record
+        .steps
+        .iter()
+        .find(|s| s.record.kind == <RetireStepSpec as StepSpec>::KIND)
+        .and_then(|s| serde_json::from_value(s.record.spec.clone()).ok()))
+}
+
 /// Plans retire: the confirmation matches blue, the latest switch is in effect and its soak
 /// is over, and the destroy, planned and reviewed now, reaches nothing kept.
 pub async fn plan_retire(ctx: &FlowContext, spec: &RetireSpec) -> Result<Planned> {
@@ -307,6 +327,12 @@ pub async fn plan_retire(ctx: &FlowContext, spec: &RetireSpec) -> Result<Planned
         } else {
             targets.push(address);
         }
+    }
+    // A resumed retirement destroys what it set out to: its recorded targets (part or all of
+    // them may be gone already, which Terraform's targeted destroy takes as done).
+    if let Some(recorded) = resumed_retirement(ctx)? {
+        targets = recorded.targets;
+        kept = recorded.kept;
     }
     if targets.is_empty() {
         return Err(FlowError::invalid(
