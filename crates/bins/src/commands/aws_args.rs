@@ -14,10 +14,29 @@ pub struct AwsArgs {
     /// Another AWS endpoint (a VPC endpoint; moto or a simulation in tests).
     #[arg(long, value_name = "URL")]
     pub aws_endpoint_url: Option<String>,
+}
+
+/// [`AwsArgs`] for the stages that call several AWS services, each of which may have an
+/// endpoint of its own.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServicesArgs {
+    /// How to reach AWS.
+    #[command(flatten)]
+    pub aws: AwsArgs,
     /// Another endpoint for one service, before --aws-endpoint-url (repeat; e.g.
     /// `backup=https://backup.vpce.example`).
     #[arg(long, value_name = "SERVICE=URL", value_parser = service_endpoint)]
     pub aws_service_endpoint: Vec<(String, String)>,
+}
+
+impl ServicesArgs {
+    /// The flow's AWS settings.
+    pub fn settings(&self) -> AwsSettings {
+        AwsSettings {
+            service_endpoints: self.aws_service_endpoint.iter().cloned().collect(),
+            ..self.aws.settings()
+        }
+    }
 }
 
 fn service_endpoint(text: &str) -> Result<(String, String), String> {
@@ -38,7 +57,7 @@ impl AwsArgs {
             region: self.aws_region.clone(),
             profile: self.aws_profile.clone(),
             endpoint_url: self.aws_endpoint_url.clone(),
-            service_endpoints: self.aws_service_endpoint.iter().cloned().collect(),
+            service_endpoints: Default::default(),
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use upgrade_flows::flows::bluegreen::IrsaSpec;
 
-use super::AwsArgs;
+use super::ServicesArgs;
 
 /// `irsa`'s flags.
 #[derive(Debug, clap::Args)]
@@ -15,7 +15,7 @@ pub struct IrsaArgs {
     pub green_oidc_provider_arn: String,
     /// How to reach AWS.
     #[command(flatten)]
-    pub aws: AwsArgs,
+    pub aws: ServicesArgs,
 }
 
 impl IrsaArgs {

@@ -6,7 +6,7 @@ use std::io::Write;
 
 use upgrade_flows::flows::bluegreen;
 
-pub use crate::commands::aws_args::AwsArgs;
+pub use crate::commands::aws_args::{AwsArgs, ServicesArgs};
 
 pub use ack::AckArgs;
 pub use configure::ConfigureArgs;

@@ -2,7 +2,7 @@
 
 use upgrade_flows::flows::bluegreen::{BackupSpec, StorageSpec};
 
-use super::AwsArgs;
+use super::ServicesArgs;
 
 /// `storage`'s flags: an on-demand backup, an RDS clone, an S3 copy, or any of them.
 #[derive(Debug, clap::Args)]
@@ -33,7 +33,7 @@ pub struct StorageArgs {
     pub wait_minutes: u64,
     /// How to reach AWS.
     #[command(flatten)]
-    pub aws: AwsArgs,
+    pub aws: ServicesArgs,
 }
 
 impl StorageArgs {

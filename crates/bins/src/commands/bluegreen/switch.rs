@@ -2,7 +2,7 @@
 
 use upgrade_flows::flows::bluegreen::{self, SwitchSpec};
 
-use super::AwsArgs;
+use super::ServicesArgs;
 
 /// `switch`'s flags: the ALB listener rule, the DNS record, or both.
 #[derive(Debug, clap::Args)]
@@ -38,7 +38,7 @@ pub struct SwitchArgs {
     pub force_window: bool,
     /// How to reach AWS.
     #[command(flatten)]
-    pub aws: AwsArgs,
+    pub aws: ServicesArgs,
 }
 
 impl SwitchArgs {
