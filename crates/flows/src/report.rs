@@ -406,7 +406,7 @@ pub(crate) fn describe_outcome(outcome: &RunOutcome) -> String {
     }
 }
 
-fn xml_escape(text: &str) -> String {
+pub(crate) fn xml_escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

@@ -1,6 +1,8 @@
 //! The runbook's health checks in one call: pods not running, NotReady nodes, unbound
 //! PersistentVolumeClaims, cert-manager Certificates not Ready, Deployments not available,
-//! KServe InferenceServices not Ready, and Argo CD Applications not Synced and Healthy.
+//! KServe InferenceServices not Ready, and Argo CD Applications not Synced and Healthy; with
+//! [`check_with`], also Certificates expiring soon and failed Argo Workflows (seed 002's
+//! daily check).
 //!
 //! Run it before an upgrade for the baseline and after each step to verify. Kinds the
 //! cluster does not serve (no KServe, no Argo CD) are listed in
@@ -26,9 +28,30 @@ const INFERENCE_SERVICE: (&str, &str, &str, &str) = (
 );
 const ARGO_APPLICATION: (&str, &str, &str, &str) =
     ("argoproj.io", "v1alpha1", "Application", "applications");
+const ARGO_WORKFLOW: (&str, &str, &str, &str) =
+    ("argoproj.io", "v1alpha1", "Workflow", "workflows");
+
+/// The checks beyond [`check`]'s, for the runbook's daily check.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HealthOptions {
+    /// Report Certificates whose `status.notAfter` comes within this long.
+    pub certificate_expiry: Option<std::time::Duration>,
+    /// Report Argo Workflows that ended `Failed` or `Error`.
+    pub failed_workflows: bool,
+}
+
+/// How bad a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Severity {
+    /// Worth a look (exit 3).
+    Warning,
+    /// Something is down (exit 4).
+    Failure,
+}
 
 /// Which health check found something.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum HealthCheck {
     /// A node whose Ready condition is not True.
@@ -45,6 +68,24 @@ pub enum HealthCheck {
     InferenceServiceNotReady,
     /// An Argo CD Application not Synced or not Healthy.
     ApplicationNotHealthy,
+    /// A cert-manager Certificate that expires soon (cert-manager renews 30 days before by
+    /// default: one this close has not been renewed).
+    CertificateExpiring,
+    /// An Argo Workflow that ended Failed or Error.
+    WorkflowFailed,
+}
+
+impl HealthCheck {
+    /// How bad a finding of this check is: something down is a failure; a certificate
+    /// still valid, a workflow's own failure and a claim still waiting are warnings.
+    pub fn severity(self) -> Severity {
+        match self {
+            HealthCheck::CertificateExpiring
+            | HealthCheck::WorkflowFailed
+            | HealthCheck::PvcNotBound => Severity::Warning,
+            _ => Severity::Failure,
+        }
+    }
 }
 
 impl fmt::Display for HealthCheck {
@@ -57,12 +98,14 @@ impl fmt::Display for HealthCheck {
             HealthCheck::CertificateNotReady => "certificate not ready",
             HealthCheck::InferenceServiceNotReady => "InferenceService not ready",
             HealthCheck::ApplicationNotHealthy => "Argo CD application not synced/healthy",
+            HealthCheck::CertificateExpiring => "certificate expiring",
+            HealthCheck::WorkflowFailed => "workflow failed",
         })
     }
 }
 
 /// One unhealthy object.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
 pub struct HealthFinding {
     /// The check.
     pub check: HealthCheck,
@@ -73,7 +116,7 @@ pub struct HealthFinding {
 }
 
 /// What [`check`] found.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct HealthReport {
     /// Every unhealthy object, by check then subject.
     pub findings: Vec<HealthFinding>,
@@ -133,6 +176,11 @@ pub async fn inference_services(cluster: &Cluster) -> Result<Vec<(String, String
 
 /// Runs every health check concurrently and returns all findings.
 pub async fn check(cluster: &Cluster) -> Result<HealthReport> {
+    check_with(cluster, &HealthOptions::default()).await
+}
+
+/// [`check`] plus the checks `options` turn on.
+pub async fn check_with(cluster: &Cluster, options: &HealthOptions) -> Result<HealthReport> {
     let client = cluster.client();
     let (nodes, pods, pvcs, deployments, certificates, isvcs, apps) = tokio::try_join!(
         list_all::<Node, _>(client, PAGE, "list nodes", |n| node_finding(&n)),
@@ -160,6 +208,7 @@ pub async fn check(cluster: &Cluster) -> Result<HealthReport> {
                 .push(format!("{what}: the kind is not served by this cluster")),
         }
     };
+    let certificates_listed = certificates.clone();
     custom(
         certificates,
         "cert-manager Certificates",
@@ -167,8 +216,82 @@ pub async fn check(cluster: &Cluster) -> Result<HealthReport> {
     );
     custom(isvcs, "KServe InferenceServices", inference_service_finding);
     custom(apps, "Argo CD Applications", application_finding);
+    if let Some(within) = options.certificate_expiry {
+        let now = jiff::Timestamp::now();
+        for certificate in certificates_listed.iter().flatten() {
+            report
+                .findings
+                .extend(certificate_expiry_finding(certificate, now, within));
+        }
+    }
+    if options.failed_workflows {
+        match list_if_served(client, ARGO_WORKFLOW, PAGE).await? {
+            Some(list) => report
+                .findings
+                .extend(list.iter().filter_map(workflow_finding)),
+            None => report
+                .not_checked
+                .push("Argo Workflows: the kind is not served by this cluster".into()),
+        }
+    }
     report.findings.sort();
     Ok(report)
+}
+
+/// A Certificate whose `status.notAfter` comes within `within` of `now` (or is past).
+fn certificate_expiry_finding(
+    o: &DynamicObject,
+    now: jiff::Timestamp,
+    within: std::time::Duration,
+) -> Option<HealthFinding> {
+    let not_after: jiff::Timestamp = o
+        .data
+        .get("status")?
+        .get("notAfter")?
+        .as_str()?
+        .parse()
+        .ok()?;
+    let left = not_after.duration_since(now);
+    let within = jiff::SignedDuration::try_from(within).ok()?;
+    if left > within {
+        return None;
+    }
+    let days = left.as_secs() / 86_400;
+    Some(HealthFinding {
+        check: HealthCheck::CertificateExpiring,
+        subject: format!(
+            "Certificate {}",
+            key(o.metadata.namespace.as_deref(), o.metadata.name.as_deref())
+        ),
+        message: if left.is_negative() {
+            format!("expired at {not_after}")
+        } else {
+            format!("expires at {not_after} (in {days} days) and has not been renewed")
+        },
+    })
+}
+
+fn workflow_finding(o: &DynamicObject) -> Option<HealthFinding> {
+    let status = o.data.get("status")?;
+    let phase = status.get("phase")?.as_str()?;
+    if !matches!(phase, "Failed" | "Error") {
+        return None;
+    }
+    Some(HealthFinding {
+        check: HealthCheck::WorkflowFailed,
+        subject: format!(
+            "Workflow {}",
+            key(o.metadata.namespace.as_deref(), o.metadata.name.as_deref())
+        ),
+        message: format!(
+            "{phase}{}",
+            status
+                .get("message")
+                .and_then(|m| m.as_str())
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default()
+        ),
+    })
 }
 
 fn node_finding(n: &Node) -> Option<HealthFinding> {
