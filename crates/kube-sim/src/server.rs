@@ -36,6 +36,8 @@ pub(crate) struct AppState {
     pub eks: crate::eks::EksState,
     /// What the simulated AWS Backup holds (see [`crate::backup`]).
     pub backup: crate::backup::BackupState,
+    /// Pod logs the tests set: (namespace, pod, container) → text.
+    pub pod_logs: std::sync::Mutex<HashMap<(String, String, String), String>>,
 }
 
 impl AppState {
@@ -437,7 +439,7 @@ async fn route(
     let response = match verb {
         "watch" => watch_response(state, &req, params, table),
         "list" => list_response(state, &req, params, table),
-        "get" => get_response(state, &req, table),
+        "get" => get_response(state, &req, params, table),
         "create" => create(state, &req, &body, &content_type, &opts),
         "update" => update(state, &req, &body, &content_type, &opts),
         "patch" => patch_object(state, &req, &body, &content_type, params, &opts),
@@ -551,7 +553,12 @@ fn check_kind(ty: &ResourceType, obj: &Value) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn get_response(state: &AppState, req: &Request, table: bool) -> Result<Response, ApiError> {
+fn get_response(
+    state: &AppState,
+    req: &Request,
+    params: &Params,
+    table: bool,
+) -> Result<Response, ApiError> {
     let obj = state.store.get(&req.ty, req.ns(), req.name())?;
     match req.sub.as_deref() {
         None | Some("status") => {
@@ -566,7 +573,53 @@ fn get_response(state: &AppState, req: &Request, table: bool) -> Result<Response
         }
         Some("scale") => Ok(json_response(StatusCode::OK, &scale_of(&req.ty, &obj)?)),
         Some("log") if req.ty.kind == "Pod" => {
-            let text = format!("kube-sim: simulated log of pod {}\n", req.name());
+            let containers: Vec<&str> = obj["spec"]["containers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c["name"].as_str())
+                .collect();
+            let container = match params.get("container") {
+                Some(c) if !containers.contains(&c.as_str()) => {
+                    return Err(ApiError::bad_request(format!(
+                        "container {c} is not valid for pod {}",
+                        req.name()
+                    )));
+                }
+                Some(c) => c.clone(),
+                None if containers.len() > 1 => {
+                    return Err(ApiError::bad_request(format!(
+                        "a container name must be specified for pod {}, choose one of: [{}]",
+                        req.name(),
+                        containers.join(" ")
+                    )));
+                }
+                None => containers
+                    .first()
+                    .map(|c| c.to_string())
+                    .unwrap_or_default(),
+            };
+            let key = (
+                req.ns().unwrap_or_default().to_string(),
+                req.name().to_string(),
+                container,
+            );
+            let stored = state
+                .pod_logs
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&key)
+                .cloned();
+            let mut text = stored
+                .unwrap_or_else(|| format!("kube-sim: simulated log of pod {}\n", req.name()));
+            if let Some(tail) = params
+                .get("tailLines")
+                .and_then(|t| t.parse::<usize>().ok())
+            {
+                let lines: Vec<&str> = text.lines().collect();
+                let start = lines.len().saturating_sub(tail);
+                text = lines[start..].iter().map(|l| format!("{l}\n")).collect();
+            }
             let mut resp = Response::new(Body::from(text));
             resp.headers_mut()
                 .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));

@@ -5,6 +5,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use upgrade_flows::flows::health::{self, HealthSpec};
+use upgrade_flows::flows::logs::{self, LogSource};
 use upgrade_flows::report::Format;
 
 use crate::cli::{ClusterArgs, OutputArgs, context, print};
@@ -34,6 +35,14 @@ pub struct Args {
     /// as known, what is new keeps its severity.
     #[arg(long, value_name = "FILE")]
     pub baseline: Option<PathBuf>,
+    /// Read and scan the logs the seeds read (Karpenter, the KServe and Argo Workflows
+    /// controllers, MLflow, Argo CD, cert-manager, by their charts' default namespaces and
+    /// labels) for panics, error lines and repeated reconcile errors.
+    #[arg(long)]
+    pub logs: bool,
+    /// A log source instead of the defaults: NAME=NAMESPACE/SELECTOR[:TAIL]. Repeat.
+    #[arg(long, value_name = "NAME=NS/SELECTOR[:TAIL]", value_parser = LogSource::parse)]
+    pub log_source: Vec<LogSource>,
     /// Which cluster.
     #[command(flatten)]
     pub cluster: ClusterArgs,
@@ -53,6 +62,11 @@ impl crate::cli::Command for Args {
             certificate_expiry_days: self.certificate_expiry_days,
             baseline: self.baseline.clone(),
             save_baseline: self.save_baseline.clone(),
+            logs: match (self.log_source.is_empty(), self.logs) {
+                (false, _) => self.log_source.clone(),
+                (true, true) => logs::seed_sources(),
+                (true, false) => Vec::new(),
+            },
         };
         let ctx = context("upgrade-health", &self.cluster, None).await?;
         let outcome = health::health(&ctx, &spec)

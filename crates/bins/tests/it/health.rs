@@ -152,3 +152,84 @@ async fn the_daily_check_finds_each_injected_failure_and_compares_with_the_basel
     );
     sim.shutdown().await;
 }
+
+/// `upgrade-health --log-source`: the controller's log read through the API (kube-sim serves
+/// what the test sets, `tailLines` honoured) and compared with the baseline: a panic is a
+/// failure, error lines that grew and repeated reconcile errors are warnings, what was
+/// already there before is not counted again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_are_scanned_for_panics_and_errors_against_the_baseline() {
+    let ctx = TestContext::new();
+    let sim = SimCluster::builder()
+        .controllers(ControllerConfig::none())
+        .kubeconfig_path(ctx.root().join("kubeconfig.yaml"))
+        .start()
+        .await
+        .unwrap();
+    sim.add_node("node-a", kube_sim::DEFAULT_SERVER_VERSION)
+        .unwrap();
+    sim.load_yaml(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: karpenter}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: karpenter-7c9d, namespace: karpenter, labels: {app.kubernetes.io/name: karpenter}}\nspec: {nodeName: node-a, containers: [{name: controller, image: public.ecr.aws/karpenter/controller:1.6.0}]}\nstatus: {phase: Running, containerStatuses: [{name: controller, image: x, imageID: '', ready: true, restartCount: 0, state: {running: {}}}]}\n",
+    )
+    .unwrap();
+    let before = "{\"level\":\"INFO\",\"msg\":\"starting controller\"}\n{\"level\":\"ERROR\",\"msg\":\"failed to discover instance types\"}\n{\"level\":\"INFO\",\"msg\":\"discovered 600 instance types\"}\n";
+    sim.set_pod_log("karpenter", "karpenter-7c9d", "controller", before);
+    let run = |args: &[&str]| {
+        let mut cmd = ProcessBuilder::new(env!("CARGO_BIN_EXE_upgrade-health"));
+        ctx.apply_env(&mut cmd);
+        cmd.arg("--kubeconfig")
+            .arg(sim.kubeconfig_path())
+            .args(["--kube-context", kube_sim::CONTEXT_NAME])
+            .args([
+                "--log-source",
+                "karpenter=karpenter/app.kubernetes.io/name=karpenter:100",
+            ])
+            .args(["--log-source", "mlflow=mlops/app.kubernetes.io/name=mlflow"])
+            .args(args)
+            .timeout(Duration::from_secs(60));
+        upgrade_test::CommandOutput::run(&cmd).parts()
+    };
+    let baseline = ctx.work().join("baseline.json");
+    let (code, stdout, stderr) = run(&["--save-baseline", &baseline.display().to_string()]);
+    assert_eq!(code, 3, "one error line, no baseline yet: {stdout}{stderr}");
+    assert!(
+        stdout.contains("WARN  log error-level: logs of karpenter (karpenter-7c9d/controller) - 1 error-level line(s)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("SKIP  logs of mlflow: no pod in mlops matches"),
+        "{stdout}"
+    );
+    // The same log after the "upgrade": nothing new.
+    let (code, stdout, _) = run(&["--baseline", &baseline.display().to_string()]);
+    assert_eq!(code, 0, "{stdout}");
+
+    let reconcile = "{\"level\":\"ERROR\",\"msg\":\"Reconciler error\",\"controller\":\"nodeclaim.lifecycle\"}\n";
+    let after = format!(
+        "{before}{}{}panic: runtime error: index out of range [3] with length 3\n\ngoroutine 412 [running]:\n",
+        reconcile.repeat(3),
+        "{\"level\":\"ERROR\",\"msg\":\"failed to launch nodeclaim\"}\n"
+    );
+    sim.set_pod_log("karpenter", "karpenter-7c9d", "controller", &after);
+    let (code, stdout, stderr) = run(&["--baseline", &baseline.display().to_string()]);
+    assert_eq!(code, 4, "{stdout}{stderr}");
+    for line in [
+        "FAIL  log panic: logs of karpenter (karpenter-7c9d/controller) - 2 panic line(s) (before: 0), e.g. panic: runtime error: index out of range",
+        "WARN  log reconcile error: logs of karpenter (karpenter-7c9d/controller) - 3 reconcile error line(s) (before: 0)",
+        "WARN  log error-level: logs of karpenter (karpenter-7c9d/controller) - 2 error-level line(s) (before: 1)",
+    ] {
+        assert!(stdout.contains(line), "{line}:\n{stdout}");
+    }
+    // Only the last lines are read: a tail of 2 sees the panic, not the error lines before it.
+    let (code, stdout, _) = run(&[
+        "--log-source",
+        "karpenter-tail=karpenter/app.kubernetes.io/name=karpenter:2",
+    ]);
+    assert_eq!(code, 4, "{stdout}");
+    assert!(stdout.contains("logs of karpenter-tail"), "{stdout}");
+    assert!(
+        !stdout.contains("WARN  log error-level: logs of karpenter-tail"),
+        "{stdout}"
+    );
+    sim.shutdown().await;
+}

@@ -4,6 +4,9 @@
 //! severity each (exit 4 something is down, 3 worth a look, 0 healthy); the cluster's
 //! resource headroom and its PodDisruptionBudgets.
 //!
+//! With log sources, the components' logs are read and scanned too ([`super::logs`]): a
+//! panic is a failure, error-level lines and repeated reconcile errors are warnings.
+//!
 //! A baseline saved before an upgrade ([`HealthSpec::save_baseline`]) is compared after it
 //! ([`HealthSpec::baseline`]): what was already unhealthy is reported as known (a warning,
 //! not the upgrade's failure), what is new keeps its severity, what got better is listed, and
@@ -37,6 +40,9 @@ pub struct HealthSpec {
     /// Save what is seen now as a baseline here.
     #[serde(default)]
     pub save_baseline: Option<PathBuf>,
+    /// Components whose logs are read and scanned (none: logs are not read).
+    #[serde(default)]
+    pub logs: Vec<super::logs::LogSource>,
 }
 
 fn default_expiry_days() -> u32 {
@@ -49,6 +55,7 @@ impl Default for HealthSpec {
             certificate_expiry_days: default_expiry_days(),
             baseline: None,
             save_baseline: None,
+            logs: Vec::new(),
         }
     }
 }
@@ -115,6 +122,9 @@ pub struct Baseline {
     pub headroom: Headroom,
     /// The budgets then.
     pub budgets: Vec<BudgetState>,
+    /// What the components' logs held then.
+    #[serde(default)]
+    pub logs: Vec<super::logs::LogScan>,
 }
 
 /// One thing found.
@@ -356,7 +366,11 @@ pub async fn health(ctx: &FlowContext, spec: &HealthSpec) -> Result<HealthOutcom
         failed_workflows: true,
     };
     let report = upgrade_kube::health::check_with(cluster, &options).await?;
-    let (headroom, budgets) = tokio::try_join!(headroom(ctx), budgets(ctx))?;
+    let (headroom, budgets, logs) = tokio::try_join!(
+        headroom(ctx),
+        budgets(ctx),
+        super::logs::scan(ctx, &spec.logs)
+    )?;
     let mut items: Vec<HealthItem> = report
         .findings
         .iter()
@@ -379,6 +393,43 @@ pub async fn health(ctx: &FlowContext, spec: &HealthSpec) -> Result<HealthOutcom
             }
         })
         .collect();
+    let mut not_checked = report.not_checked.clone();
+    for scan in &logs {
+        if let Some(why) = &scan.not_read {
+            not_checked.push(format!("logs of {}: {why}", scan.source));
+        }
+        let before = baseline
+            .as_ref()
+            .and_then(|b| b.logs.iter().find(|l| l.source == scan.source));
+        for (pattern, count) in &scan.counts {
+            let was = before
+                .and_then(|b| b.counts.get(pattern))
+                .copied()
+                .unwrap_or(0);
+            if *count < pattern.threshold() || *count <= was {
+                continue;
+            }
+            items.push(HealthItem {
+                check: format!("log {}", pattern.label()),
+                severity: match pattern {
+                    super::logs::LogPattern::Panic => Severity::Failure,
+                    _ => Severity::Warning,
+                },
+                subject: format!("logs of {} ({})", scan.source, scan.read.join(", ")),
+                message: format!(
+                    "{count} {} line(s){}, e.g. {}",
+                    pattern.label(),
+                    if before.is_some() {
+                        format!(" (before: {was})")
+                    } else {
+                        String::new()
+                    },
+                    scan.samples.get(pattern).cloned().unwrap_or_default()
+                ),
+                known_before: false,
+            });
+        }
+    }
     let compared = baseline.as_ref().map(|b| {
         for before in &b.budgets {
             let now = budgets.iter().find(|n| n.name == before.name);
@@ -418,7 +469,7 @@ pub async fn health(ctx: &FlowContext, spec: &HealthSpec) -> Result<HealthOutcom
         cluster: ctx.cluster_name(),
         checked_at: jiff::Timestamp::now(),
         items,
-        not_checked: report.not_checked.clone(),
+        not_checked,
         headroom: headroom.clone(),
         budgets: budgets.clone(),
         compared,
@@ -432,6 +483,7 @@ pub async fn health(ctx: &FlowContext, spec: &HealthSpec) -> Result<HealthOutcom
             findings: report.findings,
             headroom,
             budgets,
+            logs,
         };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)

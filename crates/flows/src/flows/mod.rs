@@ -20,6 +20,7 @@ pub mod health;
 pub mod helm_component;
 pub mod insights;
 pub mod lock;
+pub mod logs;
 pub mod managed_addons;
 pub mod mlflow;
 pub mod nodes;
