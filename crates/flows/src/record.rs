@@ -283,6 +283,12 @@ impl StepRegistry {
                 cluster: ctx.cluster().clone(),
             }))
         });
+        registry.register(|spec: upgrade_kube::mitigate::MitigationSpec, ctx| {
+            Ok(Box::new(upgrade_kube::mitigate::MitigationStep {
+                spec,
+                cluster: ctx.cluster().clone(),
+            }))
+        });
         registry.register(|spec: DeploymentImageSpec, ctx| {
             Ok(Box::new(DeploymentImageStep {
                 spec,
@@ -517,6 +523,6 @@ mod tests {
         ] {
             assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
         }
-        assert_eq!(kinds.len(), 35, "{kinds:?}");
+        assert_eq!(kinds.len(), 36, "{kinds:?}");
     }
 }

@@ -78,6 +78,7 @@ pub mod health;
 pub mod helm_storage;
 pub mod job;
 pub mod lock;
+pub mod mitigate;
 pub mod preview;
 pub mod provisioner;
 pub mod release_apis;

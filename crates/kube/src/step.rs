@@ -166,41 +166,13 @@ impl DeploymentImageStep {
     }
 
     async fn wait_rolled_out(&self) -> Result<(), crate::Error> {
-        let deadline = tokio::time::Instant::now() + self.spec.timeout;
-        loop {
-            let d = self.api().get(&self.spec.deployment).await.map_err(|e| {
-                crate::Error::api(
-                    format!(
-                        "read deployment {}/{}",
-                        self.spec.namespace, self.spec.deployment
-                    ),
-                    e,
-                )
-            })?;
-            let wanted = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-            let generation = d.metadata.generation.unwrap_or(0);
-            let done = d.status.as_ref().is_some_and(|s| {
-                s.observed_generation.unwrap_or(0) >= generation
-                    && s.updated_replicas.unwrap_or(0) == wanted
-                    && s.available_replicas.unwrap_or(0) == wanted
-                    && s.replicas.unwrap_or(0) == wanted
-            });
-            if done {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(crate::Error::Timeout {
-                    what: format!(
-                        "deployment {}/{} to roll out",
-                        self.spec.namespace, self.spec.deployment
-                    ),
-                    seconds: self.spec.timeout.as_secs(),
-                });
-            }
-            self.cluster
-                .pause(std::time::Duration::from_millis(200))
-                .await?;
-        }
+        wait_deployment_rolled_out(
+            &self.cluster,
+            &self.spec.namespace,
+            &self.spec.deployment,
+            self.spec.timeout,
+        )
+        .await
     }
 
     async fn current_image(&self) -> Result<Option<String>, crate::Error> {
@@ -221,6 +193,43 @@ impl DeploymentImageStep {
                     .find(|c| c.name == self.spec.container)
             })
             .and_then(|c| c.image))
+    }
+}
+
+/// Waits until the Deployment's controller has seen its latest spec and every wanted replica
+/// is updated and available (none left when it is scaled to zero).
+pub async fn wait_deployment_rolled_out(
+    cluster: &Cluster,
+    namespace: &str,
+    name: &str,
+    timeout: std::time::Duration,
+) -> Result<(), crate::Error> {
+    let api: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
+        kube::Api::namespaced(cluster.client().clone(), namespace);
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let d = api
+            .get(name)
+            .await
+            .map_err(|e| crate::Error::api(format!("read deployment {namespace}/{name}"), e))?;
+        let wanted = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+        let generation = d.metadata.generation.unwrap_or(0);
+        let done = d.status.as_ref().is_some_and(|s| {
+            s.observed_generation.unwrap_or(0) >= generation
+                && s.updated_replicas.unwrap_or(0) == wanted
+                && s.available_replicas.unwrap_or(0) == wanted
+                && s.replicas.unwrap_or(0) == wanted
+        });
+        if done {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(crate::Error::Timeout {
+                what: format!("deployment {namespace}/{name} to roll out"),
+                seconds: timeout.as_secs(),
+            });
+        }
+        cluster.pause(std::time::Duration::from_millis(200)).await?;
     }
 }
 

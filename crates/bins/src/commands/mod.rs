@@ -5,6 +5,7 @@ pub mod argo_workflows;
 pub mod aws_args;
 pub mod bluegreen;
 pub mod eks;
+pub mod emergency;
 pub mod health;
 pub mod helm_args;
 pub mod karpenter;

@@ -6,6 +6,7 @@ mod support;
 mod argo_workflows;
 mod bluegreen;
 mod eks;
+mod emergency;
 mod health;
 mod help;
 mod karpenter;

@@ -16,6 +16,7 @@ pub mod canary;
 mod component_crds;
 pub mod control_plane;
 pub mod eks;
+pub mod emergency;
 pub mod health;
 pub mod helm_component;
 pub mod insights;

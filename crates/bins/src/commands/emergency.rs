@@ -1,0 +1,109 @@
+//! `upgrade-emergency`: the runbook's mitigations for a Deployment (seeds 000 and 002), each
+//! planned first, journaled and undone by `upgrade-rollback`.
+
+use std::io::Write;
+
+use upgrade_flows::flows::emergency::{self, EmergencyAction, EmergencySpec};
+
+use crate::cli::{ClusterArgs, OutputArgs, RunArgs, context, execute};
+use crate::exit::{CliError, Flags};
+
+/// `upgrade-emergency`: mitigate a failing component now, with a way back.
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "upgrade-emergency",
+    version,
+    about = "Mitigate a failing Deployment: scale it (to zero and back), restart its pods, or \
+             put its previous revision back; each reversible with upgrade-rollback",
+    after_help = "Exit codes: 0 done (or planned), 1 failed and rolled back, 2 bad input (nothing \
+                  changed), 130 stopped by Ctrl-C."
+)]
+pub struct Args {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: Action,
+    /// Which cluster (listed after each action's own flags).
+    #[command(flatten, next_display_order = 1000)]
+    pub cluster: ClusterArgs,
+    /// How the run runs.
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Output and logging.
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// The Deployment and the wait.
+#[derive(Debug, clap::Args)]
+pub struct Target {
+    /// The Deployment, NAMESPACE/NAME.
+    #[arg(long, value_name = "NAMESPACE/NAME")]
+    pub deployment: String,
+    /// How long its rollout may take, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub rollout_timeout: u64,
+}
+
+/// The mitigations.
+#[derive(Debug, clap::Subcommand)]
+pub enum Action {
+    /// Scale the Deployment (`--replicas 0` takes it out of service); the rollback restores
+    /// its replicas.
+    Scale {
+        /// The Deployment.
+        #[command(flatten)]
+        target: Target,
+        /// The replicas.
+        #[arg(long, value_name = "N")]
+        replicas: i32,
+    },
+    /// Restart its pods (`kubectl rollout restart`).
+    Restart {
+        /// The Deployment.
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Put its previous revision back (`kubectl rollout undo`); the rollback restores the
+    /// current one.
+    Undo {
+        /// The Deployment.
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+impl crate::cli::Command for Args {
+    fn output(&self) -> &OutputArgs {
+        &self.output
+    }
+
+    async fn run(&self, out: &mut dyn Write) -> Result<u8, CliError> {
+        let flags = Flags::default();
+        let (target, action) = match &self.action {
+            Action::Scale { target, replicas } => (target, EmergencyAction::Scale(*replicas)),
+            Action::Restart { target } => (target, EmergencyAction::Restart),
+            Action::Undo { target } => (target, EmergencyAction::Undo),
+        };
+        let (namespace, deployment) = target
+            .deployment
+            .split_once('/')
+            .filter(|(ns, name)| !ns.is_empty() && !name.is_empty())
+            .ok_or_else(|| {
+                CliError::usage(format!(
+                    "--deployment {}: give NAMESPACE/NAME",
+                    target.deployment
+                ))
+            })?;
+        let spec = EmergencySpec {
+            namespace: namespace.into(),
+            deployment: deployment.into(),
+            action,
+            timeout_secs: target.rollout_timeout,
+        };
+        let ctx = context("upgrade-emergency", &self.cluster, Some(&self.run)).await?;
+        let planned = emergency::plan_emergency(&ctx, &spec)
+            .await
+            .map_err(|e| CliError::from_flow(e, &flags))?;
+        execute(&ctx, planned, &self.run, &self.output, &flags, out).await
+    }
+}

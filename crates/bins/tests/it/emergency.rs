@@ -1,0 +1,175 @@
+//! `upgrade-emergency` on kube-sim (its Deployment and ReplicaSet controllers running): a
+//! Deployment put back to its previous revision, scaled to zero, restarted, each undone by
+//! `upgrade-rollback`; a Deployment that does not exist and an undo with no previous
+//! revision exit 2.
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Api, Patch, PatchParams};
+use kube_sim::{ControllerConfig, SimCluster};
+use upgrade_core::ProcessBuilder;
+use upgrade_test::TestContext;
+
+async fn settled(api: &Api<Deployment>, image: &str, replicas: i32) -> Deployment {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let d = api.get("mlflow").await.unwrap();
+        let spec = d.spec.clone().unwrap();
+        let status = d.status.clone().unwrap_or_default();
+        let running = spec.template.spec.as_ref().unwrap().containers[0]
+            .image
+            .clone();
+        if running.as_deref() == Some(image)
+            && spec.replicas == Some(replicas)
+            && status.available_replicas.unwrap_or(0) == replicas
+            && status.replicas.unwrap_or(0) == replicas
+        {
+            return d;
+        }
+        assert!(std::time::Instant::now() < deadline, "not settled: {d:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mitigations_change_a_deployment_and_upgrade_rollback_puts_it_back() {
+    let ctx = TestContext::new();
+    let sim = SimCluster::builder()
+        .controllers(ControllerConfig::fast())
+        .kubeconfig_path(ctx.root().join("kubeconfig.yaml"))
+        .start()
+        .await
+        .unwrap();
+    sim.add_node("node-a", kube_sim::DEFAULT_SERVER_VERSION)
+        .unwrap();
+    sim.add_node("node-b", kube_sim::DEFAULT_SERVER_VERSION)
+        .unwrap();
+    sim.load_yaml(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: mlops}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: mlflow, namespace: mlops}\nspec:\n  replicas: 2\n  selector: {matchLabels: {app: mlflow}}\n  template:\n    metadata: {labels: {app: mlflow}}\n    spec: {containers: [{name: mlflow, image: 'ghcr.io/mlflow/mlflow:2.21.0'}]}\n",
+    )
+    .unwrap();
+    let api: Api<Deployment> = Api::namespaced(sim.client().unwrap(), "mlops");
+    settled(&api, "ghcr.io/mlflow/mlflow:2.21.0", 2).await;
+    let run = |exe: &str, args: &[&str]| {
+        let mut cmd = ProcessBuilder::new(exe);
+        ctx.apply_env(&mut cmd);
+        cmd.arg("--kubeconfig")
+            .arg(sim.kubeconfig_path())
+            .args([
+                "--kube-context",
+                kube_sim::CONTEXT_NAME,
+                "--expect-cluster",
+                sim.url(),
+            ])
+            .arg("--snapshot-dir")
+            .arg(ctx.work().join(".upgrade"))
+            .args(args)
+            .timeout(Duration::from_secs(120));
+        upgrade_test::CommandOutput::run(&cmd).parts()
+    };
+    let emergency = |args: &[&str]| run(env!("CARGO_BIN_EXE_upgrade-emergency"), args);
+    let rollback = || {
+        run(
+            env!("CARGO_BIN_EXE_upgrade-rollback"),
+            &["--apply", "--yes"],
+        )
+    };
+
+    let (code, stdout, stderr) =
+        emergency(&["scale", "--deployment", "mlops/nope", "--replicas", "0"]);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("there is no deployment mlops/nope"),
+        "{stderr}"
+    );
+    let (code, stdout, stderr) =
+        emergency(&["undo", "--deployment", "mlops/mlflow", "--apply", "--yes"]);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(stderr.contains("has no previous revision"), "{stderr}");
+
+    // The bad upgrade: a new image.
+    api.patch(
+        "mlflow",
+        &PatchParams::default(),
+        &Patch::Strategic(serde_json::json!({"spec": {"template": {"spec": {"containers": [{"name": "mlflow", "image": "ghcr.io/mlflow/mlflow:2.22.0"}]}}}})),
+    )
+    .await
+    .unwrap();
+    settled(&api, "ghcr.io/mlflow/mlflow:2.22.0", 2).await;
+
+    // Undo: the previous revision's image; the rollback brings the new one back.
+    let (code, stdout, stderr) = emergency(&["undo", "--deployment", "mlops/mlflow"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("back to revision 1 (mlflow=ghcr.io/mlflow/mlflow:2.21.0)"),
+        "{stdout}"
+    );
+    let (code, stdout, stderr) =
+        emergency(&["undo", "--deployment", "mlops/mlflow", "--apply", "--yes"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    settled(&api, "ghcr.io/mlflow/mlflow:2.21.0", 2).await;
+    let (code, stdout, stderr) = rollback();
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    settled(&api, "ghcr.io/mlflow/mlflow:2.22.0", 2).await;
+
+    // Scale to zero: no pod serves; the rollback brings both back.
+    let (code, stdout, stderr) = emergency(&[
+        "scale",
+        "--deployment",
+        "mlops/mlflow",
+        "--replicas",
+        "0",
+        "--apply",
+        "--yes",
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    settled(&api, "ghcr.io/mlflow/mlflow:2.22.0", 0).await;
+    assert!(
+        sim.list("v1", "Pod", Some("mlops"))
+            .iter()
+            .all(|p| !p["metadata"]["deletionTimestamp"].is_null())
+    );
+    let (code, stdout, stderr) = rollback();
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    settled(&api, "ghcr.io/mlflow/mlflow:2.22.0", 2).await;
+
+    // Restart: a new template annotation (new pods); the rollback removes it again.
+    let (code, stdout, stderr) = emergency(&[
+        "restart",
+        "--deployment",
+        "mlops/mlflow",
+        "--apply",
+        "--yes",
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let restarted = settled(&api, "ghcr.io/mlflow/mlflow:2.22.0", 2).await;
+    let annotations = restarted
+        .spec
+        .unwrap()
+        .template
+        .metadata
+        .unwrap()
+        .annotations
+        .unwrap_or_default();
+    assert!(
+        annotations.contains_key("kubectl.kubernetes.io/restartedAt"),
+        "{annotations:?}"
+    );
+    let (code, stdout, stderr) = rollback();
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let back = settled(&api, "ghcr.io/mlflow/mlflow:2.22.0", 2).await;
+    let annotations = back
+        .spec
+        .unwrap()
+        .template
+        .metadata
+        .unwrap()
+        .annotations
+        .unwrap_or_default();
+    assert!(
+        !annotations.contains_key("kubectl.kubernetes.io/restartedAt"),
+        "{annotations:?}"
+    );
+    sim.shutdown().await;
+}

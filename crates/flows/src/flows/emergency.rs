@@ -1,0 +1,146 @@
+//! Seed 000's and seed 002's emergency mitigations for any Deployment of the platform, each a
+//! planned, journaled, reversible run (`upgrade-rollback` puts the Deployment back): scale
+//! to zero and back, restart its pods, put its previous revision back.
+
+use serde::{Deserialize, Serialize};
+use upgrade_core::executor::Step;
+use upgrade_kube::mitigate::{Mitigation, MitigationSpec, MitigationStep, previous_revision};
+
+use crate::context::FlowContext;
+use crate::error::{FlowError, Result};
+use crate::report::Plan;
+use crate::run::Planned;
+
+/// The flow's name in run records.
+pub const EMERGENCY_FLOW: &str = "emergency";
+
+/// What to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EmergencyAction {
+    /// Scale to this many replicas.
+    Scale(i32),
+    /// Restart the pods.
+    Restart,
+    /// Put the previous revision back.
+    Undo,
+}
+
+/// The mitigation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmergencySpec {
+    /// The Deployment's namespace.
+    pub namespace: String,
+    /// The Deployment.
+    pub deployment: String,
+    /// What to do.
+    pub action: EmergencyAction,
+    /// How long its rollout may take (seconds).
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+}
+
+fn default_timeout() -> u64 {
+    300
+}
+
+/// Plans the mitigation: the Deployment must exist; an undo needs a previous revision.
+pub async fn plan_emergency(ctx: &FlowContext, spec: &EmergencySpec) -> Result<Planned> {
+    let api: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
+        kube::Api::namespaced(ctx.cluster().client().clone(), &spec.namespace);
+    let name = format!("{}/{}", spec.namespace, spec.deployment);
+    let deployment = api
+        .get_opt(&spec.deployment)
+        .await
+        .map_err(|e| FlowError::failed(format!("read deployment {name}"), e))?
+        .ok_or_else(|| {
+            FlowError::invalid(
+                "deployment",
+                format!("there is no deployment {name}"),
+                "name it as NAMESPACE/NAME (kubectl get deployments -A)",
+            )
+        })?;
+    let replicas = deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.replicas)
+        .unwrap_or(1);
+    let (mitigation, change) = match &spec.action {
+        EmergencyAction::Scale(to) if *to < 0 => {
+            return Err(FlowError::invalid(
+                "replicas",
+                format!("{to} replicas"),
+                "give 0 or more",
+            ));
+        }
+        EmergencyAction::Scale(to) => (
+            Mitigation::Scale { replicas: *to },
+            format!(
+                "deployment {name}: {replicas} -> {to} replicas (the rollback restores {replicas})"
+            ),
+        ),
+        EmergencyAction::Restart => (
+            Mitigation::Restart {
+                at: jiff::Timestamp::now().to_string(),
+            },
+            format!(
+                "deployment {name}: restart its {replicas} pods (a new pod template annotation; the rollback restores the template)"
+            ),
+        ),
+        EmergencyAction::Undo => {
+            let (revision, template) = previous_revision(ctx.cluster(), &spec.namespace, &deployment)
+                .await
+                .map_err(FlowError::from)?
+                .ok_or_else(|| {
+                    FlowError::invalid(
+                        "deployment",
+                        format!("deployment {name} has no previous revision to go back to"),
+                        "undo a deployment that has been changed at least once (kubectl rollout history)",
+                    )
+                })?;
+            let images: Vec<String> = template["spec"]["containers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|c| {
+                    format!(
+                        "{}={}",
+                        c["name"].as_str().unwrap_or("?"),
+                        c["image"].as_str().unwrap_or("?")
+                    )
+                })
+                .collect();
+            (
+                Mitigation::Undo { revision, template },
+                format!(
+                    "deployment {name}: back to revision {revision} ({}); the rollback restores the current template",
+                    images.join(", ")
+                ),
+            )
+        }
+    };
+    let step = MitigationStep {
+        spec: MitigationSpec {
+            id: format!("emergency/{}/{}", spec.namespace, spec.deployment),
+            namespace: spec.namespace.clone(),
+            deployment: spec.deployment.clone(),
+            mitigation,
+            timeout: std::time::Duration::from_secs(spec.timeout_secs),
+        },
+        cluster: ctx.cluster().clone(),
+    };
+    let refs: [&dyn Step; 1] = [&step];
+    let mut plan = Plan::new(
+        "upgrade-emergency",
+        ctx.cluster_name(),
+        ctx.new_run_id("emergency")?,
+        &refs,
+    );
+    plan.changes = vec![change];
+    Ok(Planned::new(
+        EMERGENCY_FLOW,
+        spec,
+        plan,
+        vec![Box::new(step)],
+    ))
+}
