@@ -283,6 +283,14 @@ impl StepRegistry {
                 cluster: ctx.cluster().clone(),
             }))
         });
+        registry.register(
+            |spec: upgrade_kube::certificate::RenewCertificateSpec, ctx| {
+                Ok(Box::new(upgrade_kube::certificate::RenewCertificateStep {
+                    spec,
+                    cluster: ctx.cluster().clone(),
+                }))
+            },
+        );
         registry.register(|spec: upgrade_kube::mitigate::MitigationSpec, ctx| {
             Ok(Box::new(upgrade_kube::mitigate::MitigationStep {
                 spec,
@@ -523,6 +531,6 @@ mod tests {
         ] {
             assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
         }
-        assert_eq!(kinds.len(), 36, "{kinds:?}");
+        assert_eq!(kinds.len(), 37, "{kinds:?}");
     }
 }

@@ -52,6 +52,10 @@ pub struct ControllerConfig {
     /// `karpenter.sh/nodepool: default`); pods bound to a node that no longer exists are
     /// deleted, as the node lifecycle controller does.
     pub karpenter: bool,
+    /// A cert-manager-like issuer (off by default): a `cert-manager.io/v1` Certificate whose
+    /// secret is missing gets a new `kubernetes.io/tls` secret (placeholder PEM naming the
+    /// issue) and a Ready status valid for 90 days, as cert-manager reissues a deleted one.
+    pub cert_manager: bool,
     /// Time from binding to Running and Ready.
     pub pod_start_delay: Duration,
     /// Time a pod with `restartPolicy` Never or OnFailure runs before it succeeds.
@@ -73,6 +77,7 @@ impl Default for ControllerConfig {
             disruption_budgets: true,
             cloud: true,
             karpenter: false,
+            cert_manager: false,
             pod_start_delay: Duration::from_millis(200),
             job_run_time: Duration::from_millis(200),
             resync: Duration::from_secs(5),
@@ -445,6 +450,9 @@ impl Controllers {
         }
         if c.karpenter {
             timed!("karpenter", self.karpenter());
+        }
+        if c.cert_manager {
+            timed!("cert_manager", self.cert_manager());
         }
         next
     }
@@ -1592,6 +1600,56 @@ impl Controllers {
 
     /// Karpenter's side of a node rollout: capacity for pods the scheduler could not place,
     /// and the pods of deleted nodes removed.
+    fn cert_manager(&mut self) {
+        let registry = self.store.registry();
+        let (Some(certificates), Some(secrets)) = (
+            registry.lookup_kind("cert-manager.io/v1", "Certificate"),
+            registry.lookup_kind("v1", "Secret"),
+        ) else {
+            return;
+        };
+        let (list, _) = self.store.list(&certificates, None);
+        for certificate in list.iter() {
+            let ns = namespace(certificate);
+            let Some(secret_name) = certificate["spec"]["secretName"].as_str() else {
+                continue;
+            };
+            if self.store.get(&secrets, Some(ns), secret_name).is_ok() {
+                continue;
+            }
+            let revision = certificate["status"]["revision"].as_i64().unwrap_or(0) + 1;
+            let now = jiff::Timestamp::now();
+            let pem = |what: &str| {
+                use base64::Engine;
+                base64::engine::general_purpose::STANDARD.encode(format!(
+                    "-----BEGIN {what}-----\nkube-sim issue {revision} of {ns}/{} at {now}\n-----END {what}-----\n",
+                    name(certificate)
+                ))
+            };
+            let secret = json!({
+                "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+                "metadata": {"name": secret_name, "namespace": ns,
+                    "annotations": {"cert-manager.io/certificate-name": name(certificate)}},
+                "data": {"tls.crt": pem("CERTIFICATE"), "tls.key": pem("PRIVATE KEY")},
+            });
+            if self
+                .store
+                .create(&secrets, Some(ns), secret, &WriteOptions::default())
+                .is_err()
+            {
+                continue;
+            }
+            let not_after = now + jiff::SignedDuration::from_hours(24 * 90);
+            self.write_status(
+                &certificates,
+                certificate,
+                json!({"conditions": [{"type": "Ready", "status": "True", "reason": "Ready",
+                    "message": "Certificate is up to date and has not expired"}],
+                    "notAfter": not_after.to_string(), "revision": revision}),
+            );
+        }
+    }
+
     fn karpenter(&mut self) {
         let t = &self.types;
         let (nodes, _) = self.store.list(&t.nodes, None);

@@ -67,6 +67,7 @@
 
 pub mod ack;
 pub mod backup;
+pub mod certificate;
 mod client_retry;
 pub mod connect;
 pub mod cordon;

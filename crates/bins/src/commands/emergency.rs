@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use upgrade_flows::flows::emergency::{self, EmergencyAction, EmergencySpec};
+use upgrade_flows::flows::emergency::{self, EmergencyAction, EmergencySpec, RenewCertificateSpec};
 
 use crate::cli::{ClusterArgs, OutputArgs, RunArgs, context, execute};
 use crate::exit::{CliError, Flags};
@@ -70,6 +70,23 @@ pub enum Action {
         #[command(flatten)]
         target: Target,
     },
+    /// Renew a cert-manager Certificate now: its secret is deleted so cert-manager issues a
+    /// new one; the old secret is put back if none comes in time.
+    RenewCertificate {
+        /// The Certificate, NAMESPACE/NAME.
+        #[arg(long, value_name = "NAMESPACE/NAME")]
+        certificate: String,
+        /// How long cert-manager may take, in seconds.
+        #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+        issue_timeout: u64,
+    },
+}
+
+fn namespaced(flag: &str, text: &str) -> Result<(String, String), CliError> {
+    text.split_once('/')
+        .filter(|(ns, name)| !ns.is_empty() && !name.is_empty())
+        .map(|(ns, name)| (ns.to_string(), name.to_string()))
+        .ok_or_else(|| CliError::usage(format!("{flag} {text}: give NAMESPACE/NAME")))
 }
 
 impl crate::cli::Command for Args {
@@ -83,20 +100,27 @@ impl crate::cli::Command for Args {
             Action::Scale { target, replicas } => (target, EmergencyAction::Scale(*replicas)),
             Action::Restart { target } => (target, EmergencyAction::Restart),
             Action::Undo { target } => (target, EmergencyAction::Undo),
+            Action::RenewCertificate {
+                certificate,
+                issue_timeout,
+            } => {
+                let (namespace, certificate) = namespaced("--certificate", certificate)?;
+                let spec = RenewCertificateSpec {
+                    namespace,
+                    certificate,
+                    timeout_secs: *issue_timeout,
+                };
+                let ctx = context("upgrade-emergency", &self.cluster, Some(&self.run)).await?;
+                let planned = emergency::plan_renew_certificate(&ctx, &spec)
+                    .await
+                    .map_err(|e| CliError::from_flow(e, &flags))?;
+                return execute(&ctx, planned, &self.run, &self.output, &flags, out).await;
+            }
         };
-        let (namespace, deployment) = target
-            .deployment
-            .split_once('/')
-            .filter(|(ns, name)| !ns.is_empty() && !name.is_empty())
-            .ok_or_else(|| {
-                CliError::usage(format!(
-                    "--deployment {}: give NAMESPACE/NAME",
-                    target.deployment
-                ))
-            })?;
+        let (namespace, deployment) = namespaced("--deployment", &target.deployment)?;
         let spec = EmergencySpec {
-            namespace: namespace.into(),
-            deployment: deployment.into(),
+            namespace,
+            deployment,
             action,
             timeout_secs: target.rollout_timeout,
         };

@@ -173,3 +173,103 @@ async fn mitigations_change_a_deployment_and_upgrade_rollback_puts_it_back() {
     );
     sim.shutdown().await;
 }
+
+const CERT_CRD: &str = "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: certificates.cert-manager.io}\nspec:\n  group: cert-manager.io\n  scope: Namespaced\n  names: {plural: certificates, singular: certificate, kind: Certificate, listKind: CertificateList}\n  versions:\n  - name: v1\n    served: true\n    storage: true\n    subresources: {status: {}}\n    schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: mlops}\n---\napiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata: {name: mlflow, namespace: mlops}\nspec: {secretName: mlflow-tls, dnsNames: [mlflow.platform.example.com]}\nstatus: {conditions: [{type: Ready, status: 'True'}], notAfter: '2026-12-08T00:00:00Z'}\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: mlflow-tls, namespace: mlops}\ntype: kubernetes.io/tls\ndata: {tls.crt: T0xELUNFUlQ=, tls.key: T0xELUtFWQ==}\n";
+
+/// `upgrade-emergency renew-certificate`: with cert-manager's issuer running (kube-sim's)
+/// the expiring secret is replaced by a new issue, and `upgrade-rollback` puts the old one
+/// back; with no issuer the run fails after its wait and the old secret is back (exit 1); a
+/// Certificate that does not exist is exit 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_is_renewed_or_its_old_secret_put_back() {
+    let ctx = TestContext::new();
+    for issuer in [true, false] {
+        let sim = SimCluster::builder()
+            .controllers(ControllerConfig {
+                cert_manager: issuer,
+                ..ControllerConfig::none()
+            })
+            .kubeconfig_path(ctx.root().join(format!("kubeconfig-{issuer}.yaml")))
+            .start()
+            .await
+            .unwrap();
+        sim.load_yaml(CERT_CRD).unwrap();
+        let run = |exe: &str, args: &[&str]| {
+            let mut cmd = ProcessBuilder::new(exe);
+            ctx.apply_env(&mut cmd);
+            cmd.arg("--kubeconfig")
+                .arg(sim.kubeconfig_path())
+                .args([
+                    "--kube-context",
+                    kube_sim::CONTEXT_NAME,
+                    "--expect-cluster",
+                    sim.url(),
+                ])
+                .arg("--snapshot-dir")
+                .arg(ctx.work().join(format!(".upgrade-{issuer}")))
+                .args(args)
+                .timeout(Duration::from_secs(120));
+            upgrade_test::CommandOutput::run(&cmd).parts()
+        };
+        let emergency = |args: &[&str]| run(env!("CARGO_BIN_EXE_upgrade-emergency"), args);
+        let crt = || {
+            sim.get("v1", "Secret", Some("mlops"), "mlflow-tls")
+                .map(|s| {
+                    s["data"]["tls.crt"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string()
+                })
+                .unwrap_or_default()
+        };
+        let (code, stdout, stderr) = emergency(&[
+            "renew-certificate",
+            "--certificate",
+            "mlops/nope",
+            "--apply",
+            "--yes",
+        ]);
+        assert_eq!(code, 2, "{stdout}{stderr}");
+        assert!(
+            stderr.contains("there is no cert-manager Certificate mlops/nope"),
+            "{stderr}"
+        );
+
+        let renew = [
+            "renew-certificate",
+            "--certificate",
+            "mlops/mlflow",
+            "--issue-timeout",
+            "3",
+            "--apply",
+            "--yes",
+        ];
+        let (code, stdout, stderr) = emergency(&renew);
+        if issuer {
+            assert_eq!(code, 0, "{stdout}{stderr}");
+            assert_ne!(crt(), "T0xELUNFUlQ=", "a new issue");
+            let cert = sim
+                .get("cert-manager.io/v1", "Certificate", Some("mlops"), "mlflow")
+                .unwrap();
+            assert!(
+                cert["status"]["notAfter"].as_str().unwrap() > "2027-01-01",
+                "{cert}"
+            );
+            let (code, stdout, stderr) = run(
+                env!("CARGO_BIN_EXE_upgrade-rollback"),
+                &["--apply", "--yes"],
+            );
+            assert_eq!(code, 0, "{stdout}{stderr}");
+            assert_eq!(crt(), "T0xELUNFUlQ=", "the old secret is back");
+        } else {
+            assert_eq!(code, 1, "{stdout}{stderr}");
+            assert!(
+                format!("{stdout}{stderr}")
+                    .contains("cert-manager issued no new secret mlops/mlflow-tls within 3 s"),
+                "{stdout}{stderr}"
+            );
+            assert_eq!(crt(), "T0xELUNFUlQ=", "the old secret is back");
+        }
+        sim.shutdown().await;
+    }
+}

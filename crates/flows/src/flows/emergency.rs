@@ -144,3 +144,99 @@ pub async fn plan_emergency(ctx: &FlowContext, spec: &EmergencySpec) -> Result<P
         vec![Box::new(step)],
     ))
 }
+
+/// A cert-manager Certificate to renew now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenewCertificateSpec {
+    /// Its namespace.
+    pub namespace: String,
+    /// The Certificate.
+    pub certificate: String,
+    /// How long cert-manager may take to issue (seconds).
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+}
+
+/// Plans the renewal: the Certificate and its secret must exist.
+pub async fn plan_renew_certificate(
+    ctx: &FlowContext,
+    spec: &RenewCertificateSpec,
+) -> Result<Planned> {
+    use upgrade_kube::certificate::{self, RenewCertificateStep};
+    let name = format!("{}/{}", spec.namespace, spec.certificate);
+    let api: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(
+        ctx.cluster().client().clone(),
+        &spec.namespace,
+        &certificate::certificate_resource(),
+    );
+    let missing = || {
+        FlowError::invalid(
+            "certificate",
+            format!("there is no cert-manager Certificate {name}"),
+            "name it as NAMESPACE/NAME (kubectl get certificates -A)",
+        )
+    };
+    let cert = match api.get_opt(&spec.certificate).await {
+        Ok(Some(cert)) => cert,
+        Ok(None) => return Err(missing()),
+        // cert-manager's kinds are not served at all.
+        Err(kube::Error::Api(e)) if e.code == 404 => return Err(missing()),
+        Err(e) => return Err(FlowError::failed(format!("read certificate {name}"), e)),
+    };
+    let secret = cert.data["spec"]["secretName"]
+        .as_str()
+        .ok_or_else(|| {
+            FlowError::invalid(
+                "certificate",
+                format!("{name} names no secretName"),
+                "fix the Certificate",
+            )
+        })?
+        .to_string();
+    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> =
+        kube::Api::namespaced(ctx.cluster().client().clone(), &spec.namespace);
+    if secrets
+        .get_opt(&secret)
+        .await
+        .map_err(|e| FlowError::failed(format!("read secret {secret}"), e))?
+        .is_none()
+    {
+        return Err(FlowError::invalid(
+            "certificate",
+            format!(
+                "{name}'s secret {secret} does not exist: cert-manager has not issued it (nothing to renew)"
+            ),
+            "see why: kubectl describe certificate",
+        ));
+    }
+    let step = RenewCertificateStep {
+        spec: upgrade_kube::certificate::RenewCertificateSpec {
+            id: format!(
+                "emergency/certificate/{}/{}",
+                spec.namespace, spec.certificate
+            ),
+            namespace: spec.namespace.clone(),
+            certificate: spec.certificate.clone(),
+            secret: secret.clone(),
+            timeout: std::time::Duration::from_secs(spec.timeout_secs),
+        },
+        cluster: ctx.cluster().clone(),
+    };
+    let refs: [&dyn Step; 1] = [&step];
+    let mut plan = Plan::new(
+        "upgrade-emergency",
+        ctx.cluster_name(),
+        ctx.new_run_id("emergency")?,
+        &refs,
+    );
+    plan.changes = vec![format!(
+        "certificate {name}: delete secret {secret} so cert-manager issues a new one; the old one is put back if none comes within {} s",
+        spec.timeout_secs
+    )];
+    Ok(Planned::new(
+        EMERGENCY_FLOW,
+        spec,
+        plan,
+        vec![Box::new(step)],
+    ))
+}
