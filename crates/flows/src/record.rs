@@ -283,6 +283,12 @@ impl StepRegistry {
                 cluster: ctx.cluster().clone(),
             }))
         });
+        registry.register(|spec: upgrade_helm::step::HelmRollbackSpec, ctx| {
+            Ok(Box::new(upgrade_helm::step::HelmRollbackStep {
+                spec,
+                helm: ctx.helm()?,
+            }))
+        });
         registry.register(
             |spec: upgrade_kube::certificate::RenewCertificateSpec, ctx| {
                 Ok(Box::new(upgrade_kube::certificate::RenewCertificateStep {
@@ -531,6 +537,6 @@ mod tests {
         ] {
             assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
         }
-        assert_eq!(kinds.len(), 37, "{kinds:?}");
+        assert_eq!(kinds.len(), 38, "{kinds:?}");
     }
 }

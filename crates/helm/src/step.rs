@@ -187,3 +187,106 @@ impl Step for HelmUpgradeStep {
         })
     }
 }
+
+/// What [`HelmRollbackStep`] does: `helm rollback` of one release to one revision.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct HelmRollbackSpec {
+    /// Step id.
+    pub id: String,
+    /// Component.
+    pub component: String,
+    /// The release.
+    pub release: ReleaseRef,
+    /// The revision rolled back to.
+    pub revision: u32,
+    /// Its chart (`name-version`, as history shows it), checked after the rollback.
+    pub chart: String,
+    /// Options of the rollback (and of its undo).
+    pub options: RollbackOptions,
+}
+
+impl StepSpec for HelmRollbackSpec {
+    const KIND: &'static str = "helm-rollback";
+}
+
+/// `helm rollback` to an earlier revision (seed 000's emergency rollback); undone by
+/// restoring the revision captured before it.
+#[derive(Debug)]
+pub struct HelmRollbackStep {
+    /// What it does.
+    pub spec: HelmRollbackSpec,
+    /// The Helm to run.
+    pub helm: std::sync::Arc<Helm>,
+}
+
+impl Step for HelmRollbackStep {
+    fn id(&self) -> &str {
+        &self.spec.id
+    }
+
+    fn component(&self) -> &str {
+        &self.spec.component
+    }
+
+    fn record(&self) -> StepRecord {
+        StepRecord::of(&self.spec)
+    }
+
+    fn description(&self) -> String {
+        format!(
+            "helm rollback {} {} -n {} ({})",
+            self.spec.release.name,
+            self.spec.revision,
+            self.spec.release.namespace,
+            self.spec.chart
+        )
+    }
+
+    fn capture<'a>(&'a self, snapshot: &'a mut SnapshotWriter) -> StepFuture<'a> {
+        Box::pin(async move {
+            self.helm.preflight(&self.spec.release).await?;
+            let release = self.helm.snapshot(&self.spec.release).await?;
+            snapshot.put_json(RELEASE_FILE, &release)?;
+            Ok(())
+        })
+    }
+
+    fn apply(&self) -> StepFuture<'_> {
+        Box::pin(async move {
+            self.helm
+                .rollback(&self.spec.release, self.spec.revision, &self.spec.options)
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn verify(&self) -> StepFuture<'_> {
+        Box::pin(async move {
+            let history = self.helm.history(&self.spec.release).await?;
+            match history.last() {
+                Some(last) if last.status.was_deployed() && last.chart == self.spec.chart => Ok(()),
+                Some(last) => Err(format!(
+                    "{} is at revision {} ({}, {}), not a deployed {}",
+                    self.spec.release, last.revision, last.chart, last.status, self.spec.chart
+                )
+                .into()),
+                None => Err(format!("{} has no history", self.spec.release).into()),
+            }
+        })
+    }
+
+    fn rollback<'a>(&'a self, snapshot: &'a Snapshot) -> StepFuture<'a> {
+        Box::pin(async move {
+            let recorded: ReleaseSnapshot = snapshot.get_json(RELEASE_FILE)?;
+            self.helm
+                .restore(
+                    &recorded,
+                    None,
+                    PendingPolicy::RollbackToLastDeployed,
+                    &self.spec.options,
+                )
+                .await?;
+            Ok(())
+        })
+    }
+}

@@ -3,7 +3,9 @@
 
 use std::io::Write;
 
-use upgrade_flows::flows::emergency::{self, EmergencyAction, EmergencySpec, RenewCertificateSpec};
+use upgrade_flows::flows::emergency::{
+    self, EmergencyAction, EmergencySpec, HelmRollbackSpec, RenewCertificateSpec,
+};
 
 use crate::cli::{ClusterArgs, OutputArgs, RunArgs, context, execute};
 use crate::exit::{CliError, Flags};
@@ -70,6 +72,19 @@ pub enum Action {
         #[command(flatten)]
         target: Target,
     },
+    /// Roll a Helm release back to its previous deployed revision, or `--revision N`; the
+    /// undo restores the current one.
+    HelmRollback {
+        /// The release, NAMESPACE/NAME.
+        #[arg(long, value_name = "NAMESPACE/NAME")]
+        release: String,
+        /// The revision to go back to (default: the previous deployed one).
+        #[arg(long, value_name = "N")]
+        revision: Option<u32>,
+        /// Helm's wait, in seconds.
+        #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+        rollback_timeout: u64,
+    },
     /// Renew a cert-manager Certificate now: its secret is deleted so cert-manager issues a
     /// new one; the old secret is put back if none comes in time.
     RenewCertificate {
@@ -100,6 +115,24 @@ impl crate::cli::Command for Args {
             Action::Scale { target, replicas } => (target, EmergencyAction::Scale(*replicas)),
             Action::Restart { target } => (target, EmergencyAction::Restart),
             Action::Undo { target } => (target, EmergencyAction::Undo),
+            Action::HelmRollback {
+                release,
+                revision,
+                rollback_timeout,
+            } => {
+                let (namespace, release) = namespaced("--release", release)?;
+                let spec = HelmRollbackSpec {
+                    namespace,
+                    release,
+                    revision: *revision,
+                    timeout_secs: *rollback_timeout,
+                };
+                let ctx = context("upgrade-emergency", &self.cluster, Some(&self.run)).await?;
+                let planned = emergency::plan_helm_rollback(&ctx, &spec)
+                    .await
+                    .map_err(|e| CliError::from_flow(e, &flags))?;
+                return execute(&ctx, planned, &self.run, &self.output, &flags, out).await;
+            }
             Action::RenewCertificate {
                 certificate,
                 issue_timeout,

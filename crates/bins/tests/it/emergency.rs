@@ -273,3 +273,122 @@ async fn a_certificate_is_renewed_or_its_old_secret_put_back() {
         sim.shutdown().await;
     }
 }
+
+/// `upgrade-emergency helm-rollback` with the real helm on kube-sim: a release upgraded to a
+/// bad image goes back to its previous revision (a new revision that rolls back), the undo
+/// restores the bad one; a release that does not exist and a revision not in its history
+/// exit 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_rolls_back_to_its_previous_revision_and_the_undo_restores_it() {
+    let ctx = TestContext::new();
+    let sim = SimCluster::builder()
+        .controllers(ControllerConfig::fast())
+        .kubeconfig_path(ctx.root().join("kubeconfig.yaml"))
+        .start()
+        .await
+        .unwrap();
+    sim.add_node("node-a", kube_sim::DEFAULT_SERVER_VERSION)
+        .unwrap();
+    let chart = TestContext::fixtures_dir().join("charts/sim-smoke");
+    let helm = |args: &[&str]| {
+        let mut cmd = ctx.command("helm");
+        cmd.args(args)
+            .arg("--kubeconfig")
+            .arg(sim.kubeconfig_path())
+            .timeout(Duration::from_secs(120));
+        cmd.exec()
+            .unwrap_or_else(|e| panic!("helm {args:?}: {e}"))
+            .stdout_lossy()
+    };
+    let chart = chart.display().to_string();
+    helm(&[
+        "install",
+        "smoke",
+        &chart,
+        "-n",
+        "apps",
+        "--create-namespace",
+        "--wait",
+    ]);
+    helm(&[
+        "upgrade",
+        "smoke",
+        &chart,
+        "-n",
+        "apps",
+        "--wait",
+        "--set",
+        "image.tag=2.0.0-bad",
+    ]);
+    let tag = || -> String {
+        let values: serde_json::Value = serde_json::from_str(&helm(&[
+            "get", "values", "smoke", "-n", "apps", "--all", "-o", "json",
+        ]))
+        .unwrap();
+        values["image"]["tag"].as_str().unwrap().to_string()
+    };
+    assert_eq!(tag(), "2.0.0-bad");
+    let run = |exe: &str, args: &[&str]| {
+        let mut cmd = ProcessBuilder::new(exe);
+        ctx.apply_env(&mut cmd);
+        cmd.arg("--kubeconfig")
+            .arg(sim.kubeconfig_path())
+            .args([
+                "--kube-context",
+                kube_sim::CONTEXT_NAME,
+                "--expect-cluster",
+                sim.url(),
+            ])
+            .arg("--snapshot-dir")
+            .arg(ctx.work().join(".upgrade"))
+            .args(args)
+            .timeout(Duration::from_secs(180));
+        upgrade_test::CommandOutput::run(&cmd).parts()
+    };
+    let emergency = |args: &[&str]| run(env!("CARGO_BIN_EXE_upgrade-emergency"), args);
+    let (code, stdout, stderr) = emergency(&["helm-rollback", "--release", "apps/nope"]);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(stderr.contains("there is no release apps/nope"), "{stderr}");
+    let (code, stdout, stderr) = emergency(&[
+        "helm-rollback",
+        "--release",
+        "apps/smoke",
+        "--revision",
+        "7",
+    ]);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("has no revision 7 before its current 2"),
+        "{stderr}"
+    );
+
+    let (code, stdout, stderr) = emergency(&["helm-rollback", "--release", "apps/smoke"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("revision 2 (sim-smoke-") && stdout.contains("back to revision 1"),
+        "{stdout}"
+    );
+    let (code, stdout, stderr) = emergency(&[
+        "helm-rollback",
+        "--release",
+        "apps/smoke",
+        "--apply",
+        "--yes",
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(tag(), "1.0.0");
+    let history = helm(&["history", "smoke", "-n", "apps", "-o", "json"]);
+    assert!(history.contains("\"revision\":3"), "{history}");
+
+    let (code, stdout, stderr) = run(
+        env!("CARGO_BIN_EXE_upgrade-rollback"),
+        &["--apply", "--yes"],
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(
+        tag(),
+        "2.0.0-bad",
+        "the undo restores the revision the rollback replaced"
+    );
+    sim.shutdown().await;
+}

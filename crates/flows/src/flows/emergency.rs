@@ -240,3 +240,118 @@ pub async fn plan_renew_certificate(
         vec![Box::new(step)],
     ))
 }
+
+/// A Helm release to roll back (seed 000's `helm rollback`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HelmRollbackSpec {
+    /// Its namespace.
+    pub namespace: String,
+    /// The release.
+    pub release: String,
+    /// The revision to go back to (default: the one before the current).
+    #[serde(default)]
+    pub revision: Option<u32>,
+    /// Helm's wait (seconds).
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+}
+
+/// Plans the rollback: the release must exist and the revision be an earlier one in its
+/// history; a chart version that differs gets the CRD note (Helm does not roll CRDs back).
+pub async fn plan_helm_rollback(ctx: &FlowContext, spec: &HelmRollbackSpec) -> Result<Planned> {
+    use upgrade_helm::step::{HelmRollbackSpec as StepSpecOf, HelmRollbackStep};
+    let release = upgrade_helm::ReleaseRef::new(&spec.release, &spec.namespace);
+    let helm = ctx.helm()?;
+    let history = helm
+        .history(&release)
+        .await
+        .map_err(|e| match e.failure_kind() {
+            Some(upgrade_helm::FailureKind::ReleaseNotFound) => FlowError::invalid(
+                "release",
+                format!("there is no release {release}"),
+                "name it as NAMESPACE/NAME (helm list -A)",
+            ),
+            _ => FlowError::failed(format!("read the history of {release}"), e),
+        })?;
+    let current = history.last().ok_or_else(|| {
+        FlowError::invalid(
+            "release",
+            format!("there is no release {release}"),
+            "name it as NAMESPACE/NAME (helm list -A)",
+        )
+    })?;
+    let target = match spec.revision {
+        Some(r) => history
+            .iter()
+            .find(|h| h.revision == r && r < current.revision),
+        None => history
+            .iter()
+            .rev()
+            .find(|h| h.revision < current.revision && h.status.was_deployed()),
+    }
+    .ok_or_else(|| {
+        FlowError::invalid(
+            "revision",
+            match spec.revision {
+                Some(r) => format!(
+                    "{release} has no revision {r} before its current {}",
+                    current.revision
+                ),
+                None => format!("{release} has no earlier deployed revision to go back to"),
+            },
+            format!(
+                "name one of {} (helm history)",
+                history
+                    .iter()
+                    .filter(|h| h.revision < current.revision)
+                    .map(|h| h.revision.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
+    })?;
+    let mut findings = Vec::new();
+    if target.chart != current.chart {
+        findings.push(format!(
+            "{} -> {}: Helm does not roll CRDs back; custom resources stay stored at the newer CRD versions (check the old chart still reads them: upgrade-preflight, kubectl get crd)",
+            current.chart, target.chart
+        ));
+    }
+    let timeout = std::time::Duration::from_secs(spec.timeout_secs);
+    let step = HelmRollbackStep {
+        spec: StepSpecOf {
+            id: format!(
+                "emergency/helm-rollback/{}/{}",
+                spec.namespace, spec.release
+            ),
+            component: "emergency".into(),
+            release: release.clone(),
+            revision: target.revision,
+            chart: target.chart.clone(),
+            options: upgrade_helm::RollbackOptions {
+                wait: upgrade_helm::WaitMode::ReadyLegacy,
+                timeout,
+                ..upgrade_helm::RollbackOptions::default()
+            },
+        },
+        helm,
+    };
+    let refs: [&dyn Step; 1] = [&step];
+    let mut plan = Plan::new(
+        "upgrade-emergency",
+        ctx.cluster_name(),
+        ctx.new_run_id("emergency")?,
+        &refs,
+    );
+    plan.changes = vec![format!(
+        "release {release}: revision {} ({}) -> back to revision {} ({}); the undo restores revision {}",
+        current.revision, current.chart, target.revision, target.chart, current.revision
+    )];
+    plan.findings = findings;
+    Ok(Planned::new(
+        EMERGENCY_FLOW,
+        spec,
+        plan,
+        vec![Box::new(step)],
+    ))
+}
