@@ -1235,13 +1235,7 @@ async fn every_step_boundary_of_the_green_up_stage_survives_a_kill() {
                     .await
                     .unwrap();
                 let green_tf = root.join("green-tf");
-                std::fs::create_dir_all(&green_tf).unwrap();
-                for entry in std::fs::read_dir(&green_template).unwrap() {
-                    let entry = entry.unwrap();
-                    if entry.path().is_file() {
-                        std::fs::copy(entry.path(), green_tf.join(entry.file_name())).unwrap();
-                    }
-                }
+                upgrade_test::copy_tree(&green_template, &green_tf);
                 let green_kubeconfig = green.kubeconfig_path().display().to_string();
                 let green_dir = green_tf.display().to_string();
                 let flags = [
@@ -1378,13 +1372,10 @@ async fn every_step_boundary_of_retire_resumes_or_stops_with_a_recorded_way_back
     let template = ctx.root().join("template");
     let (template_blue, template_green) = clusters(&template).await;
     let blue_tf = template.join("blue-tf");
-    std::fs::create_dir_all(&blue_tf).unwrap();
-    for entry in
-        std::fs::read_dir(TestContext::fixtures_dir().join("terraform/environments/blue")).unwrap()
-    {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), blue_tf.join(entry.file_name())).unwrap();
-    }
+    upgrade_test::copy_tree(
+        &TestContext::fixtures_dir().join("terraform/environments/blue"),
+        &blue_tf,
+    );
     tf(&blue_tf, template_blue.url(), &["init", "-input=false"]);
     tf(
         &blue_tf,
@@ -1475,7 +1466,7 @@ async fn every_step_boundary_of_retire_resumes_or_stops_with_a_recorded_way_back
             let root = ctx.root().join(format!("retire-{scenarios}"));
             let (blue, green) = clusters(&root).await;
             for folder in [".upgrade", "blue-tf"] {
-                copy_tree(&template.join(folder), &root.join(folder));
+                upgrade_test::copy_tree(&template.join(folder), &root.join(folder));
             }
             let scenario_tf = root.join("blue-tf");
             let dir = scenario_tf.display().to_string();
@@ -1540,21 +1531,4 @@ async fn every_step_boundary_of_retire_resumes_or_stops_with_a_recorded_way_back
         scenarios - failures.len()
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-}
-
-/// Copies `from` into `to` (created), symbolic links as links.
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let (source, target) = (entry.path(), to.join(entry.file_name()));
-        let kind = entry.file_type().unwrap();
-        if kind.is_symlink() {
-            std::os::unix::fs::symlink(std::fs::read_link(&source).unwrap(), &target).unwrap();
-        } else if kind.is_dir() {
-            copy_tree(&source, &target);
-        } else {
-            std::fs::copy(&source, &target).unwrap();
-        }
-    }
 }

@@ -1406,26 +1406,10 @@ async fn storage_backs_up_blues_stores_into_the_vault_and_waits_for_the_jobs() {
             .unwrap()
     };
 
-    let run = |exe: &str, args: &[&str]| {
-        let mut cmd = ProcessBuilder::new(exe);
-        ctx.apply_env(&mut cmd);
-        for (k, v) in moto.aws_env() {
-            cmd.env(k, v);
-        }
-        cmd.arg("--kubeconfig")
-            .arg(sim.kubeconfig_path())
-            .args([
-                "--kube-context",
-                kube_sim::CONTEXT_NAME,
-                "--expect-cluster",
-                sim.url(),
-            ])
-            .arg("--snapshot-dir")
-            .arg(ctx.work().join(".upgrade"))
-            .args(args)
-            .timeout(Duration::from_secs(120));
-        upgrade_test::CommandOutput::run(&cmd).parts()
-    };
+    let aws_env = moto.aws_env();
+    let state = ctx.work().join(".upgrade");
+    let run =
+        |exe: &str, args: &[&str]| crate::support::run_on(&ctx, &sim, &state, &aws_env, exe, args);
     let exe = env!("CARGO_BIN_EXE_upgrade-bluegreen");
     let service_endpoint = format!("backup={backup_api}");
     let backup = |vault: &str, role: &str, resources: &[&str], extra: &[&str]| {
@@ -1590,23 +1574,8 @@ async fn platform_installs_blues_releases_on_green_and_rolls_back() {
     let green_values = ctx.work().join("green-mlflow.yaml");
     std::fs::write(&green_values, "settings:\n  clusterName: green\n").unwrap();
     let state = ctx.work().join(".upgrade");
-    let run = |exe: &str, args: &[&str]| {
-        let mut cmd = ProcessBuilder::new(exe);
-        ctx.apply_env(&mut cmd);
-        cmd.arg("--kubeconfig")
-            .arg(blue.kubeconfig_path())
-            .args([
-                "--kube-context",
-                kube_sim::CONTEXT_NAME,
-                "--expect-cluster",
-                blue.url(),
-            ])
-            .arg("--snapshot-dir")
-            .arg(&state)
-            .args(args)
-            .timeout(Duration::from_secs(240));
-        upgrade_test::CommandOutput::run(&cmd).parts()
-    };
+    let run =
+        |exe: &str, args: &[&str]| crate::support::run_on(&ctx, &blue, &state, &[], exe, args);
     let exe = env!("CARGO_BIN_EXE_upgrade-bluegreen");
     let green_kubeconfig = green.kubeconfig_path().display().to_string();
     let release = format!("mlops/mlflow={}", chart.display());
@@ -1757,23 +1726,9 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 async fn configure_sets_knative_domain_and_scrape_jobs_on_green_and_rolls_back() {
     let ctx = TestContext::new();
     let (blue, green) = blue_and_green(&ctx).await;
-    let run = |exe: &str, args: &[&str]| {
-        let mut cmd = ProcessBuilder::new(exe);
-        ctx.apply_env(&mut cmd);
-        cmd.arg("--kubeconfig")
-            .arg(blue.kubeconfig_path())
-            .args([
-                "--kube-context",
-                kube_sim::CONTEXT_NAME,
-                "--expect-cluster",
-                blue.url(),
-            ])
-            .arg("--snapshot-dir")
-            .arg(ctx.work().join(".upgrade"))
-            .args(args)
-            .timeout(Duration::from_secs(120));
-        upgrade_test::CommandOutput::run(&cmd).parts()
-    };
+    let state = ctx.work().join(".upgrade");
+    let run =
+        |exe: &str, args: &[&str]| crate::support::run_on(&ctx, &blue, &state, &[], exe, args);
     let exe = env!("CARGO_BIN_EXE_upgrade-bluegreen");
     let green_kubeconfig = green.kubeconfig_path().display().to_string();
     let configure = |extra: &[&str]| {
@@ -1892,23 +1847,9 @@ async fn configure_copies_ingress_and_policy_from_blue_and_runs_fsx_permissions(
              apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: fsx-claim, namespace: kubeflow-user-example-com}\nspec: {accessModes: [ReadWriteMany], storageClassName: fsx-sc, resources: {requests: {storage: 1200Gi}}}\n",
         )
         .unwrap();
-    let run = |exe: &str, args: &[&str]| {
-        let mut cmd = ProcessBuilder::new(exe);
-        ctx.apply_env(&mut cmd);
-        cmd.arg("--kubeconfig")
-            .arg(blue.kubeconfig_path())
-            .args([
-                "--kube-context",
-                kube_sim::CONTEXT_NAME,
-                "--expect-cluster",
-                blue.url(),
-            ])
-            .arg("--snapshot-dir")
-            .arg(ctx.work().join(".upgrade"))
-            .args(args)
-            .timeout(Duration::from_secs(120));
-        upgrade_test::CommandOutput::run(&cmd).parts()
-    };
+    let state = ctx.work().join(".upgrade");
+    let run =
+        |exe: &str, args: &[&str]| crate::support::run_on(&ctx, &blue, &state, &[], exe, args);
     let exe = env!("CARGO_BIN_EXE_upgrade-bluegreen");
     let green_kubeconfig = green.kubeconfig_path().display().to_string();
     let configure = |objects: &[&str], claims: &[&str], extra: &[&str]| {

@@ -8,7 +8,6 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, Patch, PatchParams};
 use kube_sim::{ControllerConfig, SimCluster};
-use upgrade_core::ProcessBuilder;
 use upgrade_test::TestContext;
 
 async fn settled(api: &Api<Deployment>, image: &str, replicas: i32) -> Deployment {
@@ -51,23 +50,8 @@ async fn mitigations_change_a_deployment_and_upgrade_rollback_puts_it_back() {
     .unwrap();
     let api: Api<Deployment> = Api::namespaced(sim.client().unwrap(), "mlops");
     settled(&api, "ghcr.io/mlflow/mlflow:2.21.0", 2).await;
-    let run = |exe: &str, args: &[&str]| {
-        let mut cmd = ProcessBuilder::new(exe);
-        ctx.apply_env(&mut cmd);
-        cmd.arg("--kubeconfig")
-            .arg(sim.kubeconfig_path())
-            .args([
-                "--kube-context",
-                kube_sim::CONTEXT_NAME,
-                "--expect-cluster",
-                sim.url(),
-            ])
-            .arg("--snapshot-dir")
-            .arg(ctx.work().join(".upgrade"))
-            .args(args)
-            .timeout(Duration::from_secs(120));
-        upgrade_test::CommandOutput::run(&cmd).parts()
-    };
+    let state = ctx.work().join(".upgrade");
+    let run = |exe: &str, args: &[&str]| crate::support::run_on(&ctx, &sim, &state, &[], exe, args);
     let emergency = |args: &[&str]| run(env!("CARGO_BIN_EXE_upgrade-emergency"), args);
     let rollback = || {
         run(
@@ -194,23 +178,9 @@ async fn a_certificate_is_renewed_or_its_old_secret_put_back() {
             .await
             .unwrap();
         sim.load_yaml(CERT_CRD).unwrap();
-        let run = |exe: &str, args: &[&str]| {
-            let mut cmd = ProcessBuilder::new(exe);
-            ctx.apply_env(&mut cmd);
-            cmd.arg("--kubeconfig")
-                .arg(sim.kubeconfig_path())
-                .args([
-                    "--kube-context",
-                    kube_sim::CONTEXT_NAME,
-                    "--expect-cluster",
-                    sim.url(),
-                ])
-                .arg("--snapshot-dir")
-                .arg(ctx.work().join(format!(".upgrade-{issuer}")))
-                .args(args)
-                .timeout(Duration::from_secs(120));
-            upgrade_test::CommandOutput::run(&cmd).parts()
-        };
+        let state = ctx.work().join(format!(".upgrade-{issuer}"));
+        let run =
+            |exe: &str, args: &[&str]| crate::support::run_on(&ctx, &sim, &state, &[], exe, args);
         let emergency = |args: &[&str]| run(env!("CARGO_BIN_EXE_upgrade-emergency"), args);
         let crt = || {
             sim.get("v1", "Secret", Some("mlops"), "mlflow-tls")
@@ -328,23 +298,8 @@ async fn a_release_rolls_back_to_its_previous_revision_and_the_undo_restores_it(
         values["image"]["tag"].as_str().unwrap().to_string()
     };
     assert_eq!(tag(), "2.0.0-bad");
-    let run = |exe: &str, args: &[&str]| {
-        let mut cmd = ProcessBuilder::new(exe);
-        ctx.apply_env(&mut cmd);
-        cmd.arg("--kubeconfig")
-            .arg(sim.kubeconfig_path())
-            .args([
-                "--kube-context",
-                kube_sim::CONTEXT_NAME,
-                "--expect-cluster",
-                sim.url(),
-            ])
-            .arg("--snapshot-dir")
-            .arg(ctx.work().join(".upgrade"))
-            .args(args)
-            .timeout(Duration::from_secs(180));
-        upgrade_test::CommandOutput::run(&cmd).parts()
-    };
+    let state = ctx.work().join(".upgrade");
+    let run = |exe: &str, args: &[&str]| crate::support::run_on(&ctx, &sim, &state, &[], exe, args);
     let emergency = |args: &[&str]| run(env!("CARGO_BIN_EXE_upgrade-emergency"), args);
     let (code, stdout, stderr) = emergency(&["helm-rollback", "--release", "apps/nope"]);
     assert_eq!(code, 2, "{stdout}{stderr}");

@@ -78,3 +78,34 @@ pub fn help(exe: &str, args: &[&str]) -> String {
     assert_eq!(out.status.code(), Some(0), "{}", out.stderr_lossy());
     out.stdout_lossy()
 }
+
+/// Runs the command `exe args..` as a person would on `sim`: its kubeconfig and context,
+/// `--expect-cluster` its URL, the run state in `state`, `env` added (AWS on moto, ...).
+/// Returns the exit code, stdout and stderr.
+pub fn run_on(
+    ctx: &TestContext,
+    sim: &SimCluster,
+    state: &std::path::Path,
+    env: &[(&'static str, String)],
+    exe: &str,
+    args: &[&str],
+) -> (i32, String, String) {
+    let mut cmd = ProcessBuilder::new(exe);
+    ctx.apply_env(&mut cmd);
+    for (key, value) in env {
+        cmd.env(key, value);
+    }
+    cmd.arg("--kubeconfig")
+        .arg(sim.kubeconfig_path())
+        .args([
+            "--kube-context",
+            kube_sim::CONTEXT_NAME,
+            "--expect-cluster",
+            sim.url(),
+        ])
+        .arg("--snapshot-dir")
+        .arg(state)
+        .args(args)
+        .timeout(Duration::from_secs(240));
+    upgrade_test::CommandOutput::run(&cmd).parts()
+}
