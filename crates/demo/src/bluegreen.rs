@@ -71,13 +71,8 @@ pub(crate) async fn scene(
     // Blue's Terraform deployment (the simulated AWS provider, on blue's simulated EKS API).
     let blue_tf = root.join("terraform/blue");
     let green_tf = root.join("terraform/green");
-    for (from, to) in [("blue", &blue_tf), ("green", &green_tf)] {
-        std::fs::create_dir_all(to)?;
-        for entry in std::fs::read_dir(fixtures.join("terraform/environments").join(from))? {
-            let entry = entry?;
-            std::fs::copy(entry.path(), to.join(entry.file_name()))?;
-        }
-    }
+    crate::sample::copy_environment(&fixtures, "blue", &blue_tf)?;
+    crate::sample::copy_environment(&fixtures, "green", &green_tf)?;
     let mut base = ProcessBuilder::new(&tools.terraform);
     base.env("HOME", &home)
         .env("TF_CLI_CONFIG_FILE", cli_config)

@@ -403,6 +403,16 @@ fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Copies the files of `fixtures/terraform/environments/<name>` into `to` (created).
+pub(crate) fn copy_environment(fixtures: &Path, name: &str, to: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(fixtures.join("terraform/environments").join(name))? {
+        let entry = entry?;
+        std::fs::copy(entry.path(), to.join(entry.file_name()))?;
+    }
+    Ok(())
+}
+
 /// The platform's Terraform environment on the simulated AWS provider, applied at 1.30.
 pub struct EksEnvironment {
     /// The environment's folder (`infrastructure/terraform/environments/dev`).
@@ -437,11 +447,7 @@ impl EksEnvironment {
         let dir = platform
             .root
             .join("infrastructure/terraform/environments/dev");
-        std::fs::create_dir_all(&dir)?;
-        for entry in std::fs::read_dir(platform.fixtures.join("terraform/environments/dev"))? {
-            let entry = entry?;
-            std::fs::copy(entry.path(), dir.join(entry.file_name()))?;
-        }
+        copy_environment(&platform.fixtures, "dev", &dir)?;
         let tfvars = dir.join("terraform.tfvars");
         let text = std::fs::read_to_string(&tfvars)?;
         std::fs::write(

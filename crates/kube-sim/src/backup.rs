@@ -76,14 +76,16 @@ pub(crate) fn admin(state: &AppState, method: &Method, body: &Bytes) -> Response
             data.job_time = Some(Duration::from_secs_f64(seconds.max(0.0)));
         }
     }
-    let jobs: Vec<Value> = data.jobs.keys().map(|id| job_now(&data, id)).collect();
-    ok(json!({"vaults": data.vaults.values().collect::<Vec<_>>(), "jobs": jobs}))
+    ok(json!({"vaults": data.vaults.values().collect::<Vec<_>>(), "jobs": jobs_of(&data)}))
 }
 
 /// Every job, as `DescribeBackupJob` answers now.
 pub(crate) fn jobs(state: &AppState) -> Vec<Value> {
-    let data = state.backup.data();
-    data.jobs.keys().map(|id| job_now(&data, id)).collect()
+    jobs_of(&state.backup.data())
+}
+
+fn jobs_of(data: &BackupData) -> Vec<Value> {
+    data.jobs.keys().map(|id| job_now(data, id)).collect()
 }
 
 /// The resource type Backup gives an ARN, or `None` for one it does not back up.

@@ -140,9 +140,7 @@ pub(crate) async fn plan_rule(
     aws: &AwsSettings,
     resuming: bool,
 ) -> Result<(AlbRuleStep, String)> {
-    let elbv2 = aws
-        .elbv2()
-        .map_err(|e| FlowError::invalid("aws", e, "install the AWS CLI or set AWS_BIN"))?;
+    let elbv2 = aws.elbv2().map_err(super::aws_unavailable)?;
     let rule = elbv2.rule(rule_arn).await.map_err(|e| {
         if e.aws_code() == Some("RuleNotFound") {
             FlowError::invalid(

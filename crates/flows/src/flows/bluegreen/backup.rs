@@ -184,8 +184,6 @@ pub(crate) async fn plan_backup(
     wait_minutes: u64,
     aws: &AwsSettings,
 ) -> Result<(BackupJobsStep, String)> {
-    let unreachable =
-        |e: String| FlowError::invalid("aws", e, "install the AWS CLI or set AWS_BIN");
     if spec.resources.is_empty() {
         return Err(FlowError::invalid(
             "backup_resources",
@@ -205,7 +203,7 @@ pub(crate) async fn plan_backup(
                 "give the backup role's ARN (arn:aws:iam::<account>:role/<name>; the deployment's Terraform outputs it)",
             )
         })?;
-    let backup = aws.backup().map_err(unreachable)?;
+    let backup = aws.backup().map_err(super::aws_unavailable)?;
     if backup
         .vault(&spec.vault)
         .await
@@ -218,7 +216,7 @@ pub(crate) async fn plan_backup(
             "name the deployment's vault (aws backup list-backup-vaults) or create one as the AWS Backup guide says",
         ));
     }
-    let iam = aws.iam().map_err(unreachable)?;
+    let iam = aws.iam().map_err(super::aws_unavailable)?;
     if let Err(e) = iam.trust_policy(&role_name).await {
         return Err(match e.aws_code() {
             Some("NoSuchEntity") => FlowError::invalid(
@@ -252,8 +250,6 @@ pub(crate) async fn plan_backup(
 /// The store behind `arn` exists (S3, RDS and EFS are looked up; other types AWS Backup
 /// supports are left to the job); an ARN of no supported type is refused.
 async fn check_resource(arn: &str, aws: &AwsSettings) -> Result<()> {
-    let unreachable =
-        |e: String| FlowError::invalid("aws", e, "install the AWS CLI or set AWS_BIN");
     let missing = |what: String| {
         FlowError::invalid(
             "backup_resources",
@@ -268,7 +264,7 @@ async fn check_resource(arn: &str, aws: &AwsSettings) -> Result<()> {
     };
     match service {
         "s3" => {
-            let s3 = aws.s3().map_err(unreachable)?;
+            let s3 = aws.s3().map_err(super::aws_unavailable)?;
             if !s3
                 .exists(resource)
                 .await
@@ -279,7 +275,7 @@ async fn check_resource(arn: &str, aws: &AwsSettings) -> Result<()> {
         }
         "rds" => {
             let name = resource.strip_prefix("db:").unwrap_or(resource);
-            let rds = aws.rds().map_err(unreachable)?;
+            let rds = aws.rds().map_err(super::aws_unavailable)?;
             if rds
                 .instance(name)
                 .await
@@ -291,7 +287,7 @@ async fn check_resource(arn: &str, aws: &AwsSettings) -> Result<()> {
         }
         "elasticfilesystem" => {
             let id = resource.strip_prefix("file-system/").unwrap_or(resource);
-            let efs = aws.efs().map_err(unreachable)?;
+            let efs = aws.efs().map_err(super::aws_unavailable)?;
             if efs
                 .file_system(id)
                 .await

@@ -194,10 +194,7 @@ pub async fn plan_irsa(ctx: &FlowContext, spec: &IrsaSpec) -> Result<Planned> {
             "give arn:aws:iam::<account>:oidc-provider/oidc.eks.<region>.amazonaws.com/id/<ID> (aws iam list-open-id-connect-providers)",
         ));
     }
-    let iam = spec
-        .aws
-        .iam()
-        .map_err(|e| FlowError::invalid("aws", e, "install the AWS CLI or set AWS_BIN"))?;
+    let iam = spec.aws.iam().map_err(super::aws_unavailable)?;
     let (mut changes, mut blockers) = (Vec::new(), Vec::new());
     for role in &spec.roles {
         let document = iam.trust_policy(role).await.map_err(|e| {

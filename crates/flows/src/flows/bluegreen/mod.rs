@@ -65,6 +65,11 @@ pub use transfer::{
 };
 pub use verify_green::{GreenVerification, VerifyGreenSpec, require_verified_green, verify_green};
 
+/// A stage that cannot run the AWS CLI: bad input naming the fix.
+pub(crate) fn aws_unavailable(problem: String) -> crate::error::FlowError {
+    crate::error::FlowError::invalid("aws", problem, "install the AWS CLI or set AWS_BIN")
+}
+
 /// How a stage reaches AWS (the AWS CLI's settings).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AwsSettings {

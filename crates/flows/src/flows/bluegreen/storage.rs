@@ -333,8 +333,6 @@ impl Step for S3CopyStep {
 /// Plans the clones: blue's stores must exist, the clones' names must be free (the rollback
 /// deletes them), and each clone's name differs from its source.
 pub async fn plan_storage(ctx: &FlowContext, spec: &StorageSpec) -> Result<Planned> {
-    let aws_missing =
-        |e: String| FlowError::invalid("aws", e, "install the AWS CLI or set AWS_BIN");
     let mut steps: Vec<Box<dyn Step>> = Vec::new();
     let (mut changes, mut blockers) = (Vec::new(), Vec::new());
     let run_id = ctx.new_run_id("bluegreen-storage")?;
@@ -353,7 +351,7 @@ pub async fn plan_storage(ctx: &FlowContext, spec: &StorageSpec) -> Result<Plann
                     "name the clone differently",
                 ));
             }
-            let rds = spec.aws.rds().map_err(aws_missing)?;
+            let rds = spec.aws.rds().map_err(super::aws_unavailable)?;
             let blue = rds
                 .instance(instance)
                 .await
@@ -420,7 +418,7 @@ pub async fn plan_storage(ctx: &FlowContext, spec: &StorageSpec) -> Result<Plann
                     "name the copy differently",
                 ));
             }
-            let s3 = spec.aws.s3().map_err(aws_missing)?;
+            let s3 = spec.aws.s3().map_err(super::aws_unavailable)?;
             let exists = |name: String| {
                 let s3 = s3.clone();
                 async move {

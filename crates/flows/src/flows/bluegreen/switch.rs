@@ -370,10 +370,7 @@ async fn plan_record(
     id: String,
     resuming: bool,
 ) -> Result<(SwitchStep, String)> {
-    let route53 = spec
-        .aws
-        .route53()
-        .map_err(|e| FlowError::invalid("aws", e, "install the AWS CLI or set AWS_BIN"))?;
+    let route53 = spec.aws.route53().map_err(super::aws_unavailable)?;
     let blue = route53
         .record(zone_id, record_name, record_type)
         .await
