@@ -20,17 +20,7 @@ pub const CONTROL_PLANE_AT: &str = "v1.31.2-eks-a737599";
 
 /// `../shared/upstream/charts` (or `UPGRADE_UPSTREAM_DIR`/charts), which must exist.
 pub fn charts_dir() -> PathBuf {
-    let upstream = std::env::var_os("UPGRADE_UPSTREAM_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| TestContext::workspace_root().join("../shared/upstream"));
-    let charts = upstream.join("charts");
-    assert!(
-        charts.is_dir(),
-        "the upstream suite needs the upstream charts at {}: put the shared folder beside the \
-         repository (../shared/upstream) or set UPGRADE_UPSTREAM_DIR to its upstream/ folder",
-        charts.display()
-    );
-    charts
+    TestContext::upstream_charts_dir()
 }
 
 /// (release, namespace, chart folder/version/chart, values) in install order.

@@ -39,7 +39,9 @@ pub struct ControllerConfig {
     pub jobs: bool,
     /// The scheduler binds pending pods to nodes that fit them.
     pub scheduler: bool,
-    /// The kubelet starts bound pods (Running and Ready) and finishes job pods.
+    /// The kubelet starts bound pods (Running and Ready) and finishes job pods; pod GC
+    /// deletes pods bound to a node that no longer exists. (A pod deleted on a NotReady
+    /// node stays Terminating until then, or until deleted with a zero grace period.)
     pub kubelet: bool,
     /// PodDisruptionBudget status (currentHealthy, desiredHealthy, disruptionsAllowed).
     pub disruption_budgets: bool,
@@ -49,8 +51,8 @@ pub struct ControllerConfig {
     pub cloud: bool,
     /// A Karpenter-like provisioner (off by default): when pods cannot be scheduled for lack
     /// of capacity, a Ready node joins at the API server's current version (labelled
-    /// `karpenter.sh/nodepool: default`); pods bound to a node that no longer exists are
-    /// deleted, as the node lifecycle controller does.
+    /// `karpenter.sh/nodepool: default`), with its NodeClaim when Karpenter's NodeClaim CRD
+    /// is loaded; a deleted NodeClaim's node is terminated (its Node deleted).
     pub karpenter: bool,
     /// A cert-manager-like issuer (off by default): a `cert-manager.io/v1` Certificate whose
     /// secret is missing gets a new `kubernetes.io/tls` secret (placeholder PEM naming the
@@ -447,6 +449,9 @@ impl Controllers {
         }
         if c.cloud {
             timed!("cloud", self.cloud());
+        }
+        if c.kubelet || c.karpenter {
+            timed!("pod_gc", self.pod_gc());
         }
         if c.karpenter {
             timed!("karpenter", self.karpenter());
@@ -1650,7 +1655,9 @@ impl Controllers {
         }
     }
 
-    fn karpenter(&mut self) {
+    /// Pod GC (kube-controller-manager's): pods bound to a node that no longer exists are
+    /// deleted, Terminating ones included.
+    fn pod_gc(&mut self) {
         let t = &self.types;
         let (nodes, _) = self.store.list(&t.nodes, None);
         let (pods, _) = self.store.list(&t.pods, None);
@@ -1662,6 +1669,47 @@ impl Controllers {
         }) {
             self.delete_pod(orphan);
         }
+    }
+
+    /// Karpenter's termination of a deleted NodeClaim (when the NodeClaim kind is served):
+    /// its Node is deleted (the instance terminated), then the finalizer goes.
+    fn karpenter_terminate_claims(&mut self) {
+        let Some(claims) = self
+            .store
+            .registry()
+            .lookup_kind(NODE_CLAIM_API_VERSION, "NodeClaim")
+        else {
+            return;
+        };
+        let (list, _) = self.store.list(&claims, None);
+        for claim in list.iter().filter(|c| is_terminating(c)) {
+            if let Some(node) = claim["status"]["nodeName"].as_str() {
+                let _ = self.store.delete(
+                    &self.types.nodes,
+                    None,
+                    node,
+                    Propagation::Background,
+                    &WriteOptions::default(),
+                );
+                self.event(
+                    claim,
+                    false,
+                    "Terminated",
+                    "karpenter",
+                    format!("terminated the instance of node {node}"),
+                );
+            }
+            self.edit(&claims, claim, Target::Main, |o| {
+                o["metadata"]["finalizers"] = json!([]);
+            });
+        }
+    }
+
+    fn karpenter(&mut self) {
+        self.karpenter_terminate_claims();
+        let t = &self.types;
+        let (nodes, _) = self.store.list(&t.nodes, None);
+        let (pods, _) = self.store.list(&t.pods, None);
         let unschedulable = pods.iter().any(|p| {
             !p["spec"]["nodeName"].is_string()
                 && !is_terminating(p)
@@ -1701,13 +1749,18 @@ impl Controllers {
             .store
             .create(&t.nodes, None, node, &WriteOptions::default())
         {
-            Ok(created) => self.event(
-                &created,
-                false,
-                "Launched",
-                "karpenter",
-                format!("launched node {node_name} ({version}) for unschedulable pods"),
-            ),
+            Ok(created) => {
+                if let Err(e) = claim_node(&self.store, &created) {
+                    tracing::debug!(error = %e, "kube-sim karpenter could not add a NodeClaim");
+                }
+                self.event(
+                    &created,
+                    false,
+                    "Launched",
+                    "karpenter",
+                    format!("launched node {node_name} ({version}) for unschedulable pods"),
+                )
+            }
             Err(e) => tracing::debug!(error = %e, "kube-sim karpenter could not add a node"),
         }
     }
@@ -2073,9 +2126,63 @@ pub fn pdb_status(pdb: &Value, pods: &[Arc<Value>], scales: &Scales) -> Value {
     status
 }
 
+/// The API version of Karpenter's NodeClaims (Karpenter 1.x).
+pub const NODE_CLAIM_API_VERSION: &str = "karpenter.sh/v1";
+
+/// Records the NodeClaim Karpenter keeps for a node it launched, `node` (a Karpenter node:
+/// label `karpenter.sh/nodepool`), when the NodeClaim kind is served (its CRD installed):
+/// named after the node, with Karpenter's termination finalizer and `status.nodeName`.
+/// Nothing when the kind is not served.
+pub(crate) fn claim_node(store: &Store, node: &Value) -> Result<(), ApiError> {
+    let Some(claims) = store
+        .registry()
+        .lookup_kind(NODE_CLAIM_API_VERSION, "NodeClaim")
+    else {
+        return Ok(());
+    };
+    let pool = node["metadata"]["labels"]["karpenter.sh/nodepool"]
+        .as_str()
+        .unwrap_or("default");
+    let claim_name = format!("{pool}-{}", store.random_suffix(5));
+    store.create(
+        &claims,
+        None,
+        json!({
+            "apiVersion": NODE_CLAIM_API_VERSION, "kind": "NodeClaim",
+            "metadata": {"name": claim_name, "labels": {"karpenter.sh/nodepool": pool},
+                "finalizers": ["karpenter.sh/termination"]},
+            "spec": {
+                "nodeClassRef": {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": "default"},
+                "requirements": [{"key": "karpenter.sh/nodepool", "operator": "In", "values": [pool]}],
+            },
+        }),
+        &WriteOptions::default(),
+    )?;
+    store.mutate(
+        &claims,
+        None,
+        &claim_name,
+        Target::Status,
+        &WriteOptions::default(),
+        |o| {
+            o["status"] = json!({"nodeName": name(node), "providerID": node["spec"]["providerID"],
+                "conditions": [{"type": "Ready", "status": "True", "reason": "Ready", "message": "",
+                    "lastTransitionTime": now_rfc3339()}]});
+            Ok(())
+        },
+    )?;
+    Ok(())
+}
+
 /// The `pods/eviction` subresource: deletes the pod unless a PodDisruptionBudget forbids it,
 /// in which case the answer is 429 with a Status naming the budget, as upstream.
-pub fn evict(store: &Store, ns: &str, pod_name: &str) -> Result<Value, ApiError> {
+/// `grace_period_seconds` is the eviction's `deleteOptions.gracePeriodSeconds`.
+pub fn evict(
+    store: &Store,
+    ns: &str,
+    pod_name: &str,
+    grace_period_seconds: Option<i64>,
+) -> Result<Value, ApiError> {
     let _serial = store.evictions.lock().unwrap_or_else(|e| e.into_inner());
     let registry = store.registry();
     let pods_ty = registry.lookup("", "v1", "pods").expect("built-in");
@@ -2141,7 +2248,10 @@ pub fn evict(store: &Store, ns: &str, pod_name: &str) -> Result<Value, ApiError>
         Some(ns),
         pod_name,
         Propagation::Background,
-        &WriteOptions::default(),
+        &WriteOptions {
+            grace_period_seconds,
+            ..WriteOptions::default()
+        },
     )?;
     Ok(success)
 }

@@ -567,8 +567,19 @@ impl SimCluster {
 
     /// Makes a node one that Karpenter launched: `karpenter.sh/nodepool=<pool>` instead of the
     /// managed node group label `add_node` gives it (so a node-group roll leaves it alone).
+    /// When Karpenter's NodeClaim kind is served (its CRD loaded), the node also gets its
+    /// NodeClaim, which Karpenter's simulation terminates the node for when it is deleted.
     pub fn make_karpenter_node(&self, name: &str, pool: &str) -> Result<()> {
-        self.edit_node(name, |n| karpenter_labels(n, pool))
+        self.edit_node(name, |n| karpenter_labels(n, pool))?;
+        let node = self.store.get(&self.ty("v1", "Node"), None, name)?;
+        controllers::claim_node(&self.store, &node)?;
+        Ok(())
+    }
+
+    /// Sets a node's `spec.providerID` (`aws:///ZONE/INSTANCE_ID`): ties it to an instance
+    /// of a simulated or moto-held Auto Scaling group.
+    pub fn set_provider_id(&self, name: &str, provider_id: &str) -> Result<()> {
+        self.edit_node(name, |n| n["spec"]["providerID"] = json!(provider_id))
     }
 
     /// Makes a node self-managed: no managed node group label (as a node of a site's own
@@ -707,7 +718,7 @@ pub(crate) async fn replace_node(
         for p in &remaining {
             let ns = p["metadata"]["namespace"].as_str().unwrap_or("default");
             let name = p["metadata"]["name"].as_str().unwrap_or_default();
-            match controllers::evict(store, ns, name) {
+            match controllers::evict(store, ns, name, None) {
                 Ok(_) => {}
                 Err(e) if e.code == 429 => {
                     blocked = Some(format!("evicting {ns}/{name}: {}", e.message))

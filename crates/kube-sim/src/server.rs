@@ -435,6 +435,7 @@ async fn route(
                 .to_string()
         })),
         keep_identity: false,
+        grace_period_seconds: None,
     };
     let response = match verb {
         "watch" => watch_response(state, &req, params, table),
@@ -926,6 +927,7 @@ fn create(
                 &state.store,
                 req.ns().unwrap_or("default"),
                 req.name(),
+                obj["deleteOptions"]["gracePeriodSeconds"].as_i64(),
             )
             .map(|v| json_response(StatusCode::CREATED, &v));
         }
@@ -1227,6 +1229,14 @@ fn delete(
 ) -> Result<Response, ApiError> {
     let mut opts = opts.clone();
     let from_body = body_json(body);
+    opts.grace_period_seconds = params
+        .get("gracePeriodSeconds")
+        .and_then(|g| g.parse().ok())
+        .or_else(|| {
+            from_body
+                .as_ref()
+                .and_then(|b| b["gracePeriodSeconds"].as_i64())
+        });
     if from_body.as_ref().is_some_and(|b| {
         b["dryRun"]
             .as_array()

@@ -79,6 +79,8 @@ pub struct WriteOptions {
     /// On create, keep the object's own `uid` and `creationTimestamp` (fixture loads of a
     /// dumped cluster); otherwise the server assigns them, as upstream.
     pub keep_identity: bool,
+    /// On delete, the grace period asked for (`gracePeriodSeconds`; 0 removes a pod now).
+    pub grace_period_seconds: Option<i64>,
 }
 
 /// How dependents are handled on delete.
@@ -993,6 +995,36 @@ impl Inner {
         if opts.dry_run {
             return Ok((old, Vec::new()));
         }
+        // Graceful deletion waits for the pod's kubelet to confirm it stopped: a pod on a
+        // node whose kubelet is not answering stays Terminating until it is deleted with a
+        // zero grace period or pod GC removes it once its node is gone, as upstream. (On a
+        // Ready node the simulated kubelet would confirm at once, so it is removed now.)
+        if ty.group.is_empty()
+            && ty.plural == "pods"
+            && opts.grace_period_seconds != Some(0)
+            && !has_finalizers
+            && self.on_unresponsive_node(&old)
+        {
+            if is_terminating(&old) {
+                return Ok((old, Vec::new()));
+            }
+            let grace = opts
+                .grace_period_seconds
+                .or_else(|| old["spec"]["terminationGracePeriodSeconds"].as_i64())
+                .unwrap_or(30);
+            let mut new = (*old).clone();
+            new["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
+            new["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
+            let rv = self.next_rv();
+            new["metadata"]["resourceVersion"] = json!(rv.to_string());
+            let new = Arc::new(new);
+            self.objects
+                .entry(ty.key())
+                .or_default()
+                .insert(Self::key_of(ty, namespace, name), new.clone());
+            let event = self.record_change(ty, EventType::Modified, new.clone(), Some(old));
+            return Ok((new, vec![event]));
+        }
         if has_finalizers {
             if is_terminating(&old) {
                 return Ok((old, Vec::new()));
@@ -1042,6 +1074,18 @@ impl Inner {
         let (out, mut ev) = self.remove(ty, namespace, name, propagation)?;
         events.append(&mut ev);
         Ok((out, events))
+    }
+
+    /// Whether `pod` is bound to a node that exists and is not Ready.
+    fn on_unresponsive_node(&self, pod: &Value) -> bool {
+        let Some(node) = pod["spec"]["nodeName"].as_str() else {
+            return false;
+        };
+        let Some(nodes) = self.registry.lookup("", "v1", "nodes") else {
+            return false;
+        };
+        self.get(&nodes, None, node)
+            .is_ok_and(|n| !crate::controllers::node_ready(&n))
     }
 
     /// Removes an object now, then its dependents (or orphans them).

@@ -109,6 +109,22 @@ impl TestContext {
         Self::workspace_root().join("fixtures")
     }
 
+    /// `../shared/upstream/charts` (or `UPGRADE_UPSTREAM_DIR`/charts): the real upstream
+    /// charts, read in place; **fails the test** when the folder is missing, naming the fix.
+    pub fn upstream_charts_dir() -> PathBuf {
+        let upstream = std::env::var_os("UPGRADE_UPSTREAM_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Self::workspace_root().join("../shared/upstream"));
+        let charts = upstream.join("charts");
+        assert!(
+            charts.is_dir(),
+            "this test needs the upstream charts at {}: put the shared folder beside the \
+             repository (../shared/upstream) or set UPGRADE_UPSTREAM_DIR to its upstream/ folder",
+            charts.display()
+        );
+        charts
+    }
+
     /// Where `./dev tools` installs the tools (`UPGRADE_TOOLS_DIR`, default `.tools/`), `bin/` inside.
     pub fn tools_bin_dir() -> PathBuf {
         let tools = std::env::var_os(upgrade_core::env_vars::UPGRADE_TOOLS_DIR)

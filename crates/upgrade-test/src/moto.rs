@@ -1,5 +1,6 @@
 //! moto's server (PyPI `moto[server]`, installed by `./dev tools`) on a loopback port: the
-//! AWS services the real AWS CLI talks to in tests (S3, RDS, IAM, Route 53, ELBv2, Backup),
+//! AWS services the real AWS CLI talks to in tests (S3, RDS, IAM, Route 53, ELBv2, Backup,
+//! EC2 Auto Scaling),
 //! stopped when dropped.
 
 use std::time::{Duration, Instant};
@@ -74,6 +75,57 @@ impl MotoServer {
             .timeout(Duration::from_secs(60));
         let out = cmd.exec().unwrap_or_else(|e| panic!("aws {args:?}: {e}"));
         serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// An Auto Scaling group `name` of `size` instances (a launch template of moto's default
+    /// AMI; moto launches the instances at once), as an EKS managed node group's group; the
+    /// instance ids, sorted.
+    pub fn auto_scaling_group(&self, name: &str, size: u32) -> Vec<String> {
+        let template = format!("{name}-template");
+        self.aws(&[
+            "ec2",
+            "create-launch-template",
+            "--launch-template-name",
+            &template,
+            "--launch-template-data",
+            r#"{"ImageId":"ami-12c6146b","InstanceType":"m5.2xlarge"}"#,
+        ]);
+        let size = size.to_string();
+        self.aws(&[
+            "autoscaling",
+            "create-auto-scaling-group",
+            "--auto-scaling-group-name",
+            name,
+            "--launch-template",
+            &format!("LaunchTemplateName={template}"),
+            "--min-size",
+            &size,
+            "--max-size",
+            "10",
+            "--desired-capacity",
+            &size,
+            "--availability-zones",
+            "us-east-1a",
+        ]);
+        self.auto_scaling_instances(name)
+    }
+
+    /// The instance ids of Auto Scaling group `name`, sorted.
+    pub fn auto_scaling_instances(&self, name: &str) -> Vec<String> {
+        let groups = self.aws(&[
+            "autoscaling",
+            "describe-auto-scaling-groups",
+            "--auto-scaling-group-names",
+            name,
+        ]);
+        let mut ids: Vec<String> = groups["AutoScalingGroups"][0]["Instances"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|i| i["InstanceId"].as_str().map(str::to_string))
+            .collect();
+        ids.sort();
+        ids
     }
 
     /// The environment that points the AWS CLI at this server with test credentials.

@@ -150,7 +150,7 @@ spec:
     for pod in sim.list("v1", "Pod", Some("default")) {
         let name = pod["metadata"]["name"].as_str().unwrap();
         if name.starts_with("web-") {
-            kube_sim::controllers::evict(sim.store(), "default", name).unwrap();
+            kube_sim::controllers::evict(sim.store(), "default", name, None).unwrap();
         }
     }
     let new_nodes = wait_for(

@@ -553,3 +553,101 @@ spec:
     );
     sim.shutdown().await;
 }
+
+/// A pod evicted from a node whose kubelet stopped answering stays Terminating (graceful
+/// deletion waits for the kubelet) while its ReplicaSet starts a replacement elsewhere; a
+/// zero grace period removes it; pod GC removes the rest once the node is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_on_a_notready_node_stay_terminating_until_forced_or_the_node_goes() {
+    let sim = start(&["node-a"]).await;
+    sim.load_yaml(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: default}\nspec:\n  replicas: 2\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: web, image: nginx}]}\n",
+    )
+    .unwrap();
+    crate::support::deployment_available(&sim, "default", "web", 2).await;
+    sim.add_node("node-b", "v1.30.4-eks-a737599").unwrap();
+    sim.set_node_ready("node-a", false).unwrap();
+    let client = sim.client().unwrap();
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client, "default");
+    let on_a: Vec<String> = sim
+        .list("v1", "Pod", Some("default"))
+        .iter()
+        .filter(|p| p["spec"]["nodeName"] == "node-a")
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(on_a.len(), 2);
+    pods.evict(&on_a[0], &Default::default()).await.unwrap();
+    pods.delete(&on_a[1], &DeleteParams::default())
+        .await
+        .unwrap();
+    for name in &on_a {
+        let pod = pods.get(name).await.unwrap();
+        assert!(
+            pod.metadata.deletion_timestamp.is_some(),
+            "{name} is Terminating, not gone"
+        );
+        assert_eq!(pod.metadata.deletion_grace_period_seconds, Some(30));
+    }
+    // The ReplicaSet does not count Terminating pods: two new pods on node-b.
+    crate::support::deployment_available(&sim, "default", "web", 2).await;
+    pods.delete(&on_a[0], &DeleteParams::default().grace_period(0))
+        .await
+        .unwrap();
+    assert!(pods.get_opt(&on_a[0]).await.unwrap().is_none(), "forced");
+    assert!(pods.get_opt(&on_a[1]).await.unwrap().is_some());
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(sim.client().unwrap());
+    nodes
+        .delete("node-a", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for("pod GC", Duration::from_secs(10), || {
+        sim.get("v1", "Pod", Some("default"), &on_a[1])
+            .is_err()
+            .then_some(())
+    })
+    .await;
+    sim.shutdown().await;
+}
+
+/// With Karpenter's NodeClaim CRD loaded (from the upstream chart), Karpenter's nodes have
+/// NodeClaims; deleting one terminates its node, as Karpenter does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_nodeclaim_terminates_its_node() {
+    let sim = kube_sim::SimCluster::builder()
+        .controllers(kube_sim::ControllerConfig {
+            karpenter: true,
+            ..kube_sim::ControllerConfig::fast()
+        })
+        .start()
+        .await
+        .unwrap();
+    let crd = upgrade_test::TestContext::upstream_charts_dir()
+        .join("karpenter/1.5.0/karpenter/crds/karpenter.sh_nodeclaims.yaml");
+    sim.load_yaml(&std::fs::read_to_string(&crd).unwrap())
+        .unwrap();
+    sim.add_node("ip-10-0-1-5", kube_sim::DEFAULT_SERVER_VERSION)
+        .unwrap();
+    sim.make_karpenter_node("ip-10-0-1-5", "default").unwrap();
+    let claims = sim.list("karpenter.sh/v1", "NodeClaim", None);
+    assert_eq!(claims.len(), 1, "{claims:?}");
+    assert_eq!(claims[0]["status"]["nodeName"], "ip-10-0-1-5");
+    let claim = claims[0]["metadata"]["name"].as_str().unwrap().to_string();
+    let api: Api<kube::api::DynamicObject> = Api::all_with(
+        sim.client().unwrap(),
+        &kube::api::ApiResource {
+            group: "karpenter.sh".into(),
+            version: "v1".into(),
+            api_version: "karpenter.sh/v1".into(),
+            kind: "NodeClaim".into(),
+            plural: "nodeclaims".into(),
+        },
+    );
+    api.delete(&claim, &DeleteParams::default()).await.unwrap();
+    wait_for("the node terminated", Duration::from_secs(10), || {
+        (sim.get("v1", "Node", None, "ip-10-0-1-5").is_err()
+            && sim.list("karpenter.sh/v1", "NodeClaim", None).is_empty())
+        .then_some(())
+    })
+    .await;
+    sim.shutdown().await;
+}
