@@ -244,6 +244,13 @@ impl EksBuilder {
         })
     }
 
+    /// An Auto Scaling handle with these settings.
+    pub fn build_autoscaling(self) -> Result<AutoScaling> {
+        Ok(AutoScaling {
+            inner: self.build()?.inner,
+        })
+    }
+
     /// An EFS handle with these settings.
     pub fn build_efs(self) -> Result<Efs> {
         Ok(Efs {
@@ -748,6 +755,87 @@ impl Backup {
             "backup",
             "describe-backup-job",
             strings(&["--backup-job-id", id]),
+        )
+        .await
+    }
+}
+
+/// EC2 Auto Scaling through the AWS CLI: which group an instance belongs to, and replacing
+/// one in its group (an EKS managed node group's, or a self-managed group's). Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AutoScaling {
+    inner: Arc<Inner>,
+}
+
+/// An instance of an Auto Scaling group (`DescribeAutoScalingInstances`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GroupInstance {
+    /// The instance, `i-...`.
+    pub instance_id: String,
+    /// Its group.
+    pub auto_scaling_group_name: String,
+    /// `InService`, `Terminating`, …
+    pub lifecycle_state: String,
+}
+
+impl AutoScaling {
+    /// The group instance `instance_id` belongs to, or `None` when it is in none (or gone).
+    pub async fn instance(&self, instance_id: &str) -> Result<Option<GroupInstance>> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Answer {
+            #[serde(default)]
+            auto_scaling_instances: Vec<GroupInstance>,
+        }
+        let answer: Answer = call_service(
+            &self.inner,
+            "autoscaling",
+            "describe-auto-scaling-instances",
+            strings(&["--instance-ids", instance_id]),
+        )
+        .await?;
+        Ok(answer.auto_scaling_instances.into_iter().next())
+    }
+
+    /// The instances of group `group` (`DescribeAutoScalingGroups`), in service or not.
+    pub async fn group_instances(&self, group: &str) -> Result<Vec<GroupInstance>> {
+        let answer: Value = call_service(
+            &self.inner,
+            "autoscaling",
+            "describe-auto-scaling-groups",
+            strings(&["--auto-scaling-group-names", group]),
+        )
+        .await?;
+        let instances = answer["AutoScalingGroups"][0]["Instances"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        Ok(instances
+            .into_iter()
+            .filter_map(|i| {
+                Some(GroupInstance {
+                    instance_id: i["InstanceId"].as_str()?.to_string(),
+                    auto_scaling_group_name: group.to_string(),
+                    lifecycle_state: i["LifecycleState"].as_str().unwrap_or_default().to_string(),
+                })
+            })
+            .collect())
+    }
+
+    /// Terminates `instance_id` and lets its group launch a replacement (the desired
+    /// capacity stays): `terminate-instance-in-auto-scaling-group
+    /// --no-should-decrement-desired-capacity`.
+    pub async fn replace_instance(&self, instance_id: &str) -> Result<()> {
+        call_quiet(
+            &self.inner,
+            "autoscaling",
+            "terminate-instance-in-auto-scaling-group",
+            strings(&[
+                "--instance-id",
+                instance_id,
+                "--no-should-decrement-desired-capacity",
+            ]),
         )
         .await
     }

@@ -434,6 +434,14 @@ impl StepRegistry {
         registry.register(|spec: ControlPlaneWaitSpec, ctx| {
             Ok(Box::new(ControlPlaneWaitStep::new(spec, ctx)))
         });
+        registry.register(
+            |spec: crate::flows::replace_node::ReplaceNodeStepSpec, ctx| {
+                Ok(Box::new(crate::flows::replace_node::ReplaceNodeStep {
+                    spec,
+                    cluster: ctx.cluster().clone(),
+                }))
+            },
+        );
         registry
     }
 
@@ -534,9 +542,10 @@ mod tests {
             GreenVarsSpec::KIND,
             IrsaTrustSpec::KIND,
             SwitchStepSpec::KIND,
+            crate::flows::replace_node::ReplaceNodeStepSpec::KIND,
         ] {
             assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
         }
-        assert_eq!(kinds.len(), 38, "{kinds:?}");
+        assert_eq!(kinds.len(), 39, "{kinds:?}");
     }
 }

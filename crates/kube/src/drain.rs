@@ -43,6 +43,18 @@ pub struct DrainOptions {
     pub grace_period: Option<Duration>,
     /// The whole drain's limit (`--timeout`); seed 004 uses 5 minutes.
     pub timeout: Duration,
+    /// Count a pod as gone once it has been Terminating this long
+    /// (`--skip-wait-for-delete-timeout`): on a node whose kubelet is not answering, an
+    /// evicted pod stays Terminating until the node is gone (its controller has already
+    /// started the replacement elsewhere). `None` waits for every pod to be gone.
+    #[serde(default)]
+    pub skip_wait_for_delete_timeout: Option<Duration>,
+    /// Delete pods that are not Ready instead of evicting them: for a node whose kubelet is
+    /// not answering, whose pods serve nothing and count toward no budget. (A budget that is
+    /// not met refuses to evict even those, so they would block the drain until the node
+    /// lifecycle controller's own taint eviction deletes them the same way.)
+    #[serde(default)]
+    pub delete_unready_pods: bool,
     /// First retry delay after a refused eviction; doubles up to `max_backoff`.
     pub initial_backoff: Duration,
     /// Longest delay between retries of one eviction.
@@ -57,6 +69,8 @@ impl Default for DrainOptions {
             force: false,
             grace_period: None,
             timeout: Duration::from_secs(300),
+            skip_wait_for_delete_timeout: None,
+            delete_unready_pods: false,
             initial_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(5),
         }
@@ -347,9 +361,16 @@ async fn evict_until_gone(
     let mut last_reason;
     // A budget refusal is the real blocker; a transient error after it must not hide it.
     let mut budget_refusal: Option<BlockReason> = None;
+    let delete_instead = options.delete_unready_pods && !pod_ready(&pod);
     // Evict, retrying what the API server refuses for now (429 budget, 5xx, dropped connections).
     loop {
-        match api.evict(&name, &params).await {
+        let sent = if delete_instead {
+            let delete = params.delete_options.clone().unwrap_or_default();
+            api.delete(&name, &delete).await.map(drop)
+        } else {
+            api.evict(&name, &params).await.map(drop)
+        };
+        match sent {
             Ok(_) => break,
             Err(e) if api_code(&e) == Some(404) => {
                 return EvictionOutcome {
@@ -383,11 +404,18 @@ async fn evict_until_gone(
         }
         backoff = (backoff * 2).min(options.max_backoff);
     }
-    // Accepted: wait for it to be gone (or replaced by a new pod of the same name).
+    // Accepted: wait for it to be gone (or replaced by a new pod of the same name, or
+    // Terminating for longer than the skip-wait limit).
     loop {
         match api.get_opt(&name).await {
             Ok(None) => break,
             Ok(Some(current)) if current.metadata.uid != uid => break,
+            Ok(Some(current))
+                if terminating_longer_than(&current, options.skip_wait_for_delete_timeout) =>
+            {
+                tracing::info!(pod = %format!("{namespace}/{name}"), "still Terminating on an unresponsive node; counted as gone");
+                break;
+            }
             Ok(Some(_)) | Err(_) => {}
         }
         if Instant::now() >= deadline || stop.pause(Duration::from_millis(100)).await.is_err() {
@@ -401,6 +429,24 @@ async fn evict_until_gone(
         result: Ok(format!("{namespace}/{name}")),
         refused,
     }
+}
+
+/// Whether the pod's Ready condition is True.
+pub fn pod_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// Whether `pod` has been Terminating for at least `limit` (never, without one).
+fn terminating_longer_than(pod: &Pod, limit: Option<Duration>) -> bool {
+    let (Some(limit), Some(since)) = (limit, pod.metadata.deletion_timestamp.as_ref()) else {
+        return false;
+    };
+    let since = since.0.as_second();
+    let now = jiff::Timestamp::now().as_second();
+    now.saturating_sub(since) >= limit.as_secs() as i64
 }
 
 /// Whether a refused eviction is a PodDisruptionBudget's doing (429 with the

@@ -294,6 +294,14 @@ fn workflow_finding(o: &DynamicObject) -> Option<HealthFinding> {
     })
 }
 
+/// Whether the node's Ready condition is True.
+pub fn node_ready(node: &Node) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
 fn node_finding(n: &Node) -> Option<HealthFinding> {
     let ready = n
         .status

@@ -31,7 +31,7 @@ use std::collections::BTreeMap;
 use crate::connect::Cluster;
 use crate::cordon::cordon;
 use crate::provisioner::Provisioner;
-use crate::retry::{idempotent_write, list_all};
+use crate::retry::{idempotent_write, list_all, read};
 use crate::rollout::{NodeReplacer, ReplacerError};
 
 /// The placeholder in a command's arguments that stands for the node's name.
@@ -207,22 +207,6 @@ impl Replacer {
         )
     }
 
-    /// Deletes the Node object of a Karpenter node (gone already is fine).
-    async fn delete_node(&self, node: &str) -> Result<(), ReplacerError> {
-        self.cluster.guard()?;
-        let nodes: Api<Node> = Api::all(self.cluster.client().clone());
-        let params = DeleteParams::default();
-        match idempotent_write(&format!("delete node {node}"), || {
-            nodes.delete(node, &params)
-        })
-        .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if is_not_found(&e) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
-    }
-
     /// Retires `node`, which a surge added and which is drained (a rollback's cleanup).
     pub async fn retire_surged(&self, node: &str) -> Result<(), ReplacerError> {
         let Some(commands) = &self.commands else {
@@ -282,7 +266,7 @@ impl NodeReplacer for Replacer {
 
     async fn retire(&self, node: &str) -> Result<(), ReplacerError> {
         match self.how(node) {
-            Replacement::Karpenter => self.delete_node(node).await,
+            Replacement::Karpenter => Ok(delete_node(&self.cluster, node).await?),
             Replacement::Commands => {
                 let commands = self
                     .commands
@@ -298,6 +282,106 @@ impl NodeReplacer for Replacer {
             )
             .into()),
         }
+    }
+}
+
+/// Deletes the Node object `node` (gone already is fine). For a Karpenter node, Karpenter's
+/// termination finalizer then terminates its instance; for a node whose instance is gone, it
+/// is what the cloud controller does, and pod GC then removes the pods bound to it.
+pub async fn delete_node(cluster: &Cluster, node: &str) -> crate::Result<()> {
+    cluster.guard()?;
+    let nodes: Api<Node> = Api::all(cluster.client().clone());
+    let params = DeleteParams::default();
+    match idempotent_write(&format!("delete node {node}"), || {
+        nodes.delete(node, &params)
+    })
+    .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The EC2 instance of a node, from its `spec.providerID` (`aws:///us-east-1a/i-0abc…`);
+/// `None` for a node that is no EC2 instance (Fargate's, or not on AWS).
+pub fn instance_id(node: &Node) -> Option<String> {
+    let provider = node.spec.as_ref()?.provider_id.as_deref()?;
+    let id = provider.strip_prefix("aws://")?.rsplit('/').next()?;
+    id.starts_with("i-").then(|| id.to_string())
+}
+
+/// Karpenter's NodeClaim of a node.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NodeClaimRef {
+    /// `karpenter.sh/v1` (Karpenter 1.x) or `karpenter.sh/v1beta1` (0.32 to 0.37).
+    pub api_version: String,
+    /// The NodeClaim's name.
+    pub name: String,
+}
+
+impl NodeClaimRef {
+    fn resource(api_version: &str) -> kube::api::ApiResource {
+        let version = api_version.rsplit('/').next().unwrap_or("v1");
+        kube::api::ApiResource {
+            group: "karpenter.sh".into(),
+            version: version.into(),
+            api_version: api_version.into(),
+            kind: "NodeClaim".into(),
+            plural: "nodeclaims".into(),
+        }
+    }
+}
+
+/// The NodeClaim whose `status.nodeName` is `node`, from the NodeClaim versions the cluster
+/// serves (`None` when it serves none, as with Karpenter before 0.32, or none names it).
+pub async fn node_claim_of(cluster: &Cluster, node: &str) -> crate::Result<Option<NodeClaimRef>> {
+    for api_version in ["karpenter.sh/v1", "karpenter.sh/v1beta1"] {
+        let api: Api<kube::api::DynamicObject> = Api::all_with(
+            cluster.client().clone(),
+            &NodeClaimRef::resource(api_version),
+        );
+        let claims = match read(
+            "list NodeClaims",
+            api.list(&kube::api::ListParams::default()),
+        )
+        .await
+        {
+            Ok(list) => list.items,
+            // This version is not served.
+            Err(e) if is_not_found(&e) => continue,
+            Err(e) => return Err(e),
+        };
+        if let Some(claim) = claims
+            .into_iter()
+            .find(|c| c.data["status"]["nodeName"].as_str() == Some(node))
+        {
+            return Ok(Some(NodeClaimRef {
+                api_version: api_version.into(),
+                name: claim.metadata.name.unwrap_or_default(),
+            }));
+        }
+    }
+    Ok(None)
+}
+
+/// Deletes a NodeClaim (gone already is fine): Karpenter drains what is left on its node,
+/// terminates the instance and removes the Node.
+pub async fn delete_node_claim(cluster: &Cluster, claim: &NodeClaimRef) -> crate::Result<()> {
+    cluster.guard()?;
+    let api: Api<kube::api::DynamicObject> = Api::all_with(
+        cluster.client().clone(),
+        &NodeClaimRef::resource(&claim.api_version),
+    );
+    let params = DeleteParams::default();
+    match idempotent_write(&format!("delete NodeClaim {}", claim.name), || {
+        api.delete(&claim.name, &params)
+    })
+    .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
+        Err(e) => Err(e),
     }
 }
 

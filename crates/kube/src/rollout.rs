@@ -222,11 +222,7 @@ pub async fn validate_once(cluster: &Cluster, leaving: &[String]) -> Result<Vali
     let (nodes, deployments, statefulsets, pdbs) = tokio::try_join!(
         list_all::<Node, _>(client, 500, "list nodes", |n| {
             let name = n.metadata.name.clone().unwrap_or_default();
-            let ready = n
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+            let ready = crate::health::node_ready(&n);
             (!ready && !leaving.contains(&name)).then(|| format!("Node {name} is not Ready"))
         }),
         list_all::<Deployment, _>(client, 500, "list Deployments", |d| {

@@ -370,3 +370,29 @@ async fn backup_jobs_run_on_the_simulated_endpoint_beside_moto() {
     assert_eq!(failed["State"], "FAILED", "{failed}");
     assert!(failed["StatusMessage"].as_str().unwrap().contains(bucket));
 }
+
+/// A node's instance replaced in its Auto Scaling group on moto: found in its group, then
+/// terminated with the desired capacity kept, so the group launches another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_is_replaced_in_its_auto_scaling_group() {
+    let moto = upgrade_test::MotoServer::start();
+    let before = moto.auto_scaling_group("eks-default-ng", 2);
+    assert_eq!(before.len(), 2, "{before:?}");
+    let mut builder = Eks::builder("")
+        .program(upgrade_test::require_tool("aws"))
+        .endpoint_url(moto.url());
+    for (key, value) in moto.aws_env() {
+        builder = builder.env(key, value);
+    }
+    let asg = builder.build_autoscaling().unwrap();
+    let found = asg.instance(&before[0]).await.unwrap().unwrap();
+    assert_eq!(found.auto_scaling_group_name, "eks-default-ng");
+    assert!(asg.instance("i-0000000000000dead").await.unwrap().is_none());
+    asg.replace_instance(&before[0]).await.unwrap();
+    let after = moto.auto_scaling_instances("eks-default-ng");
+    assert_eq!(after.len(), 2, "the desired capacity stays: {after:?}");
+    assert!(!after.contains(&before[0]), "{after:?}");
+    assert!(after.contains(&before[1]));
+    let listed = asg.group_instances("eks-default-ng").await.unwrap();
+    assert_eq!(listed.len(), 2);
+}

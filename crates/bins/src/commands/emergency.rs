@@ -7,7 +7,11 @@ use upgrade_flows::flows::emergency::{
     self, EmergencyAction, EmergencySpec, HelmRollbackSpec, RenewCertificateSpec,
 };
 
+use upgrade_flows::flows::replace_node::{self, ReplaceNodeSpec};
+
 use crate::cli::{ClusterArgs, OutputArgs, RunArgs, context, execute};
+use crate::commands::aws_args::AwsArgs;
+use crate::commands::rollout_args::DrainArgs;
 use crate::exit::{CliError, Flags};
 
 /// `upgrade-emergency`: mitigate a failing component now, with a way back.
@@ -15,8 +19,10 @@ use crate::exit::{CliError, Flags};
 #[command(
     name = "upgrade-emergency",
     version,
-    about = "Mitigate a failing Deployment: scale it (to zero and back), restart its pods, or \
-             put its previous revision back; each reversible with upgrade-rollback",
+    about = "Mitigate a failing component: scale a Deployment (to zero and back), restart its \
+             pods, put its previous revision back, roll a Helm release back, renew a \
+             certificate, replace a NotReady node; each planned first and journaled, and \
+             reversible with upgrade-rollback where it can be",
     after_help = "Exit codes: 0 done (or planned), 1 failed and rolled back, 2 bad input (nothing \
                   changed), 130 stopped by Ctrl-C."
 )]
@@ -85,6 +91,29 @@ pub enum Action {
         #[arg(long, value_name = "SECONDS", default_value_t = 300)]
         rollback_timeout: u64,
     },
+    /// Replace a node (a NotReady one): cordon, drain, then retire it the way its
+    /// provisioner needs (Karpenter's NodeClaim deleted; an Auto Scaling group's instance
+    /// terminated with the group's size kept; or --retire-command), and wait until it is
+    /// gone, its replacement Ready and its workloads available. No way back once retired.
+    ReplaceNode {
+        /// The node.
+        #[arg(long, value_name = "NAME")]
+        node: String,
+        /// Retire it with this command instead, `{node}` is the node (split like a shell
+        /// would, run without one).
+        #[arg(long, value_name = "COMMAND")]
+        retire_command: Option<String>,
+        /// What the drain may evict.
+        #[command(flatten)]
+        drain: DrainArgs,
+        /// How to reach AWS (Auto Scaling).
+        #[command(flatten)]
+        aws: AwsArgs,
+        /// The limit of the drain, and of the wait for the replacement and the workloads,
+        /// in seconds each.
+        #[arg(long, value_name = "SECONDS", default_value_t = 600)]
+        replace_timeout: u64,
+    },
     /// Renew a cert-manager Certificate now: its secret is deleted so cert-manager issues a
     /// new one; the old secret is put back if none comes in time.
     RenewCertificate {
@@ -129,6 +158,26 @@ impl crate::cli::Command for Args {
                 };
                 let ctx = context("upgrade-emergency", &self.cluster, Some(&self.run)).await?;
                 let planned = emergency::plan_helm_rollback(&ctx, &spec)
+                    .await
+                    .map_err(|e| CliError::from_flow(e, &flags))?;
+                return execute(&ctx, planned, &self.run, &self.output, &flags, out).await;
+            }
+            Action::ReplaceNode {
+                node,
+                retire_command,
+                drain,
+                aws,
+                replace_timeout,
+            } => {
+                let spec = ReplaceNodeSpec {
+                    node: node.clone(),
+                    retire_command: retire_command.clone(),
+                    aws: aws.settings(),
+                    drain: drain.spec(),
+                    timeout_secs: *replace_timeout,
+                };
+                let ctx = context("upgrade-emergency", &self.cluster, Some(&self.run)).await?;
+                let planned = replace_node::plan_replace_node(&ctx, &spec)
                     .await
                     .map_err(|e| CliError::from_flow(e, &flags))?;
                 return execute(&ctx, planned, &self.run, &self.output, &flags, out).await;

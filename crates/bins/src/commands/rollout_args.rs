@@ -30,6 +30,29 @@ pub struct RolloutArgs {
     /// Time between the two validations after each batch, e.g. 10s.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
     pub validation_interval: Duration,
+    /// What each drain may evict.
+    #[command(flatten)]
+    pub drain: DrainArgs,
+}
+
+impl RolloutArgs {
+    /// The rollout spec.
+    pub fn spec(&self) -> RolloutSpec {
+        RolloutSpec {
+            surge_command: self.surge_command.clone(),
+            retire_command: self.retire_command.clone(),
+            batch_size: self.batch_size,
+            pause: self.pause,
+            validation_interval: self.validation_interval,
+            drain: self.drain.spec(),
+            ..RolloutSpec::default()
+        }
+    }
+}
+
+/// kubectl drain's flags, for every command that drains nodes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DrainArgs {
     /// Leave DaemonSet pods on drained nodes (kubectl drain's flag; on unless
     /// `--ignore-daemonsets=false`, with which they block the drain).
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_value_t = true,
@@ -50,22 +73,14 @@ pub struct RolloutArgs {
     pub grace_period: i64,
 }
 
-impl RolloutArgs {
-    /// The rollout spec.
-    pub fn spec(&self) -> RolloutSpec {
-        RolloutSpec {
-            surge_command: self.surge_command.clone(),
-            retire_command: self.retire_command.clone(),
-            batch_size: self.batch_size,
-            pause: self.pause,
-            validation_interval: self.validation_interval,
-            drain: DrainSpec {
-                ignore_daemonsets: self.ignore_daemonsets,
-                delete_emptydir_data: self.delete_emptydir_data,
-                force: self.force_drain,
-                grace_period_seconds: u64::try_from(self.grace_period).ok(),
-            },
-            ..RolloutSpec::default()
+impl DrainArgs {
+    /// The drain spec.
+    pub fn spec(&self) -> DrainSpec {
+        DrainSpec {
+            ignore_daemonsets: self.ignore_daemonsets,
+            delete_emptydir_data: self.delete_emptydir_data,
+            force: self.force_drain,
+            grace_period_seconds: u64::try_from(self.grace_period).ok(),
         }
     }
 }

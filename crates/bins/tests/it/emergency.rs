@@ -347,3 +347,231 @@ async fn a_release_rolls_back_to_its_previous_revision_and_the_undo_restores_it(
     );
     sim.shutdown().await;
 }
+
+const MLFLOW_WITH_BUDGET: &str = "apiVersion: v1\nkind: Namespace\nmetadata: {name: mlops}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: mlflow, namespace: mlops}\nspec:\n  replicas: 2\n  selector: {matchLabels: {app: mlflow}}\n  template:\n    metadata: {labels: {app: mlflow}}\n    spec: {containers: [{name: mlflow, image: 'ghcr.io/mlflow/mlflow:2.21.0'}]}\n---\napiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {name: mlflow, namespace: mlops}\nspec:\n  minAvailable: 1\n  selector: {matchLabels: {app: mlflow}}\n";
+
+/// kube-sim with Karpenter's NodeClaim CRD (the upstream chart's) and its simulation when
+/// `karpenter`; MLflow's two pods and their budget on `node-a`, whose kubelet then stops
+/// answering (NotReady: its pods lose readiness, the budget is not met).
+async fn broken_node(ctx: &TestContext, karpenter: bool) -> SimCluster {
+    let sim = SimCluster::builder()
+        .controllers(ControllerConfig {
+            karpenter,
+            ..ControllerConfig::fast()
+        })
+        .kubeconfig_path(ctx.root().join("kubeconfig.yaml"))
+        .start()
+        .await
+        .unwrap();
+    let crd = TestContext::upstream_charts_dir()
+        .join("karpenter/1.5.0/karpenter/crds/karpenter.sh_nodeclaims.yaml");
+    sim.load_yaml(&std::fs::read_to_string(&crd).unwrap())
+        .unwrap();
+    sim.add_node("node-a", kube_sim::DEFAULT_SERVER_VERSION)
+        .unwrap();
+    if karpenter {
+        sim.make_karpenter_node("node-a", "default").unwrap();
+    }
+    sim.load_yaml(MLFLOW_WITH_BUDGET).unwrap();
+    let api: Api<Deployment> = Api::namespaced(sim.client().unwrap(), "mlops");
+    settled(&api, "ghcr.io/mlflow/mlflow:2.21.0", 2).await;
+    sim.set_node_ready("node-a", false).unwrap();
+    sim
+}
+
+fn node_names(sim: &SimCluster) -> Vec<String> {
+    sim.list("v1", "Node", None)
+        .iter()
+        .map(|n| n["metadata"]["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Seed 002's NotReady node on Karpenter: cordoned, drained (its unready pods deleted, not
+/// evicted: the budget would refuse), its NodeClaim deleted; Karpenter's simulation launches
+/// a node for the pods and terminates the old one; the run waits for MLflow to serve again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notready_karpenter_node_is_replaced_through_its_nodeclaim() {
+    let ctx = TestContext::new();
+    let sim = broken_node(&ctx, true).await;
+    let state = ctx.work().join(".upgrade");
+    let emergency = |args: &[&str]| {
+        crate::support::run_on(
+            &ctx,
+            &sim,
+            &state,
+            &[],
+            env!("CARGO_BIN_EXE_upgrade-emergency"),
+            args,
+        )
+    };
+    let (code, stdout, stderr) = emergency(&["replace-node", "--node", "node-z"]);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(stderr.contains("there is no node node-z"), "{stderr}");
+
+    let claim = sim.list("karpenter.sh/v1", "NodeClaim", None)[0]["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (code, stdout, stderr) = emergency(&["replace-node", "--node", "node-a"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains(&format!("delete NodeClaim {claim} (karpenter.sh/v1)"))
+            && stdout.contains("0 pod(s) evicted (budgets honoured), 2 deleted (not Ready)")
+            && stdout.contains("NotReady")
+            && stdout.contains("Deployment mlops/mlflow available")
+            && stdout.contains("no way back once the node is retired"),
+        "{stdout}"
+    );
+    assert!(
+        node_names(&sim).contains(&"node-a".to_string()),
+        "a plan changes nothing"
+    );
+
+    // A pod no controller recreates blocks the drain (exit 4, nothing changed) until
+    // --force-drain.
+    sim.load_yaml("apiVersion: v1\nkind: Pod\nmetadata: {name: debug, namespace: mlops}\nspec:\n  nodeName: node-a\n  containers: [{name: sh, image: busybox}]\n")
+        .unwrap();
+    let (code, stdout, stderr) =
+        emergency(&["replace-node", "--node", "node-a", "--apply", "--yes"]);
+    assert_eq!(code, 4, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("the drain of node-a would stop at mlops/debug (no controller"),
+        "{stdout}"
+    );
+    let node_a = sim.get("v1", "Node", None, "node-a").unwrap();
+    assert!(node_a["spec"]["unschedulable"].is_null(), "{node_a}");
+
+    let (code, stdout, stderr) = emergency(&[
+        "replace-node",
+        "--node",
+        "node-a",
+        "--force-drain",
+        "--apply",
+        "--yes",
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let nodes = node_names(&sim);
+    assert!(!nodes.contains(&"node-a".to_string()), "{nodes:?}");
+    assert!(
+        nodes.iter().any(|n| n.starts_with("karpenter-")),
+        "Karpenter launched capacity: {nodes:?}"
+    );
+    assert!(
+        sim.list("karpenter.sh/v1", "NodeClaim", None)
+            .iter()
+            .all(|c| c["metadata"]["name"] != claim.as_str())
+    );
+    let api: Api<Deployment> = Api::namespaced(sim.client().unwrap(), "mlops");
+    let d = api.get("mlflow").await.unwrap();
+    assert_eq!(d.status.unwrap().available_replicas, Some(2));
+    assert!(
+        sim.list("v1", "Pod", Some("mlops"))
+            .iter()
+            .all(|p| p["spec"]["nodeName"] != "node-a"),
+        "pod GC removed the old pods"
+    );
+    sim.shutdown().await;
+}
+
+/// A managed node group's NotReady node on moto's Auto Scaling: its instance terminated in
+/// its group with the size kept (moto launches another, which joins as a new node), the
+/// Node deleted, the run waiting for the new node and MLflow. A retire command that fails
+/// is rolled back: the node is uncordoned again. An instance in no group is bad input.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notready_node_group_node_is_replaced_in_its_auto_scaling_group() {
+    let ctx = TestContext::new();
+    let moto = upgrade_test::MotoServer::start();
+    let instances = moto.auto_scaling_group("eks-default", 1);
+    let sim = broken_node(&ctx, false).await;
+    sim.set_provider_id("node-a", &format!("aws:///us-east-1a/{}", instances[0]))
+        .unwrap();
+    sim.add_node("node-b", kube_sim::DEFAULT_SERVER_VERSION)
+        .unwrap();
+    sim.set_provider_id("node-b", "aws:///us-east-1a/i-0000000000000dead")
+        .unwrap();
+    let state = ctx.work().join(".upgrade");
+    let env = moto.aws_env();
+    let endpoint = ["--aws-endpoint-url", moto.url()];
+    let emergency = |args: &[&str]| {
+        crate::support::run_on(
+            &ctx,
+            &sim,
+            &state,
+            &env,
+            env!("CARGO_BIN_EXE_upgrade-emergency"),
+            &[args, &endpoint].concat(),
+        )
+    };
+    let (code, stdout, stderr) = emergency(&["replace-node", "--node", "node-b"]);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("instance i-0000000000000dead of node-b is in no Auto Scaling group")
+            && stderr.contains("--retire-command"),
+        "{stderr}"
+    );
+
+    // A retire command that fails: the run rolls back, and the cordon goes.
+    let (code, stdout, stderr) = emergency(&[
+        "replace-node",
+        "--node",
+        "node-a",
+        "--retire-command",
+        "false {node}",
+        "--apply",
+        "--yes",
+    ]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    let node_a = sim.get("v1", "Node", None, "node-a").unwrap();
+    assert!(
+        node_a["spec"]["unschedulable"].is_null(),
+        "uncordoned by the rollback: {node_a}"
+    );
+    assert_eq!(moto.auto_scaling_instances("eks-default"), instances);
+
+    // The group's replacement instance joins as node-c (what its kubelet's bootstrap does).
+    let joined = std::sync::atomic::AtomicBool::new(false);
+    let (code, stdout, stderr) = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let deadline = std::time::Instant::now() + Duration::from_secs(120);
+            while std::time::Instant::now() < deadline {
+                let now = moto.auto_scaling_instances("eks-default");
+                if let Some(new) = now.iter().find(|i| !instances.contains(i)) {
+                    sim.add_node("node-c", kube_sim::DEFAULT_SERVER_VERSION)
+                        .unwrap();
+                    sim.set_provider_id("node-c", &format!("aws:///us-east-1a/{new}"))
+                        .unwrap();
+                    joined.store(true, std::sync::atomic::Ordering::SeqCst);
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        });
+        emergency(&["replace-node", "--node", "node-a", "--apply", "--yes"])
+    });
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(joined.load(std::sync::atomic::Ordering::SeqCst));
+    assert!(
+        stdout.contains(&format!(
+            "terminate instance {} in Auto Scaling group eks-default",
+            instances[0]
+        )),
+        "{stdout}"
+    );
+    let now = moto.auto_scaling_instances("eks-default");
+    assert_eq!(now.len(), 1, "the group kept its size: {now:?}");
+    assert!(!now.contains(&instances[0]));
+    assert!(!node_names(&sim).contains(&"node-a".to_string()));
+    let api: Api<Deployment> = Api::namespaced(sim.client().unwrap(), "mlops");
+    settled(&api, "ghcr.io/mlflow/mlflow:2.21.0", 2).await;
+    // Nothing to put back: the node is gone.
+    let (code, stdout, stderr) = crate::support::run_on(
+        &ctx,
+        &sim,
+        &state,
+        &env,
+        env!("CARGO_BIN_EXE_upgrade-rollback"),
+        &["--apply", "--yes"],
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    sim.shutdown().await;
+}

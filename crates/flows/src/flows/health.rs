@@ -540,10 +540,7 @@ async fn headroom(ctx: &FlowContext) -> Result<Headroom> {
     };
     for node in &nodes.items {
         let status = node.status.as_ref();
-        if status
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-        {
+        if upgrade_kube::health::node_ready(node) {
             h.ready_nodes += 1;
         }
         if let Some(alloc) = status.and_then(|s| s.allocatable.as_ref()) {

@@ -28,6 +28,7 @@ pub mod nodes;
 pub mod preflight;
 pub mod release_apis;
 pub mod releases;
+pub mod replace_node;
 pub mod rollback;
 pub mod scan;
 pub mod tf_providers;

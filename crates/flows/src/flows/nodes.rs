@@ -151,11 +151,11 @@ impl RolloutSpec {
             }
             return Ok(None);
         };
-        let retire = split("retire_command", retire)?;
+        let retire = split_command("retire_command", retire)?;
         let surge = self
             .surge_command
             .as_deref()
-            .map(|s| split("surge_command", s))
+            .map(|s| split_command("surge_command", s))
             .transpose()?;
         Ok(Some(ReplacerCommands { surge, retire }))
     }
@@ -186,7 +186,8 @@ impl RolloutSpec {
     }
 }
 
-fn split(flag: &'static str, text: &str) -> Result<NodeCommand> {
+/// Splits a `{node}` command (surge/retire), checks its secrets and resolves its program.
+pub(crate) fn split_command(flag: &'static str, text: &str) -> Result<NodeCommand> {
     let shown = upgrade_core::redact::scrub_credentials(text);
     let words = shlex::split(text).ok_or_else(|| {
         FlowError::invalid(
