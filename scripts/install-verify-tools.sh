@@ -2,7 +2,7 @@
 # Installs the real components the verification tests run (crates/verify), idempotently:
 #   .tools/venv-verify   a Python venv with MLflow (tracking server, SQLite store, with
 #                        prometheus-flask-exporter for its metrics), KServe (its ModelServer)
-#                        and scikit-learn (the iris model), pinned below
+#                        and scikit-learn (the iris model), boto3 (MLflow's S3 client), pinned below
 #   prometheus           from Debian (apt-get), only when no `prometheus` is on PATH
 # Called by scripts/install-tools.sh. A second run with the same pins only checks a stamp.
 set -euo pipefail
@@ -39,6 +39,15 @@ else
     "prometheus-flask-exporter==$FLASK_EXPORTER_VERSION"
   echo "$pins" > "$stamp"
   echo "verify tools: installed into $venv"
+fi
+
+# boto3: the S3 client MLflow's server uses for s3:// artifacts (an image that serves them
+# carries it); the MLflow access check (upgrade-emergency check-mlflow) runs it in the
+# tests. Added into the same venv without recreating it.
+BOTO3_VERSION="1.44.8"
+if ! "$venv/bin/python" -c "import boto3, sys; sys.exit(boto3.__version__ != '$BOTO3_VERSION')" 2>/dev/null; then
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-cache-dir "boto3==$BOTO3_VERSION"
+  echo "verify tools: boto3 $BOTO3_VERSION installed into $venv"
 fi
 
 if command -v prometheus >/dev/null 2>&1; then

@@ -1345,7 +1345,7 @@ impl Controllers {
                     let due = bound + self.config.pod_start_delay;
                     if now >= due {
                         let claimed = self.runtime.as_ref().and_then(|runtime| {
-                            ContainerStart::of(pod)
+                            ContainerStart::of(pod, &self.store)
                                 .filter(|c| runtime.0.runs(&c.image))
                                 .map(|c| (runtime.clone(), c))
                         });
@@ -1371,7 +1371,7 @@ impl Controllers {
                                 "kubelet",
                                 "Started container".into(),
                             );
-                            self.runs.start(&runtime, &id, container);
+                            self.runs.start(&runtime, &self.store, &id, container);
                             self.running_at.insert(id.clone(), now);
                             soonest(RUN_POLL);
                             continue;
@@ -1540,8 +1540,8 @@ impl Controllers {
             Some(Run::Crashed { again_at }) if now < *again_at => Some(*again_at - now),
             Some(Run::Crashed { .. }) => {
                 let runtime = self.runtime.clone()?;
-                let container = ContainerStart::of(pod)?;
-                self.runs.start(&runtime, id, container);
+                let container = ContainerStart::of(pod, &self.store)?;
+                self.runs.start(&runtime, &self.store, id, container);
                 Some(RUN_POLL)
             }
             None => None,

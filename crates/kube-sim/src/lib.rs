@@ -161,7 +161,6 @@ impl SimClusterBuilder {
             control_plane_update: std::sync::Mutex::new(std::time::Duration::ZERO),
             eks: eks::EksState::default(),
             backup: backup::BackupState::default(),
-            pod_logs: Default::default(),
         });
         let app = server::router(state.clone());
         let mut server_shutdown = shutdown_rx.clone();
@@ -470,18 +469,7 @@ impl SimCluster {
     /// Sets what `GET .../pods/NAME/log?container=C` answers for one container (it honours
     /// `tailLines`; a container the pod does not have is a 400, as upstream).
     pub fn set_pod_log(&self, namespace: &str, pod: &str, container: &str, text: &str) {
-        self.state
-            .pod_logs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(
-                (
-                    namespace.to_string(),
-                    pod.to_string(),
-                    container.to_string(),
-                ),
-                text.to_string(),
-            );
+        self.store.set_pod_log(namespace, pod, container, text);
     }
 
     /// Sets an object's `.status` (what a controller kube-sim does not run, such as KServe's,

@@ -29,23 +29,97 @@ pub struct ContainerStart {
     pub image: String,
     /// `command` then `args`, with `$(VAR)` expanded from the environment as the kubelet does.
     pub argv: Vec<String>,
-    /// The container's environment (variables with a literal `value`).
+    /// The container's environment as the kubelet builds it: `envFrom` (Secrets and
+    /// ConfigMaps, with their prefix), then `env` (literal values, `secretKeyRef`,
+    /// `configMapKeyRef`, and the pod's name, namespace and service account); a reference to
+    /// something missing is left out.
     pub env: BTreeMap<String, String>,
+    /// The pod's service account.
+    pub service_account: String,
     /// Whether the pod restarts its containers always (a server) rather than running them to
     /// completion (a job).
     pub restarts: bool,
 }
 
 impl ContainerStart {
-    /// The first container of `pod`.
-    pub(crate) fn of(pod: &Value) -> Option<ContainerStart> {
+    /// The first container of `pod`, its environment resolved from `store`.
+    pub(crate) fn of(pod: &Value, store: &crate::store::Store) -> Option<ContainerStart> {
         let container = pod["spec"]["containers"].get(0)?;
-        let env: BTreeMap<String, String> = container["env"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|e| Some((e["name"].as_str()?.into(), e["value"].as_str()?.into())))
-            .collect();
+        let namespace = pod["metadata"]["namespace"].as_str().unwrap_or("default");
+        let registry = store.registry();
+        let data = |kind: &str, name: &str| -> BTreeMap<String, String> {
+            let Some(ty) = registry.lookup_kind("v1", kind) else {
+                return BTreeMap::new();
+            };
+            let Ok(obj) = store.get(&ty, Some(namespace), name) else {
+                return BTreeMap::new();
+            };
+            let mut out = BTreeMap::new();
+            for (key, value) in obj["data"].as_object().into_iter().flatten() {
+                let Some(text) = value.as_str() else { continue };
+                let text = if kind == "Secret" {
+                    use base64::Engine;
+                    base64::engine::general_purpose::STANDARD
+                        .decode(text)
+                        .ok()
+                        .and_then(|b| String::from_utf8(b).ok())
+                } else {
+                    Some(text.to_string())
+                };
+                if let Some(text) = text {
+                    out.insert(key.clone(), text);
+                }
+            }
+            if kind == "Secret" {
+                for (key, value) in obj["stringData"].as_object().into_iter().flatten() {
+                    if let Some(text) = value.as_str() {
+                        out.insert(key.clone(), text.to_string());
+                    }
+                }
+            }
+            out
+        };
+        let mut env: BTreeMap<String, String> = BTreeMap::new();
+        for source in container["envFrom"].as_array().into_iter().flatten() {
+            let prefix = source["prefix"].as_str().unwrap_or_default();
+            let (kind, reference) = if source["secretRef"].is_object() {
+                ("Secret", &source["secretRef"])
+            } else {
+                ("ConfigMap", &source["configMapRef"])
+            };
+            if let Some(name) = reference["name"].as_str() {
+                for (key, value) in data(kind, name) {
+                    env.insert(format!("{prefix}{key}"), value);
+                }
+            }
+        }
+        for e in container["env"].as_array().into_iter().flatten() {
+            let Some(name) = e["name"].as_str() else { continue };
+            let from = &e["valueFrom"];
+            let value = if let Some(value) = e["value"].as_str() {
+                Some(expand(value, &env))
+            } else if from["secretKeyRef"].is_object() {
+                let r = &from["secretKeyRef"];
+                data("Secret", r["name"].as_str().unwrap_or_default())
+                    .remove(r["key"].as_str().unwrap_or_default())
+            } else if from["configMapKeyRef"].is_object() {
+                let r = &from["configMapKeyRef"];
+                data("ConfigMap", r["name"].as_str().unwrap_or_default())
+                    .remove(r["key"].as_str().unwrap_or_default())
+            } else {
+                match from["fieldRef"]["fieldPath"].as_str() {
+                    Some("metadata.name") => pod["metadata"]["name"].as_str().map(Into::into),
+                    Some("metadata.namespace") => Some(namespace.to_string()),
+                    Some("spec.serviceAccountName") => {
+                        pod["spec"]["serviceAccountName"].as_str().map(Into::into)
+                    }
+                    _ => None,
+                }
+            };
+            if let Some(value) = value {
+                env.insert(name.to_string(), value);
+            }
+        }
         let argv = ["command", "args"]
             .iter()
             .flat_map(|key| container[*key].as_array().cloned().unwrap_or_default())
@@ -61,6 +135,10 @@ impl ContainerStart {
             image: container["image"].as_str().unwrap_or_default().into(),
             argv,
             env,
+            service_account: pod["spec"]["serviceAccountName"]
+                .as_str()
+                .unwrap_or("default")
+                .into(),
             restarts: pod["spec"]["restartPolicy"].as_str().unwrap_or("Always") == "Always",
         })
     }
@@ -101,6 +179,11 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// ([`ContainerStart::restarts`]), 0 means it started and serves; anything else that it
     /// exited, and it is run again after a back-off.
     fn run(&self, container: &ContainerStart) -> i32;
+    /// [`run`](Self::run), with what the container printed: kube-sim serves it as the
+    /// container's log (`pods/log`). The default prints nothing.
+    fn run_logged(&self, container: &ContainerStart) -> (i32, String) {
+        (self.run(container), String::new())
+    }
 }
 
 /// The runtime as the builder and the kubelet hold it.
@@ -135,9 +218,22 @@ pub(crate) struct Runs {
 
 impl Runs {
     /// Starts `container` for the pod `uid` on a thread.
-    pub(crate) fn start(&mut self, runtime: &Runtime, uid: &str, container: ContainerStart) {
+    pub(crate) fn start(
+        &mut self,
+        runtime: &Runtime,
+        store: &Arc<crate::store::Store>,
+        uid: &str,
+        container: ContainerStart,
+    ) {
         let runtime = Arc::clone(&runtime.0);
-        let handle = std::thread::spawn(move || runtime.run(&container));
+        let store = Arc::clone(store);
+        let handle = std::thread::spawn(move || {
+            let (code, log) = runtime.run_logged(&container);
+            if !log.is_empty() {
+                store.set_pod_log(&container.namespace, &container.pod, &container.container, &log);
+            }
+            code
+        });
         self.by_pod.insert(uid.to_string(), Run::Running(handle));
     }
 

@@ -36,8 +36,6 @@ pub(crate) struct AppState {
     pub eks: crate::eks::EksState,
     /// What the simulated AWS Backup holds (see [`crate::backup`]).
     pub backup: crate::backup::BackupState,
-    /// Pod logs the tests set: (namespace, pod, container) → text.
-    pub pod_logs: std::sync::Mutex<HashMap<(String, String, String), String>>,
 }
 
 impl AppState {
@@ -600,17 +598,10 @@ fn get_response(
                     .map(|c| c.to_string())
                     .unwrap_or_default(),
             };
-            let key = (
-                req.ns().unwrap_or_default().to_string(),
-                req.name().to_string(),
-                container,
-            );
-            let stored = state
-                .pod_logs
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&key)
-                .cloned();
+            let stored =
+                state
+                    .store
+                    .pod_log(req.ns().unwrap_or_default(), req.name(), &container);
             let mut text = stored
                 .unwrap_or_else(|| format!("kube-sim: simulated log of pod {}\n", req.name()));
             if let Some(tail) = params

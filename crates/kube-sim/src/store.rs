@@ -118,6 +118,9 @@ pub struct Store {
     /// resourceVersion (the loser gets a conflict and retries); without this, two evictions
     /// could both see one disruption allowed and both go through.
     pub(crate) evictions: std::sync::Mutex<()>,
+    /// Container logs, (namespace, pod, container) → text: what the tests set, and what a
+    /// container runtime's runs printed.
+    pub(crate) pod_logs: std::sync::Mutex<std::collections::HashMap<(String, String, String), String>>,
 }
 
 /// Current time in the Kubernetes timestamp format (RFC 3339, seconds, UTC).
@@ -229,6 +232,7 @@ impl Store {
             events,
             changed: Arc::new(Notify::new()),
             evictions: std::sync::Mutex::new(()),
+            pod_logs: Default::default(),
         };
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             let ty = store
@@ -450,6 +454,26 @@ impl Store {
                 .unwrap_or_default()
         };
         f(&inner.registry, &lookup)
+    }
+
+    /// Sets the log text of a pod's container.
+    pub fn set_pod_log(&self, namespace: &str, pod: &str, container: &str, text: &str) {
+        self.pod_logs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                (namespace.to_string(), pod.to_string(), container.to_string()),
+                text.to_string(),
+            );
+    }
+
+    /// The log text of a pod's container, when one was set or printed.
+    pub fn pod_log(&self, namespace: &str, pod: &str, container: &str) -> Option<String> {
+        self.pod_logs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(namespace.to_string(), pod.to_string(), container.to_string()))
+            .cloned()
     }
 
     /// A random lowercase suffix for generated names (`-x7k2p`).

@@ -7,9 +7,11 @@ use upgrade_flows::flows::emergency::{
     self, EmergencyAction, EmergencySpec, HelmRollbackSpec, RenewCertificateSpec,
 };
 
+use upgrade_flows::flows::mlflow_access::{self, MlflowAccessSpec};
 use upgrade_flows::flows::replace_node::{self, ReplaceNodeSpec};
+use upgrade_flows::report::Format;
 
-use crate::cli::{ClusterArgs, OutputArgs, RunArgs, context, execute};
+use crate::cli::{ClusterArgs, OutputArgs, RunArgs, context, execute, print};
 use crate::commands::aws_args::AwsArgs;
 use crate::commands::rollout_args::DrainArgs;
 use crate::exit::{CliError, Flags};
@@ -23,8 +25,9 @@ use crate::exit::{CliError, Flags};
              pods, put its previous revision back, roll a Helm release back, renew a \
              certificate, replace a NotReady node; each planned first and journaled, and \
              reversible with upgrade-rollback where it can be",
-    after_help = "Exit codes: 0 done (or planned), 1 failed and rolled back, 2 bad input (nothing \
-                  changed), 130 stopped by Ctrl-C."
+    after_help = "Exit codes: 0 done (or planned; check-mlflow: every check passed), 1 failed \
+                  and rolled back, 2 bad input (nothing changed), 4 blocked (a plan's blockers; \
+                  check-mlflow: a check failed), 130 stopped by Ctrl-C."
 )]
 pub struct Args {
     /// What to do.
@@ -114,6 +117,25 @@ pub enum Action {
         #[arg(long, value_name = "SECONDS", default_value_t = 600)]
         replace_timeout: u64,
     },
+    /// Check MLflow's database connection and S3 artifact access from where MLflow runs: a
+    /// Job with its pod template (image, environment, secrets, service account) connects
+    /// to the backend store and writes, lists and deletes a probe object; the Job is
+    /// deleted after. Exit 0 all passed, 4 a check failed.
+    CheckMlflow {
+        /// The MLflow Deployment, NAMESPACE/NAME.
+        #[arg(long, value_name = "NAMESPACE/NAME")]
+        deployment: String,
+        /// Its container that runs the server (default: the one with MLflow's image).
+        #[arg(long, value_name = "NAME")]
+        container: Option<String>,
+        /// The image to run the check in (default: the server's; it needs Python, and
+        /// boto3 for S3).
+        #[arg(long, value_name = "IMAGE")]
+        check_image: Option<String>,
+        /// How long the Job may take, in seconds.
+        #[arg(long, value_name = "SECONDS", default_value_t = 120)]
+        check_timeout: u64,
+    },
     /// Renew a cert-manager Certificate now: its secret is deleted so cert-manager issues a
     /// new one; the old secret is put back if none comes in time.
     RenewCertificate {
@@ -161,6 +183,27 @@ impl crate::cli::Command for Args {
                     .await
                     .map_err(|e| CliError::from_flow(e, &flags))?;
                 return execute(&ctx, planned, &self.run, &self.output, &flags, out).await;
+            }
+            Action::CheckMlflow {
+                deployment,
+                container,
+                check_image,
+                check_timeout,
+            } => {
+                let (namespace, deployment) = namespaced("--deployment", deployment)?;
+                let spec = MlflowAccessSpec {
+                    namespace,
+                    deployment,
+                    container: container.clone(),
+                    image: check_image.clone(),
+                    timeout_secs: *check_timeout,
+                };
+                let ctx = context("upgrade-emergency", &self.cluster, None).await?;
+                let report = mlflow_access::check_mlflow_access(&ctx, &spec)
+                    .await
+                    .map_err(|e| CliError::from_flow(e, &flags))?;
+                print(out, &report.render(Format::from(self.output.output)))?;
+                return Ok(report.exit_code());
             }
             Action::ReplaceNode {
                 node,

@@ -575,3 +575,177 @@ async fn a_notready_node_group_node_is_replaced_in_its_auto_scaling_group() {
     assert_eq!(code, 0, "{stdout}{stderr}");
     sim.shutdown().await;
 }
+
+/// The MLflow image's containers, run for real: the server is taken as started, and a Job's
+/// command runs with the verification venv's Python (MLflow's SQLAlchemy, boto3) and the
+/// environment kube-sim's kubelet built (secrets resolved); what it prints is its log.
+struct MlflowImage {
+    python: std::path::PathBuf,
+}
+
+const MLFLOW_IMAGE: &str = "ghcr.io/mlflow/mlflow:v2.16.0";
+
+impl kube_sim::ContainerRuntime for MlflowImage {
+    fn runs(&self, image: &str) -> bool {
+        image == MLFLOW_IMAGE
+    }
+
+    fn run(&self, container: &kube_sim::ContainerStart) -> i32 {
+        self.run_logged(container).0
+    }
+
+    fn run_logged(&self, container: &kube_sim::ContainerStart) -> (i32, String) {
+        if container.restarts {
+            return (0, String::new());
+        }
+        assert_eq!(container.argv[0], "python", "{:?}", container.argv);
+        let mut cmd = upgrade_core::ProcessBuilder::new(&self.python);
+        cmd.args(&container.argv[1..])
+            .timeout(Duration::from_secs(120));
+        for (key, value) in &container.env {
+            cmd.env(key, value);
+        }
+        match cmd.output() {
+            Ok(out) => (out.status.code().unwrap_or(137), out.stdout_lossy()),
+            Err(e) => (127, e.to_string()),
+        }
+    }
+}
+
+const MLFLOW_ACCESS: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: mlops}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: mlflow, namespace: mlops, annotations: {eks.amazonaws.com/role-arn: "arn:aws:iam::123456789012:role/mlflow"}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: mlflow-db, namespace: mlops}
+stringData: {uri: "@STORE@"}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: mlflow-aws, namespace: mlops}
+stringData: {AWS_ACCESS_KEY_ID: testing, AWS_SECRET_ACCESS_KEY: testing, AWS_DEFAULT_REGION: us-east-1}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: mlflow, namespace: mlops}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: mlflow}}
+  template:
+    metadata: {labels: {app: mlflow}}
+    spec:
+      serviceAccountName: mlflow
+      containers:
+        - name: mlflow
+          image: ghcr.io/mlflow/mlflow:v2.16.0
+          command: [mlflow, server]
+          args: [--backend-store-uri, $(DB_URI), --artifacts-destination, "s3://mlflow-artifacts/prod", --serve-artifacts]
+          env:
+            - {name: DB_URI, valueFrom: {secretKeyRef: {name: mlflow-db, key: uri}}}
+            - {name: MLFLOW_S3_ENDPOINT_URL, value: "@MOTO@"}
+            - {name: AWS_ROLE_ARN, value: "arn:aws:iam::123456789012:role/mlflow"}
+          envFrom:
+            - secretRef: {name: mlflow-aws}
+"#;
+
+/// Seed 002's MLflow checks from MLflow's own pod template: the database its secret names
+/// (a real MLflow store) and its S3 artifact location on moto pass; a store that cannot be
+/// opened and a bucket that does not exist fail (exit 4). The Job is gone after each run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mlflow_access_is_checked_from_its_own_environment() {
+    let ctx = TestContext::new();
+    let moto = upgrade_test::MotoServer::start();
+    moto.aws(&["s3api", "create-bucket", "--bucket", "mlflow-artifacts"]);
+    let store = ctx.copy_fixture("mlflow/store-mlflow-2.9.2.db");
+    let runtime = MlflowImage {
+        python: upgrade_test::require_venv_tool("python"),
+    };
+    let sim = SimCluster::builder()
+        .controllers(ControllerConfig::fast())
+        .container_runtime(std::sync::Arc::new(runtime))
+        .kubeconfig_path(ctx.root().join("kubeconfig.yaml"))
+        .start()
+        .await
+        .unwrap();
+    sim.add_node("node-a", kube_sim::DEFAULT_SERVER_VERSION)
+        .unwrap();
+    sim.load_yaml(
+        &MLFLOW_ACCESS
+            .replace("@STORE@", &format!("sqlite:///{}", store.display()))
+            .replace("@MOTO@", moto.url()),
+    )
+    .unwrap();
+    let state = ctx.work().join(".upgrade");
+    let check = |args: &[&str]| {
+        crate::support::run_on(
+            &ctx,
+            &sim,
+            &state,
+            &[],
+            env!("CARGO_BIN_EXE_upgrade-emergency"),
+            &[&["check-mlflow", "--deployment"], args].concat(),
+        )
+    };
+    let no_jobs = || sim.list("batch/v1", "Job", Some("mlops")).is_empty();
+
+    let (code, stdout, stderr) = check(&["mlops/nope"]);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(stderr.contains("there is no deployment mlops/nope"), "{stderr}");
+
+    let (code, stdout, stderr) = check(&["mlops/mlflow"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("service account mlflow")
+            && stdout.contains(&format!(
+                "PASS database: connected to sqlite:///{}: MLflow schema revision",
+                store.display()
+            ))
+            && stdout.contains(
+                "PASS s3: wrote, listed and deleted s3://mlflow-artifacts/prod/.upgrade-access-check as arn:aws:iam::123456789012:role/mlflow"
+            ),
+        "{stdout}"
+    );
+    assert!(no_jobs(), "the check's Job is deleted");
+    let left = moto.aws(&["s3api", "list-objects-v2", "--bucket", "mlflow-artifacts"]);
+    assert!(left["Contents"].is_null(), "the probe object is gone: {left}");
+
+    // The database secret points where nothing can be opened; the bucket is gone.
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(sim.client().unwrap(), "mlops");
+    secrets
+        .patch(
+            "mlflow-db",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"stringData": {"uri": "sqlite:////no-such-dir/mlflow.db"}})),
+        )
+        .await
+        .unwrap();
+    moto.aws(&["s3api", "delete-bucket", "--bucket", "mlflow-artifacts"]);
+    let (code, stdout, stderr) = check(&["mlops/mlflow", "--output", "json"]);
+    assert_eq!(code, 4, "{stdout}{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let checks = report["checks"].as_array().unwrap();
+    assert_eq!(checks[0]["check"], "database");
+    assert_eq!(checks[0]["ok"], false, "{report}");
+    assert!(
+        checks[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("OperationalError"),
+        "{report}"
+    );
+    assert_eq!(checks[1]["check"], "s3");
+    assert_eq!(checks[1]["ok"], false, "{report}");
+    assert!(
+        checks[1]["detail"].as_str().unwrap().contains("NoSuchBucket"),
+        "{report}"
+    );
+    assert!(no_jobs());
+    sim.shutdown().await;
+}

@@ -24,6 +24,7 @@ pub mod lock;
 pub mod logs;
 pub mod managed_addons;
 pub mod mlflow;
+pub mod mlflow_access;
 pub mod nodes;
 pub mod preflight;
 pub mod release_apis;
