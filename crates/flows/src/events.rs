@@ -169,6 +169,9 @@ impl Step for Observed<'_> {
     fn irreversible(&self) -> Option<String> {
         self.step.irreversible()
     }
+    fn status_part(&self) -> upgrade_core::executor::StatusPart {
+        self.step.status_part()
+    }
     fn record(&self) -> StepRecord {
         self.step.record()
     }

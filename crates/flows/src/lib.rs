@@ -60,6 +60,7 @@ pub mod flows;
 pub mod record;
 pub mod report;
 pub mod run;
+mod status_board;
 
 pub use context::{FlowContext, StateDir};
 pub use error::{FlowError, Result};

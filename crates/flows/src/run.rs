@@ -13,6 +13,7 @@ use crate::error::{FlowError, Result};
 use crate::events::Observed;
 use crate::record::RunRecord;
 use crate::report::{Plan, RunReport, describe_outcome};
+use crate::status_board::{StatusBoard, Tracked};
 
 /// A check run after every step of a run verified; what it finds makes the exit code 3.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,14 +112,19 @@ impl Planned {
         }
         ctx.cluster().guard()?;
         let refs: Vec<&dyn Step> = self.steps.iter().map(|s| s.as_ref()).collect();
+        let run_id = self.plan.run_id.clone();
+        let board = StatusBoard::new(ctx, &run_id, &refs);
         let observed: Vec<Observed> = refs
             .iter()
             .map(|s| Observed::new(*s, ctx.events()))
             .collect();
-        let observed: Vec<&dyn Step> = observed.iter().map(|s| s as &dyn Step).collect();
-        let run_id = self.plan.run_id.clone();
+        let tracked: Vec<Tracked> = observed
+            .iter()
+            .map(|s| Tracked::new(s as &dyn Step, &board))
+            .collect();
+        let observed: Vec<&dyn Step> = tracked.iter().map(|s| s as &dyn Step).collect();
         let (flow, command, spec) = (self.flow, &self.plan.command, &self.spec);
-        let (refs, observed, run_id) = (&refs, &observed, &run_id);
+        let (refs, observed, run_id, board) = (&refs, &observed, &run_id, &board);
         let stops_before = ctx.stop_signal().requests();
         let on_failure = if self.stop_on_failure {
             upgrade_core::executor::OnFailure::Stop
@@ -131,9 +137,15 @@ impl Planned {
                 None => {
                     RunRecord::new(ctx, run_id, flow, command, spec.clone(), refs)
                         .write(&ctx.state().runs())?;
+                    board
+                        .begin(refs, format!("run {run_id} of {command} started"))
+                        .await;
                     Ok(executor.start(run_id, observed).await?)
                 }
                 Some(run) if ctx.resume() && &run.run_id == run_id => {
+                    board
+                        .begin(refs, format!("run {run_id} of {command} resumed"))
+                        .await;
                     Ok(executor.resume(observed).await?)
                 }
                 Some(run) => Err(FlowError::input(format!(
@@ -144,6 +156,13 @@ impl Planned {
             }
         })
         .await?;
+        let rolled_back = matches!(&outcome, RunOutcome::RolledBack { rollback, .. } if rollback.blocked.is_none());
+        board
+            .end(
+                format!("run {run_id}: {}", describe_outcome(&outcome)),
+                rolled_back,
+            )
+            .await;
         let mut report = self.report(ctx, &outcome);
         if outcome == RunOutcome::Completed {
             if !self.post_checks.is_empty() {
@@ -235,17 +254,33 @@ pub async fn rollback_locked(
     reason: &str,
 ) -> Result<RollbackReport> {
     ctx.cluster().guard()?;
+    let board = StatusBoard::new(ctx, run_id, steps);
     let observed: Vec<Observed> = steps
         .iter()
         .map(|s| Observed::new(*s, ctx.events()))
         .collect();
-    let observed: Vec<&dyn Step> = observed.iter().map(|s| s as &dyn Step).collect();
+    let tracked: Vec<Tracked> = observed
+        .iter()
+        .map(|s| Tracked::new(s as &dyn Step, &board))
+        .collect();
+    let observed: Vec<&dyn Step> = tracked.iter().map(|s| s as &dyn Step).collect();
     let (report, lock_lost) = with_upgrade_lock(ctx, run_id, |mut executor| async move {
         Ok(executor
             .rollback(Some(run_id), component, &observed, reason)
             .await?)
     })
     .await?;
+    board
+        .end(
+            match &report.blocked {
+                None => format!("run {run_id} rolled back ({reason})"),
+                Some((step, why)) => {
+                    format!("run {run_id} partly rolled back, stopped at {step}: {why}")
+                }
+            },
+            report.blocked.is_none() && component.is_none(),
+        )
+        .await;
     if let Some(why) = lock_lost {
         tracing::error!(
             run_id,

@@ -71,6 +71,14 @@ impl Step for HelmUpgradeStep {
         &self.spec.component
     }
 
+    fn status_part(&self) -> upgrade_core::executor::StatusPart {
+        upgrade_core::executor::StatusPart {
+            name: format!("{} (release {})", self.spec.component, self.spec.release),
+            from: None,
+            to: self.spec.chart.version.clone(),
+        }
+    }
+
     fn record(&self) -> StepRecord {
         StepRecord::of(&self.spec)
     }

@@ -94,7 +94,9 @@ impl ContainerStart {
             }
         }
         for e in container["env"].as_array().into_iter().flatten() {
-            let Some(name) = e["name"].as_str() else { continue };
+            let Some(name) = e["name"].as_str() else {
+                continue;
+            };
             let from = &e["valueFrom"];
             let value = if let Some(value) = e["value"].as_str() {
                 Some(expand(value, &env))
@@ -230,7 +232,12 @@ impl Runs {
         let handle = std::thread::spawn(move || {
             let (code, log) = runtime.run_logged(&container);
             if !log.is_empty() {
-                store.set_pod_log(&container.namespace, &container.pod, &container.container, &log);
+                store.set_pod_log(
+                    &container.namespace,
+                    &container.pod,
+                    &container.container,
+                    &log,
+                );
             }
             code
         });

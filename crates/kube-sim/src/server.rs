@@ -598,10 +598,9 @@ fn get_response(
                     .map(|c| c.to_string())
                     .unwrap_or_default(),
             };
-            let stored =
-                state
-                    .store
-                    .pod_log(req.ns().unwrap_or_default(), req.name(), &container);
+            let stored = state
+                .store
+                .pod_log(req.ns().unwrap_or_default(), req.name(), &container);
             let mut text = stored
                 .unwrap_or_else(|| format!("kube-sim: simulated log of pod {}\n", req.name()));
             if let Some(tail) = params

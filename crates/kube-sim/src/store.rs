@@ -120,7 +120,8 @@ pub struct Store {
     pub(crate) evictions: std::sync::Mutex<()>,
     /// Container logs, (namespace, pod, container) → text: what the tests set, and what a
     /// container runtime's runs printed.
-    pub(crate) pod_logs: std::sync::Mutex<std::collections::HashMap<(String, String, String), String>>,
+    pub(crate) pod_logs:
+        std::sync::Mutex<std::collections::HashMap<(String, String, String), String>>,
 }
 
 /// Current time in the Kubernetes timestamp format (RFC 3339, seconds, UTC).
@@ -462,7 +463,11 @@ impl Store {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(
-                (namespace.to_string(), pod.to_string(), container.to_string()),
+                (
+                    namespace.to_string(),
+                    pod.to_string(),
+                    container.to_string(),
+                ),
                 text.to_string(),
             );
     }
@@ -472,7 +477,11 @@ impl Store {
         self.pod_logs
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(&(namespace.to_string(), pod.to_string(), container.to_string()))
+            .get(&(
+                namespace.to_string(),
+                pod.to_string(),
+                container.to_string(),
+            ))
             .cloned()
     }
 

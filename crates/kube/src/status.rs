@@ -70,6 +70,9 @@ pub struct UpgradeStatus {
     pub timeline: Vec<(String, String)>,
     /// Whether a recorded way back exists for what is applied.
     pub rollback_available: bool,
+    /// Why there is none, when there is none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_note: Option<String>,
     /// Nodes a node rollout's surge added for the batch in progress: extra capacity until
     /// the batch's nodes are retired, which a rollback retires.
     #[serde(default)]
@@ -88,11 +91,16 @@ impl UpgradeStatus {
                 state,
             }),
         }
+        self.event(format!("{name}: {}", state.label()));
+    }
+
+    /// Adds `event` to the timeline, now.
+    pub fn event(&mut self, event: impl Into<String>) {
         self.timeline.push((
             jiff::Timestamp::now()
                 .strftime("%Y-%m-%d %H:%M:%S UTC")
                 .to_string(),
-            format!("{name}: {}", state.label()),
+            event.into(),
         ));
     }
 
@@ -100,21 +108,25 @@ impl UpgradeStatus {
     pub fn render(&self) -> String {
         let mut out = format!("Cluster Upgrade Status (run {}):\n", self.run_id);
         for p in &self.parts {
-            out.push_str(&format!(
-                "- {}: {} → {} ({})\n",
-                p.name,
-                p.from,
-                p.to,
-                p.state.label()
-            ));
+            let versions = match (p.from.is_empty(), p.to.is_empty()) {
+                (true, true) => String::new(),
+                (true, false) => format!(": → {}", p.to),
+                (false, true) => format!(": {}", p.from),
+                (false, false) => format!(": {} → {}", p.from, p.to),
+            };
+            out.push_str(&format!("- {}{versions} ({})\n", p.name, p.state.label()));
         }
         out.push_str("\nTimeline:\n");
         for (at, event) in &self.timeline {
             out.push_str(&format!("- {at}: {event}\n"));
         }
         out.push_str(&format!(
-            "\nRollback Available: {}\n",
-            if self.rollback_available { "Yes" } else { "No" }
+            "\nRollback Available: {}{}\n",
+            if self.rollback_available { "Yes" } else { "No" },
+            self.rollback_note
+                .as_deref()
+                .map(|why| format!(" ({why})"))
+                .unwrap_or_default()
         ));
         out
     }

@@ -433,6 +433,15 @@ impl Step for NodeRolloutStep {
         &self.spec.component
     }
 
+    fn status_part(&self) -> upgrade_core::executor::StatusPart {
+        upgrade_core::executor::StatusPart {
+            name: format!("Nodes ({} planned)", self.spec.planned_nodes.len()),
+            from: (!self.spec.options.from_version.is_empty())
+                .then(|| self.spec.options.from_version.clone()),
+            to: Some(self.spec.target.to_string()),
+        }
+    }
+
     fn record(&self) -> StepRecord {
         StepRecord::of(&self.spec)
     }

@@ -123,6 +123,14 @@ impl Step for TfvarsChangeStep {
         &self.spec.component
     }
 
+    fn status_part(&self) -> upgrade_core::executor::StatusPart {
+        upgrade_core::executor::StatusPart {
+            name: format!("{} ({})", self.spec.component, self.spec.variable),
+            from: None,
+            to: Some(self.spec.value.clone()),
+        }
+    }
+
     fn description(&self) -> String {
         format!(
             "set {} = \"{}\" in {}, then terraform plan, review and apply",

@@ -29,9 +29,10 @@ use crate::snapshot::{Snapshot, SnapshotError, SnapshotKey, SnapshotStore, Snaps
 /// A step's failure (any error; its Display should name the problem and the fix).
 pub type StepError = Box<dyn std::error::Error + Send + Sync>;
 
-/// A step's failure that is known to have changed nothing (the tool refused before any
-/// change, e.g. EKS refusing `UpdateClusterVersion`): even an irreversible step is then
-/// rolled back (its files put back), since there is nothing in the world to undo.
+/// A step's failure that is known to have changed nothing beyond its own rollback's reach
+/// (the tool refused before any change, e.g. EKS refusing `UpdateClusterVersion`; a node
+/// cordoned and drained but not yet retired): even an irreversible step is then rolled back
+/// (its files put back, its cordon lifted), since nothing irreversible happened.
 #[derive(Debug)]
 pub struct NotApplied(pub String);
 
@@ -42,6 +43,17 @@ impl std::fmt::Display for NotApplied {
 }
 
 impl std::error::Error for NotApplied {}
+
+/// A step's line in the `upgrade-status` ConfigMap.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StatusPart {
+    /// What it upgrades, e.g. `Control Plane`, `kserve`.
+    pub name: String,
+    /// The version before, when known.
+    pub from: Option<String>,
+    /// The version after, when known.
+    pub to: Option<String>,
+}
 
 /// What a step's async operations return.
 pub type StepFuture<'a> = Pin<Box<dyn Future<Output = Result<(), StepError>> + Send + 'a>>;
@@ -57,6 +69,15 @@ pub trait Step: Send + Sync {
     /// Why it cannot be undone, when it cannot.
     fn irreversible(&self) -> Option<String> {
         None
+    }
+    /// The part of the platform it upgrades, as the `upgrade-status` ConfigMap shows it
+    /// (`Control Plane 1.30 → 1.31`, `kserve → v0.15.2`); by default its id, no versions.
+    fn status_part(&self) -> StatusPart {
+        StatusPart {
+            name: self.id().to_string(),
+            from: None,
+            to: None,
+        }
     }
     /// The step as data: its kind and spec, from which a registry rebuilds the same step in
     /// another process (the run record `upgrade-rollback` reads). Paths in the spec are

@@ -360,6 +360,24 @@ async fn plans_then_upgrades_control_plane_nodes_and_addons_keeping_the_pdb() {
         tfvars.contains("# last bumped by the platform team"),
         "comments survive the edit: {tfvars}"
     );
+    // Seed 004's status ConfigMap: the control plane, each node and each add-on, and no
+    // way back (without the EKS cluster's name the control plane cannot be rolled back).
+    let status = world
+        .sim
+        .get("v1", "ConfigMap", Some("kube-system"), "upgrade-status")
+        .unwrap()["data"]["status"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        status.contains("- Control Plane: 1.30 → 1.31 (complete)")
+            && status.contains("- Node node-1: 1.30 → 1.31 (complete)")
+            && status.contains("- eks (coredns_version): → v1.11.3-eksbuild.1 (complete)")
+            && status.contains("- Nodes (3 planned): 1.30 → 1.31 (complete)")
+            && status.contains("completed: every step applied and verified")
+            && status.contains("Rollback Available: No (eks/control-plane-1.31 cannot be undone: EKS rolls a control plane back from 1.31 only through its API, and the EKS cluster name is unknown"),
+        "{status}"
+    );
     world
         .settings()
         .bind(|| insta::assert_snapshot!("applied", stdout));
@@ -968,6 +986,18 @@ async fn a_rollback_inside_the_window_brings_the_control_plane_back() {
         .to_string();
     assert_eq!(world.sim.server_version(), "v1.31.0-eks-a737599");
     assert_eq!(world.node_versions()[0].1, "v1.31.0-eks-a737599");
+    let status = world
+        .sim
+        .get("v1", "ConfigMap", Some("kube-system"), "upgrade-status")
+        .unwrap()["data"]["status"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        status.contains("- Control Plane: 1.30 → 1.31 (complete)")
+            && status.contains("Rollback Available: Yes"),
+        "with the EKS cluster named, the control plane can go back: {status}"
+    );
 
     let rollback = |run: String| {
         let mut cmd = ProcessBuilder::new(env!("CARGO_BIN_EXE_upgrade-rollback"));

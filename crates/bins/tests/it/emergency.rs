@@ -10,6 +10,14 @@ use kube::api::{Api, Patch, PatchParams};
 use kube_sim::{ControllerConfig, SimCluster};
 use upgrade_test::TestContext;
 
+/// The human summary of `kube-system/upgrade-status`.
+fn upgrade_status(sim: &SimCluster) -> String {
+    let cm = sim
+        .get("v1", "ConfigMap", Some("kube-system"), "upgrade-status")
+        .expect("the run wrote upgrade-status");
+    cm["data"]["status"].as_str().unwrap().to_string()
+}
+
 async fn settled(api: &Api<Deployment>, image: &str, replicas: i32) -> Deployment {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
@@ -114,9 +122,25 @@ async fn mitigations_change_a_deployment_and_upgrade_rollback_puts_it_back() {
             .iter()
             .all(|p| !p["metadata"]["deletionTimestamp"].is_null())
     );
+    // Seed 004's status ConfigMap follows every run: the step's part, the timeline, and a
+    // way back while the run can be undone.
+    let status = upgrade_status(&sim);
+    assert!(
+        status.contains("- emergency/mlops/mlflow (complete)")
+            && status.contains("Rollback Available: Yes")
+            && status.contains("started")
+            && status.contains("emergency/mlops/mlflow: in-progress"),
+        "{status}"
+    );
     let (code, stdout, stderr) = rollback();
     assert_eq!(code, 0, "{stdout}{stderr}");
     settled(&api, "ghcr.io/mlflow/mlflow:2.22.0", 2).await;
+    let status = upgrade_status(&sim);
+    assert!(
+        status.contains("- emergency/mlops/mlflow (rolled-back)")
+            && status.contains("Rollback Available: No (the run was rolled back)"),
+        "{status}"
+    );
 
     // Restart: a new template annotation (new pods); the rollback removes it again.
     let (code, stdout, stderr) = emergency(&[
@@ -470,6 +494,12 @@ async fn a_notready_karpenter_node_is_replaced_through_its_nodeclaim() {
             .all(|p| p["spec"]["nodeName"] != "node-a"),
         "pod GC removed the old pods"
     );
+    let status = upgrade_status(&sim);
+    assert!(
+        status.contains("- Node node-a (replace) (complete)")
+            && status.contains("Rollback Available: No (emergency/replace-node/node-a cannot be undone: node node-a is retired"),
+        "{status}"
+    );
     sim.shutdown().await;
 }
 
@@ -563,7 +593,7 @@ async fn a_notready_node_group_node_is_replaced_in_its_auto_scaling_group() {
     assert!(!node_names(&sim).contains(&"node-a".to_string()));
     let api: Api<Deployment> = Api::namespaced(sim.client().unwrap(), "mlops");
     settled(&api, "ghcr.io/mlflow/mlflow:2.21.0", 2).await;
-    // Nothing to put back: the node is gone.
+    // No way back: upgrade-rollback says so and changes nothing.
     let (code, stdout, stderr) = crate::support::run_on(
         &ctx,
         &sim,
@@ -572,7 +602,12 @@ async fn a_notready_node_group_node_is_replaced_in_its_auto_scaling_group() {
         env!("CARGO_BIN_EXE_upgrade-rollback"),
         &["--apply", "--yes"],
     );
-    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(code, 5, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("rolled back 0 step(s), then stopped at emergency/replace-node/node-a")
+            && stdout.contains("cannot be undone: node node-a is retired"),
+        "{stdout}{stderr}"
+    );
     sim.shutdown().await;
 }
 
@@ -696,7 +731,10 @@ async fn mlflow_access_is_checked_from_its_own_environment() {
 
     let (code, stdout, stderr) = check(&["mlops/nope"]);
     assert_eq!(code, 2, "{stdout}{stderr}");
-    assert!(stderr.contains("there is no deployment mlops/nope"), "{stderr}");
+    assert!(
+        stderr.contains("there is no deployment mlops/nope"),
+        "{stderr}"
+    );
 
     let (code, stdout, stderr) = check(&["mlops/mlflow"]);
     assert_eq!(code, 0, "{stdout}{stderr}");
@@ -713,7 +751,10 @@ async fn mlflow_access_is_checked_from_its_own_environment() {
     );
     assert!(no_jobs(), "the check's Job is deleted");
     let left = moto.aws(&["s3api", "list-objects-v2", "--bucket", "mlflow-artifacts"]);
-    assert!(left["Contents"].is_null(), "the probe object is gone: {left}");
+    assert!(
+        left["Contents"].is_null(),
+        "the probe object is gone: {left}"
+    );
 
     // The database secret points where nothing can be opened; the bucket is gone.
     let secrets: Api<k8s_openapi::api::core::v1::Secret> =
@@ -722,7 +763,9 @@ async fn mlflow_access_is_checked_from_its_own_environment() {
         .patch(
             "mlflow-db",
             &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({"stringData": {"uri": "sqlite:////no-such-dir/mlflow.db"}})),
+            &Patch::Merge(
+                serde_json::json!({"stringData": {"uri": "sqlite:////no-such-dir/mlflow.db"}}),
+            ),
         )
         .await
         .unwrap();
@@ -743,7 +786,10 @@ async fn mlflow_access_is_checked_from_its_own_environment() {
     assert_eq!(checks[1]["check"], "s3");
     assert_eq!(checks[1]["ok"], false, "{report}");
     assert!(
-        checks[1]["detail"].as_str().unwrap().contains("NoSuchBucket"),
+        checks[1]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("NoSuchBucket"),
         "{report}"
     );
     assert!(no_jobs());

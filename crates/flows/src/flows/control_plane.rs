@@ -212,6 +212,14 @@ impl Step for ControlPlaneStep {
         self.spec.change.irreversible.clone()
     }
 
+    fn status_part(&self) -> upgrade_core::executor::StatusPart {
+        upgrade_core::executor::StatusPart {
+            name: "Control Plane".into(),
+            from: Some(self.spec.previous.to_string()),
+            to: Some(self.spec.target.to_string()),
+        }
+    }
+
     fn record(&self) -> StepRecord {
         StepRecord::of(&self.spec)
     }

@@ -114,6 +114,14 @@ impl Step for ManagedAddonStep {
         &self.spec.component
     }
 
+    fn status_part(&self) -> upgrade_core::executor::StatusPart {
+        upgrade_core::executor::StatusPart {
+            name: format!("EKS add-on {}", self.spec.addon),
+            from: None,
+            to: Some(self.spec.version.clone()),
+        }
+    }
+
     fn record(&self) -> StepRecord {
         StepRecord::of(&self.spec)
     }

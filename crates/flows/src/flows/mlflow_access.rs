@@ -209,10 +209,9 @@ impl AccessReport {
                             "<failure message=\"FAIL\">{}</failure>",
                             xml_escape(&c.detail)
                         )),
-                        None => s.push_str(&format!(
-                            "<skipped message=\"{}\"/>",
-                            xml_escape(&c.detail)
-                        )),
+                        None => {
+                            s.push_str(&format!("<skipped message=\"{}\"/>", xml_escape(&c.detail)))
+                        }
                         Some(true) => {}
                     }
                     s.push_str("</testcase>\n");

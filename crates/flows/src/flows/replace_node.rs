@@ -23,7 +23,7 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Api;
 use kube::api::ListParams;
 use serde::{Deserialize, Serialize};
-use upgrade_core::executor::{Step, StepFuture, StepRecord, StepSpec};
+use upgrade_core::executor::{NotApplied, Step, StepFuture, StepRecord, StepSpec};
 use upgrade_core::snapshot::{Snapshot, SnapshotWriter};
 use upgrade_kube::connect::Cluster;
 use upgrade_kube::drain::DrainOptions;
@@ -212,6 +212,30 @@ impl ReplaceNodeStep {
         Ok(())
     }
 
+    /// Whether the node and its instance are still there after a failed retirement (so
+    /// nothing beyond the cordon changed); unknown counts as no.
+    async fn still_serving(&self) -> bool {
+        if !matches!(self.node().await, Ok(Some(_))) {
+            return false;
+        }
+        match &self.spec.retirement {
+            Retirement::AutoScaling {
+                instance_id, aws, ..
+            } => match aws.builder().build_autoscaling() {
+                Ok(asg) => matches!(
+                    asg.instance(instance_id).await,
+                    Ok(Some(i)) if i.lifecycle_state == "InService"
+                ),
+                Err(_) => false,
+            },
+            Retirement::NodeClaim { claim } => {
+                matches!(replace::node_claim_of(&self.cluster, &self.spec.node).await, Ok(Some(c)) if c == *claim)
+            }
+            // The Node is there; a command that failed is taken not to have removed it.
+            Retirement::KarpenterNode | Retirement::Command { .. } => true,
+        }
+    }
+
     /// What is still missing: the node not gone, no replacement, workloads unavailable.
     async fn missing(&self, replacement_due: bool) -> StepResult<Vec<String>> {
         let mut missing = Vec::new();
@@ -311,6 +335,21 @@ impl Step for ReplaceNodeStep {
         "emergency"
     }
 
+    fn irreversible(&self) -> Option<String> {
+        Some(format!(
+            "node {} is retired (its instance terminated); its replacement takes its place",
+            self.spec.node
+        ))
+    }
+
+    fn status_part(&self) -> upgrade_core::executor::StatusPart {
+        upgrade_core::executor::StatusPart {
+            name: format!("Node {} (replace)", self.spec.node),
+            from: None,
+            to: None,
+        }
+    }
+
     fn record(&self) -> StepRecord {
         StepRecord::of(&self.spec)
     }
@@ -336,12 +375,30 @@ impl Step for ReplaceNodeStep {
     fn apply(&self) -> StepFuture<'_> {
         Box::pin(async move {
             if self.node().await?.is_some() {
-                upgrade_kube::cordon::cordon(&self.cluster, &self.spec.node).await?;
-                let report =
-                    upgrade_kube::drain::drain(&self.cluster, &self.spec.node, &self.spec.drain)
-                        .await?;
-                tracing::info!(node = %self.spec.node, evicted = report.evicted.len(), "drained");
-                self.retire().await?;
+                // Until the node is retired nothing is beyond the rollback's reach (it lifts
+                // the cordon), so a failure up to then says so.
+                let retired = async {
+                    upgrade_kube::cordon::cordon(&self.cluster, &self.spec.node).await?;
+                    let report = upgrade_kube::drain::drain(
+                        &self.cluster,
+                        &self.spec.node,
+                        &self.spec.drain,
+                    )
+                    .await?;
+                    tracing::info!(node = %self.spec.node, evicted = report.evicted.len(), "drained");
+                    self.retire().await
+                }
+                .await;
+                if let Err(e) = retired {
+                    return Err(if self.still_serving().await {
+                        Box::new(NotApplied(format!(
+                            "{e} (node {} is not retired)",
+                            self.spec.node
+                        )))
+                    } else {
+                        e
+                    });
+                }
             }
             self.wait(self.spec.retirement.replacement_due()).await
         })
