@@ -46,6 +46,7 @@ pub mod patch;
 mod protobuf;
 pub mod resources;
 pub mod runtime;
+pub mod schema;
 pub mod selectors;
 mod server;
 pub mod store;

@@ -434,6 +434,7 @@ async fn route(
         })),
         keep_identity: false,
         grace_period_seconds: None,
+        strict_fields: params.get("fieldValidation").is_some_and(|v| v == "Strict"),
     };
     let response = match verb {
         "watch" => watch_response(state, &req, params, table),

@@ -81,6 +81,9 @@ pub struct WriteOptions {
     pub keep_identity: bool,
     /// On delete, the grace period asked for (`gracePeriodSeconds`; 0 removes a pod now).
     pub grace_period_seconds: Option<i64>,
+    /// Strict field validation (`fieldValidation=Strict`): a custom resource's field its
+    /// schema does not declare is an error.
+    pub strict_fields: bool,
 }
 
 /// How dependents are handled on delete.
@@ -713,6 +716,7 @@ impl Inner {
         self.apply_defaults(ty, &mut obj);
         crate::validation::normalize(ty, &mut obj);
         crate::validation::validate(ty, None, &obj)?;
+        self.check_schema(ty, &obj, opts)?;
         if let Some(manager) = &opts.manager
             && obj["metadata"]["managedFields"].is_null()
         {
@@ -948,6 +952,7 @@ impl Inner {
             }
             crate::validation::normalize(ty, &mut new);
             crate::validation::validate(ty, Some(old), &new)?;
+            self.check_schema(ty, &new, opts)?;
             if ty.group == "apiextensions.k8s.io" && ty.kind == "CustomResourceDefinition" {
                 crd_status_after_update(&mut new);
             }
@@ -1107,6 +1112,63 @@ impl Inner {
         let (out, mut ev) = self.remove(ty, namespace, name, propagation)?;
         events.append(&mut ev);
         Ok((out, events))
+    }
+
+    /// A custom resource against its CRD's schema for its version (see [`crate::schema`]).
+    fn check_schema(
+        &self,
+        ty: &ResourceType,
+        obj: &Value,
+        opts: &WriteOptions,
+    ) -> Result<(), ApiError> {
+        if !ty.custom {
+            return Ok(());
+        }
+        let Some(crds) =
+            self.registry
+                .lookup("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+        else {
+            return Ok(());
+        };
+        let Ok(crd) = self.get(&crds, None, &format!("{}.{}", ty.plural, ty.group)) else {
+            return Ok(());
+        };
+        let Some(schema) = crd["spec"]["versions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|v| v["name"] == ty.version.as_str())
+            .map(|v| &v["schema"]["openAPIV3Schema"])
+            .filter(|s| s.is_object())
+        else {
+            return Ok(());
+        };
+        let violations = crate::schema::check(schema, obj);
+        let unknown: Vec<String> = violations
+            .iter()
+            .filter(|v| v.unknown_field)
+            .map(|v| format!("unknown field \"{}\"", v.path))
+            .collect();
+        let invalid: Vec<(&str, String)> = violations
+            .iter()
+            .filter(|v| !v.unknown_field)
+            .map(|v| (v.path.as_str(), v.message.clone()))
+            .collect();
+        if !invalid.is_empty() {
+            return Err(ApiError::invalid(
+                &ty.kind,
+                &ty.group,
+                meta_str(obj, "name"),
+                &invalid,
+            ));
+        }
+        if opts.strict_fields && !unknown.is_empty() {
+            return Err(ApiError::bad_request(format!(
+                "strict decoding error: {}",
+                unknown.join(", ")
+            )));
+        }
+        Ok(())
     }
 
     /// Whether `pod` is bound to a node that exists and is not Ready.
