@@ -6,6 +6,7 @@ pub mod aws_args;
 pub mod bluegreen;
 pub mod eks;
 pub mod emergency;
+pub mod fleet;
 pub mod health;
 pub mod helm_args;
 pub mod karpenter;

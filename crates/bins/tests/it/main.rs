@@ -7,6 +7,7 @@ mod argo_workflows;
 mod bluegreen;
 mod eks;
 mod emergency;
+mod fleet;
 mod health;
 mod help;
 mod karpenter;

@@ -17,6 +17,7 @@ mod component_crds;
 pub mod control_plane;
 pub mod eks;
 pub mod emergency;
+pub mod fleet;
 pub mod health;
 pub mod helm_component;
 pub mod insights;
@@ -46,6 +47,19 @@ pub async fn live_version(ctx: &FlowContext) -> Result<KubeVersion> {
     info.git_version
         .parse()
         .map_err(|e| FlowError::failed(format!("API server version {}", info.git_version), e))
+}
+
+/// Splits a command line given as one string the way a shell would (quotes honoured, no
+/// shell run); an unbalanced quote is bad input naming `field_name`.
+pub fn split_words(field_name: &'static str, text: &str) -> Result<Vec<String>> {
+    let shown = upgrade_core::redact::scrub_credentials(text);
+    shlex::split(text).ok_or_else(|| {
+        FlowError::invalid(
+            field_name,
+            format!("{shown:?} has an unbalanced quote"),
+            "close it",
+        )
+    })
 }
 
 /// Checks the secrets of a command or URL that a flow will show and record (`words`: the

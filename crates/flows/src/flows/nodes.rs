@@ -189,13 +189,7 @@ impl RolloutSpec {
 /// Splits a `{node}` command (surge/retire), checks its secrets and resolves its program.
 pub(crate) fn split_command(flag: &'static str, text: &str) -> Result<NodeCommand> {
     let shown = upgrade_core::redact::scrub_credentials(text);
-    let words = shlex::split(text).ok_or_else(|| {
-        FlowError::invalid(
-            flag,
-            format!("{shown:?} has an unbalanced quote"),
-            "close it",
-        )
-    })?;
+    let words = super::split_words(flag, text)?;
     super::check_secrets(flag, &words)?;
     if !words.iter().any(|w| w.contains(NODE_PLACEHOLDER)) {
         return Err(FlowError::invalid(
