@@ -501,3 +501,132 @@ pub fn fill(word: &str, value: impl Fn(&str) -> String) -> String {
     out.push_str(rest);
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster(name: &str, account: &str, labels: &[(&str, &str)]) -> FleetCluster {
+        FleetCluster {
+            name: name.into(),
+            account: account.into(),
+            region: "us-east-1".into(),
+            context: Some(name.into()),
+            endpoint: None,
+            terraform_dir: None,
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    fn spec(clusters: Vec<FleetCluster>, waves: WavesBy) -> FleetSpec {
+        FleetSpec {
+            inventory: Inventory { clusters },
+            command: vec![
+                "upgrade-eks".into(),
+                "--kube-context".into(),
+                "{context}".into(),
+            ],
+            image: "img".into(),
+            canary: None,
+            waves,
+            concurrency_per_account: 1,
+            parallelism: 4,
+            soak: Duration::from_secs(60),
+            failure_threshold: Threshold::Count(1),
+            approval_before: Vec::new(),
+        }
+    }
+
+    fn waves(plan: &FleetPlan) -> Vec<(String, Vec<String>, u32, bool)> {
+        plan.waves
+            .iter()
+            .map(|w| {
+                (
+                    w.name.clone(),
+                    w.clusters.clone(),
+                    w.max_failures,
+                    w.approval,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn canaries_go_first_then_label_waves_then_the_rest() {
+        let a = "111111111111";
+        let mut s = spec(
+            vec![
+                cluster("p2", a, &[("env", "prod")]),
+                cluster("s1", a, &[("env", "staging")]),
+                cluster("d1", a, &[("env", "dev"), ("canary", "yes")]),
+                cluster("x1", a, &[]),
+                cluster("p1", a, &[("env", "prod")]),
+            ],
+            WavesBy::Label {
+                key: "env".into(),
+                values: vec!["staging".into(), "prod".into()],
+            },
+        );
+        s.canary = Some(("canary".into(), "yes".into()));
+        s.approval_before = vec![2];
+        let plan = plan(&s).unwrap();
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            waves(&plan),
+            vec![
+                ("canary".into(), names(&["d1"]), 0, false),
+                ("env-staging".into(), names(&["s1"]), 1, false),
+                ("env-prod".into(), names(&["p1", "p2"]), 1, true),
+                ("rest".into(), names(&["x1"]), 1, false),
+            ]
+        );
+        assert_eq!(plan.waves.last().unwrap().soak, Duration::ZERO);
+        assert_eq!(plan.waves[0].soak, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn percentages_are_cumulative_and_thresholds_scale() {
+        let clusters: Vec<FleetCluster> = (0..10)
+            .map(|i| cluster(&format!("c{i}"), "111111111111", &[]))
+            .collect();
+        let mut s = spec(clusters, WavesBy::Percent(vec![10, 50, 100]));
+        s.failure_threshold = Threshold::Percent(20);
+        let plan = plan(&s).unwrap();
+        let sizes: Vec<usize> = plan.waves.iter().map(|w| w.clusters.len()).collect();
+        assert_eq!(sizes, [1, 4, 5]);
+        assert!(plan.waves.iter().all(|w| w.max_failures == 2));
+        assert_eq!(Threshold::parse("10%"), Ok(Threshold::Percent(10)));
+        assert_eq!(Threshold::parse("3"), Ok(Threshold::Count(3)));
+        assert!(Threshold::parse("lots").is_err());
+        assert!(Threshold::parse("150%").is_err());
+    }
+
+    #[test]
+    fn bad_input_names_the_problem() {
+        let one = || vec![cluster("a", "111111111111", &[])];
+        let err = |s: FleetSpec| plan(&s).unwrap_err().to_string();
+        assert!(err(spec(one(), WavesBy::Percent(vec![50]))).contains("ends below 100"));
+        assert!(err(spec(one(), WavesBy::Percent(vec![50, 40, 100]))).contains("rising"));
+        let mut s = spec(one(), WavesBy::Percent(vec![100]));
+        s.command.push("{kontext}".into());
+        assert!(err(s).contains("{kontext} is not a placeholder"));
+        let mut s = spec(one(), WavesBy::Percent(vec![100]));
+        s.command.push("{endpoint}".into());
+        assert!(err(s).contains("cluster a has no value for"));
+        let mut s = spec(one(), WavesBy::Percent(vec![100]));
+        s.inventory.clusters.push(cluster("a", "111111111111", &[]));
+        assert!(err(s).contains("appears twice"));
+        let mut s = spec(one(), WavesBy::Percent(vec![100]));
+        s.inventory.clusters[0].account = "12".into();
+        assert!(err(s).contains("is not 12 digits"));
+        let mut s = spec(one(), WavesBy::Percent(vec![100]));
+        s.canary = Some(("tier".into(), "canary".into()));
+        assert!(err(s).contains("no cluster has label tier=canary"));
+        let mut s = spec(one(), WavesBy::Percent(vec![100]));
+        s.inventory.clusters[0].name = "Prod_1".into();
+        assert!(err(s).contains("lowercase"));
+    }
+}
