@@ -735,6 +735,17 @@ async fn mlflow_access_is_checked_from_its_own_environment() {
         stderr.contains("there is no deployment mlops/nope"),
         "{stderr}"
     );
+    // It creates a Job: not without the interlock.
+    let mut cmd = upgrade_core::ProcessBuilder::new(env!("CARGO_BIN_EXE_upgrade-emergency"));
+    ctx.apply_env(&mut cmd);
+    cmd.arg("--kubeconfig")
+        .arg(sim.kubeconfig_path())
+        .args(["check-mlflow", "--deployment", "mlops/mlflow"])
+        .timeout(Duration::from_secs(60));
+    let (code, stdout, stderr) = upgrade_test::CommandOutput::run(&cmd).parts();
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(stderr.contains("--expect-cluster"), "{stderr}");
+    assert!(no_jobs());
 
     let (code, stdout, stderr) = check(&["mlops/mlflow"]);
     assert_eq!(code, 0, "{stdout}{stderr}");

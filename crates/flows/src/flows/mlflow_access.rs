@@ -255,6 +255,8 @@ pub async fn check_mlflow_access(
     spec: &MlflowAccessSpec,
 ) -> Result<AccessReport> {
     let cluster = ctx.cluster();
+    // It creates a Job: the interlock (--expect-cluster) first, as for any change.
+    cluster.guard()?;
     let name = format!("{}/{}", spec.namespace, spec.deployment);
     let deployments: Api<Deployment> = Api::namespaced(cluster.client().clone(), &spec.namespace);
     let deployment = deployments
