@@ -4,8 +4,11 @@
 //! reversible, and not already rolled back). Node rollouts add a line per node to the same
 //! document.
 //!
-//! The ConfigMap is for people watching; a write that fails (an identity that may not write
-//! ConfigMaps in kube-system, a busy API server) is logged and never fails the run.
+//! The ConfigMap is for people watching; a write of the board that fails (an identity that
+//! may not write ConfigMaps in kube-system, a busy API server) is logged and never fails the
+//! run. (A node rollout's own writes, which record its surge nodes for its rollback, do.) A
+//! document of another run that still records surge nodes is left as it is: that run's
+//! rollback needs it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -47,6 +50,18 @@ impl<'a> StatusBoard<'a> {
         let cluster = self.ctx.cluster();
         let mut status = match UpgradeStatus::read(cluster).await {
             Ok(Some(status)) if status.run_id == self.run_id => status,
+            // Another run's node rollout left surge nodes only its rollback knows of (they
+            // are recorded here alone): its document stays until that rollback has run.
+            Ok(Some(status)) if !status.surged.is_empty() => {
+                if !self.warned.swap(true, Ordering::SeqCst) {
+                    tracing::warn!(
+                        run = %status.run_id,
+                        surged = ?status.surged,
+                        "kube-system/upgrade-status records surge nodes of an unfinished node rollout; left as it is until upgrade-rollback of that run retires them"
+                    );
+                }
+                return;
+            }
             Ok(_) => UpgradeStatus {
                 run_id: self.run_id.clone(),
                 ..UpgradeStatus::default()

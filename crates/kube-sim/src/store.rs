@@ -1051,7 +1051,10 @@ impl Inner {
                 .or_else(|| old["spec"]["terminationGracePeriodSeconds"].as_i64())
                 .unwrap_or(30);
             let mut new = (*old).clone();
-            new["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
+            // As upstream: the time the grace period ends.
+            let ends = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(grace);
+            new["metadata"]["deletionTimestamp"] =
+                json!(ends.strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
             new["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
             let rv = self.next_rv();
             new["metadata"]["resourceVersion"] = json!(rv.to_string());

@@ -43,12 +43,13 @@ pub struct DrainOptions {
     pub grace_period: Option<Duration>,
     /// The whole drain's limit (`--timeout`); seed 004 uses 5 minutes.
     pub timeout: Duration,
-    /// Count a pod as gone once it has been Terminating this long
-    /// (`--skip-wait-for-delete-timeout`): on a node whose kubelet is not answering, an
-    /// evicted pod stays Terminating until the node is gone (its controller has already
-    /// started the replacement elsewhere). `None` waits for every pod to be gone.
+    /// Count a pod as gone once its deletion was asked this long ago (what kubectl's
+    /// `--skip-wait-for-delete-timeout` is for, except that 0 here means at once, not never):
+    /// on a node whose kubelet is not answering, an evicted pod stays Terminating until the
+    /// node is gone (its controller has already started the replacement elsewhere). `None`
+    /// waits for every pod to be gone.
     #[serde(default)]
-    pub skip_wait_for_delete_timeout: Option<Duration>,
+    pub terminating_counts_as_gone_after: Option<Duration>,
     /// Delete pods that are not Ready instead of evicting them: for a node whose kubelet is
     /// not answering, whose pods serve nothing and count toward no budget. (A budget that is
     /// not met refuses to evict even those, so they would block the drain until the node
@@ -69,7 +70,7 @@ impl Default for DrainOptions {
             force: false,
             grace_period: None,
             timeout: Duration::from_secs(300),
-            skip_wait_for_delete_timeout: None,
+            terminating_counts_as_gone_after: None,
             delete_unready_pods: false,
             initial_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(5),
@@ -361,7 +362,7 @@ async fn evict_until_gone(
     let mut last_reason;
     // A budget refusal is the real blocker; a transient error after it must not hide it.
     let mut budget_refusal: Option<BlockReason> = None;
-    let delete_instead = options.delete_unready_pods && !pod_ready(&pod);
+    let delete_instead = options.delete_unready_pods && !crate::health::pod_ready(&pod);
     // Evict, retrying what the API server refuses for now (429 budget, 5xx, dropped connections).
     loop {
         let sent = if delete_instead {
@@ -411,7 +412,7 @@ async fn evict_until_gone(
             Ok(None) => break,
             Ok(Some(current)) if current.metadata.uid != uid => break,
             Ok(Some(current))
-                if terminating_longer_than(&current, options.skip_wait_for_delete_timeout) =>
+                if deletion_asked_before(&current, options.terminating_counts_as_gone_after) =>
             {
                 tracing::info!(pod = %format!("{namespace}/{name}"), "still Terminating on an unresponsive node; counted as gone");
                 break;
@@ -431,22 +432,16 @@ async fn evict_until_gone(
     }
 }
 
-/// Whether the pod's Ready condition is True.
-pub fn pod_ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
-/// Whether `pod` has been Terminating for at least `limit` (never, without one).
-fn terminating_longer_than(pod: &Pod, limit: Option<Duration>) -> bool {
-    let (Some(limit), Some(since)) = (limit, pod.metadata.deletion_timestamp.as_ref()) else {
+/// Whether `pod`'s deletion was asked at least `limit` ago (never, without one). The API
+/// server sets `deletionTimestamp` to the time the grace period ends, so the request was
+/// `deletionGracePeriodSeconds` before it.
+fn deletion_asked_before(pod: &Pod, limit: Option<Duration>) -> bool {
+    let (Some(limit), Some(deadline)) = (limit, pod.metadata.deletion_timestamp.as_ref()) else {
         return false;
     };
-    let since = since.0.as_second();
-    let now = jiff::Timestamp::now().as_second();
-    now.saturating_sub(since) >= limit.as_secs() as i64
+    let grace = pod.metadata.deletion_grace_period_seconds.unwrap_or(0);
+    let asked = deadline.0.as_second() - grace;
+    jiff::Timestamp::now().as_second() - asked >= limit.as_secs() as i64
 }
 
 /// Whether a refused eviction is a PodDisruptionBudget's doing (429 with the

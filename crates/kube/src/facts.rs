@@ -368,9 +368,7 @@ pub fn node_facts(node: &Node) -> std::result::Result<NodeFacts, String> {
     let labels = node.metadata.labels.clone().unwrap_or_default();
     let (provisioner, group) = provisioner(&labels);
     let conditions = status.and_then(|s| s.conditions.as_deref()).unwrap_or(&[]);
-    let ready = conditions
-        .iter()
-        .any(|c| c.type_ == "Ready" && c.status == "True");
+    let ready = crate::health::node_ready(node);
     let pressure = conditions
         .iter()
         .filter(|c| c.type_.ends_with("Pressure") && c.status == "True")

@@ -294,6 +294,31 @@ fn workflow_finding(o: &DynamicObject) -> Option<HealthFinding> {
     })
 }
 
+/// Whether the pod's Ready condition is True.
+pub fn pod_ready(pod: &k8s_openapi::api::core::v1::Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// Why a StatefulSet has fewer ready replicas than it wants (`Ok` when it has them all).
+pub fn statefulset_ready(
+    set: &k8s_openapi::api::apps::v1::StatefulSet,
+) -> std::result::Result<(), String> {
+    let desired = set.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let ready = set
+        .status
+        .as_ref()
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0);
+    if ready < desired {
+        Err(format!("{ready}/{desired} replicas ready"))
+    } else {
+        Ok(())
+    }
+}
+
 /// Whether the node's Ready condition is True.
 pub fn node_ready(node: &Node) -> bool {
     node.status

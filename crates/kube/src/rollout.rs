@@ -235,15 +235,9 @@ pub async fn validate_once(cluster: &Cluster, leaving: &[String]) -> Result<Vali
             })
         }),
         list_all::<StatefulSet, _>(client, 500, "list StatefulSets", |s| {
-            let desired = s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-            let ready = s
-                .status
-                .as_ref()
-                .and_then(|s| s.ready_replicas)
-                .unwrap_or(0);
-            (ready < desired).then(|| {
+            crate::health::statefulset_ready(&s).err().map(|why| {
                 format!(
-                    "StatefulSet {}/{}: {ready}/{desired} replicas ready",
+                    "StatefulSet {}/{}: {why}",
                     s.metadata.namespace.as_deref().unwrap_or_default(),
                     s.metadata.name.as_deref().unwrap_or_default()
                 )

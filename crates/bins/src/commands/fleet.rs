@@ -22,10 +22,10 @@ use crate::exit::{CliError, Flags};
              WorkflowTemplate (canaries first, waves by label or percentage, concurrency per \
              account, soak, a failure threshold, approvals), a local rehearsal of that \
              template, and one report across the clusters",
-    after_help = "Exit codes: plan 0 (2 bad input); run-cluster 0 ok or warnings, 1 otherwise \
-                  (the result file says which); gate 0 go on, 1 stop; rehearse 0 the rollout \
-                  completed, 1 a gate stopped it; report 0 all ok, 3 warnings, 1 a cluster \
-                  failed."
+    after_help = "Exit codes: plan 0 (2 bad input); run-cluster 0 ok or warnings, 75 the \
+                  cluster did not answer (retried), 1 otherwise (the result file says which); \
+                  gate 0 go on, 1 stop; rehearse 0 the rollout completed, 1 a gate stopped it; \
+                  report 0 all ok, 3 warnings, 1 a cluster failed."
 )]
 pub struct Args {
     /// What to do.
@@ -108,7 +108,7 @@ pub enum Action {
         #[arg(long, value_name = "DIR")]
         out_dir: PathBuf,
         /// Soak time is multiplied by this (0: no wait).
-        #[arg(long, value_name = "FACTOR", default_value_t = 0.0)]
+        #[arg(long, value_name = "FACTOR", default_value_t = 0.0, value_parser = soak_scale)]
         soak_scale: f64,
         /// Each command's time limit, e.g. 2h.
         #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "2h")]
@@ -142,6 +142,13 @@ pub enum Action {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
         args: Vec<String>,
     },
+}
+
+fn soak_scale(text: &str) -> Result<f64, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|f| f.is_finite() && *f >= 0.0 && *f <= 1000.0)
+        .ok_or_else(|| format!("`{text}` is not a factor from 0 to 1000"))
 }
 
 fn label(flag: &str, text: &str) -> Result<(String, String), CliError> {
@@ -320,10 +327,11 @@ impl crate::cli::Command for Args {
                 )
                 .await;
                 print(out, &format!("{}\n", outcome.message))?;
-                Ok(if outcome.succeeded {
-                    upgrade_core::exit::OK
-                } else {
-                    upgrade_core::exit::FAILED
+                Ok(match &outcome.run {
+                    // 75 for a cluster that did not answer: the one failure Argo retries.
+                    Some(run) => run.result.step_exit_code(),
+                    None if outcome.succeeded => upgrade_core::exit::OK,
+                    None => upgrade_core::exit::FAILED,
                 })
             }
         }

@@ -116,16 +116,7 @@ struct SplitCommand {
 
 impl SplitCommand {
     fn parse(name: &'static str, text: &str) -> Result<SplitCommand> {
-        let argv = shlex::split(text).ok_or_else(|| {
-            FlowError::invalid(
-                name,
-                format!(
-                    "`{}` has an unbalanced quote or a trailing backslash",
-                    upgrade_core::redact::scrub_credentials(text)
-                ),
-                "quote its arguments as in a shell",
-            )
-        })?;
+        let argv = super::split_words(name, text)?;
         super::check_secrets(name, &argv)?;
         if argv.is_empty() {
             return Err(FlowError::invalid(

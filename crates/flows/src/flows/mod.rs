@@ -56,8 +56,8 @@ pub fn split_words(field_name: &'static str, text: &str) -> Result<Vec<String>> 
     shlex::split(text).ok_or_else(|| {
         FlowError::invalid(
             field_name,
-            format!("{shown:?} has an unbalanced quote"),
-            "close it",
+            format!("{shown:?} has an unbalanced quote or a trailing backslash"),
+            "quote its arguments as in a shell",
         )
     })
 }

@@ -314,15 +314,7 @@ async fn unavailable(cluster: &Cluster, workload: &Workload) -> StepResult<Optio
             .get_opt(&workload.name)
             .await
             .map_err(read)?
-            .and_then(|s| {
-                let desired = s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-                let ready = s
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.ready_replicas)
-                    .unwrap_or(0);
-                (ready < desired).then(|| format!("{ready}/{desired} replicas ready"))
-            }),
+            .and_then(|s| upgrade_kube::health::statefulset_ready(&s).err()),
     })
 }
 
@@ -390,7 +382,17 @@ impl Step for ReplaceNodeStep {
                 }
                 .await;
                 if let Err(e) = retired {
-                    return Err(if self.still_serving().await {
+                    // A retire command stopped midway may have terminated the instance.
+                    let ambiguous = e
+                        .downcast_ref::<upgrade_core::process::ProcessError>()
+                        .is_some_and(|p| {
+                            matches!(
+                                p,
+                                upgrade_core::process::ProcessError::TimedOut { .. }
+                                    | upgrade_core::process::ProcessError::Stopped { .. }
+                            )
+                        });
+                    return Err(if !ambiguous && self.still_serving().await {
                         Box::new(NotApplied(format!(
                             "{e} (node {} is not retired)",
                             self.spec.node
@@ -543,7 +545,7 @@ pub async fn plan_replace_node(ctx: &FlowContext, spec: &ReplaceNodeSpec) -> Res
     let mut drain = spec.drain.options(timeout);
     if !ready {
         // Its kubelet will never confirm a pod stopped, and its pods serve nothing.
-        drain.skip_wait_for_delete_timeout = Some(Duration::ZERO);
+        drain.terminating_counts_as_gone_after = Some(Duration::ZERO);
         drain.delete_unready_pods = true;
     }
     let step = ReplaceNodeStep {
@@ -608,7 +610,8 @@ pub async fn plan_replace_node(ctx: &FlowContext, spec: &ReplaceNodeSpec) -> Res
 /// What the drain will do with the pods on `node` now, and the pods it would stop at
 /// whatever the budgets (each a drain flag's business).
 fn drain_prediction(node: &str, pods: &[Pod], drain: &DrainOptions) -> (String, Vec<String>) {
-    use upgrade_kube::drain::{PodPlan, plan_pod, pod_ready};
+    use upgrade_kube::drain::{PodPlan, plan_pod};
+    use upgrade_kube::health::pod_ready;
     let (mut evicted, mut deleted, mut stay, mut blocked) = (0, 0, 0, Vec::new());
     for pod in pods {
         match plan_pod(pod, drain) {

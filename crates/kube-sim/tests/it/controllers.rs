@@ -587,6 +587,11 @@ async fn pods_on_a_notready_node_stay_terminating_until_forced_or_the_node_goes(
             "{name} is Terminating, not gone"
         );
         assert_eq!(pod.metadata.deletion_grace_period_seconds, Some(30));
+        let ends = pod.metadata.deletion_timestamp.unwrap().0;
+        assert!(
+            ends > jiff::Timestamp::now() + jiff::SignedDuration::from_secs(20),
+            "deletionTimestamp is when the grace period ends, as upstream: {ends}"
+        );
     }
     // The ReplicaSet does not count Terminating pods: two new pods on node-b.
     crate::support::deployment_available(&sim, "default", "web", 2).await;

@@ -25,12 +25,20 @@ pub enum ClusterResult {
     BadInput,
     /// 1: failed, and everything it applied was rolled back.
     Failed,
-    /// 5: failed and stopped with a recorded way back: the failure path runs
-    /// `upgrade-rollback`.
+    /// 5: failed and stopped with a recorded way back (a step that cannot be undone, a
+    /// multi-hop run stopped at its failed hop): resuming or undoing it is a person's
+    /// decision, so it is left for them (its state is the step's artifact).
     Unfinished,
-    /// 130 (or killed): stopped; the failure path runs `upgrade-rollback`.
+    /// 130 (or killed): stopped midway; the failure path runs `upgrade-rollback`.
     Stopped,
+    /// The cluster's API server did not answer before anything ran: the workflow retries
+    /// the step (exit 75), then counts it failed.
+    Unreachable,
 }
+
+/// The exit code of `run-cluster` for an unreachable cluster (`EX_TEMPFAIL`): the only one
+/// the workflow retries.
+pub const EXIT_UNREACHABLE: u8 = 75;
 
 impl ClusterResult {
     /// From a command's exit code (`None`: killed by a signal).
@@ -56,6 +64,7 @@ impl ClusterResult {
             ClusterResult::Failed => "failed",
             ClusterResult::Unfinished => "unfinished",
             ClusterResult::Stopped => "stopped",
+            ClusterResult::Unreachable => "unreachable",
         }
     }
 
@@ -69,6 +78,7 @@ impl ClusterResult {
             "bad-input" => ClusterResult::BadInput,
             "failed" => ClusterResult::Failed,
             "unfinished" => ClusterResult::Unfinished,
+            "unreachable" => ClusterResult::Unreachable,
             _ => ClusterResult::Stopped,
         }
     }
@@ -78,9 +88,20 @@ impl ClusterResult {
         !matches!(self, ClusterResult::Ok | ClusterResult::Warning)
     }
 
-    /// Whether the failure path must undo the run (it left applied steps behind).
+    /// Whether the failure path undoes the run: a run stopped midway (a run that stopped
+    /// by itself with a recorded way back is left to a person).
     pub fn needs_rollback(self) -> bool {
-        matches!(self, ClusterResult::Unfinished | ClusterResult::Stopped)
+        self == ClusterResult::Stopped
+    }
+
+    /// `run-cluster`'s exit code: 0 for `ok` and `warning`, 75 for `unreachable` (retried),
+    /// 1 otherwise.
+    pub fn step_exit_code(self) -> u8 {
+        match self {
+            ClusterResult::Ok | ClusterResult::Warning => 0,
+            ClusterResult::Unreachable => EXIT_UNREACHABLE,
+            _ => 1,
+        }
     }
 }
 
@@ -154,6 +175,20 @@ pub async fn run_cluster(spec: &RunClusterSpec) -> ClusterRun {
     let clock = std::time::Instant::now();
     let from = server_version(spec).await;
     let mut words = spec.command.clone();
+    if from.is_none() {
+        return ClusterRun {
+            cluster: spec.cluster.clone(),
+            command: upgrade_core::redact::scrub_credentials(&words.join(" ")),
+            exit_code: None,
+            result: ClusterResult::Unreachable,
+            from: None,
+            to: None,
+            started: started.to_string(),
+            duration_secs: clock.elapsed().as_secs_f64(),
+            findings: Vec::new(),
+            outcome: "its API server did not answer (GET /version); nothing ran".into(),
+        };
+    }
     if !words
         .iter()
         .any(|w| w == "--output" || w.starts_with("--output="))
@@ -206,7 +241,11 @@ pub async fn run_cluster(spec: &RunClusterSpec) -> ClusterRun {
         .collect();
     let outcome = report
         .as_ref()
-        .and_then(|r| r["outcome"].as_str().map(str::to_string))
+        .and_then(|r| {
+            r["outcome"]
+                .as_str()
+                .map(upgrade_core::redact::scrub_credentials)
+        })
         .unwrap_or_else(|| {
             stderr
                 .lines()
@@ -255,7 +294,7 @@ mod tests {
             (Some(4), Blocked, true, false),
             (Some(2), BadInput, true, false),
             (Some(1), Failed, true, false),
-            (Some(5), Unfinished, true, true),
+            (Some(5), Unfinished, true, false),
             (Some(130), Stopped, true, true),
             (None, Stopped, true, true),
             (Some(101), Failed, true, false),
@@ -266,6 +305,11 @@ mod tests {
             assert_eq!(r.needs_rollback(), rollback, "{code:?}");
             assert_eq!(ClusterResult::parse(r.as_str()), r);
         }
+        assert_eq!(ClusterResult::parse("unreachable"), Unreachable);
+        assert!(Unreachable.counts_as_failed() && !Unreachable.needs_rollback());
+        assert_eq!(Unreachable.step_exit_code(), EXIT_UNREACHABLE);
+        assert_eq!(Warning.step_exit_code(), 0);
+        assert_eq!(Blocked.step_exit_code(), 1);
         assert_eq!(ClusterResult::parse(""), Stopped);
     }
 }

@@ -42,10 +42,10 @@ pub struct FleetCluster {
     pub account: String,
     /// Its AWS region.
     pub region: String,
-    /// Its kube context (in the kubeconfig the steps mount).
+    /// Its kube context (in the kubeconfig the steps mount; default: its current one).
     #[serde(default)]
     pub context: Option<String>,
-    /// Its API server's URL (the commands' `--expect-cluster` interlock).
+    /// Its API server's URL (the commands' `--expect-cluster` interlock); required.
     #[serde(default)]
     pub endpoint: Option<String>,
     /// Its Terraform folder (relative to the steps' working folder).
@@ -105,14 +105,14 @@ impl Inventory {
             FlowError::invalid(
                 "inventory",
                 format!("{shown} is not an inventory: {e}"),
-                "write `clusters:` as a list of {name, account, region, context or endpoint, terraformDir, labels}",
+                "write `clusters:` as a list of {name, account, region, endpoint, context, terraformDir, labels}",
             )
         })?;
         inventory.check()?;
         Ok(inventory)
     }
 
-    /// Names unique and task-safe, accounts of 12 digits, a region, a context or an endpoint.
+    /// Names unique and task-safe, accounts of 12 digits, a region, an endpoint.
     pub fn check(&self) -> Result<()> {
         if self.clusters.is_empty() {
             return Err(FlowError::invalid(
@@ -153,10 +153,10 @@ impl Inventory {
             if c.region.trim().is_empty() {
                 return Err(bad("has no region".into(), "give its AWS region"));
             }
-            if c.context.is_none() && c.endpoint.is_none() {
+            if c.endpoint.as_deref().is_none_or(|e| e.trim().is_empty()) {
                 return Err(bad(
-                    "has neither a context nor an endpoint".into(),
-                    "give its kube context or its API server's URL",
+                    "has no endpoint".into(),
+                    "give its API server's URL: every changing command's --expect-cluster interlock, the failure path's rollback included",
                 ));
             }
         }
@@ -349,6 +349,13 @@ pub fn plan(spec: &FleetSpec) -> Result<FleetPlan> {
             }
         }
     }
+    if !spec.command.iter().any(|w| w.contains("{state_dir}")) {
+        return Err(FlowError::invalid(
+            "command",
+            "never names {state_dir}",
+            "add --snapshot-dir {state_dir}: the run's journal and snapshots become the step's state artifact, from which the failure path rolls back",
+        ));
+    }
     super::check_secrets("command", &spec.command)?;
     if spec.image.trim().is_empty() {
         return Err(FlowError::invalid(
@@ -448,6 +455,21 @@ pub fn plan(spec: &FleetSpec) -> Result<FleetPlan> {
         }
     }
     let count = groups.len();
+    // Waves after the canaries, numbered from 1 as the plan shows them.
+    let after_canaries = count - usize::from(spec.canary.is_some());
+    if let Some(bad) = spec
+        .approval_before
+        .iter()
+        .find(|n| **n == 0 || **n > after_canaries)
+    {
+        return Err(FlowError::invalid(
+            "approval_before",
+            format!(
+                "wave {bad} does not exist: the plan has {after_canaries} wave(s) after the canaries"
+            ),
+            "number the waves from 1, the first after the canaries, as the plan shows them",
+        ));
+    }
     let waves = groups
         .into_iter()
         .enumerate()
@@ -472,7 +494,7 @@ pub fn plan(spec: &FleetSpec) -> Result<FleetPlan> {
     })
 }
 
-/// The `{name}` placeholders in `word`.
+/// The `{name}` placeholders in `word` (a `${env:NAME}` secret reference is none).
 pub fn placeholders_in(word: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut rest = word;
@@ -480,13 +502,15 @@ pub fn placeholders_in(word: &str) -> Vec<String> {
         let Some(end) = rest[start..].find('}') else {
             break;
         };
-        out.push(rest[start + 1..start + end].to_string());
+        if !rest[..start].ends_with('$') {
+            out.push(rest[start + 1..start + end].to_string());
+        }
         rest = &rest[start + end + 1..];
     }
     out
 }
 
-/// `word` with each placeholder replaced by `value(name)`.
+/// `word` with each placeholder replaced by `value(name)` (`${env:NAME}` left as it is).
 pub fn fill(word: &str, value: impl Fn(&str) -> String) -> String {
     let mut out = String::new();
     let mut rest = word;
@@ -495,7 +519,11 @@ pub fn fill(word: &str, value: impl Fn(&str) -> String) -> String {
             break;
         };
         out.push_str(&rest[..start]);
-        out.push_str(&value(&rest[start + 1..start + end]));
+        if rest[..start].ends_with('$') {
+            out.push_str(&rest[start..start + end + 1]);
+        } else {
+            out.push_str(&value(&rest[start + 1..start + end]));
+        }
         rest = &rest[start + end + 1..];
     }
     out.push_str(rest);
@@ -512,7 +540,7 @@ mod tests {
             account: account.into(),
             region: "us-east-1".into(),
             context: Some(name.into()),
-            endpoint: None,
+            endpoint: Some(format!("https://{name}.example")),
             terraform_dir: None,
             labels: labels
                 .iter()
@@ -524,11 +552,15 @@ mod tests {
     fn spec(clusters: Vec<FleetCluster>, waves: WavesBy) -> FleetSpec {
         FleetSpec {
             inventory: Inventory { clusters },
-            command: vec![
-                "upgrade-eks".into(),
-                "--kube-context".into(),
-                "{context}".into(),
-            ],
+            command: [
+                "upgrade-eks",
+                "--kube-context",
+                "{context}",
+                "--snapshot-dir",
+                "{state_dir}",
+            ]
+            .map(String::from)
+            .to_vec(),
             image: "img".into(),
             canary: None,
             waves,
@@ -614,8 +646,20 @@ mod tests {
         s.command.push("{kontext}".into());
         assert!(err(s).contains("{kontext} is not a placeholder"));
         let mut s = spec(one(), WavesBy::Percent(vec![100]));
-        s.command.push("{endpoint}".into());
+        s.command.push("{terraform_dir}".into());
         assert!(err(s).contains("cluster a has no value for"));
+        let mut s = spec(one(), WavesBy::Percent(vec![100]));
+        s.command.truncate(3);
+        assert!(err(s).contains("never names {state_dir}"));
+        let mut s = spec(one(), WavesBy::Percent(vec![100]));
+        s.command.push("--token=${env:HOME}".into());
+        assert!(plan(&s).is_ok(), "a secret reference is no placeholder");
+        let mut s = spec(one(), WavesBy::Percent(vec![100]));
+        s.approval_before = vec![2];
+        assert!(err(s).contains("wave 2 does not exist"));
+        let mut s = spec(one(), WavesBy::Percent(vec![100]));
+        s.inventory.clusters[0].endpoint = None;
+        assert!(err(s).contains("has no endpoint"));
         let mut s = spec(one(), WavesBy::Percent(vec![100]));
         s.inventory.clusters.push(cluster("a", "111111111111", &[]));
         assert!(err(s).contains("appears twice"));

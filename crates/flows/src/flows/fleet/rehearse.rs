@@ -3,8 +3,11 @@
 //! conditions, the template's `parallelism`, the per-account semaphores of its ConfigMap,
 //! the gates, `suspend` for soak (scaled) and approval (granted, and recorded), and each
 //! container step's `upgrade-fleet` call run in-process by the same code as in the
-//! container. Only the Argo features the generator emits are understood; anything else is an
-//! error, so a change to the generator cannot drift from what is rehearsed.
+//! container, retried as its `retryStrategy` says (an unreachable cluster only). Only the
+//! Argo features the generator emits are understood (templates, `depends` over task phases,
+//! `when` equalities, `{{…}}` references, one semaphore per template, `suspend`); others are
+//! an error. One difference: a `depends` is decided as soon as its outcome is certain, where
+//! Argo waits for every task it names; for the generated DAG the outcome is the same.
 //!
 //! A step's `/work/out` is a folder per cluster under the rehearsal's output folder, the
 //! layout [`super::report`] reads.
@@ -303,7 +306,7 @@ pub enum StepCall {
         /// The run's state folder.
         state_dir: PathBuf,
     },
-    /// `gate --wave W --max-failures N --results r1,r2,…`
+    /// `gate --wave W --max-failures N --results r1,r2,… [--rollbacks phase,…]`
     Gate {
         /// The wave.
         wave: String,
@@ -311,6 +314,8 @@ pub enum StepCall {
         max_failures: u32,
         /// The results so far.
         results: Vec<ClusterResult>,
+        /// The wave's rollback tasks' phases.
+        rollbacks: Vec<String>,
     },
 }
 
@@ -374,6 +379,11 @@ impl StepCall {
                     .split(',')
                     .filter(|r| !r.is_empty())
                     .map(ClusterResult::parse)
+                    .collect(),
+                rollbacks: take("rollbacks")
+                    .split(',')
+                    .filter(|r| !r.is_empty())
+                    .map(str::to_string)
                     .collect(),
             },
             other => return Err(bad(format!("unknown step {other}"))),
@@ -466,7 +476,8 @@ pub async fn run_step(
             wave,
             max_failures,
             results,
-        } => match super::workflow::gate(wave, *max_failures, results) {
+            rollbacks,
+        } => match super::workflow::gate(wave, *max_failures, results, rollbacks) {
             Ok(message) => StepOutcome {
                 succeeded: true,
                 message,
@@ -581,6 +592,12 @@ pub async fn rehearse(
                     return workflow_parameters.get(p).cloned();
                 }
                 let rest = key.strip_prefix("tasks.")?;
+                if let Some(task) = rest.strip_suffix(".status") {
+                    return match states.get(task)? {
+                        State::Done(phase) => Some(format!("{phase:?}")),
+                        _ => None,
+                    };
+                }
                 let (task, field) = rest.split_once(".outputs.")?;
                 match field {
                     "parameters.result" => Some(
@@ -647,13 +664,12 @@ pub async fn rehearse(
                     .flatten()
                     .map(|a| {
                         substitute(a.as_str().unwrap_or_default(), &input_lookup).map(|a| {
-                            // The container's output folder, per cluster here.
-                            match a.strip_prefix(OUT_DIR) {
-                                Some(rest) => {
-                                    format!("{}{rest}", options.out_dir.join(&cluster).display())
-                                }
-                                None => a,
-                            }
+                            // The container's output folder, per cluster here (also inside
+                            // `--flag=/work/out/...`).
+                            a.replace(
+                                OUT_DIR,
+                                &options.out_dir.join(&cluster).display().to_string(),
+                            )
                         })
                     })
                     .collect::<Result<_>>()?;
@@ -663,14 +679,32 @@ pub async fn rehearse(
                         container["command"]
                     )));
                 }
-                let account_key =
-                    template["synchronization"]["semaphores"][0]["configMapKeyRef"]["key"]
-                        .as_str()
-                        .map(|k| substitute(k, &input_lookup))
-                        .transpose()?;
+                let semaphores = template["synchronization"]["semaphores"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                if semaphores.len() > 1 {
+                    return Err(unsupported(format!(
+                        "template {template_name}'s several semaphores"
+                    )));
+                }
+                let account = match semaphores.first() {
+                    None => None,
+                    Some(s) => {
+                        let key = substitute(
+                            s["configMapKeyRef"]["key"].as_str().unwrap_or_default(),
+                            &input_lookup,
+                        )?;
+                        // Argo fails a step whose semaphore has no limit.
+                        Some(account_limits.get(&key).cloned().ok_or_else(|| {
+                            unsupported(format!("a semaphore key {key} its ConfigMap lacks"))
+                        })?)
+                    }
+                };
                 Work::Step {
                     call: StepCall::parse(&args)?,
-                    account: account_key.and_then(|k| account_limits.get(&k).cloned()),
+                    account,
+                    retries: template["retryStrategy"]["limit"].as_u64().unwrap_or(0) as u32,
                 }
             } else if template.get("suspend").is_some() {
                 let seconds = template["suspend"]["duration"]
@@ -733,6 +767,8 @@ enum Work {
     Step {
         call: StepCall,
         account: Option<Arc<Semaphore>>,
+        /// Retries of a cluster that did not answer (the template's retryStrategy).
+        retries: u32,
     },
     Suspend(Option<u64>),
 }
@@ -772,7 +808,11 @@ impl Work {
                     run: None,
                 },
             ),
-            Work::Step { call, account } => {
+            Work::Step {
+                call,
+                account,
+                retries,
+            } => {
                 // Argo takes the semaphore first, then a parallelism slot.
                 let _account = match &account {
                     Some(s) => Some(s.acquire().await.expect("never closed")),
@@ -786,7 +826,7 @@ impl Work {
                     let now = shared.parallel.fetch_add(1, Ordering::SeqCst) + 1;
                     shared.peak.fetch_max(now, Ordering::SeqCst);
                 }
-                let outcome = run_step(
+                let mut outcome = run_step(
                     &call,
                     options.kubeconfig.as_deref(),
                     options.timeout,
@@ -794,6 +834,24 @@ impl Work {
                     &options.stop,
                 )
                 .await;
+                // The retryStrategy's expression: only an unreachable cluster is retried.
+                for _ in 0..retries {
+                    let unreachable = outcome
+                        .run
+                        .as_ref()
+                        .is_some_and(|r| r.result == ClusterResult::Unreachable);
+                    if !unreachable || options.stop.pause(Duration::from_secs(1)).await.is_err() {
+                        break;
+                    }
+                    outcome = run_step(
+                        &call,
+                        options.kubeconfig.as_deref(),
+                        options.timeout,
+                        &options.env,
+                        &options.stop,
+                    )
+                    .await;
+                }
                 if cluster_step {
                     shared
                         .parallel
@@ -834,6 +892,7 @@ mod tests {
                 wave: "w".into(),
                 max_failures: 1,
                 results: vec![ClusterResult::Ok, ClusterResult::Failed],
+                rollbacks: Vec::new(),
             }
         );
         assert!(StepCall::parse(&args("run-cluster --cluster a --out-dir /o")).is_err());

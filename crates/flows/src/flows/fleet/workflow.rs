@@ -87,7 +87,7 @@ pub fn workflow_template(plan: &FleetPlan, name: &str) -> Value {
                 "name": rollback_task(cluster_name),
                 "template": "rollback-cluster",
                 "depends": format!("{}.Failed || {}.Errored", task(cluster_name), task(cluster_name)),
-                "when": format!("'{result}' == 'unfinished' || '{result}' == 'stopped'"),
+                "when": format!("'{result}' == 'stopped'"),
                 "arguments": {
                     "parameters": [
                         {"name": "cluster", "value": cluster_name},
@@ -103,6 +103,11 @@ pub fn workflow_template(plan: &FleetPlan, name: &str) -> Value {
             results_so_far.push(result);
         }
         let gate = format!("gate-{i}");
+        let rollbacks: Vec<String> = wave
+            .clusters
+            .iter()
+            .map(|c| format!("{{{{tasks.{}.status}}}}", rollback_task(c)))
+            .collect();
         let waits: Vec<String> = wave
             .clusters
             .iter()
@@ -116,6 +121,7 @@ pub fn workflow_template(plan: &FleetPlan, name: &str) -> Value {
                 {"name": "wave", "value": wave.name},
                 {"name": "max-failures", "value": wave.max_failures.to_string()},
                 {"name": "results", "value": results_so_far.join(",")},
+                {"name": "rollbacks", "value": rollbacks.join(",")},
             ]},
         }));
         previous = Some(gate.clone());
@@ -187,7 +193,14 @@ pub fn workflow_template(plan: &FleetPlan, name: &str) -> Value {
                         "name": semaphore_config_map_name(name),
                         "key": "{{inputs.parameters.account}}",
                     }}]},
-                    "retryStrategy": {"limit": 2, "retryPolicy": "OnError"},
+                    // Only a cluster that did not answer before anything ran is retried: a
+                    // rerun of a half-done upgrade would start without its state.
+                    "retryStrategy": {
+                        "limit": 3,
+                        "retryPolicy": "Always",
+                        "expression": format!("asInt(lastRetry.exitCode) == {}", super::cluster::EXIT_UNREACHABLE),
+                        "backoff": {"duration": "30s", "factor": 2},
+                    },
                     "container": {
                         "image": image,
                         "command": ["upgrade-fleet"],
@@ -225,7 +238,7 @@ pub fn workflow_template(plan: &FleetPlan, name: &str) -> Value {
                 },
                 {
                     "name": "gate",
-                    "inputs": {"parameters": [{"name": "wave"}, {"name": "max-failures"}, {"name": "results"}]},
+                    "inputs": {"parameters": [{"name": "wave"}, {"name": "max-failures"}, {"name": "results"}, {"name": "rollbacks", "default": ""}]},
                     "container": {
                         "image": image,
                         "command": ["upgrade-fleet"],
@@ -233,6 +246,7 @@ pub fn workflow_template(plan: &FleetPlan, name: &str) -> Value {
                             "gate", "--wave", "{{inputs.parameters.wave}}",
                             "--max-failures", "{{inputs.parameters.max-failures}}",
                             "--results", "{{inputs.parameters.results}}",
+                            "--rollbacks", "{{inputs.parameters.rollbacks}}",
                         ],
                     },
                 },
@@ -285,21 +299,47 @@ pub fn workflow(plan: &FleetPlan, name: &str) -> Value {
     })
 }
 
-/// A gate's decision: the failed clusters among `results` against `max_failures`.
-/// `Err` names them when there are more (the rollout stops).
+/// A gate's decision: the failed clusters among `results` against `max_failures`, and the
+/// wave's rollback tasks (`rollbacks`: their Argo phases). `Err` when more failed than
+/// allowed, or a rollback failed (a cluster is left half-changed): the rollout stops.
 pub fn gate(
     wave: &str,
     max_failures: u32,
     results: &[super::cluster::ClusterResult],
+    rollbacks: &[String],
 ) -> std::result::Result<String, String> {
     let failed = results.iter().filter(|r| r.counts_as_failed()).count();
     let line = format!(
         "after {wave}: {failed} of {} cluster(s) failed; the rollout stops past {max_failures}",
         results.len()
     );
-    if failed as u32 > max_failures {
+    let broken = rollbacks
+        .iter()
+        .filter(|p| matches!(p.as_str(), "Failed" | "Error"))
+        .count();
+    if broken > 0 {
+        Err(format!(
+            "{line}; {broken} rollback(s) failed, leaving a cluster half-changed: stopped"
+        ))
+    } else if failed as u32 > max_failures {
         Err(format!("{line}: stopped"))
     } else {
         Ok(format!("{line}: going on"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::cluster::ClusterResult::*;
+    use super::*;
+
+    #[test]
+    fn the_gate_stops_past_the_threshold_or_on_a_failed_rollback() {
+        let done = |s: &str| s.to_string();
+        assert!(gate("w", 1, &[Ok, Failed], &[done("Omitted"), done("Skipped")]).is_ok());
+        assert!(gate("w", 1, &[Ok, Failed, Blocked], &[]).is_err());
+        assert!(gate("w", 0, &[Warning, Ok], &[]).is_ok(), "warnings go on");
+        let err = gate("w", 5, &[Stopped], &[done("Failed")]).unwrap_err();
+        assert!(err.contains("1 rollback(s) failed"), "{err}");
     }
 }
