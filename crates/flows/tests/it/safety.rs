@@ -237,3 +237,65 @@ async fn a_lease_that_cannot_be_renewed_in_time_stops_the_run_without_rolling_ba
     );
     world.sim.shutdown().await;
 }
+
+/// Every run writes `kube-system/upgrade-status` for itself, except over another run's
+/// record of surge nodes (the only place that run's rollback finds them): that stays until
+/// the rollback has run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_keeps_another_runs_surge_record_in_upgrade_status() {
+    use upgrade_flows::flows::emergency::{EmergencyAction, EmergencySpec, plan_emergency};
+    use upgrade_kube::status::UpgradeStatus;
+
+    let world = crate::world::World::new().await;
+    let ctx = world
+        .flows(
+            true,
+            std::sync::Arc::new(upgrade_flows::events::CollectEvents::default()),
+        )
+        .await;
+    let leftover = UpgradeStatus {
+        run_id: "nodes-earlier".into(),
+        surged: vec!["node-surge-1".into()],
+        ..UpgradeStatus::default()
+    };
+    leftover.publish(ctx.cluster()).await.unwrap();
+    let scale = |replicas| EmergencySpec {
+        namespace: "karpenter".into(),
+        deployment: "karpenter".into(),
+        action: EmergencyAction::Scale(replicas),
+        timeout_secs: 60,
+    };
+    plan_emergency(&ctx, &scale(1))
+        .await
+        .unwrap()
+        .apply(&ctx)
+        .await
+        .unwrap();
+    let status = UpgradeStatus::read(ctx.cluster()).await.unwrap().unwrap();
+    assert_eq!(status, leftover, "the surge record is left as it was");
+
+    // Without surge nodes to remember, the next run's status replaces it.
+    UpgradeStatus {
+        surged: Vec::new(),
+        ..leftover
+    }
+    .publish(ctx.cluster())
+    .await
+    .unwrap();
+    let report = plan_emergency(&ctx, &scale(1))
+        .await
+        .unwrap()
+        .apply(&ctx)
+        .await
+        .unwrap();
+    let status = UpgradeStatus::read(ctx.cluster()).await.unwrap().unwrap();
+    assert_eq!(status.run_id, report.run_id);
+    assert!(
+        status
+            .render()
+            .contains("emergency/karpenter/karpenter (complete)"),
+        "{}",
+        status.render()
+    );
+    world.sim.shutdown().await;
+}
