@@ -5,7 +5,7 @@
 //! The infrastructure side is pluggable through [`NodeReplacer`]: an EKS managed node group
 //! driven by Terraform, an Auto Scaling group, or kube-sim in tests. The rollout owns the
 //! Kubernetes side: surge first (new capacity joins and is Ready before anything is
-//! drained), then the PDB-aware [`drain`](crate::drain::drain) of the batch, then the
+//! drained), then the PDB-aware [`drain`] of the batch, then the
 //! replacer retires the drained nodes, then validation. Each step is written to the
 //! `upgrade-status` ConfigMap, and the lock (when given) is renewed with the current step.
 

@@ -12,7 +12,7 @@
 //! - [`platform`]: the platform's Helm releases on green, with blue's values under green's;
 //! - [`transfer`]: the user namespaces' objects from blue to green (seed 001's Velero step);
 //! - [`ack`]: blue's ACK SageMaker endpoints protected, green adopting them;
-//! - [`verify_green`]: green's health, a predict call per InferenceService, the user's probes;
+//! - [`verify_green`](mod@verify_green): green's health, a predict call per InferenceService, the user's probes;
 //! - [`retire`]: blue deleted after the soak, keeping what the guide and green need;
 //! - [`switch`]: the platform's DNS record from blue to green (its rollback is the fail-back).
 
