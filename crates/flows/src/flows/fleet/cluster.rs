@@ -285,6 +285,42 @@ pub fn write_outputs(run: &ClusterRun, dir: &std::path::Path) -> std::io::Result
 mod tests {
     use super::*;
 
+    /// A cluster whose API server does not answer: nothing runs (the command would fail
+    /// loudly if it did), the result is `unreachable`, the step's exit code the retried 75.
+    #[tokio::test]
+    async fn an_unreachable_cluster_runs_nothing_and_is_retried() {
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = dir.path().join("kubeconfig");
+        // Port 9 (discard) on loopback: nothing listens in the test environment.
+        std::fs::write(
+            &kubeconfig,
+            r#"{"apiVersion": "v1", "kind": "Config", "current-context": "gone",
+                "clusters": [{"name": "gone", "cluster": {"server": "http://127.0.0.1:9"}}],
+                "users": [{"name": "gone", "user": {}}],
+                "contexts": [{"name": "gone", "context": {"cluster": "gone", "user": "gone"}}]}"#,
+        )
+        .unwrap();
+        let marker = dir.path().join("ran");
+        let run = run_cluster(&RunClusterSpec {
+            cluster: "gone".into(),
+            command: vec!["touch".into(), marker.display().to_string()],
+            kubeconfig: Some(kubeconfig),
+            context: Some("gone".into()),
+            timeout: Duration::from_secs(30),
+            stop: StopSignal::new(),
+            env: Vec::new(),
+        })
+        .await;
+        assert_eq!(run.result, ClusterResult::Unreachable, "{run:?}");
+        assert!(!marker.exists(), "the command never ran");
+        assert_eq!(run.result.step_exit_code(), EXIT_UNREACHABLE);
+        write_outputs(&run, dir.path()).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("result")).unwrap(),
+            "unreachable"
+        );
+    }
+
     #[test]
     fn exit_codes_map_to_results() {
         use ClusterResult::*;
