@@ -234,19 +234,14 @@ async fn cluster(ctx: &TestContext, i: usize) -> SimCluster {
 }
 
 fn kubeconfig(ctx: &TestContext, sims: &[SimCluster]) -> PathBuf {
-    let entries: Vec<(String, &SimCluster)> = sims
+    let names: Vec<String> = (0..sims.len()).map(|i| format!("c{i:02}")).collect();
+    let entries: Vec<(&str, &str)> = names
         .iter()
-        .enumerate()
-        .map(|(i, s)| (format!("c{i:02}"), s))
+        .zip(sims)
+        .map(|(n, s)| (n.as_str(), s.url()))
         .collect();
-    let config = serde_json::json!({
-        "apiVersion": "v1", "kind": "Config", "current-context": "c00",
-        "clusters": entries.iter().map(|(n, s)| serde_json::json!({"name": n, "cluster": {"server": s.url()}})).collect::<Vec<_>>(),
-        "users": entries.iter().map(|(n, _)| serde_json::json!({"name": n, "user": {"username": "kube-sim", "password": "kube-sim"}})).collect::<Vec<_>>(),
-        "contexts": entries.iter().map(|(n, _)| serde_json::json!({"name": n, "context": {"cluster": n, "user": n}})).collect::<Vec<_>>(),
-    });
     let path = ctx.root().join("fleet.kubeconfig");
-    std::fs::write(&path, config.to_string()).unwrap();
+    std::fs::write(&path, kube_sim::kubeconfig_for(&entries).to_string()).unwrap();
     path
 }
 

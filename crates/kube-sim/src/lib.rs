@@ -222,16 +222,25 @@ impl Drop for SimCluster {
     }
 }
 
-fn write_kubeconfig(path: &Path, url: &str) -> Result<()> {
-    let doc = json!({
+/// A kubeconfig with a context per `(name, server URL)`, each named so, the first current:
+/// what a fleet of simulated clusters looks like to tools (one file, many contexts).
+pub fn kubeconfig_for(clusters: &[(&str, &str)]) -> Value {
+    let entries = |f: &dyn Fn(&str, &str) -> Value| -> Vec<Value> {
+        clusters.iter().map(|(name, url)| f(name, url)).collect()
+    };
+    json!({
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": CONTEXT_NAME, "cluster": {"server": url}}],
-        "users": [{"name": CONTEXT_NAME, "user": {"username": "kube-sim", "password": "kube-sim"}}],
-        "contexts": [{"name": CONTEXT_NAME, "context": {"cluster": CONTEXT_NAME, "user": CONTEXT_NAME, "namespace": "default"}}],
-        "current-context": CONTEXT_NAME,
+        "clusters": entries(&|name, url| json!({"name": name, "cluster": {"server": url}})),
+        "users": entries(&|name, _| json!({"name": name, "user": {"username": "kube-sim", "password": "kube-sim"}})),
+        "contexts": entries(&|name, _| json!({"name": name, "context": {"cluster": name, "user": name, "namespace": "default"}})),
+        "current-context": clusters.first().map(|c| c.0).unwrap_or(CONTEXT_NAME),
         "preferences": {},
-    });
+    })
+}
+
+fn write_kubeconfig(path: &Path, url: &str) -> Result<()> {
+    let doc = kubeconfig_for(&[(CONTEXT_NAME, url)]);
     let text = serde_norway::to_string(&doc).map_err(|e| Error::Io {
         path: path.to_path_buf(),
         source: std::io::Error::other(e),

@@ -53,14 +53,14 @@ pub struct PlanArgs {
     #[arg(long, value_name = "IMAGE")]
     pub image: String,
     /// Clusters with this label go first, as the canary wave (any failure there stops).
-    #[arg(long, value_name = "KEY=VALUE")]
-    pub canary: Option<String>,
+    #[arg(long, value_name = "KEY=VALUE", value_parser = fleet::parse_label)]
+    pub canary: Option<(String, String)>,
     /// Waves by a label's values, in order (the rest last): KEY=V1,V2,...
-    #[arg(long, value_name = "KEY=V1,V2", conflicts_with = "waves_percent")]
-    pub waves_by_label: Option<String>,
+    #[arg(long, value_name = "KEY=V1,V2", conflicts_with = "waves_percent", value_parser = WavesBy::parse_label)]
+    pub waves_by_label: Option<WavesBy>,
     /// Waves by cumulative percentages of the clusters: 25,50,100.
-    #[arg(long, value_name = "P1,P2,...", default_value = "100")]
-    pub waves_percent: String,
+    #[arg(long, value_name = "P1,P2,...", default_value = "100", value_parser = WavesBy::parse_percent)]
+    pub waves_percent: WavesBy,
     /// Clusters of one AWS account at once, at most.
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub concurrency_per_account: u32,
@@ -151,50 +151,21 @@ fn soak_scale(text: &str) -> Result<f64, String> {
         .ok_or_else(|| format!("`{text}` is not a factor from 0 to 1000"))
 }
 
-fn label(flag: &str, text: &str) -> Result<(String, String), CliError> {
-    text.split_once('=')
-        .filter(|(k, v)| !k.is_empty() && !v.is_empty())
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .ok_or_else(|| CliError::usage(format!("{flag} {text}: give KEY=VALUE")))
-}
-
 impl PlanArgs {
     fn spec(&self, flags: &Flags) -> Result<FleetSpec, CliError> {
         let inventory =
             Inventory::read(&self.inventory).map_err(|e| CliError::from_flow(e, flags))?;
         let command = upgrade_flows::flows::split_words("command", &self.command)
             .map_err(|e| CliError::from_flow(e, flags))?;
-        let waves = match &self.waves_by_label {
-            Some(text) => {
-                let (key, values) = label("--waves-by-label", text)?;
-                WavesBy::Label {
-                    key,
-                    values: values.split(',').map(str::to_string).collect(),
-                }
-            }
-            None => WavesBy::Percent(
-                self.waves_percent
-                    .split(',')
-                    .map(|p| p.trim().trim_end_matches('%').parse::<u8>())
-                    .collect::<Result<_, _>>()
-                    .map_err(|_| {
-                        CliError::usage(format!(
-                            "--waves-percent {}: give percentages such as 25,50,100",
-                            self.waves_percent
-                        ))
-                    })?,
-            ),
-        };
         Ok(FleetSpec {
             inventory,
             command,
             image: self.image.clone(),
-            canary: self
-                .canary
-                .as_deref()
-                .map(|c| label("--canary", c))
-                .transpose()?,
-            waves,
+            canary: self.canary.clone(),
+            waves: self
+                .waves_by_label
+                .clone()
+                .unwrap_or_else(|| self.waves_percent.clone()),
             concurrency_per_account: self.concurrency_per_account,
             parallelism: self.parallelism,
             soak: self.soak,
@@ -202,10 +173,6 @@ impl PlanArgs {
             approval_before: self.approval_before.clone(),
         })
     }
-}
-
-fn yaml(value: &serde_json::Value) -> String {
-    serde_norway::to_string(value).expect("JSON values serialise as YAML")
 }
 
 impl crate::cli::Command for Args {
@@ -220,26 +187,20 @@ impl crate::cli::Command for Args {
             Action::Plan { plan, out_dir } => {
                 let planned =
                     fleet::plan(&plan.spec(&flags)?).map_err(|e| CliError::from_flow(e, &flags))?;
-                let template = workflow::workflow_template(&planned, &plan.name);
-                let semaphores = workflow::semaphore_config_map(&planned, &plan.name);
-                let submit = workflow::workflow(&planned, &plan.name);
+                let objects = workflow::FleetObjects::new(&planned, &plan.name);
                 if let Some(dir) = out_dir {
-                    std::fs::create_dir_all(dir)
-                        .map_err(|e| CliError::failed(format!("create {}: {e}", dir.display())))?;
-                    for (file, value) in [
-                        ("workflowtemplate.yaml", &template),
-                        ("semaphores.yaml", &semaphores),
-                        ("workflow.yaml", &submit),
-                    ] {
-                        upgrade_core::atomic_file::write(&dir.join(file), yaml(value).as_bytes())
-                            .map_err(|e| CliError::failed(format!("write {file}: {e}")))?;
-                    }
+                    objects.write(dir).map_err(|e| {
+                        CliError::failed(format!(
+                            "write the Argo objects into {}: {e}",
+                            dir.display()
+                        ))
+                    })?;
                 }
                 let text = match format {
                     Format::Json => {
                         serde_json::to_string_pretty(&serde_json::json!({
-                            "plan": planned, "workflowTemplate": template,
-                            "semaphores": semaphores, "workflow": submit,
+                            "plan": planned, "workflowTemplate": objects.template,
+                            "semaphores": objects.semaphores, "workflow": objects.workflow,
                         }))
                         .expect("serialises")
                             + "\n"
@@ -267,15 +228,14 @@ impl crate::cli::Command for Args {
             } => {
                 let planned =
                     fleet::plan(&plan.spec(&flags)?).map_err(|e| CliError::from_flow(e, &flags))?;
-                let template = workflow::workflow_template(&planned, &plan.name);
-                let semaphores = workflow::semaphore_config_map(&planned, &plan.name);
+                let objects = workflow::FleetObjects::new(&planned, &plan.name);
                 let mut env = Vec::new();
                 if let Some(k) = kubeconfig {
                     env.push(("KUBECONFIG".to_string(), k.display().to_string()));
                 }
                 let rehearsal = rehearse::rehearse(
-                    &template,
-                    &semaphores,
+                    &objects.template,
+                    &objects.semaphores,
                     &rehearse::RehearsalOptions {
                         out_dir: out_dir.clone(),
                         kubeconfig: kubeconfig.clone(),

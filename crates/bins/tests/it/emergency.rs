@@ -42,14 +42,7 @@ async fn settled(api: &Api<Deployment>, image: &str, replicas: i32) -> Deploymen
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mitigations_change_a_deployment_and_upgrade_rollback_puts_it_back() {
     let ctx = TestContext::new();
-    let sim = SimCluster::builder()
-        .controllers(ControllerConfig::fast())
-        .kubeconfig_path(ctx.root().join("kubeconfig.yaml"))
-        .start()
-        .await
-        .unwrap();
-    sim.add_node("node-a", kube_sim::DEFAULT_SERVER_VERSION)
-        .unwrap();
+    let sim = crate::support::sim_with(&ctx, ControllerConfig::fast()).await;
     sim.add_node("node-b", kube_sim::DEFAULT_SERVER_VERSION)
         .unwrap();
     sim.load_yaml(
@@ -275,14 +268,7 @@ async fn a_certificate_is_renewed_or_its_old_secret_put_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_release_rolls_back_to_its_previous_revision_and_the_undo_restores_it() {
     let ctx = TestContext::new();
-    let sim = SimCluster::builder()
-        .controllers(ControllerConfig::fast())
-        .kubeconfig_path(ctx.root().join("kubeconfig.yaml"))
-        .start()
-        .await
-        .unwrap();
-    sim.add_node("node-a", kube_sim::DEFAULT_SERVER_VERSION)
-        .unwrap();
+    let sim = crate::support::sim_with(&ctx, ControllerConfig::fast()).await;
     let chart = TestContext::fixtures_dir().join("charts/sim-smoke");
     let helm = |args: &[&str]| {
         let mut cmd = ctx.command("helm");
@@ -378,20 +364,17 @@ const MLFLOW_WITH_BUDGET: &str = "apiVersion: v1\nkind: Namespace\nmetadata: {na
 /// `karpenter`; MLflow's two pods and their budget on `node-a`, whose kubelet then stops
 /// answering (NotReady: its pods lose readiness, the budget is not met).
 async fn broken_node(ctx: &TestContext, karpenter: bool) -> SimCluster {
-    let sim = SimCluster::builder()
-        .controllers(ControllerConfig {
+    let sim = crate::support::sim_with(
+        ctx,
+        ControllerConfig {
             karpenter,
             ..ControllerConfig::fast()
-        })
-        .kubeconfig_path(ctx.root().join("kubeconfig.yaml"))
-        .start()
-        .await
-        .unwrap();
+        },
+    )
+    .await;
     let crd = TestContext::upstream_charts_dir()
         .join("karpenter/1.5.0/karpenter/crds/karpenter.sh_nodeclaims.yaml");
     sim.load_yaml(&std::fs::read_to_string(&crd).unwrap())
-        .unwrap();
-    sim.add_node("node-a", kube_sim::DEFAULT_SERVER_VERSION)
         .unwrap();
     if karpenter {
         sim.make_karpenter_node("node-a", "default").unwrap();

@@ -208,21 +208,9 @@ async fn cluster(ctx: &TestContext, name: &str, nodes: usize) -> SimCluster {
 
 /// One kubeconfig with a context per cluster, named after it.
 fn kubeconfig(ctx: &TestContext, sims: &[(&str, &SimCluster)]) -> PathBuf {
-    let mut clusters = Vec::new();
-    let mut users = Vec::new();
-    let mut contexts = Vec::new();
-    for (name, sim) in sims {
-        clusters.push(serde_json::json!({"name": name, "cluster": {"server": sim.url()}}));
-        users.push(serde_json::json!({"name": name, "user": {"username": "kube-sim", "password": "kube-sim"}}));
-        contexts
-            .push(serde_json::json!({"name": name, "context": {"cluster": name, "user": name}}));
-    }
-    let config = serde_json::json!({
-        "apiVersion": "v1", "kind": "Config", "current-context": sims[0].0,
-        "clusters": clusters, "users": users, "contexts": contexts,
-    });
+    let entries: Vec<(&str, &str)> = sims.iter().map(|(n, s)| (*n, s.url())).collect();
     let path = ctx.root().join("fleet.kubeconfig");
-    std::fs::write(&path, config.to_string()).unwrap();
+    std::fs::write(&path, kube_sim::kubeconfig_for(&entries).to_string()).unwrap();
     path
 }
 

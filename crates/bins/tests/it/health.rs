@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use kube_sim::{ControllerConfig, SimCluster};
+use kube_sim::ControllerConfig;
 use upgrade_core::ProcessBuilder;
 use upgrade_test::TestContext;
 
@@ -21,14 +21,7 @@ fn certificate(name: &str, days: i64) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daily_check_finds_each_injected_failure_and_compares_with_the_baseline() {
     let ctx = TestContext::new();
-    let sim = SimCluster::builder()
-        .controllers(ControllerConfig::none())
-        .kubeconfig_path(ctx.root().join("kubeconfig.yaml"))
-        .start()
-        .await
-        .unwrap();
-    sim.add_node("node-a", kube_sim::DEFAULT_SERVER_VERSION)
-        .unwrap();
+    let sim = crate::support::sim_with(&ctx, ControllerConfig::none()).await;
     sim.add_node("node-b", kube_sim::DEFAULT_SERVER_VERSION)
         .unwrap();
     sim.load_yaml(CRDS).unwrap();
@@ -160,14 +153,7 @@ async fn the_daily_check_finds_each_injected_failure_and_compares_with_the_basel
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_are_scanned_for_panics_and_errors_against_the_baseline() {
     let ctx = TestContext::new();
-    let sim = SimCluster::builder()
-        .controllers(ControllerConfig::none())
-        .kubeconfig_path(ctx.root().join("kubeconfig.yaml"))
-        .start()
-        .await
-        .unwrap();
-    sim.add_node("node-a", kube_sim::DEFAULT_SERVER_VERSION)
-        .unwrap();
+    let sim = crate::support::sim_with(&ctx, ControllerConfig::none()).await;
     sim.load_yaml(
         "apiVersion: v1\nkind: Namespace\nmetadata: {name: karpenter}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: karpenter-7c9d, namespace: karpenter, labels: {app.kubernetes.io/name: karpenter}}\nspec: {nodeName: node-a, containers: [{name: controller, image: public.ecr.aws/karpenter/controller:1.6.0}]}\nstatus: {phase: Running, containerStatuses: [{name: controller, image: x, imageID: '', ready: true, restartCount: 0, state: {running: {}}}]}\n",
     )

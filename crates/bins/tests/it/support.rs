@@ -25,9 +25,23 @@ pub fn fixture(rel: &str) -> String {
 /// kube-sim at `server_version` with fast controllers, its kubeconfig in the test's root, and
 /// one node at the same version.
 pub async fn sim(ctx: &TestContext, server_version: &str) -> SimCluster {
+    start(ctx, server_version, ControllerConfig::fast()).await
+}
+
+/// kube-sim at its default version with `controllers`, its kubeconfig in the test's root,
+/// and one node, `node-a`.
+pub async fn sim_with(ctx: &TestContext, controllers: ControllerConfig) -> SimCluster {
+    start(ctx, kube_sim::DEFAULT_SERVER_VERSION, controllers).await
+}
+
+async fn start(
+    ctx: &TestContext,
+    server_version: &str,
+    controllers: ControllerConfig,
+) -> SimCluster {
     let sim = SimCluster::builder()
         .server_version(server_version)
-        .controllers(ControllerConfig::fast())
+        .controllers(controllers)
         .kubeconfig_path(ctx.root().join("kubeconfig.yaml"))
         .start()
         .await

@@ -174,20 +174,26 @@ pub async fn run_cluster(spec: &RunClusterSpec) -> ClusterRun {
     let started = jiff::Timestamp::now();
     let clock = std::time::Instant::now();
     let from = server_version(spec).await;
+    // A run that never started: nothing changed, the versions are as found.
+    let not_run = |command: &[String], result, outcome: String| ClusterRun {
+        cluster: spec.cluster.clone(),
+        command: upgrade_core::redact::scrub_credentials(&command.join(" ")),
+        exit_code: None,
+        result,
+        from: from.clone(),
+        to: from.clone(),
+        started: started.to_string(),
+        duration_secs: clock.elapsed().as_secs_f64(),
+        findings: Vec::new(),
+        outcome,
+    };
     let mut words = spec.command.clone();
     if from.is_none() {
-        return ClusterRun {
-            cluster: spec.cluster.clone(),
-            command: upgrade_core::redact::scrub_credentials(&words.join(" ")),
-            exit_code: None,
-            result: ClusterResult::Unreachable,
-            from: None,
-            to: None,
-            started: started.to_string(),
-            duration_secs: clock.elapsed().as_secs_f64(),
-            findings: Vec::new(),
-            outcome: "its API server did not answer (GET /version); nothing ran".into(),
-        };
+        return not_run(
+            &words,
+            ClusterResult::Unreachable,
+            "its API server did not answer (GET /version); nothing ran".into(),
+        );
     }
     if !words
         .iter()
@@ -195,7 +201,6 @@ pub async fn run_cluster(spec: &RunClusterSpec) -> ClusterRun {
     {
         words.extend(["--output".into(), "json".into()]);
     }
-    let shown = upgrade_core::redact::scrub_credentials(&words.join(" "));
     // Looked up on the step's PATH (its own environment's when it sets one).
     let path = spec
         .env
@@ -205,20 +210,13 @@ pub async fn run_cluster(spec: &RunClusterSpec) -> ClusterRun {
         .or_else(|| std::env::var_os("PATH"));
     let cwd = std::env::current_dir().unwrap_or_default();
     let Ok(program) = which::which_in(&words[0], path, cwd) else {
-        // Nothing ran, so nothing changed.
-        return ClusterRun {
-            cluster: spec.cluster.clone(),
-            command: shown,
-            exit_code: None,
-            result: ClusterResult::BadInput,
-            from: from.clone(),
-            to: from,
-            started: started.to_string(),
-            duration_secs: clock.elapsed().as_secs_f64(),
-            findings: Vec::new(),
-            outcome: format!("`{}` is not an executable on PATH", words[0]),
-        };
+        return not_run(
+            &words,
+            ClusterResult::BadInput,
+            format!("`{}` is not an executable on PATH", words[0]),
+        );
     };
+    let shown = upgrade_core::redact::scrub_credentials(&words.join(" "));
     let mut cmd = ProcessBuilder::new(program);
     cmd.args(&words[1..])
         .timeout(spec.timeout)

@@ -180,6 +180,34 @@ pub enum WavesBy {
     Percent(Vec<u8>),
 }
 
+impl WavesBy {
+    /// Parses `KEY=V1,V2,...` (waves by a label's values).
+    pub fn parse_label(text: &str) -> std::result::Result<WavesBy, String> {
+        let (key, values) = parse_label(text)?;
+        Ok(WavesBy::Label {
+            key,
+            values: values.split(',').map(str::to_string).collect(),
+        })
+    }
+
+    /// Parses `P1,P2,...` (cumulative percentages; a trailing `%` is allowed).
+    pub fn parse_percent(text: &str) -> std::result::Result<WavesBy, String> {
+        text.split(',')
+            .map(|p| p.trim().trim_end_matches('%').parse::<u8>())
+            .collect::<std::result::Result<_, _>>()
+            .map(WavesBy::Percent)
+            .map_err(|_| format!("`{text}` is not percentages such as 25,50,100"))
+    }
+}
+
+/// Parses a `KEY=VALUE` label.
+pub fn parse_label(text: &str) -> std::result::Result<(String, String), String> {
+    text.split_once('=')
+        .filter(|(k, v)| !k.is_empty() && !v.is_empty())
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("`{text}` is not KEY=VALUE"))
+}
+
 /// How many failed clusters stop the rollout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -261,6 +261,48 @@ pub fn workflow_template(plan: &FleetPlan, name: &str) -> Value {
     })
 }
 
+/// The Argo objects of a plan: the template, its semaphores' ConfigMap, the Workflow.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FleetObjects {
+    /// The `WorkflowTemplate`.
+    pub template: Value,
+    /// The `ConfigMap` of the per-account semaphores.
+    pub semaphores: Value,
+    /// The `Workflow` that submits the template.
+    pub workflow: Value,
+}
+
+impl FleetObjects {
+    /// The objects of `plan`, the template named `name`.
+    pub fn new(plan: &FleetPlan, name: &str) -> FleetObjects {
+        FleetObjects {
+            template: workflow_template(plan, name),
+            semaphores: semaphore_config_map(plan, name),
+            workflow: workflow(plan, name),
+        }
+    }
+
+    /// The files `write` creates, with their objects.
+    fn files(&self) -> [(&'static str, &Value); 3] {
+        [
+            ("workflowtemplate.yaml", &self.template),
+            ("semaphores.yaml", &self.semaphores),
+            ("workflow.yaml", &self.workflow),
+        ]
+    }
+
+    /// Writes them as YAML into `dir` (created): `workflowtemplate.yaml`,
+    /// `semaphores.yaml`, `workflow.yaml`.
+    pub fn write(&self, dir: &std::path::Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        for (file, value) in self.files() {
+            let yaml = serde_norway::to_string(value).map_err(std::io::Error::other)?;
+            upgrade_core::atomic_file::write(&dir.join(file), yaml.as_bytes())?;
+        }
+        Ok(())
+    }
+}
+
 /// The ConfigMap of the per-account semaphores: each account's limit.
 pub fn semaphore_config_map(plan: &FleetPlan, name: &str) -> Value {
     let data: serde_json::Map<String, Value> = plan
